@@ -1,0 +1,4 @@
+.PHONY: demo test bench
+demo: ; ./dev demo
+test: ; ./dev test
+bench: ; ./dev bench
