@@ -1,0 +1,3 @@
+from whathappens.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Errors that name the step they happened in.
+
+Every failure the journey can meet is a ``JourneyError``: which step (``url``, ``dns``, ``tcp``,
+``tls``, ``http``, ``redirect``, ``journey``), a stable ``code`` (``dns.nxdomain``), a sentence
+in plain words that says what happened and what it means, and the process exit code of its
+class. Lower layers raise them; the runner attaches them to the failing span and still reports
+everything measured before it.
+
+    JourneyError
+    ├── UrlError            exit 3   malformed URL, unsupported scheme, bad host or port
+    ├── DnsError            exit 4   NXDOMAIN, NODATA, SERVFAIL, REFUSED, resolver timeout
+    ├── ConnectError        exit 5   refused, unreachable, connect timeout
+    ├── TlsError            exit 6   handshake failure, certificate problems
+    ├── HttpError           exit 7   malformed response, size limits, decoding
+    ├── RedirectError       exit 8   too many redirects, redirect loop, bad Location
+    └── JourneyTimeout      exit 9   the whole journey ran out of time (--max-time)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class JourneyError(Exception):
+    step: ClassVar[str] = "journey"
+    exit_code: ClassVar[int] = 10
+
+    def __init__(self, code: str, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "step": self.step,
+            "code": self.code,
+            "message": self.message,
+            "exit_code": self.exit_code,
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class UrlError(JourneyError):
+    step = "url"
+    exit_code = 3
+
+
+class DnsError(JourneyError):
+    step = "dns"
+    exit_code = 4
+
+
+class ConnectError(JourneyError):
+    step = "tcp"
+    exit_code = 5
+
+
+class TlsError(JourneyError):
+    step = "tls"
+    exit_code = 6
+
+
+class HttpError(JourneyError):
+    step = "http"
+    exit_code = 7
+
+
+class RedirectError(JourneyError):
+    step = "redirect"
+    exit_code = 8
+
+
+class JourneyTimeout(JourneyError):
+    step = "journey"
+    exit_code = 9
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "the journey completed and a response arrived (any HTTP status)",
+    2: "command-line usage error",
+    3: "URL: malformed, unsupported scheme, bad host or port",
+    4: "DNS: the name could not be resolved (NXDOMAIN, NODATA, SERVFAIL, timeout)",
+    5: "TCP: could not connect (refused, unreachable, timeout)",
+    6: "TLS: handshake or certificate verification failed",
+    7: "HTTP: malformed or oversized response, or content that would not decode",
+    8: "redirects: too many, a loop, or an unusable Location",
+    9: "the whole journey ran out of time (--max-time)",
+    10: "internal error in whathappens (a bug: please report it)",
+}

@@ -1,0 +1,166 @@
+"""The journey model: a tree of spans plus findings, and its one serializer.
+
+A span is one network action or one step of reasoning, with a name (``dns.query``), the step
+of the journey it belongs to (``dns``), its actor (who did the work: ``you``, ``recursive
+resolver 127.0.53.53``, ``a.root-servers.net``), the TCP/IP layer it lives in, start and end in
+nanoseconds since the journey's t0, free attributes, and an error if it failed.
+
+Every renderer (terminal, JSON, later HAR and HTML) reads ``Journey.to_dict()`` and nothing
+else: renderers never reach back into probes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from whathappens.clock import CLOCK_NAME, Clock, ms
+from whathappens.errors import JourneyError
+
+SCHEMA_VERSION = "1.0"
+
+# The four layers of the TCP/IP model (RFC 1122), as the seeds' layer table uses them.
+LAYERS = ("application", "transport", "internet", "link")
+
+
+@dataclass
+class Span:
+    name: str
+    step: str
+    actor: str
+    layer: str
+    start_ns: int
+    end_ns: int | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    children: list[Span] = field(default_factory=list)
+    error: dict[str, object] | None = None
+    span_id: int = 0
+
+    @property
+    def duration_ns(self) -> int | None:
+        return None if self.end_ns is None else self.end_ns - self.start_ns
+
+    def fail(self, err: JourneyError) -> None:
+        self.error = err.to_dict()
+
+    def walk(self) -> Iterator[Span]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.span_id,
+            "name": self.name,
+            "step": self.step,
+            "actor": self.actor,
+            "layer": self.layer,
+            "start_ms": ms(self.start_ns),
+            "end_ms": ms(self.end_ns),
+            "duration_ms": ms(self.duration_ns),
+            "attrs": self.attrs,
+            "error": self.error,
+            "children": [c.to_dict() for c in self.children],
+        }
+
+
+@dataclass
+class Finding:
+    """Something worth telling the reader: a warning, a note, or a problem."""
+
+    severity: str  # "info" | "warning" | "error"
+    step: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"severity": self.severity, "step": self.step, "message": self.message}
+
+
+@dataclass
+class Journey:
+    url: str
+    clock: Clock = field(default_factory=Clock)
+    spans: list[Span] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: JourneyError | None = None
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def span(
+        self,
+        name: str,
+        step: str,
+        actor: str,
+        layer: str,
+        *,
+        parent: Span | None = None,
+        start_ns: int | None = None,
+        **attrs: Any,
+    ) -> Span:
+        """Open a span now (or at ``start_ns``) under ``parent`` or at the top level."""
+        s = Span(
+            name=name,
+            step=step,
+            actor=actor,
+            layer=layer,
+            start_ns=self.clock.now() if start_ns is None else start_ns,
+            attrs=dict(attrs),
+            span_id=next(self._ids),
+        )
+        (parent.children if parent is not None else self.spans).append(s)
+        return s
+
+    def end(self, span: Span, end_ns: int | None = None) -> Span:
+        span.end_ns = self.clock.now() if end_ns is None else end_ns
+        return span
+
+    @contextmanager
+    def timed(
+        self, name: str, step: str, actor: str, layer: str, *, parent: Span | None = None,
+        **attrs: Any,
+    ) -> Iterator[Span]:
+        """A span that ends when the block ends; a JourneyError marks it failed and goes on up."""
+        s = self.span(name, step, actor, layer, parent=parent, **attrs)
+        try:
+            yield s
+        except JourneyError as err:
+            if s.error is None:
+                s.fail(err)
+            raise
+        finally:
+            if s.end_ns is None:
+                self.end(s)
+
+    def note(self, severity: str, step: str, message: str) -> None:
+        self.findings.append(Finding(severity, step, message))
+
+    def all_spans(self) -> Iterator[Span]:
+        for s in self.spans:
+            yield from s.walk()
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        ends = [s.end_ns for s in self.all_spans() if s.end_ns is not None]
+        return {
+            "schema": "https://whathappens.dev/schema/journey.schema.json",
+            "schema_version": SCHEMA_VERSION,
+            "url": self.url,
+            "clock": {
+                "name": CLOCK_NAME,
+                "unit": "ms since t0",
+                "t0_wall_ns": self.clock.wall_origin_ns,
+                "t0_monotonic_ns": self.clock.origin_ns,
+            },
+            "total_ms": ms(max(ends, default=0)),
+            "facts": self.facts,
+            "spans": [s.to_dict() for s in self.spans],
+            "findings": [f.to_dict() for f in self.findings],
+            "error": None if self.error is None else self.error.to_dict(),
+            "exit_code": self.exit_code,
+        }
