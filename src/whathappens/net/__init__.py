@@ -1,0 +1,1 @@
+"""Network drivers: thin asyncio I/O around pure protocol cores."""

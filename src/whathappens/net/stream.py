@@ -1,0 +1,75 @@
+"""Byte streams the HTTP layer talks through: plain TCP, or TLS on top of it.
+
+Both count bytes at two levels: ``wire_*`` is what crossed the TCP socket (TLS records, headers
+and all), ``app_*`` is what the layer above handed in or got out. Every read is bounded by the
+caller's ``max_bytes``; a read that waits longer than ``timeout`` seconds raises TimeoutError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Protocol
+
+
+class Stream(Protocol):
+    @property
+    def wire_sent(self) -> int: ...
+
+    @property
+    def wire_received(self) -> int: ...
+
+    @property
+    def app_sent(self) -> int: ...
+
+    @property
+    def app_received(self) -> int: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes:
+        """Up to ``max_bytes`` of application data; ``b""`` at end of stream."""
+        ...
+
+    def close(self) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class PlainStream:
+    """A connected, non-blocking TCP socket driven by the running event loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.wire_sent = 0
+        self.wire_received = 0
+        self._closed = False
+
+    @property
+    def app_sent(self) -> int:
+        return self.wire_sent
+
+    @property
+    def app_received(self) -> int:
+        return self.wire_received
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+        self.wire_sent += len(data)
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes:
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(self.sock, max_bytes), timeout)
+        self.wire_received += len(data)
+        return data
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.sock.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
