@@ -1,0 +1,367 @@
+"""The three views of a name: the system's, the recursive resolver's, the walk from the root.
+
+All views run side by side, each a span of its own. Which answer the connection uses follows
+what a browser would do — the system's (getaddrinfo) — unless the user pointed us elsewhere:
+``--resolve`` (no DNS at all), then ``--resolver``, then ``--root-hints``. A view that fails
+is reported in its span; only the failure of the view in use stops the journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from whathappens.errors import DnsError
+from whathappens.journey import Journey, Span
+from whathappens.net.dns.hints import NameServer, builtin_root_servers, load_root_hints
+from whathappens.net.dns.walk import Hop, Walk, WalkResult
+from whathappens.net.dns.wire import WireResult, query_tcp, query_udp
+
+if TYPE_CHECKING:
+    import dns.message
+
+EDNS_PAYLOAD = 1232  # the DNS Flag Day 2020 size: avoids IP fragmentation
+
+
+@dataclass
+class DnsOptions:
+    resolver: tuple[str, int] | None = None        # --resolver IP[:PORT]
+    root_hints: str | None = None                  # --root-hints FILE
+    dns_port: int = 53                             # port every walk server listens on
+    query_timeout: float = 2.0                     # one query, seconds
+    view_timeout: float = 6.0                      # one whole view, seconds
+    views: frozenset[str] = frozenset({"system", "resolver", "walk"})
+    hosts_file: str = "/etc/hosts"
+    resolv_conf: str = "/etc/resolv.conf"
+
+
+@dataclass
+class Resolution:
+    """The addresses the connection will use, and which view gave them."""
+
+    view: str
+    ipv6: list[str] = field(default_factory=list)
+    ipv4: list[str] = field(default_factory=list)
+    https_records: list[str] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.ipv6 + self.ipv4
+
+
+def _split(addresses: list[str]) -> tuple[list[str], list[str]]:
+    v6 = [a for a in addresses if ":" in a]
+    v4 = [a for a in addresses if ":" not in a]
+    return list(dict.fromkeys(v6)), list(dict.fromkeys(v4))
+
+
+# ------------------------------------------------------------------ system view
+def hosts_file_entries(host: str, path: str) -> list[str]:
+    """Addresses the hosts file gives ``host`` (what getaddrinfo will find first)."""
+    found: list[str] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return found
+    for line in text.splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) >= 2 and host.lower().rstrip(".") in (p.lower() for p in parts[1:]):
+            found.append(parts[0])
+    return found
+
+
+async def system_view(journey: Journey, parent: Span, host: str, port: int,
+                      opts: DnsOptions) -> Resolution:
+    hosts = hosts_file_entries(host, opts.hosts_file)
+    with journey.timed("dns.system", "dns", "system resolver (getaddrinfo)", "application",
+                       parent=parent, hosts_file=opts.hosts_file,
+                       hosts_file_hit=bool(hosts), hosts_file_addresses=hosts) as span:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), opts.view_timeout)
+        except TimeoutError:
+            raise DnsError("dns.timeout", f"the system resolver did not answer for {host} "
+                           f"within {opts.view_timeout:g} s") from None
+        except socket.gaierror as exc:
+            raise _gai_error(host, exc) from None
+        addresses = [str(info[4][0]) for info in infos]
+        v6, v4 = _split(addresses)
+        span.attrs.update(addresses=v6 + v4,
+                          source="hosts file" if hosts else "DNS via the system's resolver")
+        return Resolution("system", v6, v4)
+
+
+def _gai_error(host: str, exc: socket.gaierror) -> DnsError:
+    if exc.errno == socket.EAI_NONAME:
+        return DnsError("dns.not_found", f"the system resolver found no address for {host}: "
+                        "the name does not exist, or has no A/AAAA record",
+                        detail=str(exc))
+    if exc.errno == socket.EAI_AGAIN:
+        return DnsError("dns.temporary_failure", f"the system resolver could not get an "
+                        f"answer for {host} right now (its DNS server failed or timed out)",
+                        detail=str(exc))
+    return DnsError("dns.system_failed", f"getaddrinfo failed for {host}: {exc.strerror}",
+                    detail=str(exc))
+
+
+# ---------------------------------------------------------------- resolver view
+def configured_resolver(path: str) -> tuple[str, int] | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f.read(1 << 16).splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    return parts[1].split("%")[0], 53
+    except OSError:
+        pass
+    return None
+
+
+def _make_query(name: str, qtype: str, *, recursion: bool) -> dns.message.Message:
+    import dns.flags
+    import dns.message
+
+    q = dns.message.make_query(name, qtype, use_edns=0, payload=EDNS_PAYLOAD)
+    if not recursion:
+        q.flags &= ~dns.flags.RD
+    return q
+
+
+async def _ask(q: dns.message.Message, address: str, port: int,
+               timeout: float) -> tuple[WireResult, bool]:
+    """UDP first, then TCP when the answer is truncated; returns (result, retried_over_tcp)."""
+    import dns.flags
+
+    res = await query_udp(q, address, port, timeout)
+    if res.response.flags & dns.flags.TC:
+        return await query_tcp(q, address, port, timeout), True
+    return res, False
+
+
+def _answer_facts(msg: dns.message.Message, name: str, qtype: str) -> dict[str, Any]:
+    import dns.flags
+    import dns.rcode
+    import dns.rdatatype
+
+    rdtype = dns.rdatatype.from_text(qtype)
+    chain: list[str] = []
+    cur = name
+    records: list[str] = []
+    ttl: int | None = None
+    for _ in range(16):
+        rr = next((r for r in msg.answer if r.name.to_text().lower() == cur
+                   and r.rdtype == dns.rdatatype.CNAME), None)
+        if rr is None or rdtype == dns.rdatatype.CNAME:
+            break
+        target = rr[0].target.to_text().lower()
+        chain.append(f"{cur} -> {target} (TTL {rr.ttl})")
+        cur = target
+    for rrset in msg.answer:
+        if rrset.rdtype == rdtype and rrset.name.to_text().lower() == cur:
+            records = [r.to_text() for r in rrset]
+            ttl = rrset.ttl
+    return {
+        "rcode": dns.rcode.to_text(msg.rcode()),
+        "records": records,
+        "ttl": ttl,
+        "cname_chain": chain,
+        "recursion_available": bool(msg.flags & dns.flags.RA),
+        "authenticated_data": bool(msg.flags & dns.flags.AD),
+        "answer": [line for r in msg.answer for line in r.to_text().splitlines()],
+    }
+
+
+async def resolver_view(journey: Journey, parent: Span, host: str,
+                        resolver: tuple[str, int] | None, opts: DnsOptions) -> Resolution:
+    name = host.lower().rstrip(".") + "."
+    address, port = resolver if resolver else ("", 53)
+    actor = f"recursive resolver {address}:{port}" if resolver else "recursive resolver"
+    with journey.timed("dns.resolver", "dns", actor, "application", parent=parent,
+                       resolver=f"{address}:{port}" if resolver else None) as span:
+        if resolver is None:
+            raise DnsError("dns.no_resolver", f"no resolver configured in {opts.resolv_conf}"
+                           " (give one with --resolver IP[:PORT])")
+
+        async def one(qtype: str, label: str) -> dict[str, Any]:
+            q = _make_query(name, qtype, recursion=True)
+            with journey.timed("dns.query", "dns", actor, "application", parent=span,
+                               qname=name, qtype=qtype, purpose=label) as qs:
+                try:
+                    res, via_tcp = await _ask(q, address, port, opts.query_timeout)
+                except (TimeoutError, OSError, ValueError) as exc:
+                    err = _query_error(exc, actor, opts.query_timeout)
+                    qs.fail(err)
+                    return {"qtype": qtype, "error": err}
+                facts = _answer_facts(res.response, name, qtype)
+                qs.attrs.update(facts, transport=res.transport, tcp_retry=via_tcp,
+                                bytes_sent=res.bytes_sent, bytes_received=res.bytes_received,
+                                local=res.local)
+                return {"qtype": qtype, **facts}
+
+        results = await asyncio.gather(one("A", "IPv4 address"), one("AAAA", "IPv6 address"),
+                                       one("HTTPS", "HTTPS/SVCB service binding (type 65)"))
+        # Ask again: a resolver that cached the first answer replies faster, TTL counting down.
+        repeat = await one("A", "the same question again, to see the resolver's cache")
+        by_type = {r["qtype"]: r for r in results}
+        span.attrs["repeat_ttl"] = repeat.get("ttl")
+        span.attrs["first_ttl"] = by_type["A"].get("ttl")
+        a, aaaa = by_type["A"], by_type["AAAA"]
+        if "error" in a and "error" in aaaa:
+            raise a["error"]
+        rcodes = {a.get("rcode"), aaaa.get("rcode")}
+        if "NXDOMAIN" in rcodes:
+            raise DnsError("dns.nxdomain", f"{host} does not exist: the resolver answered "
+                           "NXDOMAIN (no such domain)")
+        addresses = list(a.get("records", [])) + list(aaaa.get("records", []))
+        if not addresses:
+            if rcodes & {"SERVFAIL", "REFUSED"}:
+                code = "dns.servfail" if "SERVFAIL" in rcodes else "dns.refused"
+                raise DnsError(code, f"the resolver could not resolve {host}: it answered "
+                               f"{' / '.join(sorted(r for r in rcodes if r))}")
+            raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
+                           "(NODATA)")
+        v6, v4 = _split(addresses)
+        span.attrs.update(addresses=v6 + v4,
+                          cname_chain=a.get("cname_chain") or aaaa.get("cname_chain"))
+        https = by_type["HTTPS"].get("records", [])
+        span.attrs["https_records"] = https
+        return Resolution("resolver", v6, v4, list(https))
+
+
+def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
+    if isinstance(exc, TimeoutError):
+        return DnsError("dns.timeout", f"the {actor} did not answer within {timeout:g} s")
+    return DnsError("dns.query_failed", f"asking the {actor} failed: {exc}", detail=repr(exc))
+
+
+# -------------------------------------------------------------------- walk view
+async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
+                     timeout: float) -> WalkResult:
+    """Run a planner's queries one after the other; each hop becomes a span."""
+    while (action := walk.next_action()) is not None:
+        q = _make_query(action.qname, action.qtype, recursion=False)
+        actor = f"{action.server.rstrip('.') or '.'} ({action.address})"
+        span = journey.span("dns.hop", "dns", actor, "application", parent=parent)
+        hop: Hop
+        try:
+            if action.tcp:
+                res = await query_tcp(q, action.address, port, timeout)
+            else:
+                res = await query_udp(q, action.address, port, timeout)
+        except TimeoutError:
+            hop = walk.handle_timeout(action)
+        except (OSError, ValueError) as exc:
+            hop = walk.handle_error(action, f"{type(exc).__name__}: {exc}")
+        else:
+            hop = walk.handle_response(action, res.response)
+            hop.bytes_sent, hop.bytes_received = res.bytes_sent, res.bytes_received
+        journey.end(span)
+        hop.start_ns, hop.end_ns = span.start_ns, span.end_ns or span.start_ns
+        span.attrs.update(hop.to_dict())
+    assert walk.result is not None
+    return walk.result
+
+
+async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions) -> Resolution:
+    source = opts.root_hints or "built-in root hints (the 13 real root servers)"
+    with journey.timed("dns.walk", "dns", "iterative walk from the root", "application",
+                       parent=parent, root_hints=source, port=opts.dns_port) as span:
+        try:
+            roots = load_root_hints(opts.root_hints) if opts.root_hints \
+                else builtin_root_servers()
+        except (OSError, ValueError) as exc:
+            raise DnsError("dns.root_hints", f"cannot use root hints {opts.root_hints}: {exc}")\
+                from None
+        name = host.lower().rstrip(".") + "."
+        a_span = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
+                              qname=name, qtype="A")
+        a = await drive_walk(journey, a_span, Walk(name, "A", roots), opts.dns_port,
+                             opts.query_timeout)
+        journey.end(a_span)
+        a_span.attrs.update(_walk_facts(a))
+        if a.outcome == "nxdomain":
+            raise DnsError("dns.nxdomain", f"{host} does not exist: {a.message}")
+        # The other types go straight to the zone's authoritative servers the walk found,
+        # as a resolver with that delegation cached would do.
+        zone_servers = [NameServer(s.name, list(s.addresses)) for s in a.authority_servers]
+
+        async def more(qtype: str) -> WalkResult:
+            sub = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
+                               qname=a.final_name, qtype=qtype)
+            w = Walk(a.final_name, qtype, zone_servers or roots,
+                     start_zone=a.authority_zone if zone_servers else ".")
+            r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout)
+            journey.end(sub)
+            sub.attrs.update(_walk_facts(r))
+            return r
+
+        aaaa, https = await asyncio.gather(more("AAAA"), more("HTTPS"))
+        addresses = (a.records if a.outcome == "answer" else []) + \
+            (aaaa.records if aaaa.outcome == "answer" else [])
+        span.attrs.update(addresses=addresses, cname_chain=a.cname_chain,
+                          https_records=https.records if https.outcome == "answer" else [])
+        if not addresses:
+            if "servfail" in (a.outcome, aaaa.outcome):
+                raise DnsError("dns.servfail", f"the walk could not resolve {host}: "
+                               f"{a.message or aaaa.message}")
+            raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
+                           "(NODATA)")
+        v6, v4 = _split(addresses)
+        return Resolution("walk", v6, v4, list(span.attrs["https_records"]))
+
+
+def _walk_facts(r: WalkResult) -> dict[str, Any]:
+    return {"outcome": r.outcome, "final_name": r.final_name, "records": r.records,
+            "ttl": r.ttl, "cname_chain": r.cname_chain, "message": r.message}
+
+
+# --------------------------------------------------------------------- together
+def chosen_view(opts: DnsOptions) -> str:
+    if opts.resolver is not None:
+        return "resolver"
+    if opts.root_hints is not None:
+        return "walk"
+    return "system"
+
+
+async def resolve(journey: Journey, parent: Span, host: str, port: int,
+                  opts: DnsOptions) -> Resolution:
+    """Run every enabled view; return the chosen view's answer or raise its DnsError."""
+    use = chosen_view(opts)
+    views = set(opts.views) | {use}
+    parent.attrs["view_used"] = use
+    tasks: dict[str, asyncio.Task[Resolution]] = {}
+    if "system" in views:
+        tasks["system"] = asyncio.create_task(system_view(journey, parent, host, port, opts))
+    if "resolver" in views:
+        res = opts.resolver or configured_resolver(opts.resolv_conf)
+        tasks["resolver"] = asyncio.create_task(
+            resolver_view(journey, parent, host, res, opts))
+    if "walk" in views:
+        tasks["walk"] = asyncio.create_task(walk_view(journey, parent, host, opts))
+    done = await asyncio.gather(*tasks.values(), return_exceptions=True)
+    outcome = dict(zip(tasks, done, strict=True))
+    for view, result in outcome.items():
+        if isinstance(result, BaseException) and not isinstance(result, DnsError):
+            raise result
+        if view != use and isinstance(result, DnsError):
+            journey.note("info", "dns", f"the {view} view failed ({result.message}); "
+                         f"the connection uses the {use} view")
+    chosen = outcome[use]
+    if isinstance(chosen, BaseException):
+        raise chosen
+    others = {v: r for v, r in outcome.items() if isinstance(r, Resolution) and v != use}
+    for view, r in others.items():
+        if set(r.addresses) != set(chosen.addresses):
+            journey.note("warning", "dns", f"the {view} view gave other addresses "
+                         f"({', '.join(r.addresses) or 'none'}) than the {use} view "
+                         f"({', '.join(chosen.addresses)})")
+    if not chosen.https_records:
+        for r in others.values():
+            chosen.https_records = chosen.https_records or r.https_records
+    parent.attrs.update(addresses=chosen.addresses, https_records=chosen.https_records)
+    return chosen
