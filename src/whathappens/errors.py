@@ -13,7 +13,8 @@ everything measured before it.
     ├── TlsError            exit 6   handshake failure, certificate problems
     ├── HttpError           exit 7   malformed response, size limits, decoding
     ├── RedirectError       exit 8   too many redirects, redirect loop, bad Location
-    └── JourneyTimeout      exit 9   the whole journey ran out of time (--max-time)
+    ├── JourneyTimeout      exit 9   the whole journey ran out of time (--max-time)
+    └── InternalError       exit 10  a bug of ours, reported without a traceback
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class RedirectError(JourneyError):
 class JourneyTimeout(JourneyError):
     step = "journey"
     exit_code = 9
+
+
+class InternalError(JourneyError):
+    step = "journey"
+    exit_code = 10
 
 
 EXIT_CODES: dict[int, str] = {

@@ -1,0 +1,169 @@
+"""Command line: ``whathappens URL`` traces one journey; ``whathappens demo`` runs it offline.
+
+argparse, not a heavier framework: a cold start is paid on every run, and the first packet
+should leave as early as possible. Modules are imported when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from whathappens import __version__
+from whathappens.errors import EXIT_CODES
+
+if TYPE_CHECKING:
+    from whathappens.trace import Options
+
+EPILOG = "exit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, text in EXIT_CODES.items())
+
+
+def _host_port(value: str, default_port: int = 53) -> tuple[str, int]:
+    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or bare IPv6."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, int(port)
+    return value, default_port
+
+
+def _resolve_entry(value: str) -> tuple[tuple[str, int], list[str]]:
+    """curl's ``--resolve HOST:PORT:ADDR[,ADDR]``."""
+    host, sep, rest = value.partition(":")
+    port, sep2, addrs = rest.partition(":")
+    if not (sep and sep2 and port.isdigit() and addrs):
+        raise argparse.ArgumentTypeError("expected HOST:PORT:ADDRESS[,ADDRESS...]")
+    return (host.lower(), int(port)), [a.strip("[]") for a in addrs.split(",")]
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, val = value.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError("expected 'Name: value'")
+    return name.strip(), val.strip()
+
+
+def add_trace_arguments(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the journey as JSON")
+    out.add_argument("--explain", action="store_true",
+                     help="explain every step for a beginner, with the advanced facts")
+    out.add_argument("--no-color", action="store_true", help="plain text, no colour")
+    out.add_argument("--width", type=int, default=None, help="terminal width for the report")
+    dns = p.add_argument_group("DNS")
+    dns.add_argument("--resolver", metavar="IP[:PORT]",
+                     help="ask this recursive resolver (its answer is then the one used)")
+    dns.add_argument("--root-hints", metavar="FILE",
+                     help="start the iterative walk from these root servers (its answer is "
+                          "used unless --resolver is given)")
+    dns.add_argument("--dns-port", type=int, default=53,
+                     help="port every name server of the walk listens on (default 53)")
+    dns.add_argument("--resolve", metavar="HOST:PORT:ADDR", action="append", default=[],
+                     type=_resolve_entry, help="use ADDR for HOST:PORT, no DNS (like curl)")
+    dns.add_argument("--dns-views", default="system,resolver,walk",
+                     help="which DNS views to run (comma list of system, resolver, walk)")
+    dns.add_argument("--dns-timeout", type=float, default=2.0, help="one DNS query, seconds")
+    tls = p.add_argument_group("TLS")
+    tls.add_argument("--cacert", metavar="FILE", help="trust these CA certificates (PEM)")
+    tls.add_argument("-k", "--insecure", action="store_true",
+                     help="report certificate problems but continue")
+    http = p.add_argument_group("HTTP")
+    ver = http.add_mutually_exclusive_group()
+    ver.add_argument("--http1.1", dest="http_version", action="store_const", const="1.1",
+                     help="offer only HTTP/1.1 in ALPN")
+    ver.add_argument("--http2", dest="http_version", action="store_const", const="2",
+                     help="insist on HTTP/2 (prior knowledge for http://)")
+    http.add_argument("-X", "--request", dest="method", default="GET", help="method")
+    http.add_argument("-H", "--header", action="append", default=[], type=_header,
+                      help="extra request header 'Name: value'")
+    http.add_argument("--max-redirects", type=int, default=20)
+    http.add_argument("--no-follow", action="store_true", help="do not follow redirects")
+    http.add_argument("--no-hsts", action="store_true",
+                      help="do not upgrade http:// for HSTS-preloaded hosts")
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--max-time", type=float, default=60.0, help="whole journey, seconds")
+    lim.add_argument("--connect-timeout", type=float, default=10.0, help="seconds")
+    lim.add_argument("--max-body", type=int, default=10 * 1024 * 1024,
+                     help="largest body read, bytes on the wire (default 10 MiB)")
+    lim.add_argument("--max-decoded", type=int, default=50 * 1024 * 1024,
+                     help="largest body after decompression, bytes (default 50 MiB)")
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    from whathappens.net.dns.views import DnsOptions
+    from whathappens.net.http_types import Limits
+    from whathappens.net.tls import TlsOptions
+    from whathappens.trace import Options
+
+    views = frozenset(v.strip() for v in args.dns_views.split(",") if v.strip())
+    return Options(
+        dns=DnsOptions(
+            resolver=_host_port(args.resolver) if args.resolver else None,
+            root_hints=args.root_hints,
+            dns_port=args.dns_port,
+            query_timeout=args.dns_timeout,
+            views=views,
+        ),
+        tls=TlsOptions(cafile=args.cacert, insecure=args.insecure,
+                       timeout=args.connect_timeout),
+        limits=Limits(max_body_bytes=args.max_body, max_decoded_bytes=args.max_decoded),
+        resolve=dict(args.resolve),
+        http_version=args.http_version,
+        connect_timeout=args.connect_timeout,
+        max_time=args.max_time,
+        max_redirects=args.max_redirects,
+        follow_redirects=not args.no_follow,
+        method=args.method.upper(),
+        headers=list(args.header),
+        hsts_upgrade=not args.no_hsts,
+    )
+
+
+def render(journey_dict: dict[str, object], args: argparse.Namespace, out: TextIO) -> None:
+    if args.json:
+        import json
+
+        json.dump(journey_dict, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        return
+    from whathappens.render.terminal import render_terminal
+
+    color = not args.no_color and out.isatty() and "NO_COLOR" not in os.environ
+    render_terminal(journey_dict, out, explain=args.explain, color=color, width=args.width)
+
+
+def trace_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="whathappens",
+        description="What happens when you hit a URL: every step performed, measured and "
+                    "explained. Also: 'whathappens demo' (the offline demo internet).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("url", help="the URL, e.g. https://www.example.com/")
+    p.add_argument("--version", action="version", version=f"whathappens {__version__}")
+    add_trace_arguments(p)
+    args = p.parse_args(argv)
+    from whathappens.trace import run_journey
+
+    journey = asyncio.run(run_journey(args.url, options_from(args)))
+    render(journey.to_dict(), args, sys.stdout)
+    return journey.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "demo":
+            from whathappens.demo.command import demo_main
+
+            return demo_main(argv[1:])
+        return trace_main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

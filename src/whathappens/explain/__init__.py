@@ -1,0 +1,1 @@
+"""Explanations of each step, written as data: a beginner paragraph and what an expert reads."""

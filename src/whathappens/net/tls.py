@@ -1,0 +1,248 @@
+"""TLS: the handshake over our own TCP socket, message by message, and the encrypted stream.
+
+OpenSSL runs on memory buffers (``ssl.MemoryBIO`` + ``SSLObject``) while we move the bytes
+ourselves. That is what lets the report say when the ClientHello left, when the server's first
+flight arrived and when each handshake message was processed (through OpenSSL's message
+callback), and count every byte on the wire. Verification is OpenSSL's own, in the handshake,
+against the system trust store or ``--cacert``, as curl and browsers do. With ``-k`` the
+handshake does not verify; the chain is then checked afterwards so the report can still say
+what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from whathappens.errors import TlsError
+from whathappens.journey import Journey, Span
+from whathappens.net.stream import PlainStream
+
+READ_CHUNK = 65536
+
+
+@dataclass
+class TlsOptions:
+    cafile: str | None = None
+    insecure: bool = False                      # -k
+    alpn: tuple[str, ...] = ("h2", "http/1.1")
+    timeout: float = 10.0
+    max_version: ssl.TLSVersion | None = None   # to compare TLS 1.2 with 1.3
+
+
+class TlsStream:
+    """Application data through an established SSLObject, over a PlainStream."""
+
+    def __init__(self, plain: PlainStream, obj: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                 outgoing: ssl.MemoryBIO) -> None:
+        self.plain, self.obj, self.incoming, self.outgoing = plain, obj, incoming, outgoing
+        self.app_sent = 0
+        self.app_received = 0
+        self._eof = False
+
+    @property
+    def wire_sent(self) -> int:
+        return self.plain.wire_sent
+
+    @property
+    def wire_received(self) -> int:
+        return self.plain.wire_received
+
+    @property
+    def closed(self) -> bool:
+        return self.plain.closed
+
+    async def _flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            await self.plain.send(data)
+
+    async def send(self, data: bytes) -> None:
+        self.obj.write(data)
+        self.app_sent += len(data)
+        await self._flush()
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes:
+        while True:
+            try:
+                data = self.obj.read(max_bytes)
+            except ssl.SSLWantReadError:
+                if self._eof:
+                    return b""
+                chunk = await self.plain.recv(READ_CHUNK, timeout)
+                if not chunk:
+                    self._eof = True
+                    self.incoming.write_eof()
+                else:
+                    self.incoming.write(chunk)
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""  # close_notify, or the peer closed without one
+            await self._flush()  # e.g. a KeyUpdate answer
+            self.app_received += len(data)
+            return data
+
+    def close(self) -> None:
+        if not self.plain.closed:
+            with contextlib.suppress(ssl.SSLError, ValueError):
+                self.obj.unwrap()
+            out = self.outgoing.read()
+            if out:
+                try:
+                    self.plain.sock.send(out)  # best effort close_notify, never blocks long
+                except OSError:
+                    pass
+        self.plain.close()
+
+
+def make_context(opts: TlsOptions) -> ssl.SSLContext:
+    if opts.insecure:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=opts.cafile)
+    ctx.set_alpn_protocols(list(opts.alpn))
+    if opts.max_version is not None:
+        ctx.maximum_version = opts.max_version
+    return ctx
+
+
+async def handshake(journey: Journey, span: Span, plain: PlainStream, server_name: str,
+                    sni: bool, opts: TlsOptions) -> TlsStream:
+    """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure."""
+    from whathappens.net import tlsmsg
+
+    ctx = make_context(opts)
+    recorder = tlsmsg.HandshakeRecorder(journey.clock.now)
+    ctx._msg_callback = recorder.callback  # type: ignore[attr-defined]
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_name)
+    trust = opts.cafile or "the system trust store"
+    span.attrs.update(sni=server_name if sni else None, alpn_offered=list(opts.alpn),
+                      verification="skipped (-k)" if opts.insecure else
+                      f"OpenSSL in the handshake, against {trust}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + opts.timeout
+    first_flight_ns: int | None = None
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                out = outgoing.read()
+                if out:
+                    await plain.send(out)
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError from None
+                chunk = await plain.recv(READ_CHUNK, left)
+                if not chunk:
+                    raise TlsError("tls.eof", f"{server_name} closed the connection during the "
+                                   "handshake: it may not speak TLS on this port, or it "
+                                   "rejected our ClientHello") from None
+                if first_flight_ns is None:
+                    first_flight_ns = journey.clock.now()
+                incoming.write(chunk)
+        out = outgoing.read()
+        if out:
+            await plain.send(out)  # our Finished (and, in TLS 1.2, ChangeCipherSpec)
+    except ssl.SSLCertVerificationError as exc:
+        _record(span, obj, recorder, first_flight_ns)
+        _describe_chain(span, recorder, server_name, opts)
+        from whathappens.net.certs import explain_openssl_verify_error
+
+        code, reason = explain_openssl_verify_error(exc.verify_code, exc.verify_message,
+                                                    server_name)
+        raise TlsError(f"tls.cert_{code}", f"the certificate of {server_name} was rejected: "
+                       f"{reason}", detail=f"OpenSSL: {exc.verify_message} "
+                       f"({exc.verify_code})") from None
+    except ssl.SSLError as exc:
+        _record(span, obj, recorder, first_flight_ns)
+        raise _handshake_error(server_name, exc, recorder) from None
+    except TimeoutError:
+        _record(span, obj, recorder, first_flight_ns)
+        raise TlsError("tls.timeout", f"the TLS handshake with {server_name} did not finish "
+                       f"within {opts.timeout:g} s") from None
+    except OSError as exc:
+        _record(span, obj, recorder, first_flight_ns)
+        raise TlsError("tls.connection_lost", f"the connection broke during the TLS "
+                       f"handshake: {exc.strerror or exc}") from None
+    _record(span, obj, recorder, first_flight_ns)
+    _describe_chain(span, recorder, server_name, opts)
+    if opts.insecure:
+        verdict = span.attrs.get("chain_verification") or {}
+        if not verdict.get("ok", True):
+            journey.note("warning", "tls", "certificate not trusted, continuing because of -k: "
+                         f"{verdict.get('reason')}")
+    return TlsStream(plain, obj, incoming, outgoing)
+
+
+def _handshake_error(server_name: str, exc: ssl.SSLError, recorder: Any) -> TlsError:
+    alert = next((m for m in reversed(recorder.alerts) if m.get("direction") == "received"),
+                 None) if hasattr(recorder, "alerts") else None
+    reason = exc.reason or str(exc)
+    if alert:
+        return TlsError("tls.alert", f"{server_name} ended the handshake with the alert "
+                        f"'{alert.get('description')}': it would not agree to our offer "
+                        f"(OpenSSL: {reason})", detail=str(exc))
+    if "WRONG_VERSION_NUMBER" in str(reason).upper():
+        return TlsError("tls.not_tls", f"{server_name} did not answer in TLS: the port "
+                        "probably speaks plain HTTP or another protocol", detail=str(exc))
+    return TlsError("tls.handshake_failed", f"the TLS handshake with {server_name} failed: "
+                    f"{reason}", detail=str(exc))
+
+
+def _record(span: Span, obj: ssl.SSLObject, recorder: Any, first_flight_ns: int | None) -> None:
+    from whathappens.net import tlsmsg
+
+    attrs: dict[str, Any] = {"server_first_flight_ns": first_flight_ns,
+                             "messages": recorder.to_list()}
+    try:
+        cipher = obj.cipher()
+    except (ssl.SSLError, ValueError):
+        cipher = None
+    if cipher is not None:
+        attrs.update(version=obj.version(), cipher=cipher[0], cipher_bits=cipher[2],
+                     alpn=obj.selected_alpn_protocol(), session_reused=obj.session_reused)
+    hello = recorder.server_hello
+    if hello is not None:
+        try:
+            info = tlsmsg.parse_server_hello(hello)
+            attrs["group"] = info.key_share_group
+            attrs["hello_retry_request"] = info.hello_retry_request
+        except tlsmsg.TlsParseError:
+            pass
+    if attrs.get("group") is None and recorder.server_key_exchange is not None:
+        with contextlib.suppress(tlsmsg.TlsParseError):
+            attrs["group"] = tlsmsg.parse_server_key_exchange_group(
+                recorder.server_key_exchange)
+    span.attrs.update(attrs)
+
+
+def _describe_chain(span: Span, recorder: Any, server_name: str, opts: TlsOptions) -> None:
+    from whathappens.net import certs, tlsmsg
+
+    raw = recorder.certificate
+    if raw is None:
+        return
+    tls13 = span.attrs.get("version") == "TLSv1.3" or recorder.tls13
+    try:
+        chain = tlsmsg.parse_certificate_message(raw, tls13)
+    except tlsmsg.TlsParseError as exc:
+        span.attrs["chain_error"] = str(exc)
+        return
+    now = datetime.now(UTC)
+    span.attrs["chain"] = [certs.describe_certificate(der, now) for der in chain]
+    if opts.insecure:
+        v = certs.verify_chain(chain, server_name, cafile=opts.cafile, now=now)
+        span.attrs["chain_verification"] = {"ok": v.ok, "code": v.code, "reason": v.reason,
+                                            "by": "cryptography's X.509 verifier, after -k"}
+    else:
+        span.attrs["chain_verification"] = {"ok": True, "code": "ok",
+                                            "reason": "trusted", "by": "OpenSSL"}

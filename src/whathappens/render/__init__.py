@@ -1,0 +1,1 @@
+"""Renderers: each reads the journey's dict (Journey.to_dict) and nothing else."""

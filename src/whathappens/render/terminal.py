@@ -1,0 +1,343 @@
+"""The journey as a report a person reads top to bottom.
+
+Each step gets one line — its name, a waterfall bar placed on the journey's timeline, its
+duration and its key facts — and a few indented lines of detail (DNS hops, TLS messages, the
+request and response). Bars are proportional to the monotonic clock since t0, so one can see
+at a glance where the time went. ``--explain`` adds each step's beginner paragraph, the
+advanced facts and what its number includes. Reads only the journey's dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
+
+from whathappens.explain.texts import STEPS
+
+BAR = 28
+Span = dict[str, Any]
+
+STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
+              "http": "blue", "redirect": "magenta", "journey": "white"}
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:,.1f} ms" if v >= 10 else f"{v:,.2f} ms"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
+
+
+class Report:
+    def __init__(self, journey: dict[str, Any], console: Console, explain: bool) -> None:
+        self.j = journey
+        self.c = console
+        self.explain = explain
+        self.total = max(float(journey.get("total_ms") or 0.0), 0.001)
+
+    # --------------------------------------------------------------- helpers
+    def bar(self, span: Span) -> Text:
+        start = float(span.get("start_ms") or 0.0)
+        end = float(span.get("end_ms") or start)
+        a = round(start / self.total * BAR)
+        b = max(a + 1, round(end / self.total * BAR))
+        b = min(b, BAR)
+        a = min(a, BAR - 1)
+        style = "red" if span.get("error") else STEP_STYLE.get(span.get("step", ""), "white")
+        t = Text("·" * a, style="dim")
+        t.append("█" * (b - a), style=style)
+        t.append("·" * (BAR - b), style="dim")
+        return t
+
+    def head(self, label: str, span: Span, facts: str) -> None:
+        line = Text(f" {label:<6}", style="bold " + STEP_STYLE.get(span.get("step", ""), ""))
+        line.append_text(self.bar(span))
+        line.append(f" {_ms(span.get('duration_ms')):>10}  ", style="bold")
+        line.append(facts)
+        self.c.print(line, overflow="fold")
+        if span.get("error"):
+            self.fail(span["error"], indent=8)
+
+    def fail(self, err: dict[str, Any], indent: int = 8) -> None:
+        t = Text(" " * indent + "✗ ", style="bold red")
+        t.append(str(err.get("message")), style="red")
+        t.append(f"  [{err.get('code')}]", style="dim")
+        self.c.print(t, overflow="fold")
+
+    def detail(self, text: str | Text, indent: int = 8, style: str = "") -> None:
+        t = text if isinstance(text, Text) else Text(text, style=style)
+        self.c.print(Text(" " * indent) + t, overflow="fold")
+
+    def explain_step(self, step: str) -> None:
+        if not self.explain or step not in STEPS:
+            return
+        e = STEPS[step]
+        self.c.print(Text(f"        {e.title}", style="bold"))
+        self.c.print(Text(e.beginner, style="italic"), overflow="fold", soft_wrap=False)
+        self.c.print(Text("Advanced: ", style="bold dim") + Text(e.advanced, style="dim"),
+                     overflow="fold")
+        self.c.print(Text("What the number includes: ", style="bold dim") +
+                     Text(e.measures, style="dim"), overflow="fold")
+
+    # ----------------------------------------------------------------- steps
+    def render(self) -> None:
+        j = self.j
+        self.c.print(Text(f"whathappens {j['url']}", style="bold"))
+        self.c.print(Text(f"clock: {j['clock']['name']}; times in ms since t0; bars show "
+                          "where each step sits on the journey's timeline", style="dim"))
+        for span in j["spans"]:
+            if span["name"] == "url":
+                self.url(span)
+            elif span["name"] == "leg":
+                self.leg(span)
+        self.findings()
+        self.summary()
+
+    def url(self, span: Span) -> None:
+        a = span.get("attrs", {})
+        self.c.print()
+        if "host" not in a:
+            self.head("URL", span, a.get("input", ""))
+            self.explain_step("url")
+            return
+        port = f"{a.get('port')} ({'explicit' if a.get('port_explicit') else 'implied'})"
+        self.head("URL", span, f"{a.get('scheme')}://{a.get('host_unicode') or a.get('host')}"
+                  f" · port {port}")
+        parts = [f"scheme {a.get('scheme')}", f"host {a.get('host')}"]
+        if a.get("host_unicode") and a.get("host_unicode") != a.get("host"):
+            parts.append(f"(typed as {a['host_unicode']})")
+        parts += [f"path {a.get('path')}"]
+        if a.get("query") is not None:
+            parts.append(f"query {a['query']}")
+        if a.get("fragment") is not None:
+            parts.append(f"fragment #{a['fragment']} (stays in the browser)")
+        self.detail(" · ".join(parts), style="dim")
+        extra = [f"registrable domain {a.get('registrable_domain') or '—'}",
+                 f"public suffix {a.get('public_suffix') or '—'}",
+                 f"HSTS preloaded: {'yes' if a.get('hsts_preloaded') else 'no'}"]
+        self.detail(" · ".join(extra), style="dim")
+        self.explain_step("url")
+
+    def leg(self, leg: Span) -> None:
+        a = leg["attrs"]
+        self.c.print()
+        title = Text(f"leg {a.get('index', 0) + 1}: {a.get('method')} {a.get('url')}",
+                     style="bold")
+        title.append(f"  ({a.get('connection', '?')} connection)", style="dim")
+        self.c.print(title, overflow="fold")
+        for child in leg["children"]:
+            getattr(self, "step_" + child["name"], self.step_other)(child)
+
+    def step_other(self, span: Span) -> None:
+        self.head(span["name"].upper(), span, "")
+
+    def step_dns(self, span: Span) -> None:
+        a = span["attrs"]
+        used = a.get("view_used")
+        facts = f"→ {', '.join(a.get('addresses') or []) or 'no address'}"
+        if used and used != "none":
+            facts += f"  (using the {used} view)"
+        elif a.get("note"):
+            facts += f"  ({a['note']})"
+        self.head("DNS", span, facts)
+        for view in span["children"]:
+            self.dns_view(view, used)
+        self.explain_step("dns")
+
+    def dns_view(self, view: Span, used: str | None) -> None:
+        a = view["attrs"]
+        name = {"dns.system": "system", "dns.resolver": "resolver", "dns.walk": "walk"}.get(
+            view["name"], view["name"])
+        mark = "●" if name == used else "○"
+        line = Text(f"   {mark} {name:<9}", style="bold" if name == used else "")
+        line.append_text(self.bar(view))
+        line.append(f" {_ms(view.get('duration_ms')):>10}  ")
+        if view.get("error"):
+            line.append(str(view["error"]["message"]), style="red")
+        elif name == "system":
+            src = "hosts file" if a.get("hosts_file_hit") else "getaddrinfo"
+            line.append(f"{src} → {', '.join(a.get('addresses') or [])}")
+        elif name == "resolver":
+            line.append(f"{view['actor']} → {', '.join(a.get('addresses') or [])}")
+        else:
+            line.append(f"from {a.get('root_hints')} → {', '.join(a.get('addresses') or [])}")
+        self.c.print(line, overflow="fold")
+        if name == "resolver":
+            for q in view["children"]:
+                self.resolver_query(q)
+        elif name == "walk":
+            for question in view["children"]:
+                qa = question["attrs"]
+                self.detail(Text(f"{qa.get('qtype')} {qa.get('qname')}: {qa.get('outcome')} "
+                                 f"{' '.join(qa.get('records') or [])}", style="bold"),
+                            indent=12)
+                for hop in question["children"]:
+                    self.walk_hop(hop)
+        if name == "resolver" and a.get("cname_chain"):
+            self.detail("CNAME chain: " + " ; ".join(a["cname_chain"]), indent=12)
+
+    def resolver_query(self, q: Span) -> None:
+        a = q["attrs"]
+        t = Text(f"{a.get('qtype', ''):<6}", style="bold")
+        t.append(f"{_ms(q.get('duration_ms')):>10}  ")
+        if q.get("error"):
+            t.append(q["error"]["message"], style="red")
+        else:
+            recs = ", ".join(a.get("records") or []) or a.get("rcode", "")
+            t.append(f"{recs}")
+            if a.get("ttl") is not None:
+                t.append(f"  TTL {a['ttl']}", style="dim")
+            if a.get("tcp_retry"):
+                t.append("  (truncated, retried over TCP)", style="yellow")
+            if "cache" in str(a.get("purpose", "")):
+                t.append("  ← repeat: a cached answer comes back faster, TTL lower",
+                         style="dim")
+        self.detail(t, indent=12)
+
+    def walk_hop(self, hop: Span) -> None:
+        a = hop["attrs"]
+        indent = 14 + 2 * int(a.get("depth") or 0)
+        t = Text(f"{hop['actor']:<34}", style="cyan")
+        t.append(f"{_ms(hop.get('duration_ms')):>10}  ")
+        kind = a.get("kind", "")
+        style = {"referral": "", "answer": "green", "nxdomain": "red", "timeout": "red",
+                 "servfail": "red", "truncated": "yellow", "cname": "yellow"}.get(kind, "")
+        t.append(kind, style=style or "bold")
+        if kind == "referral":
+            glue = "with glue" if a.get("glue") else "no glue"
+            t.append(f" to {a.get('referral_zone')} ({len(a.get('referral_ns') or [])} NS, "
+                     f"{glue})")
+        elif kind in ("answer", "cname"):
+            t.append(f" {'; '.join((a.get('answers') or [])[:3])}")
+        elif a.get("note"):
+            t.append(f" {a['note']}", style="dim")
+        if a.get("transport") == "tcp":
+            t.append(" [TCP]", style="yellow")
+        if a.get("depth"):
+            t.append(f"  (resolving NS name {a.get('qname')})", style="dim")
+        self.detail(t, indent=indent)
+
+    def step_tcp(self, span: Span) -> None:
+        a = span["attrs"]
+        facts = f"{a.get('local', '')} → {a.get('remote', '')}"
+        info = next((c["attrs"].get("tcp_info") for c in span["children"]
+                     if c["attrs"].get("outcome") == "connected"), None)
+        if info:
+            facts += (f"  kernel rtt {info['rtt_ms']:.3f} ms ±{info['rttvar_ms']:.3f}, "
+                      f"mss {info['snd_mss']}, cwnd {info['snd_cwnd']}")
+        self.head("TCP", span, facts)
+        if len(span["children"]) > 1 or a.get("happy_eyeballs"):
+            for c in span["children"]:
+                ca = c["attrs"]
+                self.detail(f"{ca.get('family')} {ca.get('address')}: {ca.get('outcome')} "
+                            f"after {_ms(c.get('duration_ms'))}", style="dim")
+        end = a.get("tcp_info_end")
+        if end:
+            self.detail(f"after the exchange: rtt {end['rtt_ms']:.3f} ms, cwnd "
+                        f"{end['snd_cwnd']}, retransmits {end['total_retrans']}, "
+                        f"segments out/in {end['segs_out']}/{end['segs_in']}", style="dim")
+        self.explain_step("tcp")
+
+    def step_tls(self, span: Span) -> None:
+        a = span["attrs"]
+        facts = " ".join(str(x) for x in (a.get("version"), a.get("cipher"), a.get("group"))
+                         if x)
+        if a.get("alpn"):
+            facts += f"  ALPN {a['alpn']}"
+        if a.get("sni"):
+            facts += f"  SNI {a['sni']}"
+        if a.get("session_reused"):
+            facts += "  (resumed)"
+        self.head("TLS", span, facts)
+        msgs = a.get("messages") or []
+        if msgs:
+            seq = Text()
+            for m in msgs:
+                arrow = "→" if m.get("direction") == "sent" else "←"
+                seq.append(f"{arrow} {m.get('type')} ", style="yellow" if arrow == "→" else "")
+                if m.get("t_ms") is not None:
+                    seq.append(f"{m['t_ms']:.2f}  ", style="dim")
+            self.detail(seq)
+        for i, cert in enumerate(a.get("chain") or []):
+            who = cert.get("subject_cn") or cert.get("subject")
+            line = Text(f"{'leaf' if i == 0 else 'CA  '} {who}", style="bold" if i == 0 else "")
+            line.append(f"  issued by {cert.get('issuer_cn') or cert.get('issuer')}", style="dim")
+            line.append(f"  {cert.get('key_type')}  until {str(cert.get('not_after'))[:10]} "
+                        f"({cert.get('days_left')} days)", style="dim")
+            if i == 0 and cert.get("sans"):
+                line.append(f"  SANs {', '.join(str(s) for s in cert['sans'][:4])}", style="dim")
+            self.detail(line)
+        v = a.get("chain_verification")
+        if v:
+            style = "green" if v.get("ok") else "red"
+            self.detail(Text(f"verification: {v.get('reason')} (by {v.get('by')})",
+                             style=style))
+        self.explain_step("tls")
+
+    def step_http(self, span: Span) -> None:
+        a = span["attrs"]
+        if "status" not in a:
+            self.head("HTTP", span, a.get("protocol", ""))
+            self.explain_step("http")
+            return
+        enc = ",".join(a.get("content_encoding") or []) or "identity"
+        facts = (f"{a.get('http_version')} {a.get('status')} {a.get('reason') or ''}  "
+                 f"TTFB {_ms(a.get('wait_ms'))}  download {_ms(a.get('receive_ms'))}  "
+                 f"{_bytes(a.get('wire_bytes_received'))} on the wire, "
+                 f"{_bytes(a.get('body_bytes_decoded'))} decoded ({enc})")
+        self.head("HTTP", span, facts)
+        req = a.get("request_headers") or []
+        for name, value in req:
+            self.detail(Text(f"> {name}: {value}", style="dim"))
+        for name, value in (a.get("response_headers") or [])[:14]:
+            self.detail(Text(f"< {name}: {value}", style="dim"))
+        self.explain_step("http")
+
+    def findings(self) -> None:
+        items = self.j.get("findings") or []
+        if not items:
+            return
+        self.c.print()
+        self.c.print(Text("Findings", style="bold"))
+        for f in items:
+            style = {"error": "red", "warning": "yellow"}.get(f["severity"], "dim")
+            mark = {"error": "✗", "warning": "!"}.get(f["severity"], "·")
+            self.c.print(Text(f"  {mark} [{f['step']}] {f['message']}", style=style),
+                         overflow="fold")
+
+    def summary(self) -> None:
+        s = self.j.get("facts", {}).get("summary", {})
+        err = self.j.get("error")
+        self.c.print()
+        parts = []
+        if s.get("status"):
+            parts.append(f"{s['status']} {s.get('reason') or ''}".strip())
+        if s.get("http_version"):
+            parts.append(str(s["http_version"]))
+        if s.get("tls_version"):
+            parts.append(str(s["tls_version"]))
+        parts.append(f"{_ms(self.j.get('total_ms'))} total")
+        if s.get("legs", 0) > 1:
+            parts.append(f"{s['legs']} requests")
+        line = Text(" · ".join(parts), style="bold green" if err is None else "bold")
+        if err is not None:
+            line = Text(f"failed at {err['step']}: ", style="bold red") + \
+                Text(str(err["message"]), style="red") + \
+                Text(f"  (exit {err['exit_code']})  ", style="dim") + line
+        self.c.print(line, overflow="fold")
+
+
+def render_terminal(journey: dict[str, Any], out: TextIO, *, explain: bool = False,
+                    color: bool = True, width: int | None = None) -> None:
+    console = Console(file=out, force_terminal=color, no_color=not color,
+                      color_system="standard" if color else None,
+                      width=width or (None if color else 120), highlight=False,
+                      emoji=False, markup=False)
+    Report(journey, console, explain).render()

@@ -1,0 +1,313 @@
+"""The journey runner: URL → DNS → TCP → TLS → HTTP, redirects followed as a browser does.
+
+Each request is a *leg* (the first one, then one per redirect hop). A leg opens a connection
+only when there is no reusable one to its origin (scheme, host, port), so reuse shows as a leg
+with no DNS/TCP/TLS of its own. Failures are ``JourneyError``s raised by the layer that met
+them; the runner records them on the journey and stops, keeping every span measured before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from whathappens.errors import (
+    ConnectError,
+    InternalError,
+    JourneyError,
+    JourneyTimeout,
+    RedirectError,
+    UrlError,
+)
+from whathappens.journey import Journey, Span
+from whathappens.net.dns.views import DnsOptions, Resolution, resolve
+from whathappens.net.http_types import Exchange, Limits, Request
+from whathappens.net.stream import PlainStream, Stream
+from whathappens.net.tcp import connect, tcp_info
+from whathappens.net.tls import TlsOptions, handshake
+from whathappens.url import UrlAnatomy, parse_url, resolve_reference
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}  # RFC 9110 §15.4
+MAX_REDIRECTS = 20                               # what Chromium and Firefox allow
+
+
+@dataclass
+class Options:
+    dns: DnsOptions = field(default_factory=DnsOptions)
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    limits: Limits = field(default_factory=Limits)
+    resolve: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # --resolve
+    http_version: str | None = None      # "1.1" | "2" | None (ALPN decides)
+    connect_timeout: float = 10.0
+    max_time: float = 60.0
+    max_redirects: int = MAX_REDIRECTS
+    follow_redirects: bool = True
+    method: str = "GET"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    hsts_upgrade: bool = True
+
+
+class _HttpConnection(Protocol):
+    async def exchange(self, request: Request) -> Exchange: ...
+
+    @property
+    def reusable(self) -> bool: ...
+
+
+@dataclass
+class _Conn:
+    origin: tuple[str, str, int]
+    stream: Stream
+    plain: PlainStream
+    http: Any                 # H1Connection | H2Connection
+    protocol: str             # "HTTP/1.1" | "HTTP/2"
+    tcp_span: Span
+    legs: int = 0
+
+
+class Runner:
+    def __init__(self, journey: Journey, options: Options) -> None:
+        self.j = journey
+        self.opts = options
+        self.pool: dict[tuple[str, str, int], _Conn] = {}
+        self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
+        self.open_spans: list[Span] = []
+
+    # ------------------------------------------------------------------- legs
+    async def run(self, url_text: str) -> None:
+        with self.j.timed("url", "url", "you", "application", input=url_text) as span:
+            url = parse_url(url_text, hsts_upgrade=self.opts.hsts_upgrade)
+            span.attrs.update(url.to_dict())
+        if url.upgraded_from_http:
+            self.j.note("info", "url", f"{url.host} is on the HSTS preload list: http:// was "
+                        "upgraded to https:// before any packet was sent")
+        if url.scheme_assumed:
+            self.j.note("info", "url", "no scheme was given: https:// was assumed")
+        seen: list[str] = []
+        method = self.opts.method
+        for index in range(self.opts.max_redirects + 1):
+            target = url.url()
+            if target in seen:
+                raise RedirectError("redirect.loop", f"redirect loop: {target} was already "
+                                    f"visited ({' → '.join([*seen, target])})")
+            seen.append(target)
+            exchange = await self.leg(index, url, method)
+            location = exchange.header("location")
+            if not (self.opts.follow_redirects and exchange.status in REDIRECT_STATUSES
+                    and location):
+                self.j.facts["final_url"] = target
+                self.j.facts["redirects"] = index
+                return
+            try:
+                url = self._next_url(url, location)
+            except UrlError as err:
+                raise RedirectError("redirect.bad_location", f"the server redirected to "
+                                    f"'{location}', which cannot be followed: "
+                                    f"{err.message}") from None
+            if exchange.status == 303 or (exchange.status in (301, 302) and method == "POST"):
+                method = "GET"  # RFC 9110 §15.4.2-4, as browsers do
+        raise RedirectError("redirect.too_many", f"more than {self.opts.max_redirects} "
+                            f"redirects ({' → '.join(seen[:4])} …)")
+
+    def _next_url(self, base: UrlAnatomy, location: str) -> UrlAnatomy:
+        nxt = parse_url(resolve_reference(base.url(), location),
+                        hsts_upgrade=self.opts.hsts_upgrade)
+        if nxt.scheme == "http" and nxt.host_kind == "domain" and self._hsts_known(nxt.host):
+            # RFC 6797 §8.3: a known HSTS host is only ever reached over https.
+            port = f":{nxt.port}" if nxt.port_explicit and nxt.port != 80 else ""
+            self.j.note("info", "redirect", f"{nxt.host} sent Strict-Transport-Security "
+                        "earlier in this journey: http:// upgraded to https://")
+            return parse_url(f"https://{nxt.host}{port}{nxt.request_target}")
+        return nxt
+
+    def _hsts_known(self, host: str) -> bool:
+        if host in self.hsts_hosts:
+            return True
+        return any(sub and host.endswith("." + h) for h, sub in self.hsts_hosts.items())
+
+    async def leg(self, index: int, url: UrlAnatomy, method: str) -> Exchange:
+        leg = self.j.span("leg", "journey", "you", "application", index=index, url=url.url(),
+                          method=method, origin=f"{url.scheme}://{url.authority}")
+        self.open_spans.append(leg)
+        try:
+            conn = self.pool.get(url.origin)
+            if conn is not None and conn.http.reusable and not conn.stream.closed:
+                leg.attrs["connection"] = "reused"
+                leg.attrs["reused_from_tcp_span"] = conn.tcp_span.span_id
+            else:
+                if conn is not None:
+                    self._close(conn)
+                conn = await self.open_connection(leg, url)
+                leg.attrs["connection"] = "new"
+            conn.legs += 1
+            return await self.request(leg, conn, url, method)
+        finally:
+            self.j.end(leg)
+            self.open_spans.remove(leg)
+
+    # ------------------------------------------------------------ connection
+    async def open_connection(self, leg: Span, url: UrlAnatomy) -> _Conn:
+        res = await self.dns_step(leg, url)
+        with self.j.timed("tcp", "tcp", "you", "transport", parent=leg) as tcp_span:
+            c = await connect(self.j, tcp_span, res.ipv6, res.ipv4, url.port,
+                              self.opts.connect_timeout)
+            tcp_span.actor = f"you {c.local} → server {c.remote}"
+        plain = PlainStream(c.sock)
+        stream: Stream = plain
+        protocol = "HTTP/1.1"
+        if url.scheme == "https":
+            with self.j.timed("tls", "tls", f"server {c.remote}", "transport",
+                              parent=leg) as tls_span:
+                opts = self.opts.tls
+                if self.opts.http_version == "1.1":
+                    opts = TlsOptions(opts.cafile, opts.insecure, ("http/1.1",), opts.timeout,
+                                      opts.max_version)
+                tls = await handshake(self.j, tls_span, plain, url.host,
+                                      url.host_kind == "domain", opts)
+            stream = tls
+            if tls.obj.selected_alpn_protocol() == "h2":
+                protocol = "HTTP/2"
+        elif self.opts.http_version == "2":
+            protocol = "HTTP/2"  # prior knowledge (RFC 9113 §3.3), only when asked for
+        if self.opts.http_version == "2" and protocol != "HTTP/2":
+            self.j.note("warning", "http", "--http2 was asked for but the server did not "
+                        "offer h2 in ALPN: using HTTP/1.1")
+        http: Any
+        if protocol == "HTTP/2":
+            from whathappens.net.http2 import H2Connection
+
+            http = H2Connection(stream, clock=self.j.clock.now, limits=self.opts.limits)
+        else:
+            from whathappens.net.http1 import H1Connection
+
+            http = H1Connection(stream, clock=self.j.clock.now, limits=self.opts.limits)
+        conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
+        self.pool[url.origin] = conn
+        return conn
+
+    async def dns_step(self, leg: Span, url: UrlAnatomy) -> Resolution:
+        with self.j.timed("dns", "dns", "you", "application", parent=leg,
+                          host=url.host) as span:
+            override = self.opts.resolve.get((url.host, url.port))
+            if url.host_kind != "domain" or override:
+                addrs = [url.host] if url.host_kind != "domain" else list(override or [])
+                why = ("the host is an IP address: no DNS lookup" if url.host_kind != "domain"
+                       else f"--resolve {url.host}:{url.port}: no DNS lookup")
+                span.attrs.update(view_used="none", note=why, addresses=addrs)
+                return Resolution("none", [a for a in addrs if ":" in a],
+                                  [a for a in addrs if ":" not in a])
+            return await resolve(self.j, span, url.host, url.port, self.opts.dns)
+
+    # ------------------------------------------------------------------ http
+    async def request(self, leg: Span, conn: _Conn, url: UrlAnatomy, method: str) -> Exchange:
+        req = Request(method=method, authority=url.authority, target=url.request_target,
+                      scheme=url.scheme, headers=list(self.opts.headers))
+        with self.j.timed("http", "http", f"server {conn.tcp_span.attrs.get('remote', '')}",
+                          "application", parent=leg, protocol=conn.protocol) as span:
+            ex = await conn.http.exchange(req)
+            span.start_ns = ex.t_request_start_ns
+            span.end_ns = ex.t_body_done_ns
+            span.actor = f"server {conn.tcp_span.attrs.get('remote', '')}"
+            span.attrs.update(ex.to_dict())
+            span.attrs.update(
+                send_ms=(ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6,
+                wait_ms=(ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6,
+                receive_ms=(ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6,
+                connection_legs=conn.legs,
+            )
+            for name, a, b in (("http.send", ex.t_request_start_ns, ex.t_request_sent_ns),
+                               ("http.wait", ex.t_request_sent_ns, ex.t_first_byte_ns),
+                               ("http.receive", ex.t_first_byte_ns, ex.t_body_done_ns)):
+                child = self.j.span(name, "http", "you" if name == "http.send" else
+                                    span.actor, "application", parent=span, start_ns=a)
+                child.end_ns = b
+        conn.tcp_span.attrs["tcp_info_end"] = tcp_info(conn.plain.sock)
+        self._remember_hsts(url, ex)
+        self._findings(url, ex)
+        return ex
+
+    def _remember_hsts(self, url: UrlAnatomy, ex: Exchange) -> None:
+        value = ex.header("strict-transport-security")
+        if url.scheme != "https" or not value:
+            return  # RFC 6797 §8.1: only honoured over secure transport
+        parts = [p.strip().lower() for p in value.split(";")]
+        max_age = next((p.split("=", 1)[1].strip('"') for p in parts
+                        if p.startswith("max-age=")), None)
+        if max_age and max_age.isdigit() and int(max_age) > 0:
+            self.hsts_hosts[url.host] = "includesubdomains" in parts
+
+    def _findings(self, url: UrlAnatomy, ex: Exchange) -> None:
+        if ex.alt_svc:
+            self.j.note("info", "http", f"the server advertises alternative services: "
+                        f"{ex.alt_svc} (HTTP/3 is not tried in this version)")
+        if ex.status >= 500:
+            self.j.note("warning", "http", f"the server answered {ex.status}: a server-side "
+                        "error")
+        elif ex.status >= 400:
+            self.j.note("warning", "http", f"the server answered {ex.status}: the request "
+                        "was refused or the page does not exist")
+
+    # ------------------------------------------------------------------ end
+    def _close(self, conn: _Conn) -> None:
+        with contextlib.suppress(Exception):
+            conn.stream.close()
+
+    def close_all(self) -> None:
+        for conn in self.pool.values():
+            self._close(conn)
+        self.pool.clear()
+
+
+async def run_journey(url_text: str, options: Options | None = None) -> Journey:
+    """Trace ``url_text``; never raises for network or input trouble (see journey.error)."""
+    opts = options or Options()
+    journey = Journey(url=url_text)
+    runner = Runner(journey, opts)
+    try:
+        await asyncio.wait_for(runner.run(url_text), opts.max_time)
+    except JourneyError as err:
+        journey.error = err
+    except TimeoutError:
+        journey.error = JourneyTimeout("journey.timeout", f"the whole journey took longer "
+                                       f"than --max-time {opts.max_time:g} s and was stopped")
+        _close_open_spans(journey, journey.error)
+    except (OSError, socket.gaierror) as exc:  # a layer let one through: still no traceback
+        journey.error = ConnectError("net.error", f"network error: {exc}", detail=repr(exc))
+    except Exception as exc:  # a bug of ours: say so plainly, keep what was measured
+        journey.error = InternalError("internal.error", f"whathappens met an unexpected "
+                                      f"condition ({type(exc).__name__}: {exc}); this is a "
+                                      "bug, please report it", detail=repr(exc))
+    finally:
+        runner.close_all()
+    _close_open_spans(journey, journey.error)
+    _summarize(journey)
+    return journey
+
+
+def _close_open_spans(journey: Journey, err: JourneyError | None) -> None:
+    """Spans cut short by a timeout end now and carry the error."""
+    now = journey.clock.now()
+    for span in journey.all_spans():
+        if span.end_ns is None:
+            span.end_ns = now
+            if err is not None and span.error is None and not span.children:
+                span.fail(err)
+
+
+def _summarize(journey: Journey) -> None:
+    legs = [s for s in journey.spans if s.name == "leg"]
+    last_http = next((c for leg in reversed(legs) for c in leg.children if c.name == "http"
+                      and c.error is None and "status" in c.attrs), None)
+    tls = next((c for leg in reversed(legs) for c in leg.children if c.name == "tls"), None)
+    summary: dict[str, Any] = {"legs": len(legs)}
+    if last_http is not None:
+        summary.update(status=last_http.attrs["status"], reason=last_http.attrs.get("reason"),
+                       http_version=last_http.attrs.get("http_version"))
+    if tls is not None:
+        summary["tls_version"] = tls.attrs.get("version")
+    if journey.error is not None:
+        summary["failed_step"] = journey.error.step
+    journey.facts["summary"] = summary
