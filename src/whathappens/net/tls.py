@@ -92,10 +92,8 @@ class TlsStream:
                 self.obj.unwrap()
             out = self.outgoing.read()
             if out:
-                try:
+                with contextlib.suppress(OSError):
                     self.plain.sock.send(out)  # best effort close_notify, never blocks long
-                except OSError:
-                    pass
         self.plain.close()
 
 
