@@ -241,18 +241,25 @@ class Walk:
 
     # ----------------------------------------------------------------- responses
     def handle_timeout(self, action: QueryAction) -> Hop:
-        return self._route(action, Hop(action, HopKind.TIMEOUT,
-                                       note="no reply before the timeout"))
+        owner = self._owner(action)
+        return owner._record(Hop(action, HopKind.TIMEOUT, note="no reply before the timeout"))
 
     def handle_error(self, action: QueryAction, message: str) -> Hop:
-        return self._route(action, Hop(action, HopKind.ERROR, note=message))
+        owner = self._owner(action)
+        return owner._record(Hop(action, HopKind.ERROR, note=message))
 
     def handle_response(self, action: QueryAction, response: dns.message.Message) -> Hop:
-        return self._route(action, self._classify(action, response))
+        owner = self._owner(action)
+        return owner._record(owner._classify(action, response))
 
-    def _route(self, action: QueryAction, hop: Hop) -> Hop:
-        if self._sub is not None and action.depth > self.depth:
-            return self._sub._route(action, hop)
+    def _owner(self, action: QueryAction) -> Walk:
+        """The (possibly nested) walk that issued ``action``."""
+        walk = self
+        while walk._sub is not None and action.depth > walk.depth:
+            walk = walk._sub
+        return walk
+
+    def _record(self, hop: Hop) -> Hop:
         self.hops.append(hop)
         return hop
 
