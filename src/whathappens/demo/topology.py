@@ -1,0 +1,117 @@
+"""Who listens where in the demo internet, and with which injected delay.
+
+Every server has its own loopback address; all DNS servers share one port because a
+referral carries addresses only (RFC 1034 §4.2.2), so a resolver following it can only
+use the port it already uses. As root the well-known ports are used (53, 443, 80);
+otherwise high ports that need no privilege (10053, 10443, 10080).
+
+The delays make the local timeline look like the real internet (a DNS hop costs tens of
+milliseconds, a web server thinks for a few). They are injected by the servers before
+they answer, and ``internet.json`` says so, so a report can say so too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROOT_PORTS = (53, 443, 80)
+HIGH_PORTS = (10053, 10443, 10080)
+
+RESOLVER_ADDRESS = "127.0.53.53"
+WEB_ADDRESS = "127.0.80.1"
+WEB_ADDRESS_V6 = "::1"
+WEB_HOST = "www.example.com"
+
+#: Injected delay per role, in milliseconds; ``--no-delay`` sets them all to 0.
+DEFAULT_DELAYS_MS: dict[str, float] = {
+    "root": 25.0,
+    "tld": 20.0,
+    "authoritative": 12.0,
+    "resolver": 8.0,
+    "web": 5.0,
+}
+
+
+@dataclass(frozen=True)
+class Ports:
+    dns: int
+    https: int
+    http: int
+
+    @classmethod
+    def default(cls, *, high: bool) -> Ports:
+        return cls(*(HIGH_PORTS if high else ROOT_PORTS))
+
+
+@dataclass(frozen=True)
+class NameServer:
+    """One authoritative DNS server: an address serving one or more zone files."""
+
+    name: str
+    role: str
+    address: str
+    zones: tuple[str, ...]  # file names in demo/zones/
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    """One HTTPS server: an address and the certificate it presents."""
+
+    name: str
+    address: str
+    certificate: str  # "valid" or one of ca.BAD_KINDS
+    problem: str = ""  # what a verifier should say about it, in plain words
+    extra_addresses: tuple[str, ...] = field(default=())
+
+
+NAME_SERVERS: tuple[NameServer, ...] = (
+    NameServer("a.root-servers.net", "root", "127.0.53.1", ("root.zone",)),
+    NameServer("a.gtld-servers.net", "tld", "127.0.53.2", ("com.zone", "net.zone", "org.zone")),
+    NameServer("ns1.example.com", "authoritative", "127.0.53.3", ("example.com.zone",)),
+    NameServer(
+        "ns.dns-host.net", "authoritative", "127.0.53.4", ("dns-host.net.zone", "glueless.com.zone")
+    ),
+)
+
+WEB_SERVER = TlsServer(WEB_HOST, WEB_ADDRESS, "valid")
+
+#: TLS servers with broken certificates, each reachable by name through example.com's zone.
+BAD_TLS_SERVERS: tuple[TlsServer, ...] = (
+    TlsServer("expired.example.com", "127.0.80.2", "expired", "the certificate has expired"),
+    TlsServer(
+        "wrong-host.example.com",
+        "127.0.80.3",
+        "wrong-host",
+        "the certificate is for other.test, not this name",
+    ),
+    TlsServer(
+        "self-signed.example.com",
+        "127.0.80.4",
+        "self-signed",
+        "the certificate is signed by itself, not by a CA",
+    ),
+    TlsServer(
+        "unknown-issuer.example.com",
+        "127.0.80.5",
+        "unknown-issuer",
+        "the chain leads to a CA that is not trusted",
+    ),
+    TlsServer(
+        "incomplete-chain.example.com",
+        "127.0.80.6",
+        "incomplete-chain",
+        "the server sends its certificate without the intermediate CA",
+    ),
+)
+
+#: Names the authoritative server treats specially (exact name or below it).
+#: "drop" never answers (for timeout tests), the others answer with that rcode.
+SPECIAL_NAMES: dict[str, str] = {
+    "slow.example.com.": "drop",
+    "servfail.example.com.": "servfail",
+    "refused.example.com.": "refused",
+}
+
+
+def delays(enabled: bool) -> dict[str, float]:
+    return dict(DEFAULT_DELAYS_MS) if enabled else dict.fromkeys(DEFAULT_DELAYS_MS, 0.0)

@@ -1,0 +1,347 @@
+"""The web site of www.example.com in the demo internet: a small ASGI app, no framework.
+
+What a tracer (or a browser) finds there:
+
+    http://…/anything      301 to https://www.example.com/anything (same path and query)
+    /                      the HTML page; waits the server's think time first
+    /static/…              style.css, app.js, logo.png: long-lived, immutable
+    /echo                  the request as the server saw it, as JSON
+    /redirect/N            N redirects (relative Location), then /
+    /loop                  redirects to itself
+    /big?bytes=N           N bytes of body (at most 512 MiB), streamed
+    /gzip-bomb             ~200 KB of gzip that inflates to 200 MiB
+    /slow?ms=N             answers after N ms (at most 60 s)
+    /status/N              answers with status N
+
+Text is compressed by Accept-Encoding, br preferred over gzip, with Content-Length and
+``Vary: Accept-Encoding``. Every https response carries Strict-Transport-Security and a
+Server-Timing header with the time the app spent (RFC 9110 does the rest; hypercorn adds
+Date and Server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import mimetypes
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import brotli
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+SITE_DIR = Path(__file__).parent / "site"
+CANONICAL_HOST = "www.example.com"
+# An hour only: a real browser pointed at the demo must not remember HSTS for the real
+# example.com for long.
+HSTS = b"max-age=3600"
+SESSION_COOKIE = b"demo_session=1; Path=/; Secure; HttpOnly; SameSite=Lax"
+MAX_BIG = 512 * 1024 * 1024
+MAX_SLOW_MS = 60_000
+MAX_REDIRECTS = 50
+BOMB_SIZE = 200 * 1024 * 1024
+CHUNK = 64 * 1024
+TEXT_TYPES = ("text/", "application/javascript", "application/json", "image/svg+xml")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A site file, with its compressed forms made once at startup."""
+
+    body: bytes
+    content_type: str
+    etag: bytes
+    encoded: dict[str, bytes]
+
+    @classmethod
+    def load(cls, path: Path) -> Asset:
+        body = path.read_bytes()
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype == "application/javascript":
+            ctype += "; charset=utf-8"
+        encoded: dict[str, bytes] = {}
+        if ctype.startswith(TEXT_TYPES):
+            encoded = {"br": brotli.compress(body), "gzip": gzip.compress(body, mtime=0)}
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:16].encode() + b'"'
+        return cls(body, ctype, etag, encoded)
+
+
+class Site:
+    """The ASGI application serving the demo site."""
+
+    def __init__(self, *, https_port: int, think_ms: float, site_dir: Path = SITE_DIR) -> None:
+        self.https_port = https_port
+        self.think = think_ms / 1000
+        self.assets = {
+            "/" + str(p.relative_to(site_dir)): Asset.load(p)
+            for p in sorted(site_dir.rglob("*")) if p.is_file()
+        }
+        self.assets["/"] = self.assets["/index.html"]
+        self._bomb: bytes | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            started = time.perf_counter()
+            await self._http(_Request(scope), send, started)
+
+    async def _http(self, req: _Request, send: Send, started: float) -> None:
+        if req.scheme == "http":
+            await _respond(send, 301, [(b"location", self._https_url(req.target).encode())], req)
+            return
+        if req.host == "example.com":  # the apex is only a way to www
+            await _respond(send, 301, [(b"location", self._https_url(req.target).encode())], req)
+            return
+        if req.method not in ("GET", "HEAD"):
+            await _respond(send, 405, [(b"allow", b"GET, HEAD")], req, b"method not allowed\n")
+            return
+        path = req.path
+        if path == "/" and self.think:
+            await asyncio.sleep(self.think)  # the injected think time, reported below
+        think = self.think if path == "/" and self.think else None
+        timing = [(b"server-timing", _server_timing(started, think))]
+        if path in self.assets:
+            await self._asset(req, send, self.assets[path], timing)
+        elif path.startswith("/redirect/"):
+            n = _int(path.removeprefix("/redirect/"), 1, MAX_REDIRECTS)
+            if n is None:
+                await _respond(send, 400, timing, req, b"bad redirect count\n")
+                return
+            location = b"/" if n == 1 else f"/redirect/{n - 1}".encode()
+            await _respond(send, 302, [(b"location", location), *timing], req)
+        elif path == "/loop":
+            await _respond(send, 302, [(b"location", b"/loop"), *timing], req)
+        elif path == "/big":
+            size = _int(req.query("bytes", "1048576"), 0, MAX_BIG)
+            if size is None:
+                await _respond(send, 400, timing, req, b"bytes must be 0..512 MiB\n")
+                return
+            headers = [(b"content-type", b"application/octet-stream"), *timing]
+            await _stream_zeros(send, size, headers, req)
+        elif path == "/gzip-bomb":
+            if self._bomb is None:
+                self._bomb = await asyncio.to_thread(gzip_bomb, BOMB_SIZE)
+            headers = [(b"content-type", b"text/html; charset=utf-8"),
+                       (b"content-encoding", b"gzip"), *timing]
+            await _respond(send, 200, headers, req, self._bomb)
+        elif path == "/slow":
+            wait = _int(req.query("ms", "1000"), 0, MAX_SLOW_MS)
+            if wait is None:
+                await _respond(send, 400, timing, req, b"ms must be 0..60000\n")
+                return
+            await asyncio.sleep(wait / 1000)
+            await _respond(send, 200, _text(timing), req, f"waited {wait} ms\n".encode())
+        elif path.startswith("/status/"):
+            code = _int(path.removeprefix("/status/"), 200, 599)
+            if code is None:
+                await _respond(send, 400, timing, req, b"status must be 200..599\n")
+                return
+            await _respond(send, code, _text(timing), req, f"status {code}\n".encode())
+        elif path == "/echo":
+            body = json.dumps(req.echo(), indent=2).encode() + b"\n"
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            await _respond(send, 200, [*headers, *timing], req, body)
+        else:
+            await _respond(send, 404, _text(timing), req, b"not found\n")
+
+    async def _asset(self, req: _Request, send: Send, asset: Asset, extra: Headers) -> None:
+        is_page = asset is self.assets["/"]
+        headers: Headers = [
+            (b"content-type", asset.content_type.encode()),
+            (b"etag", asset.etag),
+            (b"cache-control",
+             b"no-cache" if is_page else b"public, max-age=31536000, immutable"),
+            *extra,
+        ]
+        if is_page:
+            headers.append((b"set-cookie", SESSION_COOKIE))
+        if asset.encoded:
+            headers.append((b"vary", b"Accept-Encoding"))
+        if req.header("if-none-match") == asset.etag.decode():
+            await _respond(send, 304, headers, req)
+            return
+        body = asset.body
+        coding = _choose_encoding(req.header("accept-encoding"), asset.encoded)
+        if coding:
+            body = asset.encoded[coding]
+            headers.append((b"content-encoding", coding.encode()))
+        await _respond(send, 200, headers, req, body)
+
+    def _https_url(self, target: str) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{CANONICAL_HOST}{port}{target}"
+
+
+class _Request:
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.scheme: str = scope["scheme"]
+        self.path: str = scope["path"]
+        self._query = parse_qs(scope["query_string"].decode("latin-1"))
+        raw = scope.get("raw_path") or scope["path"].encode()
+        qs = scope["query_string"]
+        self.target = raw.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
+        self.headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self.host = (self.header("host") or self.header(":authority")).split(":")[0].lower()
+
+    def header(self, name: str) -> str:
+        key = name.encode()
+        for k, v in self.headers:
+            if k == key:
+                return v.decode("latin-1")
+        return ""
+
+    def query(self, name: str, default: str) -> str:
+        values = self._query.get(name)
+        return values[0] if values else default
+
+    def echo(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "scheme": self.scheme,
+            "http_version": self.scope["http_version"],
+            "target": self.target,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
+            "client": list(self.scope.get("client") or []),
+        }
+
+
+async def _respond(
+    send: Send, status: int, headers: Iterable[tuple[bytes, bytes]], req: _Request,
+    body: bytes = b"",
+) -> None:
+    out: Headers = list(headers)
+    if req.scheme == "https":
+        out.append((b"strict-transport-security", HSTS))
+    if status not in (204, 304):
+        out.append((b"content-length", str(len(body)).encode()))
+    else:
+        body = b""
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body",
+                "body": b"" if req.method == "HEAD" else body})
+
+
+async def _stream_zeros(send: Send, size: int, headers: Headers, req: _Request) -> None:
+    out = [*headers, (b"content-length", str(size).encode()),
+           (b"strict-transport-security", HSTS)]
+    await send({"type": "http.response.start", "status": 200, "headers": out})
+    left = 0 if req.method == "HEAD" else size
+    zeros = bytes(CHUNK)
+    while left > CHUNK:
+        await send({"type": "http.response.body", "body": zeros, "more_body": True})
+        left -= CHUNK
+    await send({"type": "http.response.body", "body": zeros[:left]})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _choose_encoding(accept: str, available: dict[str, bytes]) -> str | None:
+    """br if acceptable, else gzip, else none (RFC 9110 §12.5.3, q=0 means "not this")."""
+    if not available:
+        return None
+    q: dict[str, float] = {}
+    for item in accept.split(","):
+        coding, _, params = item.strip().partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding:
+            q[coding.strip().lower()] = weight
+    for coding in ("br", "gzip"):
+        if q.get(coding, q.get("*", 0.0)) > 0 and coding in available:
+            return coding
+    return None
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A gzip member that inflates to ``size`` zero bytes (a multiple of 1 MiB).
+
+    After a full flush, deflate starts afresh with no history, so every further MiB of zeros
+    compresses to the same bytes: compress one MiB once and repeat it, instead of pushing
+    200 MiB through zlib. The trailer still needs the CRC-32 of the whole (RFC 1952 §2.3.1).
+    """
+    mib = bytes(1 << 20)
+    count = max(1, size >> 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(mib) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(mib) + deflate.flush(zlib.Z_FULL_FLUSH)
+    end = deflate.flush(zlib.Z_FINISH)
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(mib, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = crc.to_bytes(4, "little") + ((count << 20) & 0xFFFFFFFF).to_bytes(4, "little")
+    return header + first + again * (count - 1) + end + trailer
+
+
+def _server_timing(started: float, think: float | None) -> bytes:
+    """``app`` is the time the app spent; ``think`` the injected part of it (if any)."""
+    app = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    if think is None:
+        return app.encode()
+    return f'think;dur={think * 1000:.1f};desc="injected delay", {app}'.encode()
+
+
+def _text(headers: Headers) -> Headers:
+    return [(b"content-type", b"text/plain; charset=utf-8"), *headers]
+
+
+def _int(text: str, low: int, high: int) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
+async def serve_site(
+    app: Site,
+    *,
+    binds: Iterable[str],
+    insecure_binds: Iterable[str] = (),
+    chain: Path,
+    key: Path,
+    shutdown: asyncio.Event,
+) -> None:
+    """Serve ``app`` over TLS (h2 and http/1.1 by ALPN) until ``shutdown`` is set."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = list(binds)
+    config.insecure_bind = list(insecure_binds)
+    config.certfile = str(chain)
+    config.keyfile = str(key)
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.accesslog = None
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 1.0
+    await serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
