@@ -20,6 +20,7 @@ from typing import Any
 
 from whathappens.errors import TlsError
 from whathappens.journey import Journey, Span
+from whathappens.net import tlsmsg
 from whathappens.net.stream import PlainStream
 
 READ_CHUNK = 65536
@@ -113,13 +114,12 @@ def make_context(opts: TlsOptions) -> ssl.SSLContext:
 async def handshake(journey: Journey, span: Span, plain: PlainStream, server_name: str,
                     sni: bool, opts: TlsOptions) -> TlsStream:
     """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure."""
-    from whathappens.net import tlsmsg
-
     ctx = make_context(opts)
     recorder = tlsmsg.HandshakeRecorder(journey.clock.now)
-    ctx._msg_callback = recorder.callback  # type: ignore[attr-defined]
+    recorder.install(ctx)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_name)
+    recorder.track(obj)
     trust = opts.cafile or "the system trust store"
     span.attrs.update(sni=server_name if sni else None, alpn_offered=list(opts.alpn),
                       verification="skipped (-k)" if opts.insecure else
@@ -152,11 +152,19 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
             await plain.send(out)  # our Finished (and, in TLS 1.2, ChangeCipherSpec)
     except ssl.SSLCertVerificationError as exc:
         _record(span, obj, recorder, first_flight_ns)
-        _describe_chain(span, recorder, server_name, opts)
         from whathappens.net.certs import explain_openssl_verify_error
 
         code, reason = explain_openssl_verify_error(exc.verify_code, exc.verify_message,
                                                     server_name)
+        # OpenSSL's code is coarse (20 covers both an unknown CA and a missing intermediate);
+        # the chain the server sent, checked again, tells which.
+        verdict = _describe_chain(span, recorder, server_name, opts, verify=True)
+        if verdict is not None and not verdict.get("ok"):
+            code, reason = str(verdict["code"]), str(verdict["reason"])
+        span.attrs["chain_verification"] = {"ok": False, "code": code, "reason": reason,
+                                            "by": "OpenSSL in the handshake",
+                                            "openssl": f"{exc.verify_message} "
+                                                       f"({exc.verify_code})"}
         raise TlsError(f"tls.cert_{code}", f"the certificate of {server_name} was rejected: "
                        f"{reason}", detail=f"OpenSSL: {exc.verify_message} "
                        f"({exc.verify_code})") from None
@@ -172,22 +180,30 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         raise TlsError("tls.connection_lost", f"the connection broke during the TLS "
                        f"handshake: {exc.strerror or exc}") from None
     _record(span, obj, recorder, first_flight_ns)
-    _describe_chain(span, recorder, server_name, opts)
+    verdict = _describe_chain(span, recorder, server_name, opts, verify=opts.insecure)
     if opts.insecure:
-        verdict = span.attrs.get("chain_verification") or {}
-        if not verdict.get("ok", True):
+        if verdict is not None and not verdict.get("ok", True):
+            verdict["by"] = "cryptography's X.509 verifier, after the handshake (-k)"
+            span.attrs["chain_verification"] = verdict
             journey.note("warning", "tls", "certificate not trusted, continuing because of -k: "
                          f"{verdict.get('reason')}")
+        elif verdict is not None:
+            verdict["by"] = "cryptography's X.509 verifier, after the handshake (-k)"
+            span.attrs["chain_verification"] = verdict
+    else:
+        span.attrs["chain_verification"] = {"ok": True, "code": "ok",
+                                            "reason": "trusted: chain and name verified",
+                                            "by": "OpenSSL in the handshake"}
     return TlsStream(plain, obj, incoming, outgoing)
 
 
-def _handshake_error(server_name: str, exc: ssl.SSLError, recorder: Any) -> TlsError:
-    alert = next((m for m in reversed(recorder.alerts) if m.get("direction") == "received"),
-                 None) if hasattr(recorder, "alerts") else None
+def _handshake_error(server_name: str, exc: ssl.SSLError,
+                     recorder: tlsmsg.HandshakeRecorder) -> TlsError:
+    alert = next((a for a in reversed(recorder.alerts) if a.direction == "received"), None)
     reason = exc.reason or str(exc)
-    if alert:
+    if alert is not None:
         return TlsError("tls.alert", f"{server_name} ended the handshake with the alert "
-                        f"'{alert.get('description')}': it would not agree to our offer "
+                        f"'{alert.description}': it would not agree to our offer "
                         f"(OpenSSL: {reason})", detail=str(exc))
     if "WRONG_VERSION_NUMBER" in str(reason).upper():
         return TlsError("tls.not_tls", f"{server_name} did not answer in TLS: the port "
@@ -196,11 +212,26 @@ def _handshake_error(server_name: str, exc: ssl.SSLError, recorder: Any) -> TlsE
                     f"{reason}", detail=str(exc))
 
 
-def _record(span: Span, obj: ssl.SSLObject, recorder: Any, first_flight_ns: int | None) -> None:
-    from whathappens.net import tlsmsg
+def _events(recorder: tlsmsg.HandshakeRecorder) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for e in recorder.events:
+        item: dict[str, Any] = {"direction": e.direction, "t_ms": round(e.t_ns / 1e6, 3)}
+        if isinstance(e, tlsmsg.HandshakeMessage):
+            item.update(type=e.type_name, bytes=e.length)
+        elif isinstance(e, tlsmsg.Alert):
+            item.update(type=f"alert {e.level} {e.description}")
+        else:
+            item.update(type="change_cipher_spec")
+        out.append(item)
+    return out
 
-    attrs: dict[str, Any] = {"server_first_flight_ns": first_flight_ns,
-                             "messages": recorder.to_list()}
+
+def _record(span: Span, obj: ssl.SSLObject, recorder: tlsmsg.HandshakeRecorder,
+            first_flight_ns: int | None) -> None:
+    attrs: dict[str, Any] = {
+        "server_first_flight_ms": None if first_flight_ns is None
+        else round(first_flight_ns / 1e6, 3),
+        "messages": _events(recorder)}
     try:
         cipher = obj.cipher()
     except (ssl.SSLError, ValueError):
@@ -210,37 +241,38 @@ def _record(span: Span, obj: ssl.SSLObject, recorder: Any, first_flight_ns: int 
                      alpn=obj.selected_alpn_protocol(), session_reused=obj.session_reused)
     hello = recorder.server_hello
     if hello is not None:
-        try:
+        with contextlib.suppress(tlsmsg.TlsParseError):
             info = tlsmsg.parse_server_hello(hello)
             attrs["group"] = info.key_share_group
-            attrs["hello_retry_request"] = info.hello_retry_request
-        except tlsmsg.TlsParseError:
-            pass
-    if attrs.get("group") is None and recorder.server_key_exchange is not None:
+    attrs["hello_retry_request"] = recorder.hello_retry_request is not None
+    if attrs.get("group") is None and recorder.server_key_exchange is not None and \
+            "ECDHE" in str(attrs.get("cipher", "")):
         with contextlib.suppress(tlsmsg.TlsParseError):
             attrs["group"] = tlsmsg.parse_server_key_exchange_group(
                 recorder.server_key_exchange)
     span.attrs.update(attrs)
 
 
-def _describe_chain(span: Span, recorder: Any, server_name: str, opts: TlsOptions) -> None:
-    from whathappens.net import certs, tlsmsg
+def _describe_chain(span: Span, recorder: tlsmsg.HandshakeRecorder, server_name: str,
+                    opts: TlsOptions, *, verify: bool) -> dict[str, Any] | None:
+    """Describe the chain the server sent; with ``verify``, check it and return the verdict."""
+    from whathappens.net import certs
 
     raw = recorder.certificate
     if raw is None:
-        return
-    tls13 = span.attrs.get("version") == "TLSv1.3" or recorder.tls13
+        return None
+    tls13 = False
+    if recorder.server_hello is not None:
+        with contextlib.suppress(tlsmsg.TlsParseError):
+            tls13 = tlsmsg.parse_server_hello(recorder.server_hello).version == 0x0304
     try:
         chain = tlsmsg.parse_certificate_message(raw, tls13)
     except tlsmsg.TlsParseError as exc:
         span.attrs["chain_error"] = str(exc)
-        return
+        return None
     now = datetime.now(UTC)
     span.attrs["chain"] = [certs.describe_certificate(der, now) for der in chain]
-    if opts.insecure:
-        v = certs.verify_chain(chain, server_name, cafile=opts.cafile, now=now)
-        span.attrs["chain_verification"] = {"ok": v.ok, "code": v.code, "reason": v.reason,
-                                            "by": "cryptography's X.509 verifier, after -k"}
-    else:
-        span.attrs["chain_verification"] = {"ok": True, "code": "ok",
-                                            "reason": "trusted", "by": "OpenSSL"}
+    if not verify:
+        return None
+    v = certs.verify_chain(chain, server_name, cafile=opts.cafile, now=now)
+    return {"ok": v.ok, "code": v.code, "reason": v.reason}
