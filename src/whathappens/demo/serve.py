@@ -39,7 +39,6 @@ import socket
 import ssl
 import struct
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -80,8 +79,13 @@ class Options:
 
 
 def main(argv: list[str] | None = None) -> int:
+    options = _parse(argv)
+    # Python-level handlers, not loop.add_signal_handler: those are removed when the loop
+    # closes, and a SIGTERM arriving during the last moments of shutdown would then kill
+    # the process (status -15) instead of letting it finish its clean exit.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _STOP.request)
     try:
-        options = _parse(argv)
         return asyncio.run(_run(options))
     except KeyboardInterrupt:  # a ^C before the loop could install its handler
         return 130
@@ -115,12 +119,9 @@ def _parse(argv: list[str] | None) -> Options:
 
 async def _run(options: Options) -> int:
     started = time.perf_counter()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _STOP.attach(asyncio.get_running_loop())
     if options.exit_with_stdin:
-        _watch_stdin(lambda: loop.call_soon_threadsafe(stop.set))
+        _watch_stdin(stop)
 
     internet = _Internet(options)
     try:
@@ -430,14 +431,47 @@ def _can_listen(address: str, port: int) -> bool:
     return True
 
 
-def _watch_stdin(on_eof: Callable[[], object]) -> None:
-    def watch() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while sys.stdin.buffer.read(4096):
-                pass
-        on_eof()
+def _watch_stdin(stop: asyncio.Event) -> None:
+    """Stop when stdin reaches EOF: the parent that holds its other end went away."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
 
-    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    # Not a pipe or socket (e.g. a regular file): nothing to watch.
+    with contextlib.suppress(OSError, ValueError):
+        loop.add_reader(fd, readable)
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into an asyncio.Event set on the running loop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        self._loop, self._event = loop, asyncio.Event()
+        if self.requested:
+            self._event.set()
+        return self._event
+
+    def request(self, signum: int, frame: object) -> None:
+        self.requested = True
+        loop, event = self._loop, self._event
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+
+_STOP = _StopRequest()
 
 
 if __name__ == "__main__":

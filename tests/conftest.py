@@ -1,0 +1,77 @@
+"""Shared fixtures: the demo internet, started once per test session in its own process.
+
+As root (here and in CI) it listens on the well-known ports 53/443/80, otherwise on
+10053/10443/10080. If another test session on this machine already holds those ports, it
+falls back to free high ports: always read ``demo_internet.dns_port`` / ``.https_port`` /
+``.http_port`` rather than assuming a number. Delays are injected as in the demo (root
+25 ms, TLD 20 ms, authoritative 12 ms, web think time 5 ms; see ``.info``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from whathappens.demo.internet import DemoInternet, DemoInternetError
+
+
+def start_demo_internet(state_dir: Path, *, delays: bool = True) -> DemoInternet:
+    """Start a demo internet on the usual ports, or on free ones if those are taken."""
+    try:
+        return DemoInternet.start(state_dir, high_ports=os.geteuid() != 0, delays=delays)
+    except DemoInternetError as e:
+        if not e.address_in_use:
+            raise
+    return start_on_free_ports(state_dir, delays=delays)
+
+
+def random_ports() -> tuple[int, int, int]:
+    """Three distinct high ports (dns, https, http), unlikely to be in use."""
+    dns, https, http = random.sample(range(20000, 60000), 3)
+    return dns, https, http
+
+
+def start_on_free_ports(state_dir: Path, *, delays: bool = False) -> DemoInternet:
+    error: DemoInternetError | None = None
+    for _ in range(8):
+        try:
+            return DemoInternet.start(state_dir, ports=random_ports(), delays=delays)
+        except DemoInternetError as e:
+            if not e.address_in_use:
+                raise
+            error = e
+    assert error is not None
+    raise error
+
+
+@pytest.fixture(scope="session")
+def demo_internet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoInternet]:
+    net = start_demo_internet(tmp_path_factory.mktemp("demo-internet"))
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture
+def fresh_demo_internet(tmp_path: Path) -> Iterator[Callable[..., DemoInternet]]:
+    """A factory for private demo internets (cold caches, own CA) on free high ports.
+
+    ``fresh_demo_internet(state_dir=None, delays=False)``; each is stopped after the test.
+    """
+    started: list[DemoInternet] = []
+
+    def start(state_dir: Path | None = None, *, delays: bool = False) -> DemoInternet:
+        net = start_on_free_ports(state_dir or tmp_path / f"demo-{len(started)}", delays=delays)
+        started.append(net)
+        return net
+
+    try:
+        yield start
+    finally:
+        for net in started:
+            net.stop()
