@@ -45,7 +45,8 @@ class AuthoritativeServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connections = 0
+        self._handlers: set[asyncio.Task[Any]] = set()  # TCP connection handlers
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -60,9 +61,15 @@ class AuthoritativeServer:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
+        # Hang up on TCP clients rather than cancel their handlers: a cancelled stream
+        # handler makes asyncio (3.11) log a spurious traceback.
+        for writer in list(self._writers):
+            writer.transport.abort()
         for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            if task not in self._handlers:
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
 
     def answer(self, wire: bytes, *, max_size: int | None) -> bytes | None:
         """The response to one query in wire format; ``max_size`` None means TCP."""
@@ -105,15 +112,17 @@ class AuthoritativeServer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+            self._handlers.add(task)
             task.add_done_callback(self._tasks.discard)
-        self._connections += 1
+            task.add_done_callback(self._handlers.discard)
+        self._writers.add(writer)
         try:
-            if self._connections <= MAX_TCP_CONNECTIONS:
+            if len(self._writers) <= MAX_TCP_CONNECTIONS:
                 await self._tcp_queries(reader, writer)
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass
         finally:
-            self._connections -= 1
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()

@@ -172,11 +172,14 @@ def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[s
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+    # After SIGTERM, not before: closing stdin also asks the server to stop, and a SIGTERM
+    # landing while it is already exiting could cut its clean exit short.
     if process.stdin is not None and not process.stdin.closed:
         with contextlib.suppress(OSError):
             process.stdin.close()
     if process.poll() is None:
-        process.terminate()
         try:
             process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _STOP.request)
     try:
-        return asyncio.run(_run(options))
+        status = asyncio.run(_run(options))
+        # Interpreter shutdown resets Python-level handlers to the default action; a late
+        # second SIGTERM must not turn a clean exit into "killed by signal".
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
+        return status
     except KeyboardInterrupt:  # a ^C before the loop could install its handler
         return 130
     except StartupError as e:
@@ -119,7 +124,9 @@ def _parse(argv: list[str] | None) -> Options:
 
 async def _run(options: Options) -> int:
     started = time.perf_counter()
-    stop = _STOP.attach(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_cancellation)
+    stop = _STOP.attach(loop)
     if options.exit_with_stdin:
         _watch_stdin(stop)
 
@@ -319,7 +326,9 @@ class _Internet:
     async def stop(self) -> None:
         self.web_shutdown.set()
         if self.web_tasks:
-            await asyncio.wait(self.web_tasks, timeout=3.0)
+            # A TLS client that never answers our close_notify would hold a server until
+            # the SSL shutdown timeout (30 s): wait a moment, then cancel.
+            await asyncio.wait(self.web_tasks, timeout=1.0)
             for task in self.web_tasks:
                 if not task.done():
                     task.cancel()
@@ -429,6 +438,18 @@ def _can_listen(address: str, port: int) -> bool:
     except OSError as e:
         return e.errno == errno.EADDRINUSE  # IPv6 works; the port clash is reported later
     return True
+
+
+def _quiet_cancellation(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Drop the report of a connection handler cancelled at shutdown, pass on the rest.
+
+    asyncio 3.11's stream server asks a cancelled handler task for its exception, which
+    raises CancelledError inside a callback and prints a traceback for what is a normal stop
+    (fixed in 3.12).
+    """
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _watch_stdin(stop: asyncio.Event) -> None:

@@ -343,5 +343,5 @@ async def serve_site(
     config.alpn_protocols = ["h2", "http/1.1"]
     config.accesslog = None
     config.loglevel = "WARNING"
-    config.graceful_timeout = 1.0
+    config.graceful_timeout = 0.5  # a demo need not wait long for idle keep-alive clients
     await serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
