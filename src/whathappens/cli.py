@@ -18,7 +18,9 @@ from whathappens.errors import EXIT_CODES
 if TYPE_CHECKING:
     from whathappens.trace import Options
 
-EPILOG = "exit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, text in EXIT_CODES.items())
+EPILOG = "exit codes:\n" + "\n".join(
+    f"  {code:>2}  {text}" for code, text in EXIT_CODES.items()
+) + "\n  11  demo: the demo internet could not start"
 
 
 def _host_port(value: str, default_port: int = 53) -> tuple[str, int]:
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "demo":
             from whathappens.demo.command import demo_main
 
-            return demo_main(argv[1:])
+            code: int = demo_main(argv[1:])
+            return code
         return trace_main(argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from whathappens.errors import (
     ConnectError,
@@ -28,7 +28,11 @@ from whathappens.net.http_types import Exchange, Limits, Request
 from whathappens.net.stream import PlainStream, Stream
 from whathappens.net.tcp import connect, tcp_info
 from whathappens.net.tls import TlsOptions, handshake
-from whathappens.url import UrlAnatomy, parse_url, resolve_reference
+from whathappens.url import UrlAnatomy, parse_url, public_suffix_of, resolve_reference
+
+if TYPE_CHECKING:
+    from whathappens.net.http1 import H1Connection
+    from whathappens.net.http2 import H2Connection
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}  # RFC 9110 §15.4
 MAX_REDIRECTS = 20                               # what Chromium and Firefox allow
@@ -50,19 +54,12 @@ class Options:
     hsts_upgrade: bool = True
 
 
-class _HttpConnection(Protocol):
-    async def exchange(self, request: Request) -> Exchange: ...
-
-    @property
-    def reusable(self) -> bool: ...
-
-
 @dataclass
 class _Conn:
     origin: tuple[str, str, int]
     stream: Stream
     plain: PlainStream
-    http: Any                 # H1Connection | H2Connection
+    http: H1Connection | H2Connection
     protocol: str             # "HTTP/1.1" | "HTTP/2"
     tcp_span: Span
     legs: int = 0
@@ -75,12 +72,25 @@ class Runner:
         self.pool: dict[tuple[str, str, int], _Conn] = {}
         self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
         self.open_spans: list[Span] = []
+        self.url_span: Span | None = None
+
+    def public_suffix(self) -> None:
+        """The registrable domain, looked up after the network steps (no packet needs it)."""
+        span = self.url_span
+        if span is None or span.attrs.get("host_kind") != "domain":
+            return
+        suffix, registrable = public_suffix_of(str(span.attrs["host"]))
+        span.attrs.update(public_suffix=suffix, registrable_domain=registrable,
+                          public_suffix_note="from the public suffix list snapshot, looked "
+                          "up after the journey (not part of the URL step's time)")
 
     # ------------------------------------------------------------------- legs
     async def run(self, url_text: str) -> None:
         with self.j.timed("url", "url", "you", "application", input=url_text) as span:
-            url = parse_url(url_text, hsts_upgrade=self.opts.hsts_upgrade)
+            url = parse_url(url_text, hsts_upgrade=self.opts.hsts_upgrade,
+                            with_public_suffix=False)
             span.attrs.update(url.to_dict())
+        self.url_span = span
         if url.upgraded_from_http:
             self.j.note("info", "url", f"{url.host} is on the HSTS preload list: http:// was "
                         "upgraded to https:// before any packet was sent")
@@ -140,8 +150,8 @@ class Runner:
             else:
                 if conn is not None:
                     self._close(conn)
-                conn = await self.open_connection(leg, url)
                 leg.attrs["connection"] = "new"
+                conn = await self.open_connection(leg, url)
             conn.legs += 1
             return await self.request(leg, conn, url, method)
         finally:
@@ -175,15 +185,15 @@ class Runner:
         if self.opts.http_version == "2" and protocol != "HTTP/2":
             self.j.note("warning", "http", "--http2 was asked for but the server did not "
                         "offer h2 in ALPN: using HTTP/1.1")
-        http: Any
+        http: H1Connection | H2Connection
         if protocol == "HTTP/2":
             from whathappens.net.http2 import H2Connection
 
-            http = H2Connection(stream, clock=self.j.clock.now, limits=self.opts.limits)
+            http = H2Connection(stream, max_header_bytes=self.opts.limits.max_header_bytes)
         else:
             from whathappens.net.http1 import H1Connection
 
-            http = H1Connection(stream, clock=self.j.clock.now, limits=self.opts.limits)
+            http = H1Connection(stream)
         conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
         self.pool[url.origin] = conn
         return conn
@@ -207,7 +217,7 @@ class Runner:
                       scheme=url.scheme, headers=list(self.opts.headers))
         with self.j.timed("http", "http", f"server {conn.tcp_span.attrs.get('remote', '')}",
                           "application", parent=leg, protocol=conn.protocol) as span:
-            ex = await conn.http.exchange(req)
+            ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
             span.start_ns = ex.t_request_start_ns
             span.end_ns = ex.t_body_done_ns
             span.actor = f"server {conn.tcp_span.attrs.get('remote', '')}"
@@ -282,6 +292,7 @@ async def run_journey(url_text: str, options: Options | None = None) -> Journey:
                                       "bug, please report it", detail=repr(exc))
     finally:
         runner.close_all()
+    runner.public_suffix()
     _close_open_spans(journey, journey.error)
     _summarize(journey)
     return journey

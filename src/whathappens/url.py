@@ -163,8 +163,15 @@ def is_default_port(scheme: str, port: int) -> bool:
     return DEFAULT_PORTS.get(scheme.lower()) == port
 
 
-def parse_url(text: str, *, hsts_upgrade: bool = True) -> UrlAnatomy:
-    """Take apart what the user typed, as a browser's address bar would."""
+def parse_url(
+    text: str, *, hsts_upgrade: bool = True, with_public_suffix: bool = True
+) -> UrlAnatomy:
+    """Take apart what the user typed, as a browser's address bar would.
+
+    ``with_public_suffix=False`` leaves ``public_suffix``/``registrable_domain`` unset: the
+    suffix list costs ~150 ms to load and no packet depends on it, so the journey asks for
+    it (``public_suffix_of``) after the network steps.
+    """
     original = text
     text = _clean(text)
     scheme, rest, scheme_assumed = _split_scheme(text)
@@ -200,7 +207,8 @@ def parse_url(text: str, *, hsts_upgrade: bool = True) -> UrlAnatomy:
     public_suffix = registrable = None
     preloaded = False
     if host_kind == "domain":
-        public_suffix, registrable = _public_suffix(host.removesuffix("."))
+        if with_public_suffix:
+            public_suffix, registrable = public_suffix_of(host)
         preloaded = _hsts_preloaded(host.removesuffix("."))
     upgraded = False
     if scheme == "http" and preloaded and hsts_upgrade:
@@ -559,7 +567,9 @@ def _psl_extractor() -> Any:
     )
 
 
-def _public_suffix(name: str) -> tuple[str | None, str | None]:
+def public_suffix_of(host: str) -> tuple[str | None, str | None]:
+    """(public suffix, registrable domain) of a domain name, from the offline PSL snapshot."""
+    name = host.removesuffix(".")
     result = _psl_extractor()(name)
     if result.suffix:
         registrable = f"{result.domain}.{result.suffix}" if result.domain else None

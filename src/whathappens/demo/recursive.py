@@ -12,6 +12,7 @@ import asyncio
 import struct
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import dns.flags
 import dns.message
@@ -130,8 +131,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         task = asyncio.create_task(self._reply(data, addr))

@@ -127,6 +127,10 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     loop = asyncio.get_running_loop()
     deadline = loop.time() + opts.timeout
     first_flight_ns: int | None = None
+    # The step's time is the handshake itself, ClientHello out → our Finished out, as
+    # curl's appconnect − connect; building the context (loading the trust store) is before.
+    span.attrs["context_setup_ms"] = round((journey.clock.now() - span.start_ns) / 1e6, 3)
+    span.start_ns = journey.clock.now()
     try:
         while True:
             try:
@@ -150,6 +154,7 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         out = outgoing.read()
         if out:
             await plain.send(out)  # our Finished (and, in TLS 1.2, ChangeCipherSpec)
+        journey.end(span)  # describing the chain afterwards is analysis, not handshake
     except ssl.SSLCertVerificationError as exc:
         _record(span, obj, recorder, first_flight_ns)
         from whathappens.net.certs import explain_openssl_verify_error

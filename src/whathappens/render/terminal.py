@@ -261,18 +261,26 @@ class Report:
             seq = Text()
             for m in msgs:
                 arrow = "→" if m.get("direction") == "sent" else "←"
-                seq.append(f"{arrow} {m.get('type')} ", style="yellow" if arrow == "→" else "")
+                # no-break spaces keep each message and its time together when lines wrap
+                seq.append(f"{arrow}\u00a0{m.get('type')}", style="yellow" if arrow == "→" else "")
                 if m.get("t_ms") is not None:
-                    seq.append(f"{m['t_ms']:.2f}  ", style="dim")
+                    seq.append(f"\u00a0{m['t_ms']:.2f}", style="dim")
+                seq.append("  ")
+            self.detail(Text("handshake (→ sent, ← received; ms since t0):", style="dim"))
             self.detail(seq)
         for i, cert in enumerate(a.get("chain") or []):
             who = cert.get("subject_cn") or cert.get("subject")
             line = Text(f"{'leaf' if i == 0 else 'CA  '} {who}", style="bold" if i == 0 else "")
             line.append(f"  issued by {cert.get('issuer_cn') or cert.get('issuer')}", style="dim")
-            line.append(f"  {cert.get('key_type')}  until {str(cert.get('not_after'))[:10]} "
-                        f"({cert.get('days_left')} days)", style="dim")
-            if i == 0 and cert.get("sans"):
-                line.append(f"  SANs {', '.join(str(s) for s in cert['sans'][:4])}", style="dim")
+            line.append(f"  {cert.get('key')}, {cert.get('signature_algorithm')}, valid until "
+                        f"{str(cert.get('not_after'))[:10]} ({cert.get('days_left')} days)",
+                        style="dim")
+            sans = list(cert.get("san_dns") or []) + list(cert.get("san_ip") or [])
+            if i == 0 and sans:
+                more = f" +{len(sans) - 4}" if len(sans) > 4 else ""
+                line.append(f"  SANs {', '.join(str(s) for s in sans[:4])}{more}", style="dim")
+            if i == 0 and cert.get("sct_count"):
+                line.append(f"  {cert['sct_count']} SCTs", style="dim")
             self.detail(line)
         v = a.get("chain_verification")
         if v:
