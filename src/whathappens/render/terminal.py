@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.text import Text
 
 from whathappens.explain.texts import STEPS
@@ -79,12 +80,12 @@ class Report:
         if not self.explain or step not in STEPS:
             return
         e = STEPS[step]
-        self.c.print(Text(f"        {e.title}", style="bold"))
-        self.c.print(Text(e.beginner, style="italic"), overflow="fold", soft_wrap=False)
-        self.c.print(Text("Advanced: ", style="bold dim") + Text(e.advanced, style="dim"),
-                     overflow="fold")
-        self.c.print(Text("What the number includes: ", style="bold dim") +
-                     Text(e.measures, style="dim"), overflow="fold")
+        for text in (Text(e.title, style="bold"),
+                     Text(e.beginner, style="italic"),
+                     Text("Advanced: ", style="bold dim") + Text(e.advanced, style="dim"),
+                     Text("What the number includes: ", style="bold dim") +
+                     Text(e.measures, style="dim")):
+            self.c.print(Padding(text, (0, 2, 0, 8), expand=False))
 
     # ----------------------------------------------------------------- steps
     def render(self) -> None:
