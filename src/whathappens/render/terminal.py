@@ -171,8 +171,11 @@ class Report:
             line.append(f"from {a.get('root_hints')} → {', '.join(a.get('addresses') or [])}")
         self.c.print(line, overflow="fold")
         if name == "resolver":
+            first: float | None = None
             for q in view["children"]:
-                self.resolver_query(q)
+                self.resolver_query(q, first)
+                if q["attrs"].get("qtype") == "A" and first is None:
+                    first = q.get("duration_ms")
         elif name == "walk":
             for question in view["children"]:
                 qa = question["attrs"]
@@ -184,7 +187,7 @@ class Report:
         if name == "resolver" and a.get("cname_chain"):
             self.detail("CNAME chain: " + " ; ".join(a["cname_chain"]), indent=12)
 
-    def resolver_query(self, q: Span) -> None:
+    def resolver_query(self, q: Span, first_a_ms: float | None) -> None:
         a = q["attrs"]
         t = Text(f"{a.get('qtype', ''):<6}", style="bold")
         t.append(f"{_ms(q.get('duration_ms')):>10}  ")
@@ -197,8 +200,11 @@ class Report:
                 t.append(f"  TTL {a['ttl']}", style="dim")
             if a.get("tcp_retry"):
                 t.append("  (truncated, retried over TCP)", style="yellow")
-            if "cache" in str(a.get("purpose", "")):
-                t.append("  ← repeat: a cached answer comes back faster, TTL lower",
+            took = q.get("duration_ms")
+            if "cache" in str(a.get("purpose", "")) and first_a_ms and took is not None:
+                verdict = ("faster: served from the resolver's cache" if took < first_a_ms / 2
+                           else "not faster: the resolver did not answer from a cache")
+                t.append(f"  ← asked again: {verdict} ({_ms(took)} vs {_ms(first_a_ms)})",
                          style="dim")
         self.detail(t, indent=12)
 
