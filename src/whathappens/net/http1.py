@@ -1,0 +1,354 @@
+"""HTTP/1.1 over a connected stream (RFC 9112), with h11 as the protocol core.
+
+Theory of operation: h11 does no I/O; it turns the request into bytes and bytes into events.
+This module is the loop around it, and the place where the measurements are taken:
+
+* ``t_request_start`` just before the request bytes go to ``send``, ``t_request_sent`` as soon
+  as ``send`` returns (the bytes are in the kernel or the TLS layer, not yet at the server);
+* ``t_first_byte`` when the first ``recv`` after that returns data; ``t_headers`` and
+  ``t_body_done`` are the return times of the reads that completed the head and the body, so
+  parsing time never counts as network time.
+
+Every read asks for at most ``_READ_SIZE`` bytes and waits at most ``Limits.read_timeout``.
+h11 refuses a head larger than ``Limits.max_header_bytes``; the body stops at
+``Limits.max_body_bytes``. Whatever goes wrong becomes an ``HttpError`` that says at which
+point of the response it happened; after one, the connection is closed and not reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import h11
+
+from whathappens.errors import HttpError
+from whathappens.net.content import content_codings, decode_content
+from whathappens.net.http_types import (
+    ACCEPT,
+    ACCEPT_ENCODING,
+    USER_AGENT,
+    Exchange,
+    Limits,
+    Request,
+    decode_field,
+    escaped,
+    joined_field,
+    size_words,
+    with_defaults,
+)
+from whathappens.net.stream import Stream
+
+_READ_SIZE = 64 * 1024
+_SHOWN_BYTES = 80  # how much of a malformed response an error message shows
+
+
+def request_headers_h1(request: Request) -> list[tuple[str, str]]:
+    """The header lines we send: Host first (RFC 9112 §3.2), then what curl or a browser
+    sends, then the caller's. A body gets a Content-Length (RFC 9110 §8.6)."""
+    defaults = [
+        ("Host", request.authority),
+        ("User-Agent", USER_AGENT),
+        ("Accept", ACCEPT),
+        ("Accept-Encoding", ACCEPT_ENCODING),
+    ]
+    if request.body or request.method in ("POST", "PUT", "PATCH"):
+        defaults.append(("Content-Length", str(len(request.body))))
+    return with_defaults(defaults, request.headers)
+
+
+class _Progress:
+    """How far the response has come: for timestamps, and to say where things went wrong.
+    (A plain class: a dataclass costs a millisecond or two at import.)"""
+
+    def __init__(self) -> None:
+        self.received = 0  # response bytes this exchange, as handed to h11
+        self.first = b""  # its first bytes, to show when it is not HTTP
+        self.t_last_read: int | None = None
+        self.eof = False  # the server has closed its side
+        self.in_body = False
+        self.body_bytes = 0
+        self.content_length: int | None = None
+
+    def point(self) -> str:
+        if self.in_body:
+            of = f" of the {self.content_length} announced" if self.content_length else ""
+            return f"after {self.body_bytes} bytes of the body{of}"
+        if self.received:
+            return f"in the middle of the response headers ({self.received} bytes received)"
+        return "before sending any of the response"
+
+    def waiting_for(self) -> str:
+        if self.in_body:
+            of = f" of {self.content_length}" if self.content_length else ""
+            return f"more of the body ({self.body_bytes}{of} bytes received)"
+        if self.received:
+            return f"the rest of the response headers ({self.received} bytes received)"
+        return "the first byte of the response"
+
+
+class H1Connection:
+    """One HTTP/1.1 connection: sequential exchanges while the server keeps it alive."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.exchanges = 0
+        self._h11: h11.Connection | None = None
+        self._failed = False
+
+    @property
+    def reusable(self) -> bool:
+        """True while another request may go on this connection (RFC 9112 §9.3)."""
+        if self._failed or self.stream.closed:
+            return False
+        return self._h11 is None or self._h11.our_state is h11.IDLE
+
+    def close(self) -> None:
+        self.stream.close()
+
+    async def exchange(
+        self, request: Request, clock: Callable[[], int], limits: Limits
+    ) -> Exchange:
+        if not self.reusable:
+            raise RuntimeError("this HTTP/1.1 connection cannot carry another request")
+        if self._h11 is None:
+            # The head limit of the first exchange holds for the connection's life.
+            self._h11 = h11.Connection(
+                h11.CLIENT, max_incomplete_event_size=limits.max_header_bytes
+            )
+        try:
+            exchange = await self._exchange(self._h11, request, clock, limits)
+        except BaseException:
+            self._failed = True
+            self.stream.close()
+            raise
+        self.exchanges += 1
+        return exchange
+
+    async def _exchange(
+        self, conn: h11.Connection, request: Request, clock: Callable[[], int], limits: Limits
+    ) -> Exchange:
+        stream = self.stream
+        headers = request_headers_h1(request)
+        try:
+            data = conn.send(
+                h11.Request(
+                    method=request.method,
+                    target=request.target,
+                    headers=[(n.encode(), v.encode()) for n, v in headers],
+                )
+            )
+            if request.body:
+                data += conn.send(h11.Data(data=request.body))
+            data += conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as e:
+            raise HttpError(
+                "http.invalid_request", f"The request cannot be sent as HTTP/1.1: {e}."
+            ) from None
+
+        sent0, received0 = stream.wire_sent, stream.wire_received
+        t_start = clock()
+        try:
+            await stream.send(data)
+        except OSError as e:
+            raise HttpError(
+                "http.connection_closed",
+                f"The connection broke while the request was being sent ({e}).",
+            ) from None
+        t_sent = clock()
+
+        progress = _Progress()
+        leftover = len(conn.trailing_data[0])  # bytes of this response already buffered
+        head_start = 0
+        t_first: int | None = None
+        t_headers = 0
+        response: h11.Response | None = None
+        informational: list[int] = []
+        header_bytes = 0
+        body = bytearray()
+
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                raise self._protocol_error(e, progress, limits) from None
+            if event is h11.NEED_DATA:
+                chunk = await self._recv(progress, limits, clock)
+                if t_first is None and chunk:
+                    t_first = progress.t_last_read
+                conn.receive_data(chunk)
+                if chunk and len(progress.first) < _SHOWN_BYTES:
+                    progress.first += chunk[: _SHOWN_BYTES - len(progress.first)]
+                    _check_looks_like_http(progress.first)
+                continue
+            consumed = leftover + progress.received - len(conn.trailing_data[0])
+            if isinstance(event, h11.InformationalResponse):
+                # RFC 9110 §15.2: 1xx responses precede the final one; note and move on.
+                informational.append(event.status_code)
+                head_start = consumed
+            elif isinstance(event, h11.Response):
+                response = event
+                header_bytes = consumed - head_start
+                t_headers = _read_time(progress, clock)
+                progress.in_body = True
+                progress.content_length = _content_length(request, event)
+                _check_announced_length(progress.content_length, limits)
+            elif isinstance(event, h11.Data):
+                body += event.data
+                progress.body_bytes = len(body)
+                if len(body) > limits.max_body_bytes:
+                    raise HttpError(
+                        "http.body_too_large",
+                        f"The body passed the limit of {size_words(limits.max_body_bytes)}; "
+                        f"reading stopped there, {progress.point()}.",
+                    )
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _closed_error(progress, self.exchanges)
+        assert response is not None  # h11 sends EndOfMessage only after a Response
+        t_done = _read_time(progress, clock)
+        if t_first is None:  # the whole response was already buffered
+            t_first = t_headers
+
+        # RFC 9112 §9.3: keep-alive is the default in 1.1; h11 tracks "Connection: close",
+        # HTTP/1.0 and close-delimited bodies, and leaves both sides DONE only if it may go on.
+        reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        if reusable:
+            conn.start_next_cycle()
+
+        response_headers = [
+            (decode_field(n), decode_field(v)) for n, v in response.headers.raw_items()
+        ]
+        codings = content_codings(response_headers)
+        decoded = decode_content(
+            bytes(body),
+            codings,
+            max_decoded=limits.max_decoded_bytes,
+            keep=limits.keep_body_bytes,
+        )
+        return Exchange(
+            http_version="HTTP/" + response.http_version.decode(),
+            request_headers=headers,
+            status=response.status_code,
+            reason=decode_field(response.reason),
+            response_headers=response_headers,
+            t_request_start_ns=t_start,
+            t_request_sent_ns=t_sent,
+            t_first_byte_ns=t_first,
+            t_headers_ns=t_headers,
+            t_body_done_ns=t_done,
+            body=decoded.kept,
+            body_truncated=decoded.truncated,
+            wire_bytes_sent=stream.wire_sent - sent0,
+            wire_bytes_received=stream.wire_received - received0,
+            body_bytes_encoded=len(body),
+            body_bytes_decoded=decoded.size,
+            content_encoding=codings,
+            header_bytes=header_bytes,
+            reusable=reusable and not stream.closed,
+            alt_svc=joined_field(response_headers, "alt-svc"),
+            informational=informational,
+        )
+
+    async def _recv(self, progress: _Progress, limits: Limits, clock: Callable[[], int]) -> bytes:
+        try:
+            chunk = await self.stream.recv(_READ_SIZE, limits.read_timeout)
+        except TimeoutError:
+            raise HttpError(
+                "http.read_timeout",
+                f"The server sent nothing for {limits.read_timeout:g} s while we waited for "
+                f"{progress.waiting_for()}.",
+            ) from None
+        except OSError as e:
+            raise HttpError(
+                "http.connection_closed",
+                f"The connection broke {progress.point()} ({e}).",
+            ) from None
+        progress.t_last_read = clock()
+        progress.received += len(chunk)
+        progress.eof = not chunk
+        return chunk
+
+    def _protocol_error(
+        self, e: h11.RemoteProtocolError, progress: _Progress, limits: Limits
+    ) -> HttpError:
+        if e.error_status_hint == 431 and not progress.in_body:
+            return HttpError(
+                "http.headers_too_large",
+                f"The response headers passed the limit of "
+                f"{size_words(limits.max_header_bytes)} without ending; reading stopped there.",
+            )
+        if progress.eof:
+            return _closed_error(progress, self.exchanges)
+        return HttpError(
+            "http.malformed",
+            f"The response is not valid HTTP/1.1 ({e}); it began {escaped(progress.first)}.",
+        )
+
+
+async def exchange_h1(
+    stream: Stream, request: Request, *, clock: Callable[[], int], limits: Limits
+) -> Exchange:
+    """One request and its response on ``stream``."""
+    return await H1Connection(stream).exchange(request, clock, limits)
+
+
+def _read_time(progress: _Progress, clock: Callable[[], int]) -> int:
+    """When the read that completed an event returned; now, if it needed no read (the bytes
+    were already buffered from the previous exchange)."""
+    return clock() if progress.t_last_read is None else progress.t_last_read
+
+
+def _closed_error(progress: _Progress, earlier_exchanges: int) -> HttpError:
+    message = f"The server closed the connection {progress.point()}."
+    if earlier_exchanges and not progress.received:
+        # RFC 9112 §9.3.1: a server may close an idle persistent connection at any time.
+        message += (
+            f" The connection had already carried {earlier_exchanges} exchange(s); servers "
+            "close idle keep-alive connections, so the request may succeed on a new one."
+        )
+    return HttpError("http.connection_closed", message)
+
+
+def _check_looks_like_http(first: bytes) -> None:
+    """A response starts with "HTTP/" (RFC 9112 §4); say so as soon as it cannot, rather than
+    wait for a head that will never end."""
+    start = first.lstrip(b"\r\n")  # RFC 9112 §2.2 robustness: skip stray blank lines
+    if start[:5] == b"HTTP/"[: len(start[:5])]:
+        return
+    raise HttpError(
+        "http.malformed",
+        f"The server answered with something that is not HTTP: a response begins with "
+        f"'HTTP/', this one began {escaped(first)}{_looks_like(start)}.",
+    )
+
+
+def _looks_like(start: bytes) -> str:
+    if start[:1] in (b"\x15", b"\x16") and start[1:2] == b"\x03":
+        return ", which looks like TLS: the port may expect https"
+    if start.startswith(b"SSH-"):
+        return ", which is an SSH server's greeting"
+    if len(start) >= 9 and start[3] == 0x04 and start[5:9] == b"\0\0\0\0":
+        return ", which looks like an HTTP/2 SETTINGS frame"
+    return ""
+
+
+def _content_length(request: Request, response: h11.Response) -> int | None:
+    """The body length the server announced, when it is the length of this body: not for
+    HEAD, 204 or 304 (RFC 9110 §8.6), nor beside Transfer-Encoding (RFC 9112 §6.3)."""
+    if request.method == "HEAD" or response.status_code in (204, 304):
+        return None
+    fields = dict(response.headers)  # h11 gives lowercase names, one value per name here
+    if b"transfer-encoding" in fields:
+        return None
+    value = fields.get(b"content-length", b"")
+    return int(value) if value.isdigit() else None
+
+
+def _check_announced_length(length: int | None, limits: Limits) -> None:
+    if length is not None and length > limits.max_body_bytes:
+        raise HttpError(
+            "http.body_too_large",
+            f"The server announced a body of {size_words(length)} (Content-Length: {length}), "
+            f"over the limit of {size_words(limits.max_body_bytes)}; it was not read.",
+        )
