@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from whathappens.explain.texts import STEPS
@@ -57,24 +58,33 @@ class Report:
         t.append("·" * (BAR - b), style="dim")
         return t
 
+    def row(self, label: Text, span: Span, facts: Text | str, *, bold: bool = True) -> None:
+        """label | bar | duration | facts — facts wrap under themselves, not under the bar."""
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, min_width=13)
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, justify="right", min_width=10)
+        grid.add_column(overflow="fold")
+        grid.add_row(label, self.bar(span),
+                     Text(_ms(span.get("duration_ms")), style="bold" if bold else ""),
+                     facts if isinstance(facts, Text) else Text(facts))
+        self.c.print(grid)
+
     def head(self, label: str, span: Span, facts: str) -> None:
-        line = Text(f" {label:<6}", style="bold " + STEP_STYLE.get(span.get("step", ""), ""))
-        line.append_text(self.bar(span))
-        line.append(f" {_ms(span.get('duration_ms')):>10}  ", style="bold")
-        line.append(facts)
-        self.c.print(line, overflow="fold")
+        style = "bold " + STEP_STYLE.get(span.get("step", ""), "")
+        self.row(Text(f" {label:<5}", style=style), span, facts)
         if span.get("error"):
             self.fail(span["error"], indent=8)
 
     def fail(self, err: dict[str, Any], indent: int = 8) -> None:
-        t = Text(" " * indent + "✗ ", style="bold red")
+        t = Text("✗ ", style="bold red")
         t.append(str(err.get("message")), style="red")
         t.append(f"  [{err.get('code')}]", style="dim")
-        self.c.print(t, overflow="fold")
+        self.detail(t, indent=indent)
 
     def detail(self, text: str | Text, indent: int = 8, style: str = "") -> None:
         t = text if isinstance(text, Text) else Text(text, style=style)
-        self.c.print(Text(" " * indent) + t, overflow="fold")
+        self.c.print(Padding(t, (0, 0, 0, indent), expand=False), overflow="fold")
 
     def explain_step(self, step: str) -> None:
         if not self.explain or step not in STEPS:
@@ -157,9 +167,8 @@ class Report:
         name = {"dns.system": "system", "dns.resolver": "resolver", "dns.walk": "walk"}.get(
             view["name"], view["name"])
         mark = "●" if name == used else "○"
-        line = Text(f"   {mark} {name:<9}", style="bold" if name == used else "")
-        line.append_text(self.bar(view))
-        line.append(f" {_ms(view.get('duration_ms')):>10}  ")
+        label = Text(f"   {mark} {name}", style="bold" if name == used else "")
+        line = Text()
         if view.get("error"):
             line.append(str(view["error"]["message"]), style="red")
         elif name == "system":
@@ -169,7 +178,7 @@ class Report:
             line.append(f"{view['actor']} → {', '.join(a.get('addresses') or [])}")
         else:
             line.append(f"from {a.get('root_hints')} → {', '.join(a.get('addresses') or [])}")
-        self.c.print(line, overflow="fold")
+        self.row(label, view, line, bold=False)
         if name == "resolver":
             first: float | None = None
             for q in view["children"]:
@@ -265,16 +274,17 @@ class Report:
         self.head("TLS", span, facts)
         msgs = a.get("messages") or []
         if msgs:
-            seq = Text()
-            for m in msgs:
-                arrow = "→" if m.get("direction") == "sent" else "←"
-                # no-break spaces keep each message and its time together when lines wrap
-                seq.append(f"{arrow}\u00a0{m.get('type')}", style="yellow" if arrow == "→" else "")
-                if m.get("t_ms") is not None:
-                    seq.append(f"\u00a0{m['t_ms']:.2f}", style="dim")
-                seq.append("  ")
             self.detail(Text("handshake (→ sent, ← received; ms since t0):", style="dim"))
-            self.detail(seq)
+            for i in range(0, len(msgs), 3):
+                seq = Text()
+                for m in msgs[i:i + 3]:
+                    arrow = "→" if m.get("direction") == "sent" else "←"
+                    seq.append(f"{arrow} {m.get('type')} ",
+                               style="yellow" if arrow == "→" else "")
+                    if m.get("t_ms") is not None:
+                        seq.append(f"{m['t_ms']:.2f}", style="dim")
+                    seq.append("   ")
+                self.detail(seq)
         for i, cert in enumerate(a.get("chain") or []):
             who = cert.get("subject_cn") or cert.get("subject")
             line = Text(f"{'leaf' if i == 0 else 'CA  '} {who}", style="bold" if i == 0 else "")
