@@ -24,6 +24,7 @@ from whathappens.errors import (
 )
 from whathappens.journey import Journey, Span
 from whathappens.net.dns.views import DnsOptions, Resolution, resolve
+from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request
 from whathappens.net.stream import PlainStream, Stream
 from whathappens.net.tcp import connect, tcp_info
@@ -199,6 +200,7 @@ class Runner:
         return conn
 
     async def dns_step(self, leg: Span, url: UrlAnatomy) -> Resolution:
+        prepare_dns(self.opts.dns)
         with self.j.timed("dns", "dns", "you", "application", parent=leg,
                           host=url.host) as span:
             override = self.opts.resolve.get((url.host, url.port))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -204,9 +205,11 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
 
         results = await asyncio.gather(one("A", "IPv4 address"), one("AAAA", "IPv6 address"),
                                        one("HTTPS", "HTTPS/SVCB service binding (type 65)"))
-        # Ask again: a resolver that cached the first answer replies faster, TTL counting down.
-        repeat = await one("A", "the same question again, to see the resolver's cache")
         by_type = {r["qtype"]: r for r in results}
+        # Ask again: a resolver that cached the first answer replies faster, TTL counting down.
+        repeat: dict[str, Any] = {}
+        if "error" not in by_type["A"]:
+            repeat = await one("A", "the same question again, to see the resolver's cache")
         span.attrs["repeat_ttl"] = repeat.get("ttl")
         span.attrs["first_ttl"] = by_type["A"].get("ttl")
         a, aaaa = by_type["A"], by_type["AAAA"]
@@ -328,23 +331,71 @@ def chosen_view(opts: DnsOptions) -> str:
     return "system"
 
 
+def prepare(opts: DnsOptions) -> None:
+    """Load dnspython before the DNS step's clock starts.
+
+    Importing it costs tens of milliseconds; inside the step that cost would read as DNS time.
+    The record types are imported too: dnspython loads each one the first time it parses it.
+    """
+    if opts.views - {"system"} or opts.resolver or opts.root_hints:
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rdtypes.ANY.CNAME
+        import dns.rdtypes.ANY.NS
+        import dns.rdtypes.ANY.SOA
+        import dns.rdtypes.IN.A
+        import dns.rdtypes.IN.AAAA
+        import dns.rdtypes.IN.HTTPS
+        import dns.rrset  # noqa: F401
+
+
+async def _bounded(view: str, coro: Coroutine[Any, Any, Resolution],
+                   timeout: float) -> Resolution:
+    try:
+        return await asyncio.wait_for(coro, timeout)
+    except TimeoutError:
+        raise DnsError("dns.timeout", f"the {view} view did not finish within "
+                       f"{timeout:g} s and was stopped") from None
+
+
 async def resolve(journey: Journey, parent: Span, host: str, port: int,
                   opts: DnsOptions) -> Resolution:
-    """Run every enabled view; return the chosen view's answer or raise its DnsError."""
+    """Run every enabled view; return the chosen view's answer or raise its DnsError.
+
+    Views run side by side, each bounded by ``view_timeout``. When the view in use fails,
+    the others are stopped at once: their answers could no longer change the outcome.
+    """
     use = chosen_view(opts)
     views = set(opts.views) | {use}
     parent.attrs["view_used"] = use
-    tasks: dict[str, asyncio.Task[Resolution]] = {}
+    coros: dict[str, Coroutine[Any, Any, Resolution]] = {}
     if "system" in views:
-        tasks["system"] = asyncio.create_task(system_view(journey, parent, host, port, opts))
+        coros["system"] = system_view(journey, parent, host, port, opts)
     if "resolver" in views:
         res = opts.resolver or configured_resolver(opts.resolv_conf)
-        tasks["resolver"] = asyncio.create_task(
-            resolver_view(journey, parent, host, res, opts))
+        coros["resolver"] = resolver_view(journey, parent, host, res, opts)
     if "walk" in views:
-        tasks["walk"] = asyncio.create_task(walk_view(journey, parent, host, opts))
-    done = await asyncio.gather(*tasks.values(), return_exceptions=True)
-    outcome = dict(zip(tasks, done, strict=True))
+        coros["walk"] = walk_view(journey, parent, host, opts)
+    tasks = {v: asyncio.create_task(_bounded(v, c, opts.view_timeout)) for v, c in coros.items()}
+    try:
+        await asyncio.wait([tasks[use]])
+        if tasks[use].exception() is None:
+            await asyncio.wait(tasks.values())
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+    outcome: dict[str, Resolution | BaseException] = {}
+    for view, task in tasks.items():
+        if task.cancelled():
+            stopped = DnsError("dns.cancelled", f"the {view} view was stopped: the {use} "
+                               "view, the one in use, had already failed")
+            _mark_stopped(parent, view, stopped)
+            outcome[view] = stopped
+        else:
+            outcome[view] = task.exception() or task.result()
     for view, result in outcome.items():
         if isinstance(result, BaseException) and not isinstance(result, DnsError):
             raise result
@@ -365,3 +416,9 @@ async def resolve(journey: Journey, parent: Span, host: str, port: int,
             chosen.https_records = chosen.https_records or r.https_records
     parent.attrs.update(addresses=chosen.addresses, https_records=chosen.https_records)
     return chosen
+
+
+def _mark_stopped(parent: Span, view: str, err: DnsError) -> None:
+    for span in parent.children:
+        if span.name == f"dns.{view}" and span.error is None:
+            span.fail(err)
