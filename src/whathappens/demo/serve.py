@@ -190,8 +190,8 @@ class _Internet:
                     [f"{topology.WEB_ADDRESS}:{http}"])]
         servers += [(spec, self.pki.bad[spec.certificate], [f"{spec.address}:{https}"], [])
                     for spec in topology.BAD_TLS_SERVERS]
+        site = Site(https_port=https, think_ms=self.delays["web"])  # one app, many servers
         for _spec, files, secure, insecure in servers:
-            site = Site(https_port=https, think_ms=self.delays["web"])
             coro = serve_site(site, binds=secure, insecure_binds=insecure, chain=files.chain,
                               key=files.key, shutdown=self.web_shutdown)
             self.web_tasks.append(asyncio.get_running_loop().create_task(coro))
