@@ -37,7 +37,6 @@ import os
 import signal
 import socket
 import ssl
-import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -45,29 +44,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import dns.flags
-import dns.message
 import dns.name
-import dns.rcode
-import dns.rdatatype
 import dns.zone
 
 from whathappens.demo import topology
 from whathappens.demo.authoritative import AuthoritativeServer
 from whathappens.demo.authority import Authority, Special
 from whathappens.demo.ca import Pki, ensure_pki
+from whathappens.demo.readiness import StartupError, as_startup_error, dns_answers, web_accepts
 from whathappens.demo.topology import Ports
 from whathappens.demo.web import Site, serve_site
 
 ZONES_DIR = Path(__file__).parent / "zones"
 READY_TIMEOUT = 10.0
 EXIT_IN_USE = 98
-
-
-class StartupError(Exception):
-    def __init__(self, message: str, *, in_use: bool = False) -> None:
-        super().__init__(message)
-        self.in_use = in_use
 
 
 @dataclass(frozen=True)
@@ -225,41 +215,20 @@ class _Internet:
             for zone_file in spec.zones:
                 origin = zones[zone_file].origin
                 assert origin is not None
-                checks.append(_dns_probe(spec.address, self.ports.dns, origin))
+                checks.append(dns_answers(spec.address, self.ports.dns, origin))
         trusted = ssl.create_default_context(cafile=str(self.pki.ca))
         trusted.set_alpn_protocols(["h2", "http/1.1"])
         addresses = [topology.WEB_ADDRESS] + ([topology.WEB_ADDRESS_V6] if self.ipv6 else [])
+        tasks = self.web_tasks
         for address in addresses:
-            checks.append(self._web_probe(address, self.ports.https, trusted))
-        checks.append(self._web_probe(topology.WEB_ADDRESS, self.ports.http, None))
+            checks.append(web_accepts(address, self.ports.https, trusted, topology.WEB_HOST, tasks))
+        checks.append(web_accepts(topology.WEB_ADDRESS, self.ports.http, None, None, tasks))
         anything = ssl.create_default_context()
         anything.check_hostname = False
         anything.verify_mode = ssl.CERT_NONE
         for bad in topology.BAD_TLS_SERVERS:
-            checks.append(self._web_probe(bad.address, self.ports.https, anything))
+            checks.append(web_accepts(bad.address, self.ports.https, anything, bad.name, tasks))
         await asyncio.gather(*checks)
-
-    async def _web_probe(self, address: str, port: int, context: ssl.SSLContext | None) -> None:
-        """Connect (and handshake) until it works; a web server that died fails at once."""
-        hostname = topology.WEB_HOST if context is not None else None
-        while True:
-            for task in self.web_tasks:
-                if task.done():
-                    error = task.exception()
-                    raise _as_startup_error(error, "a web server") if error else StartupError(
-                        "a web server stopped during startup")
-            try:
-                _, writer = await asyncio.open_connection(
-                    address, port, ssl=context, server_hostname=hostname)
-            except ConnectionRefusedError:
-                await asyncio.sleep(0.01)
-                continue
-            except (OSError, ssl.SSLError) as e:
-                raise StartupError(f"{address}:{port} does not answer properly: {e}") from None
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
-            return
 
     def _write_internet_json(self) -> None:
         (self.state / "internet.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
@@ -360,53 +329,14 @@ async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
     if isinstance(error, TimeoutError):
         raise StartupError(f"servers not ready after {READY_TIMEOUT:.0f} s") from None
     if error is not None:
-        raise _as_startup_error(error, "startup")
+        raise as_startup_error(error, "startup")
 
 
 async def _listening(start: Awaitable[None], where: str) -> None:
     try:
         await start
     except OSError as e:
-        raise _as_startup_error(e, where) from None
-
-
-def _as_startup_error(error: BaseException, where: str) -> StartupError:
-    if isinstance(error, OSError):
-        in_use = error.errno == errno.EADDRINUSE
-        reason = "address already in use" if in_use else (error.strerror or str(error))
-        return StartupError(f"cannot listen on {where}: {reason}", in_use=in_use)
-    return StartupError(f"{where} failed: {type(error).__name__}: {error}")
-
-
-async def _dns_probe(address: str, port: int, origin: dns.name.Name) -> None:
-    """Ask for the zone's SOA over UDP, then over TCP; both must be authoritative answers."""
-    query = dns.message.make_query(origin, dns.rdatatype.SOA)
-    wire = query.to_wire()
-    loop = asyncio.get_running_loop()
-    answered: asyncio.Future[bytes] = loop.create_future()
-
-    class Probe(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-            if not answered.done():
-                answered.set_result(data)
-
-    transport, _ = await loop.create_datagram_endpoint(Probe, remote_addr=(address, port))
-    try:
-        transport.sendto(wire)
-        replies = [await answered]
-    finally:
-        transport.close()
-    reader, writer = await asyncio.open_connection(address, port)
-    try:
-        writer.write(struct.pack("!H", len(wire)) + wire)
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-        replies.append(await reader.readexactly(length))
-    finally:
-        writer.close()
-    for reply in replies:
-        response = dns.message.from_wire(reply)
-        if response.rcode() != dns.rcode.NOERROR or not response.flags & dns.flags.AA:
-            raise StartupError(f"{address}:{port} gave a bad answer for {origin} SOA")
+        raise as_startup_error(e, where) from None
 
 
 def _load_zones(*, drop_aaaa: bool) -> dict[str, dns.zone.Zone]:
