@@ -325,6 +325,34 @@ def test_plain_http_redirects_to_https(demo_internet: DemoInternet) -> None:
     assert "strict-transport-security" not in response.headers  # only over https
 
 
+def test_apex_redirects_to_www(demo_internet: DemoInternet) -> None:
+    with tls_socket(demo_internet, ["http/1.1"], host="example.com") as sock:
+        response = get_h1(sock, authority(demo_internet, "example.com"), "/about")
+    assert response.status == 301
+    assert response.headers["location"].startswith("https://www.example.com")
+    assert response.headers["location"].endswith("/about")
+
+
+def test_head_has_headers_but_no_body(demo_internet: DemoInternet) -> None:
+    with tls_socket(demo_internet, ["http/1.1"]) as sock:
+        conn = h11.Connection(our_role=h11.CLIENT)
+        host = [("Host", authority(demo_internet))]
+        request = h11.Request(method="HEAD", target="/", headers=host)
+        sock.sendall(conn.send(request) + conn.send(h11.EndOfMessage()))
+        events = []
+        while not events or not isinstance(events[-1], h11.EndOfMessage):
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+            else:
+                events.append(event)
+    response, *rest = events
+    assert isinstance(response, h11.Response)
+    assert response.status_code == 200
+    assert int(dict(response.headers)[b"content-length"]) > 0
+    assert not [e for e in rest if isinstance(e, h11.Data) and e.data]
+
+
 @pytest.mark.parametrize(
     ("accept", "coding"),
     [("gzip, deflate, br", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip"), ("", None)],

@@ -71,6 +71,13 @@ def test_second_start_reuses_the_ca(fresh_demo_internet: Factory, tmp_path: Path
         assert second.ca.read_bytes() == ca
 
 
+def test_no_delay_is_described(fresh_demo_internet: Factory) -> None:
+    net = fresh_demo_internet(delays=False)
+    assert net.delays is False
+    assert net.info["delays_injected"] is False
+    assert all(server["delay_ms"] == 0 for server in net.info["servers"])
+
+
 def test_parent_going_away_stops_the_servers(fresh_demo_internet: Factory) -> None:
     net = fresh_demo_internet()
     assert net.process.stdin is not None
