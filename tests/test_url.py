@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from whathappens import psl
 from whathappens.errors import UrlError
 from whathappens.url import (
     UrlAnatomy,
-    _psl_extractor,
     is_default_port,
     parse_url,
     resolve_reference,
@@ -410,13 +410,25 @@ def test_public_suffix_list_is_used_offline(
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    _psl_extractor.cache_clear()
-    try:
-        assert parse_url("https://www.example.org.uk/").registrable_domain == "example.org.uk"
-        assert _psl_extractor().suffix_list_urls == ()
-    finally:
-        _psl_extractor.cache_clear()
+    psl._rules.cache_clear()
+    assert parse_url("https://www.example.org.uk/").registrable_domain == "example.org.uk"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "suffix", "registrable"),
+    [
+        ("www.ck", "ck", "www.ck"),  # "!www.ck" is an exception to "*.ck"
+        ("a.b.ck", "b.ck", "a.b.ck"),  # "*.ck" makes every child of ck a suffix
+        ("city.kawasaki.jp", "kawasaki.jp", "city.kawasaki.jp"),  # exception "!city.kawasaki.jp"
+        ("x.y.kawasaki.jp", "y.kawasaki.jp", "x.y.kawasaki.jp"),
+        ("shop.xn--fiqs8s", "xn--fiqs8s", "shop.xn--fiqs8s"),  # 中国, a Unicode rule
+    ],
+)
+def test_public_suffix_wildcard_and_exception_rules(
+    host: str, suffix: str, registrable: str
+) -> None:
+    assert psl.split(host) == (suffix, registrable)
 
 
 # --- HSTS preload ------------------------------------------------------------------------

@@ -33,7 +33,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from whathappens.errors import UrlError
@@ -552,32 +551,11 @@ def _remove_dot_segments(path: str, *, percent_dots: bool = False) -> str:
     return ("/" if absolute else "") + "/".join(out)
 
 
-@cache
-def _psl_extractor() -> Any:
-    import tldextract
-
-    # Offline: no suffix list URLs (no HTTP), no cache dir (no disk writes): the snapshot
-    # bundled with the package is used. Private-section entries (github.io, blogspot.com)
-    # count as suffixes, as they do for browsers' notion of a site.
-    return tldextract.TLDExtract(
-        cache_dir=None,
-        suffix_list_urls=(),
-        fallback_to_snapshot=True,
-        include_psl_private_domains=True,
-    )
-
-
 def public_suffix_of(host: str) -> tuple[str | None, str | None]:
     """(public suffix, registrable domain) of a domain name, from the offline PSL snapshot."""
-    name = host.removesuffix(".")
-    result = _psl_extractor()(name)
-    if result.suffix:
-        registrable = f"{result.domain}.{result.suffix}" if result.domain else None
-        return result.suffix, registrable
-    # No rule matched: the PSL algorithm's implicit "*" rule makes the last label the
-    # public suffix (so "localhost" is a suffix and "example.internal" is registrable).
-    labels = name.split(".")
-    return labels[-1], (".".join(labels[-2:]) if len(labels) > 1 else None)
+    from whathappens import psl
+
+    return psl.split(host)
 
 
 def _hsts_preloaded(name: str) -> bool:
