@@ -10,14 +10,23 @@ for browsers' notion of a site.
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
-from importlib.resources import files
+from pathlib import Path
+
+
+def snapshot_path() -> Path:
+    """Where tldextract keeps its snapshot, found without importing the package."""
+    spec = importlib.util.find_spec("tldextract")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the tldextract package (its public suffix list) is missing")
+    return Path(next(iter(spec.submodule_search_locations))) / ".tld_set_snapshot"
 
 
 @cache
 def _rules() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(normal rules, wildcard rules without their "*.", exception rules without "!")."""
-    text = files("tldextract").joinpath(".tld_set_snapshot").read_text(encoding="utf-8")
+    text = snapshot_path().read_text(encoding="utf-8")
     normal: set[str] = set()
     wild: set[str] = set()
     exception: set[str] = set()
