@@ -64,7 +64,7 @@ def test_explain_adds_the_beginner_and_advanced_text() -> None:
 
 def test_a_failed_journey_says_where_and_why() -> None:
     j = copy.deepcopy(journey())
-    leg = j["spans"][1]
+    leg = next(s for s in j["spans"] if s["name"] == "leg")
     leg["children"] = [c for c in leg["children"] if c["name"] in ("dns", "tcp")]
     err = {"step": "tcp", "code": "tcp.refused", "exit_code": 5,
            "message": "127.0.80.1:443 refused the connection"}
@@ -86,7 +86,8 @@ def test_recorded_journey_validates_against_the_schema() -> None:
 def test_renderer_escapes_nothing_and_survives_hostile_text() -> None:
     """Server-controlled strings are printed as text, never interpreted as rich markup."""
     j = copy.deepcopy(journey())
-    http = next(c for c in j["spans"][1]["children"] if c["name"] == "http")
+    leg = next(s for s in j["spans"] if s["name"] == "leg")
+    http = next(c for c in leg["children"] if c["name"] == "http")
     http["attrs"]["response_headers"].append(["x-evil", "[bold red]boom[/] \x1b[31m"])
     text = render(j)
     assert "< x-evil: [bold red]boom[/]" in text

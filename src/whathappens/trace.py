@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request
 from whathappens.net.stream import PlainStream, Stream
 from whathappens.net.tcp import connect, tcp_info
-from whathappens.net.tls import TlsOptions, handshake
+from whathappens.net.tls import TlsOptions, describe_chain, handshake
 from whathappens.url import UrlAnatomy, parse_url, public_suffix_of, resolve_reference
 
 if TYPE_CHECKING:
@@ -74,6 +75,47 @@ class Runner:
         self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
         self.open_spans: list[Span] = []
         self.url_span: Span | None = None
+        self.chains: list[tuple[Span, list[bytes], str, TlsOptions]] = []
+        self.prepared: set[str] = set()
+
+    def prepare(self, url: UrlAnatomy) -> None:
+        """Load what this leg's network steps will need before the first of them starts.
+
+        Module imports and OpenSSL's one-time start-up cost tens of milliseconds; paid inside
+        a step they would be reported as network time. The span makes the cost visible.
+        """
+        need = []
+        if url.host_kind == "domain":
+            need.append("dnspython")
+        need.append("h11")
+        if url.scheme == "https":
+            need.append("OpenSSL")
+            if self.opts.http_version != "1.1":
+                need.append("h2")
+        elif self.opts.http_version == "2":
+            need.append("h2")
+        need = [n for n in need if n not in self.prepared]
+        if not need:
+            return
+        with self.j.timed("prepare", "journey", "whathappens", "application",
+                          loaded=need, note="loading code the network steps need, so that "
+                          "their times measure the network, not our start-up"):
+            for item in need:
+                if item == "dnspython":
+                    prepare_dns(self.opts.dns)
+                elif item == "h11":
+                    from whathappens.net import http1  # noqa: F401
+                elif item == "h2":
+                    from whathappens.net import http2  # noqa: F401
+                else:
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # OpenSSL's one-time start-up
+                self.prepared.add(item)
+
+    def analyse(self) -> None:
+        """Analysis that no packet waits for, done after the network steps."""
+        for span, chain, host, opts in self.chains:
+            describe_chain(self.j, span, chain, host, opts)
+        self.public_suffix()
 
     def public_suffix(self) -> None:
         """The registrable domain, looked up after the network steps (no packet needs it)."""
@@ -140,6 +182,7 @@ class Runner:
         return any(sub and host.endswith("." + h) for h, sub in self.hsts_hosts.items())
 
     async def leg(self, index: int, url: UrlAnatomy, method: str) -> Exchange:
+        self.prepare(url)
         leg = self.j.span("leg", "journey", "you", "application", index=index, url=url.url(),
                           method=method, origin=f"{url.scheme}://{url.authority}")
         self.open_spans.append(leg)
@@ -166,6 +209,10 @@ class Runner:
             c = await connect(self.j, tcp_span, res.ipv6, res.ipv4, url.port,
                               self.opts.connect_timeout)
             tcp_span.actor = f"you {c.local} → server {c.remote}"
+            # The step runs from the first SYN to the winning handshake's end, not our
+            # bookkeeping around them.
+            tcp_span.start_ns = tcp_span.children[0].start_ns
+            tcp_span.end_ns = c.span.end_ns
         plain = PlainStream(c.sock)
         stream: Stream = plain
         protocol = "HTTP/1.1"
@@ -178,6 +225,7 @@ class Runner:
                                       opts.max_version)
                 tls = await handshake(self.j, tls_span, plain, url.host,
                                       url.host_kind == "domain", opts)
+            self.chains.append((tls_span, tls.chain, url.host, opts))
             stream = tls
             if tls.obj.selected_alpn_protocol() == "h2":
                 protocol = "HTTP/2"
@@ -200,7 +248,6 @@ class Runner:
         return conn
 
     async def dns_step(self, leg: Span, url: UrlAnatomy) -> Resolution:
-        prepare_dns(self.opts.dns)
         with self.j.timed("dns", "dns", "you", "application", parent=leg,
                           host=url.host) as span:
             override = self.opts.resolve.get((url.host, url.port))
@@ -294,7 +341,10 @@ async def run_journey(url_text: str, options: Options | None = None) -> Journey:
                                       "bug, please report it", detail=repr(exc))
     finally:
         runner.close_all()
-    runner.public_suffix()
+    try:
+        runner.analyse()
+    except Exception as exc:  # analysis must never cost the user the journey
+        journey.note("warning", "journey", f"an analysis after the journey failed: {exc}")
     _close_open_spans(journey, journey.error)
     _summarize(journey)
     return journey

@@ -44,6 +44,7 @@ class TlsStream:
         self.app_sent = 0
         self.app_received = 0
         self._eof = False
+        self.chain: list[bytes] = []   # DER, as the server sent it; described after the journey
 
     @property
     def wire_sent(self) -> int:
@@ -68,24 +69,28 @@ class TlsStream:
         await self._flush()
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes:
-        while True:
+        """Up to ``max_bytes`` of decrypted data; waits only when none is buffered."""
+        out = bytearray()
+        while len(out) < max_bytes:
             try:
-                data = self.obj.read(max_bytes)
+                # One call returns at most one TLS record; keep going while records are
+                # already here, so a large body does not cost a trip through asyncio each.
+                out += self.obj.read(max_bytes - len(out))
+                continue
             except ssl.SSLWantReadError:
-                if self._eof:
-                    return b""
+                if out or self._eof:
+                    break
                 chunk = await self.plain.recv(READ_CHUNK, timeout)
                 if not chunk:
                     self._eof = True
                     self.incoming.write_eof()
                 else:
                     self.incoming.write(chunk)
-                continue
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""  # close_notify, or the peer closed without one
-            await self._flush()  # e.g. a KeyUpdate answer
-            self.app_received += len(data)
-            return data
+                break  # close_notify, or the peer closed without one
+        await self._flush()  # e.g. a KeyUpdate answer
+        self.app_received += len(out)
+        return bytes(out)
 
     def close(self) -> None:
         if not self.plain.closed:
@@ -127,10 +132,10 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     loop = asyncio.get_running_loop()
     deadline = loop.time() + opts.timeout
     first_flight_ns: int | None = None
-    # The step's time is the handshake itself, ClientHello out → our Finished out, as
-    # curl's appconnect − connect; building the context (loading the trust store) is before.
+    # Like curl's appconnect − connect, the step includes building the context and loading
+    # the trust store (OpenSSL's one-time start-up is paid before the journey, as curl pays
+    # it in curl_global_init); how long that took is kept apart too.
     span.attrs["context_setup_ms"] = round((journey.clock.now() - span.start_ns) / 1e6, 3)
-    span.start_ns = journey.clock.now()
     try:
         while True:
             try:
@@ -163,7 +168,8 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
                                                     server_name)
         # OpenSSL's code is coarse (20 covers both an unknown CA and a missing intermediate);
         # the chain the server sent, checked again, tells which.
-        verdict = _describe_chain(span, recorder, server_name, opts, verify=True)
+        verdict = describe_chain(journey, span, _chain(span, recorder), server_name, opts,
+                                 verify=True)
         if verdict is not None and not verdict.get("ok"):
             code, reason = str(verdict["code"]), str(verdict["reason"])
         span.attrs["chain_verification"] = {"ok": False, "code": code, "reason": reason,
@@ -185,21 +191,13 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         raise TlsError("tls.connection_lost", f"the connection broke during the TLS "
                        f"handshake: {exc.strerror or exc}") from None
     _record(span, obj, recorder, first_flight_ns)
-    verdict = _describe_chain(span, recorder, server_name, opts, verify=opts.insecure)
-    if opts.insecure:
-        if verdict is not None and not verdict.get("ok", True):
-            verdict["by"] = "cryptography's X.509 verifier, after the handshake (-k)"
-            span.attrs["chain_verification"] = verdict
-            journey.note("warning", "tls", "certificate not trusted, continuing because of -k: "
-                         f"{verdict.get('reason')}")
-        elif verdict is not None:
-            verdict["by"] = "cryptography's X.509 verifier, after the handshake (-k)"
-            span.attrs["chain_verification"] = verdict
-    else:
+    if not opts.insecure:
         span.attrs["chain_verification"] = {"ok": True, "code": "ok",
                                             "reason": "trusted: chain and name verified",
                                             "by": "OpenSSL in the handshake"}
-    return TlsStream(plain, obj, incoming, outgoing)
+    stream = TlsStream(plain, obj, incoming, outgoing)
+    stream.chain = _chain(span, recorder)
+    return stream
 
 
 def _handshake_error(server_name: str, exc: ssl.SSLError,
@@ -258,26 +256,42 @@ def _record(span: Span, obj: ssl.SSLObject, recorder: tlsmsg.HandshakeRecorder,
     span.attrs.update(attrs)
 
 
-def _describe_chain(span: Span, recorder: tlsmsg.HandshakeRecorder, server_name: str,
-                    opts: TlsOptions, *, verify: bool) -> dict[str, Any] | None:
-    """Describe the chain the server sent; with ``verify``, check it and return the verdict."""
-    from whathappens.net import certs
-
+def _chain(span: Span, recorder: tlsmsg.HandshakeRecorder) -> list[bytes]:
+    """The certificates of the server's Certificate message (RFC 8446 §4.4.2), leaf first."""
     raw = recorder.certificate
     if raw is None:
-        return None
+        return []
     tls13 = False
     if recorder.server_hello is not None:
         with contextlib.suppress(tlsmsg.TlsParseError):
             tls13 = tlsmsg.parse_server_hello(recorder.server_hello).version == 0x0304
     try:
-        chain = tlsmsg.parse_certificate_message(raw, tls13)
+        return tlsmsg.parse_certificate_message(raw, tls13)
     except tlsmsg.TlsParseError as exc:
         span.attrs["chain_error"] = str(exc)
+        return []
+
+
+def describe_chain(journey: Journey, span: Span, chain: list[bytes], server_name: str,
+                   opts: TlsOptions, *, verify: bool | None = None) -> dict[str, Any] | None:
+    """Describe the chain in the span; with -k, verify it and warn when it is not trusted.
+
+    This is analysis, run after the network steps: it needs ``cryptography``, whose import
+    would otherwise sit between the handshake and the request.
+    """
+    from whathappens.net import certs
+
+    if not chain:
         return None
     now = datetime.now(UTC)
     span.attrs["chain"] = [certs.describe_certificate(der, now) for der in chain]
-    if not verify:
+    if not (opts.insecure if verify is None else verify):
         return None
     v = certs.verify_chain(chain, server_name, cafile=opts.cafile, now=now)
-    return {"ok": v.ok, "code": v.code, "reason": v.reason}
+    verdict = {"ok": v.ok, "code": v.code, "reason": v.reason,
+               "by": "cryptography's X.509 verifier, after the handshake (-k)"}
+    span.attrs["chain_verification"] = verdict
+    if not v.ok and opts.insecure:
+        journey.note("warning", "tls", "certificate not trusted, continuing because of -k: "
+                     f"{v.reason}")
+    return verdict

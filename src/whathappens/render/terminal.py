@@ -9,6 +9,9 @@ advanced facts and what its number includes. Reads only the journey's dict.
 
 from __future__ import annotations
 
+import io
+import re
+import shutil
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -108,6 +111,11 @@ class Report:
                 self.url(span)
             elif span["name"] == "leg":
                 self.leg(span)
+            elif span["name"] == "prepare":
+                loaded = ", ".join(span["attrs"].get("loaded") or [])
+                self.row(Text(" setup", style="dim"), span,
+                         Text(f"loading {loaded} before the network steps, so their times "
+                              "measure the network", style="dim"), bold=False)
         self.findings()
         self.summary()
 
@@ -359,10 +367,18 @@ class Report:
         self.c.print(line, overflow="fold")
 
 
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)$")
+
+
 def render_terminal(journey: dict[str, Any], out: TextIO, *, explain: bool = False,
                     color: bool = True, width: int | None = None) -> None:
-    console = Console(file=out, force_terminal=color, no_color=not color,
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, no_color=not color,
                       color_system="standard" if color else None,
-                      width=width or (None if color else 120), highlight=False,
-                      emoji=False, markup=False)
+                      width=width or (shutil.get_terminal_size((120, 40)).columns
+                                      if color else 120),
+                      highlight=False, emoji=False, markup=False)
     Report(journey, console, explain).render()
+    # rich pads wrapped cells to their column's width; nobody wants those spaces pasted
+    for line in buffer.getvalue().splitlines():
+        out.write(_TRAILING.sub(r"\1", line) + "\n")

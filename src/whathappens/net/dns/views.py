@@ -9,7 +9,9 @@ is reported in its span; only the failure of the view in use stops the journey.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -80,20 +82,57 @@ async def system_view(journey: Journey, parent: Span, host: str, port: int,
     with journey.timed("dns.system", "dns", "system resolver (getaddrinfo)", "application",
                        parent=parent, hosts_file=opts.hosts_file,
                        hosts_file_hit=bool(hosts), hosts_file_addresses=hosts) as span:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), opts.view_timeout)
+            infos = await asyncio.wait_for(getaddrinfo(host, port), opts.view_timeout)
         except TimeoutError:
             raise DnsError("dns.timeout", f"the system resolver did not answer for {host} "
                            f"within {opts.view_timeout:g} s") from None
         except socket.gaierror as exc:
             raise _gai_error(host, exc) from None
+        except (OSError, UnicodeError) as exc:
+            raise DnsError("dns.system_failed", f"getaddrinfo failed for {host}: {exc}") \
+                from None
         addresses = [str(info[4][0]) for info in infos]
         v6, v4 = _split(addresses)
         span.attrs.update(addresses=v6 + v4,
                           source="hosts file" if hosts else "DNS via the system's resolver")
         return Resolution("system", v6, v4)
+
+
+AddrInfo = list[tuple[Any, Any, int, str, tuple[Any, ...]]]
+
+
+def getaddrinfo(host: str, port: int) -> asyncio.Future[AddrInfo]:
+    """getaddrinfo() on a daemon thread of its own.
+
+    Not the loop's default executor: creating that pool inside the DNS step would be counted
+    as DNS time, and at exit asyncio waits for its threads, so a resolver that never answers
+    would hold the process. The host goes in as ASCII bytes (it is already an A-label):
+    a str would make CPython load its IDNA codec first, inside the measured call.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[AddrInfo] = loop.create_future()
+
+    def settle(result: AddrInfo | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or [])
+
+    def work() -> None:
+        result: AddrInfo | None = None
+        error: BaseException | None = None
+        try:
+            result = socket.getaddrinfo(host.encode("ascii"), port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop may be gone after a timeout
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="getaddrinfo", daemon=True).start()
+    return future
 
 
 def _gai_error(host: str, exc: socket.gaierror) -> DnsError:
