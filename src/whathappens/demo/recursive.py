@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -105,7 +106,10 @@ class RecursiveResolver:
         for rrset in entry.authority:
             response.authority.append(_aged(rrset, left))
         limit = max_size or (query.payload if query.edns >= 0 else 512)
-        out = response.to_wire()
+        try:
+            out = response.to_wire(max_size=MAX_TCP_MESSAGE)
+        except dns.exception.TooBig:
+            out = b"\0" * (MAX_TCP_MESSAGE + 1)
         if len(out) > limit:
             response.answer.clear()
             response.authority.clear()

@@ -160,7 +160,10 @@ class _Internet:
         zones = _load_zones(drop_aaaa=not self.ipv6)
         special = {dns.name.from_text(n): Special(s) for n, s in topology.SPECIAL_NAMES.items()}
         for spec in topology.NAME_SERVERS:
-            authority = Authority([zones[z] for z in spec.zones], special)
+            # Only the server authoritative for a special name plays its trick: the root and
+            # the TLD must still refer the walk down to it.
+            own = {n: k for n, k in special.items() if _closest_zone(n, zones) in spec.zones}
+            authority = Authority([zones[z] for z in spec.zones], own)
             server = AuthoritativeServer(authority, delay_ms=self.delays[spec.role])
             self.dns.append(server)
             await _listening(server.start(spec.address, self.ports.dns),
@@ -337,6 +340,17 @@ async def _listening(start: Awaitable[None], where: str) -> None:
         await start
     except OSError as e:
         raise as_startup_error(e, where) from None
+
+
+def _closest_zone(name: dns.name.Name, zones: dict[str, dns.zone.Zone]) -> str | None:
+    """The file name of the deepest zone that contains ``name`` (RFC 1034 §4.3.2)."""
+    best: tuple[int, str] | None = None
+    for file, zone in zones.items():
+        origin = zone.origin
+        if origin is not None and name.is_subdomain(origin) and \
+                (best is None or len(origin) > best[0]):
+            best = (len(origin), file)
+    return None if best is None else best[1]
 
 
 def _load_zones(*, drop_aaaa: bool) -> dict[str, dns.zone.Zone]:

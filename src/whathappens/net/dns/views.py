@@ -260,6 +260,9 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
                            "NXDOMAIN (no such domain)")
         addresses = list(a.get("records", [])) + list(aaaa.get("records", []))
         if not addresses:
+            failed = next((r["error"] for r in (a, aaaa) if "error" in r), None)
+            if failed is not None:
+                raise failed  # a question left unanswered: "no record" cannot be concluded
             if rcodes & {"SERVFAIL", "REFUSED"}:
                 code = "dns.servfail" if "SERVFAIL" in rcodes else "dns.refused"
                 raise DnsError(code, f"the resolver could not resolve {host}: it answered "
@@ -277,6 +280,11 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
 def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
     if isinstance(exc, TimeoutError):
         return DnsError("dns.timeout", f"the {actor} did not answer within {timeout:g} s")
+    if isinstance(exc, ConnectionRefusedError):
+        # Over UDP this is the ICMP "port unreachable" the host sent back (RFC 1122 §4.1.3.1).
+        return DnsError("dns.refused_port", f"nothing answers DNS at the {actor}: the host "
+                        "said no program listens on that port. Is a resolver running there?",
+                        detail=repr(exc))
     return DnsError("dns.query_failed", f"asking the {actor} failed: {exc}", detail=repr(exc))
 
 
@@ -431,7 +439,7 @@ async def resolve(journey: Journey, parent: Span, host: str, port: int,
         if task.cancelled():
             stopped = DnsError("dns.cancelled", f"the {view} view was stopped: the {use} "
                                "view, the one in use, had already failed")
-            _mark_stopped(parent, view, stopped)
+            _mark_stopped(journey, parent, view, stopped)
             outcome[view] = stopped
         else:
             outcome[view] = task.exception() or task.result()
@@ -457,7 +465,15 @@ async def resolve(journey: Journey, parent: Span, host: str, port: int,
     return chosen
 
 
-def _mark_stopped(parent: Span, view: str, err: DnsError) -> None:
+def _mark_stopped(journey: Journey, parent: Span, view: str, err: DnsError) -> None:
+    """A view cut short: it and whatever it had under way end now, marked stopped."""
+    now = journey.clock.now()
     for span in parent.children:
-        if span.name == f"dns.{view}" and span.error is None:
+        if span.name != f"dns.{view}":
+            continue
+        if span.error is None:
             span.fail(err)
+        for inner in span.walk():
+            if inner.end_ns is None:
+                inner.end_ns = now
+                inner.attrs["stopped"] = True
