@@ -34,6 +34,26 @@ def _host_port(value: str, default_port: int = 53) -> tuple[str, int]:
     return value, default_port
 
 
+def _resolver_arg(value: str) -> tuple[str, int]:
+    import ipaddress
+
+    try:
+        host, port = _host_port(value)
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not IP[:PORT] (e.g. 1.1.1.1, 127.0.53.53:10053, [::1]:53)") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range")
+    return host, port
+
+
+def _readable_file(value: str) -> str:
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise argparse.ArgumentTypeError(f"cannot read the file '{value}'")
+    return value
+
+
 def _resolve_entry(value: str) -> tuple[tuple[str, int], list[str]]:
     """curl's ``--resolve HOST:PORT:ADDR[,ADDR]``."""
     host, sep, rest = value.partition(":")
@@ -58,9 +78,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--no-color", action="store_true", help="plain text, no colour")
     out.add_argument("--width", type=int, default=None, help="terminal width for the report")
     dns = p.add_argument_group("DNS")
-    dns.add_argument("--resolver", metavar="IP[:PORT]",
+    dns.add_argument("--resolver", metavar="IP[:PORT]", type=_resolver_arg,
                      help="ask this recursive resolver (its answer is then the one used)")
-    dns.add_argument("--root-hints", metavar="FILE",
+    dns.add_argument("--root-hints", metavar="FILE", type=_readable_file,
                      help="start the iterative walk from these root servers (its answer is "
                           "used unless --resolver is given)")
     dns.add_argument("--dns-port", type=int, default=53,
@@ -71,7 +91,8 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
                      help="which DNS views to run (comma list of system, resolver, walk)")
     dns.add_argument("--dns-timeout", type=float, default=2.0, help="one DNS query, seconds")
     tls = p.add_argument_group("TLS")
-    tls.add_argument("--cacert", metavar="FILE", help="trust these CA certificates (PEM)")
+    tls.add_argument("--cacert", metavar="FILE", type=_readable_file,
+                     help="trust these CA certificates (PEM)")
     tls.add_argument("-k", "--insecure", action="store_true",
                      help="report certificate problems but continue")
     http = p.add_argument_group("HTTP")
@@ -105,7 +126,7 @@ def options_from(args: argparse.Namespace) -> Options:
     views = frozenset(v.strip() for v in args.dns_views.split(",") if v.strip())
     return Options(
         dns=DnsOptions(
-            resolver=_host_port(args.resolver) if args.resolver else None,
+            resolver=args.resolver,
             root_hints=args.root_hints,
             dns_port=args.dns_port,
             query_timeout=args.dns_timeout,
@@ -170,3 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug of ours: one plain line, never a traceback
+        print(f"whathappens: internal error ({type(exc).__name__}: {exc}); this is a bug, "
+              "please report it", file=sys.stderr)
+        return 10

@@ -66,7 +66,7 @@ def trace_through(demo: DemoInternet, args: argparse.Namespace) -> Journey:
     args.cacert = args.cacert or str(demo.ca)
     args.dns_port = demo.dns_port
     if args.resolver is None and demo.resolver:
-        args.resolver = f"{demo.resolver}:{demo.resolver_port}"
+        args.resolver = (demo.resolver, demo.resolver_port)
     if args.dns_views == "system,resolver,walk":
         # The demo's names exist only inside the demo internet: asking the system's own
         # resolver would send a query out of this machine, and the demo is offline.

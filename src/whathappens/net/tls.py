@@ -119,7 +119,11 @@ def make_context(opts: TlsOptions) -> ssl.SSLContext:
 async def handshake(journey: Journey, span: Span, plain: PlainStream, server_name: str,
                     sni: bool, opts: TlsOptions) -> TlsStream:
     """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure."""
-    ctx = make_context(opts)
+    try:
+        ctx = make_context(opts)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError("tls.trust_store", f"cannot load the CA certificates "
+                       f"{opts.cafile or 'of the system'}: {exc}") from None
     recorder = tlsmsg.HandshakeRecorder(journey.clock.now)
     recorder.install(ctx)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
