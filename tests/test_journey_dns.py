@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from journey_helpers import (
     assert_complete,
     assert_failed_at,
@@ -262,11 +260,6 @@ def test_slow_name_times_out_at_the_authoritative_server(demo_internet: DemoInte
 
 # --- bugs found, not fixed yet -----------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: when the view in use fails, the other views are "
-                   "cancelled; timed() ends the dns.walk span at the cancellation, and "
-                   "views._mark_stopped (cc9305b) then ends the open dns.walk.question/dns.hop "
-                   "spans at clock.now(), i.e. after dns.walk's own end: children end tens of "
-                   "microseconds after their parent. They should end at the view's end_ns.")
 def test_spans_of_a_stopped_view_end_within_it(demo_internet: DemoInternet) -> None:
     net = demo_internet
     # The resolver gives up after 0.3 s; the walk needs longer (A, then AAAA/HTTPS), so it

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from journey_helpers import (
     assert_failed_at,
     assert_steps_before,
@@ -71,10 +69,6 @@ def test_stall_after_the_headers_hits_max_time() -> None:
     assert j.facts["summary"]["failed_step"] == "journey"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on --max-time the span that was cut short is not "
-                   "marked failed: Journey.timed() and Runner.leg() end spans in their finally "
-                   "on CancelledError, so trace._close_open_spans finds nothing open and no "
-                   "span carries journey.timeout")
 def test_stall_after_the_headers_marks_the_http_span_failed() -> None:
     with RawServer(stall_after_headers) as server:
         j = run(server.url(), options("--max-time", "1"))
@@ -85,10 +79,6 @@ def test_stall_after_the_headers_marks_the_http_span_failed() -> None:
     assert http.error["code"] == "journey.timeout"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --max-time during the DNS walk leaves the "
-                   "dns.walk.question/dns.hop spans open; _close_open_spans ends them after "
-                   "their parents (dns.walk, dns, leg) ended, and only the hop carries the "
-                   "error, not the dns span")
 def test_max_time_during_dns_keeps_spans_nested(demo_internet: DemoInternet) -> None:
     net = demo_internet
     # slow.example.com is never answered: the walk waits on its first hop when time runs out.

@@ -107,10 +107,6 @@ def test_server_that_closes_at_once() -> None:
     failed_span(leg, "tls", "tls.eof")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on tls.eof the TLS span records nothing of the "
-                   "handshake (no 'messages', no 'server_first_flight_ms'): the TlsError raised "
-                   "inside handshake()'s try is not caught, so _record() never runs "
-                   "(net/tls.py); every other TLS failure records them")
 def test_server_that_closes_at_once_still_shows_our_client_hello() -> None:
     with RawServer(close_at_once) as server:
         j = run(server.url("https"))
@@ -122,12 +118,6 @@ def test_server_that_closes_at_once_still_shows_our_client_hello() -> None:
     assert tls.attrs.get("server_first_flight_ms", "missing") is None  # nothing came back
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when the certificate is rejected, the TLS span "
-                   "ends only after the chain has been described and re-verified (net/tls.py "
-                   "handshake(): the SSLCertVerificationError branch runs "
-                   "describe_chain(verify=True) before the span ends), so a cold `whathappens` "
-                   "reports ~40-60 ms of TLS that is our own analysis; on success the span "
-                   "ends at our Finished, as the README's table says")
 def test_a_rejected_handshake_is_timed_without_our_analysis(demo_internet: DemoInternet) -> None:
     net = demo_internet
     # A fresh process, as a user runs it: the chain analysis pays its imports there.

@@ -130,9 +130,30 @@ class Journey:
             if s.error is None:
                 s.fail(err)
             raise
+        except BaseException:
+            s.attrs["interrupted"] = True  # cancelled: the caller says why (close_open)
+            raise
         finally:
             if s.end_ns is None:
                 self.end(s)
+            self.close_open(s)
+
+    def close_open(self, span: Span, err: JourneyError | None = None) -> None:
+        """End whatever under ``span`` is still open, within its parent's time.
+
+        A span cut short (a cancelled view, a journey timeout) may leave children that never
+        saw their end; they end when their parent did, so every child nests in its parent.
+        """
+        now = self.clock.now()
+        for child in span.children:
+            if child.end_ns is None:
+                child.end_ns = min(now, span.end_ns) if span.end_ns is not None else now
+                child.attrs["interrupted"] = True
+                if err is not None and child.error is None and not child.children:
+                    child.fail(err)
+            elif span.end_ns is not None and child.end_ns > span.end_ns:
+                child.end_ns = span.end_ns
+            self.close_open(child, err)
 
     def note(self, severity: str, step: str, message: str) -> None:
         self.findings.append(Finding(severity, step, message))

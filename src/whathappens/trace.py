@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from whathappens.net.http1 import H1Connection
     from whathappens.net.http2 import H2Connection
 
+STEP_SPANS = frozenset({"dns", "tcp", "tls", "http"})
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}  # RFC 9110 §15.4
 MAX_REDIRECTS = 20                               # what Chromium and Firefox allow
 
@@ -73,7 +74,6 @@ class Runner:
         self.opts = options
         self.pool: dict[tuple[str, str, int], _Conn] = {}
         self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
-        self.open_spans: list[Span] = []
         self.url_span: Span | None = None
         self.chains: list[tuple[Span, list[bytes], str, TlsOptions]] = []
         self.prepared: set[str] = set()
@@ -185,7 +185,6 @@ class Runner:
         self.prepare(url)
         leg = self.j.span("leg", "journey", "you", "application", index=index, url=url.url(),
                           method=method, origin=f"{url.scheme}://{url.authority}")
-        self.open_spans.append(leg)
         try:
             conn = self.pool.get(url.origin)
             if conn is not None and conn.http.reusable and not conn.stream.closed:
@@ -198,9 +197,12 @@ class Runner:
                 conn = await self.open_connection(leg, url)
             conn.legs += 1
             return await self.request(leg, conn, url, method)
+        except asyncio.CancelledError:
+            leg.attrs["interrupted"] = True
+            raise
         finally:
             self.j.end(leg)
-            self.open_spans.remove(leg)
+            self.j.close_open(leg)
 
     # ------------------------------------------------------------ connection
     async def open_connection(self, leg: Span, url: UrlAnatomy) -> _Conn:
@@ -332,7 +334,6 @@ async def run_journey(url_text: str, options: Options | None = None) -> Journey:
     except TimeoutError:
         journey.error = JourneyTimeout("journey.timeout", f"the whole journey took longer "
                                        f"than --max-time {opts.max_time:g} s and was stopped")
-        _close_open_spans(journey, journey.error)
     except (OSError, socket.gaierror) as exc:  # a layer let one through: still no traceback
         journey.error = ConnectError("net.error", f"network error: {exc}", detail=repr(exc))
     except Exception as exc:  # a bug of ours: say so plainly, keep what was measured
@@ -351,12 +352,17 @@ async def run_journey(url_text: str, options: Options | None = None) -> Journey:
 
 
 def _close_open_spans(journey: Journey, err: JourneyError | None) -> None:
-    """Spans cut short by a timeout end now and carry the error."""
+    """End spans left open, inside their parents; a timeout marks the steps it cut short."""
     now = journey.clock.now()
-    for span in journey.all_spans():
+    for span in journey.spans:
         if span.end_ns is None:
             span.end_ns = now
-            if err is not None and span.error is None and not span.children:
+            span.attrs["interrupted"] = True
+        journey.close_open(span, err if isinstance(err, JourneyTimeout) else None)
+    if isinstance(err, JourneyTimeout):
+        for span in journey.all_spans():
+            if span.attrs.get("interrupted") and span.error is None and (
+                    span.name in STEP_SPANS or not span.children):
                 span.fail(err)
 
 

@@ -154,7 +154,8 @@ class _Internet:
     async def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
         self.pki = ensure_pki(self.state)
-        self.ipv6 = _can_listen(topology.WEB_ADDRESS_V6, self.ports.https)
+        self.ipv6 = (_can_listen(topology.WEB_ADDRESS_V6, self.ports.https)
+                     and _can_listen(topology.WEB_ADDRESS_V6, self.ports.http))
         hints = self.state / "root.hints"
         hints.write_text(_root_hints())
         zones = _load_zones(drop_aaaa=not self.ipv6)
@@ -177,10 +178,11 @@ class _Internet:
         assert self.pki is not None
         https, http = self.ports.https, self.ports.http
         binds = [f"{topology.WEB_ADDRESS}:{https}"]
-        if self.ipv6:
+        plain = [f"{topology.WEB_ADDRESS}:{http}"]
+        if self.ipv6:  # the AAAA record promises both ports on [::1] too
             binds.append(f"[{topology.WEB_ADDRESS_V6}]:{https}")
-        servers = [(topology.WEB_SERVER, self.pki.server, binds,
-                    [f"{topology.WEB_ADDRESS}:{http}"])]
+            plain.append(f"[{topology.WEB_ADDRESS_V6}]:{http}")
+        servers = [(topology.WEB_SERVER, self.pki.server, binds, plain)]
         servers += [(spec, self.pki.bad[spec.certificate], [f"{spec.address}:{https}"], [])
                     for spec in topology.BAD_TLS_SERVERS]
         site = Site(https_port=https, think_ms=self.delays["web"])  # one app, many servers

@@ -166,6 +166,7 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         journey.end(span)  # describing the chain afterwards is analysis, not handshake
     except ssl.SSLCertVerificationError as exc:
         _record(span, obj, recorder, first_flight_ns)
+        journey.end(span)  # re-checking the chain below is our analysis, not the handshake
         from whathappens.net.certs import explain_openssl_verify_error
 
         code, reason = explain_openssl_verify_error(exc.verify_code, exc.verify_message,
@@ -186,6 +187,9 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     except ssl.SSLError as exc:
         _record(span, obj, recorder, first_flight_ns)
         raise _handshake_error(server_name, exc, recorder) from None
+    except TlsError:
+        _record(span, obj, recorder, first_flight_ns)
+        raise
     except TimeoutError:
         _record(span, obj, recorder, first_flight_ns)
         raise TlsError("tls.timeout", f"the TLS handshake with {server_name} did not finish "

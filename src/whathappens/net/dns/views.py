@@ -466,14 +466,10 @@ async def resolve(journey: Journey, parent: Span, host: str, port: int,
 
 
 def _mark_stopped(journey: Journey, parent: Span, view: str, err: DnsError) -> None:
-    """A view cut short: it and whatever it had under way end now, marked stopped."""
-    now = journey.clock.now()
+    """A view cut short: it says why; what it had under way ends within it."""
     for span in parent.children:
         if span.name != f"dns.{view}":
             continue
         if span.error is None:
             span.fail(err)
-        for inner in span.walk():
-            if inner.end_ns is None:
-                inner.end_ns = now
-                inner.attrs["stopped"] = True
+        journey.close_open(span)
