@@ -342,8 +342,8 @@ class Report:
         for f in items:
             style = {"error": "red", "warning": "yellow"}.get(f["severity"], "dim")
             mark = {"error": "✗", "warning": "!"}.get(f["severity"], "·")
-            self.c.print(Text(f"  {mark} [{f['step']}] {f['message']}", style=style),
-                         overflow="fold")
+            self.c.print(Padding(Text(f"{mark} [{f['step']}] {f['message']}", style=style),
+                                 (0, 0, 0, 2), expand=False), overflow="fold")
 
     def summary(self) -> None:
         s = self.j.get("facts", {}).get("summary", {})
