@@ -29,8 +29,8 @@ The host name
     phase      curl (-w variables, seconds)        whathappens (--json, ms since t0)
     DNS        time_namelookup                     the "dns" span's duration
     TCP        time_connect − time_namelookup      the "tcp" span's duration
-    TLS        time_appconnect − time_connect      the "tls" span's duration
-    TLS+ctx    time_appconnect − time_connect      the TLS span + its context_setup_ms
+    TLS        time_appconnect − time_connect      the "tls" span's duration (context
+                                                   setup and CA loading included, as curl)
     TTFB       time_starttransfer − appconnect     t_first_byte − t_request_start (http span)
     download   time_total − time_starttransfer     t_body_done − t_first_byte
     total      time_total                          the sum of DNS, TCP, TLS, TTFB, download
@@ -42,9 +42,9 @@ The host name
    The p90 columns show the spread. curl's phases are contiguous, so whatever curl does
    between two steps counts in the later one; ours are the steps themselves, and the time
    between them is shown below the table ("whathappens only"). curl builds its SSL_CTX and
-   loads the CA file after the TCP connect, inside appconnect − connect; our TLS span leaves
-   that context setup out, so "TLS+ctx" is the like-for-like TLS row. Likewise "total+gaps"
-   is the like-for-like total: everything from the start of DNS to the last body byte.
+   loads the CA file after the TCP connect, inside appconnect − connect; so does our TLS
+   span (its context_setup_ms is shown below the table). "total+gaps" is the like-for-like
+   total: everything from the start of DNS to the last body byte.
 
 2. Cold start (N runs of each, in rotating order)
    Wall time of a fresh process to its exit: ``python -c pass`` (the venv's interpreter),
@@ -500,11 +500,11 @@ class Tools:
 
 # --------------------------------------------------------------------------- 1. fidelity
 
-PHASES = ("DNS", "TCP", "TLS", "TLS+ctx", "TTFB", "download", "total", "total+gaps")
+PHASES = ("DNS", "TCP", "TLS", "TTFB", "download", "total", "total+gaps")
 OUR_EXTRAS = {
     "dns_system": "DNS: the getaddrinfo call alone (dns.system child span)",
     "tcp_connect": "TCP: the connect call alone (tcp.connect child span)",
-    "tls_context": "TLS context setup (SSLContext, CA file), before ClientHello",
+    "tls_context": "TLS context setup (SSLContext, CA file), inside the TLS step",
     "gap_tcp_tls": "gap TCP end → TLS start (context setup included)",
     "gap_tls_http": "gap TLS end → request start",
     "t0_dns": "t0 → DNS start (URL anatomy, set-up)",
@@ -524,7 +524,6 @@ def curl_phases(out: str, version: str, expected_bytes: int) -> dict[str, float]
         "DNS": t["namelookup"],
         "TCP": t["connect"] - t["namelookup"],
         "TLS": t["appconnect"] - t["connect"],
-        "TLS+ctx": t["appconnect"] - t["connect"],
         "TTFB": t["starttransfer"] - t["appconnect"],
         "download": t["total"] - t["starttransfer"],
         "total": t["total"],
@@ -569,7 +568,6 @@ def our_phases(out: str, version: str) -> dict[str, float]:
             phases[key] = found["duration_ms"]
     if "context_setup_ms" in tls.get("attrs", {}):
         phases["tls_context"] = tls["attrs"]["context_setup_ms"]
-        phases["TLS+ctx"] = phases["TLS"] + phases["tls_context"]
     return phases
 
 
@@ -620,7 +618,7 @@ def print_fidelity(version: str, curl_runs: list[dict[str, float]],
     missed = []
     for phase in PHASES:
         if not all(phase in r for r in our_runs):
-            continue  # e.g. TLS+ctx when the tls span has no context_setup_ms
+            continue  # a phase this run did not have
         c = [r[phase] for r in curl_runs]
         w = [r[phase] for r in our_runs]
         cm, wm = median(c), median(w)
