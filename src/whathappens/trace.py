@@ -260,7 +260,12 @@ class Runner:
                 span.attrs.update(view_used="none", note=why, addresses=addrs)
                 return Resolution("none", [a for a in addrs if ":" in a],
                                   [a for a in addrs if ":" not in a])
-            return await resolve(self.j, span, url.host, url.port, self.opts.dns)
+            res = await resolve(self.j, span, url.host, url.port, self.opts.dns)
+            # The step runs from its first query to its last answer: what a view did
+            # before and after (reading the hosts file, waking the event loop) is ours.
+            span.start_ns = min(c.start_ns for c in span.children)
+            span.end_ns = max(c.end_ns or span.start_ns for c in span.children)
+            return res
 
     # ------------------------------------------------------------------ http
     async def request(self, leg: Span, conn: _Conn, url: UrlAnatomy, method: str) -> Exchange:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,16 +83,19 @@ async def system_view(journey: Journey, parent: Span, host: str, port: int,
                        parent=parent, hosts_file=opts.hosts_file,
                        hosts_file_hit=bool(hosts), hosts_file_addresses=hosts) as span:
         try:
-            infos = await asyncio.wait_for(getaddrinfo(host, port), opts.view_timeout)
+            call = await asyncio.wait_for(getaddrinfo(host, port, journey.clock.now),
+                                          opts.view_timeout)
         except TimeoutError:
             raise DnsError("dns.timeout", f"the system resolver did not answer for {host} "
                            f"within {opts.view_timeout:g} s") from None
-        except socket.gaierror as exc:
-            raise _gai_error(host, exc) from None
-        except (OSError, UnicodeError) as exc:
-            raise DnsError("dns.system_failed", f"getaddrinfo failed for {host}: {exc}") \
-                from None
-        addresses = [str(info[4][0]) for info in infos]
+        # The span is the call itself, timed on its thread: not the thread's start-up, nor
+        # the event loop noticing the result.
+        span.start_ns, span.end_ns = call.start_ns, call.end_ns
+        if isinstance(call.error, socket.gaierror):
+            raise _gai_error(host, call.error)
+        if call.error is not None:
+            raise DnsError("dns.system_failed", f"getaddrinfo failed for {host}: {call.error}")
+        addresses = [str(info[4][0]) for info in call.infos]
         v6, v4 = _split(addresses)
         span.attrs.update(addresses=v6 + v4,
                           source="hosts file" if hosts else "DNS via the system's resolver")
@@ -102,8 +105,16 @@ async def system_view(journey: Journey, parent: Span, host: str, port: int,
 AddrInfo = list[tuple[Any, Any, int, str, tuple[Any, ...]]]
 
 
-def getaddrinfo(host: str, port: int) -> asyncio.Future[AddrInfo]:
-    """getaddrinfo() on a daemon thread of its own.
+@dataclass
+class GaiCall:
+    infos: AddrInfo
+    error: BaseException | None
+    start_ns: int
+    end_ns: int
+
+
+def getaddrinfo(host: str, port: int, now: Callable[[], int]) -> asyncio.Future[GaiCall]:
+    """getaddrinfo() on a daemon thread of its own, timed on that thread.
 
     Not the loop's default executor: creating that pool inside the DNS step would be counted
     as DNS time, and at exit asyncio waits for its threads, so a resolver that never answers
@@ -111,25 +122,23 @@ def getaddrinfo(host: str, port: int) -> asyncio.Future[AddrInfo]:
     a str would make CPython load its IDNA codec first, inside the measured call.
     """
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[AddrInfo] = loop.create_future()
+    future: asyncio.Future[GaiCall] = loop.create_future()
 
-    def settle(result: AddrInfo | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result or [])
+    def settle(call: GaiCall) -> None:
+        if not future.done():
+            future.set_result(call)
 
     def work() -> None:
-        result: AddrInfo | None = None
+        infos: AddrInfo = []
         error: BaseException | None = None
+        start = now()
         try:
-            result = socket.getaddrinfo(host.encode("ascii"), port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host.encode("ascii"), port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
             error = exc
+        call = GaiCall(infos, error, start, now())
         with contextlib.suppress(RuntimeError):  # the loop may be gone after a timeout
-            loop.call_soon_threadsafe(settle, result, error)
+            loop.call_soon_threadsafe(settle, call)
 
     threading.Thread(target=work, name="getaddrinfo", daemon=True).start()
     return future
