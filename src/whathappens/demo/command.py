@@ -37,10 +37,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the CA, root hints and logs live (default ./demo)")
     p.add_argument("--no-delay", action="store_true",
                    help="no injected delays: loopback speed everywhere")
+    p.add_argument("--delay", action="append", default=[], metavar="ROLE=MS", type=_delay,
+                   help="injected delay of one role (resolver, root, tld, authoritative, "
+                        "web), e.g. --delay root=60; repeatable")
     p.add_argument("--high-ports", action="store_true",
                    help="ports 10053/10443/10080 even as root (default: 53/443/80 as root)")
     add_trace_arguments(p)
     return p
+
+
+def _delay(text: str) -> tuple[str, float]:
+    from whathappens.demo.topology import parse_delay
+
+    try:
+        return parse_delay(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def delay_words(demo: DemoInternet) -> str:
@@ -116,7 +128,7 @@ def demo_main(argv: list[str]) -> int:
     state = Path(args.state)
     try:
         demo = DemoInternet.start(state, high_ports=True if args.high_ports else None,
-                                  delays=not args.no_delay)
+                                  delays=not args.no_delay, delay_overrides=dict(args.delay))
     except DemoInternetError as err:
         print(f"whathappens demo: could not start the demo internet: {err}", file=sys.stderr)
         return EXIT_DEMO_FAILED

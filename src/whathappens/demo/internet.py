@@ -69,6 +69,7 @@ class DemoInternet:
         delays: bool = True,
         ports: tuple[int, int, int] | None = None,
         timeout: float = READY_TIMEOUT,
+        delay_overrides: dict[str, float] | None = None,
     ) -> DemoInternet:
         """Spawn the servers and return once every one of them answers.
 
@@ -83,6 +84,8 @@ class DemoInternet:
                 "--high-ports" if high_ports else "--root", "--exit-with-stdin"]
         if not delays:
             argv.append("--no-delay")
+        for role, ms in (delay_overrides or {}).items():
+            argv += ["--delay", f"{role}={ms:g}"]
         if ports is not None:
             argv += ["--dns-port", str(ports[0]), "--https-port", str(ports[1]),
                      "--http-port", str(ports[2])]

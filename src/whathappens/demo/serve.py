@@ -40,7 +40,7 @@ import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ class Options:
     ports: Ports
     delays: bool
     exit_with_stdin: bool = False
+    delay_overrides: dict[str, float] = field(default_factory=dict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +100,8 @@ def _parse(argv: list[str] | None) -> Options:
     which.add_argument("--root", action="store_true", help="ports 53, 443, 80 (needs root)")
     which.add_argument("--high-ports", action="store_true", help="ports 10053, 10443, 10080")
     parser.add_argument("--no-delay", action="store_true", help="inject no delays")
+    parser.add_argument("--delay", action="append", default=[], metavar="ROLE=MS",
+                        type=_delay_arg, help="injected delay of one role, e.g. root=40")
     parser.add_argument("--dns-port", type=int)
     parser.add_argument("--https-port", type=int)
     parser.add_argument("--http-port", type=int)
@@ -109,7 +112,15 @@ def _parse(argv: list[str] | None) -> Options:
     base = Ports.default(high=high)
     ports = Ports(args.dns_port or base.dns, args.https_port or base.https,
                   args.http_port or base.http)
-    return Options(args.state.resolve(), ports, not args.no_delay, args.exit_with_stdin)
+    return Options(args.state.resolve(), ports, not args.no_delay, args.exit_with_stdin,
+                   dict(args.delay))
+
+
+def _delay_arg(text: str) -> tuple[str, float]:
+    try:
+        return topology.parse_delay(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 async def _run(options: Options) -> int:
@@ -142,7 +153,7 @@ class _Internet:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.ports = options.ports
-        self.delays = topology.delays(options.delays)
+        self.delays = topology.delays(options.delays, options.delay_overrides)
         self.state = options.state_dir
         self.dns: list[AuthoritativeServer] = []
         self.web_shutdown = asyncio.Event()

@@ -113,5 +113,19 @@ SPECIAL_NAMES: dict[str, str] = {
 }
 
 
-def delays(enabled: bool) -> dict[str, float]:
-    return dict(DEFAULT_DELAYS_MS) if enabled else dict.fromkeys(DEFAULT_DELAYS_MS, 0.0)
+def delays(enabled: bool, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    chosen = dict(DEFAULT_DELAYS_MS) if enabled else dict.fromkeys(DEFAULT_DELAYS_MS, 0.0)
+    chosen.update(overrides or {})
+    return chosen
+
+
+def parse_delay(text: str) -> tuple[str, float]:
+    """``ROLE=MS`` (``root=40``) → ("root", 40.0); ValueError with a helpful message."""
+    role, sep, value = text.partition("=")
+    role = role.strip().lower()
+    if not sep or role not in DEFAULT_DELAYS_MS:
+        raise ValueError(f"expected ROLE=MS with ROLE one of {', '.join(DEFAULT_DELAYS_MS)}")
+    ms = float(value)
+    if not 0 <= ms <= 10_000:
+        raise ValueError("a delay must be between 0 and 10000 ms")
+    return role, ms
