@@ -24,7 +24,7 @@ from whathappens.errors import (
     UrlError,
 )
 from whathappens.journey import Journey, Span
-from whathappens.net.dns.views import DnsOptions, Resolution, resolve
+from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request
 from whathappens.net.stream import PlainStream, Stream
@@ -85,7 +85,8 @@ class Runner:
         a step they would be reported as network time. The span makes the cost visible.
         """
         need = []
-        if url.host_kind == "domain":
+        lookup = url.host_kind == "domain" and (url.host, url.port) not in self.opts.resolve
+        if lookup and needs_dnspython(self.opts.dns):
             need.append("dnspython")
         need.append("h11")
         if url.scheme == "https":
@@ -102,7 +103,7 @@ class Runner:
                           "their times measure the network, not our start-up"):
             for item in need:
                 if item == "dnspython":
-                    prepare_dns(self.opts.dns)
+                    prepare_dns()
                 elif item == "h11":
                     from whathappens.net import http1  # noqa: F401
                 elif item == "h2":

@@ -387,24 +387,28 @@ def chosen_view(opts: DnsOptions) -> str:
     return "system"
 
 
-def prepare(opts: DnsOptions) -> None:
+def needs_dnspython(opts: DnsOptions) -> bool:
+    """Only the system view does without it."""
+    return bool(opts.views - {"system"} or opts.resolver or opts.root_hints)
+
+
+def prepare() -> None:
     """Load dnspython before the DNS step's clock starts.
 
     Importing it costs tens of milliseconds; inside the step that cost would read as DNS time.
     The record types are imported too: dnspython loads each one the first time it parses it.
     """
-    if opts.views - {"system"} or opts.resolver or opts.root_hints:
-        import dns.flags
-        import dns.message
-        import dns.rcode
-        import dns.rdatatype
-        import dns.rdtypes.ANY.CNAME
-        import dns.rdtypes.ANY.NS
-        import dns.rdtypes.ANY.SOA
-        import dns.rdtypes.IN.A
-        import dns.rdtypes.IN.AAAA
-        import dns.rdtypes.IN.HTTPS
-        import dns.rrset  # noqa: F401
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
+    import dns.rdtypes.ANY.CNAME
+    import dns.rdtypes.ANY.NS
+    import dns.rdtypes.ANY.SOA
+    import dns.rdtypes.IN.A
+    import dns.rdtypes.IN.AAAA
+    import dns.rdtypes.IN.HTTPS
+    import dns.rrset  # noqa: F401
 
 
 async def _bounded(view: str, coro: Coroutine[Any, Any, Resolution],
