@@ -5,14 +5,11 @@ in the test's own ``asyncio.run``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import json
 import os
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import brotli
@@ -21,60 +18,14 @@ import zstandard
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from threaded_server import Handler, Serve, raw_server, serving
 from whathappens import __version__
 from whathappens.errors import HttpError
 from whathappens.net.http1 import H1Connection, exchange_h1
 from whathappens.net.http_types import ACCEPT, Exchange, Limits, Request
 from whathappens.net.stream import PlainStream
 
-Serve = Callable[[socket.socket, asyncio.Event], Awaitable[None]]
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TEXT = b"<!doctype html><title>hello</title><p>what happens?</p>\n" * 500
-
-
-@contextlib.contextmanager
-def serving(run: Serve) -> Iterator[int]:
-    """A server on 127.0.0.1:0 in its own thread; yields the port, stops it afterwards."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(listener, stop),))
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
-        listener.close()
-
-
-def raw_server(handler: Handler, connections: list[int] | None = None) -> Serve:
-    """An asyncio server that runs ``handler`` per connection and counts connections."""
-
-    async def run(listener: socket.socket, stop: asyncio.Event) -> None:
-        tasks: set[asyncio.Task[Any]] = set()
-
-        async def on_connection(reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            tasks.add(task)
-            if connections is not None:
-                connections.append(1)
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await handler(reader, w)
-            w.close()
-
-        server = await asyncio.start_server(on_connection, sock=listener)
-        await stop.wait()
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    return run
 
 
 def hypercorn_server(seen: list[dict[str, Any]]) -> Serve:
