@@ -11,6 +11,8 @@ from typing import Any
 
 Serve = Callable[[socket.socket, asyncio.Event], Awaitable[None]]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @contextlib.contextmanager
 def serving(run: Serve) -> Iterator[int]:
     """A server on 127.0.0.1:0 in its own thread; yields the port, stops it afterwards."""
