@@ -1,0 +1,127 @@
+"""The lab's topology, as data: hosts, their loopback addresses, and the tiers on each.
+
+The production profile draws the seeds' picture: DNS → CDN edge → load balancer → two app
+nodes (nginx → gunicorn → Django) → Redis, PgBouncer → PostgreSQL primary + streaming
+replica, a Celery worker on a Redis broker. The single profile is the seeds' one-server
+setup: nginx (TLS) → gunicorn → Django → PostgreSQL and Redis on one host.
+
+Every host has its own 127.0.x.y address, so the report reads like the picture. Ports are the
+standard ones when running as root; otherwise the privileged ones move up (443 → 8443,
+80 → 8080) and the rest stay as they are, since each host has an address of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PROFILES = ("production", "single")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    role: str
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    kind: str            # which implementation: "nginx-edge", "haproxy", "gunicorn", ...
+    name: str            # unique tier name
+    host: str            # Host.name
+    port: int | None
+    options: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Topology:
+    profile: str
+    hosts: dict[str, Host]
+    tiers: list[TierSpec]
+
+    def address(self, host: str) -> str:
+        return self.hosts[host].address
+
+    def endpoint(self, tier: str) -> tuple[str, int]:
+        """(address, port) where tier ``tier`` listens."""
+        spec = self.spec(tier)
+        if spec.port is None:
+            raise KeyError(f"tier {tier} listens on no port")
+        return self.address(spec.host), spec.port
+
+    def spec(self, tier: str) -> TierSpec:
+        for spec in self.tiers:
+            if spec.name == tier:
+                return spec
+        raise KeyError(tier)
+
+    def of_kind(self, kind: str) -> list[TierSpec]:
+        return [s for s in self.tiers if s.kind == kind]
+
+
+def privileged(port: int) -> int:
+    """The port itself as root; otherwise 8000 + the last three digits (443 → 8443)."""
+    if port >= 1024 or os.geteuid() == 0:
+        return port
+    return 8000 + port % 1000
+
+
+def production() -> Topology:
+    hosts = [
+        Host("edge", "127.0.90.1", "CDN edge (nginx cache, TLS)"),
+        Host("lb", "127.0.91.1", "load balancer (HAProxy)"),
+        Host("app-1", "127.0.92.1", "app node: nginx → gunicorn → Django"),
+        Host("app-2", "127.0.92.2", "app node: nginx → gunicorn → Django"),
+        Host("db-1", "127.0.93.1", "PostgreSQL primary"),
+        Host("db-2", "127.0.93.2", "PostgreSQL streaming replica"),
+        Host("pool", "127.0.93.10", "connection pool (PgBouncer)"),
+        Host("cache", "127.0.94.1", "Redis: cache, sessions, Celery broker"),
+        Host("worker", "127.0.95.1", "Celery worker"),
+    ]
+    https, http = privileged(443), privileged(80)
+    tiers = [
+        TierSpec("postgres-primary", "db-primary", "db-1", 5432),
+        TierSpec("postgres-replica", "db-replica", "db-2", 5432,
+                 {"primary": "db-primary"}),
+        TierSpec("pgbouncer", "pgbouncer", "pool", 6432,
+                 {"primary": "db-primary", "replica": "db-replica"}),
+        TierSpec("redis", "redis", "cache", 6379),
+    ]
+    for n in (1, 2):
+        tiers += [
+            TierSpec("gunicorn", f"app-{n}-gunicorn", f"app-{n}", 8000,
+                     {"node": f"app-{n}"}),
+            TierSpec("nginx-app", f"app-{n}-nginx", f"app-{n}", http,
+                     {"upstream": f"app-{n}-gunicorn", "node": f"app-{n}"}),
+        ]
+    tiers += [
+        TierSpec("celery", "worker", "worker", None),
+        TierSpec("haproxy", "lb", "lb", http,
+                 {"backends": ["app-1-nginx", "app-2-nginx"]}),
+        TierSpec("nginx-edge", "edge", "edge", https,
+                 {"upstream": "lb", "http_port": http}),
+    ]
+    return Topology("production", {h.name: h for h in hosts}, tiers)
+
+
+def single() -> Topology:
+    hosts = [Host("server", "127.0.96.1",
+                  "one server: nginx (TLS) → gunicorn → Django → PostgreSQL, Redis")]
+    https, http = privileged(443), privileged(80)
+    tiers = [
+        TierSpec("postgres-primary", "db-primary", "server", 5432),
+        TierSpec("redis", "redis", "server", 6379),
+        TierSpec("gunicorn", "gunicorn", "server", 8000, {"node": "server"}),
+        TierSpec("nginx-edge", "nginx", "server", https,
+                 {"upstream": "gunicorn", "http_port": http, "single": True}),
+    ]
+    return Topology("single", {h.name: h for h in hosts}, tiers)
+
+
+def topology(profile: str) -> Topology:
+    if profile == "production":
+        return production()
+    if profile == "single":
+        return single()
+    raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
