@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 EPILOG = "exit codes:\n" + "\n".join(
     f"  {code:>2}  {text}" for code, text in EXIT_CODES.items()
-) + "\n  11  demo: the demo internet could not start"
+) + "\n  11  demo: the demo internet could not start\n  12  lab: could not install or start"
 
 
 def _host_port(value: str, default_port: int = 53) -> tuple[str, int]:
@@ -180,6 +180,11 @@ def trace_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] == "lab":
+            from whathappens.lab.command import lab_main
+
+            lab_code: int = lab_main(argv[1:])
+            return lab_code
         if argv and argv[0] == "demo":
             from whathappens.demo.command import demo_main
 

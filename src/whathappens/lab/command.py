@@ -1,0 +1,99 @@
+"""``whathappens lab …``: install, up, status, down."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from whathappens.lab.topology import PROFILES
+
+if TYPE_CHECKING:
+    from whathappens.lab.tier import LabContext
+
+EXIT_LAB_FAILED = 12
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="whathappens lab",
+        description="The production stack the articles draw (CDN edge, HAProxy, nginx, "
+                    "gunicorn + Django, Redis, PgBouncer, PostgreSQL primary + replica, "
+                    "Celery), run for real on this machine, each host on its own 127.0.x.y "
+                    "address.")
+    p.add_argument("--state", default="lab", metavar="DIR",
+                   help="configs, data, logs and pids (default ./lab)")
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("install", help="install the Debian packages the lab needs (as root)")
+    upp = sub.add_parser("up", help="start every tier and wait until each is ready")
+    upp.add_argument("--profile", choices=PROFILES, default="production")
+    upp.add_argument("--algorithm", choices=("roundrobin", "leastconn", "source"),
+                     default="roundrobin", help="HAProxy's balance algorithm")
+    sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
+    downp = sub.add_parser("down", help="stop everything; no process or port is left")
+    downp.add_argument("--purge", action="store_true", help="also remove the state dir")
+    return p
+
+
+def lab_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from whathappens.lab.tier import LabContext as Context
+
+    ctx = Context(state=Path(args.state).resolve())
+    if args.action == "install":
+        from whathappens.lab.install import install
+
+        ok, words = install()
+        print(words)
+        return 0 if ok else EXIT_LAB_FAILED
+    if args.action == "up":
+        return _up(ctx, args)
+    if args.action == "status":
+        return _status(ctx)
+    from whathappens.lab.lab import down
+
+    stopped = down(ctx, purge=args.purge)
+    print(f"stopped {len(stopped)} tier(s)" + (f": {', '.join(stopped)}" if stopped else "")
+          + (f"; removed {ctx.state}" if args.purge else ""))
+    return 0
+
+
+def _up(ctx: LabContext, args: argparse.Namespace) -> int:
+    from whathappens.lab.install import missing_packages, missing_python
+    from whathappens.lab.lab import up
+    from whathappens.lab.process import LabError
+
+    ctx.profile, ctx.algorithm = args.profile, args.algorithm
+    gaps = [n.package for n in missing_packages()] + missing_python()
+    if gaps:
+        print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",
+              file=sys.stderr)
+        return EXIT_LAB_FAILED
+    t0 = time.monotonic()
+    print(f"lab up: profile {ctx.profile}, state in {ctx.state}")
+    try:
+        up(ctx, report=print)
+    except (LabError, OSError, ValueError) as err:
+        print(f"whathappens lab: could not bring the lab up: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    print(f"lab up in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def _status(ctx: LabContext) -> int:
+    from whathappens.lab.lab import status
+
+    rows = status(ctx)
+    if not rows:
+        print("no lab here (whathappens lab up starts one)")
+        return 1
+    now = time.time()
+    print(f"{'tier':<16} {'host':<8} {'address':<18} {'pid':>7}  {'state':<9} since")
+    for r in rows:
+        where = f"{r.address}:{r.port}" if r.port else r.address
+        state = "healthy" if r.healthy else ("unhealthy" if r.running else "down")
+        since = f"{now - r.since:.0f} s ago" if r.since and r.running else "-"
+        print(f"{r.name:<16} {r.host:<8} {where:<18} {r.pid or '-':>7}  {state:<9} {since}")
+    return 0 if all(r.healthy for r in rows) else 1

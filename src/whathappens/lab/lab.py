@@ -1,0 +1,155 @@
+"""Bringing a lab up, asking how it is, and taking it down.
+
+``up`` starts tiers in dependency order — all tiers whose dependencies are ready start
+together, each in a thread that waits for its own readiness — and writes ``lab.json``
+(profile, hosts, tiers). ``down`` stops in the reverse order; ``status`` checks each tier's
+process and readiness again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from whathappens.lab import process
+from whathappens.lab.tier import LabContext, Tier
+from whathappens.lab.tiers import build_all
+from whathappens.lab.topology import Topology, topology
+
+
+@dataclass
+class TierStatus:
+    name: str
+    host: str
+    role: str
+    address: str
+    port: int | None
+    pid: int | None
+    running: bool
+    healthy: bool
+    since: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def dependencies(topo: Topology, tier: Tier) -> set[str]:
+    """Declared dependencies plus every tier the spec's options name (upstreams, primary)."""
+    names = {s.name for s in topo.tiers}
+    deps = set(tier.depends)
+    for value in topo.spec(tier.name).options.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item in names:
+                deps.add(item)
+    return deps & names
+
+
+def waves(topo: Topology, tiers: list[Tier]) -> list[list[Tier]]:
+    """Tiers grouped so that each wave only depends on earlier ones."""
+    left = {t.name: t for t in tiers}
+    deps = {t.name: dependencies(topo, t) for t in tiers}
+    done: set[str] = set()
+    out: list[list[Tier]] = []
+    while left:
+        wave = [t for n, t in left.items() if deps[n] <= done]
+        if not wave:
+            raise ValueError(f"dependency cycle among {', '.join(sorted(left))}")
+        out.append(wave)
+        for t in wave:
+            done.add(t.name)
+            del left[t.name]
+    return out
+
+
+def up(ctx: LabContext, *, report: Any = None) -> list[process.Record]:
+    """Start every tier of ``ctx.profile``; on failure, stop what was started and raise."""
+    topo = topology(ctx.profile)
+    tiers = build_all(topo)
+    ctx.state.mkdir(parents=True, exist_ok=True)
+    _write_manifest(ctx, topo, tiers)
+    started: list[process.Record] = []
+    t0 = time.monotonic()
+    try:
+        for wave in waves(topo, tiers):
+            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                futures = [(t, pool.submit(process.start, t, ctx)) for t in wave]
+                errors: list[BaseException] = []
+                for tier, fut in futures:
+                    try:
+                        started.append(fut.result())
+                        if report:
+                            report(f"  up  {tier.name:<16} {tier.address}:{tier.port or '-'}"
+                                   f"  ({time.monotonic() - t0:.1f} s)")
+                    except BaseException as exc:
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
+    except BaseException:
+        down(ctx)
+        raise
+    return started
+
+
+def down(ctx: LabContext, *, purge: bool = False) -> list[str]:
+    """Stop every recorded tier, last started first; ``purge`` removes the state too."""
+    stopped: list[str] = []
+    manifest = read_manifest(ctx)
+    order = [t["name"] for t in manifest.get("tiers", [])] if manifest else []
+    recorded = [r.tier for r in process.records(ctx)]
+    for name in reversed(order + [n for n in recorded if n not in order]):
+        if process.stop(ctx, name):
+            stopped.append(name)
+    if purge and ctx.state.exists():
+        shutil.rmtree(ctx.state)
+    return stopped
+
+
+def status(ctx: LabContext) -> list[TierStatus]:
+    manifest = read_manifest(ctx)
+    if not manifest:
+        return []
+    topo = topology(str(manifest["profile"]))
+    tiers = {t.name: t for t in build_all(topo)}
+    records = {r.tier: r for r in process.records(ctx)}
+    out = []
+    for item in manifest["tiers"]:
+        tier = tiers.get(item["name"])
+        rec = records.get(item["name"])
+        running = rec is not None and process.alive(rec.pid)
+        healthy = False
+        if running and tier is not None:
+            try:
+                healthy = tier.ready(ctx)
+            except Exception:
+                healthy = False
+        out.append(TierStatus(item["name"], item["host"], item["role"], item["address"],
+                              item["port"], rec.pid if rec else None, running, healthy,
+                              rec.started if rec else None))
+    return out
+
+
+def manifest_path(ctx: LabContext) -> Path:
+    return ctx.state / "lab.json"
+
+
+def _write_manifest(ctx: LabContext, topo: Topology, tiers: list[Tier]) -> None:
+    data = {
+        "profile": topo.profile,
+        "algorithm": ctx.algorithm,
+        "hosts": {h.name: {"address": h.address, "role": h.role} for h in topo.hosts.values()},
+        "tiers": [t.describe() for w in waves(topo, tiers) for t in w],
+    }
+    manifest_path(ctx).write_text(json.dumps(data, indent=2))
+
+
+def read_manifest(ctx: LabContext) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(manifest_path(ctx).read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
