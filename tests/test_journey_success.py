@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 from journey_helpers import (
     assert_complete,
@@ -149,3 +150,20 @@ def test_http11_by_alpn_with_compressed_bodies(demo_internet: DemoInternet) -> N
         assert 0 < encoded < decoded, (encoded, decoded)
         assert http.attrs["wire_bytes_received"] > encoded
         assert j.facts["summary"]["http_version"] == "HTTP/1.1"
+
+
+def test_traceparent_is_sent_per_request_with_one_trace_id(demo_internet: DemoInternet) -> None:
+    """W3C Trace Context: one trace id for the journey, a fresh parent id per request."""
+    net = demo_internet
+    j = trace(net, demo_url(net, path="/redirect/1"), "--traceparent")
+    assert j.error is None
+    trace_id = j.facts["trace_id"]
+    sent = []
+    for leg in legs(j):
+        http = child(leg, "http")
+        value = dict(http.attrs["request_headers"])["traceparent"]
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", value)
+        assert value.split("-")[1] == trace_id
+        sent.append(value.split("-")[2])
+    assert len(sent) == 2
+    assert len(set(sent)) == 2

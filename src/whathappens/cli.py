@@ -104,6 +104,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     http.add_argument("-X", "--request", dest="method", default="GET", help="method")
     http.add_argument("-H", "--header", action="append", default=[], type=_header,
                       help="extra request header 'Name: value'")
+    http.add_argument("--traceparent", action="store_true",
+                      help="send a W3C traceparent header (servers that log it can be "
+                           "matched to this journey)")
     http.add_argument("--max-redirects", type=int, default=20)
     http.add_argument("--no-follow", action="store_true", help="do not follow redirects")
     http.add_argument("--no-hsts", action="store_true",
@@ -144,6 +147,7 @@ def options_from(args: argparse.Namespace) -> Options:
         method=args.method.upper(),
         headers=list(args.header),
         hsts_upgrade=not args.no_hsts,
+        traceparent=args.traceparent,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Options:
     method: str = "GET"
     headers: list[tuple[str, str]] = field(default_factory=list)
     hsts_upgrade: bool = True
+    traceparent: bool = False            # send a W3C traceparent header with each request
 
 
 @dataclass
@@ -76,6 +78,11 @@ class Runner:
         self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
         self.url_span: Span | None = None
         self.chains: list[tuple[Span, list[bytes], str, TlsOptions]] = []
+        # W3C Trace Context (https://www.w3.org/TR/trace-context/): one trace id for the
+        # journey, a new parent id per request; servers that log it can be merged in.
+        self.trace_id = secrets.token_hex(16) if options.traceparent else None
+        if self.trace_id:
+            journey.facts["trace_id"] = self.trace_id
         self.prepared: set[str] = set()
 
     def prepare(self, url: UrlAnatomy) -> None:
@@ -270,10 +277,16 @@ class Runner:
 
     # ------------------------------------------------------------------ http
     async def request(self, leg: Span, conn: _Conn, url: UrlAnatomy, method: str) -> Exchange:
+        headers = list(self.opts.headers)
+        traceparent = None
+        if self.trace_id:
+            traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
+            headers.append(("traceparent", traceparent))
         req = Request(method=method, authority=url.authority, target=url.request_target,
-                      scheme=url.scheme, headers=list(self.opts.headers))
+                      scheme=url.scheme, headers=headers)
         with self.j.timed("http", "http", f"server {conn.tcp_span.attrs.get('remote', '')}",
-                          "application", parent=leg, protocol=conn.protocol) as span:
+                          "application", parent=leg, protocol=conn.protocol,
+                          traceparent=traceparent) as span:
             ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
             span.start_ns = ex.t_request_start_ns
             span.end_ns = ex.t_body_done_ns
