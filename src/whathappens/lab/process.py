@@ -35,6 +35,7 @@ class Record:
     argv: list[str]
     address: str
     port: int | None
+    stop_signal: int = signal.SIGTERM
 
     @classmethod
     def load(cls, path: Path) -> Record | None:
@@ -83,7 +84,8 @@ def start(tier: Tier, ctx: LabContext, timeout: float = READY_TIMEOUT) -> Record
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True, env=env, cwd=ctx.dir(tier.name),
                                 user=tier.user if os.geteuid() == 0 else None)
-    rec = Record(tier.name, proc.pid, time.time(), argv, tier.address, tier.port)
+    rec = Record(tier.name, proc.pid, time.time(), argv, tier.address, tier.port,
+                 int(tier.stop_signal))
     record_path(ctx, tier.name).write_text(json.dumps(rec.__dict__))
     deadline = time.monotonic() + timeout
     while True:
@@ -104,16 +106,16 @@ def start(tier: Tier, ctx: LabContext, timeout: float = READY_TIMEOUT) -> Record
     return rec
 
 
-def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after ``timeout``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def stop_pid(pid: int, timeout: float = STOP_TIMEOUT, first: int = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM) to the process group, then SIGKILL what is left after ``timeout``."""
+    for sig in (first, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return
         except PermissionError:
             os.kill(pid, sig)
-        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 2.0)
+        deadline = time.monotonic() + (timeout if sig != signal.SIGKILL else 2.0)
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
@@ -151,7 +153,7 @@ def stop(ctx: LabContext, name: str) -> bool:
         return False
     running = alive(rec.pid) or _group_alive(rec.pid)
     if running:
-        stop_pid(rec.pid)
+        stop_pid(rec.pid, first=rec.stop_signal)
     if rec.port is not None:
         deadline = time.monotonic() + 5
         while port_open(rec.address, rec.port) and time.monotonic() < deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class Tier(ABC):
     port: int | None     # what it listens on (None: no listener, e.g. a worker)
     user: str | None = None          # run as this system user (PostgreSQL refuses root)
     depends: tuple[str, ...] = ()    # tier names that must be ready first
+    # How to ask the program to stop. PostgreSQL reads SIGTERM as "smart" shutdown (wait
+    # for every client to leave) and wants SIGINT for "fast"; most programs take SIGTERM.
+    stop_signal: int = signal.SIGTERM
 
     @abstractmethod
     def prepare(self, ctx: LabContext) -> None:
