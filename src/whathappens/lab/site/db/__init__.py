@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, with each new connection timed as a ``connect`` span."""

@@ -1,0 +1,257 @@
+"""Per-request tracing: one JSON line per request, with a span for each SQL query and Redis call.
+
+The middleware reads the W3C ``traceparent`` header (keeping its trace id, or making one),
+times the request, and while the view runs records:
+
+- every SQL query, on every database alias, through ``connection.execute_wrapper``: the
+  alias, the SQL as sent (parameters bound), its time and row count; with the request
+  header ``X-Explain: 1`` a SELECT also gets its plan (``EXPLAIN (ANALYZE false)``, run on
+  the same connection, outside the span's time). Each query goes to PostgreSQL with a
+  sqlcommenter comment, ``/*traceparent='00-<trace id>-<span id>-01'*/``, so the
+  statement log of the server (PgBouncer passes it through) names the trace and the span;
+- every new database connection (``db/base.py``: the connect and session setup);
+- every Redis command of the cache and the sessions, from inside the Redis client
+  (``cache.py``), so a span is one round trip: ``GET :1:product:3``, ``SETEX …``;
+- the Celery publish of a task (``views.py``).
+
+It then writes ONE line to the span log (``WHATHAPPENS_SPAN_LOG``, else stderr)::
+
+    {"trace_id": "…32 hex…", "parent_id": "…16 hex… or null", "span_id": "…16 hex…",
+     "tier": "app-1", "kind": "django", "pid": 1234, "start_ns": …, "end_ns": …,
+     "method": "GET", "path": "/", "status": 200, "view": "home",
+     "spans": [{"name": "sql", "start_ns": …, "end_ns": …, "span_id": "…", "alias": "replica",
+                "sql": "SELECT … WHERE … slug = 'home' …", "rows": 1, "explain": "…"},
+               {"name": "redis", "start_ns": …, "end_ns": …, "alias": "default",
+                "command": "GET :1:product:3", "result": "miss"}, …]}
+
+and sets ``Server-Timing: app;dur=3.1, db;dur=0.8;desc="2 queries", cache;dur=0.2;desc="1
+call"`` so a client without the logs still sees the inside durations. Times are wall-clock
+nanoseconds (``time.time_ns()``): the client merges spans on the same machine's clock.
+Health checks (``/healthz``, every 500 ms from HAProxy) are logged only when they carry a
+``traceparent``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from django.http import HttpRequest, HttpResponseBase
+
+Span = dict[str, Any]
+SQL_TEXT_MAX = 4000
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """(trace id, parent span id) from a W3C ``traceparent`` header, or None if invalid."""
+    if not value:
+        return None
+    m = _TRACEPARENT.match(value.strip().lower())
+    if m is None or m[1] == "ff" or set(m[2]) == {"0"} or set(m[3]) == {"0"}:
+        return None
+    return m[2], m[3]
+
+
+def new_id(nbytes: int) -> str:
+    return secrets.token_hex(nbytes)
+
+
+@dataclass
+class Trace:
+    """The spans of one unit of work (a request, a task) under one trace id."""
+
+    trace_id: str
+    parent_id: str | None
+    span_id: str = field(default_factory=lambda: new_id(8))
+    explain: bool = False
+    spans: list[Span] = field(default_factory=list)
+
+    @classmethod
+    def from_header(cls, traceparent: str | None, *, explain: bool = False) -> Trace:
+        parsed = parse_traceparent(traceparent)
+        if parsed is None:
+            return cls(new_id(16), None, explain=explain)
+        return cls(parsed[0], parsed[1], explain=explain)
+
+    @property
+    def traceparent(self) -> str:
+        """The header for the next hop: our trace, our span as its parent."""
+        return f"00-{self.trace_id}-{self.span_id}-01"
+
+    def add(self, span: Span) -> None:
+        self.spans.append(span)
+
+    def totals(self, name: str) -> tuple[int, float]:
+        """How many spans named ``name``, and their total time in milliseconds."""
+        mine = [s for s in self.spans if s["name"] == name]
+        return len(mine), sum(s["end_ns"] - s["start_ns"] for s in mine) / 1e6
+
+
+_current: ContextVar[Trace | None] = ContextVar("whathappens_trace", default=None)
+
+
+def current() -> Trace | None:
+    """The trace this thread is recording into, if any."""
+    return _current.get()
+
+
+class SQLRecorder:
+    """A ``connection.execute_wrapper``: one span per query on one alias."""
+
+    def __init__(self, trace: Trace, alias: str) -> None:
+        self.trace = trace
+        self.alias = alias
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool,
+                 context: dict[str, Any]) -> Any:
+        span_id = new_id(8)
+        # sqlcommenter: PostgreSQL's statement log then names the trace and this very span.
+        comment = f" /*traceparent='00-{self.trace.trace_id}-{span_id}-01'*/"
+        start = time.time_ns()
+        error: str | None = None
+        try:
+            return execute(sql + comment, params, many, context)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}".strip()
+            raise
+        finally:
+            end = time.time_ns()
+            cursor = context["cursor"]
+            text = self._text(context, sql, params).removesuffix(comment)
+            span: Span = {"name": "sql", "start_ns": start, "end_ns": end,
+                          "span_id": span_id, "alias": self.alias, "sql": text,
+                          "rows": cursor.rowcount if error is None else None}
+            if many:
+                span["many"] = len(params) if isinstance(params, list | tuple) else None
+            if error is not None:
+                span["error"] = error[:500]
+            elif self.trace.explain and not many and _is_select(sql):
+                span["explain"] = _explain(context, sql, params)
+            self.trace.add(span)
+
+    @staticmethod
+    def _text(context: dict[str, Any], sql: str, params: Any) -> str:
+        """The query as PostgreSQL got it (parameters bound client-side), else as written."""
+        text: str | None = None
+        try:
+            conn = context["connection"]
+            text = conn.ops.last_executed_query(context["cursor"].cursor, sql, params)
+        except Exception:
+            text = None
+        return (text or sql)[:SQL_TEXT_MAX]
+
+
+def _is_select(sql: str) -> bool:
+    return sql.lstrip().lstrip("(").upper().startswith(("SELECT", "WITH"))
+
+
+def _explain(context: dict[str, Any], sql: str, params: Any) -> str:
+    """The plan of ``sql`` on the same alias's connection, bypassing the wrappers."""
+    try:
+        raw = context["connection"].connection
+        with raw.cursor() as cur:
+            cur.execute("EXPLAIN (ANALYZE false) " + sql, params)
+            return "\n".join(str(row[0]) for row in cur.fetchall())
+    except Exception as e:
+        return f"EXPLAIN failed: {type(e).__name__}: {e}"
+
+
+@contextmanager
+def tracing(trace: Trace) -> Iterator[Trace]:
+    """Record this thread's SQL (every alias) and Redis calls into ``trace``."""
+    token = _current.set(trace)
+    try:
+        with ExitStack() as stack:
+            for alias in connections:
+                stack.enter_context(connections[alias].execute_wrapper(SQLRecorder(trace, alias)))
+            yield trace
+    finally:
+        _current.reset(token)
+
+
+class SpanLog:
+    """Appends JSON lines to one file (or stderr), one ``write`` per line.
+
+    The file is opened with O_APPEND in each process (gunicorn forks workers, Celery forks
+    its pool), so lines from workers and threads do not interleave.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _open(self) -> int:
+        path = getattr(settings, "SPAN_LOG", "") or os.environ.get("WHATHAPPENS_SPAN_LOG", "")
+        if not path:
+            return sys.stderr.fileno()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        with self._lock:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd, self._pid = self._open(), os.getpid()
+            os.write(self._fd, line)
+
+
+span_log = SpanLog()
+
+
+def server_timing(trace: Trace, total_ms: float) -> str:
+    n_sql, sql_ms = trace.totals("sql")
+    n_redis, redis_ms = trace.totals("redis")
+    parts = [f"app;dur={total_ms:.2f}",
+             f'db;dur={sql_ms:.2f};desc="{n_sql} {"query" if n_sql == 1 else "queries"}"',
+             f'cache;dur={redis_ms:.2f};desc="{n_redis} {"call" if n_redis == 1 else "calls"}"']
+    n_connect, connect_ms = trace.totals("connect")
+    if n_connect:
+        parts.append(f'dbconnect;dur={connect_ms:.2f};desc="{n_connect} new"')
+    n_queue, queue_ms = trace.totals("queue")
+    if n_queue:
+        parts.append(f"queue;dur={queue_ms:.2f}")
+    return ", ".join(parts)
+
+
+class TracingMiddleware:
+    """Outermost middleware: times the request and writes its span line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        start = time.time_ns()
+        header = request.META.get("HTTP_TRACEPARENT")
+        trace = Trace.from_header(header, explain=request.META.get("HTTP_X_EXPLAIN") == "1")
+        with tracing(trace):
+            response = self.get_response(request)
+        end = time.time_ns()
+        response["Server-Timing"] = server_timing(trace, (end - start) / 1e6)
+        response["traceresponse"] = trace.traceparent
+        if request.path != "/healthz" or header is not None:
+            match = request.resolver_match
+            span_log.write({
+                "trace_id": trace.trace_id, "parent_id": trace.parent_id,
+                "span_id": trace.span_id, "tier": settings.NODE, "kind": "django",
+                "pid": os.getpid(), "start_ns": start, "end_ns": end,
+                "method": request.method, "path": request.path,
+                "status": response.status_code,
+                "view": match.url_name if match is not None else None,
+                "spans": trace.spans,
+            })
+        return response
