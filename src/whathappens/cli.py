@@ -104,6 +104,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     http.add_argument("-X", "--request", dest="method", default="GET", help="method")
     http.add_argument("-H", "--header", action="append", default=[], type=_header,
                       help="extra request header 'Name: value'")
+    http.add_argument("--lab", nargs="?", const="lab", default=None, metavar="DIR",
+                      help="go to the lab's front door (whathappens lab up; state in DIR, "
+                           "default ./lab) and merge every tier's spans into the timeline")
     http.add_argument("--traceparent", action="store_true",
                       help="send a W3C traceparent header (servers that log it can be "
                            "matched to this journey)")
@@ -176,7 +179,20 @@ def trace_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from whathappens.trace import run_journey
 
-    journey = asyncio.run(run_journey(args.url, options_from(args)))
+    options = options_from(args)
+    if args.lab:
+        from pathlib import Path
+
+        from whathappens.lab.client import LabNotRunning, apply, merge_inside
+
+        try:
+            apply(options, Path(args.lab).resolve())
+        except LabNotRunning as err:
+            print(f"whathappens: {err}", file=sys.stderr)
+            return 12
+    journey = asyncio.run(run_journey(args.url, options))
+    if args.lab:
+        merge_inside(journey, Path(args.lab).resolve())
     render(journey.to_dict(), args, sys.stdout)
     return journey.exit_code
 

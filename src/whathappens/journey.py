@@ -20,7 +20,7 @@ from typing import Any
 from whathappens.clock import CLOCK_NAME, Clock, ms
 from whathappens.errors import JourneyError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: "server" spans merged from the lab's tiers
 
 # The four layers of the TCP/IP model (RFC 1122), as the seeds' layer table uses them.
 LAYERS = ("application", "transport", "internet", "link")

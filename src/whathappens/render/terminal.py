@@ -331,7 +331,37 @@ class Report:
             self.detail(Text(f"> {name}: {value}", style="dim"))
         for name, value in (a.get("response_headers") or [])[:14]:
             self.detail(Text(f"< {name}: {value}", style="dim"))
+        inside = [c for c in span["children"] if c["name"].startswith("server.")]
+        if inside:
+            self.detail(Text("inside (from the lab's own logs, same clock):", style="bold"))
+            for child in inside:
+                self.server_tree(child, 10)
         self.explain_step("http")
+
+    def server_tree(self, span: Span, indent: int) -> None:
+        a = span["attrs"]
+        kind = span["name"].removeprefix("server.")
+        facts = {
+            "edge": lambda: f"cache {a.get('cache', '-')}  status {a.get('status')}",
+            "lb": lambda: f"{a.get('algorithm')} → {a.get('server')}  queue {a.get('Tw')} ms, "
+                          f"connect {a.get('Tc')} ms, response {a.get('Tr')} ms",
+            "app": lambda: f"micro-cache {a.get('cache', '-')}  upstream "
+                           f"{a.get('upstream_response_time', '-')} s",
+            "django": lambda: f"view {a.get('view')}  status {a.get('status')}  "
+                              f"worker pid {a.get('pid')}",
+            "sql": lambda: f"[{a.get('alias')}] {str(a.get('sql', ''))[:90]}  "
+                           f"rows {a.get('rows')}",
+            "redis": lambda: f"{a.get('command', '')} {a.get('result', '')}",
+        }.get(kind, lambda: "")()
+        t = Text(f"└ {span['actor']}", style="cyan")
+        t.append(f"  {_ms(span.get('duration_ms'))}", style="bold")
+        t.append(f"  {facts}", style="dim")
+        self.detail(t, indent=indent)
+        if a.get("explain"):
+            for line in str(a["explain"]).splitlines()[:4]:
+                self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
+        for child in span["children"]:
+            self.server_tree(child, indent + 2)
 
     def findings(self) -> None:
         items = self.j.get("findings") or []
