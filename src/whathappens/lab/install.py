@@ -23,6 +23,8 @@ class Need:
 
 NEEDS: tuple[Need, ...] = (
     Need("nginx", "/usr/sbin/nginx", "CDN edge and app nodes' reverse proxy"),
+    Need("libnginx-mod-http-brotli-filter",
+         "/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so", "brotli at the edge"),
     Need("haproxy", "/usr/sbin/haproxy", "load balancer"),
     Need("postgresql", "/usr/lib/postgresql/15/bin/postgres", "database primary + replica"),
     Need("pgbouncer", "/usr/sbin/pgbouncer", "connection pool"),

@@ -82,6 +82,9 @@ class PgBouncer(SpecTier):
             "; Clients must not rely on session state (SET, prepared statements before",
             "; PgBouncer 1.21, advisory locks, LISTEN) across transactions.",
             f"pool_mode = {POOL_MODE}",
+            # A client waits at most 5 s for a server connection (default 120 s): with the
+            # primary down, a write then fails fast and the site answers 503 (the drill).
+            "query_wait_timeout = 5",
             "default_pool_size = 20",
             "max_client_conn = 200",
             "; Sent by some drivers (JDBC, older psycopg2 setups); harmless to ignore here.",

@@ -263,6 +263,9 @@ class PostgresBase(SpecTier):
             "log_destination = 'stderr'",
             "logging_collector = off",
             "log_timezone = 'UTC'",
+            # Django sets the session to UTC on every new connection unless the server
+            # already is: one round trip saved per connection.
+            "timezone = 'UTC'",
             # %m: time with milliseconds, %p: pid; after %q only for sessions:
             # %u@%d: user@database, %a: application_name (the app puts its trace there).
             "log_line_prefix = '%m [%p] %q%u@%d app=%a '",
