@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--profile", choices=PROFILES, default="production")
     upp.add_argument("--algorithm", choices=("roundrobin", "leastconn", "source"),
                      default="roundrobin", help="HAProxy's balance algorithm")
+    upp.add_argument("--subnet", type=int, default=0, metavar="N",
+                     help="hosts on 127.N.x.y instead of 127.0.x.y (a second lab beside one)")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
     downp = sub.add_parser("down", help="stop everything; no process or port is left")
     downp.add_argument("--purge", action="store_true", help="also remove the state dir")
@@ -65,7 +67,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
     from whathappens.lab.lab import up
     from whathappens.lab.process import LabError
 
-    ctx.profile, ctx.algorithm = args.profile, args.algorithm
+    ctx.profile, ctx.algorithm, ctx.subnet = args.profile, args.algorithm, args.subnet
     gaps = [n.package for n in missing_packages()] + missing_python()
     if gaps:
         print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",

@@ -68,7 +68,7 @@ def waves(topo: Topology, tiers: list[Tier]) -> list[list[Tier]]:
 
 def up(ctx: LabContext, *, report: Any = None) -> list[process.Record]:
     """Start every tier of ``ctx.profile``; on failure, stop what was started and raise."""
-    topo = topology(ctx.profile)
+    topo = topology(ctx.profile, ctx.subnet)
     tiers = build_all(topo)
     ctx.state.mkdir(parents=True, exist_ok=True)
     _write_manifest(ctx, topo, tiers)
@@ -113,7 +113,10 @@ def status(ctx: LabContext) -> list[TierStatus]:
     manifest = read_manifest(ctx)
     if not manifest:
         return []
-    topo = topology(str(manifest["profile"]))
+    topo = topology(str(manifest["profile"]), int(manifest.get("subnet", 0)))
+    ctx.profile = str(manifest["profile"])
+    ctx.algorithm = str(manifest.get("algorithm", ctx.algorithm))
+    ctx.subnet = int(manifest.get("subnet", 0))
     tiers = {t.name: t for t in build_all(topo)}
     records = {r.tier: r for r in process.records(ctx)}
     out = []
@@ -141,6 +144,7 @@ def _write_manifest(ctx: LabContext, topo: Topology, tiers: list[Tier]) -> None:
     data = {
         "profile": topo.profile,
         "algorithm": ctx.algorithm,
+        "subnet": ctx.subnet,
         "hosts": {h.name: {"address": h.address, "role": h.role} for h in topo.hosts.values()},
         "tiers": [t.describe() for w in waves(topo, tiers) for t in w],
     }

@@ -28,6 +28,7 @@ class LabContext:
     profile: str = "production"
     ports: dict[str, int] = field(default_factory=dict)   # overrides, e.g. {"edge": 8443}
     algorithm: str = "roundrobin"     # HAProxy balance algorithm
+    subnet: int = 0                   # 127.<subnet>.x.y instead of 127.0.x.y (see topology)
 
     def dir(self, name: str) -> Path:
         path = self.state / "tiers" / name

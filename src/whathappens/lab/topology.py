@@ -13,7 +13,7 @@ standard ones when running as root; otherwise the privileged ones move up (443 â
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 PROFILES = ("production", "single")
 
@@ -119,9 +119,18 @@ def single() -> Topology:
     return Topology("single", {h.name: h for h in hosts}, tiers)
 
 
-def topology(profile: str) -> Topology:
+def topology(profile: str, subnet: int = 0) -> Topology:
+    """The profile's topology; ``subnet`` moves every host from 127.0.x.y to 127.<subnet>.x.y
+    (so a second lab, e.g. the tests', can run beside one already up)."""
     if profile == "production":
-        return production()
-    if profile == "single":
-        return single()
-    raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
+        topo = production()
+    elif profile == "single":
+        topo = single()
+    else:
+        raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
+    if subnet:
+        if not 0 < subnet < 255:
+            raise ValueError("subnet must be between 1 and 254")
+        topo.hosts = {n: replace(h, address=f"127.{subnet}." + h.address.split(".", 2)[2])
+                      for n, h in topo.hosts.items()}
+    return topo
