@@ -34,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--subnet", type=int, default=0, metavar="N",
                      help="hosts on 127.N.x.y instead of 127.0.x.y (a second lab beside one)")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
+    brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
+    brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
+                                    "worker")
+    heal = sub.add_parser("heal", help="undo 'lab break TARGET'")
+    heal.add_argument("target")
+    exp = sub.add_parser("experiment", help="measure a comparison the articles assert")
+    exp.add_argument("name", help="lb-algorithms, pooling or microcache")
+    exp.add_argument("--requests", type=int, default=200, help="per setting (bounded)")
+    exp.add_argument("--concurrency", type=int, default=8)
+    exp.add_argument("--out", default=None, metavar="DIR", help="where plots go "
+                     "(default <state>/experiments)")
     downp = sub.add_parser("down", help="stop everything; no process or port is left")
     downp.add_argument("--purge", action="store_true", help="also remove the state dir")
     return p
@@ -54,6 +65,14 @@ def lab_main(argv: list[str]) -> int:
         return _up(ctx, args)
     if args.action == "status":
         return _status(ctx)
+    if args.action in ("break", "heal"):
+        from whathappens.lab.drills import main as drill
+
+        return drill(ctx, args)
+    if args.action == "experiment":
+        from whathappens.lab.experiments import main as experiment
+
+        return experiment(ctx, args)
     from whathappens.lab.lab import down
 
     stopped = down(ctx, purge=args.purge)

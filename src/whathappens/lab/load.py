@@ -1,0 +1,127 @@
+"""A bounded load run against the lab: N requests, C at a time, a time limit, loopback only.
+
+Used by drills (how many requests fail while a tier is down) and experiments (latency
+percentiles under each setting). Plain threads with ``http.client``: the load is modest by
+design (the machine has 2 cores and the lab runs on them too), and the target must be on
+127.0.0.0/8 — anything else is refused.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import ssl
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_REQUESTS = 5000
+MAX_SECONDS = 120.0
+
+
+@dataclass
+class Sample:
+    start: float          # seconds since the run began
+    latency_ms: float
+    status: int           # 0 when the request failed before a status arrived
+    served_by: str
+    error: str = ""
+
+
+@dataclass
+class LoadResult:
+    samples: list[Sample] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [s for s in self.samples if 200 <= s.status < 400]
+
+    @property
+    def failed(self) -> list[Sample]:
+        return [s for s in self.samples if not 200 <= s.status < 400]
+
+    def percentile(self, p: float) -> float | None:
+        lat = sorted(s.latency_ms for s in self.ok)
+        if not lat:
+            return None
+        k = min(len(lat) - 1, max(0, round(p / 100 * (len(lat) - 1))))
+        return lat[k]
+
+    def summary(self) -> dict[str, Any]:
+        ok = [s.latency_ms for s in self.ok]
+        return {
+            "requests": len(self.samples),
+            "failed": len(self.failed),
+            "statuses": dict(Counter(s.status for s in self.samples)),
+            "served_by": dict(Counter(s.served_by for s in self.ok)),
+            "p50_ms": self.percentile(50), "p95_ms": self.percentile(95),
+            "max_ms": max(ok) if ok else None,
+            "mean_ms": statistics.fmean(ok) if ok else None,
+            "seconds": round(self.seconds, 3),
+            "rps": round(len(self.samples) / self.seconds, 1) if self.seconds else None,
+        }
+
+
+def run(address: str, port: int, path: str, *, requests: int = 100, concurrency: int = 4,
+        seconds: float = 30.0, cafile: str | None = None, host: str = "www.example.com",
+        tls: bool = True, headers: dict[str, str] | None = None) -> LoadResult:
+    """``requests`` GETs of ``path`` (stops early at ``seconds``), ``concurrency`` at once."""
+    if not ipaddress.ip_address(address).is_loopback:
+        raise ValueError(f"load runs only against loopback addresses, not {address}")
+    requests = min(requests, MAX_REQUESTS)
+    seconds = min(seconds, MAX_SECONDS)
+    ctx = ssl.create_default_context(cafile=cafile) if tls else None
+    result = LoadResult()
+    lock = threading.Lock()
+    issued = 0
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+
+    def next_ticket() -> bool:
+        nonlocal issued
+        with lock:
+            if issued >= requests or time.monotonic() > deadline:
+                return False
+            issued += 1
+            return True
+
+    def worker() -> None:
+        conn: http.client.HTTPConnection | None = None
+        while next_ticket():
+            if conn is None:
+                conn = (http.client.HTTPSConnection(address, port, timeout=10, context=ctx)
+                        if tls else http.client.HTTPConnection(address, port, timeout=10))
+            start = time.monotonic()
+            try:
+                conn.request("GET", path, headers={"Host": host, **(headers or {})})
+                resp = conn.getresponse()
+                resp.read(1 << 20)
+                sample = Sample(start - t0, (time.monotonic() - start) * 1000, resp.status,
+                                resp.getheader("x-backend-server") or
+                                resp.getheader("x-served-by") or "")
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                sample = Sample(start - t0, (time.monotonic() - start) * 1000, 0, "",
+                                f"{type(exc).__name__}: {exc}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            with lock:
+                result.samples.append(sample)
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 15)
+    result.seconds = time.monotonic() - t0
+    result.samples.sort(key=lambda s: s.start)
+    return result
