@@ -129,7 +129,9 @@ def django_spans(path: Path, tier: str, node: str, trace_id: str) -> list[Server
             kind = str(s.get("name", "span"))
             alias = s.get("alias")
             actor = {"sql": f"PostgreSQL ({alias}) via PgBouncer",
-                     "redis": "Redis"}.get(kind, kind)
+                     "redis": "Redis",
+                     "connect": f"new database connection ({alias})",
+                     "queue": "Celery task published (Redis broker)"}.get(kind, kind)
             attrs = {k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "name")}
             top.children.append(ServerSpan(kind, tier, actor, int(s["start_ns"]),
                                            int(s["end_ns"]), traceparent, attrs))
