@@ -29,6 +29,7 @@ NEEDS: tuple[Need, ...] = (
     Need("postgresql", "/usr/lib/postgresql/15/bin/postgres", "database primary + replica"),
     Need("pgbouncer", "/usr/sbin/pgbouncer", "connection pool"),
     Need("redis-server", "/usr/bin/redis-server", "cache, sessions, Celery broker"),
+    Need("unbound", "/usr/sbin/unbound", "recursive resolver (walks the lab's own root)"),
 )
 
 PYTHON_MODULES = ("django", "gunicorn", "celery", "psycopg", "redis")

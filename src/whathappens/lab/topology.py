@@ -1,13 +1,16 @@
 """The lab's topology, as data: hosts, their loopback addresses, and the tiers on each.
 
-The production profile draws the seeds' picture: DNS → CDN edge → load balancer → two app
-nodes (nginx → gunicorn → Django) → Redis, PgBouncer → PostgreSQL primary + streaming
-replica, a Celery worker on a Redis broker. The single profile is the seeds' one-server
-setup: nginx (TLS) → gunicorn → Django → PostgreSQL and Redis on one host.
+The production profile draws the seeds' picture: DNS (root, TLD and example.com servers, an
+Unbound resolver) → CDN edge → load balancer → two app nodes (nginx → gunicorn → Django) →
+Redis, PgBouncer → PostgreSQL primary + streaming replica, a Celery worker on a Redis broker.
+The single profile is the seeds' one-server setup: nginx (TLS) → gunicorn → Django →
+PostgreSQL and Redis on one host. Both have the same DNS: it is the world around the site,
+not part of it.
 
 Every host has its own 127.0.x.y address, so the report reads like the picture. Ports are the
 standard ones when running as root; otherwise the privileged ones move up (443 → 8443,
-80 → 8080) and the rest stay as they are, since each host has an address of its own.
+80 → 8080, 53 → 8053) and the rest stay as they are, since each host has an address of its
+own.
 """
 
 from __future__ import annotations
@@ -67,6 +70,30 @@ def privileged(port: int) -> int:
     return 8000 + port % 1000
 
 
+def dns_hosts() -> list[Host]:
+    """The lab's DNS hosts: 127.0.54.x, beside (never on) the demo internet's 127.0.53.x, so
+    a lab on subnet 0 and ``whathappens demo`` can run at the same time."""
+    return [
+        Host("ns-root", "127.0.54.1", "root name server (a.root-servers.net)"),
+        Host("ns-tld", "127.0.54.2", "TLD name server: com., net., org. (a.gtld-servers.net)"),
+        Host("ns-example", "127.0.54.3", "authoritative for example.com (ns1.example.com)"),
+        Host("resolver", "127.0.54.53", "recursive resolver (Unbound)"),
+    ]
+
+
+def dns_tiers() -> list[TierSpec]:
+    """One process serves the root, the TLDs and example.com, each on its own host's address
+    (``servers``: demo role → lab host); Unbound on its own address iterates through them.
+    All on port 53, which a referral cannot change (RFC 1034 §4.2.2)."""
+    port = privileged(53)
+    return [
+        TierSpec("dns-authoritative", "dns", "ns-root", port,
+                 {"servers": {"root": "ns-root", "tld": "ns-tld",
+                              "authoritative": "ns-example"}}),
+        TierSpec("unbound", "resolver", "resolver", port, {"authoritative": "dns"}),
+    ]
+
+
 def production() -> Topology:
     hosts = [
         Host("edge", "127.0.90.1", "CDN edge (nginx cache, TLS)"),
@@ -78,9 +105,11 @@ def production() -> Topology:
         Host("pool", "127.0.93.10", "connection pool (PgBouncer)"),
         Host("cache", "127.0.94.1", "Redis: cache, sessions, Celery broker"),
         Host("worker", "127.0.95.1", "Celery worker"),
+        *dns_hosts(),
     ]
     https, http = privileged(443), privileged(80)
     tiers = [
+        *dns_tiers(),
         TierSpec("postgres-primary", "db-primary", "db-1", 5432),
         TierSpec("postgres-replica", "db-replica", "db-2", 5432,
                  {"primary": "db-primary"}),
@@ -107,9 +136,11 @@ def production() -> Topology:
 
 def single() -> Topology:
     hosts = [Host("server", "127.0.96.1",
-                  "one server: nginx (TLS) → gunicorn → Django → PostgreSQL, Redis")]
+                  "one server: nginx (TLS) → gunicorn → Django → PostgreSQL, Redis"),
+             *dns_hosts()]
     https, http = privileged(443), privileged(80)
     tiers = [
+        *dns_tiers(),
         TierSpec("postgres-primary", "db-primary", "server", 5432),
         TierSpec("redis", "redis", "server", 6379),
         TierSpec("gunicorn", "gunicorn", "server", 8000, {"node": "server"}),

@@ -18,6 +18,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "nginx-app": ("nginx", "NginxApp"),
     "nginx-edge": ("nginx", "NginxEdge"),
     "haproxy": ("haproxy", "HAProxy"),
+    "dns-authoritative": ("dns", "DnsAuthoritative"),
+    "unbound": ("dns", "Unbound"),
 }
 
 
