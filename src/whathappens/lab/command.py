@@ -117,4 +117,8 @@ def _status(ctx: LabContext) -> int:
         state = "healthy" if r.healthy else ("unhealthy" if r.running else "down")
         since = f"{now - r.since:.0f} s ago" if r.since and r.running else "-"
         print(f"{r.name:<16} {r.host:<8} {where:<18} {r.pid or '-':>7}  {state:<9} {since}")
+    from whathappens.lab.drills import status_lines
+
+    for line in status_lines(ctx):     # a tier down on purpose says so
+        print(line)
     return 0 if all(r.healthy for r in rows) else 1

@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,10 +67,33 @@ class LoadResult:
         }
 
 
-def run(address: str, port: int, path: str, *, requests: int = 100, concurrency: int = 4,
-        seconds: float = 30.0, cafile: str | None = None, host: str = "www.example.com",
-        tls: bool = True, headers: dict[str, str] | None = None) -> LoadResult:
-    """``requests`` GETs of ``path`` (stops early at ``seconds``), ``concurrency`` at once."""
+class _HTTPSTo(http.client.HTTPSConnection):
+    """HTTPS to ``address`` with ``host`` in SNI and the certificate checked for ``host``
+    (curl's ``--resolve``): the lab's certificate names www.example.com, not an address."""
+
+    def __init__(self, address: str, port: int, host: str, context: ssl.SSLContext,
+                 timeout: float) -> None:
+        super().__init__(address, port, timeout=timeout, context=context)
+        self._tls = context
+        self._server_name = host
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+def run(address: str, port: int, path: str | Callable[[int], str], *, requests: int = 100,
+        concurrency: int = 4, seconds: float = 30.0, cafile: str | None = None,
+        host: str = "www.example.com", tls: bool = True,
+        headers: dict[str, str] | None = None, rate: float | None = None) -> LoadResult:
+    """``requests`` GETs of ``path`` (stops early at ``seconds``), ``concurrency`` at once.
+
+    ``path`` may be a function of the request's number (0, 1, …), e.g. a query string of
+    its own per request, so that no cache on the way answers for the origin. ``rate``: at
+    most that many requests start per second (request n not before n / rate s), so a run
+    lasts long enough to watch something happen during it, at a pace the lab's per-client
+    rate limit (50 r/s per app node) accepts.
+    """
     if not ipaddress.ip_address(address).is_loopback:
         raise ValueError(f"load runs only against loopback addresses, not {address}")
     requests = min(requests, MAX_REQUESTS)
@@ -81,23 +105,29 @@ def run(address: str, port: int, path: str, *, requests: int = 100, concurrency:
     t0 = time.monotonic()
     deadline = t0 + seconds
 
-    def next_ticket() -> bool:
+    def next_ticket() -> int | None:
         nonlocal issued
         with lock:
             if issued >= requests or time.monotonic() > deadline:
-                return False
+                return None
             issued += 1
-            return True
+            ticket = issued - 1
+        if rate:
+            wait = min(t0 + ticket / rate, deadline) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        return ticket
 
     def worker() -> None:
         conn: http.client.HTTPConnection | None = None
-        while next_ticket():
+        while (ticket := next_ticket()) is not None:
             if conn is None:
-                conn = (http.client.HTTPSConnection(address, port, timeout=10, context=ctx)
-                        if tls else http.client.HTTPConnection(address, port, timeout=10))
+                conn = (_HTTPSTo(address, port, host, ctx, timeout=10) if ctx is not None
+                        else http.client.HTTPConnection(address, port, timeout=10))
             start = time.monotonic()
             try:
-                conn.request("GET", path, headers={"Host": host, **(headers or {})})
+                target = path(ticket) if callable(path) else path
+                conn.request("GET", target, headers={"Host": host, **(headers or {})})
                 resp = conn.getresponse()
                 resp.read(1 << 20)
                 sample = Sample(start - t0, (time.monotonic() - start) * 1000, resp.status,

@@ -211,7 +211,11 @@ class Report:
         if q.get("error"):
             t.append(q["error"]["message"], style="red")
         else:
-            recs = ", ".join(a.get("records") or []) or a.get("rcode", "")
+            recs = ", ".join(a.get("records") or [])
+            if not recs:
+                rcode = a.get("rcode", "")
+                recs = (f"no {a.get('qtype')} record (NODATA)" if rcode == "NOERROR"
+                        else str(rcode))
             t.append(f"{recs}")
             if a.get("ttl") is not None:
                 t.append(f"  TTL {a['ttl']}", style="dim")
