@@ -1,13 +1,660 @@
-"""Placeholder until the experiments module lands in this session; see the lab issue."""
+"""``whathappens lab experiment NAME``: the articles' comparisons, measured on the running lab.
+
+Three experiments, each a bounded load run per setting against a production lab that is up:
+
+``lb-algorithms``
+    app-2 is made slow on purpose (its gunicorn restarted with ``WHATHAPPENS_THINK_MS``: the
+    site sleeps that long in every request), then HAProxy is restarted with each balance
+    algorithm in turn (roundrobin, leastconn, source) and N requests go through the edge,
+    each to a URL of its own so that no cache answers. Latency percentiles per algorithm,
+    and the share of requests each app node served.
+``pooling``
+    app-1's gunicorn runs four settings (restarted for each but the lab's own): straight to
+    PostgreSQL or through PgBouncer, each with a new connection per request
+    (``WHATHAPPENS_DB_CONN_MAX_AGE=0``) or persistent connections. N uncached requests to
+    app-1's nginx per setting; the ``dbconnect`` entry of ``Server-Timing`` says which
+    requests opened a connection and what it cost.
+``microcache``
+    One hot page on app-1's nginx, asked N times with and without the 1 s micro-cache. The
+    toggle is the one nginx already honours: a ``sessionid`` cookie bypasses the cache (as
+    for a logged-in user), so nothing is reconfigured. Requests per second and latency.
+
+Every experiment puts the lab back as it found it (app nodes' normal environment, the
+original balance algorithm) in a ``finally``, so an error or Ctrl-C restores it too. While
+one runs, ``lab.json`` says what is changed: the algorithm in use, and an ``env_overrides``
+entry on a restarted tier.
+
+Each writes ``<out>/<name>.json`` (settings, summaries and every request's numbers) and
+``<out>/<name>.svg``, and prints a table. Load stays on loopback, bounded in count
+(``--requests``, at most ``load.MAX_REQUESTS``) and time (``RUN_SECONDS`` per setting).
+
+The app nodes' nginx limits each client address to 50 requests/s (burst 100). A load run
+from one address would measure that limit instead of the tiers, so each of the C concurrent
+workers is a client of its own, on an address of the lab's client range (``client_sources``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import math
+import signal
+import statistics
 import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from whathappens.lab.tier import LabContext
+from whathappens.lab import load, plot, process
+from whathappens.lab.lab import manifest_path, read_manifest, status
+from whathappens.lab.tier import LabContext, Tier
+from whathappens.lab.tiers import build
+from whathappens.lab.tiers.haproxy import HAProxy
+from whathappens.lab.tiers.nginx import SITE
+from whathappens.lab.topology import Topology, topology
+
+EXIT_LAB_FAILED = 12
+EXIT_INTERRUPTED = 130
+NAMES = ("lb-algorithms", "pooling", "microcache")
+ALGORITHMS = ("roundrobin", "leastconn", "source")
+THINK_MS = 100            # app-2's extra time per request: a few times a normal request
+RUN_SECONDS = 20.0        # one setting's load run stops here whatever --requests says
+UP_TIMEOUT = 20.0         # HAProxy must see both app nodes UP again within this
+MAX_CONCURRENCY = 64
+LB = "lb"
+SLOW_NODE = "app-2"
+SLOW_TIER = "app-2-gunicorn"
+POOL_TIER = "app-1-gunicorn"
+CACHE_TIER = "app-1-nginx"
+BYPASS_COOKIE = "sessionid=lab-experiment"
+
+
+class ExperimentError(Exception):
+    """The lab is not in a state the experiment can use, or did not come back."""
+
+
+# -- the lab, as an experiment sees it -------------------------------------------------------
+
+
+class Adjusted(Tier):
+    """A tier exactly as built from the topology, plus environment variables: how one tier
+    is restarted with a different setting without touching its module."""
+
+    def __init__(self, base: Tier, extra_env: dict[str, str]) -> None:
+        self.base, self.extra_env = base, dict(extra_env)
+        self.name, self.host, self.role = base.name, base.host, base.role
+        self.address, self.port, self.user = base.address, base.port, base.user
+        self.depends, self.stop_signal = base.depends, base.stop_signal
+
+    def prepare(self, ctx: LabContext) -> None:
+        self.base.prepare(ctx)
+
+    def command(self, ctx: LabContext) -> list[str]:
+        return self.base.command(ctx)
+
+    def env(self, ctx: LabContext) -> dict[str, str]:
+        return {**self.base.env(ctx), **self.extra_env}
+
+    def ready(self, ctx: LabContext) -> bool:
+        return self.base.ready(ctx)
+
+    def after_ready(self, ctx: LabContext) -> None:
+        self.base.after_ready(ctx)
+
+
+@dataclass
+class Lab:
+    """The running production lab: its topology, restarts with other settings, load runs."""
+
+    ctx: LabContext
+    topo: Topology
+    requests: int
+    concurrency: int
+    log: Callable[[str], None] = print
+    changed: dict[str, dict[str, str]] = field(default_factory=dict)   # tier → env overrides
+    # Tiers stopped and not yet seen ready again: interrupted there, they need a restart too.
+    pending: set[str] = field(default_factory=set)
+
+    def tier(self, name: str) -> Tier:
+        return build(self.topo, self.topo.spec(name))
+
+    @property
+    def lb(self) -> HAProxy:
+        tier = self.tier(LB)
+        assert isinstance(tier, HAProxy)
+        return tier
+
+    def endpoint(self, name: str) -> tuple[str, int]:
+        return self.topo.endpoint(name)
+
+    def restart(self, name: str, env: dict[str, str] | None = None, *,
+                shown: str = "") -> None:
+        """Stop tier ``name`` and start it again, with ``env`` added to its environment
+        (None: as the topology builds it). ``lab.json`` records the overrides."""
+        tier: Tier = self.tier(name)
+        if env:
+            tier = Adjusted(tier, env)
+        started = time.monotonic()
+        self.pending.add(name)
+        process.stop(self.ctx, name)
+        self._note_overrides(name, env or {})
+        process.start(tier, self.ctx)
+        self.pending.discard(name)
+        shown = (shown or " ".join(f"{k}={v}" for k, v in (env or {}).items())
+                 or "its normal settings")
+        self.log(f"  restarted {name} with {shown} ({time.monotonic() - started:.1f} s)")
+
+    def set_algorithm(self, algorithm: str) -> None:
+        """HAProxy restarted with ``algorithm`` (its config is written on every start)."""
+        self.ctx.algorithm = algorithm
+        data = read_manifest(self.ctx)
+        data["algorithm"] = algorithm
+        manifest_path(self.ctx).write_text(json.dumps(data, indent=2))
+        self.restart(LB, shown=f"balance {algorithm}")
+        self.wait_servers_up()
+
+    def restore_tier(self, name: str) -> None:
+        """``name`` as the topology builds it, if an experiment changed or stopped it."""
+        if name in self.changed or name in self.pending:
+            self.restart(name)
+
+    def restore_algorithm(self, original: str) -> None:
+        if self.ctx.algorithm != original or LB in self.pending:
+            self.set_algorithm(original)
+
+    def put_back(self, *steps: Callable[[], None]) -> None:
+        """Run every step, Ctrl-C held off; one that fails does not stop the others (the
+        first failure is raised once all were tried)."""
+        errors: list[Exception] = []
+        with shielded():
+            for step in steps:
+                try:
+                    step()
+                except Exception as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
+
+    def wait_servers_up(self, timeout: float = UP_TIMEOUT) -> None:
+        """Until HAProxy's health checks count every app node UP (rise 2: about 1 s)."""
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                states = self.lb.servers(self.ctx)
+                if states and all(s == "UP" for s in states.values()):
+                    return
+            time.sleep(0.1)
+        raise ExperimentError(f"HAProxy does not see every app node UP: {states}")
+
+    def _note_overrides(self, name: str, env: dict[str, str]) -> None:
+        data = read_manifest(self.ctx)
+        for item in data.get("tiers", []):
+            if item.get("name") == name:
+                if env:
+                    item["env_overrides"] = env
+                else:
+                    item.pop("env_overrides", None)
+        manifest_path(self.ctx).write_text(json.dumps(data, indent=2))
+        if env:
+            self.changed[name] = env
+        else:
+            self.changed.pop(name, None)
+
+    def client_sources(self) -> tuple[str, ...]:
+        """One loopback address per worker, outside every lab host's range (127.S.250.k)."""
+        return tuple(f"127.{self.ctx.subnet}.250.{k + 1}" for k in range(self.concurrency))
+
+    def run(self, tier: str, path: str | Callable[[int], str], *, tls: bool = False,
+            headers: dict[str, str] | None = None, capture: tuple[str, ...] = (),
+            requests: int | None = None) -> load.LoadResult:
+        address, port = self.endpoint(tier)
+        return load.run(address, port, path, requests=requests or self.requests,
+                        concurrency=self.concurrency, seconds=RUN_SECONDS,
+                        cafile=str(self.ctx.pki / "ca.pem") if tls else None, host=SITE,
+                        tls=tls, headers=headers, sources=self.client_sources(),
+                        capture=capture)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Ctrl-C held off while the lab is put back (a half-restored lab is worse than a wait)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Setting:
+    """One setting's run: what was set, and what the load run saw."""
+
+    name: str
+    result: load.LoadResult
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.result.summary(), **self.facts}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "summary": self.summary(),
+                "samples": [{"start_s": round(s.start, 6), "latency_ms": round(s.latency_ms, 3),
+                             "status": s.status, "served_by": s.served_by,
+                             **({"headers": s.headers} if s.headers else {}),
+                             **({"error": s.error} if s.error else {})}
+                            for s in self.result.samples]}
+
+
+@dataclass
+class Outcome:
+    name: str
+    title: str                      # what was measured, and how (the plot's title)
+    method: str                     # the plot's subtitle and the table's heading
+    table: list[str]
+    settings: list[Setting]
+    svg: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ms(value: float | None, width: int = 8) -> str:
+    return f"{value:{width}.1f}" if value is not None else f"{'-':>{width}}"
+
+
+def table(columns: list[tuple[str, int]], rows: list[list[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned numbers, a rule under the heading."""
+    def line(cells: list[str]) -> str:
+        out = [f"{cells[0]:<{columns[0][1]}}"]
+        out += [f"{c:>{w}}" for c, (_, w) in zip(cells[1:], columns[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    head = line([c for c, _ in columns])
+    return [head, "-" * len(head), *(line(r) for r in rows)]
+
+
+def failure_notes(settings: list[Setting]) -> list[str]:
+    """A line under the table when requests failed, saying how (429 has its own cause)."""
+    notes = []
+    for s in settings:
+        statuses = Counter(x.status for x in s.result.failed)
+        if statuses:
+            shown = ", ".join(f"{n} × {'no answer' if code == 0 else code}"
+                              for code, n in sorted(statuses.items()))
+            notes.append(f"failed in {s.name}: {shown}")
+    if any(x.status == 429 for s in settings for x in s.result.failed):
+        notes.append("429: the app node's per-client rate limit (50 r/s, burst 100 per client "
+                     "address) refused them; fewer --requests or more --concurrency (clients)")
+    return notes
+
+
+def server_timing(header: str) -> dict[str, tuple[float, str]]:
+    """``Server-Timing`` entries: name → (dur in ms, desc)."""
+    out: dict[str, tuple[float, str]] = {}
+    for entry in header.split(","):
+        parts = [p.strip() for p in entry.split(";")]
+        if not parts[0]:
+            continue
+        dur, desc = 0.0, ""
+        for p in parts[1:]:
+            key, _, value = p.partition("=")
+            if key == "dur":
+                with contextlib.suppress(ValueError):
+                    dur = float(value)
+            elif key == "desc":
+                desc = value.strip('"')
+        out[parts[0]] = (dur, desc)
+    return out
+
+
+def unique_paths(label: str) -> Callable[[int], str]:
+    """Request n's path: the home page with a query string no earlier request had, so no
+    cache on the way (edge, micro-cache) can answer it."""
+    run = f"{time.time_ns():x}"
+    return lambda n: f"/?{label}={run}-{n}"
+
+
+# -- lb-algorithms ----------------------------------------------------------------------------
+
+
+def lb_algorithms(lab: Lab) -> Outcome:
+    original = lab.ctx.algorithm
+    settings: list[Setting] = []
+    try:
+        lab.restart(SLOW_TIER, {"WHATHAPPENS_THINK_MS": str(THINK_MS)})
+        lab.wait_servers_up()
+        for algorithm in ALGORITHMS:
+            if lab.ctx.algorithm != algorithm:
+                lab.set_algorithm(algorithm)
+            # A URL of its own per request: neither the edge cache nor the micro-cache may
+            # answer, or the balancer would not be asked at all.
+            result = lab.run("edge", unique_paths(f"lb-{algorithm}"), tls=True)
+            served = Counter(s.served_by for s in result.ok)
+            settings.append(Setting(algorithm, result, {
+                "share_pct": {node: round(100 * served.get(node, 0) / max(len(result.ok), 1),
+                                          1) for node in ("app-1", "app-2")}}))
+            lab.log(f"  {algorithm}: {len(result.samples)} requests in "
+                    f"{result.seconds:.1f} s")
+    finally:
+        lab.put_back(lambda: lab.restore_tier(SLOW_TIER),
+                     lambda: lab.restore_algorithm(original), lab.wait_servers_up)
+    edge = lab.topo.address("edge")
+    rows = []
+    for s in settings:
+        summ = s.summary()
+        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"]), ms(summ["p95_ms"]),
+                     ms(summ["max_ms"]), ms(summ["mean_ms"]), str(summ["failed"]),
+                     f"{summ['share_pct']['app-1']:.0f} %", f"{summ['share_pct']['app-2']:.0f} %"])
+    method = (f"{lab.requests} GETs per algorithm, {lab.concurrency} at a time, through the "
+              f"edge (HTTPS) → HAProxy → app nodes, each to a URL of its own (no cache "
+              f"answers); app-2 sleeps {THINK_MS} ms in every request "
+              f"(WHATHAPPENS_THINK_MS). Latency measured by the client, request sent → "
+              f"response read.")
+    lines = table([("algorithm", 11), ("req/s", 6), ("p50 ms", 8), ("p95 ms", 8),
+                   ("max ms", 8), ("mean ms", 8), ("failed", 6), ("app-1", 6),
+                   ("app-2 (slow)", 12)], rows)
+    lines.append(f"source hashes the address HAProxy sees: behind the edge that is the "
+                 f"edge's own ({edge}), so one server takes everything.")
+    lines += failure_notes(settings)
+    names = [s.name for s in settings]
+    svg = plot.figure(
+        f"HAProxy balance algorithms with one slow app node (app-2 +{THINK_MS} ms)",
+        method,
+        [plot.BarPanel("Latency per algorithm", "latency (ms)", names,
+                       [plot.Series(k, [s.summary()[f"{k}_ms"] for s in settings],
+                                    color=plot.PERCENTILE_COLORS[k])
+                        for k in ("p50", "p95", "max")], fmt="{:.0f}"),
+         plot.BarPanel("Who served the requests", "share of requests (%)", names,
+                       [plot.Series(node + (" (slow)" if node == SLOW_NODE else ""),
+                                    [s.summary()["share_pct"][node] for s in settings],
+                                    color=color)
+                        for node, color in (("app-1", "#009E73"), ("app-2", "#D55E00"))],
+                       stacked=True, fmt="{:.0f} %", y_max=100),
+         plot.LinePanel("Latency distribution", "latency (ms)",
+                        "requests answered within (%)",
+                        [plot.Series(s.name, [], plot.cdf([x.latency_ms for x in s.result.ok]))
+                         for s in settings], y_max=100)])
+    return Outcome("lb-algorithms", "HAProxy balance algorithms, one slow backend", method,
+                   lines, settings, svg, {"think_ms": THINK_MS, "slow_node": SLOW_NODE,
+                                          "original_algorithm": original})
+
+
+# -- pooling ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolSetting:
+    name: str
+    direct: bool           # straight to PostgreSQL (else through PgBouncer)
+    persistent: bool       # CONN_MAX_AGE 60 (else 0: a new connection per request)
+
+
+POOL_SETTINGS = (
+    PoolSetting("direct, new conn", direct=True, persistent=False),
+    PoolSetting("PgBouncer, new conn", direct=False, persistent=False),
+    PoolSetting("direct, persistent", direct=True, persistent=True),
+    PoolSetting("PgBouncer, persistent", direct=False, persistent=True),
+)
+
+
+def pool_env(lab: Lab, setting: PoolSetting) -> dict[str, str]:
+    env = {"WHATHAPPENS_DB_CONN_MAX_AGE": "60" if setting.persistent else "0"}
+    if setting.direct:
+        primary = lab.endpoint("db-primary")
+        replica = lab.endpoint("db-replica")
+        env.update({"WHATHAPPENS_DB_HOST": primary[0], "WHATHAPPENS_DB_PORT": str(primary[1]),
+                    "WHATHAPPENS_DB_NAME": "site",
+                    "WHATHAPPENS_DB_REPLICA_HOST": replica[0],
+                    "WHATHAPPENS_DB_REPLICA_PORT": str(replica[1]),
+                    "WHATHAPPENS_DB_REPLICA_NAME": "site"})
+    return env
+
+
+def timing_facts(result: load.LoadResult) -> dict[str, Any]:
+    """What Server-Timing says about the successful requests: who opened a connection, and
+    where the mean request's time went."""
+    ok = result.ok
+    connect, sql, app = [], [], []
+    opened = 0
+    for s in ok:
+        timing = server_timing(s.headers.get("server-timing", ""))
+        c = timing.get("dbconnect", (0.0, ""))[0]
+        opened += c > 0
+        connect.append(c)
+        sql.append(timing.get("db", (0.0, ""))[0])
+        app.append(timing.get("app", (0.0, ""))[0])
+    n = max(len(ok), 1)
+    total = sum(s.latency_ms for s in ok)
+    paid = [c for c in connect if c > 0]
+    return {
+        "opened_connection": opened,
+        "connect_ms_when_opened": statistics.fmean(paid) if paid else None,
+        "connect_share_pct": round(100 * sum(connect) / total, 1) if total else None,
+        # The mean request, split: connect + SQL + the rest of Django + outside Django
+        # (nginx, gunicorn, the client and the network between them).
+        "mean_connect_ms": sum(connect) / n,
+        "mean_sql_ms": sum(sql) / n,
+        "mean_django_other_ms": max(0.0, (sum(app) - sum(connect) - sum(sql)) / n),
+        "mean_outside_django_ms": max(0.0, (total - sum(app)) / n),
+    }
+
+
+def pooling(lab: Lab) -> Outcome:
+    settings: list[Setting] = []
+    warm = 2 * lab.concurrency
+    # What app-1 runs already (PgBouncer, persistent) first: one restart fewer.
+    order = sorted(POOL_SETTINGS, key=lambda p: p.direct or not p.persistent)
+    try:
+        for i, setting in enumerate(order):
+            env = pool_env(lab, setting)
+            if i > 0:
+                lab.restart(POOL_TIER, env, shown=setting.name)
+            # Warm-up, not counted: a freshly started worker loads templates and, with
+            # persistent connections, opens one per thread: a steady state is measured.
+            lab.run(CACHE_TIER, unique_paths("warm"), requests=warm)
+            result = lab.run(CACHE_TIER, unique_paths("pool"),
+                             capture=("server-timing", "x-microcache"))
+            settings.append(Setting(setting.name, result, {
+                "direct": setting.direct, "persistent": setting.persistent,
+                "env": env, **timing_facts(result)}))
+            lab.log(f"  {setting.name}: {len(result.samples)} requests in "
+                    f"{result.seconds:.1f} s")
+    finally:
+        lab.put_back(lambda: lab.restore_tier(POOL_TIER), lab.wait_servers_up)
+    settings.sort(key=lambda s: [p.name for p in POOL_SETTINGS].index(s.name))
+    rows = []
+    for s in settings:
+        summ = s.summary()
+        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"]), ms(summ["p95_ms"]),
+                     f"{summ['opened_connection']}/{len(s.result.ok)}",
+                     ms(summ["connect_ms_when_opened"], 10),
+                     f"{summ['connect_share_pct'] or 0:.1f} %", str(summ["failed"])])
+    method = (f"{lab.requests} GETs of the home page (2 SQL queries on the replica) per "
+              f"setting, {lab.concurrency} at a time, to app-1's nginx with a URL of its own "
+              f"each (no micro-cache); gunicorn restarted per setting, {warm} warm-up "
+              f"requests not counted. Connect times from the site's Server-Timing "
+              f"(dbconnect); latency measured by the client.")
+    lines = table([("setting", 22), ("req/s", 6), ("p50 ms", 8), ("p95 ms", 8),
+                   ("new conns", 9), ("connect ms", 10), ("of time", 8), ("failed", 6)], rows)
+    lines.append("new conns: requests that opened a database connection; connect ms: its mean "
+                 "cost when one did; of time: connecting's share of all request time.")
+    lines += failure_notes(settings)
+    names = [s.name.replace(", ", "\n") for s in settings]   # two-line group labels
+    svg = plot.figure(
+        "A new PostgreSQL connection per request vs PgBouncer and persistent connections",
+        method,
+        [plot.BarPanel("Request latency", "latency (ms)", names,
+                       [plot.Series(k, [s.summary()[f"{k}_ms"] for s in settings],
+                                    color=plot.PERCENTILE_COLORS[k])
+                        for k in ("p50", "p95")], width=480),
+         plot.BarPanel("Where the mean request's time goes", "mean time per request (ms)",
+                       names,
+                       [plot.Series(label, [s.summary()[key] for s in settings], color=color)
+                        for label, key, color in (
+                            ("DB connect", "mean_connect_ms", "#D55E00"),
+                            ("SQL", "mean_sql_ms", "#0072B2"),
+                            ("rest of Django", "mean_django_other_ms", "#56B4E9"),
+                            ("outside Django", "mean_outside_django_ms", "#999999"))],
+                       stacked=True, width=480)])
+    return Outcome("pooling", "Connection per request vs pooling", method, lines, settings,
+                   svg)
+
+
+# -- microcache -------------------------------------------------------------------------------
+
+
+def microcache(lab: Lab) -> Outcome:
+    settings: list[Setting] = []
+    reached = ("MISS", "EXPIRED", "BYPASS", "REVALIDATED")
+    for name, headers in (("micro-cache", {}), ("no micro-cache", {"Cookie": BYPASS_COOKIE})):
+        # One request first: a hot page is one already cached. (From cold, C requests at
+        # once would all wait on proxy_cache_lock, which nginx polls every 500 ms.)
+        lab.run(CACHE_TIER, "/", headers=headers, requests=1)
+        result = lab.run(CACHE_TIER, "/", headers=headers, capture=("x-microcache",))
+        statuses = Counter(s.headers["x-microcache"] for s in result.samples
+                           if s.headers.get("x-microcache"))
+        settings.append(Setting(name, result, {
+            "cache_status": dict(statuses),
+            "reached_django": sum(statuses.get(k, 0) for k in reached)}))
+        lab.log(f"  {name}: {len(result.samples)} requests in {result.seconds:.2f} s")
+    rows = []
+    for s in settings:
+        summ = s.summary()
+        shown = " ".join(f"{k} {v}" for k, v in sorted(summ["cache_status"].items()))
+        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"], 7),
+                     ms(summ["p95_ms"], 7), ms(summ["max_ms"], 7),
+                     f"{summ['reached_django']}/{summ['requests']}", str(summ["failed"]),
+                     shown])
+    method = (f"{lab.requests} GETs of the home page per setting, {lab.concurrency} at a time "
+              f"(each worker a client address of its own), straight to app-1's nginx; "
+              f"without the micro-cache = with a sessionid cookie, which nginx never serves "
+              f"from or stores in the cache. req/s = requests / wall time of the run.")
+    lines = table([("setting", 15), ("req/s", 6), ("p50 ms", 7), ("p95 ms", 7), ("max ms", 7),
+                   ("to Django", 9), ("failed", 6), ("X-Microcache", 12)], rows)
+    lines.append("to Django: MISS, EXPIRED or BYPASS (the rest came from the cache). A copy "
+                 "lives 1 to 2 s, so a run of T s sends Django about T + 1 requests; one "
+                 "request before the run filled the cache.")
+    lines.append("With the cache, the client (Python threads on the same 2 cores) is the "
+                 "bottleneck: its req/s is a lower bound for nginx.")
+    lines += failure_notes(settings)
+    names = [s.name for s in settings]
+    svg = plot.figure(
+        "A hot GET on an app node with and without nginx's 1 s micro-cache",
+        method,
+        [plot.BarPanel("Throughput", "requests per second", names,
+                       [plot.Series("req/s", [s.summary()["rps"] for s in settings],
+                                    color="#009E73")], fmt="{:.0f}"),
+         plot.BarPanel("Latency", "latency (ms)", names,
+                       [plot.Series(k, [s.summary()[f"{k}_ms"] for s in settings],
+                                    color=plot.PERCENTILE_COLORS[k])
+                        for k in ("p50", "p95")], fmt="{:.1f}"),
+         plot.LinePanel("Latency distribution (log scale)", "latency (ms, log scale)",
+                        "requests answered within (%)",
+                        [plot.Series(s.name, [], plot.cdf([x.latency_ms for x in s.result.ok]))
+                         for s in settings], log_x=True, y_max=100)])
+    return Outcome("microcache", "Micro-cache on and off", method, lines, settings, svg)
+
+
+EXPERIMENTS: dict[str, Callable[[Lab], Outcome]] = {
+    "lb-algorithms": lb_algorithms, "pooling": pooling, "microcache": microcache,
+}
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def open_lab(ctx: LabContext, requests: int, concurrency: int) -> Lab:
+    """The lab in ``ctx.state``, checked: production profile, every tier healthy."""
+    manifest = read_manifest(ctx)
+    if not manifest:
+        raise ExperimentError(f"no lab in {ctx.state} (start one: whathappens lab up)")
+    if manifest.get("profile") != "production":
+        raise ExperimentError("experiments need the production profile (a load balancer, "
+                              "two app nodes, PgBouncer): whathappens lab up")
+    rows = status(ctx)          # also sets ctx.profile, ctx.algorithm and ctx.subnet
+    sick = [r.name for r in rows if not r.healthy]
+    if sick:
+        raise ExperimentError(f"not healthy: {', '.join(sick)} (whathappens lab status; "
+                              f"'lab heal' after a drill)")
+    changed = [t["name"] for t in manifest.get("tiers", []) if t.get("env_overrides")]
+    if changed:
+        raise ExperimentError(f"{', '.join(changed)} still run with an experiment's settings "
+                              f"(lab.json: env_overrides); restart the lab")
+    return Lab(ctx, topology(ctx.profile, ctx.subnet), requests, concurrency)
+
+
+def save(outcome: Outcome, lab: Lab, out: Path, seconds: float) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "experiment": outcome.name,
+        "title": outcome.title,
+        "method": outcome.method,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "lab": {"state": str(lab.ctx.state), "subnet": lab.ctx.subnet,
+                "algorithm": lab.ctx.algorithm},
+        "requests": lab.requests, "concurrency": lab.concurrency,
+        "seconds": round(seconds, 2),
+        **outcome.extra,
+        "settings": [s.to_dict() for s in outcome.settings],
+    }
+    json_path = out / f"{outcome.name}.json"
+    json_path.write_text(json.dumps(data, indent=1, default=_jsonable) + "\n")
+    return json_path, plot.write(out / f"{outcome.name}.svg", outcome.svg)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value)
 
 
 def main(ctx: LabContext, args: argparse.Namespace) -> int:
-    print("whathappens lab: experiments are not built yet", file=sys.stderr)
-    return 2
+    name = str(args.name)
+    if name not in EXPERIMENTS:
+        print(f"whathappens lab: no experiment {name!r}: choose from {', '.join(NAMES)}",
+              file=sys.stderr)
+        return 2
+    requests = int(args.requests)
+    concurrency = int(args.concurrency)
+    if not 1 <= requests <= load.MAX_REQUESTS or not 1 <= concurrency <= MAX_CONCURRENCY:
+        print(f"whathappens lab: --requests 1…{load.MAX_REQUESTS}, --concurrency "
+              f"1…{MAX_CONCURRENCY}", file=sys.stderr)
+        return 2
+    try:
+        lab = open_lab(ctx, requests, concurrency)
+    except ExperimentError as err:
+        print(f"whathappens lab: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    out = Path(args.out) if getattr(args, "out", None) else ctx.state / "experiments"
+    print(f"experiment {name}: {requests} requests per setting, {concurrency} at a time")
+    started = time.monotonic()
+    try:
+        outcome = EXPERIMENTS[name](lab)
+    except KeyboardInterrupt:
+        print("interrupted; the lab is back as it was", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ExperimentError, process.LabError, OSError, ValueError) as err:
+        print(f"whathappens lab: experiment {name} failed: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    seconds = time.monotonic() - started
+    json_path, svg_path = save(outcome, lab, out, seconds)
+    print()
+    print(f"{outcome.title}")
+    print(outcome.method)
+    print()
+    print("\n".join(outcome.table))
+    print()
+    print(f"in {seconds:.1f} s; the lab is back as it was (algorithm {lab.ctx.algorithm})")
+    print(f"numbers: {json_path}")
+    print(f"plot:    {svg_path}")
+    return 0

@@ -30,6 +30,7 @@ class Sample:
     status: int           # 0 when the request failed before a status arrived
     served_by: str
     error: str = ""
+    headers: dict[str, str] = field(default_factory=dict)   # the ones asked for (capture)
 
 
 @dataclass
@@ -72,8 +73,9 @@ class _HTTPSTo(http.client.HTTPSConnection):
     (curl's ``--resolve``): the lab's certificate names www.example.com, not an address."""
 
     def __init__(self, address: str, port: int, host: str, context: ssl.SSLContext,
-                 timeout: float) -> None:
-        super().__init__(address, port, timeout=timeout, context=context)
+                 timeout: float, source_address: tuple[str, int] | None = None) -> None:
+        super().__init__(address, port, timeout=timeout, context=context,
+                         source_address=source_address)
         self._tls = context
         self._server_name = host
 
@@ -85,17 +87,21 @@ class _HTTPSTo(http.client.HTTPSConnection):
 def run(address: str, port: int, path: str | Callable[[int], str], *, requests: int = 100,
         concurrency: int = 4, seconds: float = 30.0, cafile: str | None = None,
         host: str = "www.example.com", tls: bool = True,
-        headers: dict[str, str] | None = None, rate: float | None = None) -> LoadResult:
+        headers: dict[str, str] | None = None, rate: float | None = None,
+        sources: tuple[str, ...] = (), capture: tuple[str, ...] = ()) -> LoadResult:
     """``requests`` GETs of ``path`` (stops early at ``seconds``), ``concurrency`` at once.
 
     ``path`` may be a function of the request's number (0, 1, …), e.g. a query string of
     its own per request, so that no cache on the way answers for the origin. ``rate``: at
     most that many requests start per second (request n not before n / rate s), so a run
     lasts long enough to watch something happen during it, at a pace the lab's per-client
-    rate limit (50 r/s per app node) accepts.
+    rate limit (50 r/s per app node) accepts. ``sources``: worker k connects from
+    ``sources[k % len(sources)]``, so C workers are C clients to that limit (how a hot page
+    is really hit: by many clients at once). ``capture``: response headers kept per sample.
     """
-    if not ipaddress.ip_address(address).is_loopback:
-        raise ValueError(f"load runs only against loopback addresses, not {address}")
+    for where in (address, *sources):
+        if not ipaddress.ip_address(where).is_loopback:
+            raise ValueError(f"load runs only between loopback addresses, not {where}")
     requests = min(requests, MAX_REQUESTS)
     seconds = min(seconds, MAX_SECONDS)
     ctx = ssl.create_default_context(cafile=cafile) if tls else None
@@ -118,12 +124,15 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
                 time.sleep(wait)
         return ticket
 
-    def worker() -> None:
+    def worker(k: int) -> None:
         conn: http.client.HTTPConnection | None = None
+        source = (sources[k % len(sources)], 0) if sources else None
         while (ticket := next_ticket()) is not None:
             if conn is None:
-                conn = (_HTTPSTo(address, port, host, ctx, timeout=10) if ctx is not None
-                        else http.client.HTTPConnection(address, port, timeout=10))
+                conn = (_HTTPSTo(address, port, host, ctx, timeout=10, source_address=source)
+                        if ctx is not None else
+                        http.client.HTTPConnection(address, port, timeout=10,
+                                                   source_address=source))
             start = time.monotonic()
             try:
                 target = path(ticket) if callable(path) else path
@@ -132,7 +141,8 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
                 resp.read(1 << 20)
                 sample = Sample(start - t0, (time.monotonic() - start) * 1000, resp.status,
                                 resp.getheader("x-backend-server") or
-                                resp.getheader("x-served-by") or "")
+                                resp.getheader("x-served-by") or "",
+                                headers={h: resp.getheader(h) or "" for h in capture})
                 if resp.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None
@@ -147,7 +157,8 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
         if conn is not None:
             conn.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True)
+               for k in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:

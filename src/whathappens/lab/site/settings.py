@@ -18,6 +18,8 @@ WHATHAPPENS_STATIC_ROOT     where collectstatic writes (nginx serves /static/ th
 WHATHAPPENS_SPAN_LOG        the JSON span log (one line per request or task)           stderr
 WHATHAPPENS_SECRET_KEY      Django's secret key (the same on every app node)           a lab one
 WHATHAPPENS_PRODUCT_TTL     seconds a product stays in the Redis cache                 30
+WHATHAPPENS_THINK_MS        LAB ONLY: milliseconds every request but /healthz sleeps   0
+                            (the slow node of ``lab experiment lb-algorithms``)
 =========================== ========================================================== ==========
 
 The Redis URL defaults to ``redis://127.0.0.1:6379/0``; ``WHATHAPPENS_CSRF_TRUSTED_ORIGINS``
@@ -48,6 +50,7 @@ def _redis_db(url: str, db: int) -> str:
 NODE = _env("NODE", "local")
 SPAN_LOG = os.environ.get("WHATHAPPENS_SPAN_LOG", "")
 PRODUCT_TTL = int(_env("PRODUCT_TTL", "30"))
+THINK_MS = float(_env("THINK_MS", "0"))
 
 SECRET_KEY = _env("SECRET_KEY", "lab-only-not-secret-" + "x" * 40)
 DEBUG = False

@@ -222,6 +222,9 @@ def server_timing(trace: Trace, total_ms: float) -> str:
     n_connect, connect_ms = trace.totals("connect")
     if n_connect:
         parts.append(f'dbconnect;dur={connect_ms:.2f};desc="{n_connect} new"')
+    n_think, think_ms = trace.totals("think")
+    if n_think:
+        parts.append(f'think;dur={think_ms:.2f};desc="injected delay"')
     n_queue, queue_ms = trace.totals("queue")
     if n_queue:
         parts.append(f"queue;dur={queue_ms:.2f}")
@@ -239,6 +242,12 @@ class TracingMiddleware:
         header = request.META.get("HTTP_TRACEPARENT")
         trace = Trace.from_header(header, explain=request.META.get("HTTP_X_EXPLAIN") == "1")
         with tracing(trace):
+            if settings.THINK_MS > 0 and request.path != "/healthz":
+                # LAB ONLY: a node made slow on purpose (WHATHAPPENS_THINK_MS), shown as a
+                # span so the slowness is visible, not a mystery.
+                think_start = time.time_ns()
+                time.sleep(settings.THINK_MS / 1000)
+                trace.add({"name": "think", "start_ns": think_start, "end_ns": time.time_ns()})
             response = self.get_response(request)
         end = time.time_ns()
         response["Server-Timing"] = server_timing(trace, (end - start) / 1e6)
