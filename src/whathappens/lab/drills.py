@@ -17,6 +17,8 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      is replayed on the replica, so page reads wait until a timeout answers
     worker           the Celery pool process is killed (SIGKILL) in the middle of a task; the
                      task is delivered again and completes
+    worker-all       the whole worker is killed mid-task and stays down; ``heal`` restarts
+                     it and measures when the unacknowledged task comes back (minutes)
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
