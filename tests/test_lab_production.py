@@ -121,6 +121,12 @@ def test_one_request_followed_through_every_tier(production: LabContext) -> None
     assert sql, "the home page reads from PostgreSQL"
     assert all(s.attrs["alias"] == "replica" for s in sql)  # reads go to the replica
     assert any("pages" in str(s.attrs["sql"]) for s in sql)
+    # PostgreSQL's own statement time, found by the traceparent comment, under each query
+    statements = [c for s in sql for c in s.children if c.name == "server.postgres"]
+    assert len(statements) == len(sql)
+    for statement, query in zip(statements, sql, strict=True):
+        assert statement.actor.startswith("PostgreSQL db-replica")
+        assert 0 < statement.attrs["duration_ms"] <= (query.duration_ns or 0) / 1e6 + 1
     assert j.facts["lab"]["server_spans"] >= 5
 
 

@@ -8,7 +8,9 @@ logs it beside its own timers:
 - HAProxy: JSON lines in ``logs/lb.log``; a request starts at ``accept_time + (Th + Ti)`` ms
   and lasts ``Ta`` ms, with the queue (Tw), connect (Tc) and response (Tr) timers;
 - Django (behind gunicorn): ``logs/<gunicorn tier>.spans.jsonl``, one line per request with
-  nanosecond wall-clock times and a span per SQL query and Redis call.
+  nanosecond wall-clock times and a span per SQL query and Redis call;
+- PostgreSQL (primary, replica): ``logs/db-*.log``, every statement with its own duration and
+  the SQL span's traceparent in a comment, so each SQL span gets the server's view beneath it.
 
 All of them run on this machine, so their wall clock is the journey's: a server time maps to
 the journey as ``wall_ns − t0_wall_ns``. Server spans go under the HTTP span of the request
@@ -21,9 +23,11 @@ Reads are bounded: only the last ``TAIL_BYTES`` of each log are looked at.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +120,38 @@ def haproxy_spans(path: Path, tier: str, role: str, algorithm: str,
     return out
 
 
-def django_spans(path: Path, tier: str, node: str, trace_id: str) -> list[ServerSpan]:
+# '2026-11-22 00:56:46.315 UTC [23653] site@site app=… LOG:  duration: 0.331 ms  statement: …
+# /*traceparent='00-<trace>-<span>-01'*/' — log_line_prefix '%m [%p] …' and
+# log_min_duration_statement = 0 (every statement, logged when it ends, with its duration).
+_PG_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[(?P<pid>\d+)\].*?"
+    r"duration: (?P<ms>[\d.]+) ms\s+(?:statement|execute [^:]*): .*"
+    r"traceparent='00-[0-9a-f]{32}-(?P<span>[0-9a-f]{16})-01'")
+
+
+def postgres_statements(path: Path, tier: str, trace_id: str) -> dict[str, ServerSpan]:
+    """PostgreSQL's own timing of each statement of the trace, keyed by the SQL span id that
+    Django put in the statement's comment (sqlcommenter)."""
+    out: dict[str, ServerSpan] = {}
+    for line in tail_lines(path):
+        if trace_id not in line:
+            continue
+        m = _PG_LINE.match(line)
+        if m is None:
+            continue
+        end = datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        end_ns = int(end.timestamp() * 1e9)
+        took_ns = int(float(m["ms"]) * 1e6)
+        out[m["span"]] = ServerSpan(
+            "postgres", tier, f"PostgreSQL {tier} (backend pid {m['pid']})",
+            end_ns - took_ns, end_ns, "",
+            {"duration_ms": float(m["ms"]), "backend_pid": int(m["pid"]),
+             "note": "PostgreSQL's own statement time; its log stamps whole milliseconds"})
+    return out
+
+
+def django_spans(path: Path, tier: str, node: str, trace_id: str,
+                 statements: dict[str, ServerSpan] | None = None) -> list[ServerSpan]:
     out = []
     for item in _json_lines(path, trace_id):
         if item.get("trace_id") != trace_id:
@@ -133,8 +168,13 @@ def django_spans(path: Path, tier: str, node: str, trace_id: str) -> list[Server
                      "connect": f"new database connection ({alias})",
                      "queue": "Celery task published (Redis broker)"}.get(kind, kind)
             attrs = {k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "name")}
-            top.children.append(ServerSpan(kind, tier, actor, int(s["start_ns"]),
-                                           int(s["end_ns"]), traceparent, attrs))
+            span = ServerSpan(kind, tier, actor, int(s["start_ns"]), int(s["end_ns"]),
+                              traceparent, attrs)
+            statement = (statements or {}).get(str(s.get("span_id")))
+            if kind == "sql" and statement is not None:
+                statement.traceparent = traceparent
+                span.children.append(statement)
+            top.children.append(span)
         out.append(top)
     return out
 
@@ -149,6 +189,11 @@ def collect(state: Path, trace_id: str) -> list[ServerSpan]:
     algorithm = str(manifest.get("algorithm", "roundrobin"))
     hosts = manifest.get("hosts", {})
     spans: list[ServerSpan] = []
+    statements: dict[str, ServerSpan] = {}
+    for tier in manifest.get("tiers", []):
+        if str(tier["name"]).startswith("db-"):
+            statements.update(postgres_statements(logs / f"{tier['name']}.log", tier["name"],
+                                                  trace_id))
     for tier in manifest.get("tiers", []):
         name, host = tier["name"], tier["host"]
         role = str(hosts.get(host, {}).get("role", tier.get("role", "")))
@@ -159,7 +204,8 @@ def collect(state: Path, trace_id: str) -> list[ServerSpan]:
         elif name == "lb":
             spans += haproxy_spans(logs / f"{name}.log", name, role, algorithm, trace_id)
         elif name.endswith("gunicorn"):
-            spans += django_spans(logs / f"{name}.spans.jsonl", name, host, trace_id)
+            spans += django_spans(logs / f"{name}.spans.jsonl", name, host, trace_id,
+                                  statements)
     return spans
 
 
@@ -187,7 +233,7 @@ def merge(journey: Journey, spans: list[ServerSpan]) -> int:
         parent = http
         for server in mine:
             parent = _attach(journey, parent, server, t0)
-            placed += 1 + len(server.children)
+            placed += sum(1 for _ in parent.walk())
         if mine:
             http.attrs["inside"] = [s.tier for s in mine]
     return placed

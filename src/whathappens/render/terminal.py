@@ -356,6 +356,7 @@ class Report:
             "sql": lambda: f"[{a.get('alias')}] {str(a.get('sql', ''))[:90]}  "
                            f"rows {a.get('rows')}",
             "redis": lambda: f"{a.get('command', '')} {a.get('result', '')}",
+            "postgres": lambda: f"statement {a.get('duration_ms')} ms by PostgreSQL's clock",
         }.get(kind, lambda: "")()
         t = Text(f"└ {span['actor']}", style="cyan")
         t.append(f"  {_ms(span.get('duration_ms'))}", style="bold")
