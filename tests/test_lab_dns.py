@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,21 +21,15 @@ import dns.rdatatype
 import pytest
 
 from journey_helpers import check_universal, child, legs, options
+from lab_helpers import bring_up, needs_lab
 from whathappens.demo import topology as demo
 from whathappens.journey import Span
-from whathappens.lab import lab
 from whathappens.lab.client import apply, lab_dns, merge_inside
-from whathappens.lab.install import missing_packages, missing_python
 from whathappens.lab.tier import LabContext
 from whathappens.lab.tiers import build
 from whathappens.lab.tiers.dns import Unbound, addresses_in, ask
 from whathappens.lab.topology import production, single, topology
 from whathappens.trace import run_journey
-
-needs_lab = pytest.mark.skipif(
-    bool(missing_packages() or missing_python()),
-    reason="lab programs missing: run `whathappens lab install` as root",
-)
 
 
 # ------------------------------------------------------------- topology, no programs
@@ -88,19 +79,7 @@ def test_a_lab_without_dns_tiers_is_still_reached_by_address(tmp_path: Path) -> 
 # ------------------------------------------------------------------- the lab, for real
 @pytest.fixture(scope="module")
 def lab_up() -> Iterator[LabContext]:
-    # Not pytest's tmp_path (mode 0700): Unbound drops to the unbound user before it reads
-    # its root hints, and PostgreSQL runs as postgres.
-    state = Path(tempfile.mkdtemp(prefix="whathappens-lab-dns-", dir="/tmp"))
-    state.chmod(0o755)
-    ctx = LabContext(state=state, profile="single", subnet=random.randint(150, 250))
-    started = time.monotonic()
-    lab.up(ctx)
-    print(f"lab up (single, with DNS) in {time.monotonic() - started:.1f} s")
-    try:
-        yield ctx
-    finally:
-        lab.down(ctx)
-        shutil.rmtree(state, ignore_errors=True)
+    yield from bring_up("single", "whathappens-lab-dns-")
 
 
 def _tier(ctx: LabContext, name: str) -> dict[str, Any]:

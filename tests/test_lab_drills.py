@@ -10,42 +10,23 @@ install`) and the `lab` Python extra.
 from __future__ import annotations
 
 import contextlib
-import random
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab_helpers import bring_up, needs_lab
 from whathappens.lab import drills, lab, process
-from whathappens.lab.install import missing_packages, missing_python
 from whathappens.lab.tier import LabContext
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_packages() or missing_python()),
-    reason="lab programs missing: run `whathappens lab install` as root",
-)
+pytestmark = needs_lab
 
 LOAD = 120          # requests per app-node drill: 3 s at 40 r/s, the node killed after 1 s
 
 
 @pytest.fixture(scope="module")
 def production() -> Iterator[LabContext]:
-    # Not pytest's tmp_path: it is mode 0700 and PostgreSQL runs as the postgres user.
-    state = Path(tempfile.mkdtemp(prefix="whathappens-drills-", dir="/tmp"))
-    state.chmod(0o755)
-    ctx = LabContext(state=state, profile="production", subnet=random.randint(150, 250))
-    started = time.monotonic()
-    lab.up(ctx)
-    print(f"lab up in {time.monotonic() - started:.1f} s")
-    try:
-        yield ctx
-    finally:
-        lab.down(ctx)
-        shutil.rmtree(state, ignore_errors=True)
+    yield from bring_up("production", "whathappens-drills-")
 
 
 def in_force(ctx: LabContext) -> set[str]:

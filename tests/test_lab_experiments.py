@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -23,16 +20,13 @@ from typing import Any
 
 import pytest
 
+from lab_helpers import bring_up, needs_lab
 from whathappens.lab import experiments, lab, load, process
-from whathappens.lab.install import missing_packages, missing_python
 from whathappens.lab.tier import LabContext
 from whathappens.lab.tiers.haproxy import HAProxy
 from whathappens.lab.topology import topology
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_packages() or missing_python()),
-    reason="lab programs missing: run `whathappens lab install` as root",
-)
+pytestmark = needs_lab
 
 REQUESTS = 40
 SVG = "{http://www.w3.org/2000/svg}"
@@ -40,16 +34,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 @pytest.fixture(scope="module")
 def production() -> Iterator[LabContext]:
-    # Not pytest's tmp_path: it is mode 0700 and PostgreSQL runs as the postgres user.
-    state = Path(tempfile.mkdtemp(prefix="whathappens-exp-", dir="/tmp"))
-    state.chmod(0o755)
-    ctx = LabContext(state=state, profile="production", subnet=random.randint(150, 250))
-    lab.up(ctx)
-    try:
-        yield ctx
-    finally:
-        lab.down(ctx)
-        shutil.rmtree(state, ignore_errors=True)
+    yield from bring_up("production", "whathappens-exp-")
 
 
 def run(ctx: LabContext, name: str, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[

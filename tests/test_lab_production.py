@@ -14,55 +14,30 @@ import os
 import random
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from journey_helpers import check_universal, child, legs, options
+from lab_helpers import bring_up, needs_lab, private_state
 from whathappens.journey import Journey, Span
 from whathappens.lab import lab, process
 from whathappens.lab.client import apply, merge_inside
-from whathappens.lab.install import missing_packages, missing_python
 from whathappens.lab.tier import LabContext
 from whathappens.trace import run_journey
 
-pytestmark = pytest.mark.skipif(
-    bool(missing_packages() or missing_python()),
-    reason="lab programs missing: run `whathappens lab install` as root",
-)
-
-
-def _state() -> Path:
-    # Not pytest's tmp_path: it is mode 0700 and PostgreSQL runs as the postgres user.
-    path = Path(tempfile.mkdtemp(prefix="whathappens-lab-", dir="/tmp"))
-    path.chmod(0o755)
-    return path
-
-
-def _bring_up(profile: str) -> Iterator[LabContext]:
-    state = _state()
-    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250))
-    started = time.monotonic()
-    lab.up(ctx)
-    print(f"lab up ({profile}) in {time.monotonic() - started:.1f} s")
-    try:
-        yield ctx
-    finally:
-        lab.down(ctx)
-        shutil.rmtree(state, ignore_errors=True)
+pytestmark = needs_lab
 
 
 @pytest.fixture(scope="module")
 def production() -> Iterator[LabContext]:
-    yield from _bring_up("production")
+    yield from bring_up("production")
 
 
 @pytest.fixture(scope="module")
 def single() -> Iterator[LabContext]:
-    yield from _bring_up("single")
+    yield from bring_up("single")
 
 
 def journey_through(ctx: LabContext, path: str = "/") -> Journey:
@@ -177,7 +152,7 @@ def _listening(address: str, port: int) -> bool:
 
 
 def test_down_leaves_no_process_and_no_port() -> None:
-    ctx = LabContext(state=_state(), profile="single", subnet=random.randint(150, 250))
+    ctx = LabContext(state=private_state(), profile="single", subnet=random.randint(150, 250))
     try:
         lab.up(ctx)
         recs = process.records(ctx)

@@ -1,0 +1,43 @@
+"""A whole lab for a test module: on a private subnet, in a state dir the lab's users can enter."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from whathappens.lab import lab
+from whathappens.lab.install import missing_packages, missing_python
+from whathappens.lab.tier import LabContext
+
+needs_lab = pytest.mark.skipif(
+    bool(missing_packages() or missing_python()),
+    reason="lab programs missing: run `whathappens lab install` as root",
+)
+
+
+def private_state(prefix: str = "whathappens-lab-") -> Path:
+    """Not pytest's tmp_path: it is mode 0700, and PostgreSQL (postgres) and Unbound
+    (unbound) run as users of their own that must enter the state dir."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def bring_up(profile: str, prefix: str = "whathappens-lab-") -> Iterator[LabContext]:
+    """Up on 127.<random>.x.y (beside any lab already running), down and removed after."""
+    state = private_state(prefix)
+    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250))
+    started = time.monotonic()
+    lab.up(ctx)
+    print(f"lab up ({profile}) in {time.monotonic() - started:.1f} s")
+    try:
+        yield ctx
+    finally:
+        lab.down(ctx)
+        shutil.rmtree(state, ignore_errors=True)
