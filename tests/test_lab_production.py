@@ -178,3 +178,12 @@ def _cmdline(pid: int) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_up_again_refuses_and_leaves_the_running_lab_alone(
+        production: LabContext, capsys: pytest.CaptureFixture[str]) -> None:
+    from whathappens.lab.command import EXIT_LAB_FAILED, lab_main
+
+    assert lab_main(["--state", str(production.state), "up"]) == EXIT_LAB_FAILED
+    assert "already running" in capsys.readouterr().err
+    assert all(r.healthy for r in lab.status(production))

@@ -92,6 +92,14 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",
               file=sys.stderr)
         return EXIT_LAB_FAILED
+    from whathappens.lab.process import alive, records
+
+    running = [r.tier for r in records(ctx) if alive(r.pid)]
+    if running:
+        print(f"whathappens lab: a lab is already running in {ctx.state} "
+              f"({len(running)} tiers up); see 'whathappens lab status', or stop it first "
+              "with 'whathappens lab down'", file=sys.stderr)
+        return EXIT_LAB_FAILED
     t0 = time.monotonic()
     print(f"lab up: profile {ctx.profile}, state in {ctx.state}")
     try:
