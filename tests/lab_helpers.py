@@ -29,10 +29,12 @@ def private_state(prefix: str = "whathappens-lab-") -> Path:
     return path
 
 
-def bring_up(profile: str, prefix: str = "whathappens-lab-") -> Iterator[LabContext]:
-    """Up on 127.<random>.x.y (beside any lab already running), down and removed after."""
+def bring_up(profile: str, prefix: str = "whathappens-lab-",
+             wan: dict[str, object] | None = None) -> Iterator[LabContext]:
+    """Up on 127.<random>.x.y (beside any lab already running), down and removed after;
+    ``wan`` ({"rtt": "40ms", ...}) puts a client namespace behind a WAN link (lab up --rtt)."""
     state = private_state(prefix)
-    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250))
+    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250), wan=wan)
     started = time.monotonic()
     lab.up(ctx)
     print(f"lab up ({profile}) in {time.monotonic() - started:.1f} s")

@@ -98,6 +98,10 @@ def merge_inside(journey: Journey, state: Path) -> None:
         manifest = _manifest(state)
     except LabNotRunning:
         return
+    from whathappens.lab.wan import outside_note
+
+    if (wan := outside_note(manifest, state)) is not None:
+        journey.note("info", "wan", wan)
     views = {s.name for s in journey.all_spans()} & {"dns.system", "dns.resolver", "dns.walk"}
     if views and "dns.system" not in views:
         journey.note("info", "dns", "the system resolver view is skipped with --lab: the "

@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
                      default="roundrobin", help="HAProxy's balance algorithm")
     upp.add_argument("--subnet", type=int, default=0, metavar="N",
                      help="hosts on 127.N.x.y instead of 127.0.x.y (a second lab beside one)")
+    upp.add_argument("--rtt", default=None, metavar="TIME",
+                     help="as root: put a client network namespace (wh-client) behind a WAN "
+                          "link with this round-trip time, e.g. 40ms")
+    upp.add_argument("--jitter", default="0ms", metavar="TIME",
+                     help="with --rtt: each packet's one-way delay ± this (order kept)")
+    upp.add_argument("--loss", default="0", metavar="PCT",
+                     help="with --rtt: drop this share of packets, e.g. 0.5%%")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
     brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
     brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
@@ -87,6 +94,15 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
     from whathappens.lab.process import LabError
 
     ctx.profile, ctx.algorithm, ctx.subnet = args.profile, args.algorithm, args.subnet
+    if args.rtt is not None:
+        from whathappens.lab.wan import parse_duration, parse_loss
+
+        try:
+            parse_duration(args.rtt), parse_duration(args.jitter), parse_loss(args.loss)
+        except ValueError as err:
+            print(f"whathappens lab: {err}", file=sys.stderr)
+            return EXIT_LAB_FAILED
+        ctx.wan = {"rtt": args.rtt, "jitter": args.jitter, "loss": args.loss}
     gaps = [n.package for n in missing_packages()] + missing_python()
     if gaps:
         print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",
@@ -108,6 +124,12 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         print(f"whathappens lab: could not bring the lab up: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
     print(f"lab up in {time.monotonic() - t0:.1f} s")
+    if ctx.wan:
+        from whathappens.lab.wan import WanNames
+
+        ns = WanNames(ctx.subnet).namespace
+        print(f"the client is behind the WAN link (rtt {ctx.wan['rtt']}): "
+              f"ip netns exec {ns} whathappens https://www.example.com/ --lab {ctx.state}")
     return 0
 
 

@@ -20,6 +20,7 @@ from whathappens.lab import process
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build_all
 from whathappens.lab.topology import Topology, topology
+from whathappens.lab.wan import add_wan
 
 
 @dataclass
@@ -69,6 +70,8 @@ def waves(topo: Topology, tiers: list[Tier]) -> list[list[Tier]]:
 def up(ctx: LabContext, *, report: Any = None) -> list[process.Record]:
     """Start every tier of ``ctx.profile``; on failure, stop what was started and raise."""
     topo = topology(ctx.profile, ctx.subnet)
+    if ctx.wan:
+        topo = add_wan(topo, ctx.subnet, ctx.wan)
     tiers = build_all(topo)
     ctx.state.mkdir(parents=True, exist_ok=True)
     _write_manifest(ctx, topo, tiers)
@@ -117,6 +120,9 @@ def status(ctx: LabContext) -> list[TierStatus]:
     ctx.profile = str(manifest["profile"])
     ctx.algorithm = str(manifest.get("algorithm", ctx.algorithm))
     ctx.subnet = int(manifest.get("subnet", 0))
+    ctx.wan = manifest.get("wan")
+    if ctx.wan:
+        topo = add_wan(topo, ctx.subnet, ctx.wan)
     tiers = {t.name: t for t in build_all(topo)}
     records = {r.tier: r for r in process.records(ctx)}
     out = []
@@ -145,6 +151,7 @@ def _write_manifest(ctx: LabContext, topo: Topology, tiers: list[Tier]) -> None:
         "profile": topo.profile,
         "algorithm": ctx.algorithm,
         "subnet": ctx.subnet,
+        "wan": ctx.wan,
         "hosts": {h.name: {"address": h.address, "role": h.role} for h in topo.hosts.values()},
         "tiers": [t.describe() for w in waves(topo, tiers) for t in w],
     }

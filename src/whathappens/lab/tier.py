@@ -29,6 +29,7 @@ class LabContext:
     ports: dict[str, int] = field(default_factory=dict)   # overrides, e.g. {"edge": 8443}
     algorithm: str = "roundrobin"     # HAProxy balance algorithm
     subnet: int = 0                   # 127.<subnet>.x.y instead of 127.0.x.y (see topology)
+    wan: dict[str, object] | None = None   # {"rtt": "40ms", ...}: a client behind a WAN link
 
     def dir(self, name: str) -> Path:
         path = self.state / "tiers" / name

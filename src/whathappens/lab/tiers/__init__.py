@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "haproxy": ("haproxy", "HAProxy"),
     "dns-authoritative": ("dns", "DnsAuthoritative"),
     "unbound": ("dns", "Unbound"),
+    "wan": ("wan", "WanLink"),
 }
 
 

@@ -271,6 +271,9 @@ class Unbound(SpecTier):
             # Unbound's default already allows 127.0.0.0/8 (and ::1) and refuses the rest;
             # said here because every lab client depends on it.
             "    access-control: 127.0.0.0/8 allow",
+            # The client behind the WAN link (lab up --rtt) asks from 100.127.<N>.2.
+            *(["    access-control: 100.127.0.0/16 allow"] if self.topo.of_kind("wan")
+              else []),
             # Iterator only, no validator: the lab's zones are unsigned. With the real
             # root's trust anchor (Debian's default config loads one) every lab answer would
             # be bogus, i.e. SERVFAIL (RFC 4035 §5); without one the validator only costs.

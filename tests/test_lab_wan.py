@@ -1,0 +1,239 @@
+"""The lab's WAN link (``lab up --rtt``): the delay line's rules, then the tracer held to
+ground truth through a real 40 ms link: TCP connect ≈ 1 RTT, TLS 1.3 ≈ 1 RTT (+ crypto),
+TTFB ≈ 1 RTT + the server's own time, each DNS hop ≈ 1 RTT, and curl in the same namespace
+agreeing on connect. Down leaves no namespace and no TUN device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lab_helpers import bring_up, needs_lab
+from whathappens.lab import lab
+from whathappens.lab.tier import LabContext
+from whathappens.lab.topology import topology
+from whathappens.lab.wan import (
+    TO_CLIENT,
+    TO_LAB,
+    DelayLine,
+    WanNames,
+    add_wan,
+    parse_duration,
+    parse_loss,
+)
+
+RTT = 40.0       # ms
+TOLERANCE = 10.0
+
+ROOT_AND_TUN = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+    reason="the WAN link needs root (network namespace) and /dev/net/tun",
+)
+
+
+# ------------------------------------------------------------ the delay line, pure
+def test_parsing() -> None:
+    assert parse_duration("40ms") == pytest.approx(0.040)
+    assert parse_duration("0.04s") == pytest.approx(0.040)
+    assert parse_duration("40") == pytest.approx(0.040)
+    assert parse_loss("0.5%") == pytest.approx(0.005)
+    assert parse_loss("0.01") == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("fast")
+    with pytest.raises(ValueError, match="between 0 and 100%"):
+        parse_loss("100%")
+
+
+def test_exact_delay_without_jitter() -> None:
+    line = DelayLine(0.040)
+    assert line.push(TO_LAB, b"syn", 1.0) == pytest.approx(1.020)
+    assert line.next_deadline() == pytest.approx(1.020)
+    assert line.due(1.0199) == []
+    assert line.due(1.020) == [(TO_LAB, b"syn")]
+    assert line.next_deadline() is None
+
+
+pushes = st.lists(st.tuples(st.sampled_from([TO_LAB, TO_CLIENT]),
+                            st.floats(0, 0.05, allow_nan=False)), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pushes, st.floats(0, 0.2), st.floats(0, 0.03), st.integers(0, 2**32))
+def test_order_and_delay_bounds(steps: list[tuple[int, float]], rtt: float, jitter: float,
+                                seed: int) -> None:
+    """Per direction: released in push order, never before now + rtt/2 - jitter (nor
+    before it was pushed), and (order aside) never later than rtt/2 + jitter after."""
+    line = DelayLine(rtt, jitter, seed=seed)
+    now = 0.0
+    sent: dict[int, list[tuple[bytes, float, float]]] = {TO_LAB: [], TO_CLIENT: []}
+    for i, (direction, gap) in enumerate(steps):
+        now += gap
+        packet = str(i).encode()
+        release = line.push(direction, packet, now)
+        assert release is not None
+        assert release >= now + max(0.0, rtt / 2 - jitter) - 1e-12
+        sent[direction].append((packet, now, release))
+    got: dict[int, list[bytes]] = {TO_LAB: [], TO_CLIENT: []}
+    t = 0.0
+    while (deadline := line.next_deadline()) is not None:
+        assert deadline >= t
+        t = deadline
+        for direction, packet in line.due(t):
+            got[direction].append(packet)
+            pushed_at, release = next((n, r) for p, n, r in sent[direction] if p == packet)
+            assert t == pytest.approx(release)
+            assert t >= pushed_at
+    for direction in (TO_LAB, TO_CLIENT):
+        assert got[direction] == [p for p, _, _ in sent[direction]]
+        releases = [r for _, _, r in sent[direction]]
+        assert releases == sorted(releases)
+        # the latest any packet waits: its own worst delay, or queued behind an earlier one
+        for k, (_, pushed, release) in enumerate(sent[direction]):
+            bound = max([pushed + rtt / 2 + jitter]
+                        + [p + rtt / 2 + jitter for _, p, _ in sent[direction][:k]])
+            assert release <= bound + 1e-9
+
+
+def test_loss_is_seeded_and_about_right() -> None:
+    def run(seed: int) -> list[float | None]:
+        line = DelayLine(0.01, loss=0.2, seed=seed)
+        return [line.push(TO_LAB, b"x", i * 0.001) for i in range(2000)]
+
+    first = run(7)
+    assert first == run(7)
+    lost = sum(r is None for r in first)
+    assert 300 < lost < 500
+
+
+def test_the_wan_tier_is_last_and_on_the_client_host() -> None:
+    topo = add_wan(topology("single", 201), 201, {"rtt": "40ms"})
+    assert topo.tiers[-1].kind == "wan"
+    assert topo.address("client") == "100.127.201.2"
+    names = WanNames(201)
+    assert (names.namespace, names.lab_tun, names.client_tun) == \
+        ("wh-client-201", "whl201", "whc201")
+    assert WanNames(0).namespace == "wh-client"
+
+
+# ------------------------------------------------------------ for real, as root
+@pytest.fixture(scope="module")
+def wan_lab() -> Iterator[LabContext]:
+    yield from bring_up("single", "whathappens-lab-wan-", wan={"rtt": f"{RTT:g}ms"})
+
+
+def spans(journey: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def walk(span: dict[str, Any]) -> None:
+        if span["name"] == name:
+            out.append(span)
+        for child in span.get("children", []):
+            walk(child)
+
+    for top in journey["spans"]:
+        walk(top)
+    return out
+
+
+def curl_times(ns: str, ctx: LabContext, front: str) -> dict[str, float]:
+    fmt = '{"connect": %{time_connect}, "tls": %{time_appconnect}, ' \
+          '"ttfb": %{time_starttransfer}}'
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "--max-time", "10",
+         "--cacert", str(ctx.pki / "ca.pem"), "--resolve", f"www.example.com:443:{front}",
+         "-w", fmt, "https://www.example.com/"],
+        capture_output=True, text=True, timeout=20, check=True)
+    return {k: v * 1000 for k, v in json.loads(done.stdout).items()}
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_the_journey_through_a_40ms_link(wan_lab: LabContext) -> None:
+    ns = WanNames(wan_lab.subnet).namespace
+    journey_out = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "whathappens",
+         "https://www.example.com/", "--lab", str(wan_lab.state), "--json"],
+        capture_output=True, text=True, timeout=60, check=False)
+    journey = json.loads(journey_out.stdout)
+    assert journey["error"] is None, journey_out.stderr
+
+    connect = spans(journey, "tcp.connect")[0]
+    front = connect["attrs"]["address"]
+    assert front.startswith(f"127.{wan_lab.subnet}.")
+    tls = spans(journey, "tls")[0]
+    wait = spans(journey, "http.wait")[0]
+    edge = spans(journey, "server.edge")[0]
+    hops = spans(journey, "dns.hop")
+    queries = spans(journey, "dns.query")
+    print(f"\nRTT {RTT:g} ms: connect {connect['duration_ms']:.1f}, TLS "
+          f"{tls['duration_ms']:.1f} ({tls['attrs'].get('version')}), TTFB "
+          f"{wait['duration_ms']:.1f} (edge {edge['duration_ms']:.1f}), DNS hops "
+          f"{[round(h['duration_ms'], 1) for h in hops]}, resolver queries "
+          f"{[round(q['duration_ms'], 1) for q in queries]}")
+
+    # TCP: SYN → SYN-ACK is one round trip.
+    assert abs(connect["duration_ms"] - RTT) <= TOLERANCE
+    # TLS 1.3: ClientHello → server Finished is one round trip, plus the crypto.
+    assert tls["attrs"].get("version") == "TLSv1.3"
+    assert RTT - 2 <= tls["duration_ms"] <= RTT + 40
+    # TTFB: one round trip plus what the server itself took (its own log says).
+    assert abs(wait["duration_ms"] - edge["duration_ms"] - RTT) <= TOLERANCE + 5
+    # DNS: every walk hop is one round trip to that server (plus the server's answer).
+    assert len(hops) >= 3
+    for hop in hops:
+        assert RTT - 2 <= hop["duration_ms"] <= RTT + 25, hop["attrs"]
+    # The resolver view: one round trip to Unbound; its walk runs on loopback behind it.
+    for query in queries:
+        assert query["duration_ms"] >= RTT - 2
+
+    # curl, in the same namespace, agrees on connect.
+    best = min((curl_times(ns, wan_lab, front) for _ in range(3)),
+               key=lambda t: t["connect"])
+    print(f"curl: connect {best['connect']:.1f}, TLS done {best['tls']:.1f}, "
+          f"TTFB {best['ttfb']:.1f} ms (since start)")
+    assert abs(best["connect"] - RTT) <= TOLERANCE
+    assert abs(connect["duration_ms"] - best["connect"]) <= 5
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_outside_the_namespace_the_journey_says_how_to_go_through(
+        wan_lab: LabContext) -> None:
+    from whathappens.lab.wan import outside_note
+
+    manifest = lab.read_manifest(wan_lab)
+    note = outside_note(manifest, wan_lab.state)
+    assert note is not None
+    assert f"ip netns exec {WanNames(wan_lab.subnet).namespace}" in note
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_status_then_down_leaves_nothing(wan_lab: LabContext) -> None:
+    rows = {r.name: r for r in lab.status(wan_lab)}
+    assert rows["wan"].healthy
+    names = WanNames(wan_lab.subnet)
+    assert names.namespace in _netns()
+    lab.down(wan_lab)
+    assert names.namespace not in _netns()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
+                           check=True).stdout
+    assert f"{names.lab_tun}:" not in links
+    assert f"{names.client_tun}:" not in links
+    assert not Path("/run/netns", names.namespace).exists()
+
+
+def _netns() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
