@@ -131,3 +131,16 @@ def test_a_rejected_handshake_is_timed_without_our_analysis(demo_internet: DemoI
     tls = next(c for c in leg["children"] if c["name"] == "tls")
     last_message_ms = max(m["t_ms"] for m in tls["attrs"]["messages"])
     assert tls["end_ms"] - last_message_ms < 10, (tls["end_ms"], last_message_ms)
+
+
+def test_tls_max_1_2_negotiates_tls_1_2_with_its_own_message_flow(
+        demo_internet: DemoInternet) -> None:
+    j = trace(demo_internet, demo_url(demo_internet), "--tls-max", "1.2")
+    assert j.error is None
+    tls = child(legs(j)[0], "tls")
+    assert tls.attrs["version"] == "TLSv1.2"
+    kinds = [m["type"] for m in tls.attrs["messages"]]
+    # RFC 5246 §7.3: the server's key exchange and ServerHelloDone, our ClientKeyExchange
+    assert kinds[:2] == ["client_hello", "server_hello"]
+    assert "server_hello_done" in kinds
+    assert "client_key_exchange" in kinds

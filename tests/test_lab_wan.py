@@ -219,6 +219,25 @@ def test_outside_the_namespace_the_journey_says_how_to_go_through(
 
 @needs_lab
 @ROOT_AND_TUN
+def test_tls_1_2_takes_two_round_trips(wan_lab: LabContext) -> None:
+    """TLS 1.2 (RFC 5246): ClientHello → ServerHelloDone, then ClientKeyExchange/Finished →
+    the server's Finished: two round trips before the request can go, where 1.3 needs one."""
+    ns = WanNames(wan_lab.subnet).namespace
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "whathappens",
+         "https://www.example.com/", "--lab", str(wan_lab.state), "--json", "--tls-max", "1.2",
+         "--dns-views", "resolver"],
+        capture_output=True, text=True, timeout=60, check=False)
+    journey = json.loads(out.stdout)
+    assert journey["error"] is None, out.stderr
+    tls = spans(journey, "tls")[0]
+    assert tls["attrs"]["version"] == "TLSv1.2"
+    print(f"\nTLS 1.2 through a {RTT:g} ms link: {tls['duration_ms']:.1f} ms")
+    assert 2 * RTT - 2 <= tls["duration_ms"] <= 2 * RTT + 40
+
+
+@needs_lab
+@ROOT_AND_TUN
 def test_status_then_down_leaves_nothing(wan_lab: LabContext) -> None:
     rows = {r.name: r for r in lab.status(wan_lab)}
     assert rows["wan"].healthy

@@ -93,6 +93,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     tls = p.add_argument_group("TLS")
     tls.add_argument("--cacert", metavar="FILE", type=_readable_file,
                      help="trust these CA certificates (PEM)")
+    tls.add_argument("--tls-max", choices=("1.2", "1.3"), default=None,
+                     help="highest TLS version to offer (like curl's --tls-max): compare "
+                          "TLS 1.2's two round trips with TLS 1.3's one")
     tls.add_argument("-k", "--insecure", action="store_true",
                      help="report certificate problems but continue")
     http = p.add_argument_group("HTTP")
@@ -124,11 +127,14 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> Options:
+    import ssl
+
     from whathappens.net.dns.views import DnsOptions
     from whathappens.net.http_types import Limits
     from whathappens.net.tls import TlsOptions
     from whathappens.trace import Options
 
+    tls_versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
     views = frozenset(v.strip() for v in args.dns_views.split(",") if v.strip())
     return Options(
         dns=DnsOptions(
@@ -139,7 +145,8 @@ def options_from(args: argparse.Namespace) -> Options:
             views=views,
         ),
         tls=TlsOptions(cafile=args.cacert, insecure=args.insecure,
-                       timeout=args.connect_timeout),
+                       timeout=args.connect_timeout,
+                       max_version=tls_versions.get(args.tls_max or "")),
         limits=Limits(max_body_bytes=args.max_body, max_decoded_bytes=args.max_decoded),
         resolve=dict(args.resolve),
         http_version=args.http_version,
