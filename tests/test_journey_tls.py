@@ -144,3 +144,18 @@ def test_tls_max_1_2_negotiates_tls_1_2_with_its_own_message_flow(
     assert kinds[:2] == ["client_hello", "server_hello"]
     assert "server_hello_done" in kinds
     assert "client_key_exchange" in kinds
+
+
+def test_resume_offers_the_first_session_and_skips_the_certificate(
+        demo_internet: DemoInternet) -> None:
+    for version in ("1.3", "1.2"):
+        j = trace(demo_internet, demo_url(demo_internet), "--resume", "--tls-max", version)
+        assert j.error is None
+        first, second = (child(leg, "tls") for leg in legs(j))
+        assert first.attrs["session_offered"] is False
+        assert first.attrs["session_reused"] is False
+        assert "certificate" in [m["type"] for m in first.attrs["messages"]]
+        assert second.attrs["session_offered"] is True
+        assert second.attrs["session_reused"] is True, version
+        # RFC 5246 §7.3 / RFC 8446 §2.2: an abbreviated handshake sends no certificate
+        assert "certificate" not in [m["type"] for m in second.attrs["messages"]]

@@ -238,6 +238,26 @@ def test_tls_1_2_takes_two_round_trips(wan_lab: LabContext) -> None:
 
 @needs_lab
 @ROOT_AND_TUN
+def test_a_resumed_tls_1_2_handshake_takes_one_round_trip(wan_lab: LabContext) -> None:
+    """Resumption (RFC 5246 §7.3): ClientHello with the session → ServerHello,
+    ChangeCipherSpec, Finished; our Finished goes with the request: one round trip, not two."""
+    ns = WanNames(wan_lab.subnet).namespace
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "whathappens",
+         "https://www.example.com/", "--lab", str(wan_lab.state), "--json", "--tls-max", "1.2",
+         "--resume", "--dns-views", "resolver"],
+        capture_output=True, text=True, timeout=60, check=False)
+    journey = json.loads(out.stdout)
+    assert journey["error"] is None, out.stderr
+    full, resumed = spans(journey, "tls")[:2]
+    assert resumed["attrs"]["session_reused"] is True
+    print(f"\nTLS 1.2 full {full['duration_ms']:.1f} ms, resumed {resumed['duration_ms']:.1f} ms")
+    assert 2 * RTT - 2 <= full["duration_ms"] <= 2 * RTT + 40
+    assert RTT - 2 <= resumed["duration_ms"] <= RTT + 25
+
+
+@needs_lab
+@ROOT_AND_TUN
 def test_status_then_down_leaves_nothing(wan_lab: LabContext) -> None:
     rows = {r.name: r for r in lab.status(wan_lab)}
     assert rows["wan"].healthy

@@ -96,6 +96,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     tls.add_argument("--tls-max", choices=("1.2", "1.3"), default=None,
                      help="highest TLS version to offer (like curl's --tls-max): compare "
                           "TLS 1.2's two round trips with TLS 1.3's one")
+    tls.add_argument("--resume", action="store_true",
+                     help="after the journey, connect again offering the TLS session: an "
+                          "abbreviated handshake, no certificate")
     tls.add_argument("-k", "--insecure", action="store_true",
                      help="report certificate problems but continue")
     http = p.add_argument_group("HTTP")
@@ -158,6 +161,7 @@ def options_from(args: argparse.Namespace) -> Options:
         headers=list(args.header),
         hsts_upgrade=not args.no_hsts,
         traceparent=args.traceparent,
+        resume=args.resume,
     )
 
 

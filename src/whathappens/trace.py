@@ -57,6 +57,7 @@ class Options:
     headers: list[tuple[str, str]] = field(default_factory=list)
     hsts_upgrade: bool = True
     traceparent: bool = False            # send a W3C traceparent header with each request
+    resume: bool = False                 # then connect again, resuming the TLS session
 
 
 @dataclass
@@ -78,6 +79,10 @@ class Runner:
         self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
         self.url_span: Span | None = None
         self.chains: list[tuple[Span, list[bytes], str, TlsOptions]] = []
+        # One TLS context per set of options, as a browser keeps one: sessions can only be
+        # resumed through the context that made them.
+        self.tls_contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+        self.tls_sessions: dict[tuple[str, int], ssl.SSLSession] = {}
         # W3C Trace Context (https://www.w3.org/TR/trace-context/): one trace id for the
         # journey, a new parent id per request; servers that log it can be merged in.
         self.trace_id = secrets.token_hex(16) if options.traceparent else None
@@ -161,6 +166,8 @@ class Runner:
                     and location):
                 self.j.facts["final_url"] = target
                 self.j.facts["redirects"] = index
+                if self.opts.resume and url.scheme == "https":
+                    await self.resume(index + 1, url, method)
                 return
             try:
                 url = self._next_url(url, location)
@@ -172,6 +179,15 @@ class Runner:
                 method = "GET"  # RFC 9110 §15.4.2-4, as browsers do
         raise RedirectError("redirect.too_many", f"more than {self.opts.max_redirects} "
                             f"redirects ({' → '.join(seen[:4])} …)")
+
+    async def resume(self, index: int, url: UrlAnatomy, method: str) -> None:
+        """A second, fresh connection to the same server, offering the first one's session."""
+        conn = self.pool.pop(url.origin, None)
+        if conn is not None:
+            self._close(conn)
+        self.j.note("info", "tls", "--resume: a second connection to the same server, "
+                    "offering the TLS session of the first")
+        await self.leg(index, url, method)
 
     def _next_url(self, base: UrlAnatomy, location: str) -> UrlAnatomy:
         nxt = parse_url(resolve_reference(base.url(), location),
@@ -233,8 +249,12 @@ class Runner:
                 if self.opts.http_version == "1.1":
                     opts = TlsOptions(opts.cafile, opts.insecure, ("http/1.1",), opts.timeout,
                                       opts.max_version)
+                key = (opts.cafile, opts.insecure, opts.alpn, opts.max_version)
+                context = self.tls_contexts.get(key)
                 tls = await handshake(self.j, tls_span, plain, url.host,
-                                      url.host_kind == "domain", opts)
+                                      url.host_kind == "domain", opts, context=context,
+                                      session=self.tls_sessions.get((url.host, url.port)))
+                self.tls_contexts[key] = tls.obj.context
             self.chains.append((tls_span, tls.chain, url.host, opts))
             stream = tls
             if tls.obj.selected_alpn_protocol() == "h2":
@@ -305,6 +325,11 @@ class Runner:
                                     span.actor, "application", parent=span, start_ns=a)
                 child.end_ns = b
         conn.tcp_span.attrs["tcp_info_end"] = tcp_info(conn.plain.sock)
+        tls_obj = getattr(conn.stream, "obj", None)
+        if isinstance(tls_obj, ssl.SSLObject) and tls_obj.session is not None:
+            # TLS 1.3 tickets arrive after the handshake, so the session is taken here,
+            # after the response was read (RFC 8446 §4.6.1).
+            self.tls_sessions[(url.host, url.port)] = tls_obj.session
         self._remember_hsts(url, ex)
         self._findings(url, ex)
         return ex

@@ -117,17 +117,22 @@ def make_context(opts: TlsOptions) -> ssl.SSLContext:
 
 
 async def handshake(journey: Journey, span: Span, plain: PlainStream, server_name: str,
-                    sni: bool, opts: TlsOptions) -> TlsStream:
+                    sni: bool, opts: TlsOptions, *, context: ssl.SSLContext | None = None,
+                    session: ssl.SSLSession | None = None) -> TlsStream:
     """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure."""
     try:
-        ctx = make_context(opts)
+        ctx = context or make_context(opts)
     except (OSError, ssl.SSLError) as exc:
         raise TlsError("tls.trust_store", f"cannot load the CA certificates "
                        f"{opts.cafile or 'of the system'}: {exc}") from None
     recorder = tlsmsg.HandshakeRecorder(journey.clock.now)
     recorder.install(ctx)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_name)
+    # Offering a session from an earlier connection to this server asks for an abbreviated
+    # handshake (RFC 5246 §7.3 session resumption; RFC 8446 §2.2 PSK): no certificate sent.
+    obj = ctx.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_name,
+                       session=session)
+    span.attrs["session_offered"] = session is not None
     recorder.track(obj)
     trust = opts.cafile or "the system trust store"
     span.attrs.update(sni=server_name if sni else None, alpn_offered=list(opts.alpn),
