@@ -135,6 +135,12 @@ STATIC_ROOT = Path(_env("STATIC_ROOT", "static")).resolve()
 CELERY_BROKER_URL = _env("BROKER_URL", _redis_db(REDIS_URL, 1))
 CELERY_RESULT_BACKEND = _env("RESULT_URL", _redis_db(REDIS_URL, 2))
 CELERY_RESULT_EXPIRES = 3600
+# Nothing reads task results back (the task records its work in contact_messages), so the
+# web side never subscribes to them: with Redis down, a publish then fails within its own
+# bounded retry policy instead of hanging in the result backend's client retries.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1
+CELERY_REDIS_SOCKET_TIMEOUT = 2
 CELERY_TASK_ACKS_LATE = True                 # acknowledged after it ran, not when received
 CELERY_TASK_REJECT_ON_WORKER_LOST = True     # a killed worker's task goes back to the queue
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
