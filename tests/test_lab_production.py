@@ -92,6 +92,9 @@ def test_one_request_followed_through_every_tier(production: LabContext) -> None
     assert lb.attrs["server"] in ("app-1", "app-2")
     assert lb.attrs["algorithm"] == "roundrobin"
     django = hops[3]
+    # gunicorn's own access log: the worker that served it and its timing of the request
+    assert str(django.attrs["gunicorn_worker_pid"]) == str(django.attrs["pid"])
+    assert django.attrs["gunicorn_request_ms"] >= 0
     sql = [c for c in django.children if c.name == "server.sql"]
     assert sql, "the home page reads from PostgreSQL"
     assert all(s.attrs["alias"] == "replica" for s in sql)  # reads go to the replica

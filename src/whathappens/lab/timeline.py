@@ -150,8 +150,21 @@ def postgres_statements(path: Path, tier: str, trace_id: str) -> dict[str, Serve
     return out
 
 
+def gunicorn_requests(path: Path, trace_id: str) -> dict[str, dict[str, Any]]:
+    """gunicorn's own access log (JSON lines in the tier's log): per traceparent, the worker
+    that served the request and gunicorn's timing of it (from its parser to the last byte)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in _json_lines(path, trace_id):
+        if "duration_us" in item and item.get("traceparent"):
+            out[str(item["traceparent"])] = {
+                "gunicorn_worker_pid": str(item.get("pid", "")).strip("<>"),
+                "gunicorn_request_ms": round(int(item["duration_us"]) / 1000, 3)}
+    return out
+
+
 def django_spans(path: Path, tier: str, node: str, trace_id: str,
-                 statements: dict[str, ServerSpan] | None = None) -> list[ServerSpan]:
+                 statements: dict[str, ServerSpan] | None = None,
+                 gunicorn: dict[str, dict[str, Any]] | None = None) -> list[ServerSpan]:
     out = []
     for item in _json_lines(path, trace_id):
         if item.get("trace_id") != trace_id:
@@ -160,6 +173,8 @@ def django_spans(path: Path, tier: str, node: str, trace_id: str,
         top = ServerSpan("django", tier, f"{node} gunicorn → Django", int(item["start_ns"]),
                          int(item["end_ns"]), traceparent,
                          {k: item.get(k) for k in ("view", "status", "method", "path", "pid")})
+        # the proxies pass the client's traceparent through unchanged: same key as Django's
+        top.attrs.update((gunicorn or {}).get(traceparent, {}))
         for s in item.get("spans") or []:
             kind = str(s.get("name", "span"))
             alias = s.get("alias")
@@ -205,7 +220,7 @@ def collect(state: Path, trace_id: str) -> list[ServerSpan]:
             spans += haproxy_spans(logs / f"{name}.log", name, role, algorithm, trace_id)
         elif name.endswith("gunicorn"):
             spans += django_spans(logs / f"{name}.spans.jsonl", name, host, trace_id,
-                                  statements)
+                                  statements, gunicorn_requests(logs / f"{name}.log", trace_id))
     return spans
 
 

@@ -352,7 +352,9 @@ class Report:
             "app": lambda: f"micro-cache {a.get('cache', '-')}  upstream "
                            f"{a.get('upstream_response_time', '-')} s",
             "django": lambda: f"view {a.get('view')}  status {a.get('status')}  "
-                              f"worker pid {a.get('pid')}",
+                              f"worker pid {a.get('pid')}"
+                              + (f"  (gunicorn: {a['gunicorn_request_ms']} ms)"
+                                 if "gunicorn_request_ms" in a else ""),
             "sql": lambda: f"[{a.get('alias')}] {str(a.get('sql', ''))[:90]}  "
                            f"rows {a.get('rows')}",
             "redis": lambda: f"{a.get('command', '')} {a.get('result', '')}",
