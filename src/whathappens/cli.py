@@ -73,6 +73,8 @@ def _header(value: str) -> tuple[str, str]:
 def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the journey as JSON")
+    out.add_argument("--har", metavar="FILE",
+                     help="also write the journey as HAR 1.2 (one entry per request)")
     out.add_argument("--explain", action="store_true",
                      help="explain every step for a beginner, with the advanced facts")
     out.add_argument("--no-color", action="store_true", help="plain text, no colour")
@@ -166,6 +168,16 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def render(journey_dict: dict[str, object], args: argparse.Namespace, out: TextIO) -> None:
+    if getattr(args, "har", None):
+        import json
+
+        from whathappens.render.har import to_har
+
+        try:
+            with open(args.har, "w", encoding="utf-8") as f:
+                json.dump(to_har(journey_dict), f, indent=2, ensure_ascii=False)
+        except OSError as exc:
+            print(f"whathappens: cannot write {args.har}: {exc.strerror}", file=sys.stderr)
     if args.json:
         import json
 
