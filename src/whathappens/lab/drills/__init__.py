@@ -1,0 +1,140 @@
+"""Drills: the failure modes the seeds describe, done for real to the running lab.
+
+``whathappens lab break TARGET`` breaks one thing, measures what clients see while it is
+broken and says, in plain words, where the failure surfaced and what it means;
+``whathappens lab heal TARGET`` undoes it and checks the lab is back to normal.
+
+    app-N            the app node dies: its nginx and gunicorn are killed (SIGKILL, as in a
+                     crash) in the middle of a bounded load run through the edge; HAProxy's
+                     health checks take the node out
+    app-N-gunicorn   only the node's gunicorn dies: its nginx stays up and answers 502 until
+                     HAProxy's checks (which go through that nginx) take the node out
+    db-primary       PostgreSQL's primary stops (fast shutdown): writes fail with a 503 after
+                     PgBouncer's wait, reads go on from the replica
+    redis            Redis stops: product pages come from the database (X-Cache-Product:
+                     bypass), sessions read as empty, the task queue is gone
+    slow-db          a transaction on the primary holds ACCESS EXCLUSIVE on ``pages``; the lock
+                     is replayed on the replica, so page reads wait until a timeout answers
+    worker           the Celery pool process is killed (SIGKILL) in the middle of a task; the
+                     task is delivered again and completes
+    worker-all       the whole worker is killed mid-task and stays down; ``heal`` restarts
+                     it and measures when the unacknowledged task comes back (minutes)
+
+Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
+started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
+socket to read its view of the servers, ``load.run`` and plain HTTPS requests to the edge,
+``--lab`` journeys with the tiers' spans merged in. What is broken is written to
+``<state>/drills.json``, so ``heal`` (and ``lab status``) know; an entry made before the
+lab's latest ``lab up`` is ignored.
+
+The package: ``common`` (the lab as the drills see it, drills.json, HTTPS probes and what
+answered them, formatting, stopping and starting tiers), one module per family of drills
+(``app``, ``database``: db-primary and slow-db, ``cache``: redis, ``worker``: worker and
+worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from whathappens.lab.drills.app import break_app, heal_app
+from whathappens.lab.drills.cache import break_redis, heal_redis
+from whathappens.lab.drills.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    DrillError,
+    Lab,
+    Say,
+    answered_by,
+    in_force,
+    open_lab,
+    status_lines,
+)
+from whathappens.lab.drills.database import (
+    HOLDER,
+    break_primary,
+    break_slow_db,
+    heal_primary,
+    heal_slow_db,
+    hold_lock,
+)
+from whathappens.lab.drills.worker import (
+    break_worker,
+    break_worker_all,
+    heal_worker,
+    heal_worker_all,
+)
+from whathappens.lab.process import LabError
+from whathappens.lab.tier import LabContext
+
+__all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
+           "status_lines"]
+
+
+# ---------------------------------------------------------------------------------------------
+# lab break / lab heal
+
+
+TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
+           "worker-all")
+
+
+def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
+    """Break or heal ``target``; returns what was measured (DrillError if it cannot)."""
+    lab = open_lab(ctx)
+    nodes = lab.app_nodes()
+    if target in nodes or (target.endswith("-gunicorn")
+                           and target.removesuffix("-gunicorn") in nodes):
+        node = target.removesuffix("-gunicorn")
+        if action == "break":
+            if target in in_force(lab) or any(k.startswith(node) for k in in_force(lab)):
+                raise DrillError(f"{node} is already broken (whathappens lab heal {target})")
+            others = [n for n in nodes if n != node]
+            if not others or not all(lab.haproxy().servers(ctx).get(n) == "UP"
+                                     for n in others):
+                raise DrillError("the other app node is not UP: breaking this one too would "
+                                 "take the site down, which is not this drill")
+            return break_app(lab, node, say, only_gunicorn=target != node)
+        return heal_app(lab, node, say, target=target)
+    table: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
+                           Callable[[Lab, Say], dict[str, Any]]]] = {
+        "db-primary": (break_primary, heal_primary),
+        "redis": (break_redis, heal_redis),
+        "slow-db": (break_slow_db, heal_slow_db),
+        "worker": (break_worker, heal_worker),
+        "worker-all": (break_worker_all, heal_worker_all),
+    }
+    if target not in table:
+        raise KeyError(target)
+    breaker, healer = table[target]
+    if action == "break":
+        if target in in_force(lab):
+            raise DrillError(f"{target} is already broken (whathappens lab heal {target})")
+        return breaker(lab, say)
+    return healer(lab, say)
+
+
+def main(ctx: LabContext, args: argparse.Namespace) -> int:
+    action, target = str(args.action), str(args.target)
+    try:
+        do(ctx, action, target)
+    except KeyError:
+        print(f"whathappens lab {action}: unknown target {target!r}; targets: "
+              f"{', '.join(TARGETS)} (N: an app node's number)", file=sys.stderr)
+        return EXIT_USAGE
+    except (DrillError, LabError, OSError) as err:
+        print(f"whathappens lab {action} {target}: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _cli(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[0] == "hold-lock":
+        return hold_lock(argv[1], int(argv[2]), float(argv[3]))
+    print("usage: python -m whathappens.lab.drills hold-lock ADDRESS PORT SECONDS",
+          file=sys.stderr)
+    return EXIT_USAGE
+
