@@ -75,6 +75,8 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help="print the journey as JSON")
     out.add_argument("--har", metavar="FILE",
                      help="also write the journey as HAR 1.2 (one entry per request)")
+    out.add_argument("--html", metavar="FILE",
+                     help="also write the journey as one self-contained HTML page")
     out.add_argument("--explain", action="store_true",
                      help="explain every step for a beginner, with the advanced facts")
     out.add_argument("--no-color", action="store_true", help="plain text, no colour")
@@ -178,6 +180,14 @@ def render(journey_dict: dict[str, object], args: argparse.Namespace, out: TextI
                 json.dump(to_har(journey_dict), f, indent=2, ensure_ascii=False)
         except OSError as exc:
             print(f"whathappens: cannot write {args.har}: {exc.strerror}", file=sys.stderr)
+    if getattr(args, "html", None):
+        from whathappens.render.html import render_html
+
+        try:
+            with open(args.html, "w", encoding="utf-8") as f:
+                f.write(render_html(journey_dict))
+        except OSError as exc:
+            print(f"whathappens: cannot write {args.html}: {exc.strerror}", file=sys.stderr)
     if args.json:
         import json
 
