@@ -18,11 +18,11 @@ import zstandard
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from threaded_server import Handler, Serve, raw_server, serving
+from threaded_server import Handler, Serve, connect, raw_server, request, serving
 from whathappens import __version__
 from whathappens.errors import HttpError
 from whathappens.net.http1 import H1Connection, exchange_h1
-from whathappens.net.http_types import ACCEPT, Exchange, Limits, Request
+from whathappens.net.http_types import ACCEPT, Exchange, Limits
 from whathappens.net.stream import PlainStream
 
 TEXT = b"<!doctype html><title>hello</title><p>what happens?</p>\n" * 500
@@ -63,20 +63,6 @@ def hypercorn_server(seen: list[dict[str, Any]]) -> Serve:
         await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     return run
-
-
-def request(port: int, target: str = "/", **kw: Any) -> Request:
-    return Request(
-        method=kw.pop("method", "GET"),
-        authority=f"127.0.0.1:{port}",
-        target=target,
-        scheme="http",
-        **kw,
-    )
-
-
-def connect(port: int) -> PlainStream:
-    return PlainStream(socket.create_connection(("127.0.0.1", port), timeout=5))
 
 
 def fetch(port: int, target: str = "/", limits: Limits | None = None, **kw: Any) -> Exchange:

@@ -23,7 +23,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
 
-from threaded_server import Serve, raw_server, serving
+from threaded_server import Serve, connect, raw_server, request, serving
 from whathappens.errors import HttpError
 from whathappens.net.http2 import H2Connection, request_headers_h2
 from whathappens.net.http_types import Exchange, Limits, Request
@@ -127,20 +127,6 @@ def h2_server(
 async def ok(peer: Peer, stream_id: int) -> None:
     await peer.headers(stream_id, extra=((b"content-type", b"text/html"),))
     await peer.body(stream_id, TEXT)
-
-
-def request(port: int, target: str = "/", **kw: Any) -> Request:
-    return Request(
-        method=kw.pop("method", "GET"),
-        authority=f"127.0.0.1:{port}",
-        target=target,
-        scheme="http",
-        **kw,
-    )
-
-
-def connect(port: int) -> PlainStream:
-    return PlainStream(socket.create_connection(("127.0.0.1", port), timeout=5))
 
 
 def fetch_all(port: int, *requests: Request, limits: Limits | None = None) -> list[Exchange]:

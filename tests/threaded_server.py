@@ -9,6 +9,9 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from whathappens.net.http_types import Request
+from whathappens.net.stream import PlainStream
+
 Serve = Callable[[socket.socket, asyncio.Event], Awaitable[None]]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -56,3 +59,17 @@ def raw_server(handler: Handler, connections: list[int] | None = None) -> Serve:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     return run
+
+
+def request(port: int, target: str = "/", **kw: Any) -> Request:
+    return Request(
+        method=kw.pop("method", "GET"),
+        authority=f"127.0.0.1:{port}",
+        target=target,
+        scheme="http",
+        **kw,
+    )
+
+
+def connect(port: int) -> PlainStream:
+    return PlainStream(socket.create_connection(("127.0.0.1", port), timeout=5))
