@@ -131,6 +131,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
                      help="largest body read, bytes on the wire (default 10 MiB)")
     lim.add_argument("--max-decoded", type=int, default=50 * 1024 * 1024,
                      help="largest body after decompression, bytes (default 50 MiB)")
+    lim.add_argument("--only-public", action="store_true",
+                     help="refuse private, loopback, link-local, CGNAT, multicast and "
+                          "metadata addresses, as 'serve --public' does (exit 13)")
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -143,6 +146,9 @@ def options_from(args: argparse.Namespace) -> Options:
 
     tls_versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
     views = frozenset(v.strip() for v in args.dns_views.split(",") if v.strip())
+    from whathappens.guard import public_only
+
+    policy = public_only if getattr(args, "only_public", False) else None
     return Options(
         dns=DnsOptions(
             resolver=args.resolver,
@@ -150,6 +156,7 @@ def options_from(args: argparse.Namespace) -> Options:
             dns_port=args.dns_port,
             query_timeout=args.dns_timeout,
             views=views,
+            address_policy=policy,
         ),
         tls=TlsOptions(cafile=args.cacert, insecure=args.insecure,
                        timeout=args.connect_timeout,
@@ -166,6 +173,7 @@ def options_from(args: argparse.Namespace) -> Options:
         hsts_upgrade=not args.no_hsts,
         traceparent=args.traceparent,
         resume=args.resume,
+        address_policy=policy,
     )
 
 

@@ -14,7 +14,8 @@ everything measured before it.
     ├── HttpError           exit 7   malformed response, size limits, decoding
     ├── RedirectError       exit 8   too many redirects, redirect loop, bad Location
     ├── JourneyTimeout      exit 9   the whole journey ran out of time (--max-time)
-    └── InternalError       exit 10  a bug of ours, reported without a traceback
+    ├── InternalError       exit 10  a bug of ours, reported without a traceback
+    └── TargetRefused       exit 13  --only-public / serve --public: a private or reserved address
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class InternalError(JourneyError):
     exit_code = 10
 
 
+class TargetRefused(JourneyError):
+    """The address is one a public fetcher must not reach (see ``whathappens.guard``)."""
+
+    step = "tcp"
+    exit_code = 13
+
+
 EXIT_CODES: dict[int, str] = {
     0: "the journey completed and a response arrived (any HTTP status)",
     2: "command-line usage error",
@@ -95,4 +103,5 @@ EXIT_CODES: dict[int, str] = {
     8: "redirects: too many, a loop, or an unusable Location",
     9: "the whole journey ran out of time (--max-time)",
     10: "internal error in whathappens (a bug: please report it)",
+    13: "refused: the target is a private or reserved address (--only-public)",
 }

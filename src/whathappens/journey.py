@@ -12,7 +12,7 @@ else: renderers never reach back into probes.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +87,8 @@ class Journey:
     findings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     error: JourneyError | None = None
+    # Called with each span as it ends (the live page streams steps as they complete).
+    listener: Callable[[Span], None] | None = field(default=None, repr=False, compare=False)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def span(
@@ -115,7 +117,17 @@ class Journey:
 
     def end(self, span: Span, end_ns: int | None = None) -> Span:
         span.end_ns = self.clock.now() if end_ns is None else end_ns
+        self.ended(span)
         return span
+
+    def ended(self, span: Span) -> None:
+        """Tell the listener, if any, that ``span`` is complete; its failure is never ours."""
+        if self.listener is not None:
+            try:
+                self.listener(span)
+            except Exception as exc:  # a listener must not cost the journey
+                self.listener = None
+                self.note("warning", "journey", f"a live listener failed and was dropped: {exc}")
 
     @contextmanager
     def timed(
@@ -135,8 +147,9 @@ class Journey:
             raise
         finally:
             if s.end_ns is None:
-                self.end(s)
+                s.end_ns = self.clock.now()
             self.close_open(s)
+            self.ended(s)
 
     def close_open(self, span: Span, err: JourneyError | None = None) -> None:
         """End whatever under ``span`` is still open, within its parent's time.

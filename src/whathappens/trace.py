@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from whathappens.errors import (
     JourneyError,
     JourneyTimeout,
     RedirectError,
+    TargetRefused,
     UrlError,
 )
 from whathappens.journey import Journey, Span
@@ -58,6 +61,8 @@ class Options:
     hsts_upgrade: bool = True
     traceparent: bool = False            # send a W3C traceparent header with each request
     resume: bool = False                 # then connect again, resuming the TLS session
+    # Vets every address before a packet goes to it (whathappens.guard): a reason refuses it.
+    address_policy: Callable[[str], str | None] | None = None
 
 
 @dataclass
@@ -225,12 +230,14 @@ class Runner:
             leg.attrs["interrupted"] = True
             raise
         finally:
-            self.j.end(leg)
+            leg.end_ns = self.j.clock.now()
             self.j.close_open(leg)
+            self.j.ended(leg)
 
     # ------------------------------------------------------------ connection
     async def open_connection(self, leg: Span, url: UrlAnatomy) -> _Conn:
         res = await self.dns_step(leg, url)
+        res = self.vet(leg, url, res)
         with self.j.timed("tcp", "tcp", "you", "transport", parent=leg) as tcp_span:
             c = await connect(self.j, tcp_span, res.ipv6, res.ipv4, url.port,
                               self.opts.connect_timeout)
@@ -276,6 +283,34 @@ class Runner:
         conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
         self.pool[url.origin] = conn
         return conn
+
+    def vet(self, leg: Span, url: UrlAnatomy, res: Resolution) -> Resolution:
+        """Keep only the addresses the policy allows; connect goes to exactly these.
+
+        Vetting the resolved addresses, not the name, and then connecting to them leaves no
+        window for DNS rebinding between the check and the connection.
+        """
+        policy = self.opts.address_policy
+        if policy is None:
+            return res
+        refused = {a: why for a in [*res.ipv6, *res.ipv4] if (why := policy(a)) is not None}
+        if not refused:
+            return res
+        allowed = dataclasses.replace(res, ipv6=[a for a in res.ipv6 if a not in refused],
+                                      ipv4=[a for a in res.ipv4 if a not in refused])
+        with self.j.timed("guard", "tcp", "whathappens", "application", parent=leg,
+                          refused=refused, allowed=allowed.addresses) as span:
+            spelled = url.host_spelled
+            name = f"{url.host} (typed as {spelled})" if spelled else url.host
+            if not allowed.addresses:
+                reasons = "; ".join(refused.values())
+                err = TargetRefused("guard.refused", f"{name} was not contacted: only public "
+                                    f"addresses may be reached here, and {reasons}")
+                span.fail(err)
+                raise err
+            self.j.note("warning", "tcp", f"{len(refused)} address(es) of {name} were "
+                        "skipped as private or reserved: " + "; ".join(refused.values()))
+        return allowed
 
     async def dns_step(self, leg: Span, url: UrlAnatomy) -> Resolution:
         with self.j.timed("dns", "dns", "you", "application", parent=leg,

@@ -38,6 +38,8 @@ class DnsOptions:
     views: frozenset[str] = frozenset({"system", "resolver", "walk"})
     hosts_file: str = "/etc/hosts"
     resolv_conf: str = "/etc/resolv.conf"
+    # Vets each name server the walk would query (whathappens.guard): a reason skips it.
+    address_policy: Callable[[str], str | None] | None = None
 
 
 @dataclass
@@ -299,25 +301,32 @@ def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
 
 # -------------------------------------------------------------------- walk view
 async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
-                     timeout: float) -> WalkResult:
+                     timeout: float, policy: Callable[[str], str | None] | None = None
+                     ) -> WalkResult:
     """Run a planner's queries one after the other; each hop becomes a span."""
     while (action := walk.next_action()) is not None:
         q = _make_query(action.qname, action.qtype, recursion=False)
         actor = f"{action.server.rstrip('.') or '.'} ({action.address})"
         span = journey.span("dns.hop", "dns", actor, "application", parent=parent)
         hop: Hop
-        try:
-            if action.tcp:
-                res = await query_tcp(q, action.address, port, timeout)
-            else:
-                res = await query_udp(q, action.address, port, timeout)
-        except TimeoutError:
-            hop = walk.handle_timeout(action)
-        except (OSError, ValueError) as exc:
-            hop = walk.handle_error(action, f"{type(exc).__name__}: {exc}")
+        refused = policy(action.address) if policy is not None else None
+        if refused is not None:
+            # A referral's glue is whatever the zone's owner wrote: in public mode it must
+            # not steer our queries into a private network.
+            hop = walk.handle_error(action, f"not queried: {refused}")
         else:
-            hop = walk.handle_response(action, res.response)
-            hop.bytes_sent, hop.bytes_received = res.bytes_sent, res.bytes_received
+            try:
+                if action.tcp:
+                    res = await query_tcp(q, action.address, port, timeout)
+                else:
+                    res = await query_udp(q, action.address, port, timeout)
+            except TimeoutError:
+                hop = walk.handle_timeout(action)
+            except (OSError, ValueError) as exc:
+                hop = walk.handle_error(action, f"{type(exc).__name__}: {exc}")
+            else:
+                hop = walk.handle_response(action, res.response)
+                hop.bytes_sent, hop.bytes_received = res.bytes_sent, res.bytes_received
         journey.end(span)
         hop.start_ns, hop.end_ns = span.start_ns, span.end_ns or span.start_ns
         span.attrs.update(hop.to_dict())
@@ -339,7 +348,7 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
         a_span = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
                               qname=name, qtype="A")
         a = await drive_walk(journey, a_span, Walk(name, "A", roots), opts.dns_port,
-                             opts.query_timeout)
+                             opts.query_timeout, opts.address_policy)
         journey.end(a_span)
         a_span.attrs.update(_walk_facts(a))
         if a.outcome == "nxdomain":
@@ -353,7 +362,8 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
                                qname=a.final_name, qtype=qtype)
             w = Walk(a.final_name, qtype, zone_servers or roots,
                      start_zone=a.authority_zone if zone_servers else ".")
-            r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout)
+            r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout,
+                                 opts.address_policy)
             journey.end(sub)
             sub.attrs.update(_walk_facts(r))
             return r
