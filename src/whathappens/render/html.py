@@ -139,8 +139,10 @@ def _section(ident: str, title: str, body: str, *, layer: str | None = None) -> 
 
 # --------------------------------------------------------------------------------- report
 class HtmlReport:
-    def __init__(self, journey: dict[str, Any]) -> None:
+    def __init__(self, journey: dict[str, Any], *, inline_style: bool = True) -> None:
         self.j = journey
+        # The live page's CSP allows no inline style: it places bars from data-* attributes.
+        self.inline_style = inline_style
         self.spans: list[Span] = list(journey.get("spans") or [])
         self.all = _walk(self.spans)
         self.legs = [s for s in self.spans if s.get("name") == "leg"]
@@ -156,17 +158,24 @@ class HtmlReport:
         return None
 
     # --------------------------------------------------------------------- page
-    def render(self) -> str:
-        url = str(self.j.get("url") or "")
-        body = "".join([
+    def body(self) -> str:
+        """Every section, in reading order (the live page shows the same ones)."""
+        return "".join([
             self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(), self.http(),
             self.inside(), self.waterfall(), self.layers(), self.cheatsheet(),
         ])
-        nav = "".join(
+
+    def nav(self) -> str:
+        return "".join(
             f"<li><a href=\"#{i}\">{t}</a></li>" for i, t in (
                 ("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
                 ("tls", "TLS"), ("http", "HTTP"), ("waterfall", "Waterfall"),
                 ("layers", "Layers"), ("cheatsheet", "Cheat sheet")))
+
+    def render(self) -> str:
+        url = str(self.j.get("url") or "")
+        body = self.body()
+        nav = self.nav()
         return (
             "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
@@ -623,6 +632,15 @@ class HtmlReport:
             return "TTFB " + BUDGETS["ttfb"][0], start + 200, None
         return "", None, None
 
+    def place(self, left: float, width: float | None = None) -> str:
+        """Position of a bar or mark, in percent of the timeline."""
+        data = f"data-left=\"{left:.3f}\"" + (
+            "" if width is None else f" data-width=\"{width:.3f}\"")
+        if not self.inline_style:
+            return data
+        css = f"left:{left:.3f}%" + ("" if width is None else f";width:{width:.3f}%")
+        return f"{data} style=\"{css}\""
+
     def waterfall(self) -> str:
         rows = []
         leg: Span | None = None
@@ -636,7 +654,7 @@ class HtmlReport:
             guide, mark, rtt = self.budget(span, leg)
             mark_html = ""
             if mark is not None and mark <= self.total:
-                mark_html = (f"<span class=\"mark\" style=\"left:{mark / self.total * 100:.3f}%\""
+                mark_html = (f"<span class=\"mark\" {self.place(mark / self.total * 100)}"
                              " aria-hidden=\"true\"></span>")
             over = ""
             if rtt:
@@ -649,7 +667,7 @@ class HtmlReport:
                 f"<tr class=\"d{depth}\"><th scope=\"row\">{esc(label)}</th>"
                 f"<td class=\"lay\">{esc(span.get('layer'))}</td>"
                 f"<td class=\"barcell\"><div class=\"track\"><span class=\"bar s-{esc(step)}\" "
-                f"style=\"left:{left:.3f}%;width:{width:.3f}%\"></span>{mark_html}</div></td>"
+                f"{self.place(left, width)}></span>{mark_html}</div></td>"
                 f"<td class=\"num\">{esc(_ms(span.get('duration_ms')))}</td>"
                 f"<td class=\"num muted at\">{esc(f'{start:.2f}')}</td>"
                 f"<td class=\"guide\">{esc(guide)}{over}</td></tr>")
