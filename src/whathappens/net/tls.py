@@ -33,6 +33,7 @@ class TlsOptions:
     alpn: tuple[str, ...] = ("h2", "http/1.1")
     timeout: float = 10.0
     max_version: ssl.TLSVersion | None = None   # to compare TLS 1.2 with 1.3
+    min_version: ssl.TLSVersion | None = None   # e.g. TLS 1.3 only (net/tls_compare.py)
 
 
 class TlsStream:
@@ -113,6 +114,8 @@ def make_context(opts: TlsOptions) -> ssl.SSLContext:
     ctx.set_alpn_protocols(list(opts.alpn))
     if opts.max_version is not None:
         ctx.maximum_version = opts.max_version
+    if opts.min_version is not None:
+        ctx.minimum_version = opts.min_version
     return ctx
 
 

@@ -161,7 +161,8 @@ class HtmlReport:
     def body(self) -> str:
         """Every section, in reading order (the live page shows the same ones)."""
         return "".join([
-            self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(), self.http(),
+            self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(),
+            self.tls_compare(), self.http(),
             self.inside(), self.waterfall(), self.layers(), self.cheatsheet(),
         ])
 
@@ -169,7 +170,8 @@ class HtmlReport:
         return "".join(
             f"<li><a href=\"#{i}\">{t}</a></li>" for i, t in (
                 ("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
-                ("tls", "TLS"), ("http", "HTTP"), ("waterfall", "Waterfall"),
+                ("tls", "TLS"), ("tls-compare", "TLS 1.2 vs 1.3"),
+                ("http", "HTTP"), ("waterfall", "Waterfall"),
                 ("layers", "Layers"), ("cheatsheet", "Cheat sheet")))
 
     def render(self) -> str:
@@ -517,6 +519,108 @@ class HtmlReport:
             parts.append("<p>No TLS handshake (plain http, or the connection was reused).</p>")
         return _section("tls", "TLS", "".join(parts) + _explain("tls"),
                         layer=(self.first("tls") or {}).get("layer"))
+
+    # --------------------------------------------------------- TLS 1.2 vs 1.3
+    def tls_compare(self) -> str:
+        """--compare-tls: two more handshakes with the same server, after the journey."""
+        title = "TLS 1.2 vs 1.3, measured on this host"
+        tc = (self.j.get("facts") or {}).get("tls_compare")
+        intro = (
+            "<div class=\"explain beginner\"><p>Before any page can travel encrypted, your "
+            "computer and the server agree on keys: the TLS handshake. Think of ordering at "
+            "a counter. With TLS 1.2 you greet the cashier and wait for a reply, then place "
+            "your order and wait again before anything happens: two waits. With TLS 1.3 you "
+            "greet and order in the same breath, so you wait only once. Each wait is one trip "
+            "to the server and back; nearby that is a blink, across an ocean it is a "
+            "noticeable pause. Below, both were tried for real against this server.</p></div>"
+            "<div class=\"explain advanced\"><p>A full TLS 1.2 handshake (RFC 5246 §7.3) "
+            "needs two round trips: ClientHello ⇢ ServerHello, Certificate, ServerKeyExchange, "
+            "ServerHelloDone, then ClientKeyExchange, ChangeCipherSpec, Finished ⇢ "
+            "ChangeCipherSpec, Finished. TLS 1.3 (RFC 8446 §2) sends a key share in the "
+            "ClientHello, so the server answers with everything up to its Finished in one "
+            "flight: one round trip (two after a HelloRetryRequest). Round trips here are "
+            "counted from the recorded message timeline (server flights the client had to wait "
+            "for), not assumed. Two fresh connections to the address the journey used, one "
+            "after the other, each with a new TLS context and no session offered (no "
+            "resumption); outside the journey's steps, so its total is unchanged.</p></div>")
+        if not tc:
+            return _section("tls-compare", title, intro
+                            + "<p>Not measured on this journey. Run it again with "
+                            "<code>--compare-tls</code> (https URLs) to add two real "
+                            "handshakes, TLS 1.2 and TLS 1.3, side by side.</p>")
+        if not tc.get("measured"):
+            return _section("tls-compare", title, intro
+                            + f"<p>Not measured: {esc(tc.get('reason'))}</p>")
+        versions: list[dict[str, Any]] = list(tc.get("versions") or [])
+        addr = str(tc.get("address") or "")
+        where = f"[{addr}]:{tc.get('port')}" if ":" in addr else f"{addr}:{tc.get('port')}"
+        out = [intro, f"<p>Two more connections to {_code(where)} "
+                      f"(server name {_code(tc.get('server_name'))}), after the journey. "
+                      f"Clock: {esc(tc.get('clock'))}.</p>"]
+
+        def num(v: object, unit: str = " ms") -> str:
+            return "—" if v is None else esc(f"{v}{unit}")
+
+        def accepted(v: dict[str, Any]) -> str:
+            if v.get("accepted") is True:
+                return "<span class=\"ok\">yes</span>"
+            if v.get("accepted") is False:
+                return "<span class=\"bad\">no, refused</span>"
+            return "unknown"
+
+        fields: list[tuple[str, Any]] = [
+            ("offered", lambda v: esc(v.get("offered"))),
+            ("accepted", accepted),
+            ("negotiated", lambda v: _code(v.get("negotiated_version") or "—")),
+            ("TCP connect", lambda v: num(v.get("tcp_connect_ms"))),
+            ("handshake", lambda v: f"<strong>{num(v.get('handshake_ms'))}</strong>"),
+            ("round trips waited for", lambda v: num(v.get("round_trips"), "")),
+            ("kernel RTT (TCP_INFO)", lambda v: num(v.get("kernel_rtt_ms"))),
+            ("cipher", lambda v: _code(v.get("cipher") or "—")),
+            ("key exchange group", lambda v: _code(v.get("group") or "—")),
+            ("ALPN", lambda v: _code(v.get("alpn") or "—")),
+            ("context setup (not in handshake)", lambda v: num(v.get("context_setup_ms"))),
+        ]
+        head = [""] + [f"TLS {esc(v.get('version'))}" for v in versions]
+        rows = [[esc(label)] + [fn(v) for v in versions] for label, fn in fields]
+        out.append(_table(head, rows, "compare"))
+        out.append("<ul>" + "".join(
+            f"<li class=\"{'ok' if v.get('outcome') == 'measured' else 'bad'}\">"
+            f"{esc(v.get('plain'))}</li>" for v in versions) + "</ul>")
+        includes = next((v.get("handshake_includes") for v in versions
+                         if v.get("handshake_includes")), None)
+        if includes:
+            out.append(f"<p class=\"measures\"><strong>What the handshake time includes:"
+                       f"</strong> {esc(includes)}.</p>")
+        m = tc.get("model") or {}
+        if m.get("available"):
+            d = m.get("round_trip_difference")
+            out.append(
+                "<p class=\"note\"><strong>Modelled, not measured:</strong> "
+                f"{esc(d)} round trip(s) × the kernel's RTT {num(m.get('rtt_ms'))} = "
+                f"<strong>{num(m.get('expected_difference_ms'))}</strong> expected from round "
+                f"trips alone. <strong>Measured</strong> difference (TLS 1.2 − TLS 1.3): "
+                f"<strong>{num(m.get('measured_difference_ms'))}</strong>. "
+                f"<span class=\"muted\">{esc(m.get('note'))}; RTT: "
+                f"{esc(m.get('rtt_source'))}.</span></p>")
+        elif m:
+            out.append(f"<p class=\"note\"><strong>Modelled line:</strong> not available: "
+                       f"{esc(m.get('why_not'))}.</p>")
+        for v in versions:
+            msgs = v.get("messages") or []
+            if not msgs:
+                continue
+            mrows = [[("→ sent" if x.get("direction") == "sent" else "← received"),
+                      _code(x.get("type")),
+                      esc(f"{float(x['t_ms']):.3f}" if x.get("t_ms") is not None else "—"),
+                      esc(f"+{float(x['since_client_hello_ms']):.3f}"
+                          if x.get("since_client_hello_ms") is not None else "—"),
+                      esc(x.get("bytes") if x.get("bytes") is not None else "—")]
+                     for x in msgs]
+            out.append(f"<h4>TLS {esc(v.get('version'))}: messages in order</h4>" + _table(
+                ["direction", "message", "at (ms since t0)", "since ClientHello (ms)",
+                 "bytes"], mrows))
+        return _section("tls-compare", title, "".join(out), layer="transport")
 
     # --------------------------------------------------------------------- HTTP
     def http(self) -> str:

@@ -116,6 +116,7 @@ class Report:
                 self.row(Text(" setup", style="dim"), span,
                          Text(f"loading {loaded} before the network steps, so their times "
                               "measure the network", style="dim"), bold=False)
+        self.tls_compare()
         self.findings()
         self.summary()
 
@@ -369,6 +370,76 @@ class Report:
                 self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
         for child in span["children"]:
             self.server_tree(child, indent + 2)
+
+    def tls_compare(self) -> None:
+        """--compare-tls: two more handshakes after the journey, side by side."""
+        tc = (self.j.get("facts") or {}).get("tls_compare")
+        if not tc:
+            return
+        self.c.print()
+        title = Text("TLS 1.2 vs 1.3, measured on this host", style="bold yellow")
+        if not tc.get("measured"):
+            title.append(f"  not measured: {tc.get('reason')}", style="dim")
+            self.c.print(title, overflow="fold")
+            return
+        addr = str(tc.get("address") or "")
+        where = f"[{addr}]" if ":" in addr else addr
+        title.append(f"  (two more connections to {where}:{tc.get('port')} after the journey, "
+                     "one after the other; no session resumed)", style="dim")
+        self.c.print(title, overflow="fold")
+        versions = list(tc.get("versions") or [])
+
+        def num(v: object, unit: str = " ms") -> str:
+            if v is None:
+                return "—"
+            return _ms(float(v)) if unit == " ms" else f"{v}{unit}"  # type: ignore[arg-type]
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="dim")
+        for _ in versions:
+            grid.add_column(overflow="fold")
+        rows: list[tuple[str, list[str]]] = [
+            ("", [f"TLS {v.get('version')}" for v in versions]),
+            ("accepted", ["yes" if v.get("accepted") else "no" if v.get("accepted") is False
+                          else "unknown" for v in versions]),
+            ("TCP connect", [num(v.get("tcp_connect_ms")) for v in versions]),
+            ("handshake", [num(v.get("handshake_ms")) for v in versions]),
+            ("round trips", [num(v.get("round_trips"), "") for v in versions]),
+            ("kernel RTT", [num(v.get("kernel_rtt_ms")) for v in versions]),
+            ("cipher", [str(v.get("cipher") or "—") for v in versions]),
+            ("group", [str(v.get("group") or "—") for v in versions]),
+        ]
+        for label, cells in rows:
+            grid.add_row(label, *[Text(c, style="bold" if not label else "") for c in cells])
+        self.c.print(Padding(grid, (0, 0, 0, 8), expand=False))
+        self.detail(Text("handshake = ClientHello written → handshake complete on our side "
+                         "(round trips + both sides' crypto); TCP connect not included",
+                         style="dim"))
+        for v in versions:
+            if v.get("outcome") != "measured":
+                self.detail(Text(str(v.get("plain")),
+                                 style="yellow" if v.get("outcome") == "refused" else "red"))
+                continue
+            seq = Text(f"TLS {v.get('version')}: ", style="bold")
+            for i, f in enumerate(v.get("flights") or []):
+                arrow = "→" if f.get("from") == "client" else "←"
+                if i:
+                    seq.append(" | ", style="dim")
+                seq.append(f"{arrow} {', '.join(f.get('messages') or [])}",
+                           style="yellow" if arrow == "→" else "")
+                hello = next((m for m in v.get("messages") or []
+                              if m.get("type") == "client_hello"), None)
+                if hello is not None and f.get("t_ms") is not None:
+                    seq.append(f" +{float(f['t_ms']) - float(hello['t_ms']):.2f}", style="dim")
+            self.detail(seq)
+        m = tc.get("model") or {}
+        if m.get("available"):
+            d = int(m.get("round_trip_difference") or 0)
+            self.detail(Text(
+                f"modelled, not measured: {d} round trip{'s' if abs(d) != 1 else ''} × "
+                f"kernel RTT {num(m.get('rtt_ms'))} = {num(m.get('expected_difference_ms'))}"
+                f"  ·  measured difference (1.2 − 1.3): {num(m.get('measured_difference_ms'))}",
+                style="dim"))
 
     def findings(self) -> None:
         items = self.j.get("findings") or []

@@ -1,0 +1,359 @@
+"""TLS 1.2 against TLS 1.3, measured: two fresh, real handshakes with the journey's server.
+
+After the journey, two more connections go to the *same IP address* the journey connected
+to, one after the other: TCP connect + a full handshake offering only TLS 1.2 (maximum 1.2),
+then TCP connect + a full handshake offering only TLS 1.3 (minimum 1.3). Each uses a context
+of its own and offers no session, so neither is resumed. Both run through ``net/tcp.py`` and
+``net/tls.py`` into a throwaway :class:`Journey` that shares the journey's clock, so every time
+is in ms since the journey's t0 — and none of it touches the journey's spans, total or HAR.
+
+What is reported per version: whether the server accepted it (a server that refuses one of the
+two is a normal result), the TCP connect time, the handshake time (ClientHello written →
+handshake complete), the round trips the client waited for (counted from the message
+timeline: each time the client, having sent, had to wait for the server's next flight — 2 for
+a full TLS 1.2 handshake, 1 for TLS 1.3, one more after a HelloRetryRequest), the kernel's
+RTT from TCP_INFO, the cipher, the key-exchange group and the messages in order.
+
+A modelled line sits next to the measured difference, and says it is modelled: what the
+difference in round trips alone would cost (Δ round trips × RTT). On loopback that is
+microseconds and the rest is CPU; on a 40 ms link it is the whole story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from whathappens.clock import CLOCK_NAME, Clock, ms
+from whathappens.errors import JourneyError
+from whathappens.journey import Journey, Span
+from whathappens.net.stream import PlainStream
+from whathappens.net.tcp import connect, tcp_info
+from whathappens.net.tls import TlsOptions, TlsStream, handshake
+
+if TYPE_CHECKING:
+    from whathappens.trace import Options
+
+__all__ = ["VERSIONS", "compare_after_journey", "compare_tls", "count_round_trips",
+           "flights"]
+
+# label → (minimum, maximum) offered, what the offer is called
+VERSIONS: dict[str, tuple[ssl.TLSVersion | None, ssl.TLSVersion | None, str]] = {
+    "1.2": (None, ssl.TLSVersion.TLSv1_2, "TLS 1.2 at most (maximum 1.2)"),
+    "1.3": (ssl.TLSVersion.TLSv1_3, None, "TLS 1.3 only (minimum 1.3)"),
+}
+
+HANDSHAKE_INCLUDES = ("from the moment OpenSSL wrote our ClientHello to the moment the handshake "
+                      "was complete on our side (our last handshake message handed to the "
+                      "kernel): the round trips, the server's and our own cryptography "
+                      "(key exchange, signature, certificate verification) and the event "
+                      "loop's scheduling. Not included: TCP connect, and building the TLS "
+                      "context and loading the trust store (context_setup_ms)")
+
+MODEL_NOTE = ("modelled, not measured: the difference in round trips the client waited for, "
+              "times the kernel's RTT. Whatever the measured difference has beyond it is "
+              "work, not waiting: cryptography on both sides and scheduling")
+
+# OpenSSL reasons that mean "no version in common" rather than some other failure.
+_VERSION_REASONS = ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE",
+                    "WRONG_SSL_VERSION", "VERSION_TOO_LOW", "VERSION_TOO_HIGH",
+                    "TLSV1_ALERT_PROTOCOL_VERSION")
+
+
+# --------------------------------------------------------------------- the timeline
+def flights(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive messages in one direction, grouped: who sent the flight, what, when."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        side = "client" if m.get("direction") == "sent" else "server"
+        if out and out[-1]["from"] == side:
+            out[-1]["messages"].append(str(m.get("type")))
+        else:
+            out.append({"from": side, "messages": [str(m.get("type"))],
+                        "t_ms": m.get("t_ms")})
+    return out
+
+
+def count_round_trips(messages: list[dict[str, Any]]) -> int:
+    """Flights the client had to wait for: each server flight that follows a client flight.
+
+    A full TLS 1.2 handshake: ClientHello ⇢ ServerHello…ServerHelloDone, then ClientKeyExchange,
+    ChangeCipherSpec, Finished ⇢ ChangeCipherSpec, Finished: 2. TLS 1.3: ClientHello ⇢
+    ServerHello…Finished, then our Finished goes out without waiting: 1. A HelloRetryRequest
+    adds one.
+    """
+    waits = 0
+    saw_client = False
+    for f in flights(messages):
+        if f["from"] == "client":
+            saw_client = True
+        elif saw_client:
+            waits += 1
+            saw_client = False
+    return waits
+
+
+# ------------------------------------------------------------------- one version
+def _refusal(err: JourneyError) -> bool:
+    """Did the server (or our own OpenSSL) decline the version, as opposed to another failure?"""
+    if err.code == "tls.eof":
+        return True  # closed on our ClientHello: what servers without that version often do
+    text = f"{err.message} {err.detail or ''}".upper()
+    if err.code == "tls.alert":
+        return ("PROTOCOL_VERSION" in text or "HANDSHAKE_FAILURE" in text
+                or "INSUFFICIENT_SECURITY" in text)
+    return err.code == "tls.handshake_failed" and any(r in text for r in _VERSION_REASONS)
+
+
+def _plain(label: str, outcome: str, reason: str | None, measured: dict[str, Any]) -> str:
+    if outcome == "measured":
+        rt = measured.get("round_trips")
+        return (f"The server accepted TLS {label}: handshake {measured.get('handshake_ms')} ms, "
+                f"{rt} round trip{'s' if rt != 1 else ''} waited for.")
+    if outcome == "refused":
+        return (f"The server did not accept TLS {label}: {reason} This is a normal result: "
+                f"many servers are set up to speak only TLS 1.3, or only up to TLS 1.2.")
+    if outcome == "tcp_failed":
+        return f"No TLS {label} handshake: the TCP connection itself failed: {reason}"
+    return f"The TLS {label} handshake could not be measured: {reason}"
+
+
+def _base(label: str) -> dict[str, Any]:
+    return {"version": label, "offered": VERSIONS[label][2], "accepted": None,
+            "outcome": "failed", "plain": "", "error": None,
+            "negotiated_version": None, "cipher": None, "group": None, "alpn": None,
+            "session_reused": None, "hello_retry_request": None,
+            "tcp_connect_ms": None, "handshake_ms": None, "step_ms": None,
+            "context_setup_ms": None, "handshake_includes": HANDSHAKE_INCLUDES,
+            "round_trips": None, "flights": [], "kernel_rtt_ms": None,
+            "kernel_rttvar_ms": None, "kernel_rtt_after_handshake_ms": None,
+            "started_ms": None, "ended_ms": None, "messages": []}
+
+
+async def _connect_and_handshake(j: Journey, address: str, port: int, server_name: str,
+                                 sni: bool, opts: TlsOptions, timeout: float,
+                                 held: list[socket.socket | TlsStream],
+                                 out: dict[str, Any]) -> None:
+    with j.timed("tcp", "tcp", "you", "transport") as tcp_span:
+        v6, v4 = ([address], []) if ":" in address else ([], [address])
+        c = await connect(j, tcp_span, v6, v4, port, timeout)
+    held.append(c.sock)
+    plain = PlainStream(c.sock)
+    with j.timed("tls", "tls", f"server {c.remote}", "transport") as tls_span:
+        tls = await handshake(j, tls_span, plain, server_name, sni, opts)
+    held.append(tls)
+    after = tcp_info(c.sock)
+    out["kernel_rtt_after_handshake_ms"] = None if after is None else after.get("rtt_ms")
+
+
+def _read_back(j: Journey, out: dict[str, Any]) -> None:
+    """Fill ``out`` from the throwaway journey's spans."""
+    tcp = next((s for s in j.spans if s.name == "tcp"), None)
+    tls = next((s for s in j.spans if s.name == "tls"), None)
+    starts = [s.start_ns for s in j.spans]
+    ends = [s.end_ns for s in j.spans if s.end_ns is not None]
+    out["started_ms"] = ms(min(starts)) if starts else None
+    out["ended_ms"] = ms(max(ends)) if ends else None
+    attempt: Span | None = tcp.children[0] if tcp is not None and tcp.children else None
+    if attempt is not None and attempt.error is None and attempt.end_ns is not None:
+        out["tcp_connect_ms"] = ms(attempt.duration_ns)
+        info = attempt.attrs.get("tcp_info") or {}
+        out["kernel_rtt_ms"] = info.get("rtt_ms")
+        out["kernel_rttvar_ms"] = info.get("rttvar_ms")
+    if tls is None:
+        return
+    a = tls.attrs
+    msgs = [dict(m) for m in a.get("messages") or []]
+    hello = next((m["t_ms"] for m in msgs if m.get("type") == "client_hello"
+                  and m.get("direction") == "sent"), None)
+    for m in msgs:
+        m["since_client_hello_ms"] = (None if hello is None or m.get("t_ms") is None
+                                      else round(float(m["t_ms"]) - float(hello), 3))
+    out.update(messages=msgs, flights=flights(msgs), cipher=a.get("cipher"),
+               group=a.get("group"), alpn=a.get("alpn"), negotiated_version=a.get("version"),
+               session_reused=a.get("session_reused"),
+               hello_retry_request=a.get("hello_retry_request"),
+               context_setup_ms=a.get("context_setup_ms"), step_ms=ms(tls.duration_ns))
+    if tls.error is None and tls.end_ns is not None and hello is not None:
+        out["handshake_ms"] = round(tls.end_ns / 1e6 - float(hello), 3)
+        out["round_trips"] = count_round_trips(msgs)
+
+
+async def _measure_version(label: str, address: str, port: int, server_name: str, sni: bool,
+                           opts: TlsOptions, clock: Clock, timeout: float) -> dict[str, Any]:
+    low, high, _ = VERSIONS[label]
+    vopts = TlsOptions(cafile=opts.cafile, insecure=opts.insecure, alpn=opts.alpn,
+                       timeout=timeout, max_version=high, min_version=low)
+    j = Journey(url=f"tls-compare {label} {server_name}", clock=clock)
+    out = _base(label)
+    held: list[socket.socket | TlsStream] = []
+    err: JourneyError | None = None
+    other: str | None = None
+    try:
+        await asyncio.wait_for(_connect_and_handshake(j, address, port, server_name, sni,
+                                                      vopts, timeout, held, out), timeout)
+    except JourneyError as e:
+        err = e
+    except TimeoutError:
+        other = f"connect and handshake did not finish within {timeout:g} s"
+    except OSError as exc:
+        other = f"network error: {exc.strerror or exc}"
+    except Exception as exc:  # ours, not the network's: still never the caller's problem
+        other = f"unexpected condition ({type(exc).__name__}: {exc})"
+    finally:
+        for item in reversed(held):
+            with contextlib.suppress(Exception):
+                item.close()
+        for span in j.spans:
+            if span.end_ns is None:
+                j.end(span)
+            j.close_open(span)
+    _read_back(j, out)
+    tcp_failed = out["tcp_connect_ms"] is None
+    if err is None and other is None:
+        outcome, reason = "measured", None
+        out["accepted"] = True
+    elif err is not None:
+        reason = err.message
+        out["error"] = {"code": err.code, "message": err.message}
+        if err.step == "tcp" or tcp_failed:
+            outcome = "tcp_failed"
+        elif _refusal(err):
+            outcome = "refused"
+            out["accepted"] = False
+        else:
+            outcome = "failed"
+            # e.g. a certificate problem: the server did agree on the version first
+            out["accepted"] = True if out["negotiated_version"] else None
+    else:
+        reason = other
+        code = "tls_compare.timeout" if other and other.startswith("connect and") else \
+            "tls_compare.error"
+        out["error"] = {"code": code, "message": str(other)}
+        outcome = "tcp_failed" if tcp_failed else "failed"
+    if outcome == "refused" and not str(reason).endswith("."):
+        reason = f"{reason}."
+    out["outcome"] = outcome
+    out["plain"] = _plain(label, outcome, reason, out)
+    return out
+
+
+# ------------------------------------------------------------------------ the pair
+def _model(v12: dict[str, Any], v13: dict[str, Any]) -> dict[str, Any]:
+    if v12["outcome"] != "measured" or v13["outcome"] != "measured":
+        return {"modelled": True, "available": False, "note": MODEL_NOTE,
+                "why_not": "both versions must be measured to compare them"}
+    rtts = [float(v["kernel_rtt_ms"]) for v in (v12, v13) if v["kernel_rtt_ms"] is not None]
+    rtt = round(sum(rtts) / len(rtts), 3) if rtts else None
+    d_rt = int(v12["round_trips"]) - int(v13["round_trips"])
+    measured = round(float(v12["handshake_ms"]) - float(v13["handshake_ms"]), 3)
+    expected = None if rtt is None else round(d_rt * rtt, 3)
+    return {"modelled": True, "available": True, "note": MODEL_NOTE,
+            "round_trip_difference": d_rt, "rtt_ms": rtt,
+            "rtt_source": "the kernel's smoothed RTT (TCP_INFO) right after each TCP connect, "
+                          "mean of the two connections",
+            "expected_difference_ms": expected, "measured_difference_ms": measured,
+            "beyond_round_trips_ms": None if expected is None else round(measured - expected, 3)}
+
+
+async def compare_tls(address: str, port: int, server_name: str, opts: TlsOptions, *,
+                      timeout: float, clock: Clock | None = None,
+                      sni: bool = True) -> dict[str, Any]:
+    """Two fresh connections to ``address``:``port``, TLS 1.2 then TLS 1.3, one after the other.
+
+    ``opts`` gives the trust (cafile, -k) and the ALPN offer; its version bounds are replaced.
+    Each connection (TCP + handshake) is bounded by ``timeout`` seconds and always closed.
+    Never raises for network trouble: each version carries its own outcome and error. Times
+    are ms since ``clock``'s t0 (pass the journey's clock to put them on its timeline).
+    """
+    clock = clock or Clock()
+    results = [await _measure_version(label, address, port, server_name, sni, opts, clock,
+                                      timeout) for label in VERSIONS]
+    v12, v13 = results
+    return {"measured": True, "address": address, "port": port, "server_name": server_name,
+            "sni": sni, "clock": CLOCK_NAME, "timeout_s": timeout,
+            "how": "two fresh connections after the journey, to the address it connected to, "
+                   "one after the other: TLS 1.2 (maximum 1.2), then TLS 1.3 (minimum 1.3); "
+                   "new TLS context each, no session offered (no resumption)",
+            "versions": results, "model": _model(v12, v13)}
+
+
+# ------------------------------------------------------------- after a journey
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _target(journey: Journey) -> tuple[str, int, str, bool, tuple[str, ...] | None] | str:
+    """The https connection the journey made last: (address, port, name, sni, alpn), or why
+    there is none."""
+    legs = [s for s in journey.spans if s.name == "leg"]
+    for leg in reversed(legs):
+        origin = str(leg.attrs.get("origin") or "")
+        if not origin.startswith("https://"):
+            continue
+        tcp = next((c for c in leg.children if c.name == "tcp"), None)
+        if tcp is None or tcp.error is not None or not tcp.attrs.get("address"):
+            continue
+        tls = next((c for c in leg.children if c.name == "tls"), None)
+        tattrs = tls.attrs if tls is not None else {}
+        host = urlsplit(origin).hostname or ""
+        name = str(tattrs.get("sni") or host)
+        alpn = tattrs.get("alpn_offered")
+        port = int(tcp.attrs.get("port") or urlsplit(origin).port or 443)
+        return (str(tcp.attrs["address"]), port, name, not _is_ip(host),
+                tuple(alpn) if alpn else None)
+    if any(str(leg.attrs.get("origin", "")).startswith("https://") for leg in legs):
+        return "the journey never completed a TCP connection to an https server"
+    return "the journey made no https connection (TLS is only compared for https URLs)"
+
+
+async def compare_after_journey(
+        journey: Journey, opts: TlsOptions | Options, *, timeout: float | None = None,
+        address_policy: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+    """Compare TLS 1.2 with 1.3 against the server the journey reached; store and return it.
+
+    Uses the journey's last https connection (its IP address, port and server name, the same
+    ALPN offer) and the journey's clock; the result goes to ``journey.facts["tls_compare"]``.
+    No span is added, so the journey's total, its HAR and its steps are unchanged. Never raises
+    for network trouble; when there is nothing to compare, says why (``measured: false``).
+
+    ``opts`` is the journey's ``TlsOptions``, or its whole ``trace.Options``: then its TLS
+    options, its ``connect_timeout`` (unless ``timeout`` is given) and its ``address_policy``
+    (unless one is given) are used. ``timeout`` bounds each connection (TCP + handshake),
+    10 s by default; ``address_policy`` is asked again before any packet is sent.
+    """
+    if not isinstance(opts, TlsOptions):
+        address_policy = address_policy or opts.address_policy
+        timeout = opts.connect_timeout if timeout is None else timeout
+        opts = opts.tls
+    timeout = 10.0 if timeout is None else timeout
+    target = _target(journey)
+    refused = None
+    if not isinstance(target, str) and address_policy is not None:
+        refused = address_policy(target[0])
+    if isinstance(target, str):
+        result: dict[str, Any] = {"measured": False, "reason": target}
+    elif refused:
+        result = {"measured": False, "reason": f"not measured: {refused}"}
+    else:
+        address, port, name, sni, alpn = target
+        use = opts if alpn is None else TlsOptions(
+            cafile=opts.cafile, insecure=opts.insecure, alpn=alpn, timeout=opts.timeout)
+        try:
+            result = await compare_tls(address, port, name, use, timeout=timeout,
+                                       clock=journey.clock, sni=sni)
+        except Exception as exc:  # a bug of ours must not cost the user the journey
+            result = {"measured": False, "reason": f"the comparison failed unexpectedly "
+                      f"({type(exc).__name__}: {exc})"}
+    journey.facts["tls_compare"] = result
+    return result
