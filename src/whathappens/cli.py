@@ -70,7 +70,13 @@ def _header(value: str) -> tuple[str, str]:
     return name.strip(), val.strip()
 
 
-def add_trace_arguments(p: argparse.ArgumentParser) -> None:
+def add_trace_arguments(p: argparse.ArgumentParser, *, outputs: bool = True) -> None:
+    if outputs:
+        add_output_arguments(p)
+    _add_network_arguments(p)
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the journey as JSON")
     out.add_argument("--har", metavar="FILE",
@@ -81,6 +87,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
                      help="explain every step for a beginner, with the advanced facts")
     out.add_argument("--no-color", action="store_true", help="plain text, no colour")
     out.add_argument("--width", type=int, default=None, help="terminal width for the report")
+
+
+def _add_network_arguments(p: argparse.ArgumentParser) -> None:
     dns = p.add_argument_group("DNS")
     dns.add_argument("--resolver", metavar="IP[:PORT]", type=_resolver_arg,
                      help="ask this recursive resolver (its answer is then the one used)")
@@ -103,6 +112,9 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     tls.add_argument("--resume", action="store_true",
                      help="after the journey, connect again offering the TLS session: an "
                           "abbreviated handshake, no certificate")
+    tls.add_argument("--compare-tls", action="store_true",
+                     help="after the journey (https only), two fresh handshakes with the same "
+                          "server address, TLS 1.2 then TLS 1.3, measured side by side")
     tls.add_argument("-k", "--insecure", action="store_true",
                      help="report certificate problems but continue")
     http = p.add_argument_group("HTTP")
@@ -174,6 +186,7 @@ def options_from(args: argparse.Namespace) -> Options:
         traceparent=args.traceparent,
         resume=args.resume,
         address_policy=policy,
+        compare_tls=getattr(args, "compare_tls", False),
     )
 
 
@@ -212,7 +225,8 @@ def trace_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="whathappens",
         description="What happens when you hit a URL: every step performed, measured and "
-                    "explained. Also: 'whathappens demo' (the offline demo internet).",
+                    "explained. Also: 'whathappens demo' (the offline demo internet), 'whathappens "
+                    "serve' (the live page), 'whathappens lab' (the server side).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("url", help="the URL, e.g. https://www.example.com/")
     p.add_argument("--version", action="version", version=f"whathappens {__version__}")
@@ -246,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
 
             lab_code: int = lab_main(argv[1:])
             return lab_code
+        if argv and argv[0] == "serve":
+            from whathappens.web.command import serve_main
+
+            serve_code: int = serve_main(argv[1:])
+            return serve_code
         if argv and argv[0] == "demo":
             from whathappens.demo.command import demo_main
 

@@ -87,7 +87,9 @@ class Journey:
     findings: list[Finding] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     error: JourneyError | None = None
-    # Called with each span as it ends (the live page streams steps as they complete).
+    # Called with each span a ``timed`` block closes or ``ended`` announces, complete with
+    # its attributes (the live page streams steps as they finish). ``end`` alone does not
+    # call it: a layer may end a span early and fill in its facts afterwards.
     listener: Callable[[Span], None] | None = field(default=None, repr=False, compare=False)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
@@ -117,7 +119,6 @@ class Journey:
 
     def end(self, span: Span, end_ns: int | None = None) -> Span:
         span.end_ns = self.clock.now() if end_ns is None else end_ns
-        self.ended(span)
         return span
 
     def ended(self, span: Span) -> None:

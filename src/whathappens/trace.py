@@ -63,6 +63,8 @@ class Options:
     resume: bool = False                 # then connect again, resuming the TLS session
     # Vets every address before a packet goes to it (whathappens.guard): a reason refuses it.
     address_policy: Callable[[str], str | None] | None = None
+    # After the journey, TLS 1.2 vs 1.3 against the same address (facts["tls_compare"]).
+    compare_tls: bool = False
 
 
 @dataclass
@@ -401,10 +403,14 @@ class Runner:
         self.pool.clear()
 
 
-async def run_journey(url_text: str, options: Options | None = None) -> Journey:
-    """Trace ``url_text``; never raises for network or input trouble (see journey.error)."""
+async def run_journey(url_text: str, options: Options | None = None, *,
+                      journey: Journey | None = None) -> Journey:
+    """Trace ``url_text``; never raises for network or input trouble (see journey.error).
+
+    ``journey`` lets a caller pass its own, e.g. one with a listener for live steps.
+    """
     opts = options or Options()
-    journey = Journey(url=url_text)
+    journey = journey if journey is not None else Journey(url=url_text)
     runner = Runner(journey, opts)
     try:
         await asyncio.wait_for(runner.run(url_text), opts.max_time)
@@ -427,6 +433,11 @@ async def run_journey(url_text: str, options: Options | None = None) -> Journey:
         journey.note("warning", "journey", f"an analysis after the journey failed: {exc}")
     _close_open_spans(journey, journey.error)
     _summarize(journey)
+    if opts.compare_tls:  # outside the journey's spans: its total and HAR stay as they are
+        from whathappens.net.tls_compare import compare_after_journey
+
+        await compare_after_journey(journey, opts.tls, timeout=opts.connect_timeout,
+                                    address_policy=opts.address_policy)
     return journey
 
 

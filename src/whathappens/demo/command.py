@@ -74,6 +74,15 @@ def demo_url(demo: DemoInternet, url: str | None) -> str:
 def trace_through(demo: DemoInternet, args: argparse.Namespace) -> Journey:
     from whathappens.trace import run_journey
 
+    point_at(demo, args)
+    opts = options_from(args)
+    journey = asyncio.run(run_journey(demo_url(demo, args.url), opts))
+    annotate(journey, demo, opts.dns.views)
+    return journey
+
+
+def point_at(demo: DemoInternet, args: argparse.Namespace) -> None:
+    """Aim the trace arguments at the demo's DNS servers and CA (what the user set stays)."""
     args.root_hints = args.root_hints or str(demo.root_hints)
     args.cacert = args.cacert or str(demo.ca)
     args.dns_port = demo.dns_port
@@ -83,11 +92,13 @@ def trace_through(demo: DemoInternet, args: argparse.Namespace) -> Journey:
         # The demo's names exist only inside the demo internet: asking the system's own
         # resolver would send a query out of this machine, and the demo is offline.
         args.dns_views = "resolver,walk"
-    opts = options_from(args)
-    journey = asyncio.run(run_journey(demo_url(demo, args.url), opts))
+
+
+def annotate(journey: Journey, demo: DemoInternet, views: frozenset[str]) -> None:
+    """Say on the journey that it went through the demo internet, and what was injected."""
     journey.facts["demo"] = {"servers": demo.info.get("servers", []),
                              "delays_injected": demo.delays}
-    if "system" not in opts.dns.views:
+    if "system" not in views:
         journey.note("info", "dns", "the system resolver view is skipped in the demo: its "
                      "names exist only in the demo internet, and the demo stays offline")
     if demo.delays:
@@ -95,7 +106,6 @@ def trace_through(demo: DemoInternet, args: argparse.Namespace) -> Journey:
                      f"like the real internet's: {delay_words(demo)} per answer. Every time "
                      "shown is measured; those waits are part of what was measured. "
                      "Run with --no-delay for loopback speed.")
-    return journey
 
 
 def serve_forever(demo: DemoInternet) -> None:

@@ -1,0 +1,231 @@
+"""``whathappens serve``: the live page on http://127.0.0.1:PORT.
+
+Every trace option (DNS, TLS, HTTP, limits) applies to each journey the page runs. ``--demo``
+starts the offline demo internet beside the page and aims journeys at it; ``--lab DIR`` aims
+them at a running lab and merges its tiers. Binding anything but loopback needs ``--public``,
+which turns the guards on: only public addresses, tighter time and size bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from whathappens.cli import EPILOG, add_trace_arguments, options_from
+
+if TYPE_CHECKING:
+    from whathappens.demo.internet import DemoInternet
+    from whathappens.journey import Journey
+    from whathappens.trace import Options
+    from whathappens.web.app import ServeConfig
+
+EXIT_SERVE_FAILED = 2
+
+# --public bounds: a stranger's journey may not hold a worker long or read much.
+PUBLIC_MAX_TIME = 30.0
+PUBLIC_MAX_BODY = 5 * 1024 * 1024
+PUBLIC_MAX_DECODED = 20 * 1024 * 1024
+PUBLIC_MAX_REDIRECTS = 10
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="whathappens serve",
+        description="The live page: type a URL, watch its journey arrive step by step.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; others need --public)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free)")
+    p.add_argument("--public", action="store_true",
+                   help="serve other people: refuse private, loopback, link-local, CGNAT, "
+                        "multicast and metadata targets, bound each journey's time and bytes")
+    p.add_argument("--per-client", type=int, default=2,
+                   help="journeys one client address may run at once (default 2)")
+    p.add_argument("--max-journeys", type=int, default=4,
+                   help="journeys running at once in total (default 4)")
+    p.add_argument("--demo", action="store_true",
+                   help="start the offline demo internet too and trace through it")
+    p.add_argument("--demo-state", default="demo", metavar="DIR",
+                   help="where the demo internet keeps its CA and logs (default ./demo)")
+    p.add_argument("--no-compare-tls", action="store_true",
+                   help="skip the two extra handshakes (TLS 1.2 vs 1.3) after each journey")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
+                   help="also answer to this Host header (the page checks Host against "
+                        "DNS rebinding)")
+    add_trace_arguments(p, outputs=False)
+    return p
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def allowed_hosts(bind: str, port: int, extra: list[str]) -> frozenset[str]:
+    """Host header values the page answers to when bound to loopback."""
+    names = {bind, "localhost", "127.0.0.1"} if ":" not in bind else {f"[{bind}]", "localhost"}
+    hosts = {f"{n}:{port}" for n in names} | ({*names} if port == 80 else set())
+    hosts |= {h.lower() if ":" in h else f"{h.lower()}:{port}" for h in extra}
+    return frozenset(hosts)
+
+
+def journey_options(args: argparse.Namespace) -> Options:
+    opts = options_from(args)
+    opts.compare_tls = False  # the page runs its own comparison, as a step of its stream
+    if args.public:
+        from whathappens.guard import public_only
+
+        opts.address_policy = public_only
+        opts.dns.address_policy = public_only
+        opts.max_time = min(opts.max_time, PUBLIC_MAX_TIME)
+        opts.connect_timeout = min(opts.connect_timeout, 10.0)
+        opts.limits.max_body_bytes = min(opts.limits.max_body_bytes, PUBLIC_MAX_BODY)
+        opts.limits.max_decoded_bytes = min(opts.limits.max_decoded_bytes, PUBLIC_MAX_DECODED)
+        opts.max_redirects = min(opts.max_redirects, PUBLIC_MAX_REDIRECTS)
+    if args.lab:
+        from whathappens.lab.client import apply
+
+        apply(opts, Path(args.lab).resolve())
+    return opts
+
+
+def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeConfig:
+    from whathappens.trace import run_journey
+    from whathappens.web.app import ServeConfig
+    from whathappens.web.gate import Gate
+
+    async def run(url: str, journey: Journey) -> Journey:
+        opts = journey_options(args)
+        done = await run_journey(url, opts, journey=journey)
+        if demo is not None:
+            from whathappens.demo.command import annotate
+
+            annotate(done, demo, opts.dns.views)
+        if args.lab:
+            from whathappens.lab.client import merge_inside
+
+            await asyncio.to_thread(merge_inside, done, Path(args.lab).resolve())
+        return done
+
+    compare = None if args.no_compare_tls else compare_tls_after(args)
+    example = "https://www.example.com/"
+    if demo is not None:
+        from whathappens.demo.command import demo_url
+
+        example = demo_url(demo, None)
+    note = ("Public mode: only public addresses are fetched; each journey is bounded to "
+            f"{PUBLIC_MAX_TIME:g} s and {PUBLIC_MAX_BODY // 2**20} MiB."
+            if args.public else "Local mode: any address this machine can reach may be "
+            "traced, including private ones.")
+    if demo is not None:
+        note += " Journeys go through the offline demo internet (its own DNS servers and CA)."
+    if args.lab:
+        note += " Journeys go to the lab; every tier's part is merged into the timeline."
+    return ServeConfig(
+        run=run, public=args.public,
+        allowed_hosts=frozenset() if args.public else allowed_hosts(
+            args.bind, args.port, args.allow_host),
+        gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
+        compare_tls=compare, example_url=example, mode_note=note)
+
+
+def compare_tls_after(args: argparse.Namespace) -> Any:
+    """TLS 1.2 vs 1.3 on the address the journey used (two more real handshakes)."""
+    try:
+        from whathappens.net.tls_compare import compare_after_journey
+    except ImportError:
+        return None
+
+    async def compare(journey: Journey) -> dict[str, Any] | None:
+        opts = journey_options(args)
+        result: dict[str, Any] = await compare_after_journey(
+            journey, opts.tls, timeout=min(opts.connect_timeout, 10.0),
+            address_policy=opts.address_policy)
+        return result
+
+    return compare
+
+
+def _listen(bind: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((bind, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(config: ServeConfig, sock: socket.socket) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from whathappens.web.app import WebApp
+
+    hc = Config()
+    hc.bind = [f"fd://{sock.fileno()}"]
+    hc.accesslog = None
+    hc.loglevel = "WARNING"
+    hc.graceful_timeout = 1.0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(WebApp(config), hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def serve_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if not _is_loopback(args.bind) and not args.public:
+        print(f"whathappens serve: binding {args.bind} lets other machines use this page to "
+              "fetch URLs from here; add --public to turn on the guards (only public "
+              "addresses, bounded journeys)", file=sys.stderr)
+        return EXIT_SERVE_FAILED
+    if args.public and (args.demo or args.lab):
+        print("whathappens serve: --public refuses private and loopback addresses, and the "
+              "demo internet and the lab live on 127.0.0.0/8; use one or the other",
+              file=sys.stderr)
+        return EXIT_SERVE_FAILED
+    try:
+        sock = _listen(args.bind, args.port)
+    except OSError as exc:
+        print(f"whathappens serve: cannot listen on {args.bind}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_SERVE_FAILED
+    args.port = sock.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        demo = None
+        if args.demo:
+            from whathappens.demo.command import point_at
+            from whathappens.demo.internet import DemoInternet, DemoInternetError
+
+            try:
+                try:
+                    demo = DemoInternet.start(Path(args.demo_state), high_ports=None)
+                except DemoInternetError as err:
+                    if not err.address_in_use:
+                        raise
+                    # Another demo holds 53/443 (e.g. `whathappens demo --serve`): high ports.
+                    demo = DemoInternet.start(Path(args.demo_state), high_ports=True)
+            except DemoInternetError as err:
+                print(f"whathappens serve: could not start the demo internet: {err}",
+                      file=sys.stderr)
+                return 11
+            stack.enter_context(demo)
+            point_at(demo, args)
+        config = make_config(args, demo)
+        host = f"[{args.bind}]" if ":" in args.bind else args.bind
+        mode = "public mode: guards on" if args.public else "local mode"
+        print(f"whathappens serve: http://{host}:{args.port}/  ({mode}; Ctrl-C stops)",
+              flush=True)
+        asyncio.run(_serve(config, sock))
+    return 0

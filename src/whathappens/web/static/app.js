@@ -1,0 +1,166 @@
+// whathappens · live page. Streams one journey from POST /api/journey (server-sent events read
+// with fetch, so nothing reconnects and re-runs a journey by itself) and shows each step as it
+// arrives. Everything that came from the target is put in with textContent; the one block of
+// HTML (the report) was rendered and escaped by the server, under this page's strict CSP.
+"use strict";
+
+(function () {
+  const form = document.getElementById("go");
+  const input = document.getElementById("url");
+  const button = document.getElementById("go-button");
+  const status = document.getElementById("status");
+  const steps = document.getElementById("steps");
+  const report = document.getElementById("report");
+  const downloads = document.getElementById("downloads");
+  let running = null;
+
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function ms(v) {
+    return typeof v === "number" ? v.toFixed(2) + " ms" : "";
+  }
+
+  function addStep(ev) {
+    const pending = steps.querySelector("li.pending");
+    if (pending) pending.remove();
+    const li = el("li", "step k-" + String(ev.step).replace(/[^a-z0-9-]/g, ""));
+    if (ev.failed) li.classList.add("failed");
+    if (ev.pending) li.classList.add("pending");
+    li.dataset.step = String(ev.step);
+    const head = el("div", "step-head");
+    head.append(el("span", "step-title", ev.title));
+    if (ev.leg !== null && ev.leg !== undefined && ev.step !== "url") {
+      head.append(el("span", "step-leg muted", ev.leg === 0 ? "request 1" : "request " + (ev.leg + 1)));
+    }
+    head.append(el("span", "step-took", ev.pending ? "…" : ms(ev.duration_ms)));
+    li.append(head);
+    li.append(el("p", "step-sum" + (ev.failed ? " bad" : ""), (ev.failed ? "✗ " : "") + ev.summary));
+    const facts = el("p", "step-facts small");
+    if (ev.actor) facts.append(el("span", null, "who: " + ev.actor));
+    if (typeof ev.start_ms === "number") facts.append(el("span", null, "starts at " + ms(ev.start_ms)));
+    if (ev.layer) facts.append(el("span", null, ev.layer + " layer"));
+    if (facts.childNodes.length) li.append(facts);
+    if (ev.beginner) li.append(el("p", "explain beginner", ev.beginner));
+    if (ev.advanced) li.append(el("p", "explain advanced", ev.advanced));
+    steps.append(li);
+  }
+
+  // Bars and marks of the waterfall carry their place as data-*; set it through the CSSOM,
+  // which the page's CSP (no inline style) allows.
+  function placeBars(root) {
+    root.querySelectorAll("[data-left]").forEach(function (node) {
+      const left = parseFloat(node.dataset.left);
+      if (isFinite(left)) node.style.left = left + "%";
+      if (node.dataset.width !== undefined) {
+        const width = parseFloat(node.dataset.width);
+        if (isFinite(width)) node.style.width = width + "%";
+      }
+    });
+  }
+
+  function finish(message, bad) {
+    status.textContent = message;
+    status.classList.toggle("bad", !!bad);
+    button.disabled = false;
+    form.setAttribute("aria-busy", "false");
+    running = null;
+  }
+
+  function handle(kind, data) {
+    if (kind === "start") {
+      status.textContent = "Tracing " + data.url + " …";
+    } else if (kind === "step") {
+      addStep(data);
+    } else if (kind === "report") {
+      report.innerHTML = data.html; // rendered and escaped by the server (render/html.py)
+      placeBars(report);
+      const base = "/journeys/" + encodeURIComponent(data.id);
+      document.getElementById("dl-html").href = base + ".html";
+      document.getElementById("dl-har").href = base + ".har";
+      document.getElementById("dl-json").href = base + ".json";
+      downloads.hidden = false;
+      const total = typeof data.total_ms === "number" ? " in " + ms(data.total_ms) : "";
+      if (data.error) {
+        finish("Stopped at the " + data.error.step + " step" + total + ": " + data.error.message, true);
+      } else {
+        finish("Done" + total + ". The full report is below.", false);
+      }
+    } else if (kind === "refused" || kind === "failed") {
+      finish(data.message, true);
+    }
+  }
+
+  async function trace(url) {
+    if (running) running.abort();
+    const controller = new AbortController();
+    running = controller;
+    steps.replaceChildren();
+    report.replaceChildren();
+    downloads.hidden = true;
+    status.classList.remove("bad");
+    status.textContent = "Starting …";
+    button.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    let response;
+    try {
+      response = await fetch("/api/journey", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
+        body: JSON.stringify({ url: url }),
+        signal: controller.signal,
+      });
+    } catch (err) {
+      if (controller.signal.aborted) return;
+      finish("Could not reach the whathappens server: " + err, true);
+      return;
+    }
+    const type = response.headers.get("content-type") || "";
+    if (!type.startsWith("text/event-stream")) {
+      finish((await response.text()).trim() || "The server said " + response.status, true);
+      return;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let kind = "message";
+          let data = "";
+          block.split("\n").forEach(function (line) {
+            if (line.startsWith("event: ")) kind = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          });
+          if (data) handle(kind, JSON.parse(data));
+        }
+      }
+    } catch (err) {
+      if (controller.signal.aborted) return;
+      finish("The stream broke off: " + err, true);
+      return;
+    }
+    if (running === controller) finish(status.textContent, status.classList.contains("bad"));
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    const url = input.value.trim();
+    if (!url) {
+      status.textContent = "Type a URL first, e.g. https://www.example.com/";
+      input.focus();
+      return;
+    }
+    trace(url);
+  });
+})();
