@@ -13,10 +13,16 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from whathappens.demo.internet import DemoInternet, DemoInternetError
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from browser import BrowserPage
 
 
 def start_demo_internet(state_dir: Path, *, delays: bool = True) -> DemoInternet:
@@ -75,3 +81,44 @@ def fresh_demo_internet(tmp_path: Path) -> Iterator[Callable[..., DemoInternet]]
     finally:
         for net in started:
             net.stop()
+
+
+# --- headless Chromium (tests/browser.py): one browser per session, a fresh page per test ---
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: while Playwright's sync API is up, its loop counts as running
+    in the main thread and asyncio.run() there fails (tests/browser.py)."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's /usr/bin/chromium through Playwright's sync API; skips when either is
+    missing (``./dev test`` installs chromium as root)."""
+    import browser as chromium
+
+    reason = chromium.skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    chromium.assert_no_running_loop()
+    with sync_playwright() as playwright:
+        b = chromium.launch(playwright)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[BrowserPage]:
+    """A new context (1280x900) and page that records console messages, page errors,
+    dialogs and every request it tries: ``page.page`` is Playwright's Page."""
+    import browser as chromium
+
+    bp = chromium.new_page(browser)
+    try:
+        yield bp
+    finally:
+        bp.context.close()
