@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from whathappens.trace import Options
 
 __all__ = ["VERSIONS", "compare_after_journey", "compare_tls", "count_round_trips",
-           "flights"]
+           "flights", "waits"]
 
 # label → (minimum, maximum) offered, what the offer is called
 VERSIONS: dict[str, tuple[ssl.TLSVersion | None, ssl.TLSVersion | None, str]] = {
@@ -77,6 +77,26 @@ def flights(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             out.append({"from": side, "messages": [str(m.get("type"))],
                         "t_ms": m.get("t_ms")})
+    return out
+
+
+def waits(messages: list[dict[str, Any]]) -> list[float]:
+    """For each round trip, ms from the client's last message to the server's next flight.
+
+    Each wait is the network round trip plus the server's work on our flight plus our event
+    loop's wake-up: what the client really waited, where the kernel's RTT is the network alone.
+    """
+    out: list[float] = []
+    last_sent: float | None = None
+    for m in messages:
+        t = m.get("t_ms")
+        if t is None:
+            continue
+        if m.get("direction") == "sent":
+            last_sent = float(t)
+        elif last_sent is not None:
+            out.append(round(float(t) - last_sent, 3))
+            last_sent = None
     return out
 
 
@@ -131,7 +151,7 @@ def _base(label: str) -> dict[str, Any]:
             "session_reused": None, "hello_retry_request": None,
             "tcp_connect_ms": None, "handshake_ms": None, "step_ms": None,
             "context_setup_ms": None, "handshake_includes": HANDSHAKE_INCLUDES,
-            "round_trips": None, "flights": [], "kernel_rtt_ms": None,
+            "round_trips": None, "waits_ms": [], "flights": [], "kernel_rtt_ms": None,
             "kernel_rttvar_ms": None, "kernel_rtt_after_handshake_ms": None,
             "started_ms": None, "ended_ms": None, "messages": []}
 
@@ -183,6 +203,7 @@ def _read_back(j: Journey, out: dict[str, Any]) -> None:
     if tls.error is None and tls.end_ns is not None and hello is not None:
         out["handshake_ms"] = round(tls.end_ns / 1e6 - float(hello), 3)
         out["round_trips"] = count_round_trips(msgs)
+        out["waits_ms"] = waits(msgs)
 
 
 async def _measure_version(label: str, address: str, port: int, server_name: str, sni: bool,

@@ -575,6 +575,9 @@ class HtmlReport:
             ("TCP connect", lambda v: num(v.get("tcp_connect_ms"))),
             ("handshake", lambda v: f"<strong>{num(v.get('handshake_ms'))}</strong>"),
             ("round trips waited for", lambda v: num(v.get("round_trips"), "")),
+            ("each wait (our last message → the server's next flight)",
+             lambda v: esc(" + ".join(f"{float(w):.3f} ms" for w in v.get("waits_ms") or [])
+                           or "—")),
             ("kernel RTT (TCP_INFO)", lambda v: num(v.get("kernel_rtt_ms"))),
             ("cipher", lambda v: _code(v.get("cipher") or "—")),
             ("key exchange group", lambda v: _code(v.get("group") or "—")),
@@ -600,9 +603,10 @@ class HtmlReport:
                 f"{esc(d)} round trip(s) × the kernel's RTT {num(m.get('rtt_ms'))} = "
                 f"<strong>{num(m.get('expected_difference_ms'))}</strong> expected from round "
                 f"trips alone. <strong>Measured</strong> difference (TLS 1.2 − TLS 1.3): "
-                f"<strong>{num(m.get('measured_difference_ms'))}</strong>. "
-                f"<span class=\"muted\">{esc(m.get('note'))}; RTT: "
-                f"{esc(m.get('rtt_source'))}.</span></p>")
+                f"<strong>{num(m.get('measured_difference_ms'))}</strong>. The other "
+                f"{num(m.get('beyond_round_trips_ms'))} is work, not waiting on the wire: "
+                "cryptography on both sides, the server's and our scheduling. "
+                f"<span class=\"muted\">RTT: {esc(m.get('rtt_source'))}.</span></p>")
         elif m:
             out.append(f"<p class=\"note\"><strong>Modelled line:</strong> not available: "
                        f"{esc(m.get('why_not'))}.</p>")

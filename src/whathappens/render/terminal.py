@@ -392,7 +392,10 @@ class Report:
         def num(v: object, unit: str = " ms") -> str:
             if v is None:
                 return "—"
-            return _ms(float(v)) if unit == " ms" else f"{v}{unit}"  # type: ignore[arg-type]
+            if unit != " ms":
+                return f"{v}{unit}"
+            f = float(v)  # type: ignore[arg-type]
+            return f"{f:.3f} ms" if f < 1 else _ms(f)  # kernel RTTs are in µs
 
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, style="dim")
@@ -405,6 +408,8 @@ class Report:
             ("TCP connect", [num(v.get("tcp_connect_ms")) for v in versions]),
             ("handshake", [num(v.get("handshake_ms")) for v in versions]),
             ("round trips", [num(v.get("round_trips"), "") for v in versions]),
+            ("each waited", [" + ".join(num(w) for w in v.get("waits_ms") or []) or "—"
+                             for v in versions]),
             ("kernel RTT", [num(v.get("kernel_rtt_ms")) for v in versions]),
             ("cipher", [str(v.get("cipher") or "—") for v in versions]),
             ("group", [str(v.get("group") or "—") for v in versions]),
@@ -438,7 +443,8 @@ class Report:
             self.detail(Text(
                 f"modelled, not measured: {d} round trip{'s' if abs(d) != 1 else ''} × "
                 f"kernel RTT {num(m.get('rtt_ms'))} = {num(m.get('expected_difference_ms'))}"
-                f"  ·  measured difference (1.2 − 1.3): {num(m.get('measured_difference_ms'))}",
+                f"  ·  measured difference (1.2 − 1.3): {num(m.get('measured_difference_ms'))}"
+                f"; the rest is work (crypto, the server's and our scheduling), not the wire",
                 style="dim"))
 
     def findings(self) -> None:
