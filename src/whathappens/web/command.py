@@ -155,6 +155,22 @@ def compare_tls_after(args: argparse.Namespace) -> Any:
     return compare
 
 
+def warm_up() -> None:
+    """Load, once, what every journey needs, so that the first visitor's URL, DNS and TLS
+    steps measure the network and not this process's start-up (imports, OpenSSL's init)."""
+    import ssl
+
+    from whathappens.net import http1, http2, tls_compare  # noqa: F401
+    from whathappens.net.dns.views import prepare
+    from whathappens.render import har, html  # noqa: F401
+    from whathappens.url import parse_url, public_suffix_of
+
+    parse_url("https://www.example.com/")
+    public_suffix_of("www.example.com")
+    prepare()
+    ssl.create_default_context()
+
+
 def _listen(bind: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -223,6 +239,7 @@ def serve_main(argv: list[str]) -> int:
             stack.enter_context(demo)
             point_at(demo, args)
         config = make_config(args, demo)
+        warm_up()
         host = f"[{args.bind}]" if ":" in args.bind else args.bind
         mode = "public mode: guards on" if args.public else "local mode"
         print(f"whathappens serve: http://{host}:{args.port}/  ({mode}; Ctrl-C stops)",

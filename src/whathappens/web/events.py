@@ -49,7 +49,10 @@ def summary(span: dict[str, Any]) -> str:
         allowed = ", ".join(a.get("allowed") or []) or "none"
         return f"private or reserved addresses skipped; allowed: {allowed}"
     if name == "tcp":
-        return f"connected {span.get('actor', '')}{_rtt(span)}"
+        local, remote = a.get("local"), a.get("remote")
+        if local and remote:
+            return f"connected from {local} to {remote}{_rtt(span)}"
+        return f"connected{_rtt(span)}"
     if name == "tls":
         parts = [str(a.get(k)) for k in ("version", "cipher", "group") if a.get(k)]
         if a.get("alpn"):
