@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         Playwright,
         Request,
         Route,
+        ViewportSize,
     )
 
 P = ParamSpec("P")
@@ -45,8 +46,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def skip_reason() -> str | None:
@@ -129,11 +130,11 @@ def save_screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     return path
 
 
-def new_page(browser: Browser, viewport: dict[str, int] | None = None) -> BrowserPage:
+def new_page(browser: Browser, viewport: ViewportSize | None = None) -> BrowserPage:
     """A fresh context and page, recording what the page does. Close with
     ``bp.context.close()``."""
-    context = browser.new_context(viewport=viewport or DESKTOP,  # type: ignore[arg-type]
-                                  service_workers="block")
+    context = browser.new_context(viewport=viewport or DESKTOP, service_workers="block")
+    context.set_default_timeout(15_000)  # fail fast: nothing here takes more than seconds
     page = context.new_page()
     bp = BrowserPage(page)
 

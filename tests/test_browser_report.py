@@ -50,18 +50,15 @@ class Report:
 
 
 def write_report(out: Path, url: str, *args: str) -> tuple[Report, int]:
-    """Trace ``url`` with the CLI, writing --html and --har; the journey is read back from
-    the report's own data block."""
+    """Trace ``url`` with the CLI, writing --html and --har; the journey is its --json."""
     from whathappens.cli import main
 
     html, har = out / "report.html", out / "journey.har"
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = off_the_loop(main, [url, "--html", str(html), "--har", str(har), *args])
-    page = html.read_text(encoding="utf-8")
-    m = re.search(r'<script type="application/json" id="journey-data">(.*?)</script>', page,
-                  re.S)
-    assert m is not None
-    return Report(html, har, json.loads(m.group(1))), code
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = off_the_loop(main, [url, "--json", "--html", str(html), "--har", str(har),
+                                   *args])
+    return Report(html, har, json.loads(stdout.getvalue())), code
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +170,8 @@ def test_no_sideways_scrolling_on_a_phone(browser: Any, demo_report: Report, mod
         # and no element sticks out of the page on the right (wide tables scroll inside
         # their own box instead)
         wide = p.evaluate("""() => [...document.querySelectorAll('body *')]
-            .filter(e => e.getClientRects().length && !e.closest('.scroll, pre'))
+            .filter(e => e.getClientRects().length
+                         && !e.parentElement.closest('.scroll, pre'))
             .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
             .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
         assert wide == []
@@ -247,9 +245,9 @@ def hostile_internet(tmp: Path) -> Iterator[Hostile]:
     def serve(conn: socket.socket) -> None:
         try:
             with context.wrap_socket(conn, server_side=True) as tls:
-                read_request_head(tls)  # type: ignore[arg-type]
+                read_request_head(tls)
                 tls.sendall(head + body)
-                wait_until_closed(tls, 3)  # type: ignore[arg-type]
+                wait_until_closed(tls, 3)
         except ssl.SSLError:
             pass
 
@@ -428,6 +426,15 @@ def test_har_through_devtools_importer_field_by_field(page: BrowserPage,
         assert tm["sendEnd"] - tm["sendStart"] == pytest.approx(t["send"], abs=1e-6)
         assert tm["receiveHeadersEnd"] - tm["sendEnd"] == pytest.approx(t["wait"], abs=1e-6)
         assert (r["end"] - r["start"]) * 1000 == pytest.approx(e["time"], abs=1e-3)
+    # and those phases are the journey's own measurements (first leg: a new connection)
+    leg = next(sp for sp in demo_report.journey["spans"] if sp["name"] == "leg")
+    steps = {c["name"]: c for c in leg["children"]}
+    wait = next(c for c in steps["http"]["children"] if c["name"] == "http.wait")
+    tm = got[0]["timing"]
+    for (start, end), span in ((("dnsStart", "dnsEnd"), steps["dns"]),
+                               (("sslStart", "sslEnd"), steps["tls"]),
+                               (("sendEnd", "receiveHeadersEnd"), wait)):
+        assert tm[end] - tm[start] == pytest.approx(span["duration_ms"], abs=2e-3), span["name"]
     assert got[0]["type"] == "document"  # the page's first request
     assert got[0]["start"] <= got[1]["start"]
     assert page.errors == []
