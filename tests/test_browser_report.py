@@ -82,7 +82,9 @@ def open_report(page: BrowserPage, path: Path) -> None:
 
 
 def assert_quiet(page: BrowserPage) -> None:
-    assert page.console_errors() == []
+    """No console message at all (no error, no CSP warning, no log), no page error, no
+    dialog, and no request but the report's own file."""
+    assert page.console == []
     assert page.errors == []
     assert page.dialogs == []
     assert len(set(page.requests)) == 1, page.requests
@@ -303,7 +305,7 @@ def test_hostile_journey_runs_nothing_and_shows_the_payloads(page: BrowserPage,
     assert page.requests == [url], page.requests  # not even an attempt (img src=x)
     assert page.aborted == []
     assert page.errors == []
-    assert page.console_errors() == []  # a CSP violation would be logged here
+    assert page.console == []  # a CSP violation would be logged here
     # no element came from the journey: the one script is the inert data block
     counts = p.evaluate("""() => ({scripts: [...document.scripts].map(s => s.type),
         foreign: document.querySelectorAll('img,svg,iframe,object,embed,base,form,link,'
