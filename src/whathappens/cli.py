@@ -103,6 +103,10 @@ def _add_network_arguments(p: argparse.ArgumentParser) -> None:
     dns.add_argument("--dns-views", default="system,resolver,walk",
                      help="which DNS views to run (comma list of system, resolver, walk)")
     dns.add_argument("--dns-timeout", type=float, default=2.0, help="one DNS query, seconds")
+    tcp = p.add_argument_group("TCP")
+    tcp.add_argument("--capture", action="store_true",
+                     help="capture the SYN, SYN-ACK and ACK with their sequence numbers and "
+                          "options (needs root: an AF_PACKET socket)")
     tls = p.add_argument_group("TLS")
     tls.add_argument("--cacert", metavar="FILE", type=_readable_file,
                      help="trust these CA certificates (PEM)")
@@ -187,6 +191,7 @@ def options_from(args: argparse.Namespace) -> Options:
         resume=args.resume,
         address_policy=policy,
         compare_tls=getattr(args, "compare_tls", False),
+        capture=getattr(args, "capture", False),
     )
 
 

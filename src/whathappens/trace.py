@@ -28,6 +28,7 @@ from whathappens.errors import (
     UrlError,
 )
 from whathappens.journey import Journey, Span
+from whathappens.net.capture import HandshakeCapture, describe
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request
@@ -61,6 +62,7 @@ class Options:
     hsts_upgrade: bool = True
     traceparent: bool = False            # send a W3C traceparent header with each request
     resume: bool = False                 # then connect again, resuming the TLS session
+    capture: bool = False                # capture the SYN / SYN-ACK / ACK (root: AF_PACKET)
     # Vets every address before a packet goes to it (whathappens.guard): a reason refuses it.
     address_policy: Callable[[str], str | None] | None = None
     # After the journey, TLS 1.2 vs 1.3 against the same address (facts["tls_compare"]).
@@ -241,8 +243,20 @@ class Runner:
         res = await self.dns_step(leg, url)
         res = self.vet(leg, url, res)
         with self.j.timed("tcp", "tcp", "you", "transport", parent=leg) as tcp_span:
-            c = await connect(self.j, tcp_span, res.ipv6, res.ipv4, url.port,
-                              self.opts.connect_timeout)
+            capture = HandshakeCapture(url.port) if self.opts.capture else None
+            pair: tuple[str, str] | None = None
+            try:
+                with capture or contextlib.nullcontext():
+                    try:
+                        c = await connect(self.j, tcp_span, res.ipv6, res.ipv4, url.port,
+                                          self.opts.connect_timeout)
+                    except JourneyError:
+                        self.j.end(tcp_span)  # when connect gave up, not when capture stopped
+                        raise
+                    pair = (c.local, c.remote)
+            finally:
+                if capture is not None:
+                    self._record_capture(tcp_span, capture, pair)
             tcp_span.actor = f"you {c.local} → server {c.remote}"
             # The step runs from the first SYN to the winning handshake's end, not our
             # bookkeeping around them.
@@ -285,6 +299,31 @@ class Runner:
         conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
         self.pool[url.origin] = conn
         return conn
+
+    def _record_capture(self, span: Span, capture: HandshakeCapture,
+                        pair: tuple[str, str] | None) -> None:
+        """Put the captured SYN / SYN-ACK / ACK (or why there are none) on the TCP span."""
+        if capture.error is not None:
+            span.attrs["capture"] = {"captured": False, "why": capture.error}
+            return
+        origin = self.j.clock.wall_origin_ns
+        how = (f"a copy of each frame from an AF_PACKET socket on "
+               f"{', '.join(sorted(capture.interfaces)) or 'no interface'}; times are the "
+               "kernel's receive timestamps (CLOCK_REALTIME) put on the journey's clock "
+               "through its t0")
+        if pair is None:  # the connect failed: show what the wire did say (e.g. SYN → RST)
+            seen = [s for s in capture.segments if s.dport == capture.port][:1] + [
+                s for s in capture.segments if s.sport == capture.port][:1]
+            span.attrs["capture"] = {"captured": bool(seen), "how": how,
+                                     "why": None if seen else "no segment was seen"}
+            span.attrs["segments_seen"] = describe(seen, origin)
+            return
+        local, remote = (_split_hostport(x) for x in pair)
+        segments = capture.handshake(local, remote)
+        span.attrs["capture"] = {"captured": len(segments) == 3, "how": how,
+                                 "why": None if len(segments) == 3 else
+                                 "the three segments of this connection were not all seen"}
+        span.attrs["handshake_segments"] = describe(segments, origin)
 
     def vet(self, leg: Span, url: UrlAnatomy, res: Resolution) -> Resolution:
         """Keep only the addresses the policy allows; connect goes to exactly these.
@@ -401,6 +440,11 @@ class Runner:
         for conn in self.pool.values():
             self._close(conn)
         self.pool.clear()
+
+
+def _split_hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 async def run_journey(url_text: str, options: Options | None = None, *,

@@ -407,6 +407,36 @@ class HtmlReport:
         return "<div class=\"view\">" + "".join(out) + "</div>"
 
     # ---------------------------------------------------------------------- TCP
+    def segments(self, segments: list[dict[str, Any]], capture: dict[str, Any]) -> str:
+        """The captured handshake segments: the real numbers, as the wire carried them."""
+        rows = []
+        for seg in segments:
+            opts = seg.get("options") or {}
+            words = ", ".join(f"{k.replace('_', ' ')} {v}" if v is not True else
+                              k.replace("_", " ") for k, v in opts.items())
+            ack = seg.get("ack")
+            rows.append([f"<strong>{esc(seg.get('segment'))}</strong>",
+                         f"{_code(seg.get('from'))} → {_code(seg.get('to'))}",
+                         esc(seg.get("seq")), esc("—" if ack is None else ack),
+                         esc(seg.get("window")), esc(words or "none"),
+                         esc(_ms(seg.get("t_ms")))])
+        first = segments[0].get("t_ms") if segments else None
+        last = segments[-1].get("t_ms") if segments else None
+        wire = ""
+        if isinstance(first, (int, float)) and isinstance(last, (int, float)) and len(
+                segments) == 3:
+            wire = (f"<p>On the wire the handshake took <strong>{esc(_ms(last - first))}"
+                    "</strong> from SYN to ACK (kernel timestamps); the connect time above "
+                    "also includes the system call and the event loop noticing the socket "
+                    "became writable.</p>")
+        return ("<p class=\"beginner\">These are the three real segments of the "
+                "handshake. Each side picks a random starting number (its initial sequence "
+                "number) and the other side acknowledges it by answering with that number + "
+                "1: that is how both know the other is listening.</p>"
+                + _table(["segment", "from → to", "seq", "ack", "window", "options", "at"],
+                         rows, "tbl")
+                + wire + f"<p class=\"small\">Captured: {esc(capture.get('how'))}.</p>")
+
     def tcp(self) -> str:
         parts: list[str] = []
         for leg in self.legs:
@@ -429,10 +459,17 @@ class HtmlReport:
                                          "(the kernel's smoothed estimate, TCP_INFO)"),
                           ("MSS", f"{esc(info.get('snd_mss'))} bytes (largest segment sent)"),
                           ("congestion window", f"{esc(info.get('snd_cwnd'))} segments")]
-            pairs.append(("SYN / SYN-ACK / ACK",
-                          "sequence numbers were not captured (that needs a packet capture); "
-                          "only the time of the handshake as a whole is known"))
+            segments = a.get("handshake_segments") or a.get("segments_seen") or []
+            capture = a.get("capture") or {}
+            if not segments:
+                why = capture.get("why") or ("not captured: run with --capture as root (a "
+                                             "packet capture)")
+                pairs.append(("SYN / SYN-ACK / ACK",
+                              f"sequence numbers {esc(why)}; only the time of the handshake "
+                              "as a whole is known"))
             out = [f"<h3>{self.leg_label(leg)}</h3>", _dl(pairs), _error(span.get("error"))]
+            if segments:
+                out.append(self.segments(segments, capture))
             attempts = [[esc(c.get("attrs", {}).get("family")),
                          _code(c.get("attrs", {}).get("address")),
                          esc(c.get("attrs", {}).get("outcome")),

@@ -267,6 +267,19 @@ class Report:
                 ca = c["attrs"]
                 self.detail(f"{ca.get('family')} {ca.get('address')}: {ca.get('outcome')} "
                             f"after {_ms(c.get('duration_ms'))}", style="dim")
+        for seg in a.get("handshake_segments") or a.get("segments_seen") or []:
+            ack = "" if seg.get("ack") is None else f" ack {seg['ack']}"
+            opts = seg.get("options") or {}
+            extra = ", ".join(f"{k} {v}" for k, v in opts.items()
+                              if k in ("mss", "window_scale"))
+            self.detail(f"{seg.get('segment', ''):<7} {seg.get('from')} → {seg.get('to')}  "
+                        f"seq {seg.get('seq')}{ack}  win {seg.get('window')}"
+                        + (f"  {extra}" if extra else "")
+                        + (f"  at {seg['t_ms']:.3f} ms" if seg.get("t_ms") is not None
+                           else ""), style="dim")
+        capture = a.get("capture") or {}
+        if capture and not capture.get("captured"):
+            self.detail(f"SYN/SYN-ACK/ACK {capture.get('why')}", style="dim")
         end = a.get("tcp_info_end")
         if end:
             self.detail(f"after the exchange: rtt {end['rtt_ms']:.3f} ms, cwnd "

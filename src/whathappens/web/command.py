@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import os
 import signal
 import socket
 import sys
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the demo internet keeps its CA and logs (default ./demo)")
     p.add_argument("--no-compare-tls", action="store_true",
                    help="skip the two extra handshakes (TLS 1.2 vs 1.3) after each journey")
+    p.add_argument("--no-capture", action="store_true",
+                   help="do not capture the TCP handshake's segments (done by default as root)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
                    help="also answer to this Host header (the page checks Host against "
                         "DNS rebinding)")
@@ -81,6 +84,8 @@ def allowed_hosts(bind: str, port: int, extra: list[str]) -> frozenset[str]:
 def journey_options(args: argparse.Namespace) -> Options:
     opts = options_from(args)
     opts.compare_tls = False  # the page runs its own comparison, as a step of its stream
+    # The page is where people look at the handshake: capture it whenever we may (root).
+    opts.capture = opts.capture or (os.geteuid() == 0 and not args.no_capture)
     if args.public:
         from whathappens.guard import public_only
 

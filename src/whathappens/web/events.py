@@ -50,9 +50,12 @@ def summary(span: dict[str, Any]) -> str:
         return f"private or reserved addresses skipped; allowed: {allowed}"
     if name == "tcp":
         local, remote = a.get("local"), a.get("remote")
-        if local and remote:
-            return f"connected from {local} to {remote}{_rtt(span)}"
-        return f"connected{_rtt(span)}"
+        text = f"connected from {local} to {remote}" if local and remote else "connected"
+        segs = a.get("handshake_segments") or []
+        if len(segs) == 3:
+            text += (f"; SYN seq {segs[0]['seq']}, SYN-ACK seq {segs[1]['seq']} ack "
+                     f"{segs[1]['ack']}, ACK ack {segs[2]['ack']}")
+        return text + _rtt(span)
     if name == "tls":
         parts = [str(a.get(k)) for k in ("version", "cipher", "group") if a.get(k)]
         if a.get("alpn"):
