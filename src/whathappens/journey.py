@@ -20,7 +20,9 @@ from typing import Any
 from whathappens.clock import CLOCK_NAME, Clock, ms
 from whathappens.errors import JourneyError
 
-SCHEMA_VERSION = "1.1"  # 1.1: "server" spans merged from the lab's tiers
+# 1.1: "server" spans from the lab; 1.2: facts.tls_compare, the "guard" span, TCP capture
+# attrs (handshake_segments, capture), exit code 13.
+SCHEMA_VERSION = "1.2"
 
 # The four layers of the TCP/IP model (RFC 1122), as the seeds' layer table uses them.
 LAYERS = ("application", "transport", "internet", "link")
