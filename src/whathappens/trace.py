@@ -270,9 +270,9 @@ class Runner:
                               parent=leg) as tls_span:
                 opts = self.opts.tls
                 if self.opts.http_version == "1.1":
-                    opts = TlsOptions(opts.cafile, opts.insecure, ("http/1.1",), opts.timeout,
-                                      opts.max_version)
-                key = (opts.cafile, opts.insecure, opts.alpn, opts.max_version)
+                    opts = dataclasses.replace(opts, alpn=("http/1.1",))
+                key = (opts.cafile, opts.insecure, opts.alpn, opts.max_version,
+                       opts.min_version)
                 context = self.tls_contexts.get(key)
                 tls = await handshake(self.j, tls_span, plain, url.host,
                                       url.host_kind == "domain", opts, context=context,
