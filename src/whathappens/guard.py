@@ -48,6 +48,7 @@ BLOCKED: tuple[tuple[Network, str], ...] = tuple(
         ("240.0.0.0/4", "reserved (RFC 1112), including broadcast 255.255.255.255"),
         ("::/128", "the unspecified address (RFC 4291)"),
         ("::1/128", "loopback: this machine itself (RFC 4291)"),
+        ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215), which can lead into private IPv4"),
         ("100::/64", "the discard prefix (RFC 6666)"),
         ("2001::/23", "IETF protocol assignments (RFC 2928)"),
         ("2001:db8::/32", "documentation space (RFC 3849)"),
