@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import dns.flags
@@ -38,6 +38,9 @@ from browser import PHONE, BrowserPage, new_page, off_the_loop
 from journey_helpers import demo_args, demo_url
 from misbehaving import RawServer, TinyDns, read_request_head, wait_until_closed
 from whathappens.demo.internet import DemoInternet
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.browser
 
@@ -160,7 +163,7 @@ def test_switch_works_with_the_keyboard(page: BrowserPage, demo_report: Report) 
 
 
 @pytest.mark.parametrize("mode", ["beginner", "advanced"])
-def test_no_sideways_scrolling_on_a_phone(browser: Any, demo_report: Report, mode: str
+def test_no_sideways_scrolling_on_a_phone(browser: Browser, demo_report: Report, mode: str
                                           ) -> None:
     bp = new_page(browser, PHONE)
     try:
