@@ -190,3 +190,22 @@ def test_up_again_refuses_and_leaves_the_running_lab_alone(
     assert lab_main(["--state", str(production.state), "up"]) == EXIT_LAB_FAILED
     assert "already running" in capsys.readouterr().err
     assert all(r.healthy for r in lab.status(production))
+
+
+def test_the_live_page_follows_the_request_inside_the_lab(production: LabContext) -> None:
+    """`whathappens serve --lab`: the streamed report carries every tier, from their logs."""
+    from serve_helpers import journey, serve
+
+    manifest = json.loads((production.state / "lab.json").read_text())
+    front = next(t for t in manifest["tiers"] if t["name"] in ("edge", "nginx"))
+    port = "" if front["port"] == 443 else f":{front['port']}"
+    with serve("--lab", str(production.state), "--no-compare-tls") as served:
+        stream = journey(served, f"https://www.example.com{port}/")
+    report = stream.one("report")
+    assert report["exit_code"] == 0, report["error"]
+    steps = [s["step"] for s in stream.steps()]
+    assert steps[:6] == ["url", "dns", "tcp", "tls", "http", "leg"]
+    html = report["html"]
+    assert 'id="inside"' in html
+    for tier in ("server.edge", "server.lb", "server.app", "server.django", "server.sql"):
+        assert tier in html, tier
