@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from browser import PHONE, BrowserPage, new_page
 from misbehaving import RawServer, read_request_head, wait_until_closed
 from serve_helpers import Served, demo_args, serve
 from test_browser_report import HOSTILE, hostile_internet
-
 from whathappens.demo.internet import DemoInternet
 
 pytestmark = pytest.mark.browser

@@ -38,7 +38,16 @@ def _headers(pairs: list[list[str]]) -> list[dict[str, str]]:
     return [{"name": str(n), "value": str(v)} for n, v in pairs]
 
 
-def _entry(leg: Span, t0_wall_ns: int, page: str) -> dict[str, Any] | None:
+def _client_port(tcp: Span | None) -> str:
+    """HAR 1.2 ``connection``: "unique ID of the parent TCP/IP connection, can be the client or
+    server port number": the client's port is unique per connection."""
+    local = str((tcp or {}).get("attrs", {}).get("local", ""))
+    port = local.rpartition(":")[2]
+    return port if port.isdigit() else str((tcp or {}).get("id", ""))
+
+
+def _entry(leg: Span, t0_wall_ns: int, page: str,
+           tcp_by_id: dict[int, Span] | None = None) -> dict[str, Any] | None:
     http = _child(leg, "http")
     if http is None or "status" not in http.get("attrs", {}):
         return None
@@ -91,7 +100,9 @@ def _entry(leg: Span, t0_wall_ns: int, page: str) -> dict[str, Any] | None:
                 "compression": int(a.get("body_bytes_decoded") or 0)
                 - int(a.get("body_bytes_encoded") or 0),
                 "mimeType": str(headers.get("content-type", "x-unknown")),
-                **({"text": a["body_excerpt"]} if a.get("body_excerpt") else {}),
+                **({"text": a["body_excerpt"],
+                    "comment": "text is the start of the body only (an excerpt); size is the "
+                               "whole body, decoded"} if a.get("body_excerpt") else {}),
             },
             "redirectURL": str(headers.get("location", "")),
             "headersSize": int(a.get("header_bytes") or -1),
@@ -100,7 +111,8 @@ def _entry(leg: Span, t0_wall_ns: int, page: str) -> dict[str, Any] | None:
         "cache": {},
         "timings": timings,
         "serverIPAddress": str((tcp or {}).get("attrs", {}).get("address", "")),
-        "connection": str((tcp or {}).get("id", leg["attrs"].get("reused_from_tcp_span", ""))),
+        "connection": _client_port(tcp or (tcp_by_id or {}).get(
+            int(leg["attrs"].get("reused_from_tcp_span") or 0))),
         "comment": f"leg {int(leg['attrs'].get('index', 0)) + 1}: "
                    f"{leg['attrs'].get('connection', 'new')} connection",
     }
@@ -111,7 +123,9 @@ def to_har(journey: dict[str, Any]) -> dict[str, Any]:
     t0 = int(journey["clock"]["t0_wall_ns"])
     legs = [s for s in journey["spans"] if s["name"] == "leg"]
     page = "page_1"
-    entries = [e for e in (_entry(leg, t0, page) for leg in legs) if e is not None]
+    tcp_by_id = {int(c["id"]): c for leg in legs for c in leg.get("children", [])
+                 if c["name"] == "tcp"}
+    entries = [e for e in (_entry(leg, t0, page, tcp_by_id) for leg in legs) if e is not None]
     first = legs[0]["start_ms"] if legs else 0.0
     return {"log": {
         "version": "1.2",
