@@ -246,3 +246,33 @@ def test_serve_demo_starts_its_own_demo_internet(tmp_path: Path) -> None:
         stream = journey(s, example.group(1).decode())
         assert stream.one("report")["exit_code"] == 0
         assert any("demo internet" in f for f in [stream.one("report")["html"]])
+
+
+def test_the_gate_also_bounds_journeys_in_total(demo_internet: DemoInternet) -> None:
+    with serve("--per-client", "5", "--max-journeys", "1", *demo_args(demo_internet)) as s, \
+            RawServer(_stall_then_ok(2.0)) as server:
+        runner = threading.Thread(target=lambda: journey(s, server.url()))
+        runner.start()
+        time.sleep(0.5)
+        second = journey(s, server.url())
+        runner.join(20)
+    assert second.status == 429
+    assert "running 1 journeys already" in second.one("refused")["message"]
+
+
+def test_public_mode_bounds_every_journey() -> None:
+    from whathappens.guard import public_only
+    from whathappens.web.command import _parser, journey_options
+
+    args = _parser().parse_args(["--public", "--max-time", "600", "--max-body",
+                                 str(10**9), "--max-redirects", "50"])
+    opts = journey_options(args)
+    assert opts.address_policy is public_only
+    assert opts.dns.address_policy is public_only
+    assert opts.max_time == 30
+    assert opts.limits.max_body_bytes == 5 * 1024 * 1024
+    assert opts.limits.max_decoded_bytes == 20 * 1024 * 1024
+    assert opts.max_redirects == 10
+    local = journey_options(_parser().parse_args(["--max-time", "600"]))
+    assert local.address_policy is None
+    assert local.max_time == 600
