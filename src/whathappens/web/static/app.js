@@ -47,6 +47,7 @@
     if (facts.childNodes.length) li.append(facts);
     if (ev.beginner) li.append(el("p", "explain beginner", ev.beginner));
     if (ev.advanced) li.append(el("p", "explain advanced", ev.advanced));
+    if (ev.measures) li.append(el("p", "explain measures small", "What the time measures: " + ev.measures));
     steps.append(li);
   }
 
