@@ -4,6 +4,7 @@ the demo internet (both versions), and servers started here that allow only one 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import ssl
 import subprocess
@@ -117,8 +118,18 @@ def test_demo_internet_both_versions_measured(demo_internet: DemoInternet) -> No
     assert [f["from"] for f in v["1.3"]["flights"]] == ["client", "server", "client"]
     assert v["1.3"]["cipher"].startswith("TLS_")  # a TLS 1.3 suite (RFC 8446 §B.4)
     assert not v["1.2"]["cipher"].startswith("TLS_")
-    # one after the other, never at the same time
-    assert v["1.2"]["ended_ms"] <= v["1.3"]["started_ms"]
+    # three rounds, one connection after the other, never at the same time, the order
+    # alternating (1.2 first, then 1.3 first, then 1.2 first)
+    for version in v.values():
+        assert version["median_of"] == 3
+        assert len(version["samples"]) == 3
+        times = sorted(float(x["handshake_ms"]) for x in version["samples"])
+        assert version["handshake_ms"] == times[1]  # the median sample's figures
+    runs = sorted((x["started_ms"], x["ended_ms"], label) for label, version in v.items()
+                  for x in version["samples"])
+    for (_, end, _), (start, _, _) in itertools.pairwise(runs):
+        assert end <= start
+    assert [label for _, _, label in runs] == ["1.2", "1.3", "1.3", "1.2", "1.2", "1.3"]
     model = result["model"]
     assert model["modelled"] is True
     assert model["available"] is True

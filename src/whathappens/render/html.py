@@ -577,13 +577,14 @@ class HtmlReport:
             "ClientHello, so the server answers with everything up to its Finished in one "
             "flight: one round trip (two after a HelloRetryRequest). Round trips here are "
             "counted from the recorded message timeline (server flights the client had to wait "
-            "for), not assumed. Two fresh connections to the address the journey used, one "
-            "after the other, each with a new TLS context and no session offered (no "
-            "resumption); outside the journey's steps, so its total is unchanged.</p></div>")
+            "for), not assumed. Fresh connections to the address the journey used, one after "
+            "the other in alternating rounds, each with a new TLS context and no session "
+            "offered (no resumption); each version shows its median sample. Outside the "
+            "journey's steps, so its total is unchanged.</p></div>")
         if not tc:
             return _section("tls-compare", title, intro
                             + "<p>Not measured on this journey. Run it again with "
-                            "<code>--compare-tls</code> (https URLs) to add two real "
+                            "<code>--compare-tls</code> (https URLs) to add real "
                             "handshakes, TLS 1.2 and TLS 1.3, side by side.</p>")
         if not tc.get("measured"):
             return _section("tls-compare", title, intro
@@ -591,9 +592,9 @@ class HtmlReport:
         versions: list[dict[str, Any]] = list(tc.get("versions") or [])
         addr = str(tc.get("address") or "")
         where = f"[{addr}]:{tc.get('port')}" if ":" in addr else f"{addr}:{tc.get('port')}"
-        out = [intro, f"<p>Two more connections to {_code(where)} "
-                      f"(server name {_code(tc.get('server_name'))}), after the journey. "
-                      f"Clock: {esc(tc.get('clock'))}.</p>"]
+        out = [intro, f"<p>{esc(tc.get('rounds', 1))} round(s) of connections to "
+                      f"{_code(where)} (server name {_code(tc.get('server_name'))}), after "
+                      f"the journey. Clock: {esc(tc.get('clock'))}.</p>"]
 
         def num(v: object, unit: str = " ms") -> str:
             return "—" if v is None else esc(f"{v}{unit}")
@@ -610,7 +611,12 @@ class HtmlReport:
             ("accepted", accepted),
             ("negotiated", lambda v: _code(v.get("negotiated_version") or "—")),
             ("TCP connect", lambda v: num(v.get("tcp_connect_ms"))),
-            ("handshake", lambda v: f"<strong>{num(v.get('handshake_ms'))}</strong>"),
+            ("handshake", lambda v: f"<strong>{num(v.get('handshake_ms'))}</strong>"
+             + (f" <span class=\"muted\">(median of {esc(v.get('median_of'))})</span>"
+                if (v.get("median_of") or 0) > 1 else "")),
+            ("every sample", lambda v: esc(", ".join(
+                f"{float(x['handshake_ms']):.3f} ms" for x in v.get("samples") or []
+                if x.get("handshake_ms") is not None) or "—")),
             ("round trips waited for", lambda v: num(v.get("round_trips"), "")),
             ("each wait (our last message → the server's next flight)",
              lambda v: esc(" + ".join(f"{float(w):.3f} ms" for w in v.get("waits_ms") or [])

@@ -397,8 +397,9 @@ class Report:
             return
         addr = str(tc.get("address") or "")
         where = f"[{addr}]" if ":" in addr else addr
-        title.append(f"  (two more connections to {where}:{tc.get('port')} after the journey, "
-                     "one after the other; no session resumed)", style="dim")
+        title.append(f"  (more connections to {where}:{tc.get('port')} after the journey, one "
+                     f"after the other, {tc.get('rounds', 1)} round(s); no session resumed)",
+                     style="dim")
         self.c.print(title, overflow="fold")
         versions = list(tc.get("versions") or [])
 
@@ -419,7 +420,9 @@ class Report:
             ("accepted", ["yes" if v.get("accepted") else "no" if v.get("accepted") is False
                           else "unknown" for v in versions]),
             ("TCP connect", [num(v.get("tcp_connect_ms")) for v in versions]),
-            ("handshake", [num(v.get("handshake_ms")) for v in versions]),
+            ("handshake", [num(v.get("handshake_ms")) + (
+                f" (median of {v['median_of']})" if (v.get("median_of") or 0) > 1 else "")
+                for v in versions]),
             ("round trips", [num(v.get("round_trips"), "") for v in versions]),
             ("each waited", [" + ".join(num(w) for w in v.get("waits_ms") or []) or "—"
                              for v in versions]),

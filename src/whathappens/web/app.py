@@ -250,7 +250,8 @@ class WebApp:
             done.listener = None
             if self.config.compare_tls is not None and done.error is None:
                 await queue.put(("step", {"step": "tls-compare", "title": "TLS 1.2 vs 1.3",
-                                          "summary": "measuring: two more handshakes…",
+                                          "summary": "measuring fresh TLS 1.2 and 1.3 "
+                                                     "handshakes…",
                                           "pending": True}))
                 result = await self.config.compare_tls(done)
                 if result is not None:

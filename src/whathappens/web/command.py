@@ -144,7 +144,7 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
 
 
 def compare_tls_after(args: argparse.Namespace) -> Any:
-    """TLS 1.2 vs 1.3 on the address the journey used (two more real handshakes)."""
+    """TLS 1.2 vs 1.3 on the address the journey used (real handshakes, median of 3 rounds)."""
     try:
         from whathappens.net.tls_compare import compare_after_journey
     except ImportError:
