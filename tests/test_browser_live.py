@@ -96,6 +96,10 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
     for section in ("glance", "url", "dns", "tcp", "tls", "http", "waterfall", "tls-compare",
                     "layers", "cheatsheet"):
         assert p.locator(f"#report section#{section}").count() == 1, section
+    links = p.locator("#report .report-nav a")
+    assert links.count() >= 9
+    p.locator("#report .report-nav a[href='#waterfall']").click()
+    assert p.locator("#waterfall").is_visible()
     # The waterfall's bars were placed by app.js from data-* (no inline style under the CSP).
     width = p.evaluate("getComputedStyle(document.querySelector('#report .bar')).width")
     assert width != "auto"

@@ -302,7 +302,7 @@ class WebApp:
         while len(self.journeys) > KEEP_JOURNEYS:
             self.journeys.popitem(last=False)
         report = HtmlReport(data, inline_style=False)
-        return {"id": ident, "html": report.body() + report.footer(),
+        return {"id": ident, "html": report.body() + report.footer(), "nav": report.nav(),
                 "exit_code": journey.exit_code,
                 "error": None if journey.error is None else journey.error.to_dict(),
                 "total_ms": data.get("total_ms")}

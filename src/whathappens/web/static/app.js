@@ -78,7 +78,13 @@
     } else if (kind === "step") {
       addStep(data);
     } else if (kind === "report") {
-      report.innerHTML = data.html; // rendered and escaped by the server (render/html.py)
+      // Rendered and escaped by the server (render/html.py); the section links first, below
+      // the steps, so nothing already on screen moves.
+      report.innerHTML = '<nav class="report-nav" aria-label="Sections of the report"><ul>' +
+        data.nav + "</ul></nav>" + data.html;
+      report.querySelectorAll(".report-nav a").forEach(function (a) {
+        if (!document.getElementById(a.getAttribute("href").slice(1))) a.parentNode.remove();
+      });
       placeBars(report);
       const base = "/journeys/" + encodeURIComponent(data.id);
       document.getElementById("dl-html").href = base + ".html";
