@@ -88,6 +88,8 @@ CORPUS: dict[str, tuple[str, ...]] = {
     "192.0.2.1": ("documentation",),
     "198.18.0.1": ("benchmarking",),
     "2001:db8::1": ("documentation",),
+    "3fff::1": ("documentation",),
+    "5f00::1": ("segment routing",),
     "fec0::1": ("site-local",),
 }
 

@@ -50,6 +50,8 @@ BLOCKED: tuple[tuple[Network, str], ...] = tuple(
         ("::1/128", "loopback: this machine itself (RFC 4291)"),
         ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215), which can lead into private IPv4"),
         ("100::/64", "the discard prefix (RFC 6666)"),
+        ("3fff::/20", "documentation space (RFC 9637)"),
+        ("5f00::/16", "segment routing (SRv6) SIDs (RFC 9602), not a host"),
         ("2001::/23", "IETF protocol assignments (RFC 2928)"),
         ("2001:db8::/32", "documentation space (RFC 3849)"),
         ("fc00::/7", "a unique local (private) network (RFC 4193)"),
