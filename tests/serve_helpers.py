@@ -93,13 +93,13 @@ def request(served: Served, method: str, path: str, body: bytes | None = None,
 
 
 def journey(served: Served, url: str, *, timeout: float = 60.0,
-            stop_after: str | None = None) -> Stream:
+            stop_after: str | None = None, headers: dict[str, str] | None = None) -> Stream:
     """POST the URL and read the event stream to its end (or until ``stop_after``)."""
     conn = http.client.HTTPConnection(served.host, served.port, timeout=timeout)
     try:
         start = time.monotonic()
         conn.request("POST", "/api/journey", body=json.dumps({"url": url}).encode(),
-                     headers={"Content-Type": "application/json"})
+                     headers={"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         out = Stream(resp.status, {k.lower(): v for k, v in resp.getheaders()})
         kind, data = "message", ""

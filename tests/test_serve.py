@@ -276,3 +276,26 @@ def test_public_mode_bounds_every_journey() -> None:
     local = journey_options(_parser().parse_args(["--max-time", "600"]))
     assert local.address_policy is None
     assert local.max_time == 600
+
+
+def test_behind_a_proxy_the_gate_counts_the_forwarded_address(
+        demo_internet: DemoInternet) -> None:
+    with serve("--per-client", "1", "--client-header", "X-Forwarded-For",
+               *demo_args(demo_internet)) as s, RawServer(_stall_then_ok(2.0)) as server:
+        results: list[Stream] = []
+        first = threading.Thread(target=lambda: results.append(journey(
+            s, server.url(), headers={"X-Forwarded-For": "198.51.100.1"})))
+        first.start()
+        time.sleep(0.5)
+        # Another visitor behind the same proxy is not held back by the first one ...
+        other = threading.Thread(target=lambda: results.append(journey(
+            s, server.url(), headers={"X-Forwarded-For": "198.51.100.2"})))
+        other.start()
+        time.sleep(0.3)
+        # ... but the same visitor is, whatever it wrote to the left of the proxy's entry.
+        again = journey(s, server.url(),
+                        headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.1"})
+        first.join(20)
+        other.join(20)
+    assert again.status == 429
+    assert [r.one("report")["exit_code"] for r in results] == [0, 0]

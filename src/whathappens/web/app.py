@@ -67,6 +67,9 @@ class ServeConfig:
     compare_tls: Callable[[Journey], Awaitable[dict[str, Any] | None]] | None = None
     example_url: str = "https://www.example.com/"
     mode_note: str = ""
+    # Behind a reverse proxy every visitor arrives from the proxy's address: with this set
+    # (e.g. "x-forwarded-for"), the gate counts the address the proxy appended instead.
+    client_header: str | None = None
 
 
 def _static(name: str) -> bytes:
@@ -194,7 +197,7 @@ class WebApp:
         if len(url) > MAX_URL:
             await self._text(send, 400, f"the URL is longer than {MAX_URL} characters")
             return
-        client = (scope.get("client") or ("unknown", 0))[0]
+        client = self.client_of(scope, headers)
         refused = self.config.gate.enter(client)
         if refused is not None:
             await self._events(send, 429, [("refused", {"message": refused})])
@@ -203,6 +206,17 @@ class WebApp:
             await self._run_stream(url, receive, send)
         finally:
             self.config.gate.leave(client)
+
+    def client_of(self, scope: Scope, headers: dict[str, str]) -> str:
+        """Who the gate counts: the peer, or the right-most entry of the proxy's header
+        (the one our own proxy appended; entries to its left are the client's say-so)."""
+        peer = str((scope.get("client") or ("unknown", 0))[0])
+        name = self.config.client_header
+        if name:
+            value = headers.get(name.lower(), "").split(",")[-1].strip()
+            if value:
+                return value[:64]
+        return peer
 
     async def _events(self, send: Send, status: int, events: list[tuple[str, Any]]) -> None:
         await self._start_stream(send, status)

@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the demo internet keeps its CA and logs (default ./demo)")
     p.add_argument("--no-compare-tls", action="store_true",
                    help="skip the two extra handshakes (TLS 1.2 vs 1.3) after each journey")
+    p.add_argument("--client-header", metavar="NAME",
+                   help="behind a reverse proxy: count journeys per the address the proxy "
+                        "appends to this header (e.g. X-Forwarded-For), not per connection")
     p.add_argument("--no-capture", action="store_true",
                    help="do not capture the TCP handshake's segments (done by default as root)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
@@ -140,7 +143,8 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
         allowed_hosts=frozenset() if args.public else allowed_hosts(
             args.bind, args.port, args.allow_host),
         gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
-        compare_tls=compare, example_url=example, mode_note=note)
+        compare_tls=compare, example_url=example, mode_note=note,
+        client_header=args.client_header)
 
 
 def compare_tls_after(args: argparse.Namespace) -> Any:
