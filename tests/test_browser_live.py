@@ -79,8 +79,15 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
         page: BrowserPage, served: Served, demo_internet: DemoInternet) -> None:
     trace(page, served, demo_url(demo_internet))
     p = page.page
-    order = [s for s, _, pending in seen(page) if not pending]
+    # First appearance of each row (the DNS row appears while its hops arrive, and is
+    # completed in place when the step ends).
+    order = list(dict.fromkeys(s for s, _, pending in seen(page) if not pending))
     assert order == ["url", "dns", "tcp", "tls", "http", "leg", "tls-compare", "report"]
+    hops = p.locator("#steps li[data-step=dns] ol.hops li")
+    assert hops.count() >= 5  # resolver questions and the walk's hops
+    text = p.inner_text("#steps li[data-step=dns] ol.hops")
+    assert "a.root-servers.net" in text
+    assert "referral to the com. servers" in text
     times = [t for _, t, _ in seen(page)]
     assert times == sorted(times)
     # The demo's DNS alone takes ~100 ms (injected delays): the first rows were on the page
@@ -88,7 +95,7 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
     first = next(t for s, t, _ in seen(page) if s == "url")
     report = next(t for s, t, _ in seen(page) if s == "report")
     assert report - first > 50
-    rows = p.locator("#steps li")
+    rows = p.locator("#steps > li")
     assert rows.count() == 7
     assert "TLSv1.3" in p.inner_text("#steps li[data-step=tls]")
     assert "200" in p.inner_text("#steps li[data-step=http]")

@@ -107,6 +107,16 @@ def test_a_demo_journey_streams_every_step_then_the_report(
     assert kinds[-2:] == ["report", "end"]
     steps = [s["step"] for s in stream.steps()]
     assert steps == ["url", "dns", "tcp", "tls", "http", "leg", "tls-compare"]
+    # Inside DNS, each resolver question and each hop of the walk arrives as it ends,
+    # before the DNS step itself.
+    details = [(i, d) for i, (k, d, _) in enumerate(stream.events) if k == "detail"]
+    dns_at = next(i for i, (k, d, _) in enumerate(stream.events)
+                  if k == "step" and d["step"] == "dns")
+    assert {d["step"] for _, d in details} == {"dns.query", "dns.hop"}
+    assert all(i < dns_at for i, _ in details)
+    walk = [d["summary"] for _, d in details if d["step"] == "dns.hop"]
+    assert walk[0].startswith("walk: asked a.root-servers.net (127.0.53.1)")
+    assert "referral to the com. servers" in walk[0]
     by = {s["step"]: s for s in stream.steps()}
     assert not any(s["failed"] for s in stream.steps())
     assert "127.0.80.1" in by["dns"]["summary"] or "::1" in by["dns"]["summary"]

@@ -6,7 +6,8 @@ Routes
     POST /api/journey           {"url": "..."} → a text/event-stream of the journey, live
     GET  /journeys/ID.EXT       the finished journey as json, har or a self-contained html
 
-The stream sends ``start``, one ``step`` per finished step (url, dns, tcp, tls, http, leg),
+The stream sends ``start``, one ``step`` per finished step (url, dns, tcp, tls, http, leg) and,
+inside DNS, one ``detail`` per resolver question and walk hop as it ends,
 a ``tls-compare`` step when measured, then ``report`` (the sections, rendered and escaped by
 render/html.py) and ``end``; or ``refused`` when the journey may not run.
 
@@ -27,7 +28,13 @@ from importlib import resources
 from typing import Any
 
 from whathappens.journey import Journey, Span
-from whathappens.web.events import LIVE_SPANS, compare_event, step_event
+from whathappens.web.events import (
+    DETAIL_SPANS,
+    LIVE_SPANS,
+    compare_event,
+    detail_event,
+    step_event,
+)
 from whathappens.web.gate import Gate
 
 Scope = dict[str, Any]
@@ -237,16 +244,19 @@ class WebApp:
         legs: list[int] = []
 
         def listener(span: Span) -> None:
-            if span.name not in LIVE_SPANS:
-                return
-            if span.name == "leg":
-                legs.append(int(span.attrs.get("index", len(legs))))
-                leg: int | None = legs[-1]
+            if span.name in DETAIL_SPANS:
+                item = ("detail", detail_event(span.to_dict(), len(legs)))
+            elif span.name in LIVE_SPANS:
+                if span.name == "leg":
+                    legs.append(int(span.attrs.get("index", len(legs))))
+                    leg: int | None = legs[-1]
+                else:
+                    leg = len(legs) if span.name != "url" else None
+                item = ("step", step_event(span.to_dict(), leg))
             else:
-                leg = len(legs) if span.name != "url" else None
-            event = step_event(span.to_dict(), leg)
+                return
             # Spans can end on a resolver thread: hand the event to the loop safely.
-            loop.call_soon_threadsafe(queue.put_nowait, ("step", event))
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         journey = Journey(url=url, listener=listener)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 # The spans the page shows as they end, in the order a journey meets them.
 LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg")
+# Inside the DNS step: each question to the resolver and each hop of the walk, as they end.
+DETAIL_SPANS = ("dns.query", "dns.hop")
 STEP_TITLE = {
     "url": "URL", "dns": "DNS", "guard": "Address check", "tcp": "TCP", "tls": "TLS",
     "http": "HTTP", "leg": "Request done",
@@ -115,3 +117,29 @@ def compare_event(result: dict[str, Any]) -> dict[str, Any]:
     return {"step": "tls-compare", "title": "TLS 1.2 vs 1.3", "leg": None, "actor": None,
             "layer": "transport", "start_ms": None, "duration_ms": None, "summary": text,
             "failed": False, "beginner": "", "advanced": "", "measures": ""}
+
+
+def detail_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
+    """One DNS question (to the resolver) or one hop of the walk, as it ends."""
+    a = span.get("attrs") or {}
+    err = span.get("error") or {}
+    records = ", ".join(str(r) for r in a.get("records") or [])
+    if span.get("name") == "dns.hop":
+        who = f"{str(a.get('server', '')).rstrip('.') or '.'} ({a.get('address')})"
+        kind = str(a.get("kind") or "")
+        if kind == "referral":
+            what = f"referral to the {a.get('referral_zone')} servers"
+        elif kind == "answer":
+            what = f"answer {records}" if records else "answer"
+        else:
+            what = str(a.get("note") or kind or "no answer")
+        text = f"walk: asked {who} for {a.get('qtype')} {a.get('qname')}: {what}"
+    else:
+        what = str(err.get("message") or "") or (records and f"answer {records}") or str(
+            a.get("rcode") or "no records")
+        again = " (asked again: the resolver's cache)" if str(
+            a.get("purpose", "")).startswith("the same question") else ""
+        text = f"{span.get('actor')}: {a.get('qtype')} {a.get('qname')}{again}: {what}"
+    return {"step": span.get("name"), "leg": leg, "start_ms": span.get("start_ms"),
+            "duration_ms": span.get("duration_ms"), "summary": text,
+            "failed": bool(err)}

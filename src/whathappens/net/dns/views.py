@@ -330,6 +330,7 @@ async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
         journey.end(span)
         hop.start_ns, hop.end_ns = span.start_ns, span.end_ns or span.start_ns
         span.attrs.update(hop.to_dict())
+        journey.ended(span)  # complete now: a live listener may show the hop
     assert walk.result is not None
     return walk.result
 

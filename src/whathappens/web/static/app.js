@@ -25,9 +25,38 @@
     return typeof v === "number" ? v.toFixed(2) + " ms" : "";
   }
 
+  // The DNS row of this request while its questions and hops arrive (before the step ends).
+  function workingDns(leg) {
+    let li = steps.querySelector('li.working[data-step="dns"][data-leg="' + leg + '"]');
+    if (!li) {
+      li = el("li", "step k-dns working");
+      li.dataset.step = "dns";
+      li.dataset.leg = String(leg);
+      const head = el("div", "step-head");
+      head.append(el("span", "step-title", "DNS"));
+      head.append(el("span", "step-leg muted", "request " + (leg + 1)));
+      head.append(el("span", "step-took", "…"));
+      li.append(head);
+      li.append(el("p", "step-sum", "asking…"));
+      li.append(el("ol", "hops small"));
+      steps.append(li);
+    }
+    return li;
+  }
+
+  function addDetail(ev) {
+    const li = workingDns(ev.leg);
+    const line = el("li", ev.failed ? "bad" : null, ev.summary + " (" + ms(ev.duration_ms) + ")");
+    li.querySelector("ol.hops").append(line);
+  }
+
   function addStep(ev) {
     const pending = steps.querySelector("li.pending");
     if (pending) pending.remove();
+    let working = null;
+    if (ev.step === "dns") {
+      working = steps.querySelector('li.working[data-step="dns"][data-leg="' + ev.leg + '"]');
+    }
     const li = el("li", "step k-" + String(ev.step).replace(/[^a-z0-9-]/g, ""));
     if (ev.failed) li.classList.add("failed");
     if (ev.pending) li.classList.add("pending");
@@ -45,10 +74,13 @@
     if (typeof ev.start_ms === "number") facts.append(el("span", null, "starts at " + ms(ev.start_ms)));
     if (ev.layer) facts.append(el("span", null, ev.layer + " layer"));
     if (facts.childNodes.length) li.append(facts);
+    if (working) li.append(working.querySelector("ol.hops"));
     if (ev.beginner) li.append(el("p", "explain beginner", ev.beginner));
     if (ev.advanced) li.append(el("p", "explain advanced", ev.advanced));
     if (ev.measures) li.append(el("p", "explain measures small", "What the time measures: " + ev.measures));
-    steps.append(li);
+    li.dataset.leg = String(ev.leg);
+    if (working) working.replaceWith(li);  // same place: what is below does not jump
+    else steps.append(li);
   }
 
   // Bars and marks of the waterfall carry their place as data-*; set it through the CSSOM,
@@ -77,6 +109,8 @@
       status.textContent = "Tracing " + data.url + " …";
     } else if (kind === "step") {
       addStep(data);
+    } else if (kind === "detail") {
+      addDetail(data);
     } else if (kind === "report") {
       // Rendered and escaped by the server (render/html.py); the section links first, below
       // the steps, so nothing already on screen moves.
