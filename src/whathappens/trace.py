@@ -402,10 +402,10 @@ class Runner:
                 child.end_ns = b
         conn.tcp_span.attrs["tcp_info_end"] = tcp_info(conn.plain.sock)
         tls_obj = getattr(conn.stream, "obj", None)
-        if isinstance(tls_obj, ssl.SSLObject) and tls_obj.session is not None:
+        if isinstance(tls_obj, ssl.SSLObject) and (session := tls_obj.session) is not None:
             # TLS 1.3 tickets arrive after the handshake, so the session is taken here,
-            # after the response was read (RFC 8446 §4.6.1).
-            self.tls_sessions[(url.host, url.port)] = tls_obj.session
+            # after the response was read (RFC 8446 §4.6.1). Once: each read costs ~0.5 ms.
+            self.tls_sessions[(url.host, url.port)] = session
         self._remember_hsts(url, ex)
         self._findings(url, ex)
         return ex

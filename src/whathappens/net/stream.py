@@ -60,8 +60,13 @@ class PlainStream:
         self.wire_sent += len(data)
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes:
-        loop = asyncio.get_running_loop()
-        data = await asyncio.wait_for(loop.sock_recv(self.sock, max_bytes), timeout)
+        # What the kernel already holds is taken at once: a trip through the event loop
+        # (a task for wait_for, a reader callback) per read would be measured as network time.
+        try:
+            data = self.sock.recv(max_bytes)
+        except (BlockingIOError, InterruptedError):
+            async with asyncio.timeout(timeout):
+                data = await asyncio.get_running_loop().sock_recv(self.sock, max_bytes)
         self.wire_received += len(data)
         return data
 

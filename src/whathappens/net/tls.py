@@ -247,6 +247,9 @@ def _events(recorder: tlsmsg.HandshakeRecorder) -> list[dict[str, Any]]:
 
 def _record(span: Span, obj: ssl.SSLObject, recorder: tlsmsg.HandshakeRecorder,
             first_flight_ns: int | None) -> None:
+    # The handshake is over (or failed): stop the message callback. Left on, OpenSSL would
+    # call it for every record of the body too, and its cost would be counted as download.
+    obj.context._msg_callback = None  # type: ignore[attr-defined]
     attrs: dict[str, Any] = {
         "server_first_flight_ms": None if first_flight_ns is None
         else round(first_flight_ns / 1e6, 3),
