@@ -264,8 +264,7 @@ class H2Connection:
 
         while progress.t_done is None:
             chunk = await self._recv(progress, limits, clock)
-            for frame in self._cut_frames(chunk, progress.t_last_read):
-                self._feed(frame, progress, limits)
+            self._feed(list(self._cut_frames(chunk, progress.t_last_read)), progress, limits)
             if to_send and progress.t_done is None:
                 to_send = self._queue_body(stream_id, to_send)
                 if not to_send:
@@ -348,13 +347,29 @@ class H2Connection:
             yield _Frame(data, data[3], stream_id, self._pending_t)
             self._pending_t = t_read  # whatever follows arrived in this read
 
-    def _feed(self, frame: _Frame, progress: _StreamProgress, limits: Limits) -> None:
-        if frame.stream_id == progress.stream_id and frame.type in (_HEADERS, _CONTINUATION):
-            progress.head_bytes += len(frame.data)
-            if progress.t_first_byte is None:
-                progress.t_first_byte = frame.t_start
+    def _feed(self, frames: list[_Frame], progress: _StreamProgress, limits: Limits) -> None:
+        """The complete frames of one read. Runs of frames go to h2 in one call (its per-call
+        cost is then paid per read, not per frame); a HEADERS or CONTINUATION frame of our
+        stream goes alone, after what came before it, as its size and time are its own."""
+        batch: list[bytes] = []
+        for frame in frames:
+            if frame.stream_id == progress.stream_id and frame.type in (_HEADERS,
+                                                                        _CONTINUATION):
+                self._receive(b"".join(batch), progress, limits)
+                batch.clear()
+                progress.head_bytes += len(frame.data)
+                if progress.t_first_byte is None:
+                    progress.t_first_byte = frame.t_start
+                self._receive(frame.data, progress, limits)
+            else:
+                batch.append(frame.data)
+        self._receive(b"".join(batch), progress, limits)
+
+    def _receive(self, data: bytes, progress: _StreamProgress, limits: Limits) -> None:
+        if not data:
+            return
         try:
-            events = self._h2.receive_data(frame.data)
+            events = self._h2.receive_data(data)
         except h2.exceptions.DenialOfServiceError as e:
             if "header block" in str(e):  # hpack's bound on the decoded head
                 raise _headers_too_large(limits) from None
