@@ -115,8 +115,10 @@ async def _attempt(journey: Journey, parent: Span, address: str, port: int,
     span = journey.span("tcp.connect", "tcp", "you", "transport", parent=parent,
                         address=address, port=port, family=fam)
     try:
-        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (address, port)),
-                               timeout)
+        # asyncio.timeout, not wait_for: wait_for would wrap the connect in a task of its
+        # own, and the SYN would leave one event-loop turn after the span began.
+        async with asyncio.timeout(timeout):
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
     except BaseException as exc:
         journey.end(span)
         sock.close()
