@@ -137,9 +137,13 @@ def test_pooling(production: LabContext, tmp_path: Path,
         ok = summary["requests"] - summary["failed"]
         if setting.persistent:
             # Connections are kept: after the warm-up, at most a thread's first request
-            # still opens one (2 workers × 4 threads).
+            # still opens one (2 workers × 4 threads), so connecting is a small share of
+            # the time, far below the same path opening one per request. (No fixed
+            # percentage: on a loaded 2-core machine a handful of connects can reach 5 %.)
             assert summary["opened_connection"] <= 8
-            assert summary["connect_share_pct"] < 5
+            fresh = next(s for s in experiments.POOL_SETTINGS
+                         if s.direct == setting.direct and not s.persistent)
+            assert summary["connect_share_pct"] < by[fresh.name]["connect_share_pct"] / 2
         else:
             assert summary["opened_connection"] == ok      # every request paid …
             assert summary["connect_ms_when_opened"] > 0   # … and Server-Timing says how much
