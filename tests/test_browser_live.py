@@ -203,3 +203,50 @@ def test_a_hostile_server_runs_nothing_on_the_live_page(page: BrowserPage,
         assert len(shown) >= len(HOSTILE) // 2, (shown, HOSTILE)
         assert p.locator("#report script, #steps script, #report img, #report svg").count() == 0
         page.screenshot("live-hostile")
+
+
+# WCAG 2.x contrast (https://www.w3.org/TR/WCAG21/#dfn-contrast-ratio) of every text-bearing
+# element against the first opaque background behind it; AA asks 4.5:1 for body text.
+CONTRAST = """() => {
+  function rgb(c) { const m = c.match(/[\\d.]+/g).map(Number); return m; }
+  function lum(c) {
+    const [r, g, b] = c.slice(0, 3).map(v => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+  function background(el) {
+    for (let n = el; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length < 4 || c[3] > 0.9) return c;
+    }
+    return [255, 255, 255];
+  }
+  const worst = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const direct = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!direct || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || parseFloat(style.opacity) < 0.5) continue;
+    const fg = rgb(style.color), bg = background(el);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < 4.5) worst.push([el.tagName + '.' + el.className, ratio.toFixed(2),
+                                 el.textContent.trim().slice(0, 30)]);
+  }
+  return worst;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_has_enough_contrast(browser: Any, served: Served, demo_internet: DemoInternet,
+                                  scheme: str) -> None:
+    bp = new_page(browser)
+    try:
+        bp.page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        trace(bp, served, demo_url(demo_internet))
+        for mode in ("beginner", "advanced"):
+            bp.page.locator(f"label[for=mode-{mode}]").click()
+            low = bp.page.evaluate(CONTRAST)
+            assert low == [], f"{scheme}/{mode}: text under 4.5:1: {low[:8]}"
+    finally:
+        bp.context.close()
