@@ -28,7 +28,7 @@ from whathappens.errors import (
     UrlError,
 )
 from whathappens.journey import Journey, Span
-from whathappens.net.capture import HandshakeCapture, describe
+from whathappens.net.capture import HandshakeCapture, capture_attrs
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request
@@ -256,7 +256,8 @@ class Runner:
                     pair = (c.local, c.remote)
             finally:
                 if capture is not None:
-                    self._record_capture(tcp_span, capture, pair)
+                    tcp_span.attrs.update(capture_attrs(capture, pair,
+                                                        self.j.clock.wall_origin_ns))
             tcp_span.actor = f"you {c.local} → server {c.remote}"
             # The step runs from the first SYN to the winning handshake's end, not our
             # bookkeeping around them.
@@ -299,31 +300,6 @@ class Runner:
         conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
         self.pool[url.origin] = conn
         return conn
-
-    def _record_capture(self, span: Span, capture: HandshakeCapture,
-                        pair: tuple[str, str] | None) -> None:
-        """Put the captured SYN / SYN-ACK / ACK (or why there are none) on the TCP span."""
-        if capture.error is not None:
-            span.attrs["capture"] = {"captured": False, "why": capture.error}
-            return
-        origin = self.j.clock.wall_origin_ns
-        how = (f"a copy of each frame from an AF_PACKET socket on "
-               f"{', '.join(sorted(capture.interfaces)) or 'no interface'}; times are the "
-               "kernel's receive timestamps (CLOCK_REALTIME) put on the journey's clock "
-               "through its t0")
-        if pair is None:  # the connect failed: show what the wire did say (e.g. SYN → RST)
-            seen = [s for s in capture.segments if s.dport == capture.port][:1] + [
-                s for s in capture.segments if s.sport == capture.port][:1]
-            span.attrs["capture"] = {"captured": bool(seen), "how": how,
-                                     "why": None if seen else "no segment was seen"}
-            span.attrs["segments_seen"] = describe(seen, origin)
-            return
-        local, remote = (_split_hostport(x) for x in pair)
-        segments = capture.handshake(local, remote)
-        span.attrs["capture"] = {"captured": len(segments) == 3, "how": how,
-                                 "why": None if len(segments) == 3 else
-                                 "the three segments of this connection were not all seen"}
-        span.attrs["handshake_segments"] = describe(segments, origin)
 
     def vet(self, leg: Span, url: UrlAnatomy, res: Resolution) -> Resolution:
         """Keep only the addresses the policy allows; connect goes to exactly these.
@@ -440,11 +416,6 @@ class Runner:
         for conn in self.pool.values():
             self._close(conn)
         self.pool.clear()
-
-
-def _split_hostport(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 async def run_journey(url_text: str, options: Options | None = None, *,

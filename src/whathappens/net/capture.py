@@ -229,3 +229,33 @@ def describe(segments: list[Segment], wall_origin_ns: int) -> list[dict[str, Any
             "t_ms": round((seg.wall_ns - wall_origin_ns) / 1e6, 3) if seg.wall_ns else None,
         })
     return out
+
+
+def _split_hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def capture_attrs(capture: HandshakeCapture, pair: tuple[str, str] | None,
+                  wall_origin_ns: int) -> dict[str, Any]:
+    """The TCP span's attributes: the SYN / SYN-ACK / ACK of the connection ``pair`` (local,
+    remote as "addr:port"), what was seen of a connect that failed (``pair`` None, e.g. SYN
+    then RST), or why nothing was captured."""
+    if capture.error is not None:
+        return {"capture": {"captured": False, "why": capture.error}}
+    how = (f"a copy of each frame from an AF_PACKET socket on "
+           f"{', '.join(sorted(capture.interfaces)) or 'no interface'}; times are the "
+           "kernel's receive timestamps (CLOCK_REALTIME) put on the journey's clock "
+           "through its t0")
+    if pair is None:
+        seen = [s for s in capture.segments if s.dport == capture.port][:1] + [
+            s for s in capture.segments if s.sport == capture.port][:1]
+        return {"capture": {"captured": bool(seen), "how": how,
+                            "why": None if seen else "no segment was seen"},
+                "segments_seen": describe(seen, wall_origin_ns)}
+    local, remote = (_split_hostport(x) for x in pair)
+    segments = capture.handshake(local, remote)
+    whole = len(segments) == 3
+    return {"capture": {"captured": whole, "how": how, "why": None if whole else
+                        "the three segments of this connection were not all seen"},
+            "handshake_segments": describe(segments, wall_origin_ns)}
