@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import selectors
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from whathappens.demo.internet import DemoInternet
 
 WHATHAPPENS = str(Path(sys.executable).parent / "whathappens")
+START_TIMEOUT = 30.0  # seconds for serve to print its address
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Stream:
     def steps(self) -> list[dict[str, Any]]:
         return [d for k, d, _ in self.events if k == "step" and not d.get("pending")]
 
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
     def one(self, kind: str) -> dict[str, Any]:
         found = [d for k, d, _ in self.events if k == kind]
         assert len(found) == 1, (kind, self.kinds())
@@ -64,7 +70,10 @@ def serve(*args: str, cwd: Path | None = None) -> Iterator[Served]:
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            ready = sel.select(START_TIMEOUT)
+        line = proc.stdout.readline() if ready else ""
         if not line.startswith("whathappens serve: http://"):
             proc.kill()
             _, err = proc.communicate(timeout=10)
@@ -92,31 +101,44 @@ def request(served: Served, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
+def post(served: Served, url: str, *, timeout: float = 60.0,
+         headers: dict[str, str] | None = None
+         ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """POST /api/journey as the page does; returns once the response head has arrived."""
+    conn = http.client.HTTPConnection(served.host, served.port, timeout=timeout)
+    conn.request("POST", "/api/journey", body=json.dumps({"url": url}).encode(),
+                 headers={"Content-Type": "application/json", **(headers or {})})
+    return conn, conn.getresponse()
+
+
+def events(resp: http.client.HTTPResponse, start: float | None = None
+           ) -> Iterator[tuple[str, Any, float]]:
+    """Server-sent events (HTML Living Standard §9.2) as they arrive: kind, JSON data, and
+    seconds since ``start`` (time.monotonic())."""
+    start = time.monotonic() if start is None else start
+    kind, data = "message", ""
+    while line := resp.readline():
+        text = line.decode().rstrip("\n")
+        if text.startswith("event: "):
+            kind = text[7:]
+        elif text.startswith("data: "):
+            data += text[6:]
+        elif text == "" and data:
+            yield kind, json.loads(data), time.monotonic() - start
+            kind, data = "message", ""
+
+
 def journey(served: Served, url: str, *, timeout: float = 60.0,
             stop_after: str | None = None, headers: dict[str, str] | None = None) -> Stream:
     """POST the URL and read the event stream to its end (or until ``stop_after``)."""
-    conn = http.client.HTTPConnection(served.host, served.port, timeout=timeout)
+    start = time.monotonic()
+    conn, resp = post(served, url, timeout=timeout, headers=headers)
     try:
-        start = time.monotonic()
-        conn.request("POST", "/api/journey", body=json.dumps({"url": url}).encode(),
-                     headers={"Content-Type": "application/json", **(headers or {})})
-        resp = conn.getresponse()
         out = Stream(resp.status, {k.lower(): v for k, v in resp.getheaders()})
-        kind, data = "message", ""
-        while True:
-            line = resp.readline()
-            if not line:
+        for event in events(resp, start):
+            out.events.append(event)
+            if event[0] == stop_after:
                 break
-            text = line.decode().rstrip("\n")
-            if text.startswith("event: "):
-                kind = text[7:]
-            elif text.startswith("data: "):
-                data += text[6:]
-            elif text == "" and data:
-                out.events.append((kind, json.loads(data), time.monotonic() - start))
-                if kind == stop_after:
-                    break
-                kind, data = "message", ""
         return out
     finally:
         conn.close()

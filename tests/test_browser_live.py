@@ -18,6 +18,7 @@ from browser import PHONE, BrowserPage, new_page
 from misbehaving import RawServer, read_request_head, wait_until_closed
 from serve_helpers import Served, demo_args, serve
 from test_browser_report import HOSTILE, hostile_internet
+from whathappens.demo.command import demo_url
 from whathappens.demo.internet import DemoInternet
 
 pytestmark = pytest.mark.browser
@@ -50,11 +51,6 @@ def served(demo_internet: DemoInternet) -> Iterator[Served]:
         yield s
 
 
-def demo_url(demo: DemoInternet) -> str:
-    port = "" if demo.https_port == 443 else f":{demo.https_port}"
-    return f"https://www.example.com{port}/"
-
-
 def trace(page: BrowserPage, served: Served, url: str, *, timeout: float = 60_000) -> None:
     p = page.page
     p.goto(served.base + "/", wait_until="load")
@@ -77,7 +73,7 @@ def assert_only_this_origin(page: BrowserPage, served: Served) -> None:
 
 def test_type_a_url_press_enter_and_watch_the_steps_arrive(
         page: BrowserPage, served: Served, demo_internet: DemoInternet) -> None:
-    trace(page, served, demo_url(demo_internet))
+    trace(page, served, demo_url(demo_internet, None))
     p = page.page
     # First appearance of each row (the DNS row appears while its hops arrive, and is
     # completed in place when the step ends).
@@ -125,7 +121,7 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
 
 def test_beginner_and_advanced_switch_on_the_live_page(
         page: BrowserPage, served: Served, demo_internet: DemoInternet) -> None:
-    trace(page, served, demo_url(demo_internet))
+    trace(page, served, demo_url(demo_internet, None))
     p = page.page
 
     def shown(selector: str) -> bool:
@@ -149,7 +145,7 @@ def test_the_live_page_fits_a_phone(browser: Any, served: Served,
                                     demo_internet: DemoInternet) -> None:
     bp = new_page(browser, PHONE)
     try:
-        trace(bp, served, demo_url(demo_internet))
+        trace(bp, served, demo_url(demo_internet, None))
         overflow = bp.page.evaluate(
             "document.scrollingElement.scrollWidth - window.innerWidth")
         assert overflow <= 1
@@ -243,7 +239,7 @@ def test_text_has_enough_contrast(browser: Any, served: Served, demo_internet: D
     bp = new_page(browser)
     try:
         bp.page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
-        trace(bp, served, demo_url(demo_internet))
+        trace(bp, served, demo_url(demo_internet, None))
         for mode in ("beginner", "advanced"):
             bp.page.locator(f"label[for=mode-{mode}]").click()
             low = bp.page.evaluate(CONTRAST)

@@ -17,6 +17,7 @@ import pytest
 
 from misbehaving import RawServer, free_port, read_request_head, wait_until_closed
 from serve_helpers import WHATHAPPENS, Served, Stream, demo_args, journey, request, serve
+from whathappens.demo.command import demo_url
 from whathappens.demo.internet import DemoInternet
 from whathappens.web.app import PAGE_CSP
 
@@ -29,11 +30,6 @@ JOURNEY_SCHEMA = json.loads((Path(__file__).parents[1] / "src" / "whathappens" /
 def served(demo_internet: DemoInternet) -> Iterator[Served]:
     with serve(*demo_args(demo_internet)) as s:
         yield s
-
-
-def demo_url(demo: DemoInternet) -> str:
-    port = "" if demo.https_port == 443 else f":{demo.https_port}"
-    return f"https://www.example.com{port}/"
 
 
 # ------------------------------------------------------------------ page and headers
@@ -99,7 +95,7 @@ def test_journeys_start_only_from_the_page(served: Served) -> None:
 # ----------------------------------------------------------------------- journeys
 def test_a_demo_journey_streams_every_step_then_the_report(
         served: Served, demo_internet: DemoInternet) -> None:
-    stream = journey(served, demo_url(demo_internet))
+    stream = journey(served, demo_url(demo_internet, None))
     assert stream.status == 200
     assert stream.headers["content-type"].startswith("text/event-stream")
     kinds = stream.kinds()
@@ -212,25 +208,6 @@ def test_a_failing_journey_still_reports_what_happened(served: Served) -> None:
     assert url["step"] == "url"
     assert url["failed"]
     assert stream.one("report")["exit_code"] == 3
-
-
-def test_the_gate_refuses_a_second_journey_from_the_same_client(
-        demo_internet: DemoInternet) -> None:
-    with serve("--per-client", "1", *demo_args(demo_internet)) as s, \
-            RawServer(_stall_then_ok(2.0)) as server:
-        first: list[Stream] = []
-        runner = threading.Thread(target=lambda: first.append(journey(s, server.url())))
-        runner.start()
-        time.sleep(0.5)
-        second = journey(s, server.url())
-        assert second.status == 429
-        assert second.kinds() == ["refused"]
-        assert "wait" in second.one("refused")["message"]
-        runner.join(20)
-        assert first
-        assert first[0].one("report")["exit_code"] == 0
-        third = journey(s, server.url())
-        assert third.one("report")["exit_code"] == 0
 
 
 # ------------------------------------------------------------------------ command

@@ -18,14 +18,9 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
-import selectors
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +39,15 @@ from misbehaving import (
     read_request_head,
     wait_until_closed,
 )
+from serve_helpers import Served, Stream, journey, post
+from serve_helpers import events as sse_events
+from serve_helpers import serve as served_by
 from whathappens.errors import DnsError, TargetRefused
 from whathappens.guard import public_only
 from whathappens.journey import Journey, Span
 from whathappens.net.dns.views import DnsOptions
 from whathappens.trace import Options, run_journey
 
-WHATHAPPENS = str(Path(sys.executable).parent / "whathappens")
-START_TIMEOUT = 30.0     # seconds for serve to print its address
 CALL_TIMEOUT = 30.0      # seconds for one POST /api/journey, stream included
 
 # URL (PORT = the local target server's port) -> words the refusal must say.
@@ -108,97 +104,11 @@ REACH_LOOPBACK = [
 # ----------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Served:
-    proc: subprocess.Popen[str]
-    port: int
-
-
-@dataclass
-class Stream:
-    status: int
-    content_type: str
-    events: list[tuple[str, Any]] = field(default_factory=list)
-
-    def kinds(self) -> list[str]:
-        return [k for k, _ in self.events]
-
-    def one(self, kind: str) -> dict[str, Any]:
-        found = [d for k, d in self.events if k == kind]
-        assert len(found) == 1, (kind, self.kinds())
-        data: dict[str, Any] = found[0]
-        return data
-
-    def steps(self) -> list[dict[str, Any]]:
-        return [d for k, d in self.events if k == "step"]
-
-
 @contextlib.contextmanager
 def serve(*args: str) -> Iterator[Served]:
-    """``whathappens serve --port 0 ARGS``, until it prints its address; terminated after."""
-    proc = subprocess.Popen([WHATHAPPENS, "serve", "--port", "0", "--no-compare-tls", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            ready = sel.select(START_TIMEOUT)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("whathappens serve: http://"):
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            raise AssertionError(f"serve did not start: {line!r} {err!r}")
-        address = line.split("http://", 1)[1].split("/", 1)[0]
-        assert address.rpartition(":")[0] == "127.0.0.1", line
-        yield Served(proc, int(address.rpartition(":")[2]))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def parse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
-    """Server-sent events (HTML Living Standard §9.2): ``event:`` and ``data:`` lines, a blank
-    line ends each event; data is JSON on one line here."""
-    kind, data = "message", ""
-    for line in lines:
-        if line == "":
-            if data:
-                yield kind, json.loads(data)
-            kind, data = "message", ""
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data += line[5:].strip()
-
-
-def lines_of(resp: http.client.HTTPResponse) -> Iterator[str]:
-    while raw := resp.readline():
-        yield raw.decode().rstrip("\r\n")
-
-
-def post(port: int, url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """POST /api/journey as the page does; returns once the response head has arrived.
-    http.client sends Host: 127.0.0.1:PORT."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CALL_TIMEOUT)
-    conn.request("POST", "/api/journey", body=json.dumps({"url": url}),
-                 headers={"Content-Type": "application/json"})
-    return conn, conn.getresponse()
-
-
-def journey(port: int, url: str) -> Stream:
-    """One whole journey through the page's API: every event, up to the end of the stream."""
-    conn, resp = post(port, url)
-    try:
-        stream = Stream(resp.status, resp.getheader("content-type", ""))
-        stream.events = list(parse_events(lines_of(resp)))
-        return stream
-    finally:
-        conn.close()
+    """``whathappens serve --port 0 ARGS`` without the TLS comparison (not under test here)."""
+    with served_by("--no-compare-tls", *args) as served:
+        yield served
 
 
 def assert_refused(stream: Stream, *words: str) -> dict[str, Any]:
@@ -307,7 +217,7 @@ def test_public_mode_refuses_the_corpus(public: Served, target: RawServer,
                                         target6: RawServer | None, url: str) -> None:
     port = (target6 or target).port if "[::1]" in url else target.port
     before = accepted(target, target6)
-    stream = journey(public.port, url.replace("PORT", str(port)))
+    stream = journey(public, url.replace("PORT", str(port)))
     assert stream.one("start")["public"] is True
     step = assert_refused(stream, *CORPUS[url])
     # The steps before the refusal are there and succeeded: the URL, and DNS (no lookup
@@ -322,7 +232,7 @@ def test_public_mode_refuses_the_corpus(public: Served, target: RawServer,
 def test_public_mode_refuses_a_name_that_resolves_to_loopback(
         public: Served, target: RawServer, resolver: TinyDns) -> None:
     before = target.accepted
-    stream = journey(public.port, f"http://evil.test:{target.port}/")
+    stream = journey(public, f"http://evil.test:{target.port}/")
     step = assert_refused(stream, "evil.test was not contacted", "127.0.0.1", "loopback")
     steps = stream.steps()
     dns_steps = [s for s in steps if s["step"] == "dns"]
@@ -336,7 +246,7 @@ def test_public_mode_refuses_a_name_that_resolves_to_loopback(
 
 def test_public_mode_still_answers_to_any_host_but_only_fetches_public(public: Served) -> None:
     """A refusal is a journey like any other: the report is kept for download."""
-    stream = journey(public.port, "http://[::ffff:169.254.169.254]/latest/meta-data/")
+    stream = journey(public, "http://[::ffff:169.254.169.254]/latest/meta-data/")
     assert_refused(stream, "169.254.169.254", "metadata")
     ident = stream.one("report")["id"]
     conn = http.client.HTTPConnection("127.0.0.1", public.port, timeout=CALL_TIMEOUT)
@@ -357,7 +267,7 @@ def test_public_mode_still_answers_to_any_host_but_only_fetches_public(public: S
 @pytest.mark.parametrize("url", REACH_LOOPBACK)
 def test_local_mode_reaches_the_same_urls(local: Served, target: RawServer, url: str) -> None:
     before = target.accepted
-    stream = journey(local.port, url.replace("PORT", str(target.port)))
+    stream = journey(local, url.replace("PORT", str(target.port)))
     assert stream.one("start")["public"] is False
     assert_reached(stream)
     assert target.accepted == before + 1
@@ -367,13 +277,13 @@ def test_local_mode_reaches_ipv6_loopback(local: Served, target6: RawServer | No
     if target6 is None:
         pytest.skip("no IPv6 loopback on this machine")
     before = target6.accepted
-    assert_reached(journey(local.port, f"http://[::1]:{target6.port}/"))
+    assert_reached(journey(local, f"http://[::1]:{target6.port}/"))
     assert target6.accepted == before + 1
 
 
 def test_local_mode_follows_a_name_to_loopback(local: Served, target: RawServer) -> None:
     before = target.accepted
-    stream = journey(local.port, f"http://evil.test:{target.port}/")
+    stream = journey(local, f"http://evil.test:{target.port}/")
     assert_reached(stream)
     dns_step = next(s for s in stream.steps() if s["step"] == "dns")
     assert "evil.test → 127.0.0.1" in dns_step["summary"]
@@ -573,17 +483,17 @@ def slow_reply(conn: socket.socket) -> None:
 def test_the_gate_refuses_a_second_journey_from_the_same_client(resolver: TinyDns) -> None:
     with RawServer(slow_reply) as slow, RawServer(ok_reply) as quick, \
             serve("--per-client", "1", *dns_args(resolver)) as served:
-        conn, resp = post(served.port, slow.url())
+        conn, resp = post(served, slow.url(), timeout=CALL_TIMEOUT)
         try:
             assert resp.status == 200
-            events = parse_events(lines_of(resp))
+            events = sse_events(resp)
             assert next(events)[0] == "start"
             # The first journey holds the client's only slot while the server stalls.
             deadline = time.monotonic() + 5
             while slow.accepted == 0 and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert slow.accepted == 1
-            second = journey(served.port, quick.url())
+            second = journey(served, quick.url())
             assert second.status == 429
             assert second.content_type.startswith("text/event-stream")
             assert second.kinds() == ["refused"]
@@ -594,10 +504,10 @@ def test_the_gate_refuses_a_second_journey_from_the_same_client(resolver: TinyDn
             rest = list(events)
         finally:
             conn.close()
-        first = Stream(200, "text/event-stream", [("start", {}), *rest])
+        first = Stream(200, {"content-type": "text/event-stream"}, [("start", {}, 0.0), *rest])
         assert_reached(first)
         # The slot is free again: a new journey runs.
-        third = journey(served.port, quick.url())
+        third = journey(served, quick.url())
         assert_reached(third)
         assert quick.accepted == 1
 

@@ -15,7 +15,6 @@ Pure: ``refusal(address)`` says why an address may not be reached, or ``None``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -96,9 +95,6 @@ def refusal(address: str) -> str | None:
         if addr.version == net.version and addr in net:
             return f"{addr} is {why}"
     return None
-
-
-Policy = Callable[[str], "str | None"]
 
 
 def public_only(address: str) -> str | None:

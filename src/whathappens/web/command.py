@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,19 +148,16 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
         client_header=args.client_header)
 
 
-def compare_tls_after(args: argparse.Namespace) -> Any:
+def compare_tls_after(args: argparse.Namespace
+                      ) -> Callable[[Journey], Awaitable[dict[str, Any] | None]]:
     """TLS 1.2 vs 1.3 on the address the journey used (real handshakes, median of 3 rounds)."""
-    try:
-        from whathappens.net.tls_compare import compare_after_journey
-    except ImportError:
-        return None
+    from whathappens.net.tls_compare import compare_after_journey
 
     async def compare(journey: Journey) -> dict[str, Any] | None:
         opts = journey_options(args)
-        result: dict[str, Any] = await compare_after_journey(
-            journey, opts.tls, timeout=min(opts.connect_timeout, 10.0),
-            address_policy=opts.address_policy)
-        return result
+        return await compare_after_journey(journey, opts.tls,
+                                           timeout=min(opts.connect_timeout, 10.0),
+                                           address_policy=opts.address_policy)
 
     return compare
 
