@@ -14,18 +14,17 @@ everything measured before it.
     ├── HttpError           exit 7   malformed response, size limits, decoding
     ├── RedirectError       exit 8   too many redirects, redirect loop, bad Location
     ├── JourneyTimeout      exit 9   the whole journey ran out of time (--max-time)
+    ├── LimitExceeded       exit of the step it ran out in: a budget (CPU, memory, counts)
     ├── InternalError       exit 10  a bug of ours, reported without a traceback
     └── TargetRefused       exit 13  --only-public / serve --public: a private or reserved address
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 
 class JourneyError(Exception):
-    step: ClassVar[str] = "journey"
-    exit_code: ClassVar[int] = 10
+    step: str = "journey"
+    exit_code: int = 10
 
     def __init__(self, code: str, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
@@ -83,6 +82,23 @@ class JourneyTimeout(JourneyError):
 class InternalError(JourneyError):
     step = "journey"
     exit_code = 10
+
+
+# The exit code of a failure in each step (LimitExceeded takes the step it happened in).
+STEP_EXIT_CODES = {"url": 3, "dns": 4, "tcp": 5, "tls": 6, "http": 7, "redirect": 8,
+                   "journey": 9}
+
+
+class LimitExceeded(JourneyError):
+    """A budget ran out (CPU, memory, frames, records, chunks, 1xx, DNS queries: see
+    ``whathappens.net.budget``). It is reported in the step that was running, with that
+    step's exit code: the peer of that step made us spend it."""
+
+    def __init__(self, code: str, message: str, *, step: str = "journey",
+                 detail: str | None = None) -> None:
+        super().__init__(code, message, detail=detail)
+        self.step = step
+        self.exit_code = STEP_EXIT_CODES.get(step, 9)
 
 
 class TargetRefused(JourneyError):

@@ -28,6 +28,7 @@ from whathappens.errors import (
     UrlError,
 )
 from whathappens.journey import Journey, Span
+from whathappens.net import budget as budgets
 from whathappens.net.capture import HandshakeCapture, capture_attrs
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
@@ -67,6 +68,8 @@ class Options:
     address_policy: Callable[[str], str | None] | None = None
     # After the journey, TLS 1.2 vs 1.3 against the same address (facts["tls_compare"]).
     compare_tls: bool = False
+    # CPU, memory and event-count budgets (whathappens.net.budget); max_time is above.
+    resources: budgets.ResourceLimits = field(default_factory=budgets.ResourceLimits)
 
 
 @dataclass
@@ -427,6 +430,10 @@ async def run_journey(url_text: str, options: Options | None = None, *,
     opts = options or Options()
     journey = journey if journey is not None else Journey(url=url_text)
     runner = Runner(journey, opts)
+    # Installed before wait_for makes its task, so the journey's task and every task it
+    # starts see this budget (a context variable is copied into each new task).
+    budget = budgets.Budget(opts.resources, journey=journey, max_time=opts.max_time)
+    token = budgets.install(budget)
     try:
         await asyncio.wait_for(runner.run(url_text), opts.max_time)
     except JourneyError as err:
@@ -442,6 +449,8 @@ async def run_journey(url_text: str, options: Options | None = None, *,
                                       "bug, please report it", detail=repr(exc))
     finally:
         runner.close_all()
+        budgets.uninstall(token)
+        journey.facts["resources"] = budget.report()
     try:
         runner.analyse()
     except Exception as exc:  # analysis must never cost the user the journey

@@ -11,6 +11,8 @@ import asyncio
 import socket
 from typing import Protocol
 
+from whathappens.net import budget
+
 
 class Stream(Protocol):
     @property
@@ -62,6 +64,9 @@ class PlainStream:
     async def recv(self, max_bytes: int, timeout: float) -> bytes:
         # What the kernel already holds is taken at once: a trip through the event loop
         # (a task for wait_for, a reader callback) per read would be measured as network time.
+        # The budget still gives the loop a turn every few reads and checks the deadline,
+        # so a peer that always has data ready cannot keep timers from firing.
+        await budget.current().turn()
         try:
             data = self.sock.recv(max_bytes)
         except (BlockingIOError, InterruptedError):

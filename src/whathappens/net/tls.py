@@ -20,7 +20,7 @@ from typing import Any
 
 from whathappens.errors import TlsError
 from whathappens.journey import Journey, Span
-from whathappens.net import tlsmsg
+from whathappens.net import budget, tlsmsg
 from whathappens.net.stream import PlainStream
 
 READ_CHUNK = 65536
@@ -45,6 +45,9 @@ class TlsStream:
         self.app_sent = 0
         self.app_received = 0
         self._eof = False
+        self._pending: TlsStreamError | None = None
+        self.close_notify = False  # the server ended the stream with a close_notify alert
+        self.ragged_eof = False    # ...or with a TCP FIN and no close_notify
         self.chain: list[bytes] = []   # DER, as the server sent it; described after the journey
 
     @property
@@ -61,7 +64,7 @@ class TlsStream:
 
     async def _flush(self) -> None:
         data = self.outgoing.read()
-        if data:
+        if data and not self.plain.closed:
             await self.plain.send(data)
 
     async def send(self, data: bytes) -> None:
@@ -70,14 +73,24 @@ class TlsStream:
         await self._flush()
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes:
-        """Up to ``max_bytes`` of decrypted data; waits only when none is buffered."""
+        """Up to ``max_bytes`` of decrypted data; waits only when none is buffered.
+
+        ``b""`` is the end of the stream: the server's close_notify (RFC 8446 §6.1), or its
+        TCP FIN without one (``ragged_eof`` says which). Whether that end cuts the response
+        short is for the HTTP layer's framing to decide, as RFC 9112 §9.8 says. A TLS error
+        after some data (an alert, a corrupt record) is raised on the next call, so the data
+        before it is not lost.
+        """
+        if self._pending is not None:
+            error, self._pending = self._pending, None
+            raise error
         out = bytearray()
+        pace = budget.current()
         while len(out) < max_bytes:
             try:
                 # One call returns at most one TLS record; keep going while records are
                 # already here, so a large body does not cost a trip through asyncio each.
-                out += self.obj.read(max_bytes - len(out))
-                continue
+                data = self.obj.read(max_bytes - len(out))
             except ssl.SSLWantReadError:
                 if out or self._eof:
                     break
@@ -87,8 +100,26 @@ class TlsStream:
                     self.incoming.write_eof()
                 else:
                     self.incoming.write(chunk)
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                break  # close_notify, or the peer closed without one
+                continue
+            except ssl.SSLZeroReturnError:
+                self._eof = self.close_notify = True
+                break
+            except ssl.SSLEOFError:
+                self._eof = self.ragged_eof = True
+                break
+            except ssl.SSLError as exc:
+                error = TlsStreamError(exc)
+                if out:
+                    self._pending = error
+                    break
+                raise error from None
+            if not data:
+                # After a close_notify OpenSSL answers every read with b"" (SSL_read
+                # returns 0): the end of the stream, not "try again".
+                self._eof = self.close_notify = True
+                break
+            out += data
+            pace.count("tls.record")
         await self._flush()  # e.g. a KeyUpdate answer
         self.app_received += len(out)
         return bytes(out)
@@ -102,6 +133,53 @@ class TlsStream:
                 with contextlib.suppress(OSError):
                     self.plain.sock.send(out)  # best effort close_notify, never blocks long
         self.plain.close()
+
+
+def alert_words(exc: ssl.SSLError) -> str:
+    """An OpenSSL error as a sentence: which alert the peer sent, or what was wrong with the
+    records, without OpenSSL's source file and line (``(_ssl.c:2580)``)."""
+    reason = str(exc.reason or "").upper()
+    for prefix in ("TLSV1_ALERT_", "SSLV3_ALERT_", "TLSV13_ALERT_"):
+        if reason.startswith(prefix):
+            name = reason[len(prefix):].lower()
+            return f"the server sent the TLS alert '{name}' (RFC 8446 §6)"
+    known = {
+        "WRONG_VERSION_NUMBER": "a record that is not TLS (its header is not a TLS version)",
+        "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": "a record that failed decryption (corrupted "
+                                               "or forged)",
+        "BAD_RECORD_MAC": "a record that failed its integrity check (corrupted or forged)",
+        "RECORD_LAYER_FAILURE": "records that break the TLS record layer",
+        "EXCESSIVE_MESSAGE_SIZE": "a TLS message larger than TLS allows",
+        "PACKET_LENGTH_TOO_LONG": "a record longer than TLS allows (RFC 8446 §5.1)",
+        "DATA_LENGTH_TOO_LONG": "a record longer than TLS allows (RFC 8446 §5.1)",
+        "RECORD_OVERFLOW": "a record longer than TLS allows (RFC 8446 §5.2)",
+        "UNEXPECTED_MESSAGE": "a TLS message that was not expected at that point",
+        "UNEXPECTED_RECORD": "a TLS record that was not expected at that point",
+        "UNEXPECTED_EOF_WHILE_READING": "the end of the connection in the middle of a record",
+        "BAD_LENGTH": "a TLS message whose length is wrong",
+        "BAD_DECRYPT": "a record that failed decryption",
+        "INVALID_CT_ALLOWED_VALUE": "a record of an unknown content type",
+        "UNKNOWN_ALERT_TYPE": "an alert of an unknown type",
+        "NO_RENEGOTIATION": "a renegotiation request, which we refuse",
+        "INVALID_ALERT": "a malformed TLS alert",
+        "BAD_PACKET_LENGTH": "a record whose length is wrong",
+        "TOO_MANY_WARN_ALERTS": "too many warning alerts",
+        "TOO_MANY_KEY_UPDATES": "too many KeyUpdate messages",
+    }
+    if reason in known:
+        return f"the server sent {known[reason]}"
+    words = reason.replace("_", " ").lower() if reason else "an error"
+    return f"the TLS layer failed: {words}"
+
+
+class TlsStreamError(ConnectionError):
+    """A TLS failure after the handshake, in words (``alert_words``); the OpenSSL error is
+    kept as ``__cause__``-free ``detail`` for the JSON."""
+
+    def __init__(self, exc: ssl.SSLError) -> None:
+        super().__init__(alert_words(exc))
+        self.words = alert_words(exc)
+        self.detail = str(exc)
 
 
 def make_context(opts: TlsOptions) -> ssl.SSLContext:
