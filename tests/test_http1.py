@@ -292,7 +292,7 @@ def test_garbage_instead_of_a_status_line_is_shown_escaped() -> None:
     with serving(raw_server(replying(b"SSH-2.0-OpenSSH_9.6\r\n", then_close=False))) as port:
         err = fails(port)
     assert err.code == "http.malformed"
-    assert "b'SSH-2.0-OpenSSH_9.6\\r\\n'" in err.message
+    assert "'SSH-2.0-OpenSSH_9.6\\r\\n'" in err.message
     assert "SSH" in err.message.split("began")[1]
 
 

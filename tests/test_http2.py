@@ -486,7 +486,7 @@ def test_an_http1_answer_to_the_preface_is_named() -> None:
         err = fails(port)
     assert err.code == "http.malformed"
     assert "HTTP/1.x, not HTTP/2" in err.message
-    assert "b'HTTP/1.1 400 Bad Request\\r\\n" in err.message
+    assert "'HTTP/1.1 400 Bad Request\\r\\n" in err.message
 
 
 def test_garbage_frames_are_malformed() -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from whathappens.errors import (
     ConnectError,
+    HttpError,
     InternalError,
     JourneyError,
     JourneyTimeout,
@@ -35,7 +36,7 @@ from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request
 from whathappens.net.stream import PlainStream, Stream
 from whathappens.net.tcp import connect, tcp_info
-from whathappens.net.tls import TlsOptions, describe_chain, handshake
+from whathappens.net.tls import TlsOptions, TlsStream, describe_chain, handshake
 from whathappens.url import UrlAnatomy, parse_url, public_suffix_of, resolve_reference
 
 if TYPE_CHECKING:
@@ -289,8 +290,18 @@ class Runner:
         elif self.opts.http_version == "2":
             protocol = "HTTP/2"  # prior knowledge (RFC 9113 §3.3), only when asked for
         if self.opts.http_version == "2" and protocol != "HTTP/2":
-            self.j.note("warning", "http", "--http2 was asked for but the server did not "
-                        "offer h2 in ALPN: using HTTP/1.1")
+            # --http2 insists (as a test of the server would): the server's refusal is the
+            # answer, not a quiet fall-back to HTTP/1.1 (RFC 7301 §3.2: ALPN chose for it).
+            chosen = stream.obj.selected_alpn_protocol() if isinstance(stream, TlsStream) \
+                else None
+            with self.j.timed("http", "http", f"server {c.remote}", "application",
+                              parent=leg, protocol="HTTP/2", alpn_selected=chosen):
+                stream.close()
+                said = (f"chose '{chosen}' in ALPN" if chosen else
+                        "chose no protocol in ALPN (it ignored the offer)")
+                raise HttpError("http.h2_refused", f"HTTP/2 was required (--http2), but the "
+                                f"server {said} during the TLS handshake: it does not speak "
+                                "HTTP/2 here. Without --http2 the journey would use HTTP/1.1.")
         http: H1Connection | H2Connection
         if protocol == "HTTP/2":
             from whathappens.net.http2 import H2Connection

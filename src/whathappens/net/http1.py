@@ -22,10 +22,12 @@ from collections.abc import Callable
 import h11
 
 from whathappens.errors import HttpError
+from whathappens.net import budget
 from whathappens.net.content import content_codings, decode_content
 from whathappens.net.http_types import (
     ACCEPT,
     ACCEPT_ENCODING,
+    BYTES_LITERAL,
     USER_AGENT,
     Exchange,
     Limits,
@@ -33,6 +35,8 @@ from whathappens.net.http_types import (
     decode_field,
     escaped,
     joined_field,
+    library_words,
+    os_error_words,
     size_words,
     with_defaults,
 )
@@ -152,7 +156,7 @@ class H1Connection:
         except OSError as e:
             raise HttpError(
                 "http.connection_closed",
-                f"The connection broke while the request was being sent ({e}).",
+                f"The connection broke while the request was being sent: {os_error_words(e)}.",
             ) from None
         t_sent = clock()
 
@@ -165,6 +169,7 @@ class H1Connection:
         informational: list[int] = []
         header_bytes = 0
         body = bytearray()
+        pace = budget.current()
 
         while True:
             try:
@@ -182,9 +187,18 @@ class H1Connection:
                 continue
             consumed = leftover + progress.received - len(conn.trailing_data[0])
             if isinstance(event, h11.InformationalResponse):
-                # RFC 9110 §15.2: 1xx responses precede the final one; note and move on.
+                # RFC 9110 §15.2: 1xx responses precede the final one; note and move on,
+                # but not forever: a server can send them without end.
                 informational.append(event.status_code)
                 head_start = consumed
+                pace.count("http.1xx")
+                if len(informational) > limits.max_informational:
+                    raise HttpError(
+                        "http.too_many_1xx",
+                        f"The server sent more than {limits.max_informational} informational "
+                        f"(1xx) responses without a final one ({_statuses(informational)}); "
+                        "reading stopped there.",
+                    )
             elif isinstance(event, h11.Response):
                 response = event
                 header_bytes = consumed - head_start
@@ -193,6 +207,8 @@ class H1Connection:
                 progress.content_length = _content_length(request, event)
                 _check_announced_length(progress.content_length, limits)
             elif isinstance(event, h11.Data):
+                if event.chunk_start:
+                    pace.count("h1.chunk")
                 body += event.data
                 progress.body_bytes = len(body)
                 if len(body) > limits.max_body_bytes:
@@ -262,7 +278,8 @@ class H1Connection:
         except OSError as e:
             raise HttpError(
                 "http.connection_closed",
-                f"The connection broke {progress.point()} ({e}).",
+                f"The connection broke {progress.point()}: {os_error_words(e)}.",
+                detail=getattr(e, "detail", None) or str(e),
             ) from None
         progress.t_last_read = clock()
         progress.received += len(chunk)
@@ -282,7 +299,9 @@ class H1Connection:
             return _closed_error(progress, self.exchanges)
         return HttpError(
             "http.malformed",
-            f"The response is not valid HTTP/1.1 ({e}); it began {escaped(progress.first)}.",
+            f"The response is not valid HTTP/1.1: {_h11_words(str(e))}; it began "
+            f"{escaped(progress.first)}.",
+            detail=library_words(str(e)),
         )
 
 
@@ -308,6 +327,43 @@ def _closed_error(progress: _Progress, earlier_exchanges: int) -> HttpError:
             "close idle keep-alive connections, so the request may succeed on a new one."
         )
     return HttpError("http.connection_closed", message)
+
+
+# h11's messages (h11/_readers.py, _headers.py), said in words with the rule they break.
+_H11_WORDS = (
+    ("illegal status line", "its status line is not 'HTTP/1.x NNN reason' (RFC 9112 §4)"),
+    ("illegal header line", "a header line is not 'name: value' (RFC 9112 §5)"),
+    ("Illegal header name", "a header name holds characters a name may not (RFC 9110 §5.1)"),
+    ("Illegal header value", "a header value holds characters a value may not, such as "
+                             "control characters (RFC 9110 §5.5)"),
+    ("illegal chunk header", "a chunk-size line is not a hexadecimal size (RFC 9112 §7.1)"),
+    ("malformed chunk footer", "a chunk does not end with CRLF where its size says it ends "
+                               "(RFC 9112 §7.1)"),
+    ("conflicting Content-Length", "it carries Content-Length values that disagree "
+                                   "(RFC 9112 §6.3)"),
+    ("bad Content-Length", "its Content-Length is not a number (RFC 9110 §8.6)"),
+    ("multiple Transfer-Encoding", "it carries more than one Transfer-Encoding field"),
+    ("Only Transfer-Encoding: chunked", "it uses a transfer coding other than chunked, which "
+                                        "a client cannot be asked to read (RFC 9112 §6.1)"),
+    ("continuation line at start", "its headers begin with a folded continuation line "
+                                   "(RFC 9112 §5.2)"),
+    ("no response line", "it has no status line"),
+    ("malformed data", "it holds bytes that do not fit HTTP/1.1's grammar"),
+)
+
+
+def _h11_words(message: str) -> str:
+    """h11's complaint in words, with the offending bytes shown safely."""
+    for prefix, words in _H11_WORDS:
+        if message.startswith(prefix):
+            shown = BYTES_LITERAL.search(message, len(prefix))
+            return words + (f": {library_words(shown.group(0))}" if shown else "")
+    return library_words(message)
+
+
+def _statuses(codes: list[int]) -> str:
+    shown = ", ".join(str(c) for c in codes[:5])
+    return shown + (f" … {len(codes)} in all" if len(codes) > 5 else "")
 
 
 def _check_looks_like_http(first: bytes) -> None:

@@ -34,6 +34,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes, Settings
 
 from whathappens.errors import HttpError
+from whathappens.net import budget
 from whathappens.net.content import content_codings, decode_content
 from whathappens.net.http_types import (
     ACCEPT,
@@ -45,6 +46,8 @@ from whathappens.net.http_types import (
     decode_field,
     escaped,
     joined_field,
+    library_words,
+    os_error_words,
     size_words,
     with_defaults,
 )
@@ -80,7 +83,15 @@ _STREAM_WINDOW = 6 * 1024 * 1024
 _CONNECTION_WINDOW = 15 * 1024 * 1024
 _FRAME_HEADER = 9
 _GOODBYE_TIMEOUT = 0.5  # seconds a parting GOAWAY may take to write
-_HEADERS, _CONTINUATION = 0x1, 0x9
+_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
+_PING, _WINDOW_UPDATE, _CONTINUATION = 0x6, 0x8, 0x9
+_END_STREAM = 0x1
+# Frames that make us work but move no response forward. Servers send a handful per
+# connection; floods of them are denial-of-service patterns (CVE-2019-9512 ping flood,
+# -9515 settings flood, -9518 empty frames, CVE-2024-27316 CONTINUATION flood), so each one
+# is counted against the journey's budget ("h2.control").
+_CONTROL_TYPES = frozenset({_PRIORITY, _SETTINGS, _PING, _WINDOW_UPDATE})
+_KNOWN_TYPES = frozenset(range(0x0, 0xA))
 # RFC 9113 §8.2.2: connection-specific fields must not appear in an HTTP/2 message.
 _CONNECTION_FIELDS = {
     "connection",
@@ -189,6 +200,7 @@ class H2Connection:
         self.goaway: str | None = None  # the server's GOAWAY, in words, once one came
         self.exchanges = 0
         self._failed = False
+        self._send_closed = False  # a write found the connection closed by the server
         self._pending = bytearray()  # the start of a frame not yet complete
         self._pending_t = 0
         self._first = b""
@@ -352,12 +364,20 @@ class H2Connection:
         cost is then paid per read, not per frame); a HEADERS or CONTINUATION frame of our
         stream goes alone, after what came before it, as its size and time are its own."""
         batch: list[bytes] = []
+        pace = budget.current()
         for frame in frames:
+            pace.count("h2.frame")
+            if _is_control(frame, progress.stream_id):
+                pace.count("h2.control")
             if frame.stream_id == progress.stream_id and frame.type in (_HEADERS,
                                                                         _CONTINUATION):
                 self._receive(b"".join(batch), progress, limits)
                 batch.clear()
                 progress.head_bytes += len(frame.data)
+                if progress.head_bytes > limits.max_header_bytes + _FRAME_HEADER * 64:
+                    # Checked per frame: CONTINUATION frames could otherwise grow one
+                    # header block without end before h2 ever decodes it.
+                    raise _headers_too_large(limits)
                 if progress.t_first_byte is None:
                     progress.t_first_byte = frame.t_start
                 self._receive(frame.data, progress, limits)
@@ -398,13 +418,21 @@ class H2Connection:
                         f"{progress.point()}.",
                     )
         elif isinstance(event, h2.events.InformationalResponseReceived) and ours:
-            progress.informational.append(int(_fields(event.headers)[0][1]))
+            progress.informational.append(_status(_fields(event.headers), self._first))
             progress.head_bytes = 0
+            budget.current().count("http.1xx")
+            if len(progress.informational) > limits.max_informational:
+                raise HttpError(
+                    "http.too_many_1xx",
+                    f"The server sent more than {limits.max_informational} informational "
+                    f"(1xx) responses on stream {progress.stream_id} without a final one; "
+                    "reading stopped there.",
+                )
         elif isinstance(event, h2.events.ResponseReceived) and ours:
             fields = _fields(event.headers)
             if sum(len(n) + len(v) + 32 for n, v in fields) > limits.max_header_bytes:
                 raise _headers_too_large(limits)  # RFC 9113 §6.5.2: the 32 is per field
-            progress.status = int(dict(fields)[":status"])
+            progress.status = _status(fields, self._first)
             progress.headers = [(n, v) for n, v in fields if not n.startswith(":")]
             progress.t_headers = t
             progress.header_bytes = progress.head_bytes
@@ -472,7 +500,9 @@ class H2Connection:
             ) from None
         except OSError as e:
             raise HttpError(
-                "http.connection_closed", f"The connection broke {progress.point()} ({e})."
+                "http.connection_closed",
+                f"The connection broke {progress.point()}: {os_error_words(e)}.",
+                detail=getattr(e, "detail", None) or str(e),
             ) from None
         progress.t_last_read = clock()
         if not chunk:
@@ -497,12 +527,17 @@ class H2Connection:
 
     async def _flush(self) -> None:
         data = self._h2.data_to_send()
-        if data:
+        if data and not self._send_closed:
             try:
                 await self.stream.send(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server closed first. What it sent before closing is still to be read,
+                # and the read says how far the response came: no error here.
+                self._send_closed = True
             except OSError as e:
                 raise HttpError(
-                    "http.connection_closed", f"The connection broke while sending ({e})."
+                    "http.connection_closed",
+                    f"The connection broke while sending: {os_error_words(e)}.",
                 ) from None
 
 
@@ -511,6 +546,29 @@ def _fields(headers: list[Any]) -> list[tuple[str, str]]:
         (n if isinstance(n, str) else decode_field(n), v if isinstance(v, str) else decode_field(v))
         for n, v in headers
     ]
+
+
+def _is_control(frame: _Frame, ours: int) -> bool:
+    """A frame that costs work and moves no response forward (see _CONTROL_TYPES)."""
+    if frame.type in _CONTROL_TYPES or frame.type not in _KNOWN_TYPES:
+        return True
+    length = len(frame.data) - _FRAME_HEADER
+    if frame.type == _DATA:
+        return length == 0 and not frame.data[4] & _END_STREAM
+    if frame.type == _CONTINUATION:
+        return length == 0
+    return frame.type == _RST_STREAM and frame.stream_id != ours
+
+
+def _status(fields: list[tuple[str, str]], first: bytes) -> int:
+    """The :status of a response head: exactly three digits (RFC 9113 §8.3.2, RFC 9110 §15)."""
+    value = next((v for n, v in fields if n == ":status"), None)
+    if value is None:
+        raise _malformed("a response head without the :status pseudo-header", first)
+    if len(value) != 3 or not value.isascii() or not value.isdigit() or value[0] == "0":
+        raise _malformed(f"a :status of {escaped(value.encode('utf-8', 'replace'))}, which "
+                         "is not a three-digit status code", first)
+    return int(value)
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:
@@ -535,5 +593,6 @@ def _malformed(why: object, first: bytes) -> HttpError:
         )
     return HttpError(
         "http.malformed",
-        f"The server broke the HTTP/2 protocol ({why}); the connection began {escaped(first)}.",
+        f"The server broke the HTTP/2 protocol: {library_words(str(why))}.",
+        detail=f"the connection began {escaped(first)}",
     )

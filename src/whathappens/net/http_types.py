@@ -11,6 +11,8 @@ without paying for h11 or h2.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,7 @@ class Limits:
     max_body_bytes: int = 10 * 1024 * 1024  # on the wire, before Content-Encoding is undone
     max_decoded_bytes: int = 50 * 1024 * 1024  # after Content-Encoding is undone
     read_timeout: float = 30.0  # the longest one read may sit idle, in seconds
+    max_informational: int = 20  # 1xx responses before the final one (RFC 9110 §15.2)
     keep_body_bytes: int = 256 * 1024  # decoded body kept for display; the rest is counted
 
 
@@ -151,9 +154,49 @@ def decode_field(raw: bytes) -> str:
 
 
 def escaped(data: bytes, limit: int = 80) -> str:
-    """The first ``limit`` bytes shown safely, e.g. ``b'SSH-2.0-OpenSSH\\r\\n'``."""
-    shown = repr(bytes(data[:limit]))
+    """The first ``limit`` bytes shown safely, quoted, every byte visible: ``'SSH-2.0\\r\\n'``.
+
+    Bytes are read as ISO-8859-1 so each stays one character; ``repr`` then writes control
+    characters (C0, DEL, C1) as escapes, so nothing the peer sent reaches a terminal raw.
+    """
+    shown = repr(bytes(data[:limit]).decode("latin-1"))
     return shown + ("…" if len(data) > limit else "")
+
+
+# A Python bytes literal inside a library's message: b'...', b"...", bytearray(b'...').
+_LITERAL = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+BYTES_LITERAL = re.compile(rf"bytearray\(b{_LITERAL}\)|\bb{_LITERAL}")
+
+
+def library_words(message: str) -> str:
+    """A library's message with its Python reprs of bytes shown as ``escaped`` text."""
+
+    def one(m: re.Match[str]) -> str:
+        literal = m.group(1) or m.group(2)
+        try:
+            value = ast.literal_eval("b" + literal)
+        except (ValueError, SyntaxError):
+            return m.group(0)
+        return escaped(value) if isinstance(value, bytes) else m.group(0)
+
+    return BYTES_LITERAL.sub(one, message)
+
+
+def os_error_words(exc: OSError) -> str:
+    """Why a socket operation failed, in words (no ``[Errno 32]``)."""
+    words = getattr(exc, "words", None)  # TlsStreamError says it already
+    if isinstance(words, str):
+        return words
+    if isinstance(exc, BrokenPipeError):
+        return "the server had already closed the connection when we wrote to it"
+    if isinstance(exc, ConnectionResetError):
+        return "the server reset the connection (a TCP RST)"
+    if isinstance(exc, ConnectionAbortedError):
+        return "the connection was aborted"
+    if isinstance(exc, TimeoutError):
+        return "it timed out"
+    reason = exc.strerror or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
 
 
 def size_words(n: int) -> str:
