@@ -16,6 +16,7 @@ from whathappens import __version__
 from whathappens.errors import EXIT_CODES
 
 if TYPE_CHECKING:
+    from whathappens.net.budget import ResourceLimits
     from whathappens.trace import Options
 
 EPILOG = "exit codes:\n" + "\n".join(
@@ -61,6 +62,35 @@ def _resolve_entry(value: str) -> tuple[tuple[str, int], list[str]]:
     if not (sep and sep2 and port.isdigit() and addrs):
         raise argparse.ArgumentTypeError("expected HOST:PORT:ADDRESS[,ADDRESS...]")
     return (host.lower(), int(port)), [a.strip("[]") for a in addrs.split(",")]
+
+
+def _event_limit(value: str) -> tuple[str, int]:
+    from whathappens.net.budget import EVENT_WORDS
+
+    kind, sep, number = value.partition("=")
+    if not sep or not number.isdigit():
+        raise argparse.ArgumentTypeError("expected KIND=N, e.g. h2.control=500")
+    if kind not in EVENT_WORDS:
+        raise argparse.ArgumentTypeError(f"unknown kind '{kind}': one of "
+                                         f"{', '.join(EVENT_WORDS)}")
+    return kind, int(number)
+
+
+def resource_limits(args: argparse.Namespace) -> ResourceLimits:
+    """The budgets from the limit flags; 0 turns one off."""
+    from whathappens.net.budget import ResourceLimits
+
+    limits = ResourceLimits(
+        max_cpu=args.max_cpu or None,
+        max_memory=args.max_memory * 1024 * 1024 or None,
+        max_event_rate=args.max_event_rate or None,
+    )
+    for kind, number in args.max_events:
+        if number:
+            limits.max_events[kind] = number
+        else:
+            limits.max_events.pop(kind, None)
+    return limits
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -148,6 +178,23 @@ def _add_network_arguments(p: argparse.ArgumentParser) -> None:
                      help="largest body read, bytes on the wire (default 10 MiB)")
     lim.add_argument("--max-decoded", type=int, default=50 * 1024 * 1024,
                      help="largest body after decompression, bytes (default 50 MiB)")
+    lim.add_argument("--max-header-bytes", type=int, default=64 * 1024,
+                     help="largest response head, bytes (default 64 KiB)")
+    lim.add_argument("--max-1xx", type=int, default=20,
+                     help="informational (1xx) responses before the final one (default 20)")
+    lim.add_argument("--read-timeout", type=float, default=30.0,
+                     help="longest silence while a response is read, seconds (default 30)")
+    lim.add_argument("--max-cpu", type=float, default=5.0,
+                     help="CPU seconds the journey may use (default 5; 0: no limit)")
+    lim.add_argument("--max-memory", type=int, default=512,
+                     help="MiB of memory the journey may add (default 512; 0: no limit)")
+    lim.add_argument("--max-events", metavar="KIND=N", action="append", default=[],
+                     type=_event_limit,
+                     help="total of one kind of peer event per journey: h2.frame (50000), "
+                          "h2.control (1000), tls.record (50000), h1.chunk (50000), "
+                          "http.1xx (50), dns.query (200); 0: no limit")
+    lim.add_argument("--max-event-rate", type=int, default=20000,
+                     help="those events together per second (default 20000; 0: no limit)")
     lim.add_argument("--only-public", action="store_true",
                      help="refuse private, loopback, link-local, CGNAT, multicast and "
                           "metadata addresses, as 'serve --public' does (exit 13)")
@@ -178,7 +225,10 @@ def options_from(args: argparse.Namespace) -> Options:
         tls=TlsOptions(cafile=args.cacert, insecure=args.insecure,
                        timeout=args.connect_timeout,
                        max_version=tls_versions.get(args.tls_max or "")),
-        limits=Limits(max_body_bytes=args.max_body, max_decoded_bytes=args.max_decoded),
+        limits=Limits(max_body_bytes=args.max_body, max_decoded_bytes=args.max_decoded,
+                      max_header_bytes=args.max_header_bytes,
+                      max_informational=args.max_1xx, read_timeout=args.read_timeout),
+        resources=resource_limits(args),
         resolve=dict(args.resolve),
         http_version=args.http_version,
         connect_timeout=args.connect_timeout,

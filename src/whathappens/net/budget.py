@@ -126,15 +126,15 @@ class Budget:
         if limits.max_cpu is not None:
             cpu = self.cpu_seconds()
             if cpu > limits.max_cpu:
-                self._exceeded("limit.cpu", f"used {cpu:.1f} s of CPU, over the limit of "
-                               f"{limits.max_cpu:g} s (--max-cpu): the peer kept us busy "
-                               f"without the journey moving on{self._counts_words()}")
+                self._exceeded("limit.cpu", f"kept us busy for {cpu:.1f} s of CPU, over the "
+                               f"limit of {limits.max_cpu:g} s (--max-cpu), without the "
+                               f"journey moving on{self._counts_words()}")
         if limits.max_memory is not None:
             grown = _peak_rss() - self.rss0
             if grown > limits.max_memory:
-                self._exceeded("limit.memory", f"needed {grown / 2**20:.0f} MiB more memory, "
-                               f"over the limit of {limits.max_memory / 2**20:.0f} MiB "
-                               f"(--max-memory){self._counts_words()}")
+                self._exceeded("limit.memory", f"made us hold {grown / 2**20:.0f} MiB more "
+                               f"memory, over the limit of {limits.max_memory / 2**20:.0f} "
+                               f"MiB (--max-memory){self._counts_words()}")
 
     # ------------------------------------------------------------ counting
     def count(self, kind: str, n: int = 1) -> None:
@@ -144,9 +144,10 @@ class Budget:
         cap = self.limits.max_events.get(kind)
         words = EVENT_WORDS.get(kind, kind)
         if cap is not None and total > cap:
-            self._exceeded(f"limit.{kind}", f"received more than {cap:,} {words} in this "
-                           f"journey ({total:,} so far), the limit (--max-events "
-                           f"{kind}={cap}); reading stopped there")
+            verb = "made us send" if kind == "dns.query" else "sent"  # queries are ours
+            self._exceeded(f"limit.{kind}", f"{verb} more than {cap:,} {words} in this "
+                           f"journey, the limit (--max-events {kind}={cap}); reading "
+                           "stopped there")
         rate = self.limits.max_event_rate
         if rate is None:
             return
@@ -156,9 +157,9 @@ class Budget:
             self._window_events = 0
         self._window_events += n
         if self._window_events > rate:
-            self._exceeded("limit.rate", f"received more than {rate:,} small protocol "
-                           f"events within one second (--max-event-rate), a flood rather "
-                           f"than a transfer{self._counts_words()}")
+            self._exceeded("limit.rate", f"sent more than {rate:,} small protocol events "
+                           f"within one second (--max-event-rate), a flood rather than a "
+                           f"transfer{self._counts_words()}")
 
     # ------------------------------------------------------------ reporting
     def cpu_seconds(self) -> float:
