@@ -251,10 +251,13 @@ def render(journey_dict: dict[str, object], args: argparse.Namespace, out: TextI
         import json
 
         from whathappens.render.har import to_har
+        from whathappens.render.visible import escape_json
 
         try:
             with open(args.har, "w", encoding="utf-8") as f:
-                json.dump(to_har(journey_dict), f, indent=2, ensure_ascii=False)
+                # C1, bidi and invisible characters as \u escapes: `cat` must not obey them
+                f.write(escape_json(json.dumps(to_har(journey_dict), indent=2,
+                                               ensure_ascii=False)))
         except OSError as exc:
             print(f"whathappens: cannot write {args.har}: {exc.strerror}", file=sys.stderr)
     if getattr(args, "html", None):
@@ -268,7 +271,11 @@ def render(journey_dict: dict[str, object], args: argparse.Namespace, out: TextI
     if args.json:
         import json
 
-        json.dump(journey_dict, out, indent=2, ensure_ascii=False)
+        from whathappens.render.visible import escape_json
+
+        # ensure_ascii=False keeps names readable; escape_json still writes what a terminal
+        # could obey (DEL, C1, bidi and invisible characters) as \u escapes, same values
+        out.write(escape_json(json.dumps(journey_dict, indent=2, ensure_ascii=False)))
         out.write("\n")
         return
     from whathappens.render.terminal import render_terminal

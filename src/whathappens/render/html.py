@@ -3,9 +3,12 @@
 Everything is inline — styles, no scripts needed, no font, no image, no link to anywhere — so
 the file opens offline and makes no request; a strict Content-Security-Policy says so to the
 browser too. Every value taken from the journey (headers, certificate fields, DNS names, URLs,
-error messages) goes through :func:`esc` (``html.escape(..., quote=True)``); the one place the
-journey enters a ``<script>`` element is the inert ``application/json`` data block, written by
-:func:`script_json`, which escapes ``<``, ``>``, ``&`` and U+2028/U+2029. The beginner/advanced
+error messages) goes through :func:`esc` (``html.escape(..., quote=True)``), which first shows
+control characters as visible escapes (render/visible.py: C0, C1, the bidi controls that
+reorder what a reader sees, zero-width characters); the one place the journey enters a
+``<script>`` element is the inert ``application/json`` data block, written by
+:func:`script_json`, which escapes ``<``, ``>``, ``&`` and the same control characters as
+``\\u`` escapes (the values stay the journey's). The beginner/advanced
 switch is two radio buttons and CSS, so it works with the keyboard and without JavaScript.
 Reads only the journey's dict, like every renderer.
 """
@@ -18,6 +21,7 @@ import shlex
 from typing import Any
 
 from whathappens.explain.texts import STEPS
+from whathappens.render.visible import escape_json, visible
 
 Span = dict[str, Any]
 
@@ -46,18 +50,21 @@ BUDGETS = {
 
 
 # ------------------------------------------------------------------------------- escaping
-def esc(value: object) -> str:
-    """Escape any journey value for HTML text or a quoted attribute."""
-    out = html.escape("" if value is None else str(value), quote=True)
-    return out.replace("\u2028", "&#x2028;").replace("\u2029", "&#x2029;")
+def esc(value: object, *, block: bool = False) -> str:
+    """Escape any journey value for HTML text or a quoted attribute. Control characters are
+    shown as escapes (``\\x1b``, ``\\u202e``: a bidi override would reorder the page's text,
+    an LF would start a fake line in a ``<pre>``); a ``block`` (a body excerpt, a query plan,
+    shown in ``<pre>``) keeps its TAB, LF and CR, HTML's own whitespace."""
+    text = visible("" if value is None else str(value), keep_layout=block)
+    return html.escape(text, quote=True)
 
 
 def script_json(value: object) -> str:
     """JSON that can sit inside a ``<script>`` element: no ``</script>``, no ``<!--``, no
-    line separators that end a JavaScript string."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    for raw, safe in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
-                      ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    line separators that end a JavaScript string, no control or bidi character raw
+    (:func:`~whathappens.render.visible.escape_json`)."""
+    text = escape_json(json.dumps(value, ensure_ascii=False, default=str))
+    for raw, safe in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
         text = text.replace(raw, safe)
     return text
 
@@ -710,7 +717,7 @@ class HtmlReport:
                     f"{esc(n)}: {esc(v)}" for n, v in resp) + "</pre>")
             if a.get("body_excerpt"):
                 out.append("<div class=\"advanced\"><h4>Body, first bytes (decoded)</h4><pre>"
-                           + esc(a["body_excerpt"]) + "</pre></div>")
+                           + esc(a["body_excerpt"], block=True) + "</pre></div>")
             parts.append("<div class=\"leg\">" + "".join(out) + "</div>")
         if not parts:
             parts.append("<p>No HTTP request was sent.</p>")
@@ -738,7 +745,7 @@ class HtmlReport:
         a = span.get("attrs", {})
         facts = " · ".join(f"{esc(k)} {_code(v)}" for k, v in a.items()
                            if k != "explain" and not isinstance(v, (dict, list)))
-        plan = (f"<pre>{esc(a['explain'])}</pre>" if a.get("explain") else "")
+        plan = (f"<pre>{esc(a['explain'], block=True)}</pre>" if a.get("explain") else "")
         kids = "".join(self.server_tree(c) for c in span.get("children", []))
         return (f"<li><strong>{esc(span.get('actor'))}</strong> "
                 f"<span class=\"muted\">{esc(span.get('name'))}</span> "

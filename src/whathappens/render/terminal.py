@@ -5,6 +5,12 @@ duration and its key facts — and a few indented lines of detail (DNS hops, TLS
 request and response). Bars are proportional to the monotonic clock since t0, so one can see
 at a glance where the time went. ``--explain`` adds each step's beginner paragraph, the
 advanced facts and what its number includes. Reads only the journey's dict.
+
+Safety: the report reads a copy of the journey whose every string went through
+:func:`~whathappens.render.visible.visible_tree` (``render_terminal``), so a control character
+the peer sent (ESC, C1, CR, bidi overrides…) is printed as a visible escape, whichever field it
+came in; and the console runs with ``markup=False`` and prints ``Text`` objects, so a peer's
+``[bold]`` is text too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from whathappens.explain.texts import STEPS
+from whathappens.render.visible import visible_tree
 
 BAR = 28
 Span = dict[str, Any]
@@ -508,7 +515,10 @@ def render_terminal(journey: dict[str, Any], out: TextIO, *, explain: bool = Fal
                       width=width or (shutil.get_terminal_size((120, 40)).columns
                                       if color else 120),
                       highlight=False, emoji=False, markup=False)
-    Report(journey, console, explain).render()
+    # The one place journey values enter the report: every string made visible. The lab's
+    # query plan ("explain") is the one multi-line text; the report prints it line by line.
+    shown = visible_tree(journey, lines=("explain",))
+    Report(shown, console, explain).render()
     # rich pads wrapped cells to their column's width; nobody wants those spaces pasted
     for line in buffer.getvalue().splitlines():
         out.write(_TRAILING.sub(r"\1", line) + "\n")

@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Any
 
 from whathappens.journey import Journey, Span
+from whathappens.render.visible import escape_json, visible_tree
 from whathappens.web.events import (
     DETAIL_SPANS,
     LIVE_SPANS,
@@ -328,7 +329,8 @@ class WebApp:
         report = HtmlReport(data, inline_style=False)
         return {"id": ident, "html": report.body() + report.footer(), "nav": report.nav(),
                 "exit_code": journey.exit_code,
-                "error": None if journey.error is None else journey.error.to_dict(),
+                "error": None if journey.error is None else visible_tree(
+                    journey.error.to_dict()),
                 "total_ms": data.get("total_ms")}
 
     # -------------------------------------------------------------- download
@@ -349,13 +351,17 @@ class WebApp:
         if ext == "har":
             from whathappens.render.har import to_har
 
-            body = json.dumps(to_har(data), indent=2, ensure_ascii=False)
+            body = escape_json(json.dumps(to_har(data), indent=2, ensure_ascii=False))
         else:
-            body = json.dumps(data, indent=2, ensure_ascii=False)
+            body = escape_json(json.dumps(data, indent=2, ensure_ascii=False))
         await self._send(send, 200, body.encode(), "application/json; charset=utf-8",
                          extra=[(b"content-disposition", disposition)])
 
 
 def _sse(kind: str, data: Any) -> bytes:
-    """One server-sent event (HTML Living Standard §9.2): JSON on one data line."""
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    """One server-sent event (HTML Living Standard §9.2): JSON on one data line. Every string
+    in it is made visible (render/visible.py) — a backstop behind events.py and the HTML
+    report, which already show control characters as escapes; TAB, LF and CR are kept, the
+    report's ``<pre>`` blocks need them and the DOM lays them out as whitespace."""
+    shown = visible_tree(data, keep_layout=True)
+    return f"event: {kind}\ndata: {json.dumps(shown, ensure_ascii=False)}\n\n".encode()

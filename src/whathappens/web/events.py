@@ -1,13 +1,19 @@
 """What the live page is told as a journey runs: one small event per finished step.
 
 Pure: a finished span (``Span.to_dict()``) becomes a JSON-ready event with a one-line summary
-in plain words. The page shows events with ``textContent`` only, so nothing here needs
-escaping; the full report that follows the last step is the HTML renderer's, escaped there.
+in plain words. The page shows events with ``textContent`` only, so no HTML escaping is needed
+here; but text is still text to a reader, so every string of an event goes through
+:func:`~whathappens.render.visible.visible_tree` on its way out (:func:`_shown`): a control
+character or a bidi override from the peer is shown as ``\\x1b`` / ``\\u202e``, as in the
+terminal and HTML reports, instead of reordering or hiding the page's words. The full report
+that follows the last step is the HTML renderer's, escaped there.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from whathappens.render.visible import visible_tree
 
 # The spans the page shows as they end, in the order a journey meets them.
 LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg")
@@ -17,6 +23,12 @@ STEP_TITLE = {
     "url": "URL", "dns": "DNS", "guard": "Address check", "tcp": "TCP", "tls": "TLS",
     "http": "HTTP", "leg": "Request done",
 }
+
+
+def _shown(event: dict[str, Any]) -> dict[str, Any]:
+    """The one way out of this module: every string of the event made visible."""
+    shown: dict[str, Any] = visible_tree(event)
+    return shown
 
 
 def _ms(v: object) -> str:
@@ -84,7 +96,7 @@ def step_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
 
     name = str(span.get("name"))
     text = STEPS.get(name)
-    return {
+    return _shown({
         "step": name,
         "title": STEP_TITLE.get(name, name),
         "leg": leg,
@@ -97,7 +109,7 @@ def step_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
         "beginner": text.beginner if text else "",
         "advanced": text.advanced if text else "",
         "measures": text.measures if text else "",
-    }
+    })
 
 
 def compare_event(result: dict[str, Any]) -> dict[str, Any]:
@@ -114,9 +126,10 @@ def compare_event(result: dict[str, Any]) -> dict[str, Any]:
                 why = (v.get("error") or {}).get("message") or v.get("outcome")
                 parts.append(f"TLS {v.get('version')}: {why}")
         text = "; ".join(parts)
-    return {"step": "tls-compare", "title": "TLS 1.2 vs 1.3", "leg": None, "actor": None,
-            "layer": "transport", "start_ms": None, "duration_ms": None, "summary": text,
-            "failed": False, "beginner": "", "advanced": "", "measures": ""}
+    return _shown({"step": "tls-compare", "title": "TLS 1.2 vs 1.3", "leg": None,
+                   "actor": None, "layer": "transport", "start_ms": None, "duration_ms": None,
+                   "summary": text, "failed": False, "beginner": "", "advanced": "",
+                   "measures": ""})
 
 
 def detail_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
@@ -140,6 +153,6 @@ def detail_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
         again = " (asked again: the resolver's cache)" if str(
             a.get("purpose", "")).startswith("the same question") else ""
         text = f"{span.get('actor')}: {a.get('qtype')} {a.get('qname')}{again}: {what}"
-    return {"step": span.get("name"), "leg": leg, "start_ms": span.get("start_ms"),
-            "duration_ms": span.get("duration_ms"), "summary": text,
-            "failed": bool(err)}
+    return _shown({"step": span.get("name"), "leg": leg, "start_ms": span.get("start_ms"),
+                   "duration_ms": span.get("duration_ms"), "summary": text,
+                   "failed": bool(err)})
