@@ -21,8 +21,10 @@ from whathappens.clock import CLOCK_NAME, Clock, ms
 from whathappens.errors import JourneyError
 
 # 1.1: "server" spans from the lab; 1.2: facts.tls_compare, the "guard" span, TCP capture
-# attrs (handshake_segments, capture), exit code 13.
-SCHEMA_VERSION = "1.2"
+# attrs (handshake_segments, capture), exit code 13; 1.3: facts.resources (the budget's
+# report), error codes limit.* (a budget ran out, in the step it ran out in), http.h2_refused,
+# http.too_many_1xx.
+SCHEMA_VERSION = "1.3"
 
 # The four layers of the TCP/IP model (RFC 1122), as the seeds' layer table uses them.
 LAYERS = ("application", "transport", "internet", "link")

@@ -398,6 +398,14 @@ class Runner:
             self.tls_sessions[(url.host, url.port)] = session
         self._remember_hsts(url, ex)
         self._findings(url, ex)
+        if getattr(conn.stream, "ragged_eof", False) and ex.header("content-length") is None \
+                and "chunked" not in (ex.header("transfer-encoding") or "").lower():
+            # RFC 9112 §9.8 / RFC 8446 §6.1: a body that ends where the connection ends is
+            # only known complete when TLS says so with close_notify; a bare FIN could be a
+            # truncation. Browsers accept it, so the journey goes on, with a warning.
+            self.j.note("warning", "http", "the body ended where the connection ended, but "
+                        "without TLS close_notify: it may have been cut short, and nothing "
+                        "can tell (RFC 9112 §9.8)")
         return ex
 
     def _remember_hsts(self, url: UrlAnatomy, ex: Exchange) -> None:

@@ -40,7 +40,7 @@ from whathappens.net.http_types import (
     size_words,
     with_defaults,
 )
-from whathappens.net.stream import Stream
+from whathappens.net.stream import Stream, closed_how
 
 _READ_SIZE = 64 * 1024
 _SHOWN_BYTES = 80  # how much of a malformed response an error message shows
@@ -220,7 +220,7 @@ class H1Connection:
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif isinstance(event, h11.ConnectionClosed):
-                raise _closed_error(progress, self.exchanges)
+                raise _closed_error(progress, self.exchanges, stream)
         assert response is not None  # h11 sends EndOfMessage only after a Response
         t_done = _read_time(progress, clock)
         if t_first is None:  # the whole response was already buffered
@@ -296,7 +296,7 @@ class H1Connection:
                 f"{size_words(limits.max_header_bytes)} without ending; reading stopped there.",
             )
         if progress.eof:
-            return _closed_error(progress, self.exchanges)
+            return _closed_error(progress, self.exchanges, self.stream)
         return HttpError(
             "http.malformed",
             f"The response is not valid HTTP/1.1: {_h11_words(str(e))}; it began "
@@ -318,8 +318,8 @@ def _read_time(progress: _Progress, clock: Callable[[], int]) -> int:
     return clock() if progress.t_last_read is None else progress.t_last_read
 
 
-def _closed_error(progress: _Progress, earlier_exchanges: int) -> HttpError:
-    message = f"The server closed the connection {progress.point()}."
+def _closed_error(progress: _Progress, earlier_exchanges: int, stream: Stream) -> HttpError:
+    message = f"The server closed the connection{closed_how(stream)} {progress.point()}."
     if earlier_exchanges and not progress.received:
         # RFC 9112 §9.3.1: a server may close an idle persistent connection at any time.
         message += (

@@ -51,7 +51,7 @@ from whathappens.net.http_types import (
     size_words,
     with_defaults,
 )
-from whathappens.net.stream import Stream
+from whathappens.net.stream import Stream, closed_how
 
 
 class _LazyRepr:
@@ -509,7 +509,9 @@ class H2Connection:
             what = f" after {self.goaway}" if self.goaway else ""
             raise HttpError(
                 "http.connection_closed",
-                f"The server closed the connection{what} {progress.point()}.",
+                f"The server closed the connection{closed_how(self.stream)}{what} "
+                f"{progress.point()} on stream {progress.stream_id}, so that stream's "
+                "response is cut short.",
             )
         if len(self._first) < 80:
             self._first += chunk[: 80 - len(self._first)]

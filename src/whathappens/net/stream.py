@@ -83,3 +83,13 @@ class PlainStream:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def closed_how(stream: Stream) -> str:
+    """How the server ended a TLS stream, for a sentence: its close_notify alert (a clean
+    end, RFC 8446 §6.1) or a bare TCP FIN (which an attacker could also forge); "" for TCP."""
+    if getattr(stream, "close_notify", False):
+        return " with a TLS close_notify"
+    if getattr(stream, "ragged_eof", False):
+        return " (a TCP FIN without TLS close_notify)"
+    return ""
