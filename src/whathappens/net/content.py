@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from whathappens.errors import HttpError
+from whathappens.net import budget
 from whathappens.net.http_types import size_words
 
 _CHUNK = 64 * 1024
@@ -29,6 +30,15 @@ _ZSTD_SLICE = 128
 _BROTLI_OLD_SLICE = 256
 # RFC 9659 §3: encoders must not need a zstd window over 8 MB, so a decoder may refuse more.
 _ZSTD_MAX_WINDOW = 8 * 1024 * 1024
+# gzip members (RFC 1952 §2.2) and zstd frames (RFC 8878 §3.1) may follow one another, and
+# each costs a new decoder: a body of half a million empty members is a CPU bomb that decodes
+# to nothing. Real bodies have one, or a few when files were concatenated.
+_MAX_MEMBERS = 1000
+# Codings stacked in Content-Encoding: one is usual; each adds a stage to every chunk.
+_MAX_CODINGS = 8
+# gzip/deflate input goes in slices, so that what zlib copies as unused_data at the end of a
+# member is one slice, not the rest of the body (which made many members quadratic).
+_ZLIB_SLICE = 64 * 1024
 
 
 class DecodedBody:
@@ -61,6 +71,13 @@ def decode_content(
     """Undo ``codings`` on ``data``; raise HttpError when a coding is unknown, the data is
     corrupt, or the result would pass ``max_decoded`` bytes."""
     stages: list[Callable[[Iterable[bytes]], Iterator[bytes]]] = []
+    if len(codings) > _MAX_CODINGS:
+        raise HttpError(
+            "http.content_encoding_unknown",
+            f"The server stacked {len(codings)} content codings on the body "
+            f"({', '.join(codings[:4])} …); more than {_MAX_CODINGS} is not a real encoding "
+            "but a way to make a client work, so it was not decoded.",
+        )
     for coding in reversed(codings):
         stage = _STAGES.get(coding)
         if stage is None:
@@ -111,33 +128,53 @@ def _failed(coding: str, why: str) -> HttpError:
 def _zlib_stage(coding: str, wbits: int, chunks: Iterable[bytes]) -> Iterator[bytes]:
     """gzip (RFC 1952) or deflate (RFC 1950/1951); ``max_length`` bounds each call exactly."""
     d = zlib.decompressobj(wbits)
+    members = 1
+    pace = budget.current()
     try:
         for chunk in chunks:
-            pending = chunk
-            while True:
-                if d.eof:
-                    rest = d.unused_data + pending
-                    if coding == "gzip" and rest.startswith(b"\x1f\x8b"):
-                        d = zlib.decompressobj(wbits)  # RFC 1952 §2.2: members may follow
-                        pending = rest
-                    elif rest.strip(b"\0"):
-                        raise _failed(coding, f"{len(rest)} stray bytes follow its end")
-                    else:
-                        break  # nothing, or zero padding, after the end
-                out = d.decompress(pending, _CHUNK)
-                # At the end of a stream CPython leaves the rest in both unused_data and
-                # unconsumed_tail; unused_data is the one read above.
-                pending = b"" if d.eof else d.unconsumed_tail
-                if out:
-                    yield out
-                # A full output buffer may mean zlib holds more even with no input left; at
-                # the end of a stream the top of the loop decides what follows it.
-                if not pending and len(out) < _CHUNK and not d.eof:
-                    break
+            view = memoryview(chunk)
+            for i in range(0, len(view), _ZLIB_SLICE):
+                pending = bytes(view[i : i + _ZLIB_SLICE])
+                while True:
+                    if d.eof:
+                        rest = d.unused_data + pending
+                        if coding == "gzip" and rest.startswith(b"\x1f\x8b"):
+                            # RFC 1952 §2.2: members may follow
+                            members += 1
+                            if members > _MAX_MEMBERS:
+                                raise _failed(coding, f"it is made of more than {_MAX_MEMBERS} "
+                                              "gzip members in a row, a decompression bomb "
+                                              "pattern")
+                            pace.check()
+                            d = zlib.decompressobj(wbits)
+                            pending = rest
+                        elif rest.strip(b"\0"):
+                            raise _failed(coding, f"{len(rest)} stray bytes follow its end")
+                        else:
+                            break  # nothing, or zero padding, after the end
+                    out = d.decompress(pending, _CHUNK)
+                    # At the end of a stream CPython leaves the rest in both unused_data and
+                    # unconsumed_tail; unused_data is the one read above.
+                    pending = b"" if d.eof else d.unconsumed_tail
+                    if out:
+                        yield out
+                    # A full output buffer may mean zlib holds more even with no input
+                    # left; at the end of a stream the top of the loop decides what follows.
+                    if not pending and len(out) < _CHUNK and not d.eof:
+                        break
         if not d.eof:
             raise _failed(coding, "the data ends before its end marker (truncated)")
     except zlib.error as e:
-        raise _failed(coding, str(e)) from None
+        raise _failed(coding, _zlib_words(e)) from None
+
+
+def _zlib_words(e: zlib.error) -> str:
+    """zlib's "Error -3 while decompressing data: invalid block type" as "invalid block
+    type (zlib error -3)"."""
+    text = str(e)
+    head, sep, why = text.partition(": ")
+    code = head.split()[1] if sep and head.startswith("Error ") and " " in head else ""
+    return f"{why} (zlib error {code})" if sep and code else text
 
 
 def _gzip_stage(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -191,6 +228,8 @@ def _zstd_stage(chunks: Iterable[bytes]) -> Iterator[bytes]:
     dctx = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
     d = dctx.decompressobj()
     started = False
+    frames = 1
+    pace = budget.current()
     try:
         for chunk in chunks:
             view = memoryview(chunk)
@@ -198,6 +237,11 @@ def _zstd_stage(chunks: Iterable[bytes]) -> Iterator[bytes]:
                 piece = bytes(view[i : i + _ZSTD_SLICE])
                 while piece:
                     if d.eof:  # RFC 8878 §3.1: frames may follow one another
+                        frames += 1
+                        if frames > _MAX_MEMBERS:
+                            raise _failed("zstd", f"it is made of more than {_MAX_MEMBERS} "
+                                          "zstd frames in a row, a decompression bomb pattern")
+                        pace.check()
                         d = dctx.decompressobj()
                     started = True
                     out = d.decompress(piece)
