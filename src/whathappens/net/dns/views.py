@@ -18,14 +18,30 @@ from typing import TYPE_CHECKING, Any
 
 from whathappens.errors import DnsError
 from whathappens.journey import Journey, Span
+from whathappens.net import budget
 from whathappens.net.dns.hints import NameServer, builtin_root_servers, load_root_hints
-from whathappens.net.dns.walk import Hop, Walk, WalkResult
-from whathappens.net.dns.wire import WireResult, query_tcp, query_udp
+from whathappens.net.dns.walk import (
+    MAX_CNAME_CHAIN,
+    MAX_DEPTH,
+    MAX_NESTED,
+    MAX_QUERIES,
+    STRUCTURAL,
+    Hop,
+    Walk,
+    WalkBudget,
+    WalkLimits,
+    WalkResult,
+    rcode_words,
+)
+from whathappens.net.dns.wire import WireError, WireResult, query_tcp, query_udp
 
 if TYPE_CHECKING:
     import dns.message
 
 EDNS_PAYLOAD = 1232  # the DNS Flag Day 2020 size: avoids IP fragmentation
+# Addresses handed to the connection: a name with thousands of A records (a 64 KiB answer
+# holds ~4,000) would otherwise make the TCP step try every one of them.
+MAX_ADDRESSES = 128
 
 
 @dataclass
@@ -40,6 +56,19 @@ class DnsOptions:
     resolv_conf: str = "/etc/resolv.conf"
     # Vets each name server the walk would query (whathappens.guard): a reason skips it.
     address_policy: Callable[[str], str | None] | None = None
+    # The walk's limits (see walk.py): queries of one walk view, its questions and nested
+    # walks together (--dns-max-queries); glueless name servers resolved per referral
+    # (--dns-max-nested, against NXNS-style amplification, CVE-2020-12662); how deep nested
+    # walks may go; aliases followed for one name.
+    max_queries: int = MAX_QUERIES
+    max_nested: int = MAX_NESTED
+    max_nested_depth: int = MAX_DEPTH
+    max_cname_chain: int = MAX_CNAME_CHAIN
+
+    def walk_limits(self) -> WalkLimits:
+        return WalkLimits(max_queries=self.max_queries, max_nested=self.max_nested,
+                          max_depth=self.max_nested_depth,
+                          max_cname_chain=self.max_cname_chain)
 
 
 @dataclass
@@ -60,6 +89,19 @@ def _split(addresses: list[str]) -> tuple[list[str], list[str]]:
     v6 = [a for a in addresses if ":" in a]
     v4 = [a for a in addresses if ":" not in a]
     return list(dict.fromkeys(v6)), list(dict.fromkeys(v4))
+
+
+def _capped(journey: Journey, view: str, v6: list[str], v4: list[str]
+            ) -> tuple[list[str], list[str]]:
+    """At most MAX_ADDRESSES addresses, IPv6 and IPv4 in proportion; a finding says so."""
+    total = len(v6) + len(v4)
+    if total <= MAX_ADDRESSES:
+        return v6, v4
+    keep6 = min(len(v6), MAX_ADDRESSES // 2 if v4 else MAX_ADDRESSES)
+    keep4 = min(len(v4), MAX_ADDRESSES - keep6)
+    journey.note("warning", "dns", f"the {view} view gave {total:,} addresses; the connection "
+                 f"uses the first {keep6 + keep4} of them")
+    return v6[:keep6], v4[:keep4]
 
 
 # ------------------------------------------------------------------ system view
@@ -184,45 +226,115 @@ def _make_query(name: str, qtype: str, *, recursion: bool) -> dns.message.Messag
 
 async def _ask(q: dns.message.Message, address: str, port: int,
                timeout: float) -> tuple[WireResult, bool]:
-    """UDP first, then TCP when the answer is truncated; returns (result, retried_over_tcp)."""
+    """UDP first, then TCP when the answer is truncated; returns (result, retried_over_tcp).
+
+    A failure over TCP after a truncated UDP answer says both: the server did answer, and
+    then failed us over TCP (RFC 7766 §5: a server must serve TCP too).
+    """
     import dns.flags
 
+    spend = budget.current()
+    spend.count("dns.query")
     res = await query_udp(q, address, port, timeout)
-    if res.response.flags & dns.flags.TC:
+    if not res.response.flags & dns.flags.TC:
+        return res, False
+    spend.count("dns.query")
+    before = "answered over UDP with a truncated reply (TC bit)"
+    try:
         return await query_tcp(q, address, port, timeout), True
-    return res, False
+    except TimeoutError:
+        raise WireError("dns.tcp_timeout", f"{before}, but did not answer the same question "
+                        f"over TCP within {timeout:g} s") from None
+    except WireError as exc:
+        words = exc.words
+        if exc.code == "dns.tcp_refused":
+            words += ", though the whole answer can only come over TCP (RFC 7766 §5)"
+        raise WireError(exc.code, f"{before}, but then {words}") from None
 
 
-def _answer_facts(msg: dns.message.Message, name: str, qtype: str) -> dict[str, Any]:
+def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
+                  max_chain: int = MAX_CNAME_CHAIN) -> dict[str, Any]:
+    """What a recursive resolver's reply says, and ``problem`` (code, words) when it is not
+    an answer we can use: a CNAME loop or an over-long chain, a reply truncated even over
+    TCP, a referral or a lame empty reply from a server that does not recurse, records for
+    other names only, an error code."""
     import dns.flags
     import dns.rcode
     import dns.rdatatype
 
     rdtype = dns.rdatatype.from_text(qtype)
-    chain: list[str] = []
-    cur = name
-    records: list[str] = []
-    ttl: int | None = None
-    for _ in range(16):
-        rr = next((r for r in msg.answer if r.name.to_text().lower() == cur
-                   and r.rdtype == dns.rdatatype.CNAME), None)
-        if rr is None or rdtype == dns.rdatatype.CNAME:
-            break
-        target = rr[0].target.to_text().lower()
-        chain.append(f"{cur} -> {target} (TTL {rr.ttl})")
-        cur = target
+    aliases: dict[str, tuple[str, int]] = {}
     for rrset in msg.answer:
-        if rrset.rdtype == rdtype and rrset.name.to_text().lower() == cur:
-            records = [r.to_text() for r in rrset]
-            ttl = rrset.ttl
+        if rrset.rdtype == dns.rdatatype.CNAME and len(rrset):
+            aliases.setdefault(rrset.name.to_text().lower(),
+                               (rrset[0].target.to_text().lower(), rrset.ttl))
+    chain: list[str] = []
+    names = [name]
+    cur = name
+    problem: tuple[str, str] | None = None
+    while rdtype != dns.rdatatype.CNAME and cur in aliases:
+        target, ttl = aliases[cur]
+        chain.append(f"{cur} -> {target} (TTL {ttl})")
+        if target in names:
+            shown = [*names, target]
+            shown = shown if len(shown) <= 6 else [*shown[:3], "…", *shown[-2:]]
+            problem = ("dns.cname_loop", f"answered with aliases that loop: "
+                       f"{' → '.join(shown)} (a CNAME loop: {target} is already in the "
+                       "chain), so there is no address at its end")
+            break
+        names.append(target)
+        cur = target
+        if len(chain) > max_chain:
+            problem = ("dns.cname_chain_too_long", f"answered with a chain of aliases (CNAME "
+                       f"records) from {name} longer than {max_chain}, the most we follow "
+                       f"(as BIND's max-query-restarts): it was still going at {target}")
+            break
+    records: list[str] = []
+    ttl_final: int | None = None
+    if problem is None:
+        for rrset in msg.answer:
+            if rrset.rdtype == rdtype and rrset.name.to_text().lower() == cur:
+                records = [r.to_text() for r in rrset]
+                ttl_final = rrset.ttl
+    rcode = msg.rcode()
+    if problem is None and msg.flags & dns.flags.TC:
+        # Only a TCP reply gets here (a truncated UDP one is asked again over TCP), and over
+        # TCP a message has room for 65,535 bytes: nothing whole is left (RFC 7766 §8).
+        problem = ("dns.truncated", "marked its answer truncated (TC bit) even over TCP, "
+                   "where nothing needs cutting: the answer cannot be used")
+    elif problem is None and rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        problem = rcode_words(dns.rcode.to_text(rcode))
+    elif problem is None and rcode == dns.rcode.NOERROR and not records:
+        wanted = set(names)
+        others = sorted({r.name.to_text() for r in msg.answer
+                         if r.rdtype != dns.rdatatype.CNAME or
+                         r.name.to_text().lower() not in wanted})
+        ns = [r for r in msg.authority if r.rdtype == dns.rdatatype.NS]
+        ra = bool(msg.flags & dns.flags.RA)
+        aa = bool(msg.flags & dns.flags.AA)
+        if others and not chain:
+            listed = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
+            problem = ("dns.unrelated_answer", f"answered with records for other names or "
+                       f"types ({listed}), none a {qtype} record of {name}")
+        elif ns and not aa and not ra:
+            problem = ("dns.not_recursive", f"answered with a referral to the name servers "
+                       f"of {ns[0].name.to_text()} instead of an answer: it does not resolve "
+                       "names for others (recursion not available, RA bit clear), so it is "
+                       "not a recursive resolver")
+        elif not aa and not ra and not any(r.rdtype == dns.rdatatype.SOA
+                                           for r in msg.authority):
+            problem = ("dns.lame", "answered with an empty reply that carries no authority "
+                       "(AA bit clear), no recursion (RA bit clear) and no SOA record: a lame "
+                       "answer, which does not say whether the name has such a record")
     return {
-        "rcode": dns.rcode.to_text(msg.rcode()),
+        "rcode": dns.rcode.to_text(rcode),
         "records": records,
-        "ttl": ttl,
+        "ttl": ttl_final,
         "cname_chain": chain,
         "recursion_available": bool(msg.flags & dns.flags.RA),
         "authenticated_data": bool(msg.flags & dns.flags.AD),
-        "answer": [line for r in msg.answer for line in r.to_text().splitlines()],
+        "answer": [line for r in msg.answer[:64] for line in r.to_text().splitlines()][:256],
+        "problem": problem,
     }
 
 
@@ -247,10 +359,17 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
                     err = _query_error(exc, actor, opts.query_timeout)
                     qs.fail(err)
                     return {"qtype": qtype, "error": err}
-                facts = _answer_facts(res.response, name, qtype)
+                facts = _answer_facts(res.response, name, qtype, opts.max_cname_chain)
+                problem = facts.pop("problem")
                 qs.attrs.update(facts, transport=res.transport, tcp_retry=via_tcp,
                                 bytes_sent=res.bytes_sent, bytes_received=res.bytes_received,
                                 local=res.local)
+                if problem is not None:
+                    code, words = problem
+                    err = DnsError(code, f"the {actor} could not give an address for {host}: "
+                                   f"it {words}")
+                    qs.fail(err)
+                    return {"qtype": qtype, **facts, "error": err}
                 return {"qtype": qtype, **facts}
 
         results = await asyncio.gather(one("A", "IPv4 address"), one("AAAA", "IPv6 address"),
@@ -265,7 +384,7 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
         a, aaaa = by_type["A"], by_type["AAAA"]
         if "error" in a and "error" in aaaa:
             raise a["error"]
-        rcodes = {a.get("rcode"), aaaa.get("rcode")}
+        rcodes = {r.get("rcode") for r in (a, aaaa) if "error" not in r}
         if "NXDOMAIN" in rcodes:
             raise DnsError("dns.nxdomain", f"{host} does not exist: the resolver answered "
                            "NXDOMAIN (no such domain)")
@@ -274,13 +393,9 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
             failed = next((r["error"] for r in (a, aaaa) if "error" in r), None)
             if failed is not None:
                 raise failed  # a question left unanswered: "no record" cannot be concluded
-            if rcodes & {"SERVFAIL", "REFUSED"}:
-                code = "dns.servfail" if "SERVFAIL" in rcodes else "dns.refused"
-                raise DnsError(code, f"the resolver could not resolve {host}: it answered "
-                               f"{' / '.join(sorted(r for r in rcodes if r))}")
             raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
                            "(NODATA)")
-        v6, v4 = _split(addresses)
+        v6, v4 = _capped(journey, "resolver", *_split(addresses))
         span.attrs.update(addresses=v6 + v4,
                           cname_chain=a.get("cname_chain") or aaaa.get("cname_chain"))
         https = by_type["HTTPS"].get("records", [])
@@ -291,19 +406,32 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
 def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
     if isinstance(exc, TimeoutError):
         return DnsError("dns.timeout", f"the {actor} did not answer within {timeout:g} s")
-    if isinstance(exc, ConnectionRefusedError):
-        # Over UDP this is the ICMP "port unreachable" the host sent back (RFC 1122 §4.1.3.1).
-        return DnsError("dns.refused_port", f"nothing answers DNS at the {actor}: the host "
-                        "said no program listens on that port. Is a resolver running there?",
-                        detail=repr(exc))
-    return DnsError("dns.query_failed", f"asking the {actor} failed: {exc}", detail=repr(exc))
+    if isinstance(exc, WireError):
+        if exc.code == "dns.refused_port":
+            # The ICMP "port unreachable" the host sent back (RFC 1122 §4.1.3.1).
+            return DnsError(exc.code, f"nothing answers DNS at the {actor}: the host said "
+                            "no program listens on that port. Is a resolver running there?")
+        if exc.code in ("dns.malformed", "dns.wrong_id", "dns.wrong_question",
+                        "dns.not_a_response"):
+            return DnsError(exc.code, f"the {actor} answered, but with nothing usable: it "
+                            f"{exc.words}")
+        return DnsError(exc.code, f"the {actor} {exc.words}")
+    # Not expected (the wire layer says what happened in words); still no library text.
+    return DnsError("dns.query_failed", f"asking the {actor} failed ({type(exc).__name__})",
+                    detail=str(exc))
 
 
 # -------------------------------------------------------------------- walk view
 async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
                      timeout: float, policy: Callable[[str], str | None] | None = None
                      ) -> WalkResult:
-    """Run a planner's queries one after the other; each hop becomes a span."""
+    """Run a planner's queries one after the other; each hop becomes a span.
+
+    Every query sent counts against the journey's DNS budget (``--max-events dns.query``);
+    the planner itself checks --max-time, CPU and memory in its loops, and each read of a
+    reply paces the event loop (wire.py).
+    """
+    spend = budget.current()
     while (action := walk.next_action()) is not None:
         q = _make_query(action.qname, action.qtype, recursion=False)
         actor = f"{action.server.rstrip('.') or '.'} ({action.address})"
@@ -313,17 +441,27 @@ async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
         if refused is not None:
             # A referral's glue is whatever the zone's owner wrote: in public mode it must
             # not steer our queries into a private network.
-            hop = walk.handle_error(action, f"not queried: {refused}")
+            hop = walk.handle_error(action, f"was not queried: {refused}", "dns.not_queried")
         else:
+            spend.count("dns.query")
             try:
                 if action.tcp:
                     res = await query_tcp(q, action.address, port, timeout)
                 else:
                     res = await query_udp(q, action.address, port, timeout)
             except TimeoutError:
-                hop = walk.handle_timeout(action)
-            except (OSError, ValueError) as exc:
-                hop = walk.handle_error(action, f"{type(exc).__name__}: {exc}")
+                hop = walk.handle_timeout(action, timeout)
+            except WireError as exc:
+                words = exc.words
+                if action.tcp and exc.code == "dns.tcp_refused":
+                    words = ("answered over UDP with a truncated reply (TC bit), but then "
+                             f"{words}, though the whole answer can only come over TCP "
+                             "(RFC 7766 §5)")
+                elif action.tcp:
+                    words = f"answered over UDP with a truncated reply (TC bit), but then {words}"
+                hop = walk.handle_error(action, words, exc.code)
+            except (OSError, ValueError) as exc:  # not expected: wire.py words its failures
+                hop = walk.handle_error(action, f"could not be asked ({type(exc).__name__})")
             else:
                 hop = walk.handle_response(action, res.response)
                 hop.bytes_sent, hop.bytes_received = res.bytes_sent, res.bytes_received
@@ -342,51 +480,65 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
         try:
             roots = load_root_hints(opts.root_hints) if opts.root_hints \
                 else builtin_root_servers()
-        except (OSError, ValueError) as exc:
-            raise DnsError("dns.root_hints", f"cannot use root hints {opts.root_hints}: {exc}")\
-                from None
+        except OSError as exc:
+            raise DnsError("dns.root_hints", f"cannot read root hints {opts.root_hints}: "
+                           f"{exc.strerror or 'unreadable'}") from None
+        except ValueError as exc:
+            raise DnsError("dns.root_hints", f"cannot use root hints {opts.root_hints}: "
+                           f"{exc}") from None
         name = host.lower().rstrip(".") + "."
+        # One budget for the whole view: A, AAAA, HTTPS and every nested walk share the
+        # query cap, so a loop costs at most --dns-max-queries whatever it loops through.
+        shared = WalkBudget(opts.walk_limits())
         a_span = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
                               qname=name, qtype="A")
-        a = await drive_walk(journey, a_span, Walk(name, "A", roots), opts.dns_port,
-                             opts.query_timeout, opts.address_policy)
+        a = await drive_walk(journey, a_span, Walk(name, "A", roots, budget=shared),
+                             opts.dns_port, opts.query_timeout, opts.address_policy)
         journey.end(a_span)
         a_span.attrs.update(_walk_facts(a))
         if a.outcome == "nxdomain":
             raise DnsError("dns.nxdomain", f"{host} does not exist: {a.message}")
-        # The other types go straight to the zone's authoritative servers the walk found,
-        # as a resolver with that delegation cached would do.
-        zone_servers = [NameServer(s.name, list(s.addresses)) for s in a.authority_servers]
+        results = [a]
+        https: WalkResult | None = None
+        if a.code not in STRUCTURAL:
+            # The other types go straight to the zone's authoritative servers the walk
+            # found, as a resolver with that delegation cached would do. After a loop or a
+            # limit they are not asked: they would only meet it again.
+            zone_servers = [NameServer(s.name, list(s.addresses))
+                            for s in a.authority_servers]
 
-        async def more(qtype: str) -> WalkResult:
-            sub = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
-                               qname=a.final_name, qtype=qtype)
-            w = Walk(a.final_name, qtype, zone_servers or roots,
-                     start_zone=a.authority_zone if zone_servers else ".")
-            r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout,
-                                 opts.address_policy)
-            journey.end(sub)
-            sub.attrs.update(_walk_facts(r))
-            return r
+            async def more(qtype: str) -> WalkResult:
+                sub = journey.span("dns.walk.question", "dns", "you", "application",
+                                   parent=span, qname=a.final_name, qtype=qtype)
+                w = Walk(a.final_name, qtype, roots, servers=zone_servers or roots,
+                         start_zone=a.authority_zone if zone_servers else ".", budget=shared)
+                r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout,
+                                     opts.address_policy)
+                journey.end(sub)
+                sub.attrs.update(_walk_facts(r))
+                return r
 
-        aaaa, https = await asyncio.gather(more("AAAA"), more("HTTPS"))
-        addresses = (a.records if a.outcome == "answer" else []) + \
-            (aaaa.records if aaaa.outcome == "answer" else [])
+            aaaa, https = await asyncio.gather(more("AAAA"), more("HTTPS"))
+            results.append(aaaa)
+        addresses = [rec for r in results if r.outcome == "answer" for rec in r.records]
         span.attrs.update(addresses=addresses, cname_chain=a.cname_chain,
-                          https_records=https.records if https.outcome == "answer" else [])
+                          https_records=https.records if https and https.outcome == "answer"
+                          else [], queries=shared.sent)
         if not addresses:
-            if "servfail" in (a.outcome, aaaa.outcome):
-                raise DnsError("dns.servfail", f"the walk could not resolve {host}: "
-                               f"{a.message or aaaa.message}")
+            failed = next((r for r in results if r.outcome == "servfail"), None)
+            if failed is not None:
+                raise DnsError(failed.code or "dns.servfail", f"the walk could not resolve "
+                               f"{host}: {failed.message}")
             raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
                            "(NODATA)")
-        v6, v4 = _split(addresses)
+        v6, v4 = _capped(journey, "walk", *_split(addresses))
         return Resolution("walk", v6, v4, list(span.attrs["https_records"]))
 
 
 def _walk_facts(r: WalkResult) -> dict[str, Any]:
-    return {"outcome": r.outcome, "final_name": r.final_name, "records": r.records,
-            "ttl": r.ttl, "cname_chain": r.cname_chain, "message": r.message}
+    return {"outcome": r.outcome, "final_name": r.final_name, "records": r.records[:256],
+            "ttl": r.ttl, "cname_chain": r.cname_chain, "message": r.message,
+            "code": r.code}
 
 
 # --------------------------------------------------------------------- together
