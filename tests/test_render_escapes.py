@@ -38,6 +38,7 @@ import dns.rrset
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import pytest
 from h2.errors import ErrorCodes
 from hypothesis import given
@@ -142,7 +143,11 @@ def h2_server(*, goaway: bool = False) -> Callable[[socket.socket], None]:
         peer.initiate_connection()
         conn.sendall(peer.data_to_send())
         while data := conn.recv(65536):
-            for event in peer.receive_data(data):
+            try:
+                events = peer.receive_data(data)
+            except h2.exceptions.ProtocolError:  # the client's frames after our GOAWAY
+                return
+            for event in events:
                 if isinstance(event, h2.events.StreamEnded):
                     sid = event.stream_id
                     peer.send_headers(sid, [(b":status", b"200"), *H2_HEADERS])
