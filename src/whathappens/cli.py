@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug of ours: one plain line, never a traceback
-        print(f"whathappens: internal error ({type(exc).__name__}: {exc}); this is a bug, "
-              "please report it", file=sys.stderr)
+        from whathappens.render.visible import visible
+
+        print(f"whathappens: internal error ({type(exc).__name__}: {visible(str(exc))}); "
+              "this is a bug, please report it", file=sys.stderr)
         return 10
