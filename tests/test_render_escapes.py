@@ -491,3 +491,11 @@ def test_the_real_serve(evil: Evil) -> None:
         for kind, data, _ in stream.events:
             assert raw_controls(json.dumps(data, ensure_ascii=False), allow="\t\r") == [], kind
 
+
+
+def test_control_characters_in_headers_are_a_finding(journeys: dict[str, dict[str, Any]]
+                                                     ) -> None:
+    """RFC 9110 §5.5 forbids them; h11 and h2 let them through, so the journey says so."""
+    for name in ("https", "h2", "status"):
+        said = [f["message"] for f in journeys[name]["findings"]]
+        assert any("control characters in" in m and "RFC 9110 §5.5" in m for m in said), name

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import secrets
 import socket
 import ssl
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 STEP_SPANS = frozenset({"dns", "tcp", "tls", "http"})
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}  # RFC 9110 §15.4
 MAX_REDIRECTS = 20                               # what Chromium and Firefox allow
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 but tab, DEL, C1
 
 
 @dataclass
@@ -419,6 +421,12 @@ class Runner:
             self.hsts_hosts[url.host] = "includesubdomains" in parts
 
     def _findings(self, url: UrlAnatomy, ex: Exchange) -> None:
+        odd = sorted({n for n, v in ex.response_headers if _CONTROL.search(v)})
+        if odd or _CONTROL.search(ex.reason):
+            where = ", ".join(odd[:5]) if odd else "the reason phrase"
+            # RFC 9110 §5.5: field values are visible characters, spaces and tabs only.
+            self.j.note("warning", "http", f"the server sent control characters in {where}, "
+                        "which HTTP does not allow (RFC 9110 §5.5); reports show them escaped")
         if ex.alt_svc:
             self.j.note("info", "http", f"the server advertises alternative services: "
                         f"{ex.alt_svc} (HTTP/3 is not tried in this version)")
