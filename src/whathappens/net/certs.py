@@ -9,7 +9,8 @@ trust. ``explain_openssl_verify_error`` gives the same codes for a failure repor
 during the handshake (``ssl.SSLCertVerificationError.verify_code``).
 
 Codes: ``ok``, ``expired``, ``not_yet_valid``, ``hostname_mismatch``, ``self_signed``,
-``unknown_issuer``, ``incomplete_chain``, ``other``.
+``unknown_issuer``, ``incomplete_chain``, ``bad_signature``, ``weak_signature``, ``weak_key``,
+``not_a_ca``, ``wrong_purpose``, ``critical_extension``, ``chain_too_long``, ``other``.
 
 Importing ``cryptography.x509`` costs ~50 ms, so nothing should import this module before the
 TLS step needs it.
@@ -22,10 +23,12 @@ import datetime as dt
 import functools
 import hashlib
 import ipaddress
+import itertools
 import os
 import re
 import ssl
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
@@ -34,7 +37,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 __all__ = [
@@ -348,8 +351,9 @@ def _check_dates(path: list[x509.Certificate], now: dt.datetime) -> Verification
             days = -((now - not_before) // dt.timedelta(days=1))
             return _fail(
                 "not_yet_valid",
-                f"{what} is not valid until {_day(not_before)} (in {_plural(days, 'day')}). "
-                "If that looks wrong, check this computer's clock.",
+                f"{what} is not yet valid: it is not valid until {_day(not_before)} "
+                f"(in {_plural(days, 'day')}). If that looks wrong, check this computer's "
+                "clock.",
             )
     return None
 
@@ -368,9 +372,15 @@ def _diagnose(
             f"The certificate is not valid for {host}: {_names_covered(leaf)}",
         )
     if root is not None:
-        # The chain is sound by our reading; the library objected to something finer.
-        return _fail("other", f"The certificate chain was rejected: {library}.")
+        # The chain links up by our reading; the library objected to something finer.
+        return _finer(path, root) or _fail("other", f"The certificate chain was rejected: "
+                                                   f"{library}.")
     top = path[-1]
+    claimed = _named_issuer(top, chain, roots)
+    if claimed is not None:
+        # RFC 5280 §6.1.3 (a)(1): the issuer is here by name, but its key does not verify
+        # the signature.
+        return _bad_link(top, claimed)
     if _self_signed(top):
         if top is leaf:
             return _fail(
@@ -395,13 +405,145 @@ def _diagnose(
         return _fail(
             "incomplete_chain",
             f"{sent}: the intermediate certificate '{issuer}' that links it to a trusted root "
-            "is missing, and it is not in your trust store either. Browsers often fill the gap "
-            "from a cache; other clients fail. The server should send its full chain.",
+            "is missing, and it is not in your trust store either, so the chain is incomplete. "
+            "Browsers often fill the gap from a cache; other clients fail. The server should "
+            "send its full chain.",
         )
     return _fail(
         "unknown_issuer",
         f"The chain ends at '{_label(top)}', issued by '{issuer}', which is not in your trust "
         "store and was not sent by the server.",
+    )
+
+
+def _named_issuer(
+    cert: x509.Certificate, chain: list[x509.Certificate], roots: TrustRoots
+) -> x509.Certificate | None:
+    """A certificate sent or trusted whose subject is ``cert``'s issuer (not ``cert``)."""
+    if cert.issuer == cert.subject:
+        return None
+    return next((c for c in (*chain, *roots.certs) if c is not cert and c.subject == cert.issuer),
+                None)
+
+
+def _weak_digest(cert: x509.Certificate) -> str | None:
+    """"SHA-1" or "MD5" when ``cert`` is signed with one (CA/Browser Forum BR §7.1.3.2)."""
+    name = _SIGNATURE_NAMES.get(cert.signature_algorithm_oid, "").upper()
+    if "SHA1" in name:
+        return "SHA-1"
+    if "MD5" in name:
+        return "MD5"
+    return None
+
+
+def _bad_link(cert: x509.Certificate, issuer: x509.Certificate) -> Verification:
+    """``cert`` names ``issuer``, whose key does not verify its signature: a weak digest the
+    verifier refuses to check, or a damaged or forged certificate."""
+    who = f"The certificate '{_label(cert)}'" if _is_ca(cert) else "The server's certificate"
+    digest = _weak_digest(cert)
+    if digest is not None:
+        return _fail(
+            "weak_signature",
+            f"{who} is signed with {digest}, a digest too weak to be trusted: SHA-1 collisions "
+            "can be made (SHAttered, 2017), and browsers and CAs stopped accepting it.",
+        )
+    return _fail(
+        "bad_signature",
+        f"{who} names '{_label(issuer)}' as its issuer, but its signature does not verify "
+        f"with that certificate's key: it is damaged or forged (or the server sent another "
+        "certificate of the same name).",
+    )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    constraints = _extension(cert, x509.BasicConstraints)
+    return bool(constraints and constraints.ca)
+
+
+_EKU_WORDS = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "TLS server authentication",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "TLS client authentication",
+    ExtendedKeyUsageOID.CODE_SIGNING: "code signing",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "e-mail protection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "time stamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSP signing",
+}
+
+
+def _purpose_words(leaf: x509.Certificate | None) -> str:
+    eku = _extension(leaf, x509.ExtendedKeyUsage) if leaf is not None else None
+    uses = [_EKU_WORDS.get(u, u.dotted_string) for u in eku] if eku is not None else []
+    allows = f"its extended key usage allows only {', '.join(uses)}, " if uses else ""
+    return (
+        "The certificate is not meant for web servers: "
+        f"{allows}not TLS server authentication (serverAuth, RFC 5280 §4.2.1.12)."
+    )
+
+
+def _unknown_critical(cert: x509.Certificate) -> str | None:
+    for ext in cert.extensions:
+        if ext.critical and isinstance(ext.value, x509.UnrecognizedExtension):
+            return str(ext.oid.dotted_string)
+    return None
+
+
+def _small_key(cert: x509.Certificate) -> str | None:
+    """The key's description when it is below the Web PKI's minimum (RSA 2048, BR §6.1.5)."""
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError):
+        return None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < 2048:
+        return _key_description(cert)
+    return None
+
+
+def _finer(path: list[x509.Certificate], root: x509.Certificate) -> Verification | None:
+    """Why a chain that links up is still refused, in words, for the reasons a person can act
+    on; None leaves it to the library's words."""
+    leaf = path[0]
+    for child, cert in itertools.pairwise(path):
+        if not _is_ca(cert):
+            return _fail("not_a_ca", _not_a_ca_words(child is leaf, child, cert))
+    for cert in path:
+        oid = _unknown_critical(cert)
+        if oid is not None:
+            return _fail("critical_extension", _critical_words(cert is leaf, cert, oid))
+    for cert in path:
+        weak = _small_key(cert)
+        if weak is not None:
+            return _fail("weak_key", _weak_key_words(cert is leaf, _label(cert), weak))
+    for cert in path:
+        digest = _weak_digest(cert)
+        if digest is not None:
+            return _bad_link(cert, root)
+    return None
+
+
+def _not_a_ca_words(child_is_leaf: bool, child: x509.Certificate,
+                    cert: x509.Certificate) -> str:
+    # RFC 5280 §4.2.1.9: only a certificate whose basicConstraints say cA TRUE may issue.
+    issued = "the server's certificate" if child_is_leaf else f"'{_label(child)}'"
+    return (
+        f"The certificate '{_label(cert)}' issued {issued} but is not a certificate authority: "
+        "its basicConstraints say CA:FALSE (RFC 5280 §4.2.1.9), so nothing it signs can be "
+        "trusted."
+    )
+
+
+def _critical_words(is_leaf: bool, cert: x509.Certificate, oid: str) -> str:
+    who = "The server's certificate" if is_leaf else f"The certificate '{_label(cert)}'"
+    return (
+        f"{who} has an extension marked critical that this client does not understand ({oid}): "
+        "RFC 5280 §4.2 says such a certificate must be rejected."
+    )
+
+
+def _weak_key_words(is_leaf: bool, label: str, key: str) -> str:
+    who = "The server's certificate" if is_leaf else f"The certificate authority '{label}'"
+    return (
+        f"{who} has a key too weak to be trusted ({key}): at least 2048-bit RSA or a 256-bit "
+        "elliptic curve is required, because smaller keys can be broken."
     )
 
 
@@ -456,7 +598,7 @@ _OPENSSL_ERRORS: dict[int, tuple[str, str]] = {
         "The certificate of the issuer of a certificate in the chain is missing.",
     ),
     4: ("other", "A certificate's signature could not be read."),
-    7: ("other", "A certificate's signature does not verify: it is damaged or forged."),
+    7: ("bad_signature", "A certificate's signature does not verify: it is damaged or forged."),
     9: (
         "not_yet_valid",
         "The server's certificate (or one in its chain) is not valid yet. "
@@ -486,25 +628,110 @@ _OPENSSL_ERRORS: dict[int, tuple[str, str]] = {
         "Only the server's own certificate could be checked: the intermediate certificate that "
         "links it to a trusted root is missing.",
     ),
-    22: ("other", "The certificate chain is too long."),
+    22: ("chain_too_long", "The certificate chain is longer than this client follows."),
     23: ("other", "The certificate has been revoked by its issuer."),
-    24: ("other", "A certificate in the chain acts as a certificate authority but is not one."),
-    25: ("other", "The chain is longer than a certificate authority in it allows."),
-    26: ("other", "The certificate is not meant for web servers (wrong key usage)."),
+    24: (
+        "not_a_ca",
+        "A certificate in the chain acts as a certificate authority but is not one.",
+    ),
+    25: (
+        "chain_too_long",
+        "The chain is longer than a certificate authority in it allows (its pathLenConstraint, "
+        "RFC 5280 §4.2.1.9).",
+    ),
+    26: (
+        "wrong_purpose",
+        "The certificate is not meant for web servers: its extended key usage does not allow "
+        "TLS server authentication (serverAuth, RFC 5280 §4.2.1.12).",
+    ),
     27: ("unknown_issuer", "The root certificate is not trusted for this purpose."),
     28: ("other", "The root certificate is marked to reject this purpose."),
+    34: (
+        "critical_extension",
+        "A certificate has an extension marked critical that this client does not understand: "
+        "RFC 5280 §4.2 says such a certificate must be rejected.",
+    ),
+    66: (
+        "weak_key",
+        "The server's certificate has a key too weak to be trusted: at least 2048-bit RSA or a "
+        "256-bit elliptic curve is required.",
+    ),
+    67: (
+        "weak_key",
+        "A certificate authority in the chain has a key too weak to be trusted: at least "
+        "2048-bit RSA or a 256-bit elliptic curve is required.",
+    ),
+    68: (
+        "weak_signature",
+        "A certificate in the chain is signed with a digest too weak to be trusted (SHA-1 or "
+        "MD5).",
+    ),
+    79: (
+        "not_a_ca",
+        "A certificate in the chain acts as a certificate authority but is not one.",
+    ),
 }
 
 
 def explain_openssl_verify_error(
-    verify_code: int, verify_message: str, host: str
+    verify_code: int, verify_message: str, host: str, *, chain: Sequence[bytes] = ()
 ) -> tuple[str, str]:
-    """(code, reason) for ``ssl.SSLCertVerificationError``'s ``verify_code``/``verify_message``."""
+    """(code, reason) for ``ssl.SSLCertVerificationError``'s ``verify_code``/``verify_message``.
+
+    ``chain``, the certificates the server sent (DER, leaf first), lets the reason name the
+    certificate at fault when OpenSSL's code alone cannot."""
     if verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
         return "hostname_mismatch", f"The certificate is not valid for {_normalize_host(host)}."
     if verify_code in _OPENSSL_ERRORS:
-        return _OPENSSL_ERRORS[verify_code]
+        code, reason = _OPENSSL_ERRORS[verify_code]
+        certs = _readable(chain)
+        return code, (_with_chain(verify_code, certs) if certs else None) or reason
     return (
         "other",
         f"Certificate verification failed: {verify_message} (OpenSSL error {verify_code}).",
     )
+
+
+def _readable(chain: Sequence[bytes]) -> list[x509.Certificate]:
+    out: list[x509.Certificate] = []
+    for der in chain:
+        try:
+            out.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            break
+    return out
+
+
+def _with_chain(verify_code: int, certs: list[x509.Certificate]) -> str | None:
+    """OpenSSL's verdict with the certificate at fault named, from the chain as sent."""
+    leaf = certs[0]
+    if verify_code == 26:
+        return _purpose_words(leaf)
+    if verify_code in (24, 79):
+        for child in certs:
+            cert = next((c for c in certs if c is not child and c.subject == child.issuer), None)
+            if cert is not None and not _is_ca(cert):
+                return _not_a_ca_words(child is leaf, child, cert)
+        return None
+    if verify_code in (66, 67):
+        for cert in certs:
+            weak = _small_key(cert)
+            if weak is not None and (cert is leaf) == (verify_code == 66):
+                return _weak_key_words(cert is leaf, _label(cert), weak)
+        return None
+    if verify_code == 68:
+        bad = next((c for c in certs if _weak_digest(c)), None)
+        return None if bad is None else _bad_link(bad, bad).reason
+    if verify_code == 34:
+        for cert in certs:
+            oid = _unknown_critical(cert)
+            if oid is not None:
+                return _critical_words(cert is leaf, cert, oid)
+        return None
+    if verify_code == 7:
+        for cert in certs:
+            issuer = next((c for c in certs if c is not cert and c.subject == cert.issuer), None)
+            if issuer is not None and not _signed_by(cert, issuer):
+                return _bad_link(cert, issuer).reason
+        return None
+    return None

@@ -200,7 +200,13 @@ def make_context(opts: TlsOptions) -> ssl.SSLContext:
 async def handshake(journey: Journey, span: Span, plain: PlainStream, server_name: str,
                     sni: bool, opts: TlsOptions, *, context: ssl.SSLContext | None = None,
                     session: ssl.SSLSession | None = None) -> TlsStream:
-    """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure."""
+    """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure.
+
+    Every failure says what the server did, in words: which alert it sent and what that
+    alert means (RFC 8446 §6.2), what it answered instead of TLS, how far its handshake had
+    come when it closed, reset or stalled, or what was wrong with its records or messages.
+    OpenSSL's own text stays in the error's ``detail``.
+    """
     try:
         ctx = context or make_context(opts)
     except (OSError, ssl.SSLError) as exc:
@@ -220,8 +226,10 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
                       verification="skipped (-k)" if opts.insecure else
                       f"OpenSSL in the handshake, against {trust}")
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + opts.timeout
+    started = loop.time()
+    deadline = started + opts.timeout
     first_flight_ns: int | None = None
+    heard = _Heard(started)
     # Like curl's appconnect − connect, the step includes building the context and loading
     # the trust store (OpenSSL's one-time start-up is paid before the journey, as curl pays
     # it in curl_global_init); how long that took is kept apart too.
@@ -240,11 +248,10 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
                     raise TimeoutError from None
                 chunk = await plain.recv(READ_CHUNK, left)
                 if not chunk:
-                    raise TlsError("tls.eof", f"{server_name} closed the connection during the "
-                                   "handshake: it may not speak TLS on this port, or it "
-                                   "rejected our ClientHello") from None
+                    raise TlsError("tls.eof", _eof_words(server_name, heard)) from None
                 if first_flight_ns is None:
                     first_flight_ns = journey.clock.now()
+                heard.add(chunk, loop.time())
                 incoming.write(chunk)
         out = outgoing.read()
         if out:
@@ -255,13 +262,15 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         journey.end(span)  # re-checking the chain below is our analysis, not the handshake
         from whathappens.net.certs import explain_openssl_verify_error
 
+        chain = _chain(span, recorder)
         code, reason = explain_openssl_verify_error(exc.verify_code, exc.verify_message,
-                                                    server_name)
+                                                    server_name, chain=chain)
         # OpenSSL's code is coarse (20 covers both an unknown CA and a missing intermediate);
-        # the chain the server sent, checked again, tells which.
-        verdict = describe_chain(journey, span, _chain(span, recorder), server_name, opts,
-                                 verify=True)
-        if verdict is not None and not verdict.get("ok"):
+        # the chain the server sent, checked again, tells which. When that check only
+        # passes on its library's words ("other"), OpenSSL's code, in words, says more.
+        verdict = describe_chain(journey, span, chain, server_name, opts, verify=True)
+        if verdict is not None and not verdict.get("ok") and (
+                verdict.get("code") != "other" or code == "other"):
             code, reason = str(verdict["code"]), str(verdict["reason"])
         span.attrs["chain_verification"] = {"ok": False, "code": code, "reason": reason,
                                             "by": "OpenSSL in the handshake",
@@ -272,18 +281,19 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
                        f"({exc.verify_code})") from None
     except ssl.SSLError as exc:
         _record(span, obj, recorder, first_flight_ns)
-        raise _handshake_error(server_name, exc, recorder) from None
+        raise _handshake_error(server_name, exc, recorder, heard, opts) from None
     except TlsError:
         _record(span, obj, recorder, first_flight_ns)
         raise
     except TimeoutError:
         _record(span, obj, recorder, first_flight_ns)
         raise TlsError("tls.timeout", f"the TLS handshake with {server_name} did not finish "
-                       f"within {opts.timeout:g} s") from None
+                       f"within {opts.timeout:g} s: "
+                       f"{heard.stalled_words(loop.time())}") from None
     except OSError as exc:
         _record(span, obj, recorder, first_flight_ns)
-        raise TlsError("tls.connection_lost", f"the connection broke during the TLS "
-                       f"handshake: {exc.strerror or exc}") from None
+        raise TlsError("tls.connection_lost", _broken_words(server_name, exc, heard),
+                       detail=str(exc)) from None
     _record(span, obj, recorder, first_flight_ns)
     if not opts.insecure:
         span.attrs["chain_verification"] = {"ok": True, "code": "ok",
@@ -294,19 +304,205 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     return stream
 
 
+class _Heard:
+    """What the server sent during the handshake: how many bytes, when the last came, and
+    its first bytes (to tell what it speaks when it does not speak TLS)."""
+
+    KEEP = 4096
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.count = 0
+        self.first = b""
+        self.last: float | None = None
+
+    def add(self, chunk: bytes, now: float) -> None:
+        self.count += len(chunk)
+        if len(self.first) < self.KEEP:
+            self.first += chunk[:self.KEEP - len(self.first)]
+        self.last = now
+
+    def after(self) -> str:
+        """Where the handshake had come to, for a sentence."""
+        if not self.count:
+            return "right after our ClientHello"
+        return f"after sending {self.count} bytes of it"
+
+    def stalled_words(self, now: float) -> str:
+        if not self.count or self.last is None:
+            return ("the server accepted the connection but sent nothing in answer to our "
+                    "ClientHello")
+        quiet = now - self.last
+        if quiet < 0.5:
+            return (f"the server was still sending it, slowly: {self.count} bytes in "
+                    f"{now - self.started:.1f} s, a handshake that takes a few kilobytes "
+                    "and one or two round trips")
+        return f"the server sent {self.count} bytes of it, then nothing for {quiet:.1f} s"
+
+
+def _eof_words(server_name: str, heard: _Heard) -> str:
+    if not heard.count:
+        return (f"{server_name} closed the connection during the handshake, right after our "
+                "ClientHello and without a word (a TLS server that refuses says why with an "
+                "alert first): it may not speak TLS on this port, or it dropped our "
+                "ClientHello")
+    return (f"{server_name} closed the connection during the handshake, {heard.after()}: "
+            "the handshake was cut short")
+
+
+def _broken_words(server_name: str, exc: OSError, heard: _Heard) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return (f"{server_name} reset the connection (a TCP RST) during the TLS handshake, "
+                f"{heard.after()}")
+    return (f"the connection broke during the TLS handshake, {heard.after()}: "
+            f"{exc.strerror or type(exc).__name__}")
+
+
+# What each alert means when a server ends the handshake with it (RFC 8446 §6.2).
+_ALERT_MEANINGS = {
+    "close_notify": "it closed the connection cleanly before the handshake was over",
+    "unexpected_message": "it received a message it did not expect at that point",
+    "bad_record_mac": "a record of ours failed its integrity check on its side",
+    "record_overflow": "it received a record longer than it accepts",
+    "handshake_failure": "we could not agree on how to secure the connection: none of the "
+                         "cipher suites, key exchange groups or signature algorithms we "
+                         "offered suits it",
+    "bad_certificate": "it rejected a certificate",
+    "unsupported_certificate": "it rejected a certificate of a type it does not support",
+    "certificate_revoked": "it rejected a revoked certificate",
+    "certificate_expired": "it rejected an expired certificate",
+    "certificate_unknown": "it rejected a certificate",
+    "illegal_parameter": "it found a value it does not accept in our ClientHello",
+    "unknown_ca": "it does not trust the issuer of a certificate",
+    "access_denied": "it refused us access (a policy: our address, our name, the time)",
+    "decode_error": "it could not parse a message of ours",
+    "decrypt_error": "a signature or a key check failed on its side",
+    "protocol_version": "it does not accept the TLS versions we offered ({offered})",
+    "insufficient_security": "it requires stronger security than the cipher suites we "
+                             "offered",
+    "internal_error": "an internal error on its side, unrelated to what we sent",
+    "inappropriate_fallback": "it saw a downgrade it refuses (RFC 7507)",
+    "user_canceled": "it cancelled the handshake",
+    "missing_extension": "our ClientHello lacks an extension it requires",
+    "unsupported_extension": "we sent an extension it does not allow there",
+    "unrecognized_name": "it does not serve the name we asked for ({sni}) in the SNI "
+                         "extension (RFC 6066 §3): a virtual host it does not know",
+    "bad_certificate_status_response": "it sent a bad OCSP response",
+    "unknown_psk_identity": "it does not know the session we tried to resume",
+    "certificate_required": "it requires a client certificate, and we sent none",
+    "no_application_protocol": "it supports none of the application protocols we offered "
+                               "in ALPN ({alpn})",
+}
+
+_OLDEST = "TLS 1.2"
+
+
+def _offered(opts: TlsOptions) -> str:
+    low = opts.min_version or ssl.TLSVersion.TLSv1_2
+    high = opts.max_version or ssl.TLSVersion.TLSv1_3
+    names = {ssl.TLSVersion.TLSv1_2: "TLS 1.2", ssl.TLSVersion.TLSv1_3: "TLS 1.3"}
+    if low == high:
+        return f"only {names.get(low, low.name)}"
+    return f"{names.get(low, low.name)} to {names.get(high, high.name)}"
+
+
+def _not_tls(first: bytes) -> str | None:
+    """What the server's first bytes are, when they are not a TLS record (RFC 8446 §5.1: a
+    content type 20–23, then a version whose first byte is 3)."""
+    from whathappens.net.http_types import escaped
+
+    if not first or (len(first) >= 2 and first[0] in (20, 21, 22, 23) and first[1] == 3):
+        return None
+    line = first.split(b"\n", 1)[0].rstrip(b"\r")
+    if first.startswith(b"HTTP/"):
+        return (f"it answered in plain HTTP ({escaped(line, 60)}): the port speaks http://, "
+                "not https://")
+    if first.startswith(b"SSH-"):
+        return f"it is an SSH server: it greeted us with {escaped(line, 60)}"
+    if line and all(32 <= b < 127 for b in line):
+        return f"it answered with text that is not TLS: {escaped(line, 60)}"
+    shown = " ".join(f"{b:02x}" for b in first[:8])
+    return f"its first bytes ({shown}) are not a TLS record"
+
+
+def _plain_server_hello(first: bytes) -> tuple[int, int] | None:
+    """(version, cipher suite) of a plaintext ServerHello at the start of ``first``
+    (RFC 5246 §7.4.1.3: version, 32 random bytes, session id, cipher suite)."""
+    if len(first) < 44 or first[0] != 22 or first[5] != 2:
+        return None
+    sid = first[43]
+    if len(first) < 46 + sid:
+        return None
+    return int.from_bytes(first[9:11], "big"), int.from_bytes(first[44 + sid:46 + sid], "big")
+
+
 def _handshake_error(server_name: str, exc: ssl.SSLError,
-                     recorder: tlsmsg.HandshakeRecorder) -> TlsError:
+                     recorder: tlsmsg.HandshakeRecorder, heard: _Heard | None = None,
+                     opts: TlsOptions | None = None) -> TlsError:
+    """The failed handshake in words: the server's alert, what it spoke instead of TLS, or
+    what was wrong with its records and messages."""
+    from whathappens.net.http_types import size_words
+
+    opts = opts or TlsOptions()
+    first = heard.first if heard is not None else b""
+    detail = str(exc)
     alert = next((a for a in reversed(recorder.alerts) if a.direction == "received"), None)
-    reason = exc.reason or str(exc)
     if alert is not None:
-        return TlsError("tls.alert", f"{server_name} ended the handshake with the alert "
-                        f"'{alert.description}': it would not agree to our offer "
-                        f"(OpenSSL: {reason})", detail=str(exc))
-    if "WRONG_VERSION_NUMBER" in str(reason).upper():
-        return TlsError("tls.not_tls", f"{server_name} did not answer in TLS: the port "
-                        "probably speaks plain HTTP or another protocol", detail=str(exc))
+        meaning = _ALERT_MEANINGS.get(alert.description, "it gave no more reason")
+        meaning = meaning.format(offered=_offered(opts), sni=server_name,
+                                 alpn=", ".join(opts.alpn))
+        return TlsError("tls.alert", f"{server_name} ended the handshake with the TLS alert "
+                        f"'{alert.description}': {meaning}", detail=detail)
+    not_tls = _not_tls(first)
+    reason = str(exc.reason or "").upper()
+    if not_tls is not None or reason == "WRONG_VERSION_NUMBER":
+        words = not_tls or "its answer is not a TLS record; the port probably speaks plain " \
+                           "HTTP or another protocol"
+        return TlsError("tls.not_tls", f"{server_name} did not answer in TLS: {words}",
+                        detail=detail)
+    hello = _plain_server_hello(first)
+    received = [m.type_name for m in recorder.messages if m.direction == "received"]
+    if reason in ("PACKET_LENGTH_TOO_LONG", "RECORD_OVERFLOW", "DATA_LENGTH_TOO_LONG",
+                  "ENCRYPTED_LENGTH_TOO_LONG"):
+        size = int.from_bytes(first[3:5], "big") if len(first) >= 5 else 0
+        announced = f" ({size} bytes announced)" if size > 16384 + 256 else ""
+        words = (f"sent a record longer than TLS allows{announced}: a record carries at most "
+                 "16 KiB (RFC 8446 §5.1)")
+    elif reason == "EXCESSIVE_MESSAGE_SIZE":
+        if not received and len(first) >= 9 and first[0] == 22:
+            kind = tlsmsg.HANDSHAKE_TYPES.get(first[5], f"type {first[5]}")
+            words = (f"announced a handshake message ({kind}) of "
+                     f"{size_words(int.from_bytes(first[6:9], 'big'))}, larger than any TLS "
+                     "client accepts")
+        elif "certificate" not in received:
+            words = (f"sent a handshake message larger than we accept, after its "
+                     f"{received[-1] if received else 'first message'}: its certificate "
+                     "chain, which may take at most 100 KiB here (OpenSSL's limit; real "
+                     "chains are a few KiB)")
+        else:
+            words = (f"sent a handshake message larger than we accept, after its "
+                     f"{received[-1]}")
+    elif reason in ("UNKNOWN_CIPHER_RETURNED", "WRONG_CIPHER_RETURNED"):
+        which = f" (0x{hello[1]:04x})" if hello else ""
+        words = (f"chose a cipher suite we did not offer{which}, which a server may not do "
+                 "(RFC 8446 §4.1.3)")
+    elif reason in ("UNSUPPORTED_PROTOCOL", "WRONG_SSL_VERSION", "VERSION_TOO_LOW",
+                    "UNSUPPORTED_SSL_VERSION", "NO_PROTOCOLS_AVAILABLE"):
+        if hello is not None and hello[0] < 0x0303:
+            words = (f"chose {tlsmsg.version_name(hello[0])}, older than {_OLDEST}, the "
+                     "oldest version we accept: TLS 1.0 and 1.1 are deprecated (RFC 8996) "
+                     "and SSL 3.0 is broken (RFC 7568)")
+        else:
+            words = f"wants a TLS version we do not accept (we offered {_offered(opts)})"
+    elif reason in ("UNEXPECTED_MESSAGE", "UNEXPECTED_RECORD"):
+        where = (" (application data before its ServerHello)"
+                 if not received and first[:1] == b"\x17" else "")
+        words = f"sent a TLS message that does not belong at that point of the handshake{where}"
+    else:
+        return TlsError("tls.handshake_failed", f"the TLS handshake with {server_name} "
+                        f"failed: {alert_words(exc)}", detail=detail)
     return TlsError("tls.handshake_failed", f"the TLS handshake with {server_name} failed: "
-                    f"{reason}", detail=str(exc))
+                    f"the server {words}", detail=detail)
 
 
 def _events(recorder: tlsmsg.HandshakeRecorder) -> list[dict[str, Any]]:
