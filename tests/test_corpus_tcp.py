@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from corpus_harness import check, run_cli
-from misbehaving import FullBacklog, Handler, RawServer, free_port, read_request_head
+from misbehaving import (
+    FullBacklog,
+    Handler,
+    RawServer,
+    free_port,
+    read_request_head,
+    wait_until_closed,
+)
 from misbehaving_http import end, reply, response, rst
 
 
@@ -32,9 +39,15 @@ class Case:
     args: tuple[str, ...] = ("--max-time", "3")
 
 
-def rst_at_accept() -> Handler:
-    """Reset the connection as soon as it is accepted, before the request arrives."""
-    return rst
+def rst_request_unread() -> Handler:
+    """Accept, never read, and reset a moment later: our request is in the server's buffer,
+    we wait for the response."""
+
+    def handler(conn: socket.socket) -> None:
+        time.sleep(0.2)
+        rst(conn)
+
+    return handler
 
 
 def fin_at_accept() -> Handler:
@@ -73,7 +86,9 @@ def silence(read: bool) -> Handler:
     def handler(conn: socket.socket) -> None:
         if read:
             read_request_head(conn)
-        time.sleep(10)
+            wait_until_closed(conn, 10)
+        else:
+            time.sleep(3)  # past --max-time, never reading
 
     return handler
 
@@ -91,7 +106,8 @@ def complete_then_rst() -> Handler:
 
 
 CASES: list[Case] = [
-    Case("rst-at-accept", rst_at_accept, says=(r"reset",)),
+    Case("rst-with-request-unread", rst_request_unread,
+         says=(r"reset", r"before .*any of the response|before .*respon")),
     Case("rst-after-request", lambda: reply(b"", "rst"),
          says=(r"reset", r"before .*any of the response|before .*respon")),
     Case("rst-mid-headers", lambda: reply(b"HTTP/1.1 200 OK\r\nContent-Le", "rst"),
@@ -142,3 +158,21 @@ def test_tcp_full_backlog() -> None:
                        "--max-time", "5"])
     check(out, step="tcp", exit_code=5, says=(r"timed out|no answer|did not answer|within",),
           max_wall=1 + 1.5, steps_before=("dns",))
+
+
+@pytest.mark.xfail(reason="about one run in four: exit 5 \"connecting to 127.0.0.1:PORT failed: "
+                   "[Errno 104] Connect call failed ('127.0.0.1', PORT)\" (bare library text)",
+                   strict=True)
+def test_tcp_rst_at_accept() -> None:
+    """Reset at once on accept. Whether the RST reaches us before our connect has been seen
+    to complete (then the TCP step failed: exit 5) or after (the HTTP step: exit 7) is a race
+    on loopback; both must say the server reset the connection. Runs until the connect side
+    of the race has been seen (about one run in four), at most 40 times."""
+    with RawServer(rst) as server:
+        for _ in range(40):
+            out = run_cli([server.url(), "--max-time", "3"])
+            in_connect = out.exit_code == 5
+            check(out, step="tcp" if in_connect else "http", exit_code=5 if in_connect else 7,
+                  says=(r"reset",))
+            if in_connect:
+                break
