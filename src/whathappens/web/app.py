@@ -14,11 +14,19 @@ render/html.py) and ``end``; or ``refused`` when the journey may not run.
 Why POST with a JSON body: a cross-site page cannot send one without a CORS preflight, which
 this server never grants, so another site cannot make a visitor's browser start journeys here.
 The Host header is checked too (DNS rebinding onto 127.0.0.1 would otherwise reach us).
+
+Clients that misbehave (see command.py for the limits hypercorn and the listening socket apply
+before a request reaches us): the request body has a size cap and a deadline
+(``MAX_REQUEST_BODY``, ``BODY_TIMEOUT``); every send to the client has a deadline
+(``ServeConfig.send_timeout``), so a client that stops reading its event stream is dropped, its
+journey cancelled and its slot in the gate freed; events wait for the sender in a bounded queue
+(``STREAM_QUEUE``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections import OrderedDict
@@ -60,8 +68,28 @@ STATIC = {
     "icon.svg": "image/svg+xml",
 }
 MAX_URL = 2048          # longer than any URL a person types; bounds what we echo back
-MAX_REQUEST_BODY = 8192
 KEEP_JOURNEYS = 32      # finished journeys kept for download, oldest dropped first
+# ... and at most this much of them (their JSON's length): one journey can be megabytes (every
+# header of every leg, when --max-header-bytes is raised), and anyone may start journeys.
+KEEP_BYTES = 64 * 1024 * 1024
+# The page's body is {"url": "..."} with a URL of at most MAX_URL characters: 8 KiB is room to
+# spare. A larger Content-Length is refused (413) before a byte of the body is read.
+MAX_REQUEST_BODY = 8192
+# From the end of the request head to the end of its body. hypercorn bounds the head (its idle
+# timer runs from the connection's start until a head is complete) but not the body: a client
+# that sends a Content-Length and then a byte a minute, or a chunked body that never ends, would
+# hold its connection and our handler for ever. A browser sends these few bytes at once.
+BODY_TIMEOUT = 10.0
+# Each send to the client (a response head, a piece of a page, one event) must be taken within
+# this many seconds. hypercorn's send waits while its transport holds more than 64 KiB that the
+# client has not taken (asyncio's high-water mark): it never buffers without bound, but it waits
+# for ever — and a journey stream waiting for ever holds its slot in the gate. A browser that
+# is still there takes every byte at once, even from a background tab.
+SEND_TIMEOUT = 20.0
+# Events waiting for the sender. A journey emits a few dozen per leg (steps and DNS details),
+# a few hundred at most with every redirect taken; more waiting means the client is not taking
+# them, and it is dropped like one whose send timed out.
+STREAM_QUEUE = 1024
 
 RunJourney = Callable[[str, Journey], Awaitable[Journey]]
 
@@ -78,6 +106,65 @@ class ServeConfig:
     # Behind a reverse proxy every visitor arrives from the proxy's address: with this set
     # (e.g. "x-forwarded-for"), the gate counts the address the proxy appended instead.
     client_header: str | None = None
+    send_timeout: float = SEND_TIMEOUT
+
+
+TOO_LARGE = (f"the request body is larger than {MAX_REQUEST_BODY} bytes; "
+             "send the URL as JSON: {\"url\": \"...\"}")
+
+
+class BadBody(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+class ClientTooSlow(Exception):
+    """The client did not take what we sent within the send timeout, or let its events pile up:
+    the request is abandoned (hypercorn closes the connection; the kernel drops it if the client
+    still takes nothing, see command.py)."""
+
+
+class Exchange:
+    """One request's ``receive`` and ``send``, with the deadlines hypercorn does not have.
+
+    ``send`` fails with ClientTooSlow when the client takes nothing for ``timeout`` seconds.
+    The last message of a response is sent while draining what is left of the request body:
+    hypercorn queues at most 10 body messages for the app, then stops reading the socket, and
+    when the response ends it queues one more (the disconnect) — with the queue full and us no
+    longer receiving, that put would wait for ever and the connection would never be closed.
+    """
+
+    def __init__(self, receive: Receive, send: Send, timeout: float) -> None:
+        self._receive = receive
+        self._send = send
+        self.timeout = timeout
+        self.body_done = False
+
+    async def receive(self) -> Message:
+        msg = await self._receive()
+        if msg["type"] == "http.disconnect" or (msg["type"] == "http.request"
+                                                and not msg.get("more_body")):
+            self.body_done = True
+        return msg
+
+    async def send(self, msg: Message) -> None:
+        last = msg["type"] == "http.response.body" and not msg.get("more_body")
+        drain = (asyncio.create_task(self._discard_body())
+                 if last and not self.body_done else None)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._send(msg)
+        except TimeoutError:
+            raise ClientTooSlow from None
+        finally:
+            if drain is not None:
+                drain.cancel()
+
+    async def _discard_body(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
 
 
 def _static(name: str) -> bytes:
@@ -88,6 +175,7 @@ class WebApp:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.journeys: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.kept_bytes: dict[str, int] = {}
         self._page: bytes | None = None
 
     # ------------------------------------------------------------------ ASGI
@@ -102,6 +190,13 @@ class WebApp:
                     return
         if scope["type"] != "http":
             return
+        exchange = Exchange(receive, send, self.config.send_timeout)
+        # A client too slow to take our bytes: nothing more to say to it; hypercorn closes
+        # the connection once we return.
+        with contextlib.suppress(ClientTooSlow):
+            await self.handle(scope, exchange.receive, exchange.send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         if not self._host_ok(headers.get("host", "")):
@@ -166,22 +261,34 @@ class WebApp:
         return (CSS + "\n" + _static("page.css").decode()).encode()
 
     # ---------------------------------------------------------------- stream
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        body = b""
-        while True:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return None
-            body += bytes(msg.get("body", b""))
-            if len(body) > MAX_REQUEST_BODY:
-                return b""
-            if not msg.get("more_body"):
-                return body
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes | None:
+        """The request body, or None when the client went away; BadBody when it is too large
+        or too slow to arrive."""
+        length = headers.get("content-length", "").strip()
+        # h11 has checked it is digits; its length is checked first so that int() never
+        # meets a 5000-digit number.
+        if len(length) > 9 or (length and int(length) > MAX_REQUEST_BODY):
+            raise BadBody(413, TOO_LARGE)
+        body = bytearray()
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "http.disconnect":
+                        return None
+                    body += msg.get("body", b"")
+                    if len(body) > MAX_REQUEST_BODY:
+                        raise BadBody(413, TOO_LARGE)  # chunked: no Content-Length to check
+                    if not msg.get("more_body"):
+                        return bytes(body)
+        except TimeoutError:
+            raise BadBody(408, f"the request body did not arrive within {BODY_TIMEOUT:g} s; "
+                               "send it at once") from None
 
     def _url_from(self, body: bytes) -> str | None:
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested a few 1000 deep
             return None
         url = data.get("url") if isinstance(data, dict) else None
         return url.strip() if isinstance(url, str) else None
@@ -195,7 +302,11 @@ class WebApp:
         if not headers.get("content-type", "").startswith("application/json"):
             await self._text(send, 415, "send the URL as JSON: {\"url\": \"...\"}")
             return
-        body = await self._read_body(receive)
+        try:
+            body = await self._read_body(headers, receive)
+        except BadBody as bad:
+            await self._text(send, bad.status, bad.text, extra=[(b"connection", b"close")])
+            return
         if body is None:
             return
         url = self._url_from(body)
@@ -241,8 +352,16 @@ class WebApp:
 
     async def _run_stream(self, url: str, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(STREAM_QUEUE)
+        overflowed = False
         legs: list[int] = []
+
+        def offer(item: tuple[str, Any]) -> None:
+            nonlocal overflowed
+            try:
+                queue.put_nowait(item)
+            except asyncio.QueueFull:
+                overflowed = True  # the sender drops the client at its next turn
 
         def listener(span: Span) -> None:
             if span.name in DETAIL_SPANS:
@@ -257,7 +376,7 @@ class WebApp:
             else:
                 return
             # Spans can end on a resolver thread: hand the event to the loop safely.
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            loop.call_soon_threadsafe(offer, item)
 
         journey = Journey(url=url, listener=listener)
 
@@ -265,24 +384,23 @@ class WebApp:
             try:
                 await journey_then_report()
             except Exception as exc:  # a bug of ours: say so on the page, no traceback
-                await queue.put(("failed", {"message": f"whathappens met an unexpected "
-                                            f"condition ({type(exc).__name__}: {exc}); this "
-                                            "is a bug, please report it"}))
-                await queue.put(("end", {"exit_code": 10}))
+                offer(("failed", {"message": f"whathappens met an unexpected "
+                                  f"condition ({type(exc).__name__}: {exc}); this "
+                                  "is a bug, please report it"}))
+                offer(("end", {"exit_code": 10}))
 
         async def journey_then_report() -> None:
             done = await self.config.run(url, journey)
             done.listener = None
             if self.config.compare_tls is not None and done.error is None:
-                await queue.put(("step", {"step": "tls-compare", "title": "TLS 1.2 vs 1.3",
-                                          "summary": "measuring fresh TLS 1.2 and 1.3 "
-                                                     "handshakes…",
-                                          "pending": True}))
+                offer(("step", {"step": "tls-compare", "title": "TLS 1.2 vs 1.3",
+                                "summary": "measuring fresh TLS 1.2 and 1.3 handshakes…",
+                                "pending": True}))
                 result = await self.config.compare_tls(done)
                 if result is not None:
-                    await queue.put(("step", compare_event(result)))
-            await queue.put(("report", self.finish(done)))
-            await queue.put(("end", {"exit_code": done.exit_code}))
+                    offer(("step", compare_event(result)))
+            offer(("report", self.finish(done)))
+            offer(("end", {"exit_code": done.exit_code}))
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -307,6 +425,8 @@ class WebApp:
                         break
                     continue
                 kind, data = getter.result()
+                if overflowed:
+                    raise ClientTooSlow
                 await send({"type": "http.response.body", "body": _sse(kind, data),
                             "more_body": True})
                 if kind == "end":
@@ -324,8 +444,11 @@ class WebApp:
         data = journey.to_dict()
         ident = secrets.token_urlsafe(12)
         self.journeys[ident] = data
-        while len(self.journeys) > KEEP_JOURNEYS:
-            self.journeys.popitem(last=False)
+        self.kept_bytes[ident] = len(json.dumps(data, ensure_ascii=False))
+        while self.journeys and (len(self.journeys) > KEEP_JOURNEYS
+                                 or sum(self.kept_bytes.values()) > KEEP_BYTES):
+            oldest, _ = self.journeys.popitem(last=False)
+            del self.kept_bytes[oldest]
         report = HtmlReport(data, inline_style=False)
         return {"id": ident, "html": report.body() + report.footer(), "nav": report.nav(),
                 "exit_code": journey.exit_code,
@@ -339,7 +462,7 @@ class WebApp:
         data = self.journeys.get(ident)
         if data is None or ext not in ("json", "har", "html"):
             await self._text(send, 404, "no such journey (only the last "
-                             f"{KEEP_JOURNEYS} are kept)")
+                             f"{KEEP_JOURNEYS}, up to {KEEP_BYTES // 2**20} MiB, are kept)")
             return
         disposition = f"attachment; filename=\"journey-{ident}.{ext}\"".encode()
         if ext == "html":

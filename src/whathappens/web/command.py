@@ -4,6 +4,14 @@ Every trace option (DNS, TLS, HTTP, limits) applies to each journey the page run
 starts the offline demo internet beside the page and aims journeys at it; ``--lab DIR`` aims
 them at a running lab and merges its tiers. Binding anything but loopback needs ``--public``,
 which turns the guards on: only public addresses, tighter time and size bounds.
+
+Clients that misbehave: hypercorn closes a connection that has not completed a request head
+within ``IDLE_TIMEOUT`` (its idle timer runs from the connection's start until a head is
+complete, and again between requests), and answers 431 to a head over ``MAX_HEAD``; it has no
+limit on connections, on the time a body takes or on how long a send may wait, so the
+listening socket counts connections (``--max-connections``, ``--max-connections-per-client``)
+and the kernel drops a connection whose data the client does not take (TCP_USER_TIMEOUT, with
+a bounded send buffer); the app bounds the body and every send (web/app.py).
 """
 
 from __future__ import annotations
@@ -11,12 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
+import resource
 import signal
 import socket
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +48,29 @@ PUBLIC_MAX_BODY = 5 * 1024 * 1024
 PUBLIC_MAX_DECODED = 20 * 1024 * 1024
 PUBLIC_MAX_REDIRECTS = 10
 
+# Connections. hypercorn's idle timer closes a connection that has not sent a complete request
+# head within this many seconds of opening (or of its previous response): the deadline for a
+# head sent a byte at a time, and for a connection left open and idle.
+IDLE_TIMEOUT = 5.0
+MAX_HEAD = 16 * 1024        # request line and headers; more is refused with 431 (h11's limit)
+# Cleartext HTTP/2 (prior knowledge or h2c upgrade) is accepted by hypercorn although no
+# browser uses it over http://: each stream can hold a journey's worth of buffered events, so a
+# connection gets a few streams, not hypercorn's 100.
+H2_MAX_STREAMS = 8
+BACKLOG = 128               # connections the kernel completes before we accept them
+# Open connections in total and per client address; more are answered 503 and closed as they
+# are accepted. A browser opens at most 6 to a server over HTTP/1.1 (plus one per journey it
+# is watching); the total keeps file descriptors for the journeys' own sockets.
+MAX_CONNECTIONS = 256
+MAX_CONNECTIONS_PER_CLIENT = 32
+FD_RESERVE = 128            # descriptors kept for journeys, the demo internet, logs
+ACCEPT_BATCH = 64           # connections refused in one go before the event loop has a turn
+# The kernel's buffer for what a client has not yet taken (SO_SNDBUF; Linux doubles it for its
+# bookkeeping): without it loopback autotuning let one connection hold 900 KB of unread
+# events, up to tcp_wmem's 4 MB. 128 KiB still moves a journey's events at ~1 MB/s over a
+# 100 ms round trip.
+SEND_BUFFER = 128 * 1024
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -52,6 +87,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="journeys one client address may run at once (default 2)")
     p.add_argument("--max-journeys", type=int, default=4,
                    help="journeys running at once in total (default 4)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help="open connections in total; more are answered 503 and closed "
+                        f"(default {MAX_CONNECTIONS})")
+    p.add_argument("--max-connections-per-client", type=int,
+                   default=MAX_CONNECTIONS_PER_CLIENT,
+                   help="open connections from one address (not applied with "
+                        f"--client-header) (default {MAX_CONNECTIONS_PER_CLIENT})")
+    p.add_argument("--send-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a client that takes none of what the page sends for this long is "
+                        "dropped and its journey stopped (default 20)")
     p.add_argument("--demo", action="store_true",
                    help="start the offline demo internet too and trace through it")
     p.add_argument("--demo-state", default="demo", metavar="DIR",
@@ -145,7 +190,13 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
             args.bind, args.port, args.allow_host),
         gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
         compare_tls=compare, example_url=example, mode_note=note,
-        client_header=args.client_header)
+        client_header=args.client_header, send_timeout=send_timeout(args))
+
+
+def send_timeout(args: argparse.Namespace) -> float:
+    from whathappens.web.app import SEND_TIMEOUT
+
+    return SEND_TIMEOUT if args.send_timeout is None else max(args.send_timeout, 0.1)
 
 
 def compare_tls_after(args: argparse.Namespace
@@ -178,27 +229,133 @@ def warm_up() -> None:
     ssl.create_default_context()
 
 
-def _listen(bind: str, port: int) -> socket.socket:
+@dataclass
+class ConnectionLimit:
+    """Open connections, in total and per client address (``per_client`` 0: no per-address
+    limit, as behind a reverse proxy where every connection comes from the proxy)."""
+
+    total: int = MAX_CONNECTIONS
+    per_client: int = MAX_CONNECTIONS_PER_CLIENT
+    open: Counter[str] = field(default_factory=Counter)
+
+    def admit(self, address: str) -> str | None:
+        """Count a new connection from ``address``, or say why it is refused."""
+        if self.per_client and self.open[address] >= self.per_client:
+            return f"{self.per_client} connections from your address are open already"
+        if sum(self.open.values()) >= self.total:
+            return f"the server has {self.total} connections open already; try again shortly"
+        self.open[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self.open[address] -= 1
+        if self.open[address] <= 0:
+            del self.open[address]
+
+
+class _Connection(socket.socket):
+    """An accepted connection that gives its place back when closed (asyncio's transport
+    closes the socket object it was given, once, when the connection is lost)."""
+
+    release: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+        super().close()
+
+
+class _Listener(socket.socket):
+    """The listening socket, counting what it accepts. asyncio's server calls ``accept()``
+    on the very socket object it is given (start_server(sock=...)) until it raises
+    BlockingIOError: a refused connection is answered and closed here and never reaches
+    hypercorn."""
+
+    limit = ConnectionLimit()
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        for _ in range(ACCEPT_BATCH):
+            plain, addr = super().accept()  # BlockingIOError when none is waiting
+            conn = _Connection(plain.family, plain.type, plain.proto, fileno=plain.detach())
+            host = str(addr[0])
+            refused = self.limit.admit(host)
+            if refused is None:
+                conn.release = functools.partial(self.limit.release, host)
+                return conn, addr
+            _shed(conn, refused)
+        raise BlockingIOError  # asyncio stops for this turn and comes back when it is readable
+
+
+def _shed(conn: socket.socket, why: str) -> None:
+    """Say why in one packet and close, without waiting for anything from the client."""
+    body = f"{why}\n".encode()
+    with contextlib.suppress(OSError):
+        conn.setblocking(False)
+        conn.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+                  b"charset=utf-8\r\nRetry-After: 5\r\nConnection: close\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        conn.recv(MAX_HEAD)  # what has arrived: closing with it unread would reset instead
+    conn.close()
+
+
+def _listen(bind: str, port: int) -> _Listener:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = _Listener(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((bind, port))
-    sock.listen(128)
-    sock.set_inheritable(True)
+    sock.listen(BACKLOG)
     return sock
+
+
+def limit_connections(sock: _Listener, args: argparse.Namespace) -> None:
+    """Apply --max-connections and --send-timeout to the listening socket; accepted
+    connections inherit the socket options."""
+    total = max(args.max_connections, 1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < total + FD_RESERVE:
+        # Each connection is a descriptor: ask for what the limit needs (the hard limit
+        # allows it unless an administrator lowered it), else serve fewer connections.
+        want = total + FD_RESERVE if hard == resource.RLIM_INFINITY else min(
+            total + FD_RESERVE, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        total = max(min(total, soft - FD_RESERVE), 1)
+    per_client = 0 if args.client_header else max(args.max_connections_per_client, 0)
+    sock.limit = ConnectionLimit(total=total, per_client=per_client)
+    # A client that takes none of our bytes for the send timeout is dropped by the kernel
+    # too: the app gives up on its send then, but hypercorn's close waits for the unsent
+    # bytes to leave, which they never would; TCP_USER_TIMEOUT also covers a zero window.
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                        int(send_timeout(args) * 1000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 async def _serve(config: ServeConfig, sock: socket.socket) -> None:
     from hypercorn.asyncio import serve
-    from hypercorn.config import Config
+    from hypercorn.config import Config, Sockets
 
     from whathappens.web.app import WebApp
 
-    hc = Config()
-    hc.bind = [f"fd://{sock.fileno()}"]
+    class OurSocket(Config):
+        """hypercorn serves the listening socket we made (its fd:// bind would wrap the
+        descriptor in a plain socket, without our connection count)."""
+
+        def create_sockets(self) -> Sockets:
+            return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+
+    hc = OurSocket()
     hc.accesslog = None
     hc.loglevel = "WARNING"
     hc.graceful_timeout = 1.0
+    hc.keep_alive_timeout = IDLE_TIMEOUT
+    hc.h11_max_incomplete_size = MAX_HEAD
+    hc.h2_max_concurrent_streams = H2_MAX_STREAMS
+    hc.backlog = BACKLOG
+    # hypercorn's read_timeout stays off: it bounds every read, and a client watching its
+    # journey sends nothing at all until the stream ends (the body has its own deadline).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -225,6 +382,7 @@ def serve_main(argv: list[str]) -> int:
               file=sys.stderr)
         return EXIT_SERVE_FAILED
     args.port = sock.getsockname()[1]
+    limit_connections(sock, args)
     with contextlib.ExitStack() as stack:
         demo = None
         if args.demo:
