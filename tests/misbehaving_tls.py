@@ -259,13 +259,15 @@ class TlsPeer:
     """The server side of one connection: raw socket, SSLObject, memory BIOs."""
 
     def __init__(self, conn: socket.socket, context: ssl.SSLContext, keylog: Path | None,
-                 *, drip: float = 0.0) -> None:
+                 *, drip: float = 0.0, fragment: int = 0) -> None:
         self.conn = conn
         self.context = context
         self.keylog = keylog
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
         self.drip = drip                # seconds between two bytes while flushing
+        self.fragment = fragment        # split plaintext handshake records to this size
+        self.fragments = 0              # how many records that made
         self.first_in = b""             # the client's first bytes: its ClientHello
         self.first_out = b""            # our first flight: the ServerHello
         self.plain = b""                # decrypted bytes from the client not yet consumed
@@ -275,12 +277,35 @@ class TlsPeer:
     def send_raw(self, data: bytes) -> None:
         if not self.first_out:
             self.first_out = data
+        if self.fragment:
+            data = self._refragment(data)
         if self.drip:
             for i in range(len(data)):
                 self.conn.sendall(data[i:i + 1])
                 time.sleep(self.drip)
         else:
             self.conn.sendall(data)
+
+    def _refragment(self, data: bytes) -> bytes:
+        """Plaintext handshake records cut into records of ``fragment`` bytes, as RFC 8446
+        §5.1 allows (a handshake message may span records); stops at ChangeCipherSpec, after
+        which records are protected and must stay whole."""
+        out, i = b"", 0
+        while i + 5 <= len(data):
+            kind, version, length = struct.unpack("!BHH", data[i:i + 5])
+            payload = data[i + 5:i + 5 + length]
+            i += 5 + length
+            if kind in (CHANGE_CIPHER_SPEC, APPLICATION_DATA):
+                self.fragment = 0
+                return out + data[i - 5 - length:]
+            if kind != HANDSHAKE:
+                out += record(kind, payload, version)
+                continue
+            pieces = [payload[j:j + self.fragment]
+                      for j in range(0, len(payload), self.fragment)]
+            self.fragments += len(pieces)
+            out += b"".join(record(kind, piece, version) for piece in pieces)
+        return out + data[i:]
 
     def flush(self) -> None:
         data = self.outgoing.read()
@@ -403,14 +428,14 @@ class TlsServer(RawServer):
     """A RawServer whose connections are TlsPeers driven by ``behaviour``."""
 
     def __init__(self, behaviour: Behaviour, context: ssl.SSLContext, *,
-                 drip: float = 0.0) -> None:
+                 drip: float = 0.0, fragment: int = 0) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="tls-keylog-")
         self.keylog = Path(self._dir.name) / "keys.log"
         context.keylog_filename = str(self.keylog)
         self.errors: list[BaseException] = []
 
         def handler(conn: socket.socket) -> None:
-            peer = TlsPeer(conn, context, self.keylog, drip=drip)
+            peer = TlsPeer(conn, context, self.keylog, drip=drip, fragment=fragment)
             try:
                 behaviour(peer)
             except (ssl.SSLError, ConnectionError, ValueError) as exc:
@@ -631,6 +656,19 @@ def h2_behaviour(stage: str, ending: Ending, *, via_records: bool = False) -> Be
             conn.send_data(stream_id, H2_BODY, end_stream=True)
         send(conn.data_to_send())
         ending(peer)
+    return behaviour
+
+
+def h2_settings_and_alert(description: str) -> Behaviour:
+    """Our SETTINGS and a fatal alert in one TCP segment, right after the handshake: the
+    client reads both at once, so it has the alert before it can answer the SETTINGS."""
+    def behaviour(peer: TlsPeer) -> None:
+        peer.handshake()
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer = peer.records()
+        peer.send_raw(writer.data(conn.data_to_send()) + writer.alert(description))
+        peer.hold(5)
     return behaviour
 
 

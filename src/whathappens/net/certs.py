@@ -601,7 +601,7 @@ _OPENSSL_ERRORS: dict[int, tuple[str, str]] = {
     7: ("bad_signature", "A certificate's signature does not verify: it is damaged or forged."),
     9: (
         "not_yet_valid",
-        "The server's certificate (or one in its chain) is not valid yet. "
+        "The server's certificate (or one in its chain) is not yet valid. "
         "If that looks wrong, check this computer's clock.",
     ),
     10: ("expired", "The server's certificate (or one in its chain) has expired."),
@@ -625,8 +625,8 @@ _OPENSSL_ERRORS: dict[int, tuple[str, str]] = {
     ),
     21: (
         "incomplete_chain",
-        "Only the server's own certificate could be checked: the intermediate certificate that "
-        "links it to a trusted root is missing.",
+        "The chain is incomplete: only the server's own certificate could be checked, the "
+        "intermediate certificate that links it to a trusted root is missing.",
     ),
     22: ("chain_too_long", "The certificate chain is longer than this client follows."),
     23: ("other", "The certificate has been revoked by its issuer."),
