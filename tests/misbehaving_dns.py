@@ -13,7 +13,8 @@ A server is a *policy*: a function from the query (parsed) and the transport ("u
 * ``None``: say nothing (the client's timer runs out);
 * ``Later(seconds, reply)``: the reply, after a while;
 * ``Raw(bytes)``: over TCP, bytes without a length prefix (a prefix that lies, a stream cut
-  short); ``CLOSE``: over TCP, close the connection without a word.
+  short); ``CLOSE``: over TCP, close the connection without a word;
+* ``Several(replies)``: each of them, in order.
 
 One thread serves every socket of a world (a selector and a timer heap), so a slow server
 does not hold the others up.
@@ -32,6 +33,7 @@ import random
 import selectors
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -59,13 +61,20 @@ class Raw:
     data: bytes
 
 
+@dataclass(frozen=True)
+class Several:
+    """Several replies to one query, in this order (a stray one before the answer, a
+    flood)."""
+    replies: tuple[Reply, ...]
+
+
 class _Close:
     pass
 
 
 CLOSE = _Close()
 
-Reply = dns.message.Message | bytes | Later | Raw | _Close | None
+Reply = dns.message.Message | bytes | Later | Raw | Several | _Close | None
 Policy = Callable[[dns.message.Message, str], Reply]
 
 
@@ -87,6 +96,7 @@ class DnsWorld:
         self._base = f"127.{random.randint(64, 250)}.{random.randint(0, 255)}."
         self._next = itertools.count(1)
         self.servers: dict[str, Server] = {}
+        self.errors: list[str] = []     # exceptions of policies (bugs of a test)
         self.port = 0
         self._socks: list[socket.socket] = []
         self._sel = selectors.DefaultSelector()
@@ -184,7 +194,7 @@ class DnsWorld:
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
                 kind, server = key.data
-                with contextlib.suppress(OSError):
+                try:
                     if kind == "udp":
                         self._udp(sock, server)
                     elif kind == "listen":
@@ -195,6 +205,11 @@ class DnsWorld:
                         self._sel.register(conn, selectors.EVENT_READ, ("conn", server))
                     else:
                         self._tcp(sock, server, buffers)
+                except OSError:
+                    pass  # the client went away: expected
+                except Exception as exc:  # a policy's bug: kept for the test to fail on
+                    self.errors.append(f"the policy of {server.name} failed: {exc!r}")
+                    print(f"DnsWorld: {self.errors[-1]}", file=sys.stderr)
 
     def _udp(self, sock: socket.socket, server: Server) -> None:
         wire, peer = sock.recvfrom(4096)
@@ -207,6 +222,10 @@ class DnsWorld:
         def send(reply: Reply) -> None:
             if isinstance(reply, Later):
                 self._later(reply.seconds, lambda: send(reply.reply))
+            elif isinstance(reply, Several):
+                for one in reply.replies:
+                    with contextlib.suppress(BlockingIOError):
+                        send(one)
             elif isinstance(reply, Raw):
                 sock.sendto(reply.data, peer)
             elif isinstance(reply, bytes | dns.message.Message):
@@ -238,6 +257,9 @@ class DnsWorld:
             def send(reply: Reply, conn: socket.socket = conn) -> None:
                 if isinstance(reply, Later):
                     self._later(reply.seconds, lambda: send(reply.reply))
+                elif isinstance(reply, Several):
+                    for one in reply.replies:
+                        send(one)
                 elif isinstance(reply, _Close):
                     self._drop(conn, buffers)
                 elif isinstance(reply, Raw):
@@ -293,15 +315,14 @@ def response(query: dns.message.Message, *, rcode: int = dns.rcode.NOERROR, aa: 
         r.flags |= dns.flags.TC
     for section, lines in ((r.answer, answer), (r.authority, authority),
                            (r.additional, additional)):
+        # Records of one owner and type go in one rrset, made in one call (thousands of
+        # records one by one would make a slow server of every test).
+        groups: dict[tuple[str, str], tuple[int, list[str]]] = {}
         for line in lines:
             name, ttl, rtype, rdata = line.split(None, 3)
-            rrset = dns.rrset.from_text(name, int(ttl), "IN", rtype, rdata)
-            old = next((s for s in section if s.name == rrset.name
-                        and s.rdtype == rrset.rdtype), None)
-            if old is None:
-                section.append(rrset)
-            else:
-                old.union_update(rrset)
+            groups.setdefault((name.lower(), rtype.upper()), (int(ttl), []))[1].append(rdata)
+        for (name, rtype), (ttl, rdatas) in groups.items():
+            section.append(dns.rrset.from_text_list(name, ttl, "IN", rtype, rdatas))
     return r
 
 
@@ -314,7 +335,8 @@ def qtype(query: dns.message.Message) -> str:
 
 
 def soa(zone: str) -> str:
-    return f"{zone} 300 SOA ns1.{zone} hostmaster.{zone} 1 7200 900 1209600 60"
+    inside = "" if zone == "." else zone
+    return f"{zone} 300 SOA ns1.{inside or 'root.'} hostmaster.{inside} 1 7200 900 1209600 60"
 
 
 def nxdomain(query: dns.message.Message, zone: str = "test.") -> dns.message.Message:

@@ -33,7 +33,7 @@ from whathappens.net.dns.walk import (
     WalkResult,
     rcode_words,
 )
-from whathappens.net.dns.wire import WireError, WireResult, query_tcp, query_udp
+from whathappens.net.dns.wire import RecordBudget, WireError, WireResult, query_tcp, query_udp
 
 if TYPE_CHECKING:
     import dns.message
@@ -225,7 +225,7 @@ def _make_query(name: str, qtype: str, *, recursion: bool) -> dns.message.Messag
 
 
 async def _ask(q: dns.message.Message, address: str, port: int,
-               timeout: float) -> tuple[WireResult, bool]:
+               timeout: float, records: RecordBudget) -> tuple[WireResult, bool]:
     """UDP first, then TCP when the answer is truncated; returns (result, retried_over_tcp).
 
     A failure over TCP after a truncated UDP answer says both: the server did answer, and
@@ -235,13 +235,13 @@ async def _ask(q: dns.message.Message, address: str, port: int,
 
     spend = budget.current()
     spend.count("dns.query")
-    res = await query_udp(q, address, port, timeout)
+    res = await query_udp(q, address, port, timeout, records)
     if not res.response.flags & dns.flags.TC:
         return res, False
     spend.count("dns.query")
     before = "answered over UDP with a truncated reply (TC bit)"
     try:
-        return await query_tcp(q, address, port, timeout), True
+        return await query_tcp(q, address, port, timeout, records), True
     except TimeoutError:
         raise WireError("dns.tcp_timeout", f"{before}, but did not answer the same question "
                         f"over TCP within {timeout:g} s") from None
@@ -315,7 +315,7 @@ def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
         if others and not chain:
             listed = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
             problem = ("dns.unrelated_answer", f"answered with records for other names or "
-                       f"types ({listed}), none a {qtype} record of {name}")
+                       f"types ({listed}), and no {qtype} record of {name} among them")
         elif ns and not aa and not ra:
             problem = ("dns.not_recursive", f"answered with a referral to the name servers "
                        f"of {ns[0].name.to_text()} instead of an answer: it does not resolve "
@@ -348,13 +348,14 @@ async def resolver_view(journey: Journey, parent: Span, host: str,
         if resolver is None:
             raise DnsError("dns.no_resolver", f"no resolver configured in {opts.resolv_conf}"
                            " (give one with --resolver IP[:PORT])")
+        records = RecordBudget()
 
         async def one(qtype: str, label: str) -> dict[str, Any]:
             q = _make_query(name, qtype, recursion=True)
             with journey.timed("dns.query", "dns", actor, "application", parent=span,
                                qname=name, qtype=qtype, purpose=label) as qs:
                 try:
-                    res, via_tcp = await _ask(q, address, port, opts.query_timeout)
+                    res, via_tcp = await _ask(q, address, port, opts.query_timeout, records)
                 except (TimeoutError, OSError, ValueError) as exc:
                     err = _query_error(exc, actor, opts.query_timeout)
                     qs.fail(err)
@@ -423,8 +424,8 @@ def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
 
 # -------------------------------------------------------------------- walk view
 async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
-                     timeout: float, policy: Callable[[str], str | None] | None = None
-                     ) -> WalkResult:
+                     timeout: float, policy: Callable[[str], str | None] | None = None,
+                     records: RecordBudget | None = None) -> WalkResult:
     """Run a planner's queries one after the other; each hop becomes a span.
 
     Every query sent counts against the journey's DNS budget (``--max-events dns.query``);
@@ -446,9 +447,9 @@ async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
             spend.count("dns.query")
             try:
                 if action.tcp:
-                    res = await query_tcp(q, action.address, port, timeout)
+                    res = await query_tcp(q, action.address, port, timeout, records)
                 else:
-                    res = await query_udp(q, action.address, port, timeout)
+                    res = await query_udp(q, action.address, port, timeout, records)
             except TimeoutError:
                 hop = walk.handle_timeout(action, timeout)
             except WireError as exc:
@@ -490,10 +491,11 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
         # One budget for the whole view: A, AAAA, HTTPS and every nested walk share the
         # query cap, so a loop costs at most --dns-max-queries whatever it loops through.
         shared = WalkBudget(opts.walk_limits())
+        records = RecordBudget()
         a_span = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
                               qname=name, qtype="A")
         a = await drive_walk(journey, a_span, Walk(name, "A", roots, budget=shared),
-                             opts.dns_port, opts.query_timeout, opts.address_policy)
+                             opts.dns_port, opts.query_timeout, opts.address_policy, records)
         journey.end(a_span)
         a_span.attrs.update(_walk_facts(a))
         if a.outcome == "nxdomain":
@@ -513,7 +515,7 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
                 w = Walk(a.final_name, qtype, roots, servers=zone_servers or roots,
                          start_zone=a.authority_zone if zone_servers else ".", budget=shared)
                 r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout,
-                                     opts.address_policy)
+                                     opts.address_policy, records)
                 journey.end(sub)
                 sub.attrs.update(_walk_facts(r))
                 return r

@@ -61,13 +61,15 @@ MAX_DEPTH = 3             # nested walks inside nested walks
 MAX_CNAME_CHAIN = 11      # aliases followed for one name: BIND 9.18.29's max-query-restarts
 SERVERS_PER_ZONE = 4      # addresses tried before the zone is given up
 PROBLEMS_KEPT = 8         # what servers did, remembered per zone for the message
+LISTED = 64               # names and records of one hop kept for the report
 
 # Failures that end a walk and every walk above it: the whole question is hopeless, or we
 # must stop spending on it.
-STOP_ALL = frozenset({"dns.query_limit"})
+STOP_ALL = frozenset({"dns.query_limit", "dns.record_limit"})
 # Failures of the name itself (or of our budget for it): the view's other questions would
 # meet them again, so they are not asked.
-STRUCTURAL = frozenset({"dns.query_limit", "dns.nested_limit", "dns.delegation_cycle",
+STRUCTURAL = frozenset({"dns.query_limit", "dns.record_limit", "dns.nested_limit",
+                        "dns.delegation_cycle",
                         "dns.missing_glue", "dns.cname_loop", "dns.cname_chain_too_long"})
 
 
@@ -133,10 +135,14 @@ class Hop:
             "rcode": self.rcode,
             "authoritative": self.authoritative,
             "referral_zone": self.referral_zone,
-            "referral_ns": self.referral_ns,
-            "glue": self.glue,
-            "glueless": self.glueless,
-            "answers": self.answers,
+            # A peer decides how long these are: the report keeps the first few, and counts.
+            "referral_ns": self.referral_ns[:LISTED],
+            "referral_ns_count": len(self.referral_ns),
+            "glue": dict(list(self.glue.items())[:LISTED]),
+            "glueless": self.glueless[:LISTED],
+            "glueless_count": len(self.glueless),
+            "answers": self.answers[:LISTED],
+            "answers_count": len(self.answers),
             "cname_target": self.cname_target,
             "note": self.note,
         }
@@ -289,6 +295,12 @@ class Walk:
                     self._nested_limited = True
                     break
                 self._cursor += 1
+                if self.depth >= self.limits.max_depth:
+                    d = self.limits.max_depth
+                    self._problem("dns.nested_limit", f"finding the address of name server "
+                                  f"{s.name} would need a walk nested {self.depth + 1} deep, "
+                                  f"over the limit of {d} (--dns-max-nested-depth {d})")
+                    continue
                 refused = self._unreachable(s.name)
                 if refused is not None:
                     self._problem(*refused)
@@ -401,8 +413,8 @@ class Walk:
             where = f"it was asking zone {self._zone} for the {self.qtype} record of {self._name}"
         self._finish("servfail", f"gave up after {self._budget.sent} queries, the most one "
                      f"walk may send (--dns-max-queries {lim}), without reaching an answer: "
-                     f"{where}. A loop or a very long chain of referrals, aliases or "
-                     "glueless name servers", code="dns.query_limit")
+                     f"{where} (a loop, or a very long chain of referrals, aliases or "
+                     "glueless name servers)", code="dns.query_limit")
 
     def _finish(self, outcome: str, message: str = "", **kw: Any) -> None:
         self.result = WalkResult(outcome=outcome, qname=self.qname, final_name=self._name,
@@ -423,6 +435,8 @@ class Walk:
         """The exchange failed; ``message`` says what the server did ("reset the …")."""
         owner = self._owner(action)
         owner._problem(code, f"{_who(action)} {message}")
+        if code in STOP_ALL:  # a budget of the whole view ran out: stop, say who spent it
+            owner._finish("servfail", f"stopped: {_who(action)} {message}", code=code)
         return owner._record(Hop(action, HopKind.ERROR, note=message))
 
     def handle_response(self, action: QueryAction, response: dns.message.Message) -> Hop:

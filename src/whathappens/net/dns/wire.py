@@ -34,6 +34,10 @@ MAX_TCP = 65535
 HEADER = 12                 # RFC 1035 §4.1.1
 SET_ASIDE_KEPT = 4          # replies set aside, remembered for the report
 MAX_DATAGRAMS = 256         # replies read for one query before we stop listening
+# Records read from the replies of one view (all its queries together). Reading costs CPU
+# per record (~30 µs in dnspython): a 64 KiB reply holds up to ~4,000, and a walk may send
+# 64 queries, so without a total a peer could make one walk cost seconds of CPU.
+MAX_RECORDS = 10_000
 
 
 @dataclass
@@ -57,6 +61,14 @@ class WireError(OSError):
         super().__init__(words)
         self.code = code
         self.words = words
+
+
+class RecordBudget:
+    """Records a view may still read; shared by its queries (see MAX_RECORDS)."""
+
+    def __init__(self, total: int = MAX_RECORDS) -> None:
+        self.total = total
+        self.left = total
 
 
 class _Unusable(Exception):
@@ -89,8 +101,15 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------ reading a reply
-def read_reply(data: bytes, query: dns.message.Message, *, udp: bool) -> dns.message.Message:
-    """The reply in ``data`` if it answers ``query``; else ``_Unusable`` saying why."""
+def read_reply(data: bytes, query: dns.message.Message, *, udp: bool,
+               records: RecordBudget | None = None, describe: bool = True
+               ) -> dns.message.Message:
+    """The reply in ``data`` if it answers ``query``; else ``_Unusable`` saying why.
+
+    The header is checked before anything is parsed: a reply that is not ours costs
+    nothing more (``describe`` asks for the words of what it is, once), and one that would
+    take the view over its record budget is refused unread.
+    """
     import dns.message
 
     if len(data) < HEADER:
@@ -101,7 +120,7 @@ def read_reply(data: bytes, query: dns.message.Message, *, udp: bool) -> dns.mes
     if ident != query.id:
         what = (f"a reply whose message ID ({ident}) is not our query's ({query.id}): "
                 "an answer to some other query, or not DNS at all")
-        if _diagnose(data) is not None:
+        if describe and _diagnose(data) is not None:
             what += " (it is not a well-formed DNS message either)"
         raise _Unusable("dns.wrong_id", what, final=not udp)
     if not flags & 0x8000:  # QR
@@ -110,6 +129,17 @@ def read_reply(data: bytes, query: dns.message.Message, *, udp: bool) -> dns.mes
                             "not a name server)", final=True)
         raise _Unusable("dns.not_a_response", "a message that is a query, not a response "
                         "(its QR bit is clear)", final=True)
+    qd, an, ns, ar = struct.unpack("!HHHH", data[4:HEADER])
+    total = qd + an + ns + ar
+    # The smallest question is 5 bytes, the smallest record 11 (RFC 1035 §4.1.2-3): counts
+    # that need more than the message holds are a malformed header, not a big answer.
+    if qd * 5 + (an + ns + ar) * 11 > len(data) - HEADER:
+        why = _diagnose(data) or "its header counts more records than the message can hold"
+        raise _Unusable("dns.malformed", f"a malformed message: {why}", final=True)
+    if records is not None and total > records.left:
+        raise _Unusable("dns.record_limit", f"a reply of {total:,} records, more than the "
+                        f"{records.left:,} left of the {records.total:,} we read from the "
+                        "servers of one view: a flood rather than an answer", final=True)
     try:
         response = dns.message.from_wire(data, ignore_trailing=True)
     except Exception:  # dnspython raises many kinds for broken input; we say which part
@@ -121,6 +151,8 @@ def read_reply(data: bytes, query: dns.message.Message, *, udp: bool) -> dns.mes
         got = _question_text(response)
         raise _Unusable("dns.wrong_question", f"an answer to another question ({got}) than "
                         f"the one we asked ({_question_text(query)})", final=not udp)
+    if records is not None:
+        records.left -= total
     return response
 
 
@@ -212,7 +244,8 @@ def _skip_name(data: bytes, pos: int) -> tuple[int, str | None]:
 
 # ------------------------------------------------------------------ the transports
 async def query_udp(
-    query: dns.message.Message, address: str, port: int, timeout: float
+    query: dns.message.Message, address: str, port: int, timeout: float,
+    records: RecordBudget | None = None,
 ) -> WireResult:
     wire = query.to_wire()
     loop = asyncio.get_running_loop()
@@ -242,7 +275,8 @@ async def query_udp(
             datagrams += 1
             received += len(data)
             try:
-                response = read_reply(data, query, udp=True)
+                response = read_reply(data, query, udp=True, records=records,
+                                      describe=not set_aside)
             except _Unusable as bad:
                 if bad.final:
                     raise WireError(bad.code, bad.words) from None
@@ -270,7 +304,8 @@ def _set_aside_words(replies: list[_Unusable], n: int, timeout: float) -> str:
 
 
 async def query_tcp(
-    query: dns.message.Message, address: str, port: int, timeout: float
+    query: dns.message.Message, address: str, port: int, timeout: float,
+    records: RecordBudget | None = None,
 ) -> WireResult:
     wire = query.to_wire()
     loop = asyncio.get_running_loop()
@@ -298,10 +333,12 @@ async def query_tcp(
             await loop.sock_sendall(sock, struct.pack("!H", len(wire)) + wire)
             (length,) = struct.unpack("!H", await read_exact(2, "length"))
             data = await read_exact(min(length, MAX_TCP), "message")
+        except WireError:
+            raise
         except OSError as exc:
             raise WireError(*_os_error(exc, "tcp", port)) from None
         try:
-            response = read_reply(data, query, udp=False)
+            response = read_reply(data, query, udp=False, records=records)
         except _Unusable as bad:
             raise WireError(bad.code, bad.words) from None
         return WireResult(response, "tcp", len(wire) + 2, length + 2, _local(sock))
