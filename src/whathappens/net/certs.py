@@ -376,8 +376,14 @@ def _diagnose(
         return _finer(path, root) or _fail("other", f"The certificate chain was rejected: "
                                                    f"{library}.")
     top = path[-1]
+    if len(path) > _MAX_PATH:
+        return _fail(
+            "chain_too_long",
+            f"The chain the server sent is longer than {_MAX_PATH} certificates without "
+            "reaching a trusted root; real chains have two to four.",
+        )
     claimed = _named_issuer(top, chain, roots)
-    if claimed is not None:
+    if claimed is not None and not _signed_by(top, claimed):
         # RFC 5280 §6.1.3 (a)(1): the issuer is here by name, but its key does not verify
         # the signature.
         return _bad_link(top, claimed)
