@@ -564,9 +564,7 @@ case("oversized_record_after_handshake",
      "http", 7, r"record longer than TLS allows", NOTHING)
 case("unknown_inner_content_type",
      tls(respond_then(LEN, "mid_body", end_unknown_type, via_records=True)),
-     "http", 7, r"unknown (content|record) type", MID_BODY,
-     xfail="TlsStream: OpenSSL's BAD_RECORD_TYPE is shown as 'the TLS layer failed: bad "
-           "record type' (alert_words has no words for it)")
+     "http", 7, r"unknown (content|record) type", MID_BODY)
 case("handshake_message_after_handshake",
      tls(respond_then(LEN, "after_headers", end_handshake_after, via_records=True)),
      "http", 7, r"not expected|unexpected", r"after 0 bytes of the body")
@@ -599,11 +597,7 @@ case("h2_alert_mid_body",
      tls(h2_behaviour("mid_body", end_alert("internal_error"), via_records=True), **H2),
      "http", 7, r"alert 'internal_error'", r"57 bytes")
 case("h2_alert_before_response", tls(h2_settings_and_alert("internal_error"), **H2),
-     "http", 7, r"alert 'internal_error'", r"before|no response",
-     xfail="TlsStream/http2: the alert read with the server's SETTINGS is kept for the next "
-           "read, the SETTINGS ACK is written first and fails with OpenSSL's text: 'The "
-           "connection broke while sending: tLS/SSL connection has been closed (EOF) "
-           "(_ssl.c:2427)'")
+     "http", 7, r"alert 'internal_error'", r"before|no response")
 case("h2_corrupt_record_mid_body", tls(h2_behaviour("mid_body", end_garbage_record), **H2),
      "http", 7, r"failed (decryption|its integrity check)", r"57 bytes")
 case("h2_ragged_fin_after_complete_response", tls(h2_behaviour("complete", end_ragged), **H2),

@@ -68,7 +68,14 @@ class TlsStream:
             await self.plain.send(data)
 
     async def send(self, data: bytes) -> None:
-        self.obj.write(data)
+        if self._eof or self._pending is not None:
+            # The server has ended the stream (close_notify, FIN) or broken it (an alert
+            # not yet reported): writing cannot work, and the read that follows says why.
+            raise BrokenPipeError("the server has closed the TLS stream")
+        try:
+            self.obj.write(data)
+        except ssl.SSLError as exc:
+            raise TlsStreamError(exc) from None
         self.app_sent += len(data)
         await self._flush()
 
@@ -159,6 +166,7 @@ def alert_words(exc: ssl.SSLError) -> str:
         "BAD_LENGTH": "a TLS message whose length is wrong",
         "BAD_DECRYPT": "a record that failed decryption",
         "INVALID_CT_ALLOWED_VALUE": "a record of an unknown content type",
+        "BAD_RECORD_TYPE": "a record of an unknown content type (RFC 8446 §5.4)",
         "UNKNOWN_ALERT_TYPE": "an alert of an unknown type",
         "NO_RENEGOTIATION": "a renegotiation request, which we refuse",
         "INVALID_ALERT": "a malformed TLS alert",
