@@ -297,7 +297,7 @@ CASES: list[Case] = [
          exit_code=0, then=(ok(body=5, informational=[100, 102] + [103] * 18),)),
     Case("1xx-endless", lambda: endless_1xx(0.0),
          says=(r"informational|1xx", r"more than \d+")),
-    Case("1xx-endless-paced", lambda: endless_1xx(0.1), args=SLOW,
+    Case("1xx-endless-paced", lambda: endless_1xx(0.25), args=SLOW,
          exit_code=9, step="journey", says=(r"max-time",)),
     # RFC 9110 §15.2.2: a server switches protocols only when the client asked (Upgrade).
     Case("101-without-upgrade-asked",
