@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
 
-from misbehaving import RawServer, read_request_head
+from journey_helpers import options, run
+from misbehaving import RawServer, ok_reply, read_request_head
 from whathappens.errors import JourneyTimeout, LimitExceeded
 from whathappens.journey import Journey
 from whathappens.net import budget as budgets
@@ -37,10 +39,7 @@ def test_turn_gives_the_event_loop_turns() -> None:
     assert asyncio.run(main()) >= 1600 // budgets.YIELD_EVERY
 
 
-def _always_data(conn: object) -> None:
-    import socket
-
-    assert isinstance(conn, socket.socket)
+def _always_data(conn: socket.socket) -> None:
     read_request_head(conn)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -51,8 +50,6 @@ def test_a_peer_that_always_has_data_cannot_outrun_a_timeout() -> None:
     """Reads that find data in the kernel do not wait; asyncio.timeout still fires."""
 
     async def main() -> float:
-        import socket
-
         with RawServer(_always_data) as server:
             sock = socket.create_connection(("127.0.0.1", server.port))
             sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
@@ -146,3 +143,30 @@ def test_the_report_says_what_the_journey_spent() -> None:
     assert report["events"] == {"tls.record": 5}
     assert isinstance(report["cpu_ms"], float)
     assert "thread_time" in str(report["cpu_clock"])
+
+
+def _drip(conn: socket.socket) -> None:
+    read_request_head(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b"x")
+        time.sleep(0.05)
+
+
+def test_max_time_says_where_the_journey_was_and_what_it_waited_for() -> None:
+    with RawServer(_drip) as server:
+        journey = run(server.url(), options("--max-time", "0.8"))
+    assert journey.error is not None
+    assert journey.exit_code == 9
+    message = journey.error.message
+    assert "--max-time 0.8 s" in message
+    assert "during the HTTP step while waiting for more of the body (" in message
+    assert "of 1000 bytes received)" in message
+
+
+def test_every_journey_reports_what_it_spent() -> None:
+    with RawServer(ok_reply) as server:
+        journey = run(server.url(), options())
+    resources = journey.facts["resources"]
+    assert resources["reads"] >= 1
+    assert 0 < resources["cpu_ms"] < 5000

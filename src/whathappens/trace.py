@@ -466,8 +466,7 @@ async def run_journey(url_text: str, options: Options | None = None, *,
     except JourneyError as err:
         journey.error = err
     except TimeoutError:
-        journey.error = JourneyTimeout("journey.timeout", f"the whole journey took longer "
-                                       f"than --max-time {opts.max_time:g} s and was stopped")
+        journey.error = budget.timeout_error()
     except (OSError, socket.gaierror) as exc:  # a layer let one through: still no traceback
         journey.error = ConnectError("net.error", f"network error: {exc}", detail=repr(exc))
     except Exception as exc:  # a bug of ours: say so plainly, keep what was measured

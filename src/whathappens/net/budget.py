@@ -28,10 +28,11 @@ import asyncio
 import contextvars
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from whathappens.errors import LimitExceeded
+from whathappens.errors import JourneyTimeout, LimitExceeded
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey
@@ -93,6 +94,9 @@ class Budget:
         self._last_check_ns = now
         self._window_start_ns = now
         self._window_events = 0
+        # What the running step is waiting for, in words, asked only when time runs out
+        # (a bound method such as the HTTP layer's "more of the body (57 of 1760 bytes)").
+        self.waiting_for: Callable[[], str] | None = None
 
     # ------------------------------------------------------------ pacing
     async def turn(self) -> None:
@@ -114,11 +118,7 @@ class Budget:
 
     def _check(self, now: int) -> None:
         if self.deadline_ns is not None and now > self.deadline_ns:
-            from whathappens.errors import JourneyTimeout
-
-            assert self.max_time is not None
-            raise JourneyTimeout("journey.timeout", f"the whole journey took longer than "
-                                 f"--max-time {self.max_time:g} s and was stopped")
+            raise self.timeout_error()
         if now - self._last_check_ns < CHECK_NS:
             return
         self._last_check_ns = now
@@ -135,6 +135,22 @@ class Budget:
                 self._exceeded("limit.memory", f"made us hold {grown / 2**20:.0f} MiB more "
                                f"memory, over the limit of {limits.max_memory / 2**20:.0f} "
                                f"MiB (--max-memory){self._counts_words()}")
+
+    def timeout_error(self) -> JourneyTimeout:
+        """--max-time ran out: say where the journey was and what it was waiting for."""
+        where = ""
+        step = _running_step(self.journey)
+        if step != "journey":
+            where = f", during the {step.upper() if step != 'redirect' else step} step"
+            try:
+                waiting = self.waiting_for() if self.waiting_for is not None else ""
+            except Exception:  # words for a message must never cost the report
+                waiting = ""
+            if waiting:
+                where += f" while waiting for {waiting}"
+        limit = f"{self.max_time:g} s" if self.max_time is not None else "its time"
+        return JourneyTimeout("journey.timeout", f"the whole journey took longer than "
+                              f"--max-time {limit} and was stopped{where}")
 
     # ------------------------------------------------------------ counting
     def count(self, kind: str, n: int = 1) -> None:
@@ -192,13 +208,15 @@ class Budget:
 
 
 def _running_step(journey: Journey | None) -> str:
-    """The step of the innermost span still open: where the limit ran out."""
+    """The step of the innermost span still open (or just interrupted): where the limit ran
+    out."""
     if journey is None:
         return "journey"
     step = "journey"
     spans = journey.spans
     while True:
-        open_spans = [s for s in spans if s.end_ns is None]
+        # Open, or cut short by the cancellation that a timeout sends through the journey.
+        open_spans = [s for s in spans if s.end_ns is None or s.attrs.get("interrupted")]
         if not open_spans:
             return step
         span = open_spans[-1]

@@ -125,6 +125,7 @@ class H1Connection:
             self._failed = True
             self.stream.close()
             raise
+        budget.current().waiting_for = None  # only a step that is waiting says what for
         self.exchanges += 1
         return exchange
 
@@ -267,6 +268,7 @@ class H1Connection:
         )
 
     async def _recv(self, progress: _Progress, limits: Limits, clock: Callable[[], int]) -> bytes:
+        budget.current().waiting_for = progress.waiting_for
         try:
             chunk = await self.stream.recv(_READ_SIZE, limits.read_timeout)
         except TimeoutError:

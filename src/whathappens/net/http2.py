@@ -246,6 +246,7 @@ class H2Connection:
             self._failed = True
             self.stream.close()
             raise
+        budget.current().waiting_for = None  # only a step that is waiting says what for
         self.exchanges += 1
         return exchange
 
@@ -490,6 +491,7 @@ class H2Connection:
     async def _recv(
         self, progress: _StreamProgress, limits: Limits, clock: Callable[[], int]
     ) -> bytes:
+        budget.current().waiting_for = progress.waiting_for
         try:
             chunk = await self.stream.recv(_READ_SIZE, limits.read_timeout)
         except TimeoutError:

@@ -238,6 +238,8 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     deadline = started + opts.timeout
     first_flight_ns: int | None = None
     heard = _Heard(started)
+    pace = budget.current()
+    pace.waiting_for = heard.waiting_for
     # Like curl's appconnect − connect, the step includes building the context and loading
     # the trust store (OpenSSL's one-time start-up is paid before the journey, as curl pays
     # it in curl_global_init); how long that took is kept apart too.
@@ -264,6 +266,7 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         out = outgoing.read()
         if out:
             await plain.send(out)  # our Finished (and, in TLS 1.2, ChangeCipherSpec)
+        pace.waiting_for = None
         journey.end(span)  # describing the chain afterwards is analysis, not handshake
     except ssl.SSLCertVerificationError as exc:
         _record(span, obj, recorder, first_flight_ns)
@@ -329,6 +332,11 @@ class _Heard:
         if len(self.first) < self.KEEP:
             self.first += chunk[:self.KEEP - len(self.first)]
         self.last = now
+
+    def waiting_for(self) -> str:
+        if not self.count:
+            return "the server's answer to our ClientHello"
+        return f"the rest of the server's handshake ({self.count} bytes received)"
 
     def after(self) -> str:
         """Where the handshake had come to, for a sentence."""
