@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from pathlib import Path
+
+import dns.message
 
 from journey_helpers import (
     assert_complete,
@@ -21,6 +24,7 @@ from journey_helpers import (
     trace,
 )
 from misbehaving import TinyDns, drop_a_nodata_aaaa
+from misbehaving_dns import DnsWorld, header, qname, question_wire, referral, response
 from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey, Span
 from whathappens.trace import run_journey
@@ -272,3 +276,85 @@ def test_spans_of_a_stopped_view_end_within_it(demo_internet: DemoInternet) -> N
     assert walk.error is not None
     assert walk.error["code"] == "dns.cancelled"
     assert nesting_errors(j) == []
+
+
+# --- issue 8: limits of the walk, and replies that are unusable, said as such ------------------
+
+def test_a_glueless_cycle_is_named_and_cheap(tmp_path: Path) -> None:
+    """a.test. is served by 100 glueless names in b.test., whose servers are 100 glueless
+    names in a.test.: a delegation cycle. It once took 40 s and more of CPU (the planner
+    fanned out N^3 nested walks without a query), past --max-time."""
+    def root(q: dns.message.Message, transport: str) -> dns.message.Message:
+        if qname(q).endswith("a.test."):
+            return referral(q, "a.test.", [f"ns{i}.b.test." for i in range(100)])
+        return referral(q, "b.test.", [f"ns{i}.a.test." for i in range(100)])
+
+    world = DnsWorld()
+    world.add("a.root.test.", root)
+    with world:
+        j = run("http://www.a.test/", options(
+            "--root-hints", str(world.root_hints(tmp_path)), "--dns-port", str(world.port),
+            "--dns-views", "walk", "--dns-timeout", "0.3", "--max-time", "5"))
+    dns = dns_failed(j, "dns.delegation_cycle", "delegation cycle", "a.test. is served by",
+                     "--dns-max-nested 4")
+    hops = hops_of(dns)
+    assert len(hops) == len(world.queries()) <= 5
+    assert [h.attrs["depth"] for h in hops] == [0, 1, 1, 1, 1]
+    # The other questions would only meet the cycle again: not asked.
+    assert [q.attrs["qtype"] for q in children(child(dns, "dns.walk"),
+                                                  "dns.walk.question")] == ["A"]
+    assert float(j.facts["resources"]["cpu_ms"]) < 1000
+
+
+def test_a_resolver_that_answered_over_udp_but_refuses_tcp() -> None:
+    """It was once "nothing answers DNS… no program listens on that port": it did answer."""
+    def truncated(q: dns.message.Message, transport: str) -> dns.message.Message:
+        return response(q, aa=False, ra=True, tc=True)
+
+    world = DnsWorld()
+    address = world.add("resolver.test.", truncated, tcp=False)
+    with world:
+        j = run("http://www.example.test/", options(
+            "--resolver", f"{address}:{world.port}", "--dns-views", "resolver",
+            "--dns-timeout", "0.3"))
+    dns = dns_failed(j, "dns.tcp_refused", "answered over UDP with a truncated reply",
+                     "refused the TCP connection", "RFC 7766")
+    first = children(child(dns, "dns.resolver"), "dns.query")[0]
+    assert first.error is not None
+    assert first.error["code"] == "dns.tcp_refused"
+
+
+def test_a_malformed_reply_with_our_id_fails_at_once() -> None:
+    """A reply that carries our message ID but cannot be read is the server's answer, not a
+    stray datagram: we say what is wrong with it, without waiting out the timeout."""
+    def pointer_loop(q: dns.message.Message, transport: str) -> bytes:
+        body = question_wire(q)
+        here = 12 + len(body)
+        return (header(q.id, 0x8180, 1, 1, 0, 0) + body + struct.pack("!H", 0xC000 | here)
+                + struct.pack("!HHIH", 1, 1, 300, 4) + bytes(4))
+
+    world = DnsWorld()
+    address = world.add("resolver.test.", pointer_loop)
+    with world:
+        j = run("http://www.example.test/", options(
+            "--resolver", f"{address}:{world.port}", "--dns-views", "resolver",
+            "--dns-timeout", "2"))
+    dns = dns_failed(j, "dns.malformed", "answered, but with nothing usable",
+                     "compression pointer", "RFC 1035")
+    first = children(child(dns, "dns.resolver"), "dns.query")[0]
+    assert first.duration_ns is not None
+    assert first.duration_ns < 1e9  # not the 2 s timeout
+
+
+def test_a_cname_loop_from_the_resolver_is_not_nodata() -> None:
+    def loop(q: dns.message.Message, transport: str) -> dns.message.Message:
+        return response(q, aa=False, ra=True, answer=[
+            f"{qname(q)} 60 CNAME b.example.test.", f"b.example.test. 60 CNAME {qname(q)}"])
+
+    world = DnsWorld()
+    address = world.add("resolver.test.", loop)
+    with world:
+        j = run("http://www.example.test/", options(
+            "--resolver", f"{address}:{world.port}", "--dns-views", "resolver"))
+    dns_failed(j, "dns.cname_loop", "loop", "www.example.test. → b.example.test. → "
+               "www.example.test.")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections.abc import Callable
+
 import dns.flags
 import dns.message
 import dns.rcode
@@ -10,8 +14,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from whathappens.errors import JourneyTimeout
+from whathappens.net import budget
 from whathappens.net.dns.hints import NameServer, parse_root_hints
-from whathappens.net.dns.walk import MAX_QUERIES, HopKind, QueryAction, Walk
+from whathappens.net.dns.walk import (
+    MAX_CNAME_CHAIN,
+    MAX_NESTED,
+    MAX_QUERIES,
+    HopKind,
+    QueryAction,
+    Walk,
+    WalkLimits,
+)
 
 ROOTS = [NameServer("a.root-servers.net.", ["127.0.53.1"])]
 
@@ -31,7 +45,8 @@ def reply(action: QueryAction, *, rcode: int = dns.rcode.NOERROR, aa: bool = Fal
         for line in lines:
             name, ttl, cls, rtype, rdata = line.split(None, 4)
             section.append(dns.rrset.from_text(name, int(ttl), cls, rtype, rdata))
-    return r
+    # Through the wire and back, as the walk gets it: records of one name and type merge.
+    return dns.message.from_wire(r.to_wire())
 
 
 def referral_to_com(action: QueryAction) -> dns.message.Message:
@@ -233,3 +248,220 @@ A.ROOT-SERVERS.NET.      3600000      AAAA  ::1
         ("a.root-servers.net.", ["127.0.53.1", "::1"])]
     with pytest.raises(ValueError, match="no root server"):
         parse_root_hints("; nothing")
+
+
+# --- limits and loops (issue 8): named failures, and the planner's own work stays small -----
+
+def drive(w: Walk, respond: Callable[[QueryAction], dns.message.Message | None]) -> int:
+    """Answer every action with ``respond`` (None: a timeout); the queries sent."""
+    sent = 0
+    while (action := w.next_action()) is not None:
+        sent += 1
+        reply_ = respond(action)
+        if reply_ is None:
+            w.handle_timeout(action, 0.5)
+        else:
+            w.handle_response(action, reply_)
+    return sent
+
+
+def glueless_cycle(n: int) -> Callable[[QueryAction], dns.message.Message]:
+    """The root delegates a.test. to n glueless names in b.test., and b.test. to n glueless
+    names in a.test. (the case that once took 4.5 s of CPU at n=30 and never ended at 100)."""
+    def respond(action: QueryAction) -> dns.message.Message:
+        if action.qname.endswith("a.test."):
+            return reply(action, authority=[f"a.test. 3600 IN NS ns{i}.b.test." for i in range(n)])
+        return reply(action, authority=[f"b.test. 3600 IN NS ns{i}.a.test." for i in range(n)])
+    return respond
+
+
+@pytest.mark.parametrize("n", [1, 10, 100, 1000])
+def test_glueless_cycle_is_named_with_few_queries_and_little_cpu(n: int) -> None:
+    w = Walk("www.a.test", "A", ROOTS)
+    t0 = time.process_time()
+    sent = drive(w, glueless_cycle(n))
+    spent = time.process_time() - t0
+    assert w.result is not None
+    assert w.result.code == "dns.delegation_cycle"
+    assert "a.test. is served by" in w.result.message
+    assert "inside a.test. again" in w.result.message
+    assert sent <= 1 + MAX_NESTED  # the first referral, then one query per nested walk
+    assert spent < 0.5 + n / 1000  # the replies' own parsing dominates at n=1000
+
+
+def test_nested_walks_start_at_the_root_hints_not_at_the_zone() -> None:
+    """The follow-up questions start at the zone's servers; when those are glueless, their
+    addresses come from the root (they once came from the glueless servers themselves:
+    N^3 nested walks without a single query)."""
+    zone = [NameServer(f"ns{i}.b.test.") for i in range(50)]
+    w = Walk("www.a.test", "AAAA", ROOTS, servers=zone, start_zone="a.test.")
+    a = w.next_action()
+    assert a is not None
+    assert (a.address, a.zone, a.depth, a.qtype) == ("127.0.53.1", ".", 1, "A")
+    assert a.qname.endswith(".b.test.")
+
+
+def test_missing_glue_is_named_without_a_query() -> None:
+    w = Walk("www.example.test", "A", ROOTS)
+    sent = drive(w, lambda a: reply(a, authority=["example.test. 60 IN NS ns1.example.test."]))
+    assert sent == 1
+    assert w.result is not None
+    assert w.result.code == "dns.missing_glue"
+    assert "missing glue" in w.result.message
+
+
+def test_glueless_names_per_referral_are_capped_nxns() -> None:
+    """NXNSAttack (CVE-2020-12662): one referral naming 100 glueless names under a victim's
+    zone; each costs the victim a query. At most ``max_nested`` are looked up."""
+    victim: list[str] = []
+
+    def respond(action: QueryAction) -> dns.message.Message:
+        if action.address == "127.0.53.9":
+            victim.append(action.qname)
+            return reply(action, rcode=dns.rcode.NXDOMAIN, aa=True)
+        if action.qname.endswith("victim.test."):
+            return reply(action, authority=["victim.test. 60 IN NS ns.victim.test."],
+                         additional=["ns.victim.test. 60 IN A 127.0.53.9"])
+        return reply(action, authority=[f"example.test. 60 IN NS x{i}.victim.test."
+                                        for i in range(100)])
+
+    w = Walk("www.example.test", "A", ROOTS, limits=WalkLimits(max_nested=3))
+    drive(w, respond)
+    assert len(victim) == 3
+    assert w.result is not None
+    assert w.result.code == "dns.nested_limit"
+    assert "--dns-max-nested 3" in w.result.message
+    assert "97 more name servers" in w.result.message
+
+
+def test_nested_depth_is_capped() -> None:
+    """x.test. is served by ns.x1.test., x1.test. by ns.x2.test., … for ever."""
+    def respond(action: QueryAction) -> dns.message.Message:
+        zone = action.qname.split(".", 1)[1]           # "x3.test."
+        n = int(zone.split(".")[0].removeprefix("x") or 0)
+        return reply(action, authority=[f"{zone} 60 IN NS ns.x{n + 1}.test."])
+
+    w = Walk("www.x.test", "A", ROOTS, limits=WalkLimits(max_depth=2))
+    sent = drive(w, respond)
+    assert w.result is not None
+    assert w.result.code == "dns.nested_limit"
+    assert "nested 3 deep, over the limit of 2" in w.result.message
+    assert sent == 3
+
+
+def test_glueless_fan_out_tree_is_bounded() -> None:
+    """Every referral names 50 glueless servers, each in a zone of its own that is delegated
+    the same way: no cycle to detect, a tree. Depth, fan-out and the query cap bound it."""
+    def respond(action: QueryAction) -> dns.message.Message:
+        zone = action.qname.split(".", 1)[1]
+        stem = zone.split(".")[0]
+        return reply(action, authority=[f"{zone} 60 IN NS ns.{stem}{i}.test."
+                                        for i in range(50)])
+
+    w = Walk("www.t.test", "A", ROOTS)
+    t0 = time.process_time()
+    sent = drive(w, respond)
+    assert time.process_time() - t0 < 2
+    assert sent <= MAX_QUERIES
+    assert w.result is not None
+    assert w.result.code in ("dns.query_limit", "dns.nested_limit")
+
+
+def test_query_cap_is_named_with_the_numbers() -> None:
+    """Every answer a referral one label closer: legal each time, endless together."""
+    def respond(action: QueryAction) -> dns.message.Message:
+        labels = action.qname.rstrip(".").split(".")
+        depth = 1 if action.zone == "." else len(action.zone.rstrip(".").split(".")) + 1
+        zone = ".".join(labels[-depth:]) + "."
+        return reply(action, authority=[f"{zone} 60 IN NS ns.{zone}"],
+                     additional=[f"ns.{zone} 60 IN A 127.0.53.1"])
+
+    w = Walk(".".join(["l"] * 60) + ".example.test", "A", ROOTS,
+             limits=WalkLimits(max_queries=10))
+    assert drive(w, respond) == 10
+    assert w.result is not None
+    assert w.result.code == "dns.query_limit"
+    assert "gave up after 10 queries" in w.result.message
+    assert "--dns-max-queries 10" in w.result.message
+
+
+def test_cname_loop_is_named_not_nodata() -> None:
+    w = Walk("www.example.test", "A", ROOTS)
+    drive(w, lambda a: reply(a, aa=True, answer=[
+        "www.example.test. 60 IN CNAME b.example.test.",
+        "b.example.test. 60 IN CNAME www.example.test."]))
+    assert w.result is not None
+    assert (w.result.outcome, w.result.code) == ("servfail", "dns.cname_loop")
+    assert "www.example.test. → b.example.test. → www.example.test." in w.result.message
+
+
+def test_cname_loop_across_restarts_is_named() -> None:
+    """a. → b. in one zone, b. → a. in another: each answer alone is no loop."""
+    def respond(action: QueryAction) -> dns.message.Message:
+        target = "b.other.test." if action.qname.startswith("www.") else "www.example.test."
+        return reply(action, aa=True, answer=[f"{action.qname} 60 IN CNAME {target}"])
+
+    w = Walk("www.example.test", "A", ROOTS)
+    assert drive(w, respond) == 2
+    assert w.result is not None
+    assert w.result.code == "dns.cname_loop"
+
+
+def test_long_cname_chain_names_the_limit() -> None:
+    names = ["www.example.test."] + [f"c{i}.example.test." for i in range(40)]
+    w = Walk("www.example.test", "A", ROOTS)
+    drive(w, lambda a: reply(a, aa=True, answer=[f"{x} 60 IN CNAME {y}"
+                                                 for x, y in itertools.pairwise(names)]))
+    assert w.result is not None
+    assert w.result.code == "dns.cname_chain_too_long"
+    assert f"longer than {MAX_CNAME_CHAIN}" in w.result.message
+
+
+def test_a_non_authoritative_empty_answer_is_lame_not_nodata() -> None:
+    roots = [NameServer("a.", ["127.0.0.1"]), NameServer("b.", ["127.0.0.2"])]
+    w = Walk("www.example.test", "A", roots)
+    a = w.next_action()
+    assert a is not None
+    hop = w.handle_response(a, reply(a))          # NOERROR, empty, AA clear, no referral
+    assert hop.kind is HopKind.LAME
+    assert "not authoritative" in hop.note
+    b = w.next_action()
+    assert b is not None
+    assert b.server == "b."                       # another server is asked
+
+
+def test_truncated_even_over_tcp_is_unusable() -> None:
+    w = Walk("big.example.test", "A", ROOTS)
+    sent = drive(w, lambda a: reply(a, tc=True))
+    assert sent == 2
+    assert w.result is not None
+    assert w.result.code == "dns.truncated"
+    assert "even over TCP" in w.result.message
+
+
+def test_a_view_wide_budget_stops_every_walk() -> None:
+    """The record budget ran out in a nested walk: the whole walk stops and says who."""
+    w = Walk("www.a.test", "A", ROOTS)
+    a = w.next_action()
+    assert a is not None
+    w.handle_response(a, reply(a, authority=["a.test. 60 IN NS ns.b.test."]))
+    nested = w.next_action()
+    assert nested is not None
+    assert nested.depth == 1
+    w.handle_error(nested, "sent a reply of 9,000 records", "dns.record_limit")
+    assert w.next_action() is None
+    assert w.result is not None
+    assert w.result.code == "dns.record_limit"
+    assert "sent a reply of 9,000 records" in w.result.message
+
+
+def test_the_planner_checks_the_deadline_itself() -> None:
+    """A pure loop cannot be interrupted by asyncio's timer: it checks --max-time itself."""
+    token = budget.install(budget.Budget(max_time=0.0))
+    try:
+        time.sleep(0.001)
+        w = Walk("www.a.test", "A", ROOTS)
+        with pytest.raises(JourneyTimeout):
+            w.next_action()
+    finally:
+        budget.uninstall(token)
