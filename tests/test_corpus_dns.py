@@ -566,6 +566,8 @@ CASES = [
          ("truncated", "even over TCP")),
     Case("walk-tcp-closed-after-udp", W, walk_world(truncated_udp(None), tcp=False),
          ("over UDP", "refused the TCP connection")),
+    Case("walk-tcp-silent", W, walk_world(truncated_udp(None)),
+         ("truncated", "did not answer .* over TCP within 0.3 s")),
     Case("walk-garbage-after-our-id", W, walk_world(garbage_after_our_id), ("malformed",)),
     Case("walk-compression-pointer-loop-at-the-root", W,
          walk_world(authoritative, root=pointer_loop), ("compression pointer",)),

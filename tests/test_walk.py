@@ -465,3 +465,43 @@ def test_the_planner_checks_the_deadline_itself() -> None:
             w.next_action()
     finally:
         budget.uninstall(token)
+
+
+# --- reading replies: whatever the bytes, a reply or words (wire.py) -------------------------
+
+def _valid_reply_bytes() -> bytes:
+    q = dns.message.make_query("www.example.com.", "A")
+    q.id = 4660
+    r = dns.message.make_response(q)
+    for line in ("www.example.com. 60 IN CNAME cdn.example.com.",
+                 "cdn.example.com. 60 IN A 127.0.80.1"):
+        name, ttl, cls, rtype, rdata = line.split(None, 4)
+        r.answer.append(dns.rrset.from_text(name, int(ttl), cls, rtype, rdata))
+    r.authority.append(dns.rrset.from_text("example.com.", 60, "IN", "NS", "ns.example.com."))
+    return bytes(r.to_wire())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6),
+       st.integers(0, 220), st.booleans())
+def test_any_mutated_reply_is_read_or_described(flips: list[tuple[int, int]], cut: int,
+                                                udp: bool) -> None:
+    """Bytes flipped and the message cut anywhere: the reply is read, or set aside with
+    words that name what is wrong (never a library's exception escaping)."""
+    from whathappens.net.dns import wire
+
+    data = bytearray(_valid_reply_bytes())
+    for pos, value in flips:
+        if 2 <= pos < len(data):  # the ID stays ours, so the rest is looked at
+            data[pos] = value
+    data = data[:max(cut, 2)] if cut < len(data) else data
+    q = dns.message.make_query("www.example.com.", "A")
+    q.id = 4660
+    what = ""
+    try:
+        wire.read_reply(bytes(data), q, udp=udp, records=wire.RecordBudget())
+    except wire._Unusable as bad:
+        what = bad.what or "(no words)"
+    if what:
+        assert "Error" not in what
+        assert "\\x" not in what

@@ -451,7 +451,12 @@ async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
                 else:
                     res = await query_udp(q, action.address, port, timeout, records)
             except TimeoutError:
-                hop = walk.handle_timeout(action, timeout)
+                if action.tcp:
+                    hop = walk.handle_error(action, "answered over UDP with a truncated reply "
+                                            "(TC bit), but did not answer the same question "
+                                            f"over TCP within {timeout:g} s", "dns.tcp_timeout")
+                else:
+                    hop = walk.handle_timeout(action, timeout)
             except WireError as exc:
                 words = exc.words
                 if action.tcp and exc.code == "dns.tcp_refused":
