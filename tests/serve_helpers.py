@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -142,3 +143,51 @@ def journey(served: Served, url: str, *, timeout: float = 60.0,
         return out
     finally:
         conn.close()
+
+
+# ------------------------------------------------------- the server process, from /proc
+def rss_mib(served: Served) -> float:
+    """The serve process's resident memory (VmRSS), MiB."""
+    for line in Path(f"/proc/{served.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def cpu_seconds(served: Served) -> float:
+    """User plus system CPU time the serve process has used (utime + stime)."""
+    fields = Path(f"/proc/{served.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(served: Served) -> int:
+    """File descriptors the serve process holds (each connection is one)."""
+    return len(os.listdir(f"/proc/{served.proc.pid}/fd"))
+
+
+def stderr_so_far(served: Served) -> str:
+    """What serve wrote to stderr until now, without waiting (and without letting the pipe
+    fill up and block the server while a test runs)."""
+    assert served.proc.stderr is not None
+    fd = served.proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def example_url(served: Served) -> str:
+    """The URL the page offers (under --demo: the demo internet's example site)."""
+    _, _, body = request(served, "GET", "/")
+    found = re.search(rb'value="(https?://[^"]+)"', body)
+    assert found is not None
+    return found.group(1).decode()
+
+
+def raw_request(served: Served, body: bytes, *, headers: str = "", method: str = "POST",
+                path: str = "/api/journey") -> bytes:
+    """An HTTP/1.1 request head (and body) as bytes, with the Host the page accepts."""
+    return (f"{method} {path} HTTP/1.1\r\nHost: {served.host}:{served.port}\r\n{headers}"
+            "\r\n").encode() + body

@@ -360,7 +360,19 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(_quiet_dropped_clients)
     await serve(WebApp(config), hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def _quiet_dropped_clients(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A connection the kernel gave up on (TCP_USER_TIMEOUT: ETIMEDOUT) or the client reset
+    ends hypercorn's connection task with that error, which asyncio would log with a traceback
+    for every such client: it is the limit working, not a fault of ours."""
+    exc = context.get("exception")
+    if isinstance(exc, TimeoutError | ConnectionError) and "client_connected_cb" in str(
+            context.get("message", "")):
+        return
+    loop.default_exception_handler(context)
 
 
 def serve_main(argv: list[str]) -> int:
