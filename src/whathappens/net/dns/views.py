@@ -333,7 +333,7 @@ def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
         "cname_chain": chain,
         "recursion_available": bool(msg.flags & dns.flags.RA),
         "authenticated_data": bool(msg.flags & dns.flags.AD),
-        "answer": [line for r in msg.answer[:64] for line in r.to_text().splitlines()][:256],
+        "answer": [line for r in msg.answer for line in r.to_text().splitlines()],
         "problem": problem,
     }
 
@@ -543,7 +543,7 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
 
 
 def _walk_facts(r: WalkResult) -> dict[str, Any]:
-    return {"outcome": r.outcome, "final_name": r.final_name, "records": r.records[:256],
+    return {"outcome": r.outcome, "final_name": r.final_name, "records": r.records,
             "ttl": r.ttl, "cname_chain": r.cname_chain, "message": r.message,
             "code": r.code}
 

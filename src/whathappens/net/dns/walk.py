@@ -61,7 +61,6 @@ MAX_DEPTH = 3             # nested walks inside nested walks
 MAX_CNAME_CHAIN = 11      # aliases followed for one name: BIND 9.18.29's max-query-restarts
 SERVERS_PER_ZONE = 4      # addresses tried before the zone is given up
 PROBLEMS_KEPT = 8         # what servers did, remembered per zone for the message
-LISTED = 64               # names and records of one hop kept for the report
 
 # Failures that end a walk and every walk above it: the whole question is hopeless, or we
 # must stop spending on it.
@@ -134,15 +133,13 @@ class Hop:
             "kind": self.kind.value,
             "rcode": self.rcode,
             "authoritative": self.authoritative,
+            # A peer decides how long these lists are; the view's record budget
+            # (wire.MAX_RECORDS) bounds them all together.
             "referral_zone": self.referral_zone,
-            # A peer decides how long these are: the report keeps the first few, and counts.
-            "referral_ns": self.referral_ns[:LISTED],
-            "referral_ns_count": len(self.referral_ns),
-            "glue": dict(list(self.glue.items())[:LISTED]),
-            "glueless": self.glueless[:LISTED],
-            "glueless_count": len(self.glueless),
-            "answers": self.answers[:LISTED],
-            "answers_count": len(self.answers),
+            "referral_ns": self.referral_ns,
+            "glue": self.glue,
+            "glueless": self.glueless,
+            "answers": self.answers,
             "cname_target": self.cname_target,
             "note": self.note,
         }
