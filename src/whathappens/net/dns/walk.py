@@ -389,7 +389,7 @@ class Walk:
             message = f"zone {self._zone} has no name server with an IPv4 address to ask"
         else:
             message = f"no name server of zone {self._zone} could be asked"
-        code = common or "dns.no_usable_server"
+        code = common or "dns.servfail"  # what a resolver would answer, failing so
         if self._nested_limited:
             left = sum(1 for s in self._servers[self._cursor:] if not s.addresses)
             k = self.limits.max_nested
