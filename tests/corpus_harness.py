@@ -46,8 +46,11 @@ BARE_LIBRARY_TEXT = [
     re.compile(r"\bb'|\bb\""),
     re.compile(r"<[\w.]+ object at 0x"),
     re.compile(r"Traceback"),
-    # OpenSSL's reason codes (EXCESSIVE_MESSAGE_SIZE, WRONG_VERSION_NUMBER…)
-    re.compile(r"\b[A-Z][A-Z0-9]+(?:_[A-Z0-9]+){2,}\b"),
+    # OpenSSL's reason codes (EXCESSIVE_MESSAGE_SIZE, WRONG_VERSION_NUMBER…), but not the
+    # names an RFC gives (RFC 9113 §7 error codes, §6.5.2 settings), which are the words a
+    # reader looks up.
+    re.compile(r"\b(?!(?:SETTINGS_\w+|FLOW_CONTROL_ERROR|FRAME_SIZE_ERROR|ENHANCE_YOUR_CALM"
+               r"|HTTP_1_1_REQUIRED)\b)[A-Z][A-Z0-9]+(?:_[A-Z0-9]+){2,}\b"),
 ]
 
 

@@ -500,33 +500,7 @@ def _pieces(data: bytes, size: int) -> list[bytes]:
 
 # Cases the tracer does not pass yet: the case asserts the right outcome; the reason says
 # what happens today. The tracer's owner removes an entry when it is fixed.
-_REDIRECT_NO_SPAN = ("exit 8 with the right words, but no span carries the error: the redirect "
-                     "error is raised outside every span")
-_KEPT_REUSABLE = ("exit 0 but the exchange says reusable=True although bytes that are not "
-                  "part of the response came with it")
-XFAIL: dict[str, str] = {
-    "transfer-encoding-and-content-length": "exit 0, body 5, but reusable=True",
-    "chunked-without-final-crlf": "exit 7 'The server closed the connection after 5 bytes of "
-                                  "the body.': does not say the chunked body was cut",
-    "chunked-without-last-chunk": "exit 7 'The server closed the connection after 5 bytes of "
-                                  "the body.': does not say the chunked body was cut",
-    "204-with-body": _KEPT_REUSABLE,
-    "204-with-chunked-body": _KEPT_REUSABLE,
-    "304-with-body": _KEPT_REUSABLE,
-    "head-with-body": _KEPT_REUSABLE,
-    "body-longer-than-content-length": _KEPT_REUSABLE,
-    "garbage-after-response": _KEPT_REUSABLE,
-    "keep-alive-unsolicited-response": "exit 0 with the body 'stale': the response that "
-                                       "arrived before the second request was taken as its "
-                                       "answer on the reused connection",
-    "redirect-loop": _REDIRECT_NO_SPAN,
-    "redirect-to-itself": _REDIRECT_NO_SPAN,
-    "redirects-30": _REDIRECT_NO_SPAN,
-    "location-garbage": _REDIRECT_NO_SPAN,
-    "location-unsupported-scheme": _REDIRECT_NO_SPAN,
-    "location-escape-sequences": _REDIRECT_NO_SPAN + "; and the message quotes the Location "
-                                 "with raw ESC and BEL characters",
-}
+XFAIL: dict[str, str] = {}
 
 
 def params() -> Iterator[Any]:

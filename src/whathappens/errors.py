@@ -21,16 +21,21 @@ everything measured before it.
 
 from __future__ import annotations
 
+from whathappens.render.visible import visible
+
 
 class JourneyError(Exception):
     step: str = "journey"
     exit_code: int = 10
 
     def __init__(self, code: str, message: str, *, detail: str | None = None) -> None:
+        # A message often quotes the peer (a Location, a header, a name): whatever carried
+        # it, no control character of the peer's reaches a report raw (render/visible.py).
+        message = visible(message)
         super().__init__(message)
         self.code = code
         self.message = message
-        self.detail = detail
+        self.detail = None if detail is None else visible(detail)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {

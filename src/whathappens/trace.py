@@ -172,8 +172,9 @@ class Runner:
         for index in range(self.opts.max_redirects + 1):
             target = url.url()
             if target in seen:
-                raise RedirectError("redirect.loop", f"redirect loop: {target} was already "
-                                    f"visited ({' → '.join([*seen, target])})")
+                raise self._redirect_failed(RedirectError(
+                    "redirect.loop", f"redirect loop: {target} was already visited "
+                    f"({' → '.join([*seen, target])})"))
             seen.append(target)
             exchange = await self.leg(index, url, method)
             location = exchange.header("location")
@@ -187,13 +188,28 @@ class Runner:
             try:
                 url = self._next_url(url, location)
             except UrlError as err:
-                raise RedirectError("redirect.bad_location", f"the server redirected to "
-                                    f"'{location}', which cannot be followed: "
-                                    f"{err.message}") from None
+                raise self._redirect_failed(RedirectError(
+                    "redirect.bad_location", f"the server redirected to '{location}', which "
+                    f"cannot be followed: {err.message}")) from None
             if exchange.status == 303 or (exchange.status in (301, 302) and method == "POST"):
                 method = "GET"  # RFC 9110 §15.4.2-4, as browsers do
-        raise RedirectError("redirect.too_many", f"more than {self.opts.max_redirects} "
-                            f"redirects ({' → '.join(seen[:4])} …)")
+        raise self._redirect_failed(RedirectError(
+            "redirect.too_many", f"more than {self.opts.max_redirects} redirects "
+            f"({' → '.join(seen[:4])} …)"))
+
+    def _redirect_failed(self, err: RedirectError) -> RedirectError:
+        """The redirect step's own span, under the leg whose response redirected, carries
+        the failure: the report shows where the chain of redirects broke."""
+        legs = [s for s in self.j.spans if s.name == "leg"]
+        leg = legs[-1] if legs else None
+        # A decision, not a wait: it takes no time, at the end of the leg it concerns.
+        at = leg.end_ns if leg is not None and leg.end_ns is not None else None
+        span = self.j.span("redirect", "redirect", "you", "application", parent=leg,
+                           start_ns=at)
+        self.j.end(span, span.start_ns)
+        span.fail(err)
+        self.j.ended(span)
+        return err
 
     async def resume(self, index: int, url: UrlAnatomy, method: str) -> None:
         """A second, fresh connection to the same server, offering the first one's session."""
@@ -226,6 +242,13 @@ class Runner:
                           method=method, origin=f"{url.scheme}://{url.authority}")
         try:
             conn = self.pool.get(url.origin)
+            if conn is not None and conn.protocol == "HTTP/1.1":
+                from whathappens.net.http1 import H1Connection
+
+                assert isinstance(conn.http, H1Connection)
+                problem = conn.http.idle_problem()
+                if problem is not None:
+                    self.j.note(problem[0], "http", problem[1])
             if conn is not None and conn.http.reusable and not conn.stream.closed:
                 leg.attrs["connection"] = "reused"
                 leg.attrs["reused_from_tcp_span"] = conn.tcp_span.span_id
@@ -421,6 +444,8 @@ class Runner:
             self.hsts_hosts[url.host] = "includesubdomains" in parts
 
     def _findings(self, url: UrlAnatomy, ex: Exchange) -> None:
+        for note in ex.notes:
+            self.j.note("warning", "http", note)
         odd = sorted({n for n, v in ex.response_headers if _CONTROL.search(v)})
         if odd or _CONTROL.search(ex.reason):
             where = ", ".join(odd[:5]) if odd else "the reason phrase"

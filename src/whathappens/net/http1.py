@@ -72,8 +72,13 @@ class _Progress:
         self.in_body = False
         self.body_bytes = 0
         self.content_length: int | None = None
+        self.chunked = False
 
     def point(self) -> str:
+        if self.in_body and self.chunked:
+            # RFC 9112 §7.1: a chunked body ends with a zero-size chunk and a blank line.
+            return (f"after {self.body_bytes} bytes of the chunked body, before its end (the "
+                    "zero-size last chunk and the blank line after it, RFC 9112 §7.1)")
         if self.in_body:
             of = f" of the {self.content_length} announced" if self.content_length else ""
             return f"after {self.body_bytes} bytes of the body{of}"
@@ -105,6 +110,28 @@ class H1Connection:
         if self._failed or self.stream.closed:
             return False
         return self._h11 is None or self._h11.our_state is h11.IDLE
+
+    def idle_problem(self) -> tuple[str, str] | None:
+        """Why this idle connection must not carry the next request (a finding's severity
+        and words), or None.
+
+        A response that arrived before we asked (RFC 9112 §9.3: responses answer requests in
+        order) would be read as the answer to the next request; a closed connection cannot
+        carry it. Either way a new connection is opened, as browsers do.
+        """
+        if not self.reusable:
+            return None
+        unread, closed = self.stream.poll_idle()
+        if unread:
+            self._failed = True
+            return ("warning", f"the server sent {unread} bytes on the idle connection before "
+                    "our next request, a response nobody asked for; a new connection was "
+                    "opened for it (RFC 9112 §9.3)")
+        if closed:
+            self._failed = True
+            return ("info", "the server had closed the idle connection; a new one was opened "
+                    "(RFC 9112 §9.3.1)")
+        return None
 
     def close(self) -> None:
         self.stream.close()
@@ -206,6 +233,7 @@ class H1Connection:
                 t_headers = _read_time(progress, clock)
                 progress.in_body = True
                 progress.content_length = _content_length(request, event)
+                progress.chunked = _is_chunked(request, event)
                 _check_announced_length(progress.content_length, limits)
             elif isinstance(event, h11.Data):
                 if event.chunk_start:
@@ -230,6 +258,22 @@ class H1Connection:
         # RFC 9112 §9.3: keep-alive is the default in 1.1; h11 tracks "Connection: close",
         # HTTP/1.0 and close-delimited bodies, and leaves both sides DONE only if it may go on.
         reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        notes: list[str] = []
+        stray = len(conn.trailing_data[0])
+        if stray:
+            # Bytes after the end of the response belong to no request: the server framed
+            # its response wrongly, or is splitting responses. The connection is not reused
+            # (RFC 9112 §9.3: a client cannot tell where the next response begins).
+            reusable = False
+            notes.append(_stray_words(stray, request, response.status_code))
+        fields = dict(response.headers)
+        if b"transfer-encoding" in fields and b"content-length" in fields:
+            # RFC 9112 §6.3: Transfer-Encoding wins, but the pair is how responses are split
+            # and smuggled; the connection must not carry another request.
+            reusable = False
+            notes.append("the response carries both Transfer-Encoding and Content-Length; "
+                         "Transfer-Encoding decided the body, and the connection was not "
+                         "reused (RFC 9112 §6.3: a sign of response splitting)")
         if reusable:
             conn.start_next_cycle()
 
@@ -265,6 +309,7 @@ class H1Connection:
             reusable=reusable and not stream.closed,
             alt_svc=joined_field(response_headers, "alt-svc"),
             informational=informational,
+            notes=notes,
         )
 
     async def _recv(self, progress: _Progress, limits: Limits, clock: Callable[[], int]) -> bytes:
@@ -401,6 +446,22 @@ def _content_length(request: Request, response: h11.Response) -> int | None:
         return None
     value = fields.get(b"content-length", b"")
     return int(value) if value.isdigit() else None
+
+
+def _is_chunked(request: Request, response: h11.Response) -> bool:
+    if request.method == "HEAD" or response.status_code in (204, 304):
+        return False
+    return dict(response.headers).get(b"transfer-encoding", b"").lower() == b"chunked"
+
+
+def _stray_words(stray: int, request: Request, status: int) -> str:
+    if request.method == "HEAD" or status in (204, 304):
+        what = "a response to HEAD" if request.method == "HEAD" else f"a {status} response"
+        why = f"{what} has no body (RFC 9110 §9.3.2, §15.3.5, §15.4.5)"
+    else:
+        why = "more than the body its framing announced"
+    return (f"the server sent {stray} bytes after the end of the response, {why}; they were "
+            "ignored and the connection was not reused")
 
 
 def _check_announced_length(length: int | None, limits: Limits) -> None:

@@ -80,6 +80,7 @@ class Exchange:
     alt_svc: str | None = None
     stream_id: int | None = None
     informational: list[int] = field(default_factory=list)  # 1xx statuses seen before it
+    notes: list[str] = field(default_factory=list)  # what the reader should know (findings)
 
     def header(self, name: str) -> str | None:
         """The response field ``name``, repeated lines joined with ", " (RFC 9110 §5.3)."""

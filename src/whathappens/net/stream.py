@@ -38,6 +38,11 @@ class Stream(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    def poll_idle(self) -> tuple[int, bool]:
+        """Without waiting: (bytes of application data that arrived while idle, whether the
+        peer has closed). Used before a connection is reused."""
+        ...
+
 
 class PlainStream:
     """A connected, non-blocking TCP socket driven by the running event loop."""
@@ -74,6 +79,15 @@ class PlainStream:
                 data = await asyncio.get_running_loop().sock_recv(self.sock, max_bytes)
         self.wire_received += len(data)
         return data
+
+    def poll_idle(self) -> tuple[int, bool]:
+        try:
+            data = self.sock.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0, False
+        except OSError:
+            return 0, True
+        return len(data), not data
 
     def close(self) -> None:
         if not self._closed:

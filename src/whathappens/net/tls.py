@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +131,37 @@ class TlsStream:
         await self._flush()  # e.g. a KeyUpdate answer
         self.app_received += len(out)
         return bytes(out)
+
+    def poll_idle(self) -> tuple[int, bool]:
+        """Take in, without waiting, what arrived while the connection was idle: TLS 1.3
+        session tickets are expected there (RFC 8446 §4.6.1) and consumed; application data
+        or the end of the stream is what is reported."""
+        if self._eof or self._pending is not None:
+            return 0, True
+        unread = 0
+        while True:
+            try:
+                chunk = self.plain.sock.recv(READ_CHUNK, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                return unread, True
+            if not chunk:
+                self.incoming.write_eof()
+                self._eof = True
+                break
+            self.plain.wire_received += len(chunk)
+            self.incoming.write(chunk)
+        while True:
+            try:
+                data = self.obj.read(READ_CHUNK)
+            except ssl.SSLWantReadError:
+                return unread, self._eof
+            except ssl.SSLError:
+                return unread, True
+            if not data:
+                return unread, True
+            unread += len(data)
 
     def close(self) -> None:
         if not self.plain.closed:

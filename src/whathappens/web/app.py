@@ -131,9 +131,12 @@ class Exchange:
 
     ``send`` fails with ClientTooSlow when the client takes nothing for ``timeout`` seconds.
     The last message of a response is sent while draining what is left of the request body:
-    hypercorn queues at most 10 body messages for the app, then stops reading the socket, and
-    when the response ends it queues one more (the disconnect) — with the queue full and us no
-    longer receiving, that put would wait for ever and the connection would never be closed.
+    hypercorn queues at most 10 body messages for the app, then its reader waits, and when the
+    response ends it queues one more (the disconnect) from inside that send — with the queue
+    full and nobody receiving, the put waits for ever and the connection is never closed
+    (reproduced with hypercorn 0.18: an app that pauses, then answers a 2 MB upload it did not
+    read, never returns). Our refusals answer before yielding, so the queue is not full then
+    today; this keeps it so whatever a handler awaits first.
     """
 
     def __init__(self, receive: Receive, send: Send, timeout: float) -> None:
