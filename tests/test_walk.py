@@ -252,16 +252,29 @@ A.ROOT-SERVERS.NET.      3600000      AAAA  ::1
 
 # --- limits and loops (issue 8): named failures, and the planner's own work stays small -----
 
+PLANNER_CPU: list[float] = [0.0]   # CPU spent inside the planner by the last drive()
+
+
 def drive(w: Walk, respond: Callable[[QueryAction], dns.message.Message | None]) -> int:
-    """Answer every action with ``respond`` (None: a timeout); the queries sent."""
+    """Answer every action with ``respond`` (None: a timeout); the queries sent. The CPU
+    the planner itself used (not the making of replies) is left in PLANNER_CPU."""
     sent = 0
-    while (action := w.next_action()) is not None:
+    spent = 0.0
+    while True:
+        t0 = time.thread_time()
+        action = w.next_action()
+        spent += time.thread_time() - t0
+        if action is None:
+            break
         sent += 1
         reply_ = respond(action)
+        t0 = time.thread_time()
         if reply_ is None:
             w.handle_timeout(action, 0.5)
         else:
             w.handle_response(action, reply_)
+        spent += time.thread_time() - t0
+    PLANNER_CPU[0] = spent
     return sent
 
 
@@ -278,15 +291,13 @@ def glueless_cycle(n: int) -> Callable[[QueryAction], dns.message.Message]:
 @pytest.mark.parametrize("n", [1, 10, 100, 1000])
 def test_glueless_cycle_is_named_with_few_queries_and_little_cpu(n: int) -> None:
     w = Walk("www.a.test", "A", ROOTS)
-    t0 = time.process_time()
     sent = drive(w, glueless_cycle(n))
-    spent = time.process_time() - t0
     assert w.result is not None
     assert w.result.code == "dns.delegation_cycle"
     assert "a.test. is served by" in w.result.message
     assert "inside a.test. again" in w.result.message
     assert sent <= 1 + MAX_NESTED  # the first referral, then one query per nested walk
-    assert spent < 0.5 + n / 1000  # the replies' own parsing dominates at n=1000
+    assert PLANNER_CPU[0] < 0.25   # it was 4.5 s at n=30, unbounded at n=100
 
 
 def test_nested_walks_start_at_the_root_hints_not_at_the_zone() -> None:
@@ -359,9 +370,8 @@ def test_glueless_fan_out_tree_is_bounded() -> None:
                                         for i in range(50)])
 
     w = Walk("www.t.test", "A", ROOTS)
-    t0 = time.process_time()
     sent = drive(w, respond)
-    assert time.process_time() - t0 < 2
+    assert PLANNER_CPU[0] < 0.5
     assert sent <= MAX_QUERIES
     assert w.result is not None
     assert w.result.code in ("dns.query_limit", "dns.nested_limit")
