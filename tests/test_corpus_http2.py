@@ -481,54 +481,7 @@ CASES: list[Case] = [
 
 # Cases the tracer does not pass yet: the case asserts the right outcome; the reason says
 # what happens today. The tracer's owner removes an entry when it is fixed.
-def _h2_text(text: str) -> str:
-    return f"exit 7 in h2's words, the frame not named: {text!r}"
-
-
-_HARNESS_NAMES = ("exit 7 with the right words, but the harness's pattern for OpenSSL reason "
-                  "codes also matches the RFC 9113 name {} in the message")
-XFAIL: dict[str, str] = {
-    "data-on-stream-0": _h2_text("Received frame with invalid header: Stream ID must be "
-                                 "non-zero for DataFrame."),
-    "headers-on-even-stream": "exit 7, but misread as a request: \"Header block missing "
-                              "mandatory ':method' header.\"",
-    "settings-length-not-multiple-of-6": _h2_text("Frame data missing or invalid."),
-    "settings-on-a-stream": _h2_text("Received frame with invalid header: Stream ID must be "
-                                     "zero for SettingsFrame with stream_id=1."),
-    "settings-ack-with-payload": _h2_text("Received frame with non-compliant data."),
-    "settings-enable-push-from-server": _h2_text("Setting 2 has invalid value 1."),
-    "settings-initial-window-over-2-31": _h2_text("Setting 4 has invalid value 2147483648."),
-    "settings-max-frame-size-too-small": _h2_text("Setting 5 has invalid value 100."),
-    "ping-wrong-length": _h2_text("Frame data missing or invalid."),
-    "ping-on-a-stream": _h2_text("Received frame with invalid header: Stream ID must be zero "
-                                 "for PingFrame with stream_id=1."),
-    "window-update-zero-on-connection": _h2_text("Received frame with non-compliant data."),
-    "window-update-zero-on-our-stream": _h2_text("Received frame with non-compliant data."),
-    "priority-wrong-length": _h2_text("Frame data missing or invalid."),
-    "rst-stream-on-idle-stream": "exit 9 at --max-time (wall 3.2 s, CPU 0.2 s): the RST_STREAM "
-                                 "of idle stream 3 is ignored, not a connection error",
-    "continuation-without-headers": _h2_text("Invalid input StreamInputs.RECV_CONTINUATION "
-                                             "in state 5."),
-    "content-length-larger-than-data": "exit 7 with an exception's name: 'InvalidBodyLength"
-                                       "Error: Expected 100 bytes, received 5.'",
-    "no-settings-before-response": "exit 0: a server preface without SETTINGS is accepted",
-    "data-on-idle-stream": "exit 7 'The server broke the HTTP/2 protocol: 3.' (h2's exception "
-                           "is the bare stream number)",
-    "goaway-on-a-stream": _h2_text("Received frame with invalid header: Stream ID must be zero "
-                                   "for GoAwayFrame with stream_id=1."),
-    "goaway-too-short": _h2_text("Frame data missing or invalid."),
-    "window-update-overflow-on-our-stream": "exit 7 'The server reset the stream (RST_STREAM, "
-                                            "FLOW_CONTROL_ERROR (0x3)) before the response "
-                                            "headers arrived': it was our reset, answering the "
-                                            "server's WINDOW_UPDATE",
-    "status-101": "exit 9 at --max-time (wall 3.1 s): 101 is taken as an interim response and "
-                  "the final one awaited",
-    "header-value-nul": "exit 7, but the message holds the raw NUL: \"Illegal character "
-                        "'\\x00' in header value: 'a\\\\x00b'.\"",
-    "rst-stream-flow-control-error": _HARNESS_NAMES.format("FLOW_CONTROL_ERROR"),
-    "hpack-huge-header-list": _HARNESS_NAMES.format("SETTINGS_MAX_HEADER_LIST_SIZE"),
-    "hpack-dynamic-table-repeat-bomb": _HARNESS_NAMES.format("SETTINGS_MAX_HEADER_LIST_SIZE"),
-}
+XFAIL: dict[str, str] = {}
 
 
 def params() -> Iterator[Any]:

@@ -36,6 +36,7 @@ from h2.settings import SettingCodes, Settings
 from whathappens.errors import HttpError
 from whathappens.net import budget
 from whathappens.net.content import content_codings, decode_content
+from whathappens.net.h2rules import FrameRules
 from whathappens.net.http_types import (
     ACCEPT,
     ACCEPT_ENCODING,
@@ -201,6 +202,7 @@ class H2Connection:
         self.exchanges = 0
         self._failed = False
         self._send_closed = False  # a write found the connection closed by the server
+        self._rules = FrameRules()
         self._pending = bytearray()  # the start of a frame not yet complete
         self._pending_t = 0
         self._first = b""
@@ -256,6 +258,7 @@ class H2Connection:
         stream = self.stream
         headers = request_headers_h2(request)
         stream_id = self._h2.get_next_available_stream_id()
+        self._rules.opened(stream_id)
         try:
             self._h2.send_headers(
                 stream_id,
@@ -370,6 +373,11 @@ class H2Connection:
             pace.count("h2.frame")
             if _is_control(frame, progress.stream_id):
                 pace.count("h2.control")
+            broken = self._rules.check(frame.data)
+            if broken is not None:
+                self._receive(b"".join(batch), progress, limits)  # what came before it
+                raise HttpError("http.malformed",
+                                f"The server broke the HTTP/2 protocol: it sent {broken}.")
             if frame.stream_id == progress.stream_id and frame.type in (_HEADERS,
                                                                         _CONTINUATION):
                 self._receive(b"".join(batch), progress, limits)
@@ -391,6 +399,19 @@ class H2Connection:
             return
         try:
             events = self._h2.receive_data(data)
+        except h2.exceptions.InvalidBodyLengthError as e:
+            raise HttpError(
+                "http.malformed",
+                f"The server broke the HTTP/2 protocol: the response announced Content-Length "
+                f"{e.expected_length} but its DATA frames carried {e.actual_length} bytes when "
+                "the stream ended (RFC 9113 §8.1.1).",
+            ) from None
+        except h2.exceptions.StreamClosedError as e:
+            raise HttpError(
+                "http.malformed",
+                f"The server broke the HTTP/2 protocol: it sent a frame on stream "
+                f"{e.stream_id}, which was already closed (RFC 9113 §5.1).",
+            ) from None
         except h2.exceptions.DenialOfServiceError as e:
             if "header block" in str(e):  # hpack's bound on the decoded head
                 raise _headers_too_large(limits) from None
@@ -419,7 +440,11 @@ class H2Connection:
                         f"{progress.point()}.",
                     )
         elif isinstance(event, h2.events.InformationalResponseReceived) and ours:
-            progress.informational.append(_status(_fields(event.headers), self._first))
+            status = _status(_fields(event.headers), self._first)
+            if status == 101:
+                raise _malformed("a 101 (Switching Protocols) response, which HTTP/2 does not "
+                                 "have (RFC 9113 §8.6)", self._first)
+            progress.informational.append(status)
             progress.head_bytes = 0
             budget.current().count("http.1xx")
             if len(progress.informational) > limits.max_informational:
@@ -442,6 +467,17 @@ class H2Connection:
                 raise _malformed("the stream ended without a response", self._first)
             progress.t_done = t
         elif isinstance(event, h2.events.StreamReset) and ours:
+            if not event.remote_reset:
+                # h2 reset the stream itself, answering a frame that broke a stream rule.
+                why = ("the server's WINDOW_UPDATE pushed the stream's flow-control window "
+                       "over 2^31-1 bytes (RFC 9113 §6.9.1)"
+                       if event.error_code == ErrorCodes.FLOW_CONTROL_ERROR else
+                       "the server broke a rule of the stream")
+                raise HttpError(
+                    "http.stream_reset",
+                    f"We reset stream {progress.stream_id} (RST_STREAM, "
+                    f"{_code_name(event.error_code)}) {progress.point()}: {why}.",
+                )
             raise HttpError(
                 "http.stream_reset",
                 f"The server reset the stream (RST_STREAM, {_code_name(event.error_code)}) "
