@@ -170,3 +170,24 @@ def test_every_journey_reports_what_it_spent() -> None:
     resources = journey.facts["resources"]
     assert resources["reads"] >= 1
     assert 0 < resources["cpu_ms"] < 5000
+
+
+def test_every_limit_has_its_flag() -> None:
+    opts = options("--max-cpu", "2", "--max-memory", "64", "--max-events", "h2.control=10",
+                   "--max-events", "dns.query=0", "--max-event-rate", "0", "--max-1xx", "3",
+                   "--max-header-bytes", "1000", "--read-timeout", "4", "--dns-max-queries",
+                   "9", "--dns-max-nested", "2", "--dns-max-nested-depth", "1",
+                   "--dns-max-cname-chain", "5")
+    r = opts.resources
+    assert (r.max_cpu, r.max_memory, r.max_event_rate) == (2.0, 64 << 20, None)
+    assert r.max_events["h2.control"] == 10
+    assert "dns.query" not in r.max_events  # 0: no limit
+    assert (opts.limits.max_informational, opts.limits.max_header_bytes,
+            opts.limits.read_timeout) == (3, 1000, 4.0)
+    d = opts.dns
+    assert (d.max_queries, d.max_nested, d.max_nested_depth, d.max_cname_chain) == (9, 2, 1, 5)
+
+
+def test_an_unknown_event_kind_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit):
+        options("--max-events", "h3.frame=5")

@@ -160,9 +160,6 @@ def test_tcp_full_backlog() -> None:
           max_wall=1 + 1.5, steps_before=("dns",))
 
 
-@pytest.mark.xfail(reason="about one run in four: exit 5 \"connecting to 127.0.0.1:PORT failed: "
-                   "[Errno 104] Connect call failed ('127.0.0.1', PORT)\" (bare library text)",
-                   strict=True)
 def test_tcp_rst_at_accept() -> None:
     """Reset at once on accept. Whether the RST reaches us before our connect has been seen
     to complete (then the TCP step failed: exit 5) or after (the HTTP step: exit 7) is a race

@@ -133,6 +133,15 @@ def _add_network_arguments(p: argparse.ArgumentParser) -> None:
     dns.add_argument("--dns-views", default="system,resolver,walk",
                      help="which DNS views to run (comma list of system, resolver, walk)")
     dns.add_argument("--dns-timeout", type=float, default=2.0, help="one DNS query, seconds")
+    dns.add_argument("--dns-max-queries", type=int, default=64,
+                     help="queries one walk view may send, nested walks included (default 64)")
+    dns.add_argument("--dns-max-nested", type=int, default=4,
+                     help="glueless name servers resolved per referral, the NXNS defence "
+                          "(default 4)")
+    dns.add_argument("--dns-max-nested-depth", type=int, default=3,
+                     help="how deep walks for glueless name servers may nest (default 3)")
+    dns.add_argument("--dns-max-cname-chain", type=int, default=11,
+                     help="aliases (CNAMEs) followed in a row (default 11)")
     tcp = p.add_argument_group("TCP")
     tcp.add_argument("--capture", action="store_true",
                      help="capture the SYN, SYN-ACK and ACK with their sequence numbers and "
@@ -219,6 +228,10 @@ def options_from(args: argparse.Namespace) -> Options:
             root_hints=args.root_hints,
             dns_port=args.dns_port,
             query_timeout=args.dns_timeout,
+            max_queries=args.dns_max_queries,
+            max_nested=args.dns_max_nested,
+            max_nested_depth=args.dns_max_nested_depth,
+            max_cname_chain=args.dns_max_cname_chain,
             views=views,
             address_policy=policy,
         ),

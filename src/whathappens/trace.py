@@ -34,7 +34,7 @@ from whathappens.net import budget as budgets
 from whathappens.net.capture import HandshakeCapture, capture_attrs
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
-from whathappens.net.http_types import Exchange, Limits, Request
+from whathappens.net.http_types import Exchange, Limits, Request, os_error_words
 from whathappens.net.stream import PlainStream, Stream
 from whathappens.net.tcp import connect, tcp_info
 from whathappens.net.tls import TlsOptions, TlsStream, describe_chain, handshake
@@ -493,7 +493,8 @@ async def run_journey(url_text: str, options: Options | None = None, *,
     except TimeoutError:
         journey.error = budget.timeout_error()
     except (OSError, socket.gaierror) as exc:  # a layer let one through: still no traceback
-        journey.error = ConnectError("net.error", f"network error: {exc}", detail=repr(exc))
+        journey.error = ConnectError("net.error", f"network error: {os_error_words(exc)}",
+                                     detail=repr(exc))
     except Exception as exc:  # a bug of ours: say so plainly, keep what was measured
         journey.error = InternalError("internal.error", f"whathappens met an unexpected "
                                       f"condition ({type(exc).__name__}: {exc}); this is a "

@@ -102,7 +102,13 @@ def _connect_error(address: str, port: int, exc: BaseException, timeout: float) 
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH,
                                                   errno.EADDRNOTAVAIL):
         return ConnectError("tcp.unreachable", f"no route to {where}: {exc.strerror}")
-    return ConnectError("tcp.failed", f"connecting to {where} failed: {exc}", detail=repr(exc))
+    if isinstance(exc, ConnectionResetError) or (isinstance(exc, OSError)
+                                                 and exc.errno == errno.ECONNRESET):
+        return ConnectError("tcp.reset", f"{where} reset the connection (a TCP RST) as it was "
+                            "being set up: the server accepted it and dropped it at once")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    return ConnectError("tcp.failed", f"connecting to {where} failed: {reason.lower()}",
+                        detail=repr(exc))
 
 
 async def _attempt(journey: Journey, parent: Span, address: str, port: int,
@@ -130,8 +136,18 @@ async def _attempt(journey: Journey, parent: Span, address: str, port: int,
         span.fail(err)
         raise err from None
     journey.end(span)
-    local = _endpoint(sock.getsockname())
-    remote = _endpoint(sock.getpeername())
+    try:
+        local = _endpoint(sock.getsockname())
+        remote = _endpoint(sock.getpeername())
+    except OSError as exc:
+        # Connected, then reset before we could even ask for the peer's address (ENOTCONN):
+        # the server accepted the connection and dropped it at once.
+        sock.close()
+        err = _connect_error(address, port, ConnectionResetError(exc.errno, exc.strerror),
+                             timeout)
+        span.attrs["outcome"] = err.code
+        span.fail(err)
+        raise err from None
     span.attrs.update(outcome="connected", local=local, remote=remote,
                       tcp_info=tcp_info(sock))
     return Connection(sock, remote, local, address, fam, span)
