@@ -522,8 +522,9 @@ def test_journeys_beyond_the_gate_and_abandoned_requests(tmp_path: Path) -> None
                 sock.settimeout(10)
                 first = sock.recv(65536)
                 assert first.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 429 ")), first[:200]
-        # The gate is empty again: four journeys at once, two per address, all run.
-        time.sleep(1.0)
+        # The gate is empty again (once the server has let go of those connections): four
+        # journeys at once, two per address, all run.
+        wait_for_fds(s, before.fds + 2, IDLE_TIMEOUT + 10)
         streams: list[Stream] = []
         lock = threading.Lock()
 
