@@ -52,10 +52,12 @@ PUBLIC_MAX_REDIRECTS = 10
 # head within this many seconds of opening (or of its previous response): the deadline for a
 # head sent a byte at a time, and for a connection left open and idle.
 IDLE_TIMEOUT = 5.0
-MAX_HEAD = 16 * 1024        # request line and headers; more is refused with 431 (h11's limit)
+# An unfinished request head may grow to this much before h11 refuses it (431); hypercorn
+# reads 64 KiB at a time, so a head that arrives whole in one read may be up to that.
+MAX_HEAD = 16 * 1024
 # Cleartext HTTP/2 (prior knowledge or h2c upgrade) is accepted by hypercorn although no
-# browser uses it over http://: each stream can hold a journey's worth of buffered events, so a
-# connection gets a few streams, not hypercorn's 100.
+# browser uses it over http://: each stream is a request handler with up to 32 KiB buffered,
+# so a connection gets a few streams, not hypercorn's 100; a ninth is a connection error.
 H2_MAX_STREAMS = 8
 BACKLOG = 128               # connections the kernel completes before we accept them
 # Open connections in total and per client address; more are answered 503 and closed as they
