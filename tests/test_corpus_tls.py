@@ -461,7 +461,7 @@ HTTP10 = h1_response(framing="close", version="1.0")
 NOTHING = r"before sending any of the response"
 MID_HEAD = r"in the middle of the response headers"
 MID_BODY = rf"after 57 bytes of the body of the {len(BODY)} announced"
-MID_CHUNKED = r"after \d+ bytes of the body"
+MID_CHUNKED = r"after \d+ bytes of the chunked body, before its end"
 
 for _v in ("1.3", "1.2"):
     V = {"version": _v}
