@@ -48,6 +48,5 @@ def test_any_http2_frame_sequence_keeps_the_promises(target: fz.Target,
     fz.check(target, case)
 
 
-@pytest.mark.xfail(strict=True, reason=fz.known("h2-body-limit-on-ended-stream").reason)
 def test_body_limit_passed_in_the_frame_that_ends_the_stream(target: fz.Target) -> None:
     fz.check(target, BODY_LIMIT_IN_LAST_FRAME, tolerate_known=False)

@@ -22,6 +22,7 @@ The caller imports this module only when ALPN chose h2: h2 is the heaviest impor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -432,7 +433,9 @@ class H2Connection:
             if ours:
                 progress.body += event.data
                 if len(progress.body) > limits.max_body_bytes:
-                    self._h2.reset_stream(progress.stream_id, ErrorCodes.CANCEL)
+                    # Cancel the rest (RFC 9113 §8.1) unless this frame already ended it.
+                    with contextlib.suppress(h2.exceptions.StreamClosedError):
+                        self._h2.reset_stream(progress.stream_id, ErrorCodes.CANCEL)
                     raise HttpError(
                         "http.body_too_large",
                         f"The body passed the limit of {size_words(limits.max_body_bytes)}; "
