@@ -33,7 +33,8 @@ def head(*fields: tuple[str, str], end_stream: bool = False) -> hf.HeadersFrame:
 
 
 # Found by fuzzing (shrunk): the body passes --max-body in a DATA frame that also ends the
-# stream; http2.py then resets a stream h2 has already closed: StreamClosedError, exit 10.
+# stream; http2.py then reset a stream h2 had already closed: StreamClosedError, exit 10
+# (fixed in 877058a).
 BODY_LIMIT_IN_LAST_FRAME = fz.H2Case(
     payload=frames(hf.SettingsFrame(0), head((":status", "200")),
                    hf.DataFrame(1, data=b"z" * 101, flags=["END_STREAM"])),
