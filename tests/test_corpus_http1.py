@@ -515,25 +515,13 @@ def _pieces(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-# Cases the tracer does not pass yet: the case asserts the right outcome; the reason says
-# what happens today. The tracer's owner removes an entry when it is fixed.
-XFAIL: dict[str, str] = {}
-
-
-def params() -> Iterator[Any]:
-    for case in CASES:
-        marks = ([pytest.mark.xfail(reason=XFAIL[case.id], strict=True)]
-                 if case.id in XFAIL else [])
-        yield pytest.param(case, id=case.id, marks=marks)
-
-
 def test_case_ids_are_unique() -> None:
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids))
     assert len(ids) >= 45
 
 
-@pytest.mark.parametrize("case", list(params()))
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_http1(case: Case) -> None:
     with RawServer(case.handler()) as server:
         out = run_cli([server.url(path=case.path), *case.args])

@@ -16,7 +16,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -479,18 +479,6 @@ CASES: list[Case] = [
 ]
 
 
-# Cases the tracer does not pass yet: the case asserts the right outcome; the reason says
-# what happens today. The tracer's owner removes an entry when it is fixed.
-XFAIL: dict[str, str] = {}
-
-
-def params() -> Iterator[Any]:
-    for case in CASES:
-        marks = ([pytest.mark.xfail(reason=XFAIL[case.id], strict=True)]
-                 if case.id in XFAIL else [])
-        yield pytest.param(case, id=case.id, marks=marks)
-
-
 @dataclass
 class Pki:
     certfile: str
@@ -522,7 +510,7 @@ def test_case_ids_are_unique() -> None:
     assert len(ids) >= 35
 
 
-@pytest.mark.parametrize("case", list(params()))
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_http2(case: Case, pki: Pki) -> None:
     handler = serve(case.body, pki.context(["h2"]) if case.tls else None)
     with RawServer(handler) as server:
