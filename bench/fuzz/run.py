@@ -90,6 +90,7 @@ class Stats:
     note_examples: dict[str, str] = field(default_factory=dict)
     walls: list[float] = field(default_factory=list)
     worst_wall: tuple[float, str] = (0.0, "")
+    worst_net_wall: tuple[float, str] = (0.0, "")   # less the time spent waiting for a CPU
     worst_cpu: tuple[float, str] = (0.0, "")
     failing_inputs: int = 0
     failures: dict[str, Failure] = field(default_factory=dict)
@@ -103,6 +104,8 @@ class Stats:
         what = f"{out.code or 'ok'} ({out.url[:60]!r})"
         if out.wall_s > self.worst_wall[0]:
             self.worst_wall = (out.wall_s, what)
+        if out.wall_s - out.starved_s > self.worst_net_wall[0]:
+            self.worst_net_wall = (out.wall_s - out.starved_s, what)
         if out.cpu_ms > self.worst_cpu[0]:
             self.worst_cpu = (out.cpu_ms, what)
         for note in out.notes:
@@ -126,7 +129,9 @@ class Stats:
                           "problems": f.outcome.problems} for f in self.failures.values()],
             "wall_s": {"p50": round(walls[len(walls) // 2], 3),
                        "p99": round(walls[int(len(walls) * 0.99)], 3),
-                       "worst": round(self.worst_wall[0], 3), "worst_case": self.worst_wall[1]},
+                       "worst": round(self.worst_wall[0], 3), "worst_case": self.worst_wall[1],
+                       "worst_less_cpu_wait": round(self.worst_net_wall[0], 3),
+                       "worst_less_cpu_wait_case": self.worst_net_wall[1]},
             "cpu_ms": {"worst": self.worst_cpu[0], "worst_case": self.worst_cpu[1]},
             "exit_codes": {str(k): v for k, v in sorted(self.exits.items(), key=str)},
             "codes": dict(self.codes.most_common(25)),
