@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -1673,6 +1674,8 @@ class Target:
     """A kind of hostile peer: its servers, its generator, and how one case is run."""
 
     name = ""
+    # Exit codes a healthy run of this target's generator reaches (see ``check_variety``).
+    expected_exits: frozenset[int] = frozenset({0})
 
     def strategy(self) -> st.SearchStrategy[Any]:
         raise NotImplementedError
@@ -1707,6 +1710,7 @@ def _preface_done(data: bytes) -> bool:
 
 class Http1Target(Target):
     name = "http1"
+    expected_exits = frozenset({0, 7})
 
     def __init__(self) -> None:
         self.server = ScriptServer()
@@ -1740,6 +1744,7 @@ class Http1Target(Target):
 
 class Http2Target(Http1Target):
     name = "http2"
+    expected_exits = frozenset({0, 7})
 
     def strategy(self) -> st.SearchStrategy[H2Case]:  # type: ignore[override]
         return h2_cases()
@@ -1752,6 +1757,7 @@ class Http2Target(Http1Target):
 
 class DnsTarget(Target):
     name = "dns"
+    expected_exits = frozenset({0, 4})
 
     def __init__(self) -> None:
         self.responder = DnsResponder([DnsPlan()])
@@ -1798,6 +1804,7 @@ def _ok_script(conn: socket.socket) -> None:
 
 class TlsTarget(Target):
     name = "tls"
+    expected_exits = frozenset({0, 6, 7})
 
     def __init__(self) -> None:
         import certgen
@@ -1936,6 +1943,7 @@ def _mutate_flight(data: bytes, ops: Sequence[Op]) -> bytes:
 
 class UrlTarget(Target):
     name = "url"
+    expected_exits = frozenset({0, 3, 13})
 
     def __init__(self) -> None:
         self.server = ScriptServer()
@@ -2023,11 +2031,28 @@ def check(target: Target, case: Any, *, tolerate_known: bool = True) -> Outcome:
     servers did not fail). Failures listed in ``KNOWN`` pass unless ``tolerate_known`` is
     False (the regression tests)."""
     out = target.run(case)
+    SEEN.setdefault(target.name, collections.Counter())[out.exit_code] += 1
     if not (tolerate_known and known_failure(out)):
         assert out.ok, f"{out.describe()}\npeer sent: {target.repro(case)[:2000]!r}"
     errors = target.harness_errors()
     assert not errors, f"the fuzz servers failed (a harness bug): {errors[-1]}"
     return out
+
+
+SEEN: dict[str, collections.Counter[int | None]] = {}   # exit codes met, per target
+
+
+def check_variety(target: Target, least: int = 50) -> None:
+    """The properties hold vacuously if every journey fails the same early way (a harness
+    server that no longer answers, a generator gone degenerate): after ``least`` inputs or
+    more, every exit code the target expects must have been met."""
+    seen = SEEN.get(target.name, collections.Counter())
+    if sum(seen.values()) < least:
+        return
+    missing = set(target.expected_exits) - set(seen)
+    assert not missing, (f"{target.name}: no journey ended with exit {sorted(missing)} in "
+                         f"{sum(seen.values())} inputs ({dict(seen)}): the fuzzer has gone "
+                         "degenerate")
 
 
 def ci_settings(max_examples: int) -> Callable[[Any], Any]:

@@ -19,6 +19,7 @@ import fuzz_strategies as fz
 def target() -> Iterator[fz.Target]:
     with fz.DnsTarget() as t:
         yield t
+        fz.check_variety(t)
 
 
 @fz.ci_settings(150)

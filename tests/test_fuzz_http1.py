@@ -20,6 +20,7 @@ import fuzz_strategies as fz
 def target() -> Iterator[fz.Target]:
     with fz.Http1Target() as t:
         yield t
+        fz.check_variety(t)
 
 
 @fz.ci_settings(250)

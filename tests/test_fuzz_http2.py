@@ -20,6 +20,7 @@ import fuzz_strategies as fz
 def target() -> Iterator[fz.Target]:
     with fz.Http2Target() as t:
         yield t
+        fz.check_variety(t)
 
 
 def frames(*fs: hf.Frame) -> bytes:
