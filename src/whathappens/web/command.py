@@ -26,11 +26,12 @@ import resource
 import signal
 import socket
 import sys
+import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from whathappens.cli import EPILOG, add_trace_arguments, options_from
 
@@ -161,7 +162,7 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
 
     async def run(url: str, journey: Journey) -> Journey:
         opts = journey_options(args)
-        done = await run_journey(url, opts, journey=journey)
+        done = await on_own_thread(run_journey(url, opts, journey=journey))
         if demo is not None:
             from whathappens.demo.command import annotate
 
@@ -193,6 +194,52 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
         gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
         compare_tls=compare, example_url=example, mode_note=note,
         client_header=args.client_header, send_timeout=send_timeout(args))
+
+
+T = TypeVar("T")
+
+
+async def on_own_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one journey on a thread of its own, with its own event loop.
+
+    Its budget's CPU clock (time.thread_time) then counts that journey's work alone, not the
+    page's or other journeys' (they would all share one thread otherwise), and a journey that
+    keeps its loop busy delays nobody else's events. Cancelling the caller (the client went
+    away) cancels the journey's task, which then closes its connections on its own loop.
+    """
+    caller = asyncio.get_running_loop()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coro)  # the loop is not running yet: no other thread touches it
+    outcome: asyncio.Future[T] = caller.create_future()
+
+    def settle() -> None:
+        if outcome.done():
+            return
+        if task.cancelled():
+            outcome.cancel()
+        elif (exc := task.exception()) is not None:
+            outcome.set_exception(exc)
+        else:
+            outcome.set_result(task.result())
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(asyncio.wait([task]))  # the task's outcome is settle's
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            with contextlib.suppress(RuntimeError):  # the page's loop may be gone
+                caller.call_soon_threadsafe(settle)
+
+    threading.Thread(target=main, name="journey", daemon=True).start()
+    try:
+        return await asyncio.shield(outcome)
+    except asyncio.CancelledError:
+        with contextlib.suppress(RuntimeError):  # the journey's loop has already closed
+            loop.call_soon_threadsafe(task.cancel)
+        raise
 
 
 def send_timeout(args: argparse.Namespace) -> float:
