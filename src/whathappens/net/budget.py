@@ -198,7 +198,7 @@ class Budget:
         return {
             "cpu_ms": round(self.cpu_seconds() * 1000, 1),
             "cpu_clock": "CPU time of the thread that ran the journey (time.thread_time); "
-                         "shared with other journeys running on that thread",
+                         "serve gives each journey a thread of its own",
             "peak_rss_kib": _peak_rss() // 1024,
             "peak_rss_growth_kib": max(0, (_peak_rss() - self.rss0) // 1024),
             "reads": self.reads,
