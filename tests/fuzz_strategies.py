@@ -61,6 +61,7 @@ import re
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -1668,37 +1669,12 @@ def _terminal(render: Any, doc: dict[str, Any], *, color: bool, explain: bool = 
     return buf.getvalue()
 
 
-# --------------------------------------------------------------------------- targets
-
-class Target:
-    """A kind of hostile peer: its servers, its generator, and how one case is run."""
-
-    name = ""
-    # Exit codes a healthy run of this target's generator reaches (see ``check_variety``).
-    expected_exits: frozenset[int] = frozenset({0})
-
-    def strategy(self) -> st.SearchStrategy[Any]:
-        raise NotImplementedError
-
-    def run(self, case: Any) -> Outcome:
-        raise NotImplementedError
-
-    def repro(self, case: Any) -> bytes:
-        """The bytes to save for a failing case (what the peer sent, as far as it is fixed)."""
-        return repr(case).encode()
-
-    def harness_errors(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Target:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
+# --------------------------------------------------------------------------- peers
+#
+# The servers run in a process of their own (``PeerProcess``), not in threads beside the
+# journey: a server thread holding the GIL while the kernel keeps it off a busy CPU would
+# stall the journey's event loop too, and a deadline missed for that reason says nothing
+# about the tracer. The journey's process then looks like the command's: one thread.
 
 def _request_done(data: bytes) -> bool:
     return b"\r\n\r\n" in data
@@ -1708,91 +1684,11 @@ def _preface_done(data: bytes) -> bool:
     return len(data) >= 24
 
 
-class Http1Target(Target):
-    name = "http1"
-    expected_exits = frozenset({0, 7})
-
-    def __init__(self) -> None:
-        self.server = ScriptServer()
-        self.sink = DnsServer(SinkResponder(answer=False))
-
-    def strategy(self) -> st.SearchStrategy[H1Case]:
-        return h1_cases()
-
-    def script(self, case: H1Case | H2Case, done: Callable[[bytes], bool]) -> Script:
-        def script(conn: socket.socket) -> None:
-            read_until(conn, done)
-            send_payload(conn, case.payload, case.splits, case.then)
-            finish(conn, case.then)
-        return script
-
-    def run(self, case: H1Case) -> Outcome:
-        self.server.script = self.script(case, _request_done)
-        opts = fuzz_options(case.args, resolver=self.sink.port)
-        return run_journey_checked(self.name, f"http://127.0.0.1:{self.server.port}/", opts)
-
-    def repro(self, case: H1Case | H2Case) -> bytes:
-        return case.payload
-
-    def harness_errors(self) -> list[str]:
-        return self.server.errors + self.sink.errors
-
-    def close(self) -> None:
-        self.server.close()
-        self.sink.close()
-
-
-class Http2Target(Http1Target):
-    name = "http2"
-    expected_exits = frozenset({0, 7})
-
-    def strategy(self) -> st.SearchStrategy[H2Case]:  # type: ignore[override]
-        return h2_cases()
-
-    def run(self, case: H2Case) -> Outcome:  # type: ignore[override]
-        self.server.script = self.script(case, _preface_done)
-        opts = fuzz_options(case.args, resolver=self.sink.port)
-        return run_journey_checked(self.name, f"http://127.0.0.1:{self.server.port}/", opts)
-
-
-class DnsTarget(Target):
-    name = "dns"
-    expected_exits = frozenset({0, 4})
-
-    def __init__(self) -> None:
-        self.responder = DnsResponder([DnsPlan()])
-        self.dns = DnsServer(self.responder)
-        self.web = ScriptServer()
-        self.web.script = _ok_script
-        self.dir = tempfile.TemporaryDirectory(prefix="whathappens-fuzz-")
-        self.hints = Path(self.dir.name) / "root.hints"
-        self.hints.write_text(ROOT_HINTS)
-
-    def strategy(self) -> st.SearchStrategy[DnsCase]:
-        return dns_cases()
-
-    def run(self, case: DnsCase) -> Outcome:
-        self.responder = DnsResponder(case.plans)
-        self.dns.responder = self.responder
-        if case.view == "resolver":
-            opts = fuzz_options([], resolver=self.dns.port, views="resolver")
-        else:
-            opts = fuzz_options(["--root-hints", str(self.hints), "--dns-port",
-                                 str(self.dns.port)], views="walk")
-        return run_journey_checked(self.name, f"http://{case.host}:{self.web.port}/", opts)
-
-    def repro(self, case: DnsCase) -> bytes:
-        lines = [repr(case).encode()]
-        lines += [f"{kind} {data.hex()}".encode() for kind, data in self.responder.sent]
-        return b"\n".join(lines)
-
-    def harness_errors(self) -> list[str]:
-        return self.dns.errors + self.web.errors
-
-    def close(self) -> None:
-        self.dns.close()
-        self.web.close()
-        self.dir.cleanup()
+def _record_done(data: bytes) -> bool:
+    """A whole first TLS record (the ClientHello) is in, or it is clearly not TLS."""
+    if len(data) < 5:
+        return False
+    return len(data) >= 5 + struct.unpack("!H", data[3:5])[0]
 
 
 def _ok_script(conn: socket.socket) -> None:
@@ -1802,13 +1698,96 @@ def _ok_script(conn: socket.socket) -> None:
     finish(conn, "fin")
 
 
-class TlsTarget(Target):
-    name = "tls"
-    expected_exits = frozenset({0, 6, 7})
+def _mutate_flight(data: bytes, ops: Sequence[Op]) -> bytes:
+    for op in ops:
+        if op[0].startswith("r"):
+            data = b"".join(mutate_records(split_records(data), [op]))
+        else:
+            data = mutate(data, [op])
+    return data
 
+
+class Peer:
+    """The server side of a target, in the peer process: ``info`` is what the journey needs
+    to know (ports, files); ``set_case`` swaps the next example in; ``report`` says what was
+    sent and what went wrong in the servers themselves."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.servers: list[ScriptServer | DnsServer] = []
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def set_case(self, case: Any) -> None:
+        self.sent = []
+
+    def report(self) -> dict[str, Any]:
+        return {"sent": list(self.sent),
+                "errors": [e for s in self.servers for e in s.errors]}
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+
+class StreamPeer(Peer):
+    """HTTP/1.1 or HTTP/2 (prior knowledge): the case's bytes after the request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server = ScriptServer()
+        self.sink = DnsServer(SinkResponder(answer=False))
+        self.servers = [self.server, self.sink]
+
+    def info(self) -> dict[str, Any]:
+        return {"port": self.server.port, "sink": self.sink.port}
+
+    def set_case(self, case: H1Case | H2Case) -> None:
+        super().set_case(case)
+        done = _preface_done if isinstance(case, H2Case) else _request_done
+
+        def script(conn: socket.socket) -> None:
+            read_until(conn, done)
+            send_payload(conn, case.payload, case.splits, case.then)
+            finish(conn, case.then)
+
+        self.server.script = script
+
+
+class DnsPeer(Peer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.responder = DnsResponder([DnsPlan()])
+        self.dns = DnsServer(self.responder)
+        self.web = ScriptServer()
+        self.web.script = _ok_script
+        self.servers = [self.dns, self.web]
+        self.dir = tempfile.TemporaryDirectory(prefix="whathappens-fuzz-")
+        self.hints = Path(self.dir.name) / "root.hints"
+        self.hints.write_text(ROOT_HINTS)
+
+    def info(self) -> dict[str, Any]:
+        return {"dns": self.dns.port, "web": self.web.port, "hints": str(self.hints)}
+
+    def set_case(self, case: DnsCase) -> None:
+        super().set_case(case)
+        self.responder = DnsResponder(case.plans)
+        self.dns.responder = self.responder
+
+    def report(self) -> dict[str, Any]:
+        return {**super().report(), "sent": list(self.responder.sent)}
+
+    def close(self) -> None:
+        super().close()
+        self.dir.cleanup()
+
+
+class TlsPeer(Peer):
     def __init__(self) -> None:
         import certgen
 
+        super().__init__()
         self.dir = tempfile.TemporaryDirectory(prefix="whathappens-fuzz-tls-")
         pki = certgen.make_pki(["localhost", "127.0.0.1"])
         self.certfile, self.keyfile = certgen.write_server_files(Path(self.dir.name), pki.chain)
@@ -1816,7 +1795,10 @@ class TlsTarget(Target):
         self.contexts: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
         self.server = ScriptServer()
         self.sink = DnsServer(SinkResponder(answer=False))
-        self.sent: list[bytes] = []
+        self.servers = [self.server, self.sink]
+
+    def info(self) -> dict[str, Any]:
+        return {"port": self.server.port, "sink": self.sink.port, "cafile": self.cafile}
 
     def context(self, version: str, alpn: tuple[str, ...]) -> ssl.SSLContext:
         key = (version, alpn)
@@ -1830,29 +1812,19 @@ class TlsTarget(Target):
             self.contexts[key] = ctx
         return self.contexts[key]
 
-    def strategy(self) -> st.SearchStrategy[TlsCase]:
-        return tls_cases()
+    def set_case(self, case: TlsCase) -> None:
+        super().set_case(case)
+        sent = self.sent
 
-    def run(self, case: TlsCase) -> Outcome:
-        self.sent = []
-        self.server.script = self.script(case)
-        opts = fuzz_options(["--cacert", self.cafile, *case.args], resolver=self.sink.port)
-        return run_journey_checked(self.name, f"https://127.0.0.1:{self.server.port}/", opts)
-
-    def repro(self, case: TlsCase) -> bytes:
-        return repr(case).encode() + b"\n" + b"\n".join(b"sent " + s.hex().encode()
-                                                         for s in self.sent)
-
-    def script(self, case: TlsCase) -> Script:
         def send(conn: socket.socket, data: bytes) -> None:
-            self.sent.append(data)
+            sent.append(("tcp", data))
             conn.sendall(data)
 
         def script(conn: socket.socket) -> None:
             hello = read_until(conn, _record_done)
             if case.mode == "raw":
                 if hello:
-                    self.sent.append(case.raw)
+                    sent.append(("tcp", case.raw))
                     send_payload(conn, case.raw, (), case.then)
                 finish(conn, case.then)
                 return
@@ -1910,46 +1882,28 @@ class TlsTarget(Target):
                     obj.write(piece)
                     records += split_records(outgoing.read())
             data = b"".join(mutate_records(records, case.record_ops))
-            self.sent.append(data)
+            sent.append(("tcp", data))
             send_payload(conn, data, (), case.then)
             finish(conn, case.then)
 
-        return script
-
-    def harness_errors(self) -> list[str]:
-        return self.server.errors + self.sink.errors
+        self.server.script = script
 
     def close(self) -> None:
-        self.server.close()
-        self.sink.close()
+        super().close()
         self.dir.cleanup()
 
 
-def _record_done(data: bytes) -> bool:
-    """A whole first TLS record (the ClientHello) is in, or it is clearly not TLS."""
-    if len(data) < 5:
-        return False
-    return len(data) >= 5 + struct.unpack("!H", data[3:5])[0]
-
-
-def _mutate_flight(data: bytes, ops: Sequence[Op]) -> bytes:
-    for op in ops:
-        if op[0].startswith("r"):
-            data = b"".join(mutate_records(split_records(data), [op]))
-        else:
-            data = mutate(data, [op])
-    return data
-
-
-class UrlTarget(Target):
-    name = "url"
-    expected_exits = frozenset({0, 3, 13})
-
+class UrlPeer(Peer):
     def __init__(self) -> None:
-        self.server = ScriptServer()
+        super().__init__()
         self.requests: list[bytes] = []
+        self.server = ScriptServer()
         self.server.script = self._record
         self.sink = DnsServer(SinkResponder(answer=True))
+        self.servers = [self.server, self.sink]
+
+    def info(self) -> dict[str, Any]:
+        return {"port": self.server.port, "sink": self.sink.port}
 
     def _record(self, conn: socket.socket) -> None:
         head = read_until(conn, _request_done)
@@ -1957,19 +1911,205 @@ class UrlTarget(Target):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
         finish(conn, "fin")
 
-    def strategy(self) -> st.SearchStrategy[UrlCase]:
+    def set_case(self, case: UrlCase) -> None:
+        super().set_case(case)
+        self.requests = []
+
+    def report(self) -> dict[str, Any]:
+        return {**super().report(), "requests": list(self.requests)}
+
+
+PEERS: dict[str, Callable[[], Peer]] = {
+    "http1": StreamPeer, "http2": StreamPeer, "dns": DnsPeer, "tls": TlsPeer, "url": UrlPeer,
+}
+
+
+def peer_main(name: str, conn: Any) -> None:
+    """The peer process: serve the target's servers, one case at a time, as told."""
+    peer = PEERS[name]()
+    conn.send(peer.info())
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except EOFError:
+                return
+            if msg[0] == "case":
+                peer.set_case(msg[1])
+                conn.send("ok")
+            elif msg[0] == "report":
+                conn.send(peer.report())
+            else:
+                return
+    finally:
+        peer.close()
+
+
+def peer_child(name: str, fd: int) -> None:
+    """Entry point of the peer process (see ``PeerProcess``)."""
+    from multiprocessing.connection import Connection
+
+    peer_main(name, Connection(fd))
+
+
+class PeerProcess:
+    """A target's peer in a child process of its own: a fresh interpreter (no threads or
+    locks of ours carried over), started with ``python -c``, so that it does not depend on
+    how the caller's ``__main__`` is written; pickled messages over a socket pair."""
+
+    def __init__(self, name: str) -> None:
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        code = ("import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
+                "from fuzz_strategies import peer_child; "
+                "peer_child(sys.argv[2], int(sys.argv[3]))")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps([str(TESTS), *sys.path]), name,
+             str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.info: dict[str, Any] = self._answer(120)
+
+    def _answer(self, timeout: float) -> Any:
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"the fuzz peer process did not answer in {timeout:g} s")
+        return self.conn.recv()
+
+    def call(self, *msg: Any) -> Any:
+        self.conn.send(msg)
+        return self._answer(30)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(("close",))
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.conn.close()
+
+
+# --------------------------------------------------------------------------- targets
+
+class Target:
+    """A kind of hostile peer, seen from the journey's side: its generator, its peer process,
+    and how one case is run."""
+
+    name = ""
+    # Exit codes a healthy run of this target's generator reaches (see ``check_variety``).
+    expected_exits: frozenset[int] = frozenset({0})
+
+    def __init__(self) -> None:
+        self.peer = PeerProcess(self.name)
+        self.info = self.peer.info
+        self.last: dict[str, Any] = {"sent": [], "errors": []}
+        self.errors: list[str] = []
+
+    def strategy(self) -> st.SearchStrategy[Any]:
+        raise NotImplementedError
+
+    def journey(self, case: Any) -> Outcome:
+        raise NotImplementedError
+
+    def run(self, case: Any) -> Outcome:
+        """Swap ``case`` in at the peer, run the journey, collect what the peer did."""
+        self.peer.call("case", case)
+        out = self.journey(case)
+        self.last = self.peer.call("report")
+        self.errors += self.last["errors"]
+        return out
+
+    def repro(self, case: Any) -> bytes:
+        """The bytes to save for a failing case: the case, and what the peer sent last."""
+        lines = [repr(case).encode()]
+        lines += [f"{kind} {data.hex()}".encode() for kind, data in self.last["sent"]]
+        return b"\n".join(lines)
+
+    def harness_errors(self) -> list[str]:
+        return list(self.errors)
+
+    def close(self) -> None:
+        self.peer.close()
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Http1Target(Target):
+    name = "http1"
+    expected_exits = frozenset({0, 7})
+
+    def strategy(self) -> st.SearchStrategy[Any]:
+        return h1_cases()
+
+    def journey(self, case: H1Case | H2Case) -> Outcome:
+        opts = fuzz_options(case.args, resolver=self.info["sink"])
+        return run_journey_checked(self.name, f"http://127.0.0.1:{self.info['port']}/", opts)
+
+    def repro(self, case: H1Case | H2Case) -> bytes:
+        return case.payload
+
+
+class Http2Target(Http1Target):
+    name = "http2"
+
+    def strategy(self) -> st.SearchStrategy[Any]:
+        return h2_cases()
+
+
+class DnsTarget(Target):
+    name = "dns"
+    expected_exits = frozenset({0, 4})
+
+    def strategy(self) -> st.SearchStrategy[Any]:
+        return dns_cases()
+
+    def journey(self, case: DnsCase) -> Outcome:
+        if case.view == "resolver":
+            opts = fuzz_options([], resolver=self.info["dns"], views="resolver")
+        else:
+            opts = fuzz_options(["--root-hints", self.info["hints"], "--dns-port",
+                                 str(self.info["dns"])], views="walk")
+        return run_journey_checked(self.name, f"http://{case.host}:{self.info['web']}/", opts)
+
+
+class TlsTarget(Target):
+    name = "tls"
+    expected_exits = frozenset({0, 6, 7})
+
+    def strategy(self) -> st.SearchStrategy[Any]:
+        return tls_cases()
+
+    def journey(self, case: TlsCase) -> Outcome:
+        opts = fuzz_options(["--cacert", self.info["cafile"], *case.args],
+                            resolver=self.info["sink"])
+        return run_journey_checked(self.name, f"https://127.0.0.1:{self.info['port']}/", opts)
+
+
+class UrlTarget(Target):
+    name = "url"
+    expected_exits = frozenset({0, 3, 13})
+
+    def strategy(self) -> st.SearchStrategy[Any]:
         return url_cases()
 
-    def run(self, case: UrlCase) -> Outcome:
-        self.requests = []
+    def journey(self, case: UrlCase) -> Outcome:
         if case.mode == "fetch":
-            url = f"http://127.0.0.1:{self.server.port}{case.text}"
-            opts = fuzz_options(case.args, resolver=self.sink.port)
+            url = f"http://127.0.0.1:{self.info['port']}{case.text}"
+            opts = fuzz_options(case.args, resolver=self.info["sink"])
         else:
             url = case.text
-            opts = fuzz_options(case.args, resolver=self.sink.port, policy=refuse_all)
-        out = run_journey_checked(self.name, url, opts)
-        for line in self.requests:
+            opts = fuzz_options(case.args, resolver=self.info["sink"], policy=refuse_all)
+        return run_journey_checked(self.name, url, opts)
+
+    def run(self, case: UrlCase) -> Outcome:
+        out = super().run(case)
+        for line in self.last.get("requests", []):
             parts = line.split(b" ")
             if len(parts) != 3 or not all(0x21 <= b < 0x7F for b in parts[1]):
                 out.notes.append(f"request-line: we sent {line[:200]!r}")
@@ -1977,13 +2117,6 @@ class UrlTarget(Target):
 
     def repro(self, case: UrlCase) -> bytes:
         return case.text.encode("utf-8", "surrogatepass")
-
-    def harness_errors(self) -> list[str]:
-        return self.server.errors + self.sink.errors
-
-    def close(self) -> None:
-        self.server.close()
-        self.sink.close()
 
 
 TARGETS: dict[str, type[Target]] = {
