@@ -87,7 +87,7 @@ class Stats:
     exits: collections.Counter[int | None] = field(default_factory=collections.Counter)
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     notes: collections.Counter[str] = field(default_factory=collections.Counter)
-    note_examples: dict[str, str] = field(default_factory=dict)
+    note_texts: dict[str, collections.Counter[str]] = field(default_factory=dict)
     walls: list[float] = field(default_factory=list)
     worst_wall: tuple[float, str] = (0.0, "")
     worst_net_wall: tuple[float, str] = (0.0, "")   # less the time spent waiting for a CPU
@@ -111,7 +111,11 @@ class Stats:
         for note in out.notes:
             kind = note.split(":", 1)[0]
             self.notes[kind] += 1
-            self.note_examples.setdefault(kind, note[:300])
+            # distinct texts, numbers and quoted peer bytes folded, at most 40 per kind
+            text = re.sub(r"'[^']*'|\d+", "_", note[len(kind) + 2:])[:240]
+            texts = self.note_texts.setdefault(kind, collections.Counter())
+            if text in texts or len(texts) < 40:
+                texts[text] += 1
         if out.problems:
             self.failing_inputs += 1
 
@@ -136,7 +140,7 @@ class Stats:
             "exit_codes": {str(k): v for k, v in sorted(self.exits.items(), key=str)},
             "codes": dict(self.codes.most_common(25)),
             "notes": dict(self.notes),
-            "note_examples": self.note_examples,
+            "note_texts": {k: dict(v.most_common()) for k, v in self.note_texts.items()},
             "harness_errors": self.harness_errors,
         }
 
