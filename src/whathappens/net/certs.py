@@ -147,8 +147,39 @@ def _self_signed(cert: x509.Certificate) -> bool:
     return cert.issuer == cert.subject and _signed_by(cert, cert)
 
 
+def malformed_words(exc: Exception) -> str:
+    """Why a certificate could not be read, in words. cryptography parses lazily, so a broken
+    one fails wherever a field is first read, with the parser's own text ("error parsing asn1
+    value: ParseError { kind: UnexpectedTag … }") or an unknown algorithm's OID."""
+    text = str(exc)
+    kind = re.search(r"kind: (\w+)", text)
+    if kind is not None:
+        words = re.sub(r"(?<!^)(?=[A-Z])", " ", kind.group(1)).lower()  # UnexpectedTag
+        return f"its DER encoding does not parse ({words}, RFC 5280 §4.1)"
+    if "Unknown key type" in text or "UnsupportedAlgorithm" in type(exc).__name__:
+        oid = re.search(r"\d+(?:\.\d+)+", text)
+        # Also what a known key type with broken parameters (a curve OID) gives.
+        return ("its public key cannot be read: malformed, or of a type we do not know"
+                + (f" (algorithm OID {oid.group(0)})" if oid else ""))
+    return f"a field of it cannot be read ({text[:120]})"
+
+
 def describe_certificate(der: bytes, now: dt.datetime) -> dict[str, object]:
-    """What one certificate says, JSON-ready. Raises ValueError if ``der`` is not a certificate."""
+    """What one certificate says, JSON-ready; a certificate that cannot be read is described
+    as such, with every field present and empty (the server's bytes are untrusted input)."""
+    try:
+        return _describe(der, now)
+    except Exception as exc:  # any parse failure of cryptography's, wherever it surfaces
+        return {
+            "subject": "(unreadable certificate)", "subject_cn": None, "issuer": "",
+            "issuer_cn": None, "serial": "", "san_dns": [], "san_ip": [],
+            "not_before": None, "not_after": None, "days_left": None, "key": "",
+            "signature_algorithm": "", "is_ca": False, "self_signed": False, "sct_count": 0,
+            "sha256": hashlib.sha256(der).hexdigest(), "unreadable": malformed_words(exc),
+        }
+
+
+def _describe(der: bytes, now: dt.datetime) -> dict[str, object]:
     cert = x509.load_der_x509_certificate(der)
     dns, ips = _sans(cert)
     constraints = _extension(cert, x509.BasicConstraints)
@@ -557,6 +588,16 @@ def verify_chain(
     chain: list[bytes], host: str, *, cafile: str | None, now: dt.datetime
 ) -> Verification:
     """Would a careful client trust ``chain`` (leaf first, as sent) for ``host`` at ``now``?"""
+    try:
+        return _verify_chain(chain, host, cafile=cafile, now=now)
+    except Exception as exc:  # a field that does not parse, found only when it is read
+        return _fail("malformed", f"A certificate the server sent is malformed: "
+                     f"{malformed_words(exc)}.")
+
+
+def _verify_chain(
+    chain: list[bytes], host: str, *, cafile: str | None, now: dt.datetime
+) -> Verification:
     now = _utc(now)
     if not chain:
         return _fail("other", "The server sent no certificate.")
@@ -564,8 +605,9 @@ def verify_chain(
     for i, der in enumerate(chain):
         try:
             certs.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            return _fail("other", f"Certificate #{i + 1} of the chain could not be read: {exc}.")
+        except Exception as exc:  # ValueError, or InvalidVersion (not a ValueError)
+            return _fail("malformed", f"Certificate #{i + 1} of the chain could not be read: "
+                         f"{malformed_words(exc)}.")
     try:
         roots = load_trust_roots(cafile)
     except OSError as exc:
@@ -691,7 +733,11 @@ def explain_openssl_verify_error(
     if verify_code in _OPENSSL_ERRORS:
         code, reason = _OPENSSL_ERRORS[verify_code]
         certs = _readable(chain)
-        return code, (_with_chain(verify_code, certs) if certs else None) or reason
+        try:
+            named = _with_chain(verify_code, certs) if certs else None
+        except Exception:  # a field of a malformed certificate: OpenSSL's words will do
+            named = None
+        return code, named or reason
     return (
         "other",
         f"Certificate verification failed: {verify_message} (OpenSSL error {verify_code}).",
@@ -703,7 +749,7 @@ def _readable(chain: Sequence[bytes]) -> list[x509.Certificate]:
     for der in chain:
         try:
             out.append(x509.load_der_x509_certificate(der))
-        except ValueError:
+        except Exception:  # ValueError, or InvalidVersion (not a ValueError)
             break
     return out
 
