@@ -772,3 +772,44 @@ def partial_flight(context: ssl.SSLContext, keep: int, then: str) -> Callable[[s
             conn.shutdown(socket.SHUT_WR)
         wait_until_closed(conn, 5)
     return handler
+
+
+def lazily_broken(der: bytes) -> bytes:
+    """``der`` with one bit flipped where cryptography still loads the certificate but a
+    field fails when it is read (it parses lazily), and OpenSSL still reads the chain: the
+    kind of certificate that once reached an internal error (found by the TLS fuzzer)."""
+    from cryptography import x509
+
+    for i in range(len(der)):
+        bad = bytearray(der)
+        bad[i] ^= 1
+        try:
+            cert = x509.load_der_x509_certificate(bytes(bad))
+        except Exception:  # refused at once: not this kind
+            continue
+        try:
+            cert.extensions  # noqa: B018 - reading is the test
+            cert.public_key()
+            cert.subject.rfc4514_string()
+            cert.issuer.rfc4514_string()
+        except Exception:
+            return bytes(bad)
+    raise AssertionError("no lazily broken variant of this certificate")
+
+
+def corrupted_certificate(context: ssl.SSLContext, leaf_der: bytes) -> Callable[[socket.socket],
+                                                                                    None]:
+    """A real TLS 1.2 handshake whose first flight carries the leaf certificate with one bit
+    flipped (a TLS 1.2 Certificate message is in clear, RFC 5246 §7.4.2)."""
+    broken = lazily_broken(leaf_der)
+
+    def handler(conn: socket.socket) -> None:
+        peer = TlsPeer(conn, context, None)
+        try:
+            flight = peer.server_flight()
+        except (ssl.SSLError, ConnectionError):
+            return
+        assert leaf_der in flight, "the leaf is not in the first flight (TLS 1.2 only)"
+        conn.sendall(flight.replace(leaf_der, broken))
+        wait_until_closed(conn, 5)
+    return handler

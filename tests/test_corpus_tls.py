@@ -53,6 +53,7 @@ from misbehaving_tls import (
     TlsServer,
     alert_record,
     answer_raw,
+    corrupted_certificate,
     crafted_hello,
     drip_records,
     end_alert,
@@ -157,10 +158,25 @@ def raw_partial(keep: int, then: str) -> Callable[[Env], Started]:
     return start
 
 
+def raw_corrupted_certificate(*args: str) -> Callable[[Env], Started]:
+    def start(env: Env) -> Started:
+        context = env.good.context(version="1.2")
+        pem = Path(env.good.certfile).read_text()
+        leaf = ssl.PEM_cert_to_DER_cert(pem[:pem.index("-----END CERTIFICATE-----") + 25])
+        return Started(RawServer(corrupted_certificate(context, leaf)),
+                       ["--cacert", env.good.cafile, "--tls-max", "1.2", *args])
+    return start
+
+
 # =================================================================================================
 # Handshake faults (RFC 8446 §4, RFC 5246 §7.4): the TLS step fails, exit 6.
 
 HANG = {"max_time": 3.0}
+
+# A certificate whose field does not parse, though the chain loads (cryptography reads
+# lazily): once an internal error (exit 10), found by the TLS fuzzer.
+case("leaf_with_a_field_that_does_not_parse", raw_corrupted_certificate(), "tls", 6,
+     r"certificate", r"malformed|does not parse|cannot be read|signature")
 
 case("silent_after_client_hello", raw(silent, "--connect-timeout", "1"), "tls", 6,
      r"did not finish within 1 s", r"sent nothing in answer to our ClientHello", **HANG)
