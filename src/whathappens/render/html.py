@@ -534,6 +534,10 @@ class HtmlReport:
                 for i, c in enumerate(chain):
                     sans = list(c.get("san_dns") or []) + list(c.get("san_ip") or [])
                     who = esc(c.get("subject_cn") or c.get("subject"))
+                    if c.get("unreadable"):
+                        rows.append([("leaf" if i == 0 else "CA"), f"<strong>{who}</strong>",
+                                     esc(c.get("unreadable")), "—", "—", "—"])
+                        continue
                     rows.append([
                         ("leaf" if i == 0 else "CA"),
                         f"<strong>{who}</strong><br><span class=\"muted\">"

@@ -321,6 +321,10 @@ class Report:
         for i, cert in enumerate(a.get("chain") or []):
             who = cert.get("subject_cn") or cert.get("subject")
             line = Text(f"{'leaf' if i == 0 else 'CA  '} {who}", style="bold" if i == 0 else "")
+            if cert.get("unreadable"):
+                line.append(f"  {cert['unreadable']}", style="red")
+                self.detail(line)
+                continue
             line.append(f"  issued by {cert.get('issuer_cn') or cert.get('issuer')}", style="dim")
             line.append(f"  {cert.get('key')}, {cert.get('signature_algorithm')}, valid until "
                         f"{str(cert.get('not_after'))[:10]} ({cert.get('days_left')} days)",
