@@ -27,3 +27,28 @@ def target() -> Iterator[fz.Target]:
 @given(case=fz.tls_cases())
 def test_any_tls_peer_keeps_the_promises(target: fz.Target, case: fz.TlsCase) -> None:
     fz.check(target, case)
+
+
+# Found by the long run (bench/fuzz): a flipped bit in the Certificate message of a TLS 1.2
+# flight gave certificates that cryptography loads but cannot read (it parses lazily): exit
+# 10 until certs.py described them as unreadable.
+UNREADABLE_CERTIFICATES = [
+    fz.TlsCase(mode="flight", version="1.2", alpn=("h2", "http/1.1"), raw=b"",
+               flight_ops=(("rflip", 1, 14839, 1),),
+               h1=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", h2=b"", pieces=(),
+               close_notify_at=None, record_ops=(), then="fin", args=()),
+    fz.TlsCase(mode="flight", version="1.3", alpn=("h2",), raw=b"",
+               flight_ops=(("flip", 4240, 3),),
+               h1=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", h2=b"", pieces=(),
+               close_notify_at=None, record_ops=(), then="fin", args=("--tls-max", "1.2")),
+    fz.TlsCase(mode="flight", version="1.3", alpn=("h2", "http/1.1"), raw=b"",
+               flight_ops=(("flip", 295, 1),),
+               h1=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", h2=b"", pieces=(),
+               close_notify_at=None, record_ops=(), then="fin", args=("--tls-max", "1.2")),
+]
+
+
+@pytest.mark.parametrize("case", UNREADABLE_CERTIFICATES, ids=["rflip", "flip-4240", "flip-295"])
+def test_certificates_that_do_not_parse_are_no_internal_error(target: fz.Target,
+                                                               case: fz.TlsCase) -> None:
+    fz.check(target, case, tolerate_known=False)
