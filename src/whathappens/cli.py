@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EPILOG = "exit codes:\n" + "\n".join(
     f"  {code:>2}  {text}" for code, text in EXIT_CODES.items()
-) + "\n  11  demo: the demo internet could not start\n  12  lab: could not install or start"
+)
 
 
 def _host_port(value: str, default_port: int = 53) -> tuple[str, int]:

@@ -113,6 +113,15 @@ class TargetRefused(JourneyError):
     exit_code = 13
 
 
+# The process exit codes of the commands, in one place (the journey's come from its errors).
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERNAL = 10
+EXIT_DEMO_FAILED = 11   # demo / serve: the demo internet could not start
+EXIT_LAB_FAILED = 12    # lab: could not install, start or do what was asked
+EXIT_REFUSED = 13
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
 EXIT_CODES: dict[int, str] = {
     0: "the journey completed and a response arrived (any HTTP status)",
     2: "command-line usage error",
@@ -124,5 +133,7 @@ EXIT_CODES: dict[int, str] = {
     8: "redirects: too many, a loop, or an unusable Location",
     9: "the whole journey ran out of time (--max-time)",
     10: "internal error in whathappens (a bug: please report it)",
+    11: "demo: the demo internet could not start",
+    12: "lab: could not install or start, or not running",
     13: "refused: the target is a private or reserved address (--only-public)",
 }

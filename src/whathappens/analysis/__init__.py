@@ -1,0 +1,1 @@
+"""Analyses: pure functions over the journey whose verdicts every renderer shows."""
