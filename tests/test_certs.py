@@ -27,6 +27,7 @@ from certgen import (
     write_cafile,
     write_server_files,
 )
+from whathappens.contract.codec import to_json
 from whathappens.net.certs import (
     describe_certificate,
     explain_openssl_verify_error,
@@ -66,28 +67,28 @@ def test_describe_server_certificate(pki: Pki) -> None:
     leaf = make_leaf(pki.intermediate, ["www.example.test", "example.test", "192.0.2.7"], scts=3)
     now = leaf.cert.not_valid_after_utc - 10 * DAY - dt.timedelta(hours=1)
     info = describe_certificate(leaf.der, now)
-    assert json.loads(json.dumps(info)) == info
-    assert info["subject"] == "CN=www.example.test,O=whathappens tests"
-    assert info["subject_cn"] == "www.example.test"
-    assert info["issuer"] == "CN=Test Root CA Intermediate,O=whathappens tests"
-    assert info["issuer_cn"] == "Test Root CA Intermediate"
-    assert info["serial"] == format(leaf.cert.serial_number, "x")
-    assert info["san_dns"] == ["www.example.test", "example.test"]
-    assert info["san_ip"] == ["192.0.2.7"]
-    assert info["not_after"] == leaf.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert str(info["not_before"]).endswith("Z")
-    assert info["days_left"] == 10
-    assert info["key"] == "EC P-256"
-    assert info["signature_algorithm"] == "ecdsa-with-SHA256"
-    assert info["is_ca"] is False
-    assert info["self_signed"] is False
-    assert info["sct_count"] == 3
-    assert info["sha256"] == hashlib.sha256(leaf.der).hexdigest()
+    assert json.loads(json.dumps(to_json(info))) == to_json(info)
+    assert info.subject == "CN=www.example.test,O=whathappens tests"
+    assert info.subject_cn == "www.example.test"
+    assert info.issuer == "CN=Test Root CA Intermediate,O=whathappens tests"
+    assert info.issuer_cn == "Test Root CA Intermediate"
+    assert info.serial == format(leaf.cert.serial_number, "x")
+    assert info.san_dns == ["www.example.test", "example.test"]
+    assert info.san_ip == ["192.0.2.7"]
+    assert info.not_after == leaf.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert str(info.not_before).endswith("Z")
+    assert info.days_left == 10
+    assert info.key == "EC P-256"
+    assert info.signature_algorithm == "ecdsa-with-SHA256"
+    assert info.is_ca is False
+    assert info.self_signed is False
+    assert info.sct_count == 3
+    assert info.sha256 == hashlib.sha256(leaf.der).hexdigest()
 
 
 def test_days_left_is_negative_once_expired(pki: Pki) -> None:
     now = pki.leaf.cert.not_valid_after_utc + dt.timedelta(hours=1)
-    assert describe_certificate(pki.leaf.der, now)["days_left"] == -1
+    assert describe_certificate(pki.leaf.der, now).days_left == -1
 
 
 @pytest.mark.parametrize(
@@ -101,25 +102,25 @@ def test_days_left_is_negative_once_expired(pki: Pki) -> None:
 def test_describe_key_and_signature(kind: str, key: str, signature: str) -> None:
     cert = make_leaf(None, ["example.test"], key_kind=kind)
     info = describe_certificate(cert.der, utcnow())
-    assert (info["key"], info["signature_algorithm"]) == (key, signature)
-    assert info["self_signed"] is True
-    assert info["sct_count"] == 0
+    assert (info.key, info.signature_algorithm) == (key, signature)
+    assert info.self_signed is True
+    assert info.sct_count == 0
 
 
 def test_describe_root_and_a_name_alike_that_is_not_self_signed(pki: Pki) -> None:
     root = describe_certificate(pki.root.der, utcnow())
-    assert (root["is_ca"], root["self_signed"]) == (True, True)
+    assert (root.is_ca, root.self_signed) == (True, True)
     # Same subject and issuer name, but signed by another key: not self-signed.
     ca = make_ca("Look Alike")
     imposter = make_leaf(ca, ["example.test"], cn="Look Alike")
     assert imposter.cert.issuer == imposter.cert.subject
-    assert describe_certificate(imposter.der, utcnow())["self_signed"] is False
+    assert describe_certificate(imposter.der, utcnow()).self_signed is False
 
 
 def test_garbage_is_described_as_unreadable() -> None:
     info = describe_certificate(b"\x30\x03\x02\x01\x01", utcnow())
-    assert info["subject"] == "(unreadable certificate)"
-    assert "does not parse" in str(info["unreadable"])
+    assert info.subject == "(unreadable certificate)"
+    assert "does not parse" in str(info.unreadable)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,10 +394,10 @@ def test_a_certificate_whose_fields_do_not_parse_is_described_not_raised() -> No
         described = describe_certificate(bad, now)  # never raises
         verdict = verify_chain([bad, pki.intermediate.der], "localhost", cafile=None, now=now)
         assert not verdict.ok
-        if "unreadable" in described:
+        if described.unreadable is not None:
             broken += 1
-            assert described["subject"] == "(unreadable certificate)"
-            assert re.search(r"does not parse|cannot be read", str(described["unreadable"]))
+            assert described.subject == "(unreadable certificate)"
+            assert re.search(r"does not parse|cannot be read", str(described.unreadable))
             # The flipped bit also breaks the signature; which is found first depends on
             # the field: either way in words, never the parser's own text.
             assert verdict.code in ("malformed", "bad_signature"), verdict

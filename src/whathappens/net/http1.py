@@ -95,6 +95,103 @@ class _Progress:
         return "the first byte of the response"
 
 
+class _Reading:
+    """The response as it is read: its head, the 1xx before it, the body, the times."""
+
+    def __init__(self, leftover: int) -> None:
+        self.leftover = leftover
+        self.response: h11.Response | None = None
+        self.informational: list[int] = []
+        self.head_start = 0
+        self.header_bytes = 0
+        self.body = bytearray()
+        self.t_first: int | None = None
+        self.t_headers = 0
+        self.t_done = 0
+
+    def take(self, event: object, consumed: int, progress: _Progress, request: Request,
+             limits: Limits, clock: Callable[[], int]) -> None:
+        """One event of h11's (other than NEED_DATA, EndOfMessage and ConnectionClosed)."""
+        if isinstance(event, h11.InformationalResponse):
+            # RFC 9110 §15.2: 1xx responses precede the final one; note and move on, but
+            # not forever: a server can send them without end.
+            self.informational.append(event.status_code)
+            self.head_start = consumed
+            budget.current().count("http.1xx")
+            if len(self.informational) > limits.max_informational:
+                raise HttpError(
+                    "http.too_many_1xx",
+                    f"The server sent more than {limits.max_informational} informational "
+                    f"(1xx) responses without a final one ({_statuses(self.informational)}); "
+                    "reading stopped there.",
+                )
+        elif isinstance(event, h11.Response):
+            self.response = event
+            self.header_bytes = consumed - self.head_start
+            self.t_headers = _read_time(progress, clock)
+            progress.in_body = True
+            progress.content_length = _content_length(request, event)
+            progress.chunked = _is_chunked(request, event)
+            _check_announced_length(progress.content_length, limits)
+        elif isinstance(event, h11.Data):
+            if event.chunk_start:
+                budget.current().count("h1.chunk")
+            self.body += event.data
+            progress.body_bytes = len(self.body)
+            if len(self.body) > limits.max_body_bytes:
+                raise HttpError(
+                    "http.body_too_large",
+                    f"The body passed the limit of {size_words(limits.max_body_bytes)}; "
+                    f"reading stopped there, {progress.point()}.",
+                )
+
+
+def _encode_request(conn: h11.Connection, request: Request,
+                    headers: list[tuple[str, str]]) -> bytes:
+    try:
+        data = conn.send(
+            h11.Request(
+                method=request.method,
+                target=request.target,
+                headers=[(n.encode(), v.encode()) for n, v in headers],
+            )
+        )
+        if request.body:
+            data += conn.send(h11.Data(data=request.body))
+        data += conn.send(h11.EndOfMessage())
+    except h11.LocalProtocolError as e:
+        raise HttpError(
+            "http.invalid_request", f"The request cannot be sent as HTTP/1.1: {e}."
+        ) from None
+    assert data is not None
+    return data
+
+
+def _reuse_verdict(conn: h11.Connection, request: Request,
+                   response: h11.Response) -> tuple[bool, list[str]]:
+    """May the connection carry another request, and what the reader should know if not."""
+    # RFC 9112 §9.3: keep-alive is the default in 1.1; h11 tracks "Connection: close",
+    # HTTP/1.0 and close-delimited bodies, and leaves both sides DONE only if it may go on.
+    reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+    notes: list[str] = []
+    stray = len(conn.trailing_data[0])
+    if stray:
+        # Bytes after the end of the response belong to no request: the server framed its
+        # response wrongly, or is splitting responses. The connection is not reused (RFC 9112
+        # §9.3: a client cannot tell where the next response begins).
+        reusable = False
+        notes.append(_stray_words(stray, request, response.status_code))
+    fields = dict(response.headers)
+    if b"transfer-encoding" in fields and b"content-length" in fields:
+        # RFC 9112 §6.3: Transfer-Encoding wins, but the pair is how responses are split and
+        # smuggled; the connection must not carry another request.
+        reusable = False
+        notes.append("the response carries both Transfer-Encoding and Content-Length; "
+                     "Transfer-Encoding decided the body, and the connection was not "
+                     "reused (RFC 9112 §6.3: a sign of response splitting)")
+    return reusable, notes
+
+
 class H1Connection:
     """One HTTP/1.1 connection: sequential exchanges while the server keeps it alive."""
 
@@ -161,22 +258,7 @@ class H1Connection:
     ) -> Exchange:
         stream = self.stream
         headers = request_headers_h1(request)
-        try:
-            data = conn.send(
-                h11.Request(
-                    method=request.method,
-                    target=request.target,
-                    headers=[(n.encode(), v.encode()) for n, v in headers],
-                )
-            )
-            if request.body:
-                data += conn.send(h11.Data(data=request.body))
-            data += conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as e:
-            raise HttpError(
-                "http.invalid_request", f"The request cannot be sent as HTTP/1.1: {e}."
-            ) from None
-
+        data = _encode_request(conn, request, headers)
         sent0, received0 = stream.wire_sent, stream.wire_received
         t_start = clock()
         try:
@@ -187,102 +269,18 @@ class H1Connection:
                 f"The connection broke while the request was being sent: {os_error_words(e)}.",
             ) from None
         t_sent = clock()
-
-        progress = _Progress()
-        leftover = len(conn.trailing_data[0])  # bytes of this response already buffered
-        head_start = 0
-        t_first: int | None = None
-        t_headers = 0
-        response: h11.Response | None = None
-        informational: list[int] = []
-        header_bytes = 0
-        body = bytearray()
-        pace = budget.current()
-
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as e:
-                raise self._protocol_error(e, progress, limits) from None
-            if event is h11.NEED_DATA:
-                chunk = await self._recv(progress, limits, clock)
-                if t_first is None and chunk:
-                    t_first = progress.t_last_read
-                conn.receive_data(chunk)
-                if chunk and len(progress.first) < _SHOWN_BYTES:
-                    progress.first += chunk[: _SHOWN_BYTES - len(progress.first)]
-                    _check_looks_like_http(progress.first)
-                continue
-            consumed = leftover + progress.received - len(conn.trailing_data[0])
-            if isinstance(event, h11.InformationalResponse):
-                # RFC 9110 §15.2: 1xx responses precede the final one; note and move on,
-                # but not forever: a server can send them without end.
-                informational.append(event.status_code)
-                head_start = consumed
-                pace.count("http.1xx")
-                if len(informational) > limits.max_informational:
-                    raise HttpError(
-                        "http.too_many_1xx",
-                        f"The server sent more than {limits.max_informational} informational "
-                        f"(1xx) responses without a final one ({_statuses(informational)}); "
-                        "reading stopped there.",
-                    )
-            elif isinstance(event, h11.Response):
-                response = event
-                header_bytes = consumed - head_start
-                t_headers = _read_time(progress, clock)
-                progress.in_body = True
-                progress.content_length = _content_length(request, event)
-                progress.chunked = _is_chunked(request, event)
-                _check_announced_length(progress.content_length, limits)
-            elif isinstance(event, h11.Data):
-                if event.chunk_start:
-                    pace.count("h1.chunk")
-                body += event.data
-                progress.body_bytes = len(body)
-                if len(body) > limits.max_body_bytes:
-                    raise HttpError(
-                        "http.body_too_large",
-                        f"The body passed the limit of {size_words(limits.max_body_bytes)}; "
-                        f"reading stopped there, {progress.point()}.",
-                    )
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise _closed_error(progress, self.exchanges, stream)
+        got = await self._read_response(conn, request, clock, limits)
+        response = got.response
         assert response is not None  # h11 sends EndOfMessage only after a Response
-        t_done = _read_time(progress, clock)
-        if t_first is None:  # the whole response was already buffered
-            t_first = t_headers
-
-        # RFC 9112 §9.3: keep-alive is the default in 1.1; h11 tracks "Connection: close",
-        # HTTP/1.0 and close-delimited bodies, and leaves both sides DONE only if it may go on.
-        reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
-        notes: list[str] = []
-        stray = len(conn.trailing_data[0])
-        if stray:
-            # Bytes after the end of the response belong to no request: the server framed
-            # its response wrongly, or is splitting responses. The connection is not reused
-            # (RFC 9112 §9.3: a client cannot tell where the next response begins).
-            reusable = False
-            notes.append(_stray_words(stray, request, response.status_code))
-        fields = dict(response.headers)
-        if b"transfer-encoding" in fields and b"content-length" in fields:
-            # RFC 9112 §6.3: Transfer-Encoding wins, but the pair is how responses are split
-            # and smuggled; the connection must not carry another request.
-            reusable = False
-            notes.append("the response carries both Transfer-Encoding and Content-Length; "
-                         "Transfer-Encoding decided the body, and the connection was not "
-                         "reused (RFC 9112 §6.3: a sign of response splitting)")
+        reusable, notes = _reuse_verdict(conn, request, response)
         if reusable:
             conn.start_next_cycle()
-
         response_headers = [
             (decode_field(n), decode_field(v)) for n, v in response.headers.raw_items()
         ]
         codings = content_codings(response_headers)
         decoded = decode_content(
-            bytes(body),
+            bytes(got.body),
             codings,
             max_decoded=limits.max_decoded_bytes,
             keep=limits.keep_body_bytes,
@@ -295,22 +293,51 @@ class H1Connection:
             response_headers=response_headers,
             t_request_start_ns=t_start,
             t_request_sent_ns=t_sent,
-            t_first_byte_ns=t_first,
-            t_headers_ns=t_headers,
-            t_body_done_ns=t_done,
+            t_first_byte_ns=got.t_first if got.t_first is not None else got.t_headers,
+            t_headers_ns=got.t_headers,
+            t_body_done_ns=got.t_done,
             body=decoded.kept,
             body_truncated=decoded.truncated,
             wire_bytes_sent=stream.wire_sent - sent0,
             wire_bytes_received=stream.wire_received - received0,
-            body_bytes_encoded=len(body),
+            body_bytes_encoded=len(got.body),
             body_bytes_decoded=decoded.size,
             content_encoding=codings,
-            header_bytes=header_bytes,
+            header_bytes=got.header_bytes,
             reusable=reusable and not stream.closed,
             alt_svc=joined_field(response_headers, "alt-svc"),
-            informational=informational,
+            informational=got.informational,
             notes=notes,
         )
+
+    async def _read_response(
+        self, conn: h11.Connection, request: Request, clock: Callable[[], int], limits: Limits
+    ) -> _Reading:
+        """Feed h11 until the response ends; every read bounded, every event counted."""
+        progress = _Progress()
+        got = _Reading(leftover=len(conn.trailing_data[0]))  # already buffered, this response's
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                raise self._protocol_error(e, progress, limits) from None
+            if event is h11.NEED_DATA:
+                chunk = await self._recv(progress, limits, clock)
+                if got.t_first is None and chunk:
+                    got.t_first = progress.t_last_read
+                conn.receive_data(chunk)
+                if chunk and len(progress.first) < _SHOWN_BYTES:
+                    progress.first += chunk[: _SHOWN_BYTES - len(progress.first)]
+                    _check_looks_like_http(progress.first)
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                break
+            if isinstance(event, h11.ConnectionClosed):
+                raise _closed_error(progress, self.exchanges, self.stream)
+            consumed = got.leftover + progress.received - len(conn.trailing_data[0])
+            got.take(event, consumed, progress, request, limits, clock)
+        got.t_done = _read_time(progress, clock)
+        return got
 
     async def _recv(self, progress: _Progress, limits: Limits, clock: Callable[[], int]) -> bytes:
         budget.current().waiting_for = progress.waiting_for

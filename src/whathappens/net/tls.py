@@ -268,8 +268,6 @@ async def handshake(journey: Journey, span: Span[TlsFacts], plain: PlainStream, 
                                f"OpenSSL in the handshake, against {trust}")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    deadline = started + opts.timeout
-    first_flight_ns: int | None = None
     heard = _Heard(started)
     pace = budget.current()
     pace.waiting_for = heard.waiting_for
@@ -278,66 +276,30 @@ async def handshake(journey: Journey, span: Span[TlsFacts], plain: PlainStream, 
     # it in curl_global_init); how long that took is kept apart too.
     span.facts.context_setup_ms = round((journey.clock.now() - span.start_ns) / 1e6, 3)
     try:
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                out = outgoing.read()
-                if out:
-                    await plain.send(out)
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise TimeoutError from None
-                chunk = await plain.recv(READ_CHUNK, left)
-                if not chunk:
-                    raise TlsError("tls.eof", _eof_words(server_name, heard)) from None
-                if first_flight_ns is None:
-                    first_flight_ns = journey.clock.now()
-                heard.add(chunk, loop.time())
-                incoming.write(chunk)
-        out = outgoing.read()
-        if out:
-            await plain.send(out)  # our Finished (and, in TLS 1.2, ChangeCipherSpec)
+        await _drive(journey, obj, plain, incoming, outgoing, heard, started + opts.timeout,
+                     server_name)
         pace.waiting_for = None
         journey.end(span)  # describing the chain afterwards is analysis, not handshake
     except ssl.SSLCertVerificationError as exc:
-        _record(span, obj, recorder, first_flight_ns)
+        _record(span, obj, recorder, heard.first_ns)
         journey.end(span)  # re-checking the chain below is our analysis, not the handshake
-        from whathappens.net.certs import explain_openssl_verify_error
-
-        chain = _chain(span, recorder)
-        code, reason = explain_openssl_verify_error(exc.verify_code, exc.verify_message,
-                                                    server_name, chain=chain)
-        # OpenSSL's code is coarse (20 covers both an unknown CA and a missing intermediate);
-        # the chain the server sent, checked again, tells which. When that check only
-        # passes on its library's words ("other"), OpenSSL's code, in words, says more.
-        verdict = describe_chain(journey, span, chain, server_name, opts, verify=True)
-        if verdict is not None and not verdict.ok and (
-                verdict.code != "other" or code == "other"):
-            code, reason = verdict.code, verdict.reason
-        span.facts.chain_verification = ChainVerification(
-            ok=False, code=code, reason=reason, by="OpenSSL in the handshake",
-            openssl=f"{exc.verify_message} ({exc.verify_code})")
-        raise TlsError(f"tls.cert_{code}", f"the certificate of {server_name} was rejected: "
-                       f"{reason}", detail=f"OpenSSL: {exc.verify_message} "
-                       f"({exc.verify_code})") from None
+        raise _rejected(journey, span, recorder, exc, server_name, opts) from None
     except ssl.SSLError as exc:
-        _record(span, obj, recorder, first_flight_ns)
+        _record(span, obj, recorder, heard.first_ns)
         raise _handshake_error(server_name, exc, recorder, heard, opts) from None
     except TlsError:
-        _record(span, obj, recorder, first_flight_ns)
+        _record(span, obj, recorder, heard.first_ns)
         raise
     except TimeoutError:
-        _record(span, obj, recorder, first_flight_ns)
+        _record(span, obj, recorder, heard.first_ns)
         raise TlsError("tls.timeout", f"the TLS handshake with {server_name} did not finish "
                        f"within {opts.timeout:g} s: "
                        f"{heard.stalled_words(loop.time())}") from None
     except OSError as exc:
-        _record(span, obj, recorder, first_flight_ns)
+        _record(span, obj, recorder, heard.first_ns)
         raise TlsError("tls.connection_lost", _broken_words(server_name, exc, heard),
                        detail=str(exc)) from None
-    _record(span, obj, recorder, first_flight_ns)
+    _record(span, obj, recorder, heard.first_ns)
     if not opts.insecure:
         span.facts.chain_verification = ChainVerification(
             ok=True, code="ok", reason="trusted: chain and name verified",
@@ -345,6 +307,56 @@ async def handshake(journey: Journey, span: Span[TlsFacts], plain: PlainStream, 
     stream = TlsStream(plain, obj, incoming, outgoing)
     stream.chain = _chain(span, recorder)
     return stream
+
+
+async def _drive(journey: Journey, obj: ssl.SSLObject, plain: PlainStream,
+                 incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, heard: _Heard,
+                 deadline: float, server_name: str) -> None:
+    """Move the handshake's bytes between OpenSSL and the socket until it completes."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            out = outgoing.read()
+            if out:
+                await plain.send(out)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError from None
+            chunk = await plain.recv(READ_CHUNK, left)
+            if not chunk:
+                raise TlsError("tls.eof", _eof_words(server_name, heard)) from None
+            if heard.first_ns is None:
+                heard.first_ns = journey.clock.now()
+            heard.add(chunk, loop.time())
+            incoming.write(chunk)
+    out = outgoing.read()
+    if out:
+        await plain.send(out)  # our Finished (and, in TLS 1.2, ChangeCipherSpec)
+
+
+def _rejected(journey: Journey, span: Span[TlsFacts], recorder: tlsmsg.HandshakeRecorder,
+              exc: ssl.SSLCertVerificationError, server_name: str,
+              opts: TlsOptions) -> TlsError:
+    """OpenSSL rejected the certificate: say why, in words, from the chain itself."""
+    from whathappens.net.certs import explain_openssl_verify_error
+
+    chain = _chain(span, recorder)
+    code, reason = explain_openssl_verify_error(exc.verify_code, exc.verify_message,
+                                                server_name, chain=chain)
+    # OpenSSL's code is coarse (20 covers both an unknown CA and a missing intermediate);
+    # the chain the server sent, checked again, tells which. When that check only passes on
+    # its library's words ("other"), OpenSSL's code, in words, says more.
+    verdict = describe_chain(journey, span, chain, server_name, opts, verify=True)
+    if verdict is not None and not verdict.ok and (verdict.code != "other" or code == "other"):
+        code, reason = verdict.code, verdict.reason
+    span.facts.chain_verification = ChainVerification(
+        ok=False, code=code, reason=reason, by="OpenSSL in the handshake",
+        openssl=f"{exc.verify_message} ({exc.verify_code})")
+    return TlsError(f"tls.cert_{code}", f"the certificate of {server_name} was rejected: "
+                    f"{reason}", detail=f"OpenSSL: {exc.verify_message} ({exc.verify_code})")
 
 
 class _Heard:
@@ -358,6 +370,7 @@ class _Heard:
         self.count = 0
         self.first = b""
         self.last: float | None = None
+        self.first_ns: int | None = None  # when the server's first bytes arrived (journey clock)
 
     def add(self, chunk: bytes, now: float) -> None:
         self.count += len(chunk)

@@ -466,34 +466,8 @@ class Walk:
         rcode = dns.rcode.to_text(msg.rcode())
         aa = bool(msg.flags & dns.flags.AA)
         hop = Hop(action, HopKind.LAME, rcode=rcode, authoritative=aa)
-
-        if msg.flags & dns.flags.TC:
-            if not action.tcp:
-                hop.kind = HopKind.TRUNCATED
-                hop.note = "the answer did not fit in UDP (TC bit); asking again over TCP"
-                self._want_tcp = True
-                return hop
-            # Over TCP a message has room for 65,535 bytes: a server that still truncates
-            # leaves us nothing whole to use (RFC 7766 §8).
-            hop.kind = HopKind.ERROR
-            hop.note = ("marked its answer truncated (TC bit) even over TCP, where nothing "
-                        "needs cutting: the answer cannot be used")
-            self._problem("dns.truncated", f"{_who(action)} {hop.note}")
-            return hop
-        if msg.rcode() == dns.rcode.NXDOMAIN:
-            hop.kind = HopKind.NXDOMAIN
-            hop.answers = _texts(msg.authority)
-            if self._follow_cnames(msg, hop) is None:
-                return hop
-            self._finish("nxdomain", f"{self._name} does not exist (NXDOMAIN from "
-                         f"{action.server})", ttl=_soa_min(msg))
-            return hop
-        if msg.rcode() != dns.rcode.NOERROR:
-            hop.kind = HopKind.REFUSED if msg.rcode() == dns.rcode.REFUSED else HopKind.SERVFAIL
-            code, words = rcode_words(rcode)
-            hop.note = f"{words}; trying another server"
-            self._problem(code, f"{_who(action)} {words}")
-            return hop
+        if msg.flags & dns.flags.TC or msg.rcode() != dns.rcode.NOERROR:
+            return self._not_an_answer(action, msg, hop)
 
         qtype = dns.rdatatype.from_text(self.qtype)
         final = self._follow_cnames(msg, hop)
@@ -516,30 +490,9 @@ class Walk:
             self._name = final
             self._set_zone(".", self._roots)
             return hop
-
         ns = [r for r in msg.authority if r.rdtype == dns.rdatatype.NS]
         if ns and not aa:
-            zone = ns[0].name.to_text().lower()
-            if _is_subdomain(zone, self._zone) and zone != self._zone and \
-                    _is_subdomain(self._name, zone):
-                names = list(dict.fromkeys(r.target.to_text().lower() for r in ns[0]))
-                glue = _glue(msg, set(names))
-                hop.kind = HopKind.REFERRAL
-                hop.referral_zone = zone
-                hop.referral_ns = names
-                hop.glue = glue
-                hop.glueless = [n for n in names if n not in glue]
-                self._set_zone(zone, [NameServer(n, glue.get(n, [])) for n in names])
-                return hop
-            if zone == self._zone:
-                return self._lame(hop, "dns.lame", f"referred us back to {zone}, the zone we "
-                                  "asked it about, instead of answering (a delegation loop)")
-            if _is_subdomain(self._zone, zone):
-                return self._lame(hop, "dns.lame", f"sent a referral upward, to {zone}, "
-                                  f"instead of answering for {self._zone} (a lame delegation: "
-                                  "it does not serve the zone it was named for)")
-            return self._lame(hop, "dns.lame", f"sent a referral to {zone}, which is not on "
-                              f"the way to {self._name}")
+            return self._referral(msg, hop, ns[0])
         if not aa:
             # No answer, no referral, no authority: it does not serve the zone it was named
             # for (a lame delegation, RFC 4697 §2.8), so this is not a NODATA.
@@ -547,12 +500,67 @@ class Walk:
                               f"and without a referral: it is not authoritative for "
                               f"{self._zone}, though named as one of its servers (a lame "
                               "delegation)")
-
         hop.kind = HopKind.NODATA
         hop.answers = _texts(msg.authority)
         self._finish("nodata", f"{self._name} exists but has no {self.qtype} record",
                      ttl=_soa_min(msg))
         return hop
+
+    def _not_an_answer(self, action: QueryAction, msg: dns.message.Message, hop: Hop) -> Hop:
+        """A reply truncated (TC), NXDOMAIN, or an error code."""
+        import dns.flags
+        import dns.rcode
+
+        if msg.flags & dns.flags.TC:
+            if not action.tcp:
+                hop.kind = HopKind.TRUNCATED
+                hop.note = "the answer did not fit in UDP (TC bit); asking again over TCP"
+                self._want_tcp = True
+                return hop
+            # Over TCP a message has room for 65,535 bytes: a server that still truncates
+            # leaves us nothing whole to use (RFC 7766 §8).
+            hop.kind = HopKind.ERROR
+            hop.note = ("marked its answer truncated (TC bit) even over TCP, where nothing "
+                        "needs cutting: the answer cannot be used")
+            self._problem("dns.truncated", f"{_who(action)} {hop.note}")
+            return hop
+        if msg.rcode() == dns.rcode.NXDOMAIN:
+            hop.kind = HopKind.NXDOMAIN
+            hop.answers = _texts(msg.authority)
+            if self._follow_cnames(msg, hop) is None:
+                return hop
+            self._finish("nxdomain", f"{self._name} does not exist (NXDOMAIN from "
+                         f"{action.server})", ttl=_soa_min(msg))
+            return hop
+        hop.kind = HopKind.REFUSED if msg.rcode() == dns.rcode.REFUSED else HopKind.SERVFAIL
+        code, words = rcode_words(dns.rcode.to_text(msg.rcode()))
+        hop.note = f"{words}; trying another server"
+        self._problem(code, f"{_who(action)} {words}")
+        return hop
+
+    def _referral(self, msg: dns.message.Message, hop: Hop, ns: dns.rrset.RRset) -> Hop:
+        """A referral: follow it when it leads down towards the name, else it is lame."""
+        zone = ns.name.to_text().lower()
+        if _is_subdomain(zone, self._zone) and zone != self._zone and \
+                _is_subdomain(self._name, zone):
+            names = list(dict.fromkeys(r.target.to_text().lower() for r in ns))
+            glue = _glue(msg, set(names))
+            hop.kind = HopKind.REFERRAL
+            hop.referral_zone = zone
+            hop.referral_ns = names
+            hop.glue = glue
+            hop.glueless = [n for n in names if n not in glue]
+            self._set_zone(zone, [NameServer(n, glue.get(n, [])) for n in names])
+            return hop
+        if zone == self._zone:
+            return self._lame(hop, "dns.lame", f"referred us back to {zone}, the zone we "
+                              "asked it about, instead of answering (a delegation loop)")
+        if _is_subdomain(self._zone, zone):
+            return self._lame(hop, "dns.lame", f"sent a referral upward, to {zone}, "
+                              f"instead of answering for {self._zone} (a lame delegation: "
+                              "it does not serve the zone it was named for)")
+        return self._lame(hop, "dns.lame", f"sent a referral to {zone}, which is not on "
+                          f"the way to {self._name}")
 
     def _follow_cnames(self, msg: dns.message.Message, hop: Hop) -> str | None:
         """Follow the CNAME chain inside an answer section; returns the last target, or
