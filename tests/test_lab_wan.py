@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab_helpers import bring_up, needs_lab
-from whathappens.lab import lab
+from whathappens.lab import lab, manifest
 from whathappens.lab.tier import LabContext
 from whathappens.lab.topology import topology
 from whathappens.lab.wan import (
@@ -211,8 +211,9 @@ def test_outside_the_namespace_the_journey_says_how_to_go_through(
         wan_lab: LabContext) -> None:
     from whathappens.lab.wan import outside_note
 
-    manifest = lab.read_manifest(wan_lab)
-    note = outside_note(manifest, wan_lab.state)
+    recorded = manifest.read(wan_lab.state)
+    assert recorded is not None
+    note = outside_note(recorded, wan_lab.state)
     assert note is not None
     assert f"ip netns exec {WanNames(wan_lab.subnet).namespace}" in note
 

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from whathappens.errors import EXIT_LAB_FAILED
 from whathappens.lab.topology import PROFILES
 
 if TYPE_CHECKING:
     from whathappens.lab.tier import LabContext
-
-EXIT_LAB_FAILED = 12
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -19,6 +19,10 @@ import os
 from dataclasses import dataclass, field, replace
 
 PROFILES = ("production", "single")
+# The site's name: what the lab's DNS answers for, the edge's certificate names (the demo
+# PKI's first name, ``demo.ca.SERVER_NAMES[0]``) and every client of the lab asks for.
+SITE = "www.example.com"
+FRONT_KIND = "nginx-edge"       # the front door: the CDN edge, or the single server's nginx
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,13 @@ class Topology:
 
     def of_kind(self, kind: str) -> list[TierSpec]:
         return [s for s in self.tiers if s.kind == kind]
+
+    def front(self) -> TierSpec:
+        """The tier a client reaches first (KeyError when the topology has none)."""
+        fronts = self.of_kind(FRONT_KIND)
+        if not fronts:
+            raise KeyError(FRONT_KIND)
+        return fronts[0]
 
 
 def privileged(port: int) -> int:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from whathappens.lab.manifest import Manifest
     from whathappens.lab.topology import Topology
 
 TO_LAB = 0        # client namespace → lab
@@ -177,12 +178,12 @@ def in_namespace(name: str) -> bool:
         return False
 
 
-def outside_note(manifest: dict[str, object], state: Path) -> str | None:
+def outside_note(manifest: Manifest, state: Path) -> str | None:
     """What to say when a journey to a WAN lab ran outside its client namespace."""
-    wan = manifest.get("wan")
-    if not isinstance(wan, dict):
+    wan = manifest.wan
+    if not wan:
         return None
-    ns = WanNames(int(str(manifest.get("subnet", 0)))).namespace
+    ns = WanNames(manifest.subnet).namespace
     if in_namespace(ns):
         return None
     return (f"this lab has a WAN link (rtt {wan.get('rtt')}), but this journey went over "

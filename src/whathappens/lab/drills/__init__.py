@@ -40,13 +40,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from whathappens.errors import EXIT_LAB_FAILED, EXIT_USAGE
 from whathappens.lab.drills.app import break_app, heal_app
 from whathappens.lab.drills.cache import break_redis, heal_redis
 from whathappens.lab.drills.common import (
-    EXIT_FAILED,
-    EXIT_USAGE,
     DrillError,
-    Lab,
     Say,
     answered_by,
     in_force,
@@ -68,6 +66,7 @@ from whathappens.lab.drills.worker import (
     heal_worker_all,
 )
 from whathappens.lab.process import LabError
+from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
 
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
@@ -127,7 +126,7 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (DrillError, LabError, OSError) as err:
         print(f"whathappens lab {action} {target}: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_LAB_FAILED
     return 0
 
 

@@ -13,9 +13,7 @@ from typing import Any
 
 from whathappens.lab import load
 from whathappens.lab.drills.common import (
-    SITE,
     DrillError,
-    Lab,
     Say,
     _record,
     counts,
@@ -26,6 +24,8 @@ from whathappens.lab.drills.common import (
     start_tiers,
     wait_for,
 )
+from whathappens.lab.running import Lab
+from whathappens.lab.topology import SITE
 
 # The load run of the app-node drills: long enough to see the node fall (HAProxy checks
 # every 500 ms, down after 2 failures), slow enough that the one node left stays under
@@ -80,7 +80,7 @@ class Watch:
 
 
 def _lb_lines(lab: Lab, needle: str) -> list[dict[str, Any]]:
-    from whathappens.lab.timeline import tail_lines
+    from whathappens.lab.logs import tail_lines
 
     out = []
     for line in tail_lines(lab.ctx.log("lb")):

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from whathappens.lab import process
 from whathappens.lab.drills.common import (
-    SITE,
     Browser,
     DrillError,
-    Lab,
     Reply,
     Say,
     _nonce,
@@ -33,7 +31,9 @@ from whathappens.lab.drills.common import (
     start_tiers,
     wait_for,
 )
+from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext, Tier
+from whathappens.lab.topology import SITE
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey, Span
@@ -280,7 +280,7 @@ def _span_status(span: Span) -> int | None:
 
 
 def _last_error_line(path: Path, needle: str) -> str | None:
-    from whathappens.lab.timeline import tail_lines
+    from whathappens.lab.logs import tail_lines
 
     found = None
     for line in tail_lines(path, 256 * 1024):
@@ -425,13 +425,13 @@ def heal_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
 
 
 def _django_span(lab: Lab, trace_id: str, timeout: float) -> dict[str, Any] | None:
-    from whathappens.lab.timeline import _json_lines
+    from whathappens.lab.logs import json_lines
 
     deadline = time.monotonic() + timeout
     while True:
         for node in lab.app_nodes():
             gunicorn = next(t for t in lab.node_tiers(node) if t.endswith("-gunicorn"))
-            for item in _json_lines(lab.ctx.log(gunicorn).with_name(
+            for item in json_lines(lab.ctx.log(gunicorn).with_name(
                     f"{gunicorn}.spans.jsonl"), trace_id):
                 if item.get("trace_id") == trace_id and item.get("kind") == "django":
                     return item
