@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from lab_helpers import bring_up, needs_lab
-from whathappens.lab import experiments, load, manifest, process
+from whathappens.lab import manifest, process
+from whathappens.lab.exercises import experiments, load
 from whathappens.lab.tier import LabContext
 from whathappens.lab.tiers.haproxy import HAProxy
 from whathappens.lab.topology import topology

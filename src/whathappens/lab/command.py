@@ -72,11 +72,11 @@ def lab_main(argv: list[str]) -> int:
     if args.action == "status":
         return _status(ctx)
     if args.action in ("break", "heal"):
-        from whathappens.lab.drills import main as drill
+        from whathappens.lab.exercises.drills import main as drill
 
         return drill(ctx, args)
     if args.action == "experiment":
-        from whathappens.lab.experiments import main as experiment
+        from whathappens.lab.exercises.experiments import main as experiment
 
         return experiment(ctx, args)
     from whathappens.lab.lab import down
@@ -146,7 +146,7 @@ def _status(ctx: LabContext) -> int:
         state = "healthy" if r.healthy else ("unhealthy" if r.running else "down")
         since = f"{now - r.since:.0f} s ago" if r.since and r.running else "-"
         print(f"{r.name:<16} {r.host:<8} {where:<18} {r.pid or '-':>7}  {state:<9} {since}")
-    from whathappens.lab.drills import status_lines
+    from whathappens.lab.exercises.drills import status_lines
 
     for line in status_lines(ctx):     # a tier down on purpose says so
         print(line)

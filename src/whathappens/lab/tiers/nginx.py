@@ -313,15 +313,8 @@ class NginxApp(NginxTier):
 
     def config(self, ctx: LabContext) -> str:
         home = ctx.dir(self.name)
-        static = ctx.state / "static"
-        static.mkdir(parents=True, exist_ok=True)
         up_addr, up_port = self.topo.endpoint(self.upstream)
         fields = self.log_fields(self.node, "$lab_request_id")
-        realip = "".join(f"        set_real_ip_from {a};\n" for a in self.trusted_proxies())
-        if realip:
-            # The rate limit and the log should see the client, not the LB (realip module).
-            realip += ("        real_ip_header X-Forwarded-For;\n"
-                       "        real_ip_recursive on;\n")
         return self.main_context(ctx) + f"""
 http {{
 {self.http_common(ctx, fields)}
@@ -354,6 +347,18 @@ http {{
         server {up_addr}:{up_port};
     }}
 
+""" + self.server(ctx) + "}\n"
+
+    def server(self, ctx: LabContext) -> str:
+        """The server block: the node's address, realip, headers, the micro-cache."""
+        static = ctx.state / "static"
+        static.mkdir(parents=True, exist_ok=True)
+        realip = "".join(f"        set_real_ip_from {a};\n" for a in self.trusted_proxies())
+        if realip:
+            # The rate limit and the log should see the client, not the LB (realip module).
+            realip += ("        real_ip_header X-Forwarded-For;\n"
+                       "        real_ip_recursive on;\n")
+        return f"""\
     server {{
         listen {self.address}:{self.port} default_server;
         server_name _;              # the edge and the LB pass the site's Host through
@@ -414,7 +419,6 @@ http {{
             proxy_no_cache $cookie_sessionid $http_authorization $lab_uncacheable;
         }}
     }}
-}}
 """
 
 

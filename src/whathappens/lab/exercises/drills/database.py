@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whathappens.lab import process
-from whathappens.lab.drills.common import (
+from whathappens.lab.exercises.drills.common import (
     Browser,
     DrillError,
     Reply,
@@ -171,7 +171,7 @@ class LockHolder(Tier):
         pass
 
     def command(self, ctx: LabContext) -> list[str]:
-        return [sys.executable, "-m", "whathappens.lab.drills", "hold-lock", self.address,
+        return [sys.executable, "-m", "whathappens.lab.exercises.drills", "hold-lock", self.address,
                 str(self.pg_port), str(HOLD_MAX)]
 
     def ready(self, ctx: LabContext) -> bool:
@@ -188,7 +188,8 @@ def _locked(lab: Lab, tier: str) -> bool:
 
 
 def hold_lock(address: str, port: int, seconds: float) -> int:
-    """The holder's body (``python -m whathappens.lab.drills hold-lock ADDR PORT SECONDS``)."""
+    """The holder's body (``python -m whathappens.lab.exercises.drills hold-lock ADDR PORT
+    SECONDS``)."""
     from whathappens.lab.tiers.postgres import SITE_DB, SUPERUSER, connect
 
     # SIGTERM (lab heal, lab down) ends the process; closing the connection rolls the

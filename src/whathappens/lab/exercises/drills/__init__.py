@@ -41,9 +41,9 @@ from collections.abc import Callable
 from typing import Any
 
 from whathappens.errors import EXIT_LAB_FAILED, EXIT_USAGE
-from whathappens.lab.drills.app import break_app, heal_app
-from whathappens.lab.drills.cache import break_redis, heal_redis
-from whathappens.lab.drills.common import (
+from whathappens.lab.exercises.drills.app import break_app, heal_app
+from whathappens.lab.exercises.drills.cache import break_redis, heal_redis
+from whathappens.lab.exercises.drills.common import (
     DrillError,
     Say,
     answered_by,
@@ -51,7 +51,7 @@ from whathappens.lab.drills.common import (
     open_lab,
     status_lines,
 )
-from whathappens.lab.drills.database import (
+from whathappens.lab.exercises.drills.database import (
     HOLDER,
     break_primary,
     break_slow_db,
@@ -59,7 +59,7 @@ from whathappens.lab.drills.database import (
     heal_slow_db,
     hold_lock,
 )
-from whathappens.lab.drills.worker import (
+from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
     heal_worker,
@@ -133,7 +133,7 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
 def _cli(argv: list[str]) -> int:
     if len(argv) == 4 and argv[0] == "hold-lock":
         return hold_lock(argv[1], int(argv[2]), float(argv[3]))
-    print("usage: python -m whathappens.lab.drills hold-lock ADDRESS PORT SECONDS",
+    print("usage: python -m whathappens.lab.exercises.drills hold-lock ADDRESS PORT SECONDS",
           file=sys.stderr)
     return EXIT_USAGE
 

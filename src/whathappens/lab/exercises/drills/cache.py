@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from whathappens.lab import process
-from whathappens.lab.drills.common import (
+from whathappens.lab.exercises.drills.common import (
     Browser,
     DrillError,
     Reply,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from whathappens.lab import process
-from whathappens.lab.drills.common import (
+from whathappens.lab.exercises.drills.common import (
     Browser,
     DrillError,
     Say,

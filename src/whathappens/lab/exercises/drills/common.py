@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from whathappens.lab import process
-from whathappens.lab.https import HTTPSTo, server_timing
+from whathappens.lab.exercises.https import HTTPSTo, server_timing
 from whathappens.lab.running import Lab, LabNotRunning
 from whathappens.lab.running import open_lab as open_running_lab
 from whathappens.lab.tier import LabContext

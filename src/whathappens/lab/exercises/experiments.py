@@ -51,8 +51,9 @@ from pathlib import Path
 from typing import Any
 
 from whathappens.errors import EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_USAGE
-from whathappens.lab import load, plot, process
-from whathappens.lab.https import server_timing
+from whathappens.lab import process
+from whathappens.lab.exercises import load, plot
+from whathappens.lab.exercises.https import server_timing
 from whathappens.lab.lab import status
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
