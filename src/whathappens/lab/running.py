@@ -104,12 +104,15 @@ def recorded_topology(manifest: Manifest) -> Topology:
     return topo
 
 
-def open_lab(ctx: LabContext) -> Lab:
+def open_lab(ctx: LabContext, *, profile: str | None = None, why: str = "") -> Lab:
     """The lab in ``ctx.state``; ``ctx`` takes the profile, algorithm, subnet and WAN link
-    it was started with. LabNotRunning when there is none."""
+    it was started with. LabNotRunning when there is none, or when it is not of
+    ``profile`` (``why`` says who needs that profile, and what for)."""
     manifest = lab_json.read(ctx.state)
     if manifest is None:
         raise LabNotRunning(f"no lab in {ctx.state} (start one: whathappens lab up)")
+    if profile is not None and manifest.profile != profile:
+        raise LabNotRunning(why or f"this needs a lab of the {profile} profile")
     try:
         topo = recorded_topology(manifest)
     except ValueError as err:          # a profile this version does not know

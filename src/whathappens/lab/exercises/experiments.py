@@ -270,6 +270,13 @@ def table(columns: list[tuple[str, int]], rows: list[list[str]]) -> list[str]:
     return [head, "-" * len(head), *(line(r) for r in rows)]
 
 
+def speed_cells(setting: Setting, width: int = 8) -> list[str]:
+    """A table row's first cells: the setting, req/s, p50 and p95 latency."""
+    summ = setting.summary()
+    return [setting.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"], width),
+            ms(summ["p95_ms"], width)]
+
+
 def failure_notes(settings: list[Setting]) -> list[str]:
     """A line under the table when requests failed, saying how (429 has its own cause)."""
     notes = []
@@ -320,8 +327,8 @@ def lb_algorithms(bench: Bench) -> Outcome:
     rows = []
     for s in settings:
         summ = s.summary()
-        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"]), ms(summ["p95_ms"]),
-                     ms(summ["max_ms"]), ms(summ["mean_ms"]), str(summ["failed"]),
+        rows.append([*speed_cells(s), ms(summ["max_ms"]), ms(summ["mean_ms"]),
+                     str(summ["failed"]),
                      f"{summ['share_pct']['app-1']:.0f} %", f"{summ['share_pct']['app-2']:.0f} %"])
     method = (f"{bench.requests} GETs per algorithm, {bench.concurrency} at a time, through the "
               f"edge (HTTPS) → HAProxy → app nodes, each to a URL of its own (no cache "
@@ -443,8 +450,7 @@ def pooling(bench: Bench) -> Outcome:
     rows = []
     for s in settings:
         summ = s.summary()
-        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"]), ms(summ["p95_ms"]),
-                     f"{summ['opened_connection']}/{len(s.result.ok)}",
+        rows.append([*speed_cells(s), f"{summ['opened_connection']}/{len(s.result.ok)}",
                      ms(summ["connect_ms_when_opened"], 10),
                      f"{summ['connect_share_pct'] or 0:.1f} %", str(summ["failed"])])
     method = (f"{bench.requests} GETs of the home page (2 SQL queries on the replica) per "
@@ -499,8 +505,7 @@ def microcache(bench: Bench) -> Outcome:
     for s in settings:
         summ = s.summary()
         shown = " ".join(f"{k} {v}" for k, v in sorted(summ["cache_status"].items()))
-        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"], 7),
-                     ms(summ["p95_ms"], 7), ms(summ["max_ms"], 7),
+        rows.append([*speed_cells(s, 7), ms(summ["max_ms"], 7),
                      f"{summ['reached_django']}/{summ['requests']}", str(summ["failed"]),
                      shown])
     method = (f"{bench.requests} GETs of the home page per setting, {bench.concurrency} at a time "
@@ -544,12 +549,11 @@ EXPERIMENTS: dict[str, Callable[[Bench], Outcome]] = {
 def open_bench(ctx: LabContext, requests: int, concurrency: int) -> Bench:
     """The lab in ``ctx.state``, checked: production profile, every tier healthy."""
     try:
-        lab = open_lab(ctx)
+        lab = open_lab(ctx, profile="production",
+                       why="experiments need the production profile (a load balancer, two "
+                           "app nodes, PgBouncer): whathappens lab up")
     except LabNotRunning as err:
         raise ExperimentError(str(err)) from None
-    if lab.manifest.profile != "production":
-        raise ExperimentError("experiments need the production profile (a load balancer, "
-                              "two app nodes, PgBouncer): whathappens lab up")
     sick = [r.name for r in status(ctx) if not r.healthy]
     if sick:
         raise ExperimentError(f"not healthy: {', '.join(sick)} (whathappens lab status; "

@@ -35,13 +35,12 @@ import contextlib
 import http.client
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whathappens.lab.logs import ServerSpan, json_lines
-from whathappens.lab.process import LabError
+from whathappens.lab.process import LabError, run_checked
 from whathappens.lab.tier import LabContext, SpecTier
 
 if TYPE_CHECKING:
@@ -146,17 +145,9 @@ def site_env(topo: Topology, ctx: LabContext, *, node: str, name: str) -> dict[s
 def run_site_command(args: list[str], env: dict[str, str], cwd: Path,
                      timeout: float = PREPARE_TIMEOUT) -> str:
     """``django-admin ARGS`` for the site in a child process; LabError with its output."""
-    argv = [sys.executable, "-m", "django", *args]
-    try:
-        done = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"django-admin {' '.join(args)} took more than {timeout:g} s") from e
-    if done.returncode != 0:
-        raise LabError(f"django-admin {' '.join(args)} failed with status {done.returncode}:\n"
-                       f"{(done.stderr or done.stdout).strip()[-3000:]}")
-    return done.stdout
+    shown = f"django-admin {' '.join(args)}"
+    return run_checked([sys.executable, "-m", "django", *args], cwd=cwd, name=shown,
+                       shown=shown, env={**os.environ, **env}, timeout=timeout)
 
 
 def http_status(address: str, port: int, path: str, timeout: float = 1.0) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from whathappens.lab.logs import ServerSpan, tail_lines
-from whathappens.lab.process import LabError
+from whathappens.lab.process import LabError, run_checked
 from whathappens.lab.tier import LabContext, SpecTier, chown_to, which
 
 if TYPE_CHECKING:
@@ -104,15 +104,8 @@ def run_as(user: str | None, argv: list[str], cwd: Path,
         # Its own HOME, not root's: libpq looks there for ~/.pgpass, and pg_basebackup -R
         # writes that path into primary_conninfo.
         env["HOME"] = pwd.getpwnam(as_user).pw_dir
-    try:
-        done = subprocess.run(argv, cwd=cwd, user=as_user, env=env, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"{Path(argv[0]).name} took more than {timeout:g} s") from e
-    if done.returncode != 0:
-        raise LabError(f"{' '.join(argv)} failed with status {done.returncode}:\n"
-                       f"{done.stderr.strip() or done.stdout.strip()}")
+    run_checked(argv, cwd=cwd, name=Path(argv[0]).name, shown=" ".join(argv), env=env,
+                user=as_user, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,13 +36,12 @@ class DrillError(Exception):
 def open_lab(ctx: LabContext) -> Lab:
     """The running lab, if it is one the drills can break: the production profile."""
     try:
-        lab = open_running_lab(ctx)
+        return open_running_lab(
+            ctx, profile="production",
+            why="drills need the production profile (an LB, two app nodes, a replica, a "
+                "worker): whathappens lab up --profile production")
     except LabNotRunning as err:
         raise DrillError(str(err)) from None
-    if lab.manifest.profile != "production":
-        raise DrillError("drills need the production profile (an LB, two app nodes, a "
-                         "replica, a worker): whathappens lab up --profile production")
-    return lab
 
 
 # -- drills.json: what is broken now ----------------------------------------------------------
