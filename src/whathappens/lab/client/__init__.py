@@ -1,10 +1,12 @@
-"""``whathappens URL --lab``: the journey to the lab's front door, with the inside merged in.
+"""The client bridge. ``whathappens URL --lab``: the journey to the lab's front door, with
+the inside merged in.
 
 The lab's front (the CDN edge, or the single server's nginx) answers for www.example.com
 with a certificate from the lab's own CA. The journey finds it the real way: it asks the
 lab's Unbound, which walks the lab's root → com. → example.com, and walks the same chain
-itself from the lab's root hints beside it. It sends a ``traceparent``, and afterwards reads
-every tier's log for that trace.
+itself from the lab's root hints beside it. It sends a ``traceparent``, and afterwards every
+tier's driver reads its own log for that trace; ``timeline.py`` puts those spans under the
+journey's HTTP spans.
 
 A lab written before it had DNS tiers (no ``dns-authoritative``/``unbound`` in its
 ``lab.json``) is still reached by address, like curl's ``--resolve``.

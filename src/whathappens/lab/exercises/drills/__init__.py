@@ -27,10 +27,10 @@ socket to read its view of the servers, ``load.run`` and plain HTTPS requests to
 ``<state>/drills.json``, so ``heal`` (and ``lab status``) know; an entry made before the
 lab's latest ``lab up`` is ignored.
 
-The package: ``common`` (the lab as the drills see it, drills.json, HTTPS probes and what
-answered them, formatting, stopping and starting tiers), one module per family of drills
-(``app``, ``database``: db-primary and slow-db, ``cache``: redis, ``worker``: worker and
-worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
+The package: ``common`` (the lab, if it is one the drills can use, drills.json, HTTPS
+probes and what answered them, formatting, stopping and starting tiers), one module per
+family of drills (``app``, ``database``: db-primary and slow-db, ``cache``: redis,
+``worker``: worker and worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def _lb_lines(lab: Lab, needle: str) -> list[dict[str, Any]]:
     from whathappens.lab.logs import tail_lines
 
     out = []
-    for line in tail_lines(lab.ctx.log("lb")):
+    for line in tail_lines(lab.ctx.log(lab.haproxy().name)):
         if needle in line and line.startswith("{"):
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))

@@ -1,6 +1,7 @@
-"""The drills' shared machinery: the lab as the drills see it (``Lab``), what is broken now
-(``drills.json``), HTTPS probes to the front door and what answered them, the formatting
-of what was measured, and stopping and starting tiers."""
+"""The drills' shared machinery: the running lab, if the drills can use it (``open_lab``),
+what is broken now (``drills.json``), HTTPS probes to the front door as a browser would
+send them and what answered them, the formatting of what was measured, and stopping and
+starting tiers."""
 
 from __future__ import annotations
 

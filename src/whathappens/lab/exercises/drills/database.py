@@ -347,7 +347,7 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
     if origin is not None and origin.name == "server.app":
         evidence = _last_error_line(lab.ctx.log(origin_tier), "upstream timed out")
     elif origin is not None and origin.name == "server.edge":
-        evidence = _last_error_line(lab.ctx.log("edge"), "upstream timed out")
+        evidence = _last_error_line(lab.ctx.log(lab.topo.front().name), "upstream timed out")
     say(f"  where it surfaced: {origin_tier} produced the {status}"
         + (f" after {(origin.duration_ns or 0) / 1e9:.2f} s" if origin is not None else ""))
     if evidence:
@@ -427,13 +427,13 @@ def heal_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
 
 def _django_span(lab: Lab, trace_id: str, timeout: float) -> dict[str, Any] | None:
     from whathappens.lab.logs import json_lines
+    from whathappens.lab.tiers.gunicorn import span_log
 
     deadline = time.monotonic() + timeout
     while True:
         for node in lab.app_nodes():
             gunicorn = next(t for t in lab.node_tiers(node) if t.endswith("-gunicorn"))
-            for item in json_lines(lab.ctx.log(gunicorn).with_name(
-                    f"{gunicorn}.spans.jsonl"), trace_id):
+            for item in json_lines(span_log(lab.ctx, gunicorn), trace_id):
                 if item.get("trace_id") == trace_id and item.get("kind") == "django":
                     return item
         if time.monotonic() > deadline:
