@@ -94,7 +94,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
 
     ctx.profile, ctx.algorithm, ctx.subnet = args.profile, args.algorithm, args.subnet
     if args.rtt is not None:
-        from whathappens.lab.wan import parse_duration, parse_loss
+        from whathappens.lab.tiers.wan import parse_duration, parse_loss
 
         try:
             parse_duration(args.rtt), parse_duration(args.jitter), parse_loss(args.loss)
@@ -124,7 +124,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_LAB_FAILED
     print(f"lab up in {time.monotonic() - t0:.1f} s")
     if ctx.wan:
-        from whathappens.lab.wan import WanNames
+        from whathappens.lab.topology import WanNames
 
         ns = WanNames(ctx.subnet).namespace
         print(f"the client is behind the WAN link (rtt {ctx.wan['rtt']}): "

@@ -21,8 +21,7 @@ from whathappens.lab.manifest import HostEntry, Manifest, TierEntry
 from whathappens.lab.running import LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build_all
-from whathappens.lab.topology import Topology, topology
-from whathappens.lab.wan import add_wan
+from whathappens.lab.topology import Topology, add_wan, topology
 
 
 @dataclass

@@ -17,7 +17,7 @@ from whathappens.lab import process
 from whathappens.lab.manifest import Manifest
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build
-from whathappens.lab.topology import Topology, topology
+from whathappens.lab.topology import Topology, add_wan, topology
 
 if TYPE_CHECKING:
     from whathappens.lab.tiers.haproxy import HAProxy
@@ -93,8 +93,6 @@ class Lab:
 def recorded_topology(manifest: Manifest) -> Topology:
     """The topology of the profile, as the lab recorded it: only the tiers it started, on
     the ports it recorded (a lab started as root listens on 443, whoever reads it)."""
-    from whathappens.lab.wan import add_wan
-
     topo = topology(manifest.profile, manifest.subnet)
     if manifest.wan:
         topo = add_wan(topo, manifest.subnet, manifest.wan)

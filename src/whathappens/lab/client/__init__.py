@@ -14,18 +14,21 @@ A lab written before it had DNS tiers (no ``dns-authoritative``/``unbound`` in i
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from whathappens.journey import Journey
 from whathappens.lab.client.timeline import merge, request_kinds, wait_and_collect
+from whathappens.lab.manifest import Manifest
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext
-from whathappens.lab.topology import SITE
+from whathappens.lab.topology import SITE, WanNames
 from whathappens.net.dns.views import DnsOptions
 from whathappens.trace import Options
 
-__all__ = ["LabDns", "LabNotRunning", "apply", "front", "lab_dns", "merge_inside"]
+__all__ = ["LabDns", "LabNotRunning", "apply", "front", "lab_dns", "merge_inside",
+           "outside_note"]
 
 LAB_HOSTS = (SITE, SITE.removeprefix("www."))
 ALL_VIEWS = DnsOptions().views
@@ -65,6 +68,26 @@ def front(state: Path) -> tuple[str, int, int | None]:
     return address, https, None if http is None else int(str(http))
 
 
+def in_namespace(name: str) -> bool:
+    """Is this process in network namespace ``name`` (as ``ip netns exec`` puts it)?"""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return False
+
+
+def outside_note(manifest: Manifest, state: Path) -> str | None:
+    """What to say when a journey to a WAN lab ran outside its client namespace."""
+    wan = manifest.wan
+    if not wan:
+        return None
+    ns = WanNames(manifest.subnet).namespace
+    if in_namespace(ns):
+        return None
+    return (f"this lab has a WAN link (rtt {wan.get('rtt')}), but this journey went over "
+            f"loopback; through the link: ip netns exec {ns} whathappens URL --lab {state}")
+
+
 def apply(options: Options, state: Path) -> None:
     """Point the journey at the lab: its DNS (or its front's address), its CA, a traceparent.
 
@@ -99,8 +122,6 @@ def merge_inside(journey: Journey, state: Path) -> None:
         lab = _open(state)
     except LabNotRunning:
         return
-    from whathappens.lab.wan import outside_note
-
     if (wan := outside_note(lab.manifest, state)) is not None:
         journey.note("info", "wan", wan)
     views = {s.name for s in journey.all_spans()} & {"dns.system", "dns.resolver", "dns.walk"}
