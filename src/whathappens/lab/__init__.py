@@ -9,8 +9,8 @@ Its parts:
   (``logs.py``). ``process.py`` starts them detached, records their pids and stops them;
   ``lab.py`` brings a whole lab up, asks how it is and takes it down, recording what it
   started in ``lab.json`` (``manifest.py``); ``running.py`` is the handle on a lab that is
-  up. ``wan.py`` is the WAN link's relay, ``install.py`` the Debian packages, ``command.py``
-  the ``whathappens lab`` command.
+  up. ``install.py`` installs the Debian packages the tiers run; ``command.py`` is the
+  ``whathappens lab`` command.
 - the site (``site/``): the Django app the app nodes serve, and its Celery tasks.
 - the exercises (``exercises/``): drills, experiments, load runs, plots.
 - the client bridge (``client/``): ``whathappens URL --lab`` aimed at the lab, and the

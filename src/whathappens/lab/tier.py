@@ -148,5 +148,11 @@ class SpecTier(Tier):
         self.port = spec.port
         self.role = topo.hosts[spec.host].role
 
+    def listen_port(self, program: str) -> int:
+        """The tier's port, for a program that must listen on one (ValueError without)."""
+        if self.port is None:
+            raise ValueError(f"{self.name}: {program} must listen on a port")
+        return self.port
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "kind": self.kind}

@@ -202,9 +202,7 @@ class Gunicorn(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: gunicorn needs a port")
-        self.http_port: int = self.port
+        self.http_port = self.listen_port("gunicorn")
         self.node = str(spec.options.get("node", spec.host))
         self.depends = data_tiers(topo)
 

@@ -221,9 +221,7 @@ class PostgresBase(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: PostgreSQL needs a port")
-        self.pg_port: int = self.port
+        self.pg_port = self.listen_port("PostgreSQL")
 
     def data(self, ctx: LabContext) -> Path:
         return ctx.dir(self.name) / "data"
