@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class LabNotRunning(Exception):
-    """No lab in that state directory (or its lab.json cannot be read)."""
+    """No lab in that state directory (or its lab.json cannot be read), or not one of the
+    profile asked for."""
 
 
 @dataclass
