@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from lab_helpers import bring_up, needs_lab
-from whathappens.lab import drills, lab, process
+from whathappens.lab import lab, process
+from whathappens.lab.exercises import drills
 from whathappens.lab.tier import LabContext
 
 pytestmark = needs_lab

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from lab_helpers import bring_up, needs_lab
-from whathappens.lab import experiments, lab, load, process
+from whathappens.lab import manifest, process
+from whathappens.lab.exercises import experiments, load
 from whathappens.lab.tier import LabContext
 from whathappens.lab.tiers.haproxy import HAProxy
 from whathappens.lab.topology import topology
@@ -65,9 +66,10 @@ def environ(ctx: LabContext, tier: str) -> dict[str, str]:
 
 def assert_restored(ctx: LabContext) -> None:
     """Normal app nodes, the original algorithm, both nodes UP, nothing marked changed."""
-    manifest = lab.read_manifest(ctx)
-    assert manifest["algorithm"] == "roundrobin"
-    assert not [t["name"] for t in manifest["tiers"] if t.get("env_overrides")]
+    recorded = manifest.read(ctx.state)
+    assert recorded is not None
+    assert recorded.algorithm == "roundrobin"
+    assert not [t.name for t in recorded.tiers if t.env_overrides]
     topo = topology("production", ctx.subnet)
     haproxy = HAProxy(topo, topo.spec("lb"))
     assert "balance roundrobin" in haproxy.conf_path(ctx).read_text()
@@ -186,7 +188,9 @@ def test_interrupted_experiment_puts_the_lab_back(
     calls = []
 
     def interrupted(*args: Any, **kwargs: Any) -> load.LoadResult:
-        calls.append(lab.read_manifest(production)["algorithm"])
+        recorded = manifest.read(production.state)
+        assert recorded is not None
+        calls.append(recorded.algorithm)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real_run(*args, **kwargs)

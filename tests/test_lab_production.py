@@ -185,7 +185,8 @@ def _cmdline(pid: int) -> str:
 
 def test_up_again_refuses_and_leaves_the_running_lab_alone(
         production: LabContext, capsys: pytest.CaptureFixture[str]) -> None:
-    from whathappens.lab.command import EXIT_LAB_FAILED, lab_main
+    from whathappens.errors import EXIT_LAB_FAILED
+    from whathappens.lab.command import lab_main
 
     assert lab_main(["--state", str(production.state), "up"]) == EXIT_LAB_FAILED
     assert "already running" in capsys.readouterr().err

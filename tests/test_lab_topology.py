@@ -51,3 +51,10 @@ def test_start_order_puts_dependencies_first() -> None:
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         topology("huge")
+
+
+def test_the_site_is_the_name_the_demo_pki_certifies() -> None:
+    from whathappens.demo.ca import SERVER_NAMES
+    from whathappens.lab.topology import SITE
+
+    assert SERVER_NAMES[0] == SITE

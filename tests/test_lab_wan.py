@@ -19,18 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab_helpers import bring_up, needs_lab
-from whathappens.lab import lab
+from whathappens.lab import lab, manifest
+from whathappens.lab.client import outside_note
 from whathappens.lab.tier import LabContext
-from whathappens.lab.topology import topology
-from whathappens.lab.wan import (
-    TO_CLIENT,
-    TO_LAB,
-    DelayLine,
-    WanNames,
-    add_wan,
-    parse_duration,
-    parse_loss,
-)
+from whathappens.lab.tiers.wan import TO_CLIENT, TO_LAB, DelayLine, parse_duration, parse_loss
+from whathappens.lab.topology import WanNames, add_wan, topology
 
 RTT = 40.0       # ms
 TOLERANCE = 10.0
@@ -209,10 +202,9 @@ def test_the_journey_through_a_40ms_link(wan_lab: LabContext) -> None:
 @ROOT_AND_TUN
 def test_outside_the_namespace_the_journey_says_how_to_go_through(
         wan_lab: LabContext) -> None:
-    from whathappens.lab.wan import outside_note
-
-    manifest = lab.read_manifest(wan_lab)
-    note = outside_note(manifest, wan_lab.state)
+    recorded = manifest.read(wan_lab.state)
+    assert recorded is not None
+    note = outside_note(recorded, wan_lab.state)
     assert note is not None
     assert f"ip netns exec {WanNames(wan_lab.subnet).namespace}" in note
 

@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from whathappens.errors import EXIT_LAB_FAILED
 from whathappens.lab.topology import PROFILES
 
 if TYPE_CHECKING:
     from whathappens.lab.tier import LabContext
-
-EXIT_LAB_FAILED = 12
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,11 +72,11 @@ def lab_main(argv: list[str]) -> int:
     if args.action == "status":
         return _status(ctx)
     if args.action in ("break", "heal"):
-        from whathappens.lab.drills import main as drill
+        from whathappens.lab.exercises.drills import main as drill
 
         return drill(ctx, args)
     if args.action == "experiment":
-        from whathappens.lab.experiments import main as experiment
+        from whathappens.lab.exercises.experiments import main as experiment
 
         return experiment(ctx, args)
     from whathappens.lab.lab import down
@@ -95,7 +94,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
 
     ctx.profile, ctx.algorithm, ctx.subnet = args.profile, args.algorithm, args.subnet
     if args.rtt is not None:
-        from whathappens.lab.wan import parse_duration, parse_loss
+        from whathappens.lab.tiers.wan import parse_duration, parse_loss
 
         try:
             parse_duration(args.rtt), parse_duration(args.jitter), parse_loss(args.loss)
@@ -125,7 +124,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_LAB_FAILED
     print(f"lab up in {time.monotonic() - t0:.1f} s")
     if ctx.wan:
-        from whathappens.lab.wan import WanNames
+        from whathappens.lab.topology import WanNames
 
         ns = WanNames(ctx.subnet).namespace
         print(f"the client is behind the WAN link (rtt {ctx.wan['rtt']}): "
@@ -147,7 +146,7 @@ def _status(ctx: LabContext) -> int:
         state = "healthy" if r.healthy else ("unhealthy" if r.running else "down")
         since = f"{now - r.since:.0f} s ago" if r.since and r.running else "-"
         print(f"{r.name:<16} {r.host:<8} {where:<18} {r.pid or '-':>7}  {state:<9} {since}")
-    from whathappens.lab.drills import status_lines
+    from whathappens.lab.exercises.drills import status_lines
 
     for line in status_lines(ctx):     # a tier down on purpose says so
         print(line)

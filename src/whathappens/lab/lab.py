@@ -8,19 +8,20 @@ process and readiness again.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from whathappens.lab import manifest as lab_json
 from whathappens.lab import process
+from whathappens.lab.manifest import HostEntry, Manifest, TierEntry
+from whathappens.lab.running import LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build_all
-from whathappens.lab.topology import Topology, topology
-from whathappens.lab.wan import add_wan
+from whathappens.lab.topology import Topology, add_wan, topology
 
 
 @dataclass
@@ -67,7 +68,8 @@ def waves(topo: Topology, tiers: list[Tier]) -> list[list[Tier]]:
     return out
 
 
-def up(ctx: LabContext, *, report: Any = None) -> list[process.Record]:
+def up(ctx: LabContext, *, report: Callable[[str], None] | None = None
+       ) -> list[process.Record]:
     """Start every tier of ``ctx.profile``; on failure, stop what was started and raise."""
     topo = topology(ctx.profile, ctx.subnet)
     if ctx.wan:
@@ -101,8 +103,8 @@ def up(ctx: LabContext, *, report: Any = None) -> list[process.Record]:
 def down(ctx: LabContext, *, purge: bool = False) -> list[str]:
     """Stop every recorded tier, last started first; ``purge`` removes the state too."""
     stopped: list[str] = []
-    manifest = read_manifest(ctx)
-    order = [t["name"] for t in manifest.get("tiers", [])] if manifest else []
+    manifest = lab_json.read(ctx.state)
+    order = [t.name for t in manifest.tiers] if manifest else []
     recorded = [r.tier for r in process.records(ctx)]
     for name in reversed(order + [n for n in recorded if n not in order]):
         if process.stop(ctx, name):
@@ -113,54 +115,33 @@ def down(ctx: LabContext, *, purge: bool = False) -> list[str]:
 
 
 def status(ctx: LabContext) -> list[TierStatus]:
-    manifest = read_manifest(ctx)
-    if not manifest:
+    """Every tier lab.json lists: its process and its readiness check, now."""
+    try:
+        running = open_lab(ctx)
+    except LabNotRunning:
         return []
-    topo = topology(str(manifest["profile"]), int(manifest.get("subnet", 0)))
-    ctx.profile = str(manifest["profile"])
-    ctx.algorithm = str(manifest.get("algorithm", ctx.algorithm))
-    ctx.subnet = int(manifest.get("subnet", 0))
-    ctx.wan = manifest.get("wan")
-    if ctx.wan:
-        topo = add_wan(topo, ctx.subnet, ctx.wan)
-    tiers = {t.name: t for t in build_all(topo)}
     records = {r.tier: r for r in process.records(ctx)}
+    drivers = {t.name: t for t in running.tiers()}
     out = []
-    for item in manifest["tiers"]:
-        tier = tiers.get(item["name"])
-        rec = records.get(item["name"])
-        running = rec is not None and process.alive(rec.pid)
+    for item in running.manifest.tiers:
+        tier = drivers.get(item.name)
+        rec = records.get(item.name)
+        alive = rec is not None and process.alive(rec.pid)
         healthy = False
-        if running and tier is not None:
+        if alive and tier is not None:
             try:
                 healthy = tier.ready(ctx)
             except Exception:
                 healthy = False
-        out.append(TierStatus(item["name"], item["host"], item["role"], item["address"],
-                              item["port"], rec.pid if rec else None, running, healthy,
+        out.append(TierStatus(item.name, item.host, item.role, item.address, item.port,
+                              rec.pid if rec else None, alive, healthy,
                               rec.started if rec else None))
     return out
 
 
-def manifest_path(ctx: LabContext) -> Path:
-    return ctx.state / "lab.json"
-
-
 def _write_manifest(ctx: LabContext, topo: Topology, tiers: list[Tier]) -> None:
-    data = {
-        "profile": topo.profile,
-        "algorithm": ctx.algorithm,
-        "subnet": ctx.subnet,
-        "wan": ctx.wan,
-        "hosts": {h.name: {"address": h.address, "role": h.role} for h in topo.hosts.values()},
-        "tiers": [t.describe() for w in waves(topo, tiers) for t in w],
-    }
-    manifest_path(ctx).write_text(json.dumps(data, indent=2))
-
-
-def read_manifest(ctx: LabContext) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(manifest_path(ctx).read_text())
-        return data
-    except (OSError, ValueError):
-        return {}
+    manifest = Manifest(
+        profile=topo.profile, algorithm=ctx.algorithm, subnet=ctx.subnet, wan=ctx.wan,
+        hosts={h.name: HostEntry(h.address, h.role) for h in topo.hosts.values()},
+        tiers=[TierEntry.from_json(t.describe()) for w in waves(topo, tiers) for t in w])
+    lab_json.write(ctx.state, manifest)

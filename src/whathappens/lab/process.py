@@ -46,6 +46,24 @@ class Record:
             return None
 
 
+def run_checked(argv: list[str], *, cwd: Path, name: str, shown: str,
+                env: dict[str, str] | None = None, user: str | None = None,
+                timeout: float = 60.0) -> str:
+    """A setup command (initdb, django-admin migrate …) run to its end, its output; a
+    LabError with what it printed when it fails, or when it takes longer than ``timeout``
+    (``name`` and ``shown``: how the error names the command)."""
+    try:
+        done = subprocess.run(argv, cwd=cwd, user=user, env=env, capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired as e:
+        raise LabError(f"{name} took more than {timeout:g} s") from e
+    if done.returncode != 0:
+        raise LabError(f"{shown} failed with status {done.returncode}:\n"
+                       f"{(done.stderr.strip() or done.stdout.strip())[-3000:]}")
+    return done.stdout
+
+
 def record_path(ctx: LabContext, name: str) -> Path:
     return ctx.run / f"{name}.json"
 

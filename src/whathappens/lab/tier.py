@@ -1,8 +1,11 @@
-"""What every lab tier provides: configuration, a foreground command, a readiness check.
+"""What every lab tier provides: configuration, a foreground command, a readiness check,
+and the reader of its own log.
 
 Tiers are small and declarative: no tier starts or stops a process itself; ``process.py``
 does that for all of them, the same way, so ``lab status`` and ``lab down`` can handle any
-tier from what was recorded.
+tier from what was recorded. A tier whose program logs requests (nginx, HAProxy, gunicorn
+and Django, PostgreSQL) reads that log back for one trace (``trace_spans``): the timeline
+asks every tier, never a tier's name, what it saw.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from whathappens.lab.logs import ServerSpan
     from whathappens.lab.topology import TierSpec, Topology
 
 
@@ -66,6 +70,9 @@ class Tier(ABC):
     # How to ask the program to stop. PostgreSQL reads SIGTERM as "smart" shutdown (wait
     # for every client to leave) and wants SIGINT for "fast"; most programs take SIGTERM.
     stop_signal: int = signal.SIGTERM
+    # The span its log gives for each request that passes through it ("edge", "lb", "app",
+    # "django"; see trace_spans), "" when none: what the timeline waits for.
+    span_kind: str = ""
 
     @abstractmethod
     def prepare(self, ctx: LabContext) -> None:
@@ -84,6 +91,11 @@ class Tier(ABC):
 
     def after_ready(self, ctx: LabContext) -> None:  # noqa: B027 (optional hook)
         """Work once the tier answers (migrations, seed data). Default: nothing."""
+
+    def trace_spans(self, ctx: LabContext, trace_id: str) -> list[ServerSpan]:
+        """What this tier's own log says about the requests of trace ``trace_id``, as
+        spans on the machine's wall clock. Default: nothing (a tier that logs no request)."""
+        return []
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "host": self.host, "role": self.role,
@@ -135,3 +147,12 @@ class SpecTier(Tier):
         self.address = topo.address(spec.host)
         self.port = spec.port
         self.role = topo.hosts[spec.host].role
+
+    def listen_port(self, program: str) -> int:
+        """The tier's port, for a program that must listen on one (ValueError without)."""
+        if self.port is None:
+            raise ValueError(f"{self.name}: {program} must listen on a port")
+        return self.port
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "kind": self.kind}

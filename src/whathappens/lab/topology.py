@@ -10,7 +10,8 @@ not part of it.
 Every host has its own 127.0.x.y address, so the report reads like the picture. Ports are the
 standard ones when running as root; otherwise the privileged ones move up (443 → 8443,
 80 → 8080, 53 → 8053) and the rest stay as they are, since each host has an address of its
-own.
+own. ``lab up --rtt`` adds a client host behind a WAN link and the link's relay tier
+(``add_wan``; the relay is ``tiers/wan.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import os
 from dataclasses import dataclass, field, replace
 
 PROFILES = ("production", "single")
+# The site's name: what the lab's DNS answers for, the edge's certificate names (the demo
+# PKI's first name, ``demo.ca.SERVER_NAMES[0]``) and every client of the lab asks for.
+SITE = "www.example.com"
+FRONT_KIND = "nginx-edge"       # the front door: the CDN edge, or the single server's nginx
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,13 @@ class Topology:
 
     def of_kind(self, kind: str) -> list[TierSpec]:
         return [s for s in self.tiers if s.kind == kind]
+
+    def front(self) -> TierSpec:
+        """The tier a client reaches first (KeyError when the topology has none)."""
+        fronts = self.of_kind(FRONT_KIND)
+        if not fronts:
+            raise KeyError(FRONT_KIND)
+        return fronts[0]
 
 
 def privileged(port: int) -> int:
@@ -148,6 +160,53 @@ def single() -> Topology:
                  {"upstream": "gunicorn", "http_port": http, "single": True}),
     ]
     return Topology("single", {h.name: h for h in hosts}, tiers)
+
+
+# ------------------------------------------------------------ the WAN link (lab up --rtt)
+@dataclass(frozen=True)
+class WanNames:
+    """The WAN link's names and addresses for a lab on subnet ``subnet``."""
+
+    subnet: int
+
+    @property
+    def namespace(self) -> str:
+        return "wh-client" if self.subnet == 0 else f"wh-client-{self.subnet}"
+
+    @property
+    def lab_tun(self) -> str:
+        return f"whl{self.subnet}"
+
+    @property
+    def client_tun(self) -> str:
+        return f"whc{self.subnet}"
+
+    @property
+    def lab_address(self) -> str:
+        return f"100.127.{self.subnet}.1"
+
+    @property
+    def client_address(self) -> str:
+        return f"100.127.{self.subnet}.2"
+
+    @property
+    def lab_prefix(self) -> str:
+        return f"127.{self.subnet}.0.0/16"
+
+
+CLIENT_HOST = "client"
+WAN_TIER = "wan"
+
+
+def add_wan(topo: Topology, subnet: int, wan: dict[str, object]) -> Topology:
+    """The topology with a client host behind the WAN link and its relay tier, last."""
+    names = WanNames(subnet)
+    rtt = wan.get("rtt", "40ms")
+    topo.hosts[CLIENT_HOST] = Host(CLIENT_HOST, names.client_address,
+                                   f"the client, behind a WAN link (rtt {rtt}): "
+                                   f"ip netns exec {names.namespace} …")
+    topo.tiers.append(TierSpec(WAN_TIER, WAN_TIER, CLIENT_HOST, None, {**wan, "subnet": subnet}))
+    return topo
 
 
 def topology(profile: str, subnet: int = 0) -> Topology:

@@ -175,9 +175,7 @@ class DnsAuthoritative(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: DNS servers need a port")
-        self.dns_port: int = self.port
+        self.dns_port = self.listen_port("DNS servers")
         self.servers = lab_servers(topo, spec)
         self.front = front_address(topo)
 
@@ -238,9 +236,7 @@ class Unbound(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: Unbound needs a port")
-        self.dns_port: int = self.port
+        self.dns_port = self.listen_port("Unbound")
         self.authoritative = authoritative_spec(topo)
         self.servers = lab_servers(topo, self.authoritative)
         self.front = front_address(topo)

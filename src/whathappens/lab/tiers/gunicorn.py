@@ -35,12 +35,12 @@ import contextlib
 import http.client
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from whathappens.lab.process import LabError
+from whathappens.lab.logs import ServerSpan, json_lines
+from whathappens.lab.process import LabError, run_checked
 from whathappens.lab.tier import LabContext, SpecTier
 
 if TYPE_CHECKING:
@@ -94,6 +94,11 @@ def secret_key(ctx: LabContext) -> str:
     return path.read_text().strip()
 
 
+def span_log(ctx: LabContext, name: str) -> Path:
+    """Where the site behind tier ``name`` writes its span lines (WHATHAPPENS_SPAN_LOG)."""
+    return ctx.state / "logs" / f"{name}.spans.jsonl"
+
+
 def data_tiers(topo: Topology) -> tuple[str, ...]:
     """The tiers the site needs up before it starts: databases, the pool, Redis."""
     kinds = ("postgres-primary", "postgres-replica", "pgbouncer", "redis")
@@ -107,7 +112,7 @@ def site_env(topo: Topology, ctx: LabContext, *, node: str, name: str) -> dict[s
         "WHATHAPPENS_NODE": node,
         "WHATHAPPENS_DB_USER": SITE_ROLE,
         "WHATHAPPENS_STATIC_ROOT": str(ctx.state / "static"),
-        "WHATHAPPENS_SPAN_LOG": str(ctx.state / "logs" / f"{name}.spans.jsonl"),
+        "WHATHAPPENS_SPAN_LOG": str(span_log(ctx, name)),
         "WHATHAPPENS_SECRET_KEY": secret_key(ctx),
         "PYTHONUNBUFFERED": "1",
     }
@@ -140,17 +145,9 @@ def site_env(topo: Topology, ctx: LabContext, *, node: str, name: str) -> dict[s
 def run_site_command(args: list[str], env: dict[str, str], cwd: Path,
                      timeout: float = PREPARE_TIMEOUT) -> str:
     """``django-admin ARGS`` for the site in a child process; LabError with its output."""
-    argv = [sys.executable, "-m", "django", *args]
-    try:
-        done = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"django-admin {' '.join(args)} took more than {timeout:g} s") from e
-    if done.returncode != 0:
-        raise LabError(f"django-admin {' '.join(args)} failed with status {done.returncode}:\n"
-                       f"{(done.stderr or done.stdout).strip()[-3000:]}")
-    return done.stdout
+    shown = f"django-admin {' '.join(args)}"
+    return run_checked([sys.executable, "-m", "django", *args], cwd=cwd, name=shown,
+                       shown=shown, env={**os.environ, **env}, timeout=timeout)
 
 
 def http_status(address: str, port: int, path: str, timeout: float = 1.0) -> int:
@@ -164,14 +161,48 @@ def http_status(address: str, port: int, path: str, timeout: float = 1.0) -> int
         conn.close()
 
 
+# Who a span of the site stands for, by the span's name (site/tracing.py).
+INNER_ACTORS = {"sql": "PostgreSQL ({alias}) via PgBouncer", "redis": "Redis",
+                "connect": "new database connection ({alias})",
+                "queue": "Celery task published (Redis broker)"}
+
+
+def gunicorn_requests(path: Path, trace_id: str) -> dict[str, dict[str, Any]]:
+    """gunicorn's own access log (JSON lines in the tier's log): per traceparent, the worker
+    that served the request and gunicorn's timing of it (from its parser to the last byte)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in json_lines(path, trace_id):
+        if "duration_us" in item and item.get("traceparent"):
+            out[str(item["traceparent"])] = {
+                "gunicorn_worker_pid": str(item.get("pid", "")).strip("<>"),
+                "gunicorn_request_ms": round(int(item["duration_us"]) / 1000, 3)}
+    return out
+
+
+def django_span(item: dict[str, Any], tier: str, node: str, trace_id: str) -> ServerSpan:
+    """One request's line of the site's span log: Django's span, with a span per SQL query,
+    Redis call, new connection and published task beneath it."""
+    traceparent = f"00-{trace_id}-{item.get('parent_id')}-01"
+    top = ServerSpan("django", tier, f"{node} gunicorn → Django", int(item["start_ns"]),
+                     int(item["end_ns"]), traceparent,
+                     {k: item.get(k) for k in ("view", "status", "method", "path", "pid")})
+    for s in item.get("spans") or []:
+        kind = str(s.get("name", "span"))
+        actor = INNER_ACTORS[kind].format(alias=s.get("alias")) if kind in INNER_ACTORS \
+            else kind
+        attrs = {k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "name")}
+        top.children.append(ServerSpan(kind, tier, actor, int(s["start_ns"]), int(s["end_ns"]),
+                                       traceparent, attrs, span_id=str(s.get("span_id", ""))))
+    return top
+
+
 class Gunicorn(SpecTier):
     kind = "gunicorn"
+    span_kind = "django"
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: gunicorn needs a port")
-        self.http_port: int = self.port
+        self.http_port = self.listen_port("gunicorn")
         self.node = str(spec.options.get("node", spec.host))
         self.depends = data_tiers(topo)
 
@@ -205,6 +236,20 @@ class Gunicorn(SpecTier):
 
     def ready(self, ctx: LabContext) -> bool:
         return http_status(self.address, self.http_port, "/healthz") == 200
+
+    def trace_spans(self, ctx: LabContext, trace_id: str) -> list[ServerSpan]:
+        """Django's spans of the trace (the site's span log), each with gunicorn's own
+        timing of the request (its access log) in its attributes."""
+        requests = gunicorn_requests(ctx.log(self.name), trace_id)
+        out = []
+        for item in json_lines(span_log(ctx, self.name), trace_id):
+            if item.get("trace_id") != trace_id:
+                continue
+            span = django_span(item, self.name, self.host, trace_id)
+            # the proxies pass the client's traceparent through unchanged: same key
+            span.attrs.update(requests.get(span.traceparent, {}))
+            out.append(span)
+        return out
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "node": self.node, "workers": WORKERS,

@@ -42,14 +42,14 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from whathappens.demo.ca import SERVER_NAMES
+from whathappens.lab.logs import ServerSpan, json_lines, seconds
 from whathappens.lab.process import LabError
 from whathappens.lab.tier import LabContext, SpecTier, port_open, which
+from whathappens.lab.topology import SITE
 
 if TYPE_CHECKING:
     from whathappens.lab.topology import TierSpec, Topology
 
-SITE = SERVER_NAMES[0]
 # The ones the experiments compare, plus HAProxy's other argument-less algorithms.
 ALGORITHMS = ("roundrobin", "leastconn", "source", "static-rr", "first", "random")
 CHECK = "inter 500ms fall 2 rise 2"   # down after ~1 s of failures, back after ~1 s of passes
@@ -66,6 +66,11 @@ LOG_FORMAT = (
     '"conns":{"active":%ac,"frontend":%fc,"backend":%bc,"server":%sc},'
     '"queues":{"server":%sq,"backend":%bq}}'
 )
+# What a span keeps of a log line, and how to read its timers.
+SPAN_FIELDS = ("server", "backend", "status", "Tq", "Tw", "Tc", "Tr", "Ta", "termination",
+               "retries", "queues", "request_id")
+TIMERS = ("Tw: waited in queue, Tc: connect to the server, Tr: server response headers, "
+          "Ta: whole request (ms)")
 
 
 def haproxy_binary() -> str:
@@ -76,6 +81,7 @@ class HAProxy(SpecTier):
     """The load balancer. Options: ``backends``, the app nodes' nginx tiers."""
 
     kind = "haproxy"
+    span_kind = "lb"
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
@@ -125,6 +131,24 @@ class HAProxy(SpecTier):
             while chunk := sock.recv(65536):   # non-interactive: HAProxy closes when done
                 chunks.append(chunk)
         return b"".join(chunks).decode(errors="replace")
+
+    def trace_spans(self, ctx: LabContext, trace_id: str) -> list[ServerSpan]:
+        """One span per request line of the trace: from accept_time + (Th + Ti) ms, Ta ms
+        long, with the queue, connect and response timers."""
+        out = []
+        for item in json_lines(ctx.log(self.name), trace_id):
+            accept = seconds(item.get("accept_time"))
+            if accept is None:
+                continue
+            th, ti, ta = (int(item.get(k) or 0) for k in ("Th", "Ti", "Ta"))
+            start = accept + (max(th, 0) + max(ti, 0)) / 1000
+            attrs = {k: item.get(k) for k in SPAN_FIELDS}
+            attrs["algorithm"] = ctx.algorithm
+            attrs["timers"] = TIMERS
+            out.append(ServerSpan(self.span_kind, self.name, f"{self.name} ({self.role})",
+                                  int(start * 1e9), int((start + max(ta, 0) / 1000) * 1e9),
+                                  str(item.get("traceparent", "")), attrs))
+        return out
 
     def servers(self, ctx: LabContext) -> dict[str, str]:
         """Each app server's state from ``show stat``: "UP", "DOWN", "MAINT", "UP 1/2"…"""

@@ -52,14 +52,15 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from whathappens.demo.ca import SERVER_NAMES, ensure_pki
+from whathappens.demo.ca import ensure_pki
+from whathappens.lab.logs import ServerSpan, json_lines, seconds
 from whathappens.lab.process import LabError
 from whathappens.lab.tier import LabContext, SpecTier, which
+from whathappens.lab.topology import SITE
 
 if TYPE_CHECKING:
     from whathappens.lab.topology import TierSpec, Topology
 
-SITE = SERVER_NAMES[0]                 # www.example.com, the name the demo PKI certifies
 MIME_TYPES = Path("/etc/nginx/mime.types")
 # Debian package libnginx-mod-http-brotli-filter; used only when installed.
 BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
@@ -111,6 +112,10 @@ EDGE_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("ssl_cipher", "$ssl_cipher", True),
     ("ssl_session_reused", "$ssl_session_reused", True),
 )
+# What a span keeps of an access log line (when set: nginx writes "" or "-" for none).
+SPAN_FIELDS = ("status", "cache", "upstream_addr", "upstream_connect_time",
+               "upstream_header_time", "upstream_response_time", "request_time", "request_id",
+               "protocol", "ssl_protocol", "ssl_cipher", "ssl_session_reused", "node", "uri")
 
 
 def nginx_binary() -> str:
@@ -182,6 +187,19 @@ class NginxTier(SpecTier):
     @abstractmethod
     def config(self, ctx: LabContext) -> str:
         """The whole nginx.conf."""
+
+    def trace_spans(self, ctx: LabContext, trace_id: str) -> list[ServerSpan]:
+        """One span per access log line of the trace: [time − request_time, time]."""
+        out = []
+        for item in json_lines(access_log(ctx, self.name), trace_id):
+            end, took = seconds(item.get("time")), seconds(item.get("request_time"))
+            if end is None or took is None:
+                continue
+            attrs = {k: item.get(k) for k in SPAN_FIELDS if item.get(k) not in (None, "", "-")}
+            out.append(ServerSpan(self.span_kind, self.name, f"{self.name} ({self.role})",
+                                  int((end - took) * 1e9), int(end * 1e9),
+                                  str(item.get("traceparent", "")), attrs))
+        return out
 
     # -- pieces of configuration ------------------------------------------------------------
 
@@ -280,6 +298,7 @@ class NginxApp(NginxTier):
     """
 
     kind = "nginx-app"
+    span_kind = "app"
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
@@ -294,15 +313,8 @@ class NginxApp(NginxTier):
 
     def config(self, ctx: LabContext) -> str:
         home = ctx.dir(self.name)
-        static = ctx.state / "static"
-        static.mkdir(parents=True, exist_ok=True)
         up_addr, up_port = self.topo.endpoint(self.upstream)
         fields = self.log_fields(self.node, "$lab_request_id")
-        realip = "".join(f"        set_real_ip_from {a};\n" for a in self.trusted_proxies())
-        if realip:
-            # The rate limit and the log should see the client, not the LB (realip module).
-            realip += ("        real_ip_header X-Forwarded-For;\n"
-                       "        real_ip_recursive on;\n")
         return self.main_context(ctx) + f"""
 http {{
 {self.http_common(ctx, fields)}
@@ -335,6 +347,18 @@ http {{
         server {up_addr}:{up_port};
     }}
 
+""" + self.server(ctx) + "}\n"
+
+    def server(self, ctx: LabContext) -> str:
+        """The server block: the node's address, realip, headers, the micro-cache."""
+        static = ctx.state / "static"
+        static.mkdir(parents=True, exist_ok=True)
+        realip = "".join(f"        set_real_ip_from {a};\n" for a in self.trusted_proxies())
+        if realip:
+            # The rate limit and the log should see the client, not the LB (realip module).
+            realip += ("        real_ip_header X-Forwarded-For;\n"
+                       "        real_ip_recursive on;\n")
+        return f"""\
     server {{
         listen {self.address}:{self.port} default_server;
         server_name _;              # the edge and the LB pass the site's Host through
@@ -395,7 +419,6 @@ http {{
             proxy_no_cache $cookie_sessionid $http_authorization $lab_uncacheable;
         }}
     }}
-}}
 """
 
 
@@ -409,6 +432,7 @@ class NginxEdge(NginxTier):
     """
 
     kind = "nginx-edge"
+    span_kind = "edge"
     tls = True
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
@@ -417,6 +441,9 @@ class NginxEdge(NginxTier):
         self.http_port = int(str(spec.options["http_port"]))
         self.single = bool(spec.options.get("single", False))
         self.depends = (self.upstream,)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "http_port": self.http_port}
 
     def modules(self) -> tuple[Path, ...]:
         return (BROTLI_MODULE,) if BROTLI_MODULE.exists() else ()

@@ -44,9 +44,7 @@ class PgBouncer(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: PgBouncer needs a port")
-        self.pool_port: int = self.port
+        self.pool_port = self.listen_port("PgBouncer")
         self.primary = str(spec.options["primary"])
         self.replica = str(spec.options["replica"])
         self.depends = (self.primary, self.replica)

@@ -29,10 +29,12 @@ import signal
 import stat
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from whathappens.lab.process import LabError
+from whathappens.lab.logs import ServerSpan, tail_lines
+from whathappens.lab.process import LabError, run_checked
 from whathappens.lab.tier import LabContext, SpecTier, chown_to, which
 
 if TYPE_CHECKING:
@@ -102,15 +104,8 @@ def run_as(user: str | None, argv: list[str], cwd: Path,
         # Its own HOME, not root's: libpq looks there for ~/.pgpass, and pg_basebackup -R
         # writes that path into primary_conninfo.
         env["HOME"] = pwd.getpwnam(as_user).pw_dir
-    try:
-        done = subprocess.run(argv, cwd=cwd, user=as_user, env=env, capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f"{Path(argv[0]).name} took more than {timeout:g} s") from e
-    if done.returncode != 0:
-        raise LabError(f"{' '.join(argv)} failed with status {done.returncode}:\n"
-                       f"{done.stderr.strip() or done.stdout.strip()}")
+    run_checked(argv, cwd=cwd, name=Path(argv[0]).name, shown=" ".join(argv), env=env,
+                user=as_user, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +199,14 @@ host    all          all   127.0.0.0/8   trust
 host    replication  all   127.0.0.0/8   trust
 """
 
+# '2026-11-22 00:56:46.315 UTC [23653] site@site app=… LOG:  duration: 0.331 ms  statement: …
+# /*traceparent='00-<trace>-<span>-01'*/' — log_line_prefix '%m [%p] …' and
+# log_min_duration_statement = 0 (every statement, logged when it ends, with its duration).
+STATEMENT_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[(?P<pid>\d+)\].*?"
+    r"duration: (?P<ms>[\d.]+) ms\s+(?:statement|execute [^:]*): .*"
+    r"traceparent='00-[0-9a-f]{32}-(?P<span>[0-9a-f]{16})-01'")
+
 INCLUDE = "include 'lab.conf'   # whathappens lab: per-host settings, rewritten on each start\n"
 
 
@@ -218,9 +221,7 @@ class PostgresBase(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: PostgreSQL needs a port")
-        self.pg_port: int = self.port
+        self.pg_port = self.listen_port("PostgreSQL")
 
     def data(self, ctx: LabContext) -> Path:
         return ctx.dir(self.name) / "data"
@@ -304,6 +305,26 @@ class PostgresBase(SpecTier):
     def command(self, ctx: LabContext) -> list[str]:
         # In the foreground (not pg_ctl), so the process layer owns and records the postmaster.
         return [program("postgres"), "-D", str(self.data(ctx))]
+
+    def trace_spans(self, ctx: LabContext, trace_id: str) -> list[ServerSpan]:
+        """PostgreSQL's own timing of each statement of the trace. Each goes under the SQL
+        span whose id Django put in the statement's comment (sqlcommenter): its
+        ``parent_id``."""
+        out = []
+        for line in tail_lines(ctx.log(self.name)):
+            m = STATEMENT_LINE.match(line) if trace_id in line else None
+            if m is None:
+                continue
+            end = datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+            end_ns = int(end.timestamp() * 1e9)
+            took_ns = int(float(m["ms"]) * 1e6)
+            out.append(ServerSpan(
+                "postgres", self.name, f"PostgreSQL {self.name} (backend pid {m['pid']})",
+                end_ns - took_ns, end_ns, "",
+                {"duration_ms": float(m["ms"]), "backend_pid": int(m["pid"]),
+                 "note": "PostgreSQL's own statement time; its log stamps whole milliseconds"},
+                parent_id=m["span"]))
+        return out
 
     def describe(self) -> dict[str, object]:
         facts = super().describe()

@@ -43,9 +43,7 @@ class Redis(SpecTier):
 
     def __init__(self, topo: Topology, spec: TierSpec) -> None:
         super().__init__(topo, spec)
-        if self.port is None:
-            raise ValueError(f"{self.name}: Redis needs a port")
-        self.redis_port: int = self.port
+        self.redis_port = self.listen_port("Redis")
         self.user = "redis" if user_exists("redis") else None
 
     def conf(self, ctx: LabContext) -> Path:

@@ -8,10 +8,9 @@ from collections import Counter
 from typing import Any
 
 from whathappens.lab import process
-from whathappens.lab.drills.common import (
+from whathappens.lab.exercises.drills.common import (
     Browser,
     DrillError,
-    Lab,
     Reply,
     Say,
     _nonce,
@@ -26,6 +25,7 @@ from whathappens.lab.drills.common import (
     pct,
     start_tiers,
 )
+from whathappens.lab.running import Lab
 
 # ---------------------------------------------------------------------------------------------
 # redis: the site serves from the database; sessions and the task queue are gone

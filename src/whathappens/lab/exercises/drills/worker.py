@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from whathappens.lab import process
-from whathappens.lab.drills.common import (
+from whathappens.lab.exercises.drills.common import (
     Browser,
     DrillError,
-    Lab,
     Say,
     _message,
     _record,
@@ -24,6 +23,7 @@ from whathappens.lab.drills.common import (
     start_tiers,
     wait_for,
 )
+from whathappens.lab.running import Lab
 
 TASK_DELAY = 3.0           # the worker drill's task takes this long (X-Lab-Task-Delay)
 KILL_AFTER = 1.0           # … and its pool process is killed this far into it

@@ -50,23 +50,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from whathappens.lab import load, plot, process
-from whathappens.lab.lab import manifest_path, read_manifest, status
+from whathappens.errors import EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_USAGE
+from whathappens.lab import process
+from whathappens.lab.exercises import load, plot
+from whathappens.lab.exercises.https import server_timing
+from whathappens.lab.lab import status
+from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
-from whathappens.lab.tiers import build
-from whathappens.lab.tiers.haproxy import HAProxy
-from whathappens.lab.tiers.nginx import SITE
-from whathappens.lab.topology import Topology, topology
+from whathappens.lab.topology import SITE, Topology
 
-EXIT_LAB_FAILED = 12
-EXIT_INTERRUPTED = 130
 NAMES = ("lb-algorithms", "pooling", "microcache")
 ALGORITHMS = ("roundrobin", "leastconn", "source")
 THINK_MS = 100            # app-2's extra time per request: a few times a normal request
 RUN_SECONDS = 20.0        # one setting's load run stops here whatever --requests says
 UP_TIMEOUT = 20.0         # HAProxy must see both app nodes UP again within this
 MAX_CONCURRENCY = 64
-LB = "lb"
 SLOW_NODE = "app-2"
 SLOW_TIER = "app-2-gunicorn"
 POOL_TIER = "app-1-gunicorn"
@@ -108,11 +106,10 @@ class Adjusted(Tier):
 
 
 @dataclass
-class Lab:
-    """The running production lab: its topology, restarts with other settings, load runs."""
+class Bench:
+    """The running production lab on the bench: restarts with other settings, load runs."""
 
-    ctx: LabContext
-    topo: Topology
+    lab: Lab
     requests: int
     concurrency: int
     log: Callable[[str], None] = print
@@ -120,23 +117,19 @@ class Lab:
     # Tiers stopped and not yet seen ready again: interrupted there, they need a restart too.
     pending: set[str] = field(default_factory=set)
 
-    def tier(self, name: str) -> Tier:
-        return build(self.topo, self.topo.spec(name))
+    @property
+    def ctx(self) -> LabContext:
+        return self.lab.ctx
 
     @property
-    def lb(self) -> HAProxy:
-        tier = self.tier(LB)
-        assert isinstance(tier, HAProxy)
-        return tier
-
-    def endpoint(self, name: str) -> tuple[str, int]:
-        return self.topo.endpoint(name)
+    def topo(self) -> Topology:
+        return self.lab.topo
 
     def restart(self, name: str, env: dict[str, str] | None = None, *,
                 shown: str = "") -> None:
         """Stop tier ``name`` and start it again, with ``env`` added to its environment
         (None: as the topology builds it). ``lab.json`` records the overrides."""
-        tier: Tier = self.tier(name)
+        tier: Tier = self.lab.tier(name)
         if env:
             tier = Adjusted(tier, env)
         started = time.monotonic()
@@ -151,11 +144,9 @@ class Lab:
 
     def set_algorithm(self, algorithm: str) -> None:
         """HAProxy restarted with ``algorithm`` (its config is written on every start)."""
-        self.ctx.algorithm = algorithm
-        data = read_manifest(self.ctx)
-        data["algorithm"] = algorithm
-        manifest_path(self.ctx).write_text(json.dumps(data, indent=2))
-        self.restart(LB, shown=f"balance {algorithm}")
+        self.ctx.algorithm = self.lab.manifest.algorithm = algorithm
+        self.lab.save_manifest()
+        self.restart(self.lab.haproxy().name, shown=f"balance {algorithm}")
         self.wait_servers_up()
 
     def restore_tier(self, name: str) -> None:
@@ -164,7 +155,7 @@ class Lab:
             self.restart(name)
 
     def restore_algorithm(self, original: str) -> None:
-        if self.ctx.algorithm != original or LB in self.pending:
+        if self.ctx.algorithm != original or self.lab.haproxy().name in self.pending:
             self.set_algorithm(original)
 
     def put_back(self, *steps: Callable[[], None]) -> None:
@@ -186,21 +177,17 @@ class Lab:
         states: dict[str, str] = {}
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                states = self.lb.servers(self.ctx)
+                states = self.lab.haproxy().servers(self.ctx)
                 if states and all(s == "UP" for s in states.values()):
                     return
             time.sleep(0.1)
         raise ExperimentError(f"HAProxy does not see every app node UP: {states}")
 
     def _note_overrides(self, name: str, env: dict[str, str]) -> None:
-        data = read_manifest(self.ctx)
-        for item in data.get("tiers", []):
-            if item.get("name") == name:
-                if env:
-                    item["env_overrides"] = env
-                else:
-                    item.pop("env_overrides", None)
-        manifest_path(self.ctx).write_text(json.dumps(data, indent=2))
+        entry = self.lab.manifest.tier(name)
+        if entry is not None:
+            entry.env_overrides = dict(env)
+            self.lab.save_manifest()
         if env:
             self.changed[name] = env
         else:
@@ -213,10 +200,10 @@ class Lab:
     def run(self, tier: str, path: str | Callable[[int], str], *, tls: bool = False,
             headers: dict[str, str] | None = None, capture: tuple[str, ...] = (),
             requests: int | None = None) -> load.LoadResult:
-        address, port = self.endpoint(tier)
+        address, port = self.lab.endpoint(tier)
         return load.run(address, port, path, requests=requests or self.requests,
                         concurrency=self.concurrency, seconds=RUN_SECONDS,
-                        cafile=str(self.ctx.pki / "ca.pem") if tls else None, host=SITE,
+                        cafile=self.lab.cafile if tls else None, host=SITE,
                         tls=tls, headers=headers, sources=self.client_sources(),
                         capture=capture)
 
@@ -283,6 +270,13 @@ def table(columns: list[tuple[str, int]], rows: list[list[str]]) -> list[str]:
     return [head, "-" * len(head), *(line(r) for r in rows)]
 
 
+def speed_cells(setting: Setting, width: int = 8) -> list[str]:
+    """A table row's first cells: the setting, req/s, p50 and p95 latency."""
+    summ = setting.summary()
+    return [setting.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"], width),
+            ms(summ["p95_ms"], width)]
+
+
 def failure_notes(settings: list[Setting]) -> list[str]:
     """A line under the table when requests failed, saying how (429 has its own cause)."""
     notes = []
@@ -298,25 +292,6 @@ def failure_notes(settings: list[Setting]) -> list[str]:
     return notes
 
 
-def server_timing(header: str) -> dict[str, tuple[float, str]]:
-    """``Server-Timing`` entries: name → (dur in ms, desc)."""
-    out: dict[str, tuple[float, str]] = {}
-    for entry in header.split(","):
-        parts = [p.strip() for p in entry.split(";")]
-        if not parts[0]:
-            continue
-        dur, desc = 0.0, ""
-        for p in parts[1:]:
-            key, _, value = p.partition("=")
-            if key == "dur":
-                with contextlib.suppress(ValueError):
-                    dur = float(value)
-            elif key == "desc":
-                desc = value.strip('"')
-        out[parts[0]] = (dur, desc)
-    return out
-
-
 def unique_paths(label: str) -> Callable[[int], str]:
     """Request n's path: the home page with a query string no earlier request had, so no
     cache on the way (edge, micro-cache) can answer it."""
@@ -327,35 +302,35 @@ def unique_paths(label: str) -> Callable[[int], str]:
 # -- lb-algorithms ----------------------------------------------------------------------------
 
 
-def lb_algorithms(lab: Lab) -> Outcome:
-    original = lab.ctx.algorithm
+def lb_algorithms(bench: Bench) -> Outcome:
+    original = bench.ctx.algorithm
     settings: list[Setting] = []
     try:
-        lab.restart(SLOW_TIER, {"WHATHAPPENS_THINK_MS": str(THINK_MS)})
-        lab.wait_servers_up()
+        bench.restart(SLOW_TIER, {"WHATHAPPENS_THINK_MS": str(THINK_MS)})
+        bench.wait_servers_up()
         for algorithm in ALGORITHMS:
-            if lab.ctx.algorithm != algorithm:
-                lab.set_algorithm(algorithm)
+            if bench.ctx.algorithm != algorithm:
+                bench.set_algorithm(algorithm)
             # A URL of its own per request: neither the edge cache nor the micro-cache may
             # answer, or the balancer would not be asked at all.
-            result = lab.run("edge", unique_paths(f"lb-{algorithm}"), tls=True)
+            result = bench.run("edge", unique_paths(f"lb-{algorithm}"), tls=True)
             served = Counter(s.served_by for s in result.ok)
             settings.append(Setting(algorithm, result, {
                 "share_pct": {node: round(100 * served.get(node, 0) / max(len(result.ok), 1),
                                           1) for node in ("app-1", "app-2")}}))
-            lab.log(f"  {algorithm}: {len(result.samples)} requests in "
+            bench.log(f"  {algorithm}: {len(result.samples)} requests in "
                     f"{result.seconds:.1f} s")
     finally:
-        lab.put_back(lambda: lab.restore_tier(SLOW_TIER),
-                     lambda: lab.restore_algorithm(original), lab.wait_servers_up)
-    edge = lab.topo.address("edge")
+        bench.put_back(lambda: bench.restore_tier(SLOW_TIER),
+                     lambda: bench.restore_algorithm(original), bench.wait_servers_up)
+    edge = bench.topo.address("edge")
     rows = []
     for s in settings:
         summ = s.summary()
-        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"]), ms(summ["p95_ms"]),
-                     ms(summ["max_ms"]), ms(summ["mean_ms"]), str(summ["failed"]),
+        rows.append([*speed_cells(s), ms(summ["max_ms"]), ms(summ["mean_ms"]),
+                     str(summ["failed"]),
                      f"{summ['share_pct']['app-1']:.0f} %", f"{summ['share_pct']['app-2']:.0f} %"])
-    method = (f"{lab.requests} GETs per algorithm, {lab.concurrency} at a time, through the "
+    method = (f"{bench.requests} GETs per algorithm, {bench.concurrency} at a time, through the "
               f"edge (HTTPS) → HAProxy → app nodes, each to a URL of its own (no cache "
               f"answers); app-2 sleeps {THINK_MS} ms in every request "
               f"(WHATHAPPENS_THINK_MS). Latency measured by the client, request sent → "
@@ -407,11 +382,11 @@ POOL_SETTINGS = (
 )
 
 
-def pool_env(lab: Lab, setting: PoolSetting) -> dict[str, str]:
+def pool_env(bench: Bench, setting: PoolSetting) -> dict[str, str]:
     env = {"WHATHAPPENS_DB_CONN_MAX_AGE": "60" if setting.persistent else "0"}
     if setting.direct:
-        primary = lab.endpoint("db-primary")
-        replica = lab.endpoint("db-replica")
+        primary = bench.lab.endpoint("db-primary")
+        replica = bench.lab.endpoint("db-replica")
         env.update({"WHATHAPPENS_DB_HOST": primary[0], "WHATHAPPENS_DB_PORT": str(primary[1]),
                     "WHATHAPPENS_DB_NAME": "site",
                     "WHATHAPPENS_DB_REPLICA_HOST": replica[0],
@@ -428,11 +403,11 @@ def timing_facts(result: load.LoadResult) -> dict[str, Any]:
     opened = 0
     for s in ok:
         timing = server_timing(s.headers.get("server-timing", ""))
-        c = timing.get("dbconnect", (0.0, ""))[0]
+        c = timing.get("dbconnect", 0.0)
         opened += c > 0
         connect.append(c)
-        sql.append(timing.get("db", (0.0, ""))[0])
-        app.append(timing.get("app", (0.0, ""))[0])
+        sql.append(timing.get("db", 0.0))
+        app.append(timing.get("app", 0.0))
     n = max(len(ok), 1)
     total = sum(s.latency_ms for s in ok)
     paid = [c for c in connect if c > 0]
@@ -449,38 +424,37 @@ def timing_facts(result: load.LoadResult) -> dict[str, Any]:
     }
 
 
-def pooling(lab: Lab) -> Outcome:
+def pooling(bench: Bench) -> Outcome:
     settings: list[Setting] = []
-    warm = 2 * lab.concurrency
+    warm = 2 * bench.concurrency
     # What app-1 runs already (PgBouncer, persistent) first: one restart fewer.
     order = sorted(POOL_SETTINGS, key=lambda p: p.direct or not p.persistent)
     try:
         for i, setting in enumerate(order):
-            env = pool_env(lab, setting)
+            env = pool_env(bench, setting)
             if i > 0:
-                lab.restart(POOL_TIER, env, shown=setting.name)
+                bench.restart(POOL_TIER, env, shown=setting.name)
             # Warm-up, not counted: a freshly started worker loads templates and, with
             # persistent connections, opens one per thread: a steady state is measured.
-            lab.run(CACHE_TIER, unique_paths("warm"), requests=warm)
-            result = lab.run(CACHE_TIER, unique_paths("pool"),
+            bench.run(CACHE_TIER, unique_paths("warm"), requests=warm)
+            result = bench.run(CACHE_TIER, unique_paths("pool"),
                              capture=("server-timing", "x-microcache"))
             settings.append(Setting(setting.name, result, {
                 "direct": setting.direct, "persistent": setting.persistent,
                 "env": env, **timing_facts(result)}))
-            lab.log(f"  {setting.name}: {len(result.samples)} requests in "
+            bench.log(f"  {setting.name}: {len(result.samples)} requests in "
                     f"{result.seconds:.1f} s")
     finally:
-        lab.put_back(lambda: lab.restore_tier(POOL_TIER), lab.wait_servers_up)
+        bench.put_back(lambda: bench.restore_tier(POOL_TIER), bench.wait_servers_up)
     settings.sort(key=lambda s: [p.name for p in POOL_SETTINGS].index(s.name))
     rows = []
     for s in settings:
         summ = s.summary()
-        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"]), ms(summ["p95_ms"]),
-                     f"{summ['opened_connection']}/{len(s.result.ok)}",
+        rows.append([*speed_cells(s), f"{summ['opened_connection']}/{len(s.result.ok)}",
                      ms(summ["connect_ms_when_opened"], 10),
                      f"{summ['connect_share_pct'] or 0:.1f} %", str(summ["failed"])])
-    method = (f"{lab.requests} GETs of the home page (2 SQL queries on the replica) per "
-              f"setting, {lab.concurrency} at a time, to app-1's nginx with a URL of its own "
+    method = (f"{bench.requests} GETs of the home page (2 SQL queries on the replica) per "
+              f"setting, {bench.concurrency} at a time, to app-1's nginx with a URL of its own "
               f"each (no micro-cache); gunicorn restarted per setting, {warm} warm-up "
               f"requests not counted. Connect times from the site's Server-Timing "
               f"(dbconnect); latency measured by the client.")
@@ -513,29 +487,28 @@ def pooling(lab: Lab) -> Outcome:
 # -- microcache -------------------------------------------------------------------------------
 
 
-def microcache(lab: Lab) -> Outcome:
+def microcache(bench: Bench) -> Outcome:
     settings: list[Setting] = []
     reached = ("MISS", "EXPIRED", "BYPASS", "REVALIDATED")
     for name, headers in (("micro-cache", {}), ("no micro-cache", {"Cookie": BYPASS_COOKIE})):
         # One request first: a hot page is one already cached. (From cold, C requests at
         # once would all wait on proxy_cache_lock, which nginx polls every 500 ms.)
-        lab.run(CACHE_TIER, "/", headers=headers, requests=1)
-        result = lab.run(CACHE_TIER, "/", headers=headers, capture=("x-microcache",))
+        bench.run(CACHE_TIER, "/", headers=headers, requests=1)
+        result = bench.run(CACHE_TIER, "/", headers=headers, capture=("x-microcache",))
         statuses = Counter(s.headers["x-microcache"] for s in result.samples
                            if s.headers.get("x-microcache"))
         settings.append(Setting(name, result, {
             "cache_status": dict(statuses),
             "reached_django": sum(statuses.get(k, 0) for k in reached)}))
-        lab.log(f"  {name}: {len(result.samples)} requests in {result.seconds:.2f} s")
+        bench.log(f"  {name}: {len(result.samples)} requests in {result.seconds:.2f} s")
     rows = []
     for s in settings:
         summ = s.summary()
         shown = " ".join(f"{k} {v}" for k, v in sorted(summ["cache_status"].items()))
-        rows.append([s.name, f"{summ['rps'] or 0:.0f}", ms(summ["p50_ms"], 7),
-                     ms(summ["p95_ms"], 7), ms(summ["max_ms"], 7),
+        rows.append([*speed_cells(s, 7), ms(summ["max_ms"], 7),
                      f"{summ['reached_django']}/{summ['requests']}", str(summ["failed"]),
                      shown])
-    method = (f"{lab.requests} GETs of the home page per setting, {lab.concurrency} at a time "
+    method = (f"{bench.requests} GETs of the home page per setting, {bench.concurrency} at a time "
               f"(each worker a client address of its own), straight to app-1's nginx; "
               f"without the micro-cache = with a sessionid cookie, which nginx never serves "
               f"from or stores in the cache. req/s = requests / wall time of the run.")
@@ -565,7 +538,7 @@ def microcache(lab: Lab) -> Outcome:
     return Outcome("microcache", "Micro-cache on and off", method, lines, settings, svg)
 
 
-EXPERIMENTS: dict[str, Callable[[Lab], Outcome]] = {
+EXPERIMENTS: dict[str, Callable[[Bench], Outcome]] = {
     "lb-algorithms": lb_algorithms, "pooling": pooling, "microcache": microcache,
 }
 
@@ -573,36 +546,35 @@ EXPERIMENTS: dict[str, Callable[[Lab], Outcome]] = {
 # -- the command ------------------------------------------------------------------------------
 
 
-def open_lab(ctx: LabContext, requests: int, concurrency: int) -> Lab:
+def open_bench(ctx: LabContext, requests: int, concurrency: int) -> Bench:
     """The lab in ``ctx.state``, checked: production profile, every tier healthy."""
-    manifest = read_manifest(ctx)
-    if not manifest:
-        raise ExperimentError(f"no lab in {ctx.state} (start one: whathappens lab up)")
-    if manifest.get("profile") != "production":
-        raise ExperimentError("experiments need the production profile (a load balancer, "
-                              "two app nodes, PgBouncer): whathappens lab up")
-    rows = status(ctx)          # also sets ctx.profile, ctx.algorithm and ctx.subnet
-    sick = [r.name for r in rows if not r.healthy]
+    try:
+        lab = open_lab(ctx, profile="production",
+                       why="experiments need the production profile (a load balancer, two "
+                           "app nodes, PgBouncer): whathappens lab up")
+    except LabNotRunning as err:
+        raise ExperimentError(str(err)) from None
+    sick = [r.name for r in status(ctx) if not r.healthy]
     if sick:
         raise ExperimentError(f"not healthy: {', '.join(sick)} (whathappens lab status; "
                               f"'lab heal' after a drill)")
-    changed = [t["name"] for t in manifest.get("tiers", []) if t.get("env_overrides")]
+    changed = [t.name for t in lab.manifest.tiers if t.env_overrides]
     if changed:
         raise ExperimentError(f"{', '.join(changed)} still run with an experiment's settings "
                               f"(lab.json: env_overrides); restart the lab")
-    return Lab(ctx, topology(ctx.profile, ctx.subnet), requests, concurrency)
+    return Bench(lab, requests, concurrency)
 
 
-def save(outcome: Outcome, lab: Lab, out: Path, seconds: float) -> tuple[Path, Path]:
+def save(outcome: Outcome, bench: Bench, out: Path, seconds: float) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     data = {
         "experiment": outcome.name,
         "title": outcome.title,
         "method": outcome.method,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "lab": {"state": str(lab.ctx.state), "subnet": lab.ctx.subnet,
-                "algorithm": lab.ctx.algorithm},
-        "requests": lab.requests, "concurrency": lab.concurrency,
+        "lab": {"state": str(bench.ctx.state), "subnet": bench.ctx.subnet,
+                "algorithm": bench.ctx.algorithm},
+        "requests": bench.requests, "concurrency": bench.concurrency,
         "seconds": round(seconds, 2),
         **outcome.extra,
         "settings": [s.to_dict() for s in outcome.settings],
@@ -623,15 +595,15 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     if name not in EXPERIMENTS:
         print(f"whathappens lab: no experiment {name!r}: choose from {', '.join(NAMES)}",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     requests = int(args.requests)
     concurrency = int(args.concurrency)
     if not 1 <= requests <= load.MAX_REQUESTS or not 1 <= concurrency <= MAX_CONCURRENCY:
         print(f"whathappens lab: --requests 1…{load.MAX_REQUESTS}, --concurrency "
               f"1…{MAX_CONCURRENCY}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
-        lab = open_lab(ctx, requests, concurrency)
+        bench = open_bench(ctx, requests, concurrency)
     except ExperimentError as err:
         print(f"whathappens lab: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
@@ -639,7 +611,7 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     print(f"experiment {name}: {requests} requests per setting, {concurrency} at a time")
     started = time.monotonic()
     try:
-        outcome = EXPERIMENTS[name](lab)
+        outcome = EXPERIMENTS[name](bench)
     except KeyboardInterrupt:
         print("interrupted; the lab is back as it was", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -647,14 +619,14 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
         print(f"whathappens lab: experiment {name} failed: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
     seconds = time.monotonic() - started
-    json_path, svg_path = save(outcome, lab, out, seconds)
+    json_path, svg_path = save(outcome, bench, out, seconds)
     print()
     print(f"{outcome.title}")
     print(outcome.method)
     print()
     print("\n".join(outcome.table))
     print()
-    print(f"in {seconds:.1f} s; the lab is back as it was (algorithm {lab.ctx.algorithm})")
+    print(f"in {seconds:.1f} s; the lab is back as it was (algorithm {bench.ctx.algorithm})")
     print(f"numbers: {json_path}")
     print(f"plot:    {svg_path}")
     return 0

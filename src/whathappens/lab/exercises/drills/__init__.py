@@ -27,10 +27,10 @@ socket to read its view of the servers, ``load.run`` and plain HTTPS requests to
 ``<state>/drills.json``, so ``heal`` (and ``lab status``) know; an entry made before the
 lab's latest ``lab up`` is ignored.
 
-The package: ``common`` (the lab as the drills see it, drills.json, HTTPS probes and what
-answered them, formatting, stopping and starting tiers), one module per family of drills
-(``app``, ``database``: db-primary and slow-db, ``cache``: redis, ``worker``: worker and
-worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
+The package: ``common`` (the lab, if it is one the drills can use, drills.json, HTTPS
+probes and what answered them, formatting, stopping and starting tiers), one module per
+family of drills (``app``, ``database``: db-primary and slow-db, ``cache``: redis,
+``worker``: worker and worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
 """
 
 from __future__ import annotations
@@ -40,20 +40,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from whathappens.lab.drills.app import break_app, heal_app
-from whathappens.lab.drills.cache import break_redis, heal_redis
-from whathappens.lab.drills.common import (
-    EXIT_FAILED,
-    EXIT_USAGE,
+from whathappens.errors import EXIT_LAB_FAILED, EXIT_USAGE
+from whathappens.lab.exercises.drills.app import break_app, heal_app
+from whathappens.lab.exercises.drills.cache import break_redis, heal_redis
+from whathappens.lab.exercises.drills.common import (
     DrillError,
-    Lab,
     Say,
     answered_by,
     in_force,
     open_lab,
     status_lines,
 )
-from whathappens.lab.drills.database import (
+from whathappens.lab.exercises.drills.database import (
     HOLDER,
     break_primary,
     break_slow_db,
@@ -61,13 +59,14 @@ from whathappens.lab.drills.database import (
     heal_slow_db,
     hold_lock,
 )
-from whathappens.lab.drills.worker import (
+from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
     heal_worker,
     heal_worker_all,
 )
 from whathappens.lab.process import LabError
+from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
 
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
@@ -127,14 +126,14 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (DrillError, LabError, OSError) as err:
         print(f"whathappens lab {action} {target}: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_LAB_FAILED
     return 0
 
 
 def _cli(argv: list[str]) -> int:
     if len(argv) == 4 and argv[0] == "hold-lock":
         return hold_lock(argv[1], int(argv[2]), float(argv[3]))
-    print("usage: python -m whathappens.lab.drills hold-lock ADDRESS PORT SECONDS",
+    print("usage: python -m whathappens.lab.exercises.drills hold-lock ADDRESS PORT SECONDS",
           file=sys.stderr)
     return EXIT_USAGE
 

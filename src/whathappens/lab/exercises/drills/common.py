@@ -1,12 +1,12 @@
-"""The drills' shared machinery: the lab as the drills see it (``Lab``), what is broken now
-(``drills.json``), HTTPS probes to the front door and what answered them, the formatting
-of what was measured, and stopping and starting tiers."""
+"""The drills' shared machinery: the running lab, if the drills can use it (``open_lab``),
+what is broken now (``drills.json``), HTTPS probes to the front door as a browser would
+send them and what answered them, the formatting of what was measured, and stopping and
+starting tiers."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import re
 import secrets
 import signal
 import ssl
@@ -14,98 +14,35 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from whathappens.lab import process
-from whathappens.lab.lab import read_manifest
-from whathappens.lab.tier import LabContext, Tier
-from whathappens.lab.tiers import build
-from whathappens.lab.topology import Topology, topology
-
-if TYPE_CHECKING:
-    from whathappens.lab.tiers.haproxy import HAProxy
+from whathappens.lab.exercises.https import HTTPSTo, server_timing
+from whathappens.lab.running import Lab, LabNotRunning
+from whathappens.lab.running import open_lab as open_running_lab
+from whathappens.lab.tier import LabContext
+from whathappens.lab.topology import SITE
 
 Say = Callable[[str], None]
 
-SITE = "www.example.com"
 STATE_FILE = "drills.json"
-EXIT_USAGE = 2
-EXIT_FAILED = 12           # as the other lab commands: could not do what was asked
 
 
 class DrillError(Exception):
     """The drill could not be done (no lab, wrong profile, a tier that will not start)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# The lab as the drills see it
-
-
-@dataclass
-class Lab:
-    ctx: LabContext
-    topo: Topology
-    manifest: dict[str, Any]
-    tiers: dict[str, Tier] = field(default_factory=dict)
-
-    def tier(self, name: str) -> Tier:
-        if name not in self.tiers:
-            self.tiers[name] = build(self.topo, self.topo.spec(name))
-        return self.tiers[name]
-
-    @property
-    def front(self) -> tuple[str, int]:
-        return self.topo.endpoint("edge")
-
-    @property
-    def cafile(self) -> str:
-        return str(self.ctx.pki / "ca.pem")
-
-    def haproxy(self) -> HAProxy:
-        from whathappens.lab.tiers.haproxy import HAProxy
-
-        lb = self.tier("lb")
-        assert isinstance(lb, HAProxy)
-        return lb
-
-    def app_nodes(self) -> list[str]:
-        """The app hosts HAProxy balances over (its server names): app-1, app-2."""
-        backends = self.topo.spec("lb").options.get("backends", [])
-        assert isinstance(backends, list)
-        return [self.topo.spec(str(b)).host for b in backends]
-
-    def node_tiers(self, node: str) -> list[str]:
-        """The node's tiers, in start order (gunicorn before the nginx in front of it)."""
-        order = {"gunicorn": 0, "nginx-app": 1}
-        specs = [s for s in self.topo.tiers if s.host == node and s.kind in order]
-        return [s.name for s in sorted(specs, key=lambda s: order[s.kind])]
-
-    def running(self, name: str) -> bool:
-        rec = process.Record.load(process.record_path(self.ctx, name))
-        return rec is not None and process.alive(rec.pid)
-
-    def pid(self, name: str) -> int | None:
-        rec = process.Record.load(process.record_path(self.ctx, name))
-        return rec.pid if rec is not None and process.alive(rec.pid) else None
-
-    def lab_id(self) -> int:
-        """Changes with every ``lab up`` (which rewrites lab.json)."""
-        return (self.ctx.state / "lab.json").stat().st_mtime_ns
-
-
 def open_lab(ctx: LabContext) -> Lab:
-    manifest = read_manifest(ctx)
-    if not manifest:
-        raise DrillError(f"no lab in {ctx.state} (start one: whathappens lab up)")
-    ctx.profile = str(manifest["profile"])
-    ctx.algorithm = str(manifest.get("algorithm", ctx.algorithm))
-    ctx.subnet = int(manifest.get("subnet", 0))
-    if ctx.profile != "production":
-        raise DrillError("drills need the production profile (an LB, two app nodes, a "
-                         "replica, a worker): whathappens lab up --profile production")
-    return Lab(ctx, topology(ctx.profile, ctx.subnet), manifest)
+    """The running lab, if it is one the drills can break: the production profile."""
+    try:
+        return open_running_lab(
+            ctx, profile="production",
+            why="drills need the production profile (an LB, two app nodes, a replica, a "
+                "worker): whathappens lab up --profile production")
+    except LabNotRunning as err:
+        raise DrillError(str(err)) from None
 
 
 # -- drills.json: what is broken now ----------------------------------------------------------
@@ -154,19 +91,6 @@ def status_lines(ctx: LabContext) -> list[str]:
 # HTTPS to the lab's front door, as a browser would (cookies, CSRF), one connection each
 
 
-class _HTTPSTo(http.client.HTTPSConnection):
-    """HTTPS to an address with the site's name in SNI and the certificate checked for it."""
-
-    def __init__(self, address: str, port: int, context: ssl.SSLContext,
-                 timeout: float) -> None:
-        super().__init__(address, port, timeout=timeout, context=context)
-        self._tls = context
-
-    def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._tls.wrap_socket(self.sock, server_hostname=SITE)
-
-
 @dataclass
 class Reply:
     status: int                  # 0: no answer at all
@@ -180,13 +104,7 @@ class Reply:
 
     def timing(self) -> dict[str, float]:
         """Server-Timing entries in ms: app (Django), db, cache …"""
-        out: dict[str, float] = {}
-        for part in self.header("server-timing").split(","):
-            name, _, rest = part.strip().partition(";")
-            found = re.search(r"dur=([\d.]+)", rest)
-            if name and found:
-                out[name] = float(found.group(1))
-        return out
+        return server_timing(self.header("server-timing"))
 
     def json(self) -> dict[str, Any]:
         try:
@@ -211,7 +129,7 @@ class Browser:
         if form is not None:
             body = urllib.parse.urlencode(form)
             sent["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = _HTTPSTo(self.address, self.port, self.context, timeout)
+        conn = HTTPSTo(self.address, self.port, self.context, timeout)
         start = time.monotonic()
         try:
             conn.request(method, path, body=body, headers=sent)

@@ -11,11 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from whathappens.lab import load
-from whathappens.lab.drills.common import (
-    SITE,
+from whathappens.lab.exercises import load
+from whathappens.lab.exercises.drills.common import (
     DrillError,
-    Lab,
     Say,
     _record,
     counts,
@@ -26,6 +24,8 @@ from whathappens.lab.drills.common import (
     start_tiers,
     wait_for,
 )
+from whathappens.lab.running import Lab
+from whathappens.lab.topology import SITE
 
 # The load run of the app-node drills: long enough to see the node fall (HAProxy checks
 # every 500 ms, down after 2 failures), slow enough that the one node left stays under
@@ -80,14 +80,38 @@ class Watch:
 
 
 def _lb_lines(lab: Lab, needle: str) -> list[dict[str, Any]]:
-    from whathappens.lab.timeline import tail_lines
+    from whathappens.lab.logs import tail_lines
 
     out = []
-    for line in tail_lines(lab.ctx.log("lb")):
+    for line in tail_lines(lab.ctx.log(lab.haproxy().name)):
         if needle in line and line.startswith("{"):
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
     return out
+
+
+@dataclass
+class LoadPlan:
+    """The bounded load run during which the node dies."""
+
+    requests: int = LOAD_REQUESTS
+    rate: float = LOAD_RATE
+    concurrency: int = LOAD_CONCURRENCY
+    break_after: float = BREAK_AFTER
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    def path(self, n: int) -> str:
+        return f"/p/about/?drill={self.run_id}-{n}"
+
+
+@dataclass
+class Crash:
+    """What happened: the load run's result, HAProxy's view, when the kill came."""
+
+    result: load.LoadResult
+    watch: Watch
+    t_break: float
+    t_killed: float
 
 
 def break_app(lab: Lab, node: str, say: Say, *, only_gunicorn: bool = False,
@@ -98,6 +122,50 @@ def break_app(lab: Lab, node: str, say: Say, *, only_gunicorn: bool = False,
     victims = [t for t in tiers if t.endswith("-gunicorn")] if only_gunicorn else \
         list(reversed(tiers))   # the node's front door first: HAProxy sees it go at once
     target = victims[0] if only_gunicorn else node
+    _check_ready(lab, victims, target)
+    plan = LoadPlan(requests, rate, concurrency, break_after)
+    address, port = lab.front
+    what = (f"{node}'s gunicorn is killed (SIGKILL); its nginx stays up" if only_gunicorn
+            else f"the app node {node} dies: its nginx and gunicorn are killed (SIGKILL), "
+                 f"as in a crash")
+    say(f"drill {target}: {what}")
+    say(f"  load: {requests} GETs of /p/about/?drill={plan.run_id}-N through the edge "
+        f"({address}:{port}), {concurrency} at a time, {rate:g} per second; each URL its "
+        f"own, so no cache answers for the app")
+    crash = _kill_during_load(lab, victims, plan)
+    result, t_break = crash.result, crash.t_break
+    t_down = crash.watch.first(node, "DOWN")
+    say(f"  killed {', '.join(victims)} {t_break:.2f} s into the run "
+        f"(took {1000 * (crash.t_killed - t_break):.0f} ms)")
+    say("  HAProxy's view of the servers (its admin socket, 'show stat', every "
+        f"{POLL * 1000:.0f} ms):")
+    for t, states in crash.watch.changes:
+        mark = f"{t - t_break:+.2f} s" if t >= t_break else "before"
+        say(f"    {mark:>9}  {servers_line(states)}")
+    _say_what_the_load_saw(result, t_break, t_down, say)
+    failed = result.failed
+    # What HAProxy did about it: its log names retries and the server finally used
+    retried = [x for x in _lb_lines(lab, f"drill={plan.run_id}-")
+               if str(x.get("retries", "0")) not in ("0", "")]
+    redispatched = [x for x in retried if str(x.get("retries", "")).startswith("+")]
+    if retried:
+        say(f"  HAProxy's log: {len(retried)} request(s) retried after a failed attempt on "
+            f"{node} ({len(redispatched)} redispatched to another server): "
+            f"the client never saw those failures")
+    after_down = [s for s in failed if t_down is not None and s.start >= t_down]
+    now = lab.haproxy().servers(lab.ctx)
+    _say_what_it_means(node, t_break, t_down, only_gunicorn, len(after_down), say)
+    say(f"  now: {servers_line(now)}.  undo: whathappens lab heal {target}")
+    _record(lab, target, {"node": node, "stopped": victims})
+    return {"target": target, "node": node, "victims": victims, "t_break": t_break,
+            "t_down": t_down, "changes": crash.watch.changes, "summary": result.summary(),
+            "failed": len(failed), "failed_after_down": len(after_down),
+            "failed_statuses": dict(Counter(s.status for s in failed)),
+            "retried": len(retried), "servers_after": now}
+
+
+def _check_ready(lab: Lab, victims: list[str], target: str) -> None:
+    """The victims run, and HAProxy sees every node UP: a steady state to break."""
     if not all(lab.running(t) for t in victims):
         raise DrillError(f"{target} is not running (whathappens lab heal {target})")
     lb = lab.haproxy()
@@ -106,50 +174,39 @@ def break_app(lab: Lab, node: str, say: Say, *, only_gunicorn: bool = False,
     if wait_for(lambda: set(lb.servers(lab.ctx).values()) == {"UP"}, timeout=10) is None:
         raise DrillError(f"HAProxy does not see every app node UP "
                          f"({servers_line(lb.servers(lab.ctx))})")
-    address, port = lab.front
-    run_id = secrets.token_hex(4)
-    what = (f"{node}'s gunicorn is killed (SIGKILL); its nginx stays up" if only_gunicorn
-            else f"the app node {node} dies: its nginx and gunicorn are killed (SIGKILL), "
-                 f"as in a crash")
-    say(f"drill {target}: {what}")
-    say(f"  load: {requests} GETs of /p/about/?drill={run_id}-N through the edge "
-        f"({address}:{port}), {concurrency} at a time, {rate:g} per second; each URL its "
-        f"own, so no cache answers for the app")
 
+
+def _kill_during_load(lab: Lab, victims: list[str], plan: LoadPlan) -> Crash:
+    """Start the load run and HAProxy's watch; kill ``victims`` ``break_after`` s in."""
+    address, port = lab.front
     box: dict[str, load.LoadResult] = {}
 
     def run_load() -> None:
-        box["r"] = load.run(address, port, lambda n: f"/p/about/?drill={run_id}-{n}",
-                            requests=requests, concurrency=concurrency, rate=rate,
-                            cafile=lab.cafile, host=SITE, seconds=requests / rate + 20)
+        box["r"] = load.run(address, port, plan.path, requests=plan.requests,
+                            concurrency=plan.concurrency, rate=plan.rate, cafile=lab.cafile,
+                            host=SITE, seconds=plan.requests / plan.rate + 20)
 
     t0 = time.monotonic()
     loader = threading.Thread(target=run_load, daemon=True)
     watch = Watch(lab, t0)
     watch.start()
     loader.start()
-    time.sleep(break_after)
+    time.sleep(plan.break_after)
     t_break = time.monotonic() - t0
     for name in victims:
         kill_tier(lab, name)
     t_killed = time.monotonic() - t0
-    loader.join(requests / rate + 60)
+    loader.join(plan.requests / plan.rate + 60)
     watch.stop()
     result = box.get("r")
     if result is None:
         raise DrillError("the load run did not finish")
-    t_down = watch.first(node, "DOWN")
-    say(f"  killed {', '.join(victims)} {t_break:.2f} s into the run "
-        f"(took {1000 * (t_killed - t_break):.0f} ms)")
+    return Crash(result, watch, t_break, t_killed)
 
-    # HAProxy's view while it happened
-    say("  HAProxy's view of the servers (its admin socket, 'show stat', every "
-        f"{POLL * 1000:.0f} ms):")
-    for t, states in watch.changes:
-        mark = f"{t - t_break:+.2f} s" if t >= t_break else "before"
-        say(f"    {mark:>9}  {servers_line(states)}")
 
-    # What the load saw, split at the break and at HAProxy's DOWN
+def _say_what_the_load_saw(result: load.LoadResult, t_break: float, t_down: float | None,
+                           say: Say) -> None:
+    """The load run split at the break and at HAProxy's DOWN, and its failures."""
     def phase(lo: float, hi: float) -> list[load.Sample]:
         return [s for s in result.samples if lo <= s.start < hi]
 
@@ -177,18 +234,9 @@ def break_app(lab: Lab, node: str, say: Say, *, only_gunicorn: bool = False,
     if len(failed) > 5:
         say(f"    … and {len(failed) - 5} more")
 
-    # What HAProxy did about it: its log names retries and the server finally used
-    lines = _lb_lines(lab, f"drill={run_id}-")
-    retried = [x for x in lines if str(x.get("retries", "0")) not in ("0", "")]
-    redispatched = [x for x in retried if str(x.get("retries", "")).startswith("+")]
-    if retried:
-        say(f"  HAProxy's log: {len(retried)} request(s) retried after a failed attempt on "
-            f"{node} ({len(redispatched)} redispatched to another server): "
-            f"the client never saw those failures")
-    after_down = [s for s in failed if t_down is not None and s.start >= t_down]
-    now = lb.servers(lab.ctx)
 
-    # What it means
+def _say_what_it_means(node: str, t_break: float, t_down: float | None, only_gunicorn: bool,
+                       failed_after_down: int, say: Say) -> None:
     say("  what it means:")
     if t_down is not None:
         say(f"    HAProxy marked {node} DOWN {t_down - t_break:.2f} s after the kill: its "
@@ -207,17 +255,10 @@ def break_app(lab: Lab, node: str, say: Say, *, only_gunicorn: bool = False,
             f"or cut without an answer: 'retry-on conn-failure empty-response' with "
             f"'option redispatch' replays such a request on the other server, so the "
             f"node's death costs time, not errors.")
-    if after_down:
-        say(f"    {len(after_down)} request(s) still failed after DOWN: see above.")
+    if failed_after_down:
+        say(f"    {failed_after_down} request(s) still failed after DOWN: see above.")
     else:
         say("    After the checks took the node out: 0 failed requests.")
-    say(f"  now: {servers_line(now)}.  undo: whathappens lab heal {target}")
-    _record(lab, target, {"node": node, "stopped": victims})
-    return {"target": target, "node": node, "victims": victims, "t_break": t_break,
-            "t_down": t_down, "changes": watch.changes, "summary": result.summary(),
-            "failed": len(failed), "failed_after_down": len(after_down),
-            "failed_statuses": dict(Counter(s.status for s in failed)),
-            "retried": len(retried), "servers_after": now}
 
 
 def heal_app(lab: Lab, node: str, say: Say, *, target: str) -> dict[str, Any]:

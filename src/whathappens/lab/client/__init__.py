@@ -1,10 +1,12 @@
-"""``whathappens URL --lab``: the journey to the lab's front door, with the inside merged in.
+"""The client bridge. ``whathappens URL --lab``: the journey to the lab's front door, with
+the inside merged in.
 
 The lab's front (the CDN edge, or the single server's nginx) answers for www.example.com
 with a certificate from the lab's own CA. The journey finds it the real way: it asks the
 lab's Unbound, which walks the lab's root → com. → example.com, and walks the same chain
-itself from the lab's root hints beside it. It sends a ``traceparent``, and afterwards reads
-every tier's log for that trace.
+itself from the lab's root hints beside it. It sends a ``traceparent``, and afterwards every
+tier's driver reads its own log for that trace; ``timeline.py`` puts those spans under the
+journey's HTTP spans.
 
 A lab written before it had DNS tiers (no ``dns-authoritative``/``unbound`` in its
 ``lab.json``) is still reached by address, like curl's ``--resolve``.
@@ -12,19 +14,24 @@ A lab written before it had DNS tiers (no ``dns-authoritative``/``unbound`` in i
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from whathappens.contract.document import LabFacts
 from whathappens.journey import Journey
-from whathappens.lab.timeline import merge, wait_and_collect
+from whathappens.lab.client.timeline import merge, request_kinds, wait_and_collect
+from whathappens.lab.manifest import Manifest
+from whathappens.lab.running import Lab, LabNotRunning, open_lab
+from whathappens.lab.tier import LabContext
+from whathappens.lab.topology import SITE, WanNames
 from whathappens.net.dns.views import DnsOptions
 from whathappens.trace import Options
 
-FRONT_TIERS = ("edge", "nginx")
-LAB_HOSTS = ("www.example.com", "example.com")
+__all__ = ["LabDns", "LabNotRunning", "apply", "front", "lab_dns", "merge_inside",
+           "outside_note"]
+
+LAB_HOSTS = (SITE, SITE.removeprefix("www."))
 ALL_VIEWS = DnsOptions().views
 
 
@@ -35,34 +42,51 @@ class LabDns:
     port: int                     # the port every lab name server listens on
 
 
-def _manifest(state: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((state / "lab.json").read_text())
-        return data
-    except (OSError, ValueError):
-        raise LabNotRunning(f"no lab in {state} (start one: whathappens lab up)") from None
+def _open(state: Path) -> Lab:
+    return open_lab(LabContext(state=state))
 
 
 def lab_dns(state: Path) -> LabDns | None:
     """The lab's resolver and root hints, or None for a lab without DNS tiers."""
-    tiers = {t.get("kind"): t for t in _manifest(state).get("tiers", []) if t.get("kind")}
-    auth, unbound = tiers.get("dns-authoritative"), tiers.get("unbound")
-    if auth is None or unbound is None:
+    manifest = _open(state).manifest
+    auth, unbound = manifest.of_kind("dns-authoritative"), manifest.of_kind("unbound")
+    hints = auth.facts.get("root_hints") if auth is not None else None
+    if auth is None or unbound is None or auth.port is None or unbound.port is None \
+            or hints is None:
         return None
-    return LabDns((str(unbound["address"]), int(unbound["port"])),
-                  state / str(auth["root_hints"]), int(auth["port"]))
-
-
-class LabNotRunning(Exception):
-    pass
+    return LabDns((unbound.address, unbound.port), state / str(hints), auth.port)
 
 
 def front(state: Path) -> tuple[str, int, int | None]:
     """(address, https port, http port) of the lab's front door."""
-    for tier in _manifest(state).get("tiers", []):
-        if tier["name"] in FRONT_TIERS:
-            return str(tier["address"]), int(tier["port"]), tier.get("http_port")
-    raise LabNotRunning(f"the lab in {state} has no front tier")
+    lab = _open(state)
+    try:
+        spec = lab.topo.front()
+    except KeyError:
+        raise LabNotRunning(f"the lab in {state} has no front tier") from None
+    address, https = lab.endpoint(spec.name)
+    http = spec.options.get("http_port")
+    return address, https, None if http is None else int(str(http))
+
+
+def in_namespace(name: str) -> bool:
+    """Is this process in network namespace ``name`` (as ``ip netns exec`` puts it)?"""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return False
+
+
+def outside_note(manifest: Manifest, state: Path) -> str | None:
+    """What to say when a journey to a WAN lab ran outside its client namespace."""
+    wan = manifest.wan
+    if not wan:
+        return None
+    ns = WanNames(manifest.subnet).namespace
+    if in_namespace(ns):
+        return None
+    return (f"this lab has a WAN link (rtt {wan.get('rtt')}), but this journey went over "
+            f"loopback; through the link: ip netns exec {ns} whathappens URL --lab {state}")
 
 
 def apply(options: Options, state: Path) -> None:
@@ -96,12 +120,10 @@ def apply(options: Options, state: Path) -> None:
 def merge_inside(journey: Journey, state: Path) -> None:
     """Merge the tiers' spans for this journey's trace; say what was found."""
     try:
-        manifest = _manifest(state)
+        lab = _open(state)
     except LabNotRunning:
         return
-    from whathappens.lab.wan import outside_note
-
-    if (wan := outside_note(manifest, state)) is not None:
+    if (wan := outside_note(lab.manifest, state)) is not None:
         journey.note("info", "wan", wan)
     views = {s.name for s in journey.all_spans()} & {"dns.system", "dns.resolver", "dns.walk"}
     if views and "dns.system" not in views:
@@ -111,11 +133,9 @@ def merge_inside(journey: Journey, state: Path) -> None:
     trace_id = journey.facts.trace_id
     if not trace_id:
         return
-    kinds = {"edge", "django"} | ({"lb", "app"} if manifest.get("profile") == "production"
-                                  else set())
-    spans = wait_and_collect(state, str(trace_id), expected=len(kinds))
+    spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
     placed = merge(journey, spans)
-    journey.facts.lab = LabFacts(state=str(state), profile=manifest.get("profile"),
+    journey.facts.lab = LabFacts(state=str(state), profile=lab.manifest.profile,
                                  server_spans=placed)
     if placed:
         journey.note("info", "server", f"{placed} spans from the lab's own logs are merged "

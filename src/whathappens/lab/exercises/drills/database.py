@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whathappens.lab import process
-from whathappens.lab.drills.common import (
-    SITE,
+from whathappens.lab.exercises.drills.common import (
     Browser,
     DrillError,
-    Lab,
     Reply,
     Say,
     _nonce,
@@ -33,7 +31,9 @@ from whathappens.lab.drills.common import (
     start_tiers,
     wait_for,
 )
+from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext, Tier
+from whathappens.lab.topology import SITE
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey, Span
@@ -171,7 +171,7 @@ class LockHolder(Tier):
         pass
 
     def command(self, ctx: LabContext) -> list[str]:
-        return [sys.executable, "-m", "whathappens.lab.drills", "hold-lock", self.address,
+        return [sys.executable, "-m", "whathappens.lab.exercises.drills", "hold-lock", self.address,
                 str(self.pg_port), str(HOLD_MAX)]
 
     def ready(self, ctx: LabContext) -> bool:
@@ -188,7 +188,8 @@ def _locked(lab: Lab, tier: str) -> bool:
 
 
 def hold_lock(address: str, port: int, seconds: float) -> int:
-    """The holder's body (``python -m whathappens.lab.drills hold-lock ADDR PORT SECONDS``)."""
+    """The holder's body (``python -m whathappens.lab.exercises.drills hold-lock ADDR PORT
+    SECONDS``)."""
     from whathappens.lab.tiers.postgres import SITE_DB, SUPERUSER, connect
 
     # SIGTERM (lab heal, lab down) ends the process; closing the connection rolls the
@@ -280,7 +281,7 @@ def _span_status(span: Span[Any]) -> int | None:
 
 
 def _last_error_line(path: Path, needle: str) -> str | None:
-    from whathappens.lab.timeline import tail_lines
+    from whathappens.lab.logs import tail_lines
 
     found = None
     for line in tail_lines(path, 256 * 1024):
@@ -346,7 +347,7 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
     if origin is not None and origin.name == "server.app":
         evidence = _last_error_line(lab.ctx.log(origin_tier), "upstream timed out")
     elif origin is not None and origin.name == "server.edge":
-        evidence = _last_error_line(lab.ctx.log("edge"), "upstream timed out")
+        evidence = _last_error_line(lab.ctx.log(lab.topo.front().name), "upstream timed out")
     say(f"  where it surfaced: {origin_tier} produced the {status}"
         + (f" after {(origin.duration_ns or 0) / 1e9:.2f} s" if origin is not None else ""))
     if evidence:
@@ -425,14 +426,14 @@ def heal_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
 
 
 def _django_span(lab: Lab, trace_id: str, timeout: float) -> dict[str, Any] | None:
-    from whathappens.lab.timeline import _json_lines
+    from whathappens.lab.logs import json_lines
+    from whathappens.lab.tiers.gunicorn import span_log
 
     deadline = time.monotonic() + timeout
     while True:
         for node in lab.app_nodes():
             gunicorn = next(t for t in lab.node_tiers(node) if t.endswith("-gunicorn"))
-            for item in _json_lines(lab.ctx.log(gunicorn).with_name(
-                    f"{gunicorn}.spans.jsonl"), trace_id):
+            for item in json_lines(span_log(lab.ctx, gunicorn), trace_id):
                 if item.get("trace_id") == trace_id and item.get("kind") == "django":
                     return item
         if time.monotonic() > deadline:

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from whathappens.lab.exercises.https import HTTPSTo
+from whathappens.lab.topology import SITE
+
 MAX_REQUESTS = 5000
 MAX_SECONDS = 120.0
 
@@ -68,25 +71,9 @@ class LoadResult:
         }
 
 
-class _HTTPSTo(http.client.HTTPSConnection):
-    """HTTPS to ``address`` with ``host`` in SNI and the certificate checked for ``host``
-    (curl's ``--resolve``): the lab's certificate names www.example.com, not an address."""
-
-    def __init__(self, address: str, port: int, host: str, context: ssl.SSLContext,
-                 timeout: float, source_address: tuple[str, int] | None = None) -> None:
-        super().__init__(address, port, timeout=timeout, context=context,
-                         source_address=source_address)
-        self._tls = context
-        self._server_name = host
-
-    def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._server_name)
-
-
 def run(address: str, port: int, path: str | Callable[[int], str], *, requests: int = 100,
         concurrency: int = 4, seconds: float = 30.0, cafile: str | None = None,
-        host: str = "www.example.com", tls: bool = True,
+        host: str = SITE, tls: bool = True,
         headers: dict[str, str] | None = None, rate: float | None = None,
         sources: tuple[str, ...] = (), capture: tuple[str, ...] = ()) -> LoadResult:
     """``requests`` GETs of ``path`` (stops early at ``seconds``), ``concurrency`` at once.
@@ -102,57 +89,28 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
     for where in (address, *sources):
         if not ipaddress.ip_address(where).is_loopback:
             raise ValueError(f"load runs only between loopback addresses, not {where}")
-    requests = min(requests, MAX_REQUESTS)
     seconds = min(seconds, MAX_SECONDS)
-    ctx = ssl.create_default_context(cafile=cafile) if tls else None
+    tickets = _Tickets(min(requests, MAX_REQUESTS), rate, time.monotonic(), seconds)
+    tls_context = ssl.create_default_context(cafile=cafile) if tls else None
     result = LoadResult()
-    lock = threading.Lock()
-    issued = 0
-    t0 = time.monotonic()
-    deadline = t0 + seconds
-
-    def next_ticket() -> int | None:
-        nonlocal issued
-        with lock:
-            if issued >= requests or time.monotonic() > deadline:
-                return None
-            issued += 1
-            ticket = issued - 1
-        if rate:
-            wait = min(t0 + ticket / rate, deadline) - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        return ticket
 
     def worker(k: int) -> None:
         conn: http.client.HTTPConnection | None = None
         source = (sources[k % len(sources)], 0) if sources else None
-        while (ticket := next_ticket()) is not None:
+        while (ticket := tickets.next()) is not None:
             if conn is None:
-                conn = (_HTTPSTo(address, port, host, ctx, timeout=10, source_address=source)
-                        if ctx is not None else
+                conn = (HTTPSTo(address, port, tls_context, 10, host=host,
+                                source_address=source)
+                        if tls_context is not None else
                         http.client.HTTPConnection(address, port, timeout=10,
                                                    source_address=source))
-            start = time.monotonic()
-            try:
-                target = path(ticket) if callable(path) else path
-                conn.request("GET", target, headers={"Host": host, **(headers or {})})
-                resp = conn.getresponse()
-                resp.read(1 << 20)
-                sample = Sample(start - t0, (time.monotonic() - start) * 1000, resp.status,
-                                resp.getheader("x-backend-server") or
-                                resp.getheader("x-served-by") or "",
-                                headers={h: resp.getheader(h) or "" for h in capture})
-                if resp.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                sample = Sample(start - t0, (time.monotonic() - start) * 1000, 0, "",
-                                f"{type(exc).__name__}: {exc}")
-                if conn is not None:
-                    conn.close()
+            target = path(ticket) if callable(path) else path
+            sample, keep = _get(conn, target, {"Host": host, **(headers or {})}, capture,
+                                tickets.t0)
+            if not keep:
+                conn.close()
                 conn = None
-            with lock:
+            with tickets.lock:
                 result.samples.append(sample)
         if conn is not None:
             conn.close()
@@ -163,6 +121,47 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
         t.start()
     for t in threads:
         t.join(seconds + 15)
-    result.seconds = time.monotonic() - t0
+    result.seconds = time.monotonic() - tickets.t0
     result.samples.sort(key=lambda s: s.start)
     return result
+
+
+class _Tickets:
+    """Request numbers for the workers: at most ``requests``, none after the deadline, and
+    with a ``rate``, request n not before n / rate seconds into the run."""
+
+    def __init__(self, requests: int, rate: float | None, t0: float, seconds: float) -> None:
+        self.requests, self.rate, self.t0 = requests, rate, t0
+        self.deadline = t0 + seconds
+        self.issued = 0
+        self.lock = threading.Lock()
+
+    def next(self) -> int | None:
+        with self.lock:
+            if self.issued >= self.requests or time.monotonic() > self.deadline:
+                return None
+            self.issued += 1
+            ticket = self.issued - 1
+        if self.rate:
+            wait = min(self.t0 + ticket / self.rate, self.deadline) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        return ticket
+
+
+def _get(conn: http.client.HTTPConnection, target: str, headers: dict[str, str],
+         capture: tuple[str, ...], t0: float) -> tuple[Sample, bool]:
+    """One GET on ``conn``: its sample, and whether the connection can be used again."""
+    start = time.monotonic()
+    try:
+        conn.request("GET", target, headers=headers)
+        resp = conn.getresponse()
+        resp.read(1 << 20)
+        sample = Sample(start - t0, (time.monotonic() - start) * 1000, resp.status,
+                        resp.getheader("x-backend-server") or
+                        resp.getheader("x-served-by") or "",
+                        headers={h: resp.getheader(h) or "" for h in capture})
+        return sample, resp.getheader("connection", "").lower() != "close"
+    except (OSError, http.client.HTTPException) as exc:
+        return Sample(start - t0, (time.monotonic() - start) * 1000, 0, "",
+                      f"{type(exc).__name__}: {exc}"), False

@@ -1,0 +1,115 @@
+"""One timeline, inside and out: the lab tiers' own log lines, merged into the journey.
+
+The client sends a W3C ``traceparent`` (``--traceparent``, implied by ``--lab``); every tier
+logs it beside its own timers:
+
+- nginx (edge, app nodes): ``logs/<tier>.access.jsonl``; a request spans
+  ``[time − request_time, time]`` (seconds, millisecond resolution);
+- HAProxy: JSON lines in its ``logs/<tier>.log``; a request starts at ``accept_time + (Th + Ti)`` ms
+  and lasts ``Ta`` ms, with the queue (Tw), connect (Tc) and response (Tr) timers;
+- Django (behind gunicorn): ``logs/<gunicorn tier>.spans.jsonl``, one line per request with
+  nanosecond wall-clock times and a span per SQL query and Redis call (and gunicorn's own
+  timing of the request from its access log, ``logs/<gunicorn tier>.log``);
+- PostgreSQL (primary, replica): ``logs/<tier>.log``, every statement with its own duration and
+  the SQL span's traceparent in a comment, so each SQL span gets the server's view beneath it.
+
+All of them run on this machine, so their wall clock is the journey's: a server time maps to
+the journey as ``wall_ns − t0_wall_ns``. Server spans go under the HTTP span of the request
+whose traceparent they carry, nested outside in (edge ⊃ LB ⊃ app nginx ⊃ Django ⊃ SQL/Redis).
+nginx and HAProxy log whole milliseconds, so a span can stick out of its parent by less than
+a millisecond; it is clipped to the parent and its raw times are kept in its attributes.
+Each tier's driver reads its own log (``Tier.trace_spans``, helpers in ``logs.py``); reads
+are bounded to the last ``logs.TAIL_BYTES`` of each log.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from whathappens.contract.facts import ServerFacts
+from whathappens.journey import Journey, Span
+from whathappens.lab.logs import ServerSpan
+from whathappens.lab.running import Lab, LabNotRunning, open_lab
+from whathappens.lab.tier import LabContext
+
+ORDER = {"edge": 0, "lb": 1, "app": 2, "django": 3}
+
+
+def collect(state: Path, trace_id: str) -> list[ServerSpan]:
+    """Every tier's spans for ``trace_id``, from the lab in ``state``: each tier's driver
+    reads its own log; spans that name a parent span go under it."""
+    try:
+        lab = open_lab(LabContext(state=state))
+    except LabNotRunning:
+        return []
+    return nest([span for tier in lab.tiers() for span in tier.trace_spans(lab.ctx, trace_id)])
+
+
+def nest(spans: list[ServerSpan]) -> list[ServerSpan]:
+    """The spans without a ``parent_id``; each one with a parent_id moved under the span of
+    that ``span_id`` (and given its traceparent), or dropped when no such span was found."""
+    by_id = {s.span_id: s for top in spans for s in top.walk() if s.span_id}
+    out = []
+    for span in spans:
+        if not span.parent_id:
+            out.append(span)
+        elif (parent := by_id.get(span.parent_id)) is not None:
+            span.traceparent = parent.traceparent
+            parent.children.append(span)
+    return out
+
+
+def request_kinds(lab: Lab) -> set[str]:
+    """The kinds of span a request through the whole lab leaves (one per tier it passes)."""
+    return {t.span_kind for t in lab.tiers() if t.span_kind}
+
+
+def wait_and_collect(state: Path, trace_id: str, expected: int,
+                     timeout: float = 1.5) -> list[ServerSpan]:
+    """Logs are written as requests end: give the last lines a moment to land."""
+    deadline = time.monotonic() + timeout
+    while True:
+        spans = collect(state, trace_id)
+        if len({s.kind for s in spans}) >= expected or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.05)
+
+
+def merge(journey: Journey, spans: list[ServerSpan]) -> int:
+    """Put server spans under the HTTP spans they belong to; returns how many were placed."""
+    t0 = journey.clock.wall_origin_ns
+    placed = 0
+    for http in (s for s in journey.all_spans() if s.name == "http"):
+        traceparent = http.facts.traceparent
+        if not traceparent:
+            continue
+        mine = sorted((s for s in spans if s.traceparent == traceparent),
+                      key=lambda s: (ORDER.get(s.kind, 9), s.start_wall_ns))
+        parent = http
+        for server in mine:
+            parent = _attach(journey, parent, server, t0)
+            placed += sum(1 for _ in parent.walk())
+        if mine:
+            http.facts.inside = [s.tier for s in mine]
+    return placed
+
+
+def _attach(journey: Journey, parent: Span[Any], server: ServerSpan,
+            t0: int) -> Span[ServerFacts]:
+    start, end = server.start_wall_ns - t0, server.end_wall_ns - t0
+    facts = ServerFacts(tier=server.tier, clock="the tier's log, wall clock of this machine "
+                        "aligned at t0", raw_start_ms=round(start / 1e6, 3),
+                        raw_end_ms=round(end / 1e6, 3),
+                        extra={k: v for k, v in server.attrs.items()
+                               if k not in ("tier", "clock", "raw_start_ms", "raw_end_ms",
+                                            "interrupted")})
+    lo = parent.start_ns
+    hi = parent.end_ns if parent.end_ns is not None else end
+    span = journey.span(f"server.{server.kind}", "server", server.actor, "application",
+                        facts, parent=parent, start_ns=min(max(start, lo), hi))
+    span.end_ns = max(min(end, hi), span.start_ns)
+    for child in server.children:
+        _attach(journey, span, child, t0)
+    return span

@@ -1,0 +1,74 @@
+"""Reading the tiers' own logs: bounded tails, JSON lines, and the server spans they give.
+
+Each tier driver (``tiers/``) reads its own program's log for one trace
+(:meth:`whathappens.lab.tier.Tier.trace_spans`) with these helpers and returns
+``ServerSpan`` objects; the timeline (``client/timeline.py``) nests them and merges them into
+the journey. Reads are bounded: only the last ``TAIL_BYTES`` of a log are looked at.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TAIL_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class ServerSpan:
+    kind: str                 # "edge" | "lb" | "app" | "django" | "sql" | "redis" | ...
+    tier: str
+    actor: str
+    start_wall_ns: int
+    end_wall_ns: int
+    traceparent: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    children: list[ServerSpan] = field(default_factory=list)
+    # How spans of two logs meet: a span that names a ``parent_id`` goes under the span
+    # (of any tier) whose ``span_id`` it is, e.g. PostgreSQL's statement under Django's SQL
+    # span, found by the sqlcommenter traceparent in the statement.
+    span_id: str = ""
+    parent_id: str = ""
+
+    def walk(self) -> Iterator[ServerSpan]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def tail_lines(path: Path, limit: int = TAIL_BYTES) -> Iterator[str]:
+    """The lines of the last ``limit`` bytes of a log (the first, partial one dropped)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            data = f.read(limit)
+    except OSError:
+        return
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > limit and lines:
+        lines = lines[1:]
+    yield from lines
+
+
+def json_lines(path: Path, needle: str, limit: int = TAIL_BYTES) -> Iterator[dict[str, Any]]:
+    """The JSON objects among the log's last lines that contain ``needle``."""
+    for line in tail_lines(path, limit):
+        if needle in line and line.lstrip().startswith("{"):
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                yield item
+
+
+def seconds(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
