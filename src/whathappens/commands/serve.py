@@ -162,7 +162,7 @@ def send_timeout(args: argparse.Namespace) -> float:
 def compare_tls_after(args: argparse.Namespace
                       ) -> Callable[[Journey], Awaitable[dict[str, Any] | None]]:
     """TLS 1.2 vs 1.3 on the address the journey used (real handshakes, median of 3 rounds)."""
-    from whathappens.net.tls_compare import compare_after_journey
+    from whathappens.probes.tls_compare import compare_after_journey
 
     async def compare(journey: Journey) -> dict[str, Any] | None:
         opts = journey_options(args)

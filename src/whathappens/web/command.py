@@ -125,8 +125,9 @@ def warm_up() -> None:
     steps measure the network and not this process's start-up (imports, OpenSSL's init)."""
     import ssl
 
-    from whathappens.net import http1, http2, tls_compare  # noqa: F401
+    from whathappens.net import http1, http2  # noqa: F401
     from whathappens.net.dns.views import prepare
+    from whathappens.probes import tls_compare  # noqa: F401
     from whathappens.render import har, html  # noqa: F401
     from whathappens.url import parse_url, public_suffix_of
 
