@@ -24,6 +24,12 @@ EPILOG = "exit codes:\n" + "\n".join(
 )
 
 
+def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand's parser, its help ending with the table of exit codes."""
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _host_port(value: str, default_port: int = 53) -> tuple[str, int]:
     """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or bare IPv6."""
     if value.startswith("["):

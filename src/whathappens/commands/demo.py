@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from whathappens.commands.arguments import EPILOG, add_trace_arguments, options_from
+from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
 from whathappens.commands.output import render
 from whathappens.errors import EXIT_DEMO_FAILED, EXIT_OK
 
@@ -24,12 +24,11 @@ if TYPE_CHECKING:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="whathappens demo",
-        description="Trace a URL through a local demo internet (root, TLD and authoritative "
-                    "DNS servers, a recursive resolver and an HTTPS server on 127.0.0.0/8), "
-                    "offline.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(
+        "whathappens demo",
+        "Trace a URL through a local demo internet (root, TLD and authoritative "
+        "DNS servers, a recursive resolver and an HTTPS server on 127.0.0.0/8), "
+        "offline.")
     p.add_argument("url", nargs="?", default=None,
                    help="URL to trace (default https://www.example.com/)")
     p.add_argument("--serve", action="store_true",

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whathappens.commands.arguments import EPILOG, add_trace_arguments, options_from
+from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
 from whathappens.errors import EXIT_DEMO_FAILED, EXIT_OK, EXIT_USAGE
 from whathappens.web.command import (
     MAX_CONNECTIONS,
@@ -40,10 +40,9 @@ EXIT_SERVE_FAILED = EXIT_USAGE
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="whathappens serve",
-        description="The live page: type a URL, watch its journey arrive step by step.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(
+        "whathappens serve",
+        "The live page: type a URL, watch its journey arrive step by step.")
     p.add_argument("--bind", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; others need --public)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free)")

@@ -7,18 +7,17 @@ import asyncio
 import sys
 
 from whathappens import __version__
-from whathappens.commands.arguments import EPILOG, add_trace_arguments, options_from
+from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
 from whathappens.commands.output import render
 from whathappens.errors import EXIT_LAB_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="whathappens",
-        description="What happens when you hit a URL: every step performed, measured and "
-                    "explained. Also: 'whathappens demo' (the offline demo internet), 'whathappens "
-                    "serve' (the live page), 'whathappens lab' (the server side).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(
+        "whathappens",
+        "What happens when you hit a URL: every step performed, measured and "
+        "explained. Also: 'whathappens demo' (the offline demo internet), 'whathappens "
+        "serve' (the live page), 'whathappens lab' (the server side).")
     p.add_argument("url", help="the URL, e.g. https://www.example.com/")
     p.add_argument("--version", action="version", version=f"whathappens {__version__}")
     add_trace_arguments(p)
