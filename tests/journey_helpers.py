@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from whathappens.cli import add_trace_arguments, options_from
+from whathappens.commands.arguments import add_trace_arguments, options_from
 from whathappens.contract.codec import to_json
 from whathappens.contract.document import read_journey
 from whathappens.demo.internet import DemoInternet

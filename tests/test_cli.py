@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from journey_helpers import demo_args, demo_url, schema_errors
+from whathappens import __version__
 from whathappens.demo.internet import DemoInternet
-from whathappens.errors import EXIT_CODES
+from whathappens.errors import EXIT_CODES, EXIT_USAGE
 from whathappens.explain.texts import STEPS
 
 TIMEOUT = 60
@@ -144,3 +145,33 @@ def test_help_lists_the_exit_codes() -> None:
     demo_help = whathappens("demo", "--help")
     assert demo_help.returncode == 0
     assert "exit codes:" in demo_help.stdout
+
+
+def test_cli_imports_only_the_command_that_runs() -> None:
+    """A cold start pays for one command: cli.py dispatches lazily, and tracing a URL loads
+    neither the page, nor the demo internet, nor the lab."""
+    code = ("import sys, whathappens.cli\n"
+            "print(sorted(m for m in sys.modules if m.startswith('whathappens.')))\n"
+            "from whathappens.commands.trace import _parser\n"
+            "_parser().parse_args(['https://example.com/'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('whathappens.', 'hypercorn'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=TIMEOUT, check=True)
+    at_start, parsed = (json.loads(line.replace("'", '"')) for line in result.stdout.splitlines())
+    assert not [m for m in at_start if m.startswith(("whathappens.commands", "whathappens.trace"))]
+    assert "whathappens.commands.trace" in parsed
+    assert not [m for m in parsed if m.startswith((
+        "whathappens.web", "whathappens.demo", "whathappens.lab", "whathappens.commands.serve",
+        "whathappens.commands.demo", "hypercorn"))], parsed
+
+
+def test_every_subcommand_parses_its_own_arguments() -> None:
+    """`python -m whathappens` (the console script's main) dispatches each subcommand to its
+    own parser: its usage errors are its own, with exit 2."""
+    result = whathappens("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"whathappens {__version__}")
+    for command in ("serve", "demo", "lab"):
+        result = whathappens(command, "--bogus")
+        no_traceback(result)
+        assert result.returncode == EXIT_USAGE
+        assert f"whathappens {command}" in result.stderr  # that command's usage line

@@ -50,7 +50,7 @@ from misbehaving import RawServer, TinyDns, read_request_head, wait_until_closed
 from serve_helpers import journey as live_journey
 from serve_helpers import request as live_request
 from serve_helpers import serve
-from whathappens.cli import render
+from whathappens.commands.output import render
 from whathappens.render.har import to_har
 from whathappens.render.html import render_html
 from whathappens.render.terminal import render_terminal

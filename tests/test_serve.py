@@ -248,8 +248,8 @@ def test_the_gate_also_bounds_journeys_in_total(demo_internet: DemoInternet) -> 
 
 
 def test_public_mode_bounds_every_journey() -> None:
+    from whathappens.commands.serve import _parser, journey_options
     from whathappens.guard import public_only
-    from whathappens.web.command import _parser, journey_options
 
     args = _parser().parse_args(["--public", "--max-time", "600", "--max-body",
                                  str(10**9), "--max-redirects", "50"])

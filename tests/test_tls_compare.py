@@ -20,14 +20,11 @@ import pytest
 from certgen import make_pki, serve_tls, server_context, write_cafile, write_server_files
 from journey_helpers import child, demo_args, demo_url, legs, options, schema_errors, trace
 from misbehaving import RawServer, free_port, wait_until_closed
+from whathappens.analysis.tls_versions import count_round_trips, median_sample, model, waits
 from whathappens.demo.internet import DemoInternet
+from whathappens.journey import Journey
 from whathappens.net.tls import TlsOptions, make_context
-from whathappens.net.tls_compare import (
-    compare_after_journey,
-    compare_tls,
-    count_round_trips,
-    waits,
-)
+from whathappens.probes.tls_compare import compare_after_journey, compare_tls
 from whathappens.render.html import render_html
 from whathappens.render.terminal import render_terminal
 from whathappens.trace import run_journey
@@ -95,6 +92,36 @@ def test_round_trips_are_the_server_flights_the_client_waited_for() -> None:
     assert waits(tls12) == [1.0, 1.0]  # from our LAST message of a flight, not its first
     assert waits(tls13) == [1.0]
     assert waits(hrr) == [1.0, 1.0]
+
+
+def sample(outcome: str, handshake_ms: float | None, round_trips: int | None = None,
+           rtt: float | None = None) -> dict[str, Any]:
+    return {"outcome": outcome, "handshake_ms": handshake_ms, "round_trips": round_trips,
+            "kernel_rtt_ms": rtt, "tcp_connect_ms": 0.1, "started_ms": 0.0, "ended_ms": 1.0}
+
+
+def test_the_median_is_a_real_sample_and_lists_them_all() -> None:
+    rounds = [sample("measured", 9.0, 2), sample("measured", 3.0, 2), sample("measured", 5.0, 2)]
+    chosen = median_sample(rounds)
+    assert chosen["handshake_ms"] == 5.0
+    assert chosen["median_of"] == 3
+    assert [s["handshake_ms"] for s in chosen["samples"]] == [9.0, 3.0, 5.0]
+    # an even count: the lower middle sample, never an average of two
+    assert median_sample(rounds[:2])["handshake_ms"] == 3.0
+    refused = median_sample([sample("refused", None)])
+    assert (refused["outcome"], refused["median_of"]) == ("refused", 0)
+
+
+def test_the_model_is_round_trips_times_rtt_beside_the_measured_difference() -> None:
+    m = model(sample("measured", 90.0, 2, rtt=40.0), sample("measured", 45.0, 1, rtt=42.0))
+    assert m["modelled"] is True
+    assert (m["round_trip_difference"], m["rtt_ms"]) == (1, 41.0)
+    assert (m["expected_difference_ms"], m["measured_difference_ms"]) == (41.0, 45.0)
+    assert m["beyond_round_trips_ms"] == 4.0
+    no_rtt = model(sample("measured", 3.0, 2), sample("measured", 2.0, 1))
+    assert (no_rtt["expected_difference_ms"], no_rtt["beyond_round_trips_ms"]) == (None, None)
+    one_refused = model(sample("refused", None), sample("measured", 2.0, 1))
+    assert one_refused["available"] is False
 
 
 # --- the demo internet: both versions -------------------------------------------------------
@@ -172,7 +199,12 @@ def test_after_a_journey_with_its_options_and_address_policy(
     opts = options(*demo_args(net))
     j = asyncio.run(run_journey(demo_url(net), opts))
     assert j.facts.tls_compare is None
-    result = asyncio.run(compare_after_journey(j, opts))  # the web server's call
+
+    def after(journey: Journey) -> dict[str, Any]:  # the call the page and the runner make
+        return asyncio.run(compare_after_journey(journey, opts.tls, timeout=opts.connect_timeout,
+                                                 address_policy=opts.address_policy))
+
+    result = after(j)
     assert j.to_dict()["facts"]["tls_compare"]["address"] == result["address"]
     assert result["address"] == child(legs(j)[0], "tcp").attrs["address"]
     assert [v["outcome"] for v in result["versions"]] == ["measured", "measured"]
@@ -183,7 +215,7 @@ def test_after_a_journey_with_its_options_and_address_policy(
         return f"{address} is not allowed here"
 
     opts.address_policy = refuse
-    result = asyncio.run(compare_after_journey(j, opts))
+    result = after(j)
     address = child(legs(j)[0], "tcp").attrs["address"]
     assert asked == [address]  # asked before any packet went out
     assert result == {"measured": False, "reason": f"not measured: {address} is not allowed here"}

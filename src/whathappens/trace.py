@@ -530,7 +530,7 @@ async def run_journey(url_text: str, options: Options | None = None, *,
     _close_open_spans(journey, journey.error)
     _summarize(journey)
     if opts.compare_tls:  # outside the journey's spans: its total and HAR stay as they are
-        from whathappens.net.tls_compare import compare_after_journey
+        from whathappens.probes.tls_compare import compare_after_journey
 
         await compare_after_journey(journey, opts.tls, timeout=opts.connect_timeout,
                                     address_policy=opts.address_policy)

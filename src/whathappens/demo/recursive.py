@@ -3,16 +3,16 @@
 It answers stub queries (RD=1) by walking from the demo's root hints, remembering answers for
 their TTL (and NXDOMAIN/NODATA for the SOA minimum, RFC 2308) so that a repeated question is
 answered from the cache with the TTL counting down — which is what the tracer's "repeat" query
-shows. Listens on UDP and TCP (RFC 7766).
+shows. Listens on UDP and TCP (RFC 7766) through the bounded transport the authoritative
+servers use (:mod:`whathappens.demo.dns_transport`: query sizes, pending UDP answers, TCP
+connections, idle and slow TCP clients).
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import dns.exception
 import dns.flags
@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from whathappens.demo.dns_transport import DnsServerLimits, DnsServerTransport
 from whathappens.net.dns.hints import NameServer, load_root_hints
 from whathappens.net.dns.walk import HopKind, Walk
 from whathappens.net.dns.wire import query_tcp, query_udp
@@ -86,10 +87,14 @@ class RecursiveResolver:
         return entry
 
     async def answer(self, wire: bytes, max_size: int | None) -> bytes | None:
+        """The response to one stub query; ``max_size`` is the largest UDP response this
+        server sends, None over TCP."""
         try:
             query = dns.message.from_wire(wire)
         except Exception:
             return None  # not a DNS message: drop it, as real servers do
+        if query.flags & dns.flags.QR:
+            return None  # a response sent to us: answering it could start a loop
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA
         if not query.question or not query.flags & dns.flags.RD:
@@ -105,7 +110,10 @@ class RecursiveResolver:
             response.answer.append(_aged(rrset, left))
         for rrset in entry.authority:
             response.authority.append(_aged(rrset, left))
-        limit = max_size or (query.payload if query.edns >= 0 else 512)
+        # UDP: what the client can take (512 without EDNS), never more than our own maximum
+        # (RFC 6891 §6.2.5); over TCP, a whole message.
+        limit = MAX_TCP_MESSAGE if max_size is None else (
+            512 if query.edns < 0 else min(max(query.payload, 512), max_size))
         try:
             out = response.to_wire(max_size=MAX_TCP_MESSAGE)
         except dns.exception.TooBig:
@@ -128,55 +136,11 @@ def _aged(rrset: dns.rrset.RRset, ttl_left: int) -> dns.rrset.RRset:
     return dns.rrset.from_rdata_list(rrset.name, min(rrset.ttl, ttl_left), list(rrset))
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, resolver: RecursiveResolver) -> None:
-        self.resolver = resolver
-        self.transport: asyncio.DatagramTransport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        task = asyncio.create_task(self._reply(data, addr))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = await self.resolver.answer(data, None)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-
-class ResolverServer:
-    def __init__(self, udp: asyncio.DatagramTransport, tcp: asyncio.Server) -> None:
-        self.udp, self.tcp = udp, tcp
-
-    def close(self) -> None:
-        self.udp.close()
-        self.tcp.close()
-
-
 async def start_resolver(address: str, port: int, root_hints: str, *, upstream_port: int,
-                         delay_ms: float = 0.0) -> ResolverServer:
+                         delay_ms: float = 0.0,
+                         limits: DnsServerLimits | None = None) -> DnsServerTransport:
+    """The resolver listening on ``address``:``port`` (UDP and TCP); ``aclose()`` stops it."""
     resolver = RecursiveResolver(load_root_hints(root_hints), upstream_port, delay_ms)
-    loop = asyncio.get_running_loop()
-    udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(resolver),
-                                                 local_addr=(address, port))
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                (length,) = struct.unpack("!H", await reader.readexactly(2))
-                out = await resolver.answer(await reader.readexactly(length), MAX_TCP_MESSAGE)
-                if out is None:
-                    break
-                writer.write(struct.pack("!H", len(out)) + out)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    tcp = await asyncio.start_server(handle, address, port)
-    return ResolverServer(udp, tcp)
+    server = DnsServerTransport(resolver.answer, limits)
+    await server.start(address, port)
+    return server

@@ -54,6 +54,7 @@ from whathappens.demo.ca import Pki, ensure_pki
 from whathappens.demo.readiness import StartupError, as_startup_error, dns_answers, web_accepts
 from whathappens.demo.topology import Ports
 from whathappens.demo.web import Site, serve_site
+from whathappens.errors import EXIT_INTERRUPTED
 
 ZONES_DIR = Path(__file__).parent / "zones"
 READY_TIMEOUT = 10.0
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, signal.SIG_IGN)
         return status
     except KeyboardInterrupt:  # a ^C before the loop could install its handler
-        return 130
+        return EXIT_INTERRUPTED
     except StartupError as e:
         print(f"whathappens demo: {e}", file=sys.stderr)
         return EXIT_IN_USE if e.in_use else 1

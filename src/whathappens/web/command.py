@@ -1,9 +1,6 @@
-"""``whathappens serve``: the live page on http://127.0.0.1:PORT.
-
-Every trace option (DNS, TLS, HTTP, limits) applies to each journey the page runs. ``--demo``
-starts the offline demo internet beside the page and aims journeys at it; ``--lab DIR`` aims
-them at a running lab and merges its tiers. Binding anything but loopback needs ``--public``,
-which turns the guards on: only public addresses, tighter time and size bounds.
+"""The live page's server for ``whathappens serve``: the listening socket, hypercorn, and the
+bounds a stranger's connections and journeys meet. Its arguments, and the choice of what a
+journey runs against (demo internet, lab, public mode), are ``whathappens.commands.serve``.
 
 Clients that misbehave: hypercorn closes a connection that has not completed a request head
 within ``IDLE_TIMEOUT`` (its idle timer runs from the connection's start until a head is
@@ -16,32 +13,21 @@ a bounded send buffer); the app bounds the body and every send (web/app.py).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
-import ipaddress
-import os
 import resource
 import signal
 import socket
-import sys
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from whathappens.cli import EPILOG, add_trace_arguments, options_from
-
 if TYPE_CHECKING:
-    from whathappens.demo.internet import DemoInternet
-    from whathappens.journey import Journey
     from whathappens.trace import Options
     from whathappens.web.app import ServeConfig
-
-EXIT_SERVE_FAILED = 2
 
 # --public bounds: a stranger's journey may not hold a worker long or read much.
 PUBLIC_MAX_TIME = 30.0
@@ -75,125 +61,17 @@ ACCEPT_BATCH = 64           # connections refused in one go before the event loo
 SEND_BUFFER = 128 * 1024
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="whathappens serve",
-        description="The live page: type a URL, watch its journey arrive step by step.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bind", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; others need --public)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = any free)")
-    p.add_argument("--public", action="store_true",
-                   help="serve other people: refuse private, loopback, link-local, CGNAT, "
-                        "multicast and metadata targets, bound each journey's time and bytes")
-    p.add_argument("--per-client", type=int, default=2,
-                   help="journeys one client address may run at once (default 2)")
-    p.add_argument("--max-journeys", type=int, default=4,
-                   help="journeys running at once in total (default 4)")
-    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
-                   help="open connections in total; more are answered 503 and closed "
-                        f"(default {MAX_CONNECTIONS})")
-    p.add_argument("--max-connections-per-client", type=int,
-                   default=MAX_CONNECTIONS_PER_CLIENT,
-                   help="open connections from one address (not applied with "
-                        f"--client-header) (default {MAX_CONNECTIONS_PER_CLIENT})")
-    p.add_argument("--send-timeout", type=float, default=None, metavar="SECONDS",
-                   help="a client that takes none of what the page sends for this long is "
-                        "dropped and its journey stopped (default 20)")
-    p.add_argument("--demo", action="store_true",
-                   help="start the offline demo internet too and trace through it")
-    p.add_argument("--demo-state", default="demo", metavar="DIR",
-                   help="where the demo internet keeps its CA and logs (default ./demo)")
-    p.add_argument("--no-compare-tls", action="store_true",
-                   help="skip the two extra handshakes (TLS 1.2 vs 1.3) after each journey")
-    p.add_argument("--client-header", metavar="NAME",
-                   help="behind a reverse proxy: count journeys per the address the proxy "
-                        "appends to this header (e.g. X-Forwarded-For), not per connection")
-    p.add_argument("--no-capture", action="store_true",
-                   help="do not capture the TCP handshake's segments (done by default as root)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
-                   help="also answer to this Host header (the page checks Host against "
-                        "DNS rebinding)")
-    add_trace_arguments(p, outputs=False)
-    return p
+def bound_for_public(opts: Options) -> None:
+    """Public mode: only public addresses, and each journey bounded in time and bytes."""
+    from whathappens.guard import public_only
 
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
-
-
-def allowed_hosts(bind: str, port: int, extra: list[str]) -> frozenset[str]:
-    """Host header values the page answers to when bound to loopback."""
-    names = {bind, "localhost", "127.0.0.1"} if ":" not in bind else {f"[{bind}]", "localhost"}
-    hosts = {f"{n}:{port}" for n in names} | ({*names} if port == 80 else set())
-    hosts |= {h.lower() if ":" in h else f"{h.lower()}:{port}" for h in extra}
-    return frozenset(hosts)
-
-
-def journey_options(args: argparse.Namespace) -> Options:
-    opts = options_from(args)
-    opts.compare_tls = False  # the page runs its own comparison, as a step of its stream
-    # The page is where people look at the handshake: capture it whenever we may (root).
-    opts.capture = opts.capture or (os.geteuid() == 0 and not args.no_capture)
-    if args.public:
-        from whathappens.guard import public_only
-
-        opts.address_policy = public_only
-        opts.dns.address_policy = public_only
-        opts.max_time = min(opts.max_time, PUBLIC_MAX_TIME)
-        opts.connect_timeout = min(opts.connect_timeout, 10.0)
-        opts.limits.max_body_bytes = min(opts.limits.max_body_bytes, PUBLIC_MAX_BODY)
-        opts.limits.max_decoded_bytes = min(opts.limits.max_decoded_bytes, PUBLIC_MAX_DECODED)
-        opts.max_redirects = min(opts.max_redirects, PUBLIC_MAX_REDIRECTS)
-    if args.lab:
-        from whathappens.lab.client import apply
-
-        apply(opts, Path(args.lab).resolve())
-    return opts
-
-
-def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeConfig:
-    from whathappens.trace import run_journey
-    from whathappens.web.app import ServeConfig
-    from whathappens.web.gate import Gate
-
-    async def run(url: str, journey: Journey) -> Journey:
-        opts = journey_options(args)
-        done = await on_own_thread(run_journey(url, opts, journey=journey))
-        if demo is not None:
-            from whathappens.demo.command import annotate
-
-            annotate(done, demo, opts.dns.views)
-        if args.lab:
-            from whathappens.lab.client import merge_inside
-
-            await asyncio.to_thread(merge_inside, done, Path(args.lab).resolve())
-        return done
-
-    compare = None if args.no_compare_tls else compare_tls_after(args)
-    example = "https://www.example.com/"
-    if demo is not None:
-        from whathappens.demo.command import demo_url
-
-        example = demo_url(demo, None)
-    note = ("Public mode: only public addresses are fetched; each journey is bounded to "
-            f"{PUBLIC_MAX_TIME:g} s and {PUBLIC_MAX_BODY // 2**20} MiB."
-            if args.public else "Local mode: any address this machine can reach may be "
-            "traced, including private ones.")
-    if demo is not None:
-        note += " Journeys go through the offline demo internet (its own DNS servers and CA)."
-    if args.lab:
-        note += " Journeys go to the lab; every tier's part is merged into the timeline."
-    return ServeConfig(
-        run=run, public=args.public,
-        allowed_hosts=frozenset() if args.public else allowed_hosts(
-            args.bind, args.port, args.allow_host),
-        gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
-        compare_tls=compare, example_url=example, mode_note=note,
-        client_header=args.client_header, send_timeout=send_timeout(args))
+    opts.address_policy = public_only
+    opts.dns.address_policy = public_only
+    opts.max_time = min(opts.max_time, PUBLIC_MAX_TIME)
+    opts.connect_timeout = min(opts.connect_timeout, 10.0)
+    opts.limits.max_body_bytes = min(opts.limits.max_body_bytes, PUBLIC_MAX_BODY)
+    opts.limits.max_decoded_bytes = min(opts.limits.max_decoded_bytes, PUBLIC_MAX_DECODED)
+    opts.max_redirects = min(opts.max_redirects, PUBLIC_MAX_REDIRECTS)
 
 
 T = TypeVar("T")
@@ -242,33 +120,14 @@ async def on_own_thread(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-def send_timeout(args: argparse.Namespace) -> float:
-    from whathappens.web.app import SEND_TIMEOUT
-
-    return SEND_TIMEOUT if args.send_timeout is None else max(args.send_timeout, 0.1)
-
-
-def compare_tls_after(args: argparse.Namespace
-                      ) -> Callable[[Journey], Awaitable[dict[str, Any] | None]]:
-    """TLS 1.2 vs 1.3 on the address the journey used (real handshakes, median of 3 rounds)."""
-    from whathappens.net.tls_compare import compare_after_journey
-
-    async def compare(journey: Journey) -> dict[str, Any] | None:
-        opts = journey_options(args)
-        return await compare_after_journey(journey, opts.tls,
-                                           timeout=min(opts.connect_timeout, 10.0),
-                                           address_policy=opts.address_policy)
-
-    return compare
-
-
 def warm_up() -> None:
     """Load, once, what every journey needs, so that the first visitor's URL, DNS and TLS
     steps measure the network and not this process's start-up (imports, OpenSSL's init)."""
     import ssl
 
-    from whathappens.net import http1, http2, tls_compare  # noqa: F401
+    from whathappens.net import http1, http2  # noqa: F401
     from whathappens.net.dns.views import prepare
+    from whathappens.probes import tls_compare  # noqa: F401
     from whathappens.render import har, html  # noqa: F401
     from whathappens.url import parse_url, public_suffix_of
 
@@ -315,7 +174,7 @@ class _Connection(socket.socket):
         super().close()
 
 
-class _Listener(socket.socket):
+class Listener(socket.socket):
     """The listening socket, counting what it accepts. asyncio's server calls ``accept()``
     on the very socket object it is given (start_server(sock=...)) until it raises
     BlockingIOError: a refused connection is answered and closed here and never reaches
@@ -348,19 +207,20 @@ def _shed(conn: socket.socket, why: str) -> None:
     conn.close()
 
 
-def _listen(bind: str, port: int) -> _Listener:
+def listen(bind: str, port: int) -> Listener:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = _Listener(family, socket.SOCK_STREAM)
+    sock = Listener(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((bind, port))
     sock.listen(BACKLOG)
     return sock
 
 
-def limit_connections(sock: _Listener, args: argparse.Namespace) -> None:
-    """Apply --max-connections and --send-timeout to the listening socket; accepted
-    connections inherit the socket options."""
-    total = max(args.max_connections, 1)
+def limit_connections(sock: Listener, *, total: int, per_client: int,
+                      send_timeout: float) -> None:
+    """Apply --max-connections, --max-connections-per-client (0: none) and --send-timeout
+    (seconds) to the listening socket; accepted connections inherit the socket options."""
+    total = max(total, 1)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < total + FD_RESERVE:
         # Each connection is a descriptor: ask for what the limit needs (the hard limit
@@ -371,18 +231,18 @@ def limit_connections(sock: _Listener, args: argparse.Namespace) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         total = max(min(total, soft - FD_RESERVE), 1)
-    per_client = 0 if args.client_header else max(args.max_connections_per_client, 0)
-    sock.limit = ConnectionLimit(total=total, per_client=per_client)
+    sock.limit = ConnectionLimit(total=total, per_client=max(per_client, 0))
     # A client that takes none of our bytes for the send timeout is dropped by the kernel
     # too: the app gives up on its send then, but hypercorn's close waits for the unsent
     # bytes to leave, which they never would; TCP_USER_TIMEOUT also covers a zero window.
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
-                        int(send_timeout(args) * 1000))
+                        int(send_timeout * 1000))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
-async def _serve(config: ServeConfig, sock: socket.socket) -> None:
+async def serve_page(config: ServeConfig, sock: socket.socket) -> None:
+    """Serve the page on the listening socket until SIGINT or SIGTERM."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config, Sockets
 
@@ -422,53 +282,3 @@ def _quiet_dropped_clients(loop: asyncio.AbstractEventLoop, context: dict[str, A
             context.get("message", "")):
         return
     loop.default_exception_handler(context)
-
-
-def serve_main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    if not _is_loopback(args.bind) and not args.public:
-        print(f"whathappens serve: binding {args.bind} lets other machines use this page to "
-              "fetch URLs from here; add --public to turn on the guards (only public "
-              "addresses, bounded journeys)", file=sys.stderr)
-        return EXIT_SERVE_FAILED
-    if args.public and (args.demo or args.lab):
-        print("whathappens serve: --public refuses private and loopback addresses, and the "
-              "demo internet and the lab live on 127.0.0.0/8; use one or the other",
-              file=sys.stderr)
-        return EXIT_SERVE_FAILED
-    try:
-        sock = _listen(args.bind, args.port)
-    except OSError as exc:
-        print(f"whathappens serve: cannot listen on {args.bind}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
-        return EXIT_SERVE_FAILED
-    args.port = sock.getsockname()[1]
-    limit_connections(sock, args)
-    with contextlib.ExitStack() as stack:
-        demo = None
-        if args.demo:
-            from whathappens.demo.command import point_at
-            from whathappens.demo.internet import DemoInternet, DemoInternetError
-
-            try:
-                try:
-                    demo = DemoInternet.start(Path(args.demo_state), high_ports=None)
-                except DemoInternetError as err:
-                    if not err.address_in_use:
-                        raise
-                    # Another demo holds 53/443 (e.g. `whathappens demo --serve`): high ports.
-                    demo = DemoInternet.start(Path(args.demo_state), high_ports=True)
-            except DemoInternetError as err:
-                print(f"whathappens serve: could not start the demo internet: {err}",
-                      file=sys.stderr)
-                return 11
-            stack.enter_context(demo)
-            point_at(demo, args)
-        config = make_config(args, demo)
-        warm_up()
-        host = f"[{args.bind}]" if ":" in args.bind else args.bind
-        mode = "public mode: guards on" if args.public else "local mode"
-        print(f"whathappens serve: http://{host}:{args.port}/  ({mode}; Ctrl-C stops)",
-              flush=True)
-        asyncio.run(_serve(config, sock))
-    return 0

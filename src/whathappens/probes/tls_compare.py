@@ -17,6 +17,10 @@ RTT from TCP_INFO, the cipher, the key-exchange group and the messages in order.
 A modelled line sits next to the measured difference, and says it is modelled: what the
 difference in round trips alone would cost (Δ round trips × RTT). On loopback that is
 microseconds and the rest is CPU; on a 40 ms link it is the whole story.
+
+This module makes the connections and reads the throwaway journey back; the arithmetic
+(round trips, waits, the median of the rounds, the modelled saving) is
+``whathappens.analysis.tls_versions``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,16 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from whathappens.analysis.tls_versions import (
+    count_round_trips,
+    flights,
+    median_sample,
+    model,
+    waits,
+)
 from whathappens.clock import CLOCK_NAME, Clock, ms
 from whathappens.contract.codec import from_json
 from whathappens.contract.document import TlsCompare
@@ -40,11 +51,7 @@ from whathappens.net.stream import PlainStream
 from whathappens.net.tcp import connect, tcp_info
 from whathappens.net.tls import TlsOptions, TlsStream, handshake
 
-if TYPE_CHECKING:
-    from whathappens.trace import Options
-
-__all__ = ["VERSIONS", "compare_after_journey", "compare_tls", "count_round_trips",
-           "flights", "waits"]
+__all__ = ["VERSIONS", "compare_after_journey", "compare_tls"]
 
 # label → (minimum, maximum) offered, what the offer is called
 VERSIONS: dict[str, tuple[ssl.TLSVersion | None, ssl.TLSVersion | None, str]] = {
@@ -59,67 +66,10 @@ HANDSHAKE_INCLUDES = ("from the moment OpenSSL wrote our ClientHello to the mome
                       "loop's scheduling. Not included: TCP connect, and building the TLS "
                       "context and loading the trust store (context_setup_ms)")
 
-MODEL_NOTE = ("modelled, not measured: the difference in round trips the client waited for, "
-              "times the kernel's RTT. Whatever the measured difference has beyond it is "
-              "work, not waiting: cryptography on both sides and scheduling")
-
 # OpenSSL reasons that mean "no version in common" rather than some other failure.
 _VERSION_REASONS = ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE",
                     "WRONG_SSL_VERSION", "VERSION_TOO_LOW", "VERSION_TOO_HIGH",
                     "TLSV1_ALERT_PROTOCOL_VERSION")
-
-
-# --------------------------------------------------------------------- the timeline
-def flights(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Consecutive messages in one direction, grouped: who sent the flight, what, when."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        side = "client" if m.get("direction") == "sent" else "server"
-        if out and out[-1]["from"] == side:
-            out[-1]["messages"].append(str(m.get("type")))
-        else:
-            out.append({"from": side, "messages": [str(m.get("type"))],
-                        "t_ms": m.get("t_ms")})
-    return out
-
-
-def waits(messages: list[dict[str, Any]]) -> list[float]:
-    """For each round trip, ms from the client's last message to the server's next flight.
-
-    Each wait is the network round trip plus the server's work on our flight plus our event
-    loop's wake-up: what the client really waited, where the kernel's RTT is the network alone.
-    """
-    out: list[float] = []
-    last_sent: float | None = None
-    for m in messages:
-        t = m.get("t_ms")
-        if t is None:
-            continue
-        if m.get("direction") == "sent":
-            last_sent = float(t)
-        elif last_sent is not None:
-            out.append(round(float(t) - last_sent, 3))
-            last_sent = None
-    return out
-
-
-def count_round_trips(messages: list[dict[str, Any]]) -> int:
-    """Flights the client had to wait for: each server flight that follows a client flight.
-
-    A full TLS 1.2 handshake: ClientHello ⇢ ServerHello…ServerHelloDone, then ClientKeyExchange,
-    ChangeCipherSpec, Finished ⇢ ChangeCipherSpec, Finished: 2. TLS 1.3: ClientHello ⇢
-    ServerHello…Finished, then our Finished goes out without waiting: 1. A HelloRetryRequest
-    adds one.
-    """
-    waits = 0
-    saw_client = False
-    for f in flights(messages):
-        if f["from"] == "client":
-            saw_client = True
-        elif saw_client:
-            waits += 1
-            saw_client = False
-    return waits
 
 
 # ------------------------------------------------------------------- one version
@@ -270,23 +220,6 @@ async def _measure_version(label: str, address: str, port: int, server_name: str
 
 
 # ------------------------------------------------------------------------ the pair
-def _model(v12: dict[str, Any], v13: dict[str, Any]) -> dict[str, Any]:
-    if v12["outcome"] != "measured" or v13["outcome"] != "measured":
-        return {"modelled": True, "available": False, "note": MODEL_NOTE,
-                "why_not": "both versions must be measured to compare them"}
-    rtts = [float(v["kernel_rtt_ms"]) for v in (v12, v13) if v["kernel_rtt_ms"] is not None]
-    rtt = round(sum(rtts) / len(rtts), 3) if rtts else None
-    d_rt = int(v12["round_trips"]) - int(v13["round_trips"])
-    measured = round(float(v12["handshake_ms"]) - float(v13["handshake_ms"]), 3)
-    expected = None if rtt is None else round(d_rt * rtt, 3)
-    return {"modelled": True, "available": True, "note": MODEL_NOTE,
-            "round_trip_difference": d_rt, "rtt_ms": rtt,
-            "rtt_source": "the kernel's smoothed RTT (TCP_INFO) right after each TCP connect, "
-                          "mean of the two connections",
-            "expected_difference_ms": expected, "measured_difference_ms": measured,
-            "beyond_round_trips_ms": None if expected is None else round(measured - expected, 3)}
-
-
 async def compare_tls(address: str, port: int, server_name: str, opts: TlsOptions, *,
                       timeout: float, clock: Clock | None = None,
                       sni: bool = True, rounds: int = 3) -> dict[str, Any]:
@@ -311,7 +244,7 @@ async def compare_tls(address: str, port: int, server_name: str, opts: TlsOption
                 continue  # refused or failed: asking again would only repeat the answer
             done.append(await _measure_version(label, address, port, server_name, sni, opts,
                                                clock, timeout))
-    results = [_median(samples[label]) for label in VERSIONS]
+    results = [median_sample(samples[label]) for label in VERSIONS]
     v12, v13 = results
     return {"measured": True, "address": address, "port": port, "server_name": server_name,
             "sni": sni, "clock": CLOCK_NAME, "timeout_s": timeout, "rounds": rounds,
@@ -319,21 +252,7 @@ async def compare_tls(address: str, port: int, server_name: str, opts: TlsOption
                    f"after the other, {rounds} round(s) in alternating order: TLS 1.2 (maximum "
                    "1.2) and TLS 1.3 (minimum 1.3); a new TLS context each, no session offered "
                    "(no resumption); each version's figures are its median sample",
-            "versions": results, "model": _model(v12, v13)}
-
-
-def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sample with the median handshake time, carrying every sample's times."""
-    measured = sorted((s for s in samples if s["outcome"] == "measured"),
-                      key=lambda s: float(s["handshake_ms"]))
-    chosen = dict(measured[(len(measured) - 1) // 2] if measured else samples[-1])
-    chosen["samples"] = [{"handshake_ms": s["handshake_ms"],
-                          "tcp_connect_ms": s["tcp_connect_ms"],
-                          "round_trips": s["round_trips"], "outcome": s["outcome"],
-                          "started_ms": s["started_ms"], "ended_ms": s["ended_ms"]}
-                         for s in samples]
-    chosen["median_of"] = len(measured)
-    return chosen
+            "versions": results, "model": model(v12, v13)}
 
 
 # ------------------------------------------------------------- after a journey
@@ -370,25 +289,19 @@ def _target(journey: Journey) -> tuple[str, int, str, bool, tuple[str, ...] | No
 
 
 async def compare_after_journey(
-        journey: Journey, opts: TlsOptions | Options, *, timeout: float | None = None,
+        journey: Journey, opts: TlsOptions, *, timeout: float = 10.0,
         address_policy: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     """Compare TLS 1.2 with 1.3 against the server the journey reached; store and return it.
 
     Uses the journey's last https connection (its IP address, port and server name, the same
-    ALPN offer) and the journey's clock; the result goes to ``journey.facts["tls_compare"]``.
+    ALPN offer) and the journey's clock; the result goes to ``journey.facts.tls_compare``.
     No span is added, so the journey's total, its HAR and its steps are unchanged. Never raises
     for network trouble; when there is nothing to compare, says why (``measured: false``).
 
-    ``opts`` is the journey's ``TlsOptions``, or its whole ``trace.Options``: then its TLS
-    options, its ``connect_timeout`` (unless ``timeout`` is given) and its ``address_policy``
-    (unless one is given) are used. ``timeout`` bounds each connection (TCP + handshake),
-    10 s by default; ``address_policy`` is asked again before any packet is sent.
+    ``opts`` is the journey's ``TlsOptions`` (its trust and ALPN offer). ``timeout`` bounds
+    each connection (TCP + handshake); ``address_policy`` (the journey's) is asked again
+    before any packet is sent.
     """
-    if not isinstance(opts, TlsOptions):
-        address_policy = address_policy or opts.address_policy
-        timeout = opts.connect_timeout if timeout is None else timeout
-        opts = opts.tls
-    timeout = 10.0 if timeout is None else timeout
     target = _target(journey)
     refused = None
     if not isinstance(target, str) and address_policy is not None:

@@ -1,0 +1,46 @@
+"""``whathappens URL``: trace one journey and report it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from whathappens import __version__
+from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
+from whathappens.commands.output import render
+from whathappens.errors import EXIT_LAB_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = command_parser(
+        "whathappens",
+        "What happens when you hit a URL: every step performed, measured and "
+        "explained. Also: 'whathappens demo' (the offline demo internet), 'whathappens "
+        "serve' (the live page), 'whathappens lab' (the server side).")
+    p.add_argument("url", help="the URL, e.g. https://www.example.com/")
+    p.add_argument("--version", action="version", version=f"whathappens {__version__}")
+    add_trace_arguments(p)
+    return p
+
+
+def trace_main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from whathappens.trace import run_journey
+
+    options = options_from(args)
+    if args.lab:
+        from pathlib import Path
+
+        from whathappens.lab.client import LabNotRunning, apply, merge_inside
+
+        try:
+            apply(options, Path(args.lab).resolve())
+        except LabNotRunning as err:
+            print(f"whathappens: {err}", file=sys.stderr)
+            return EXIT_LAB_FAILED
+    journey = asyncio.run(run_journey(args.url, options))
+    if args.lab:
+        merge_inside(journey, Path(args.lab).resolve())
+    render(journey.to_dict(), args, sys.stdout)
+    return journey.exit_code
