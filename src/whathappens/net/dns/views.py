@@ -284,6 +284,36 @@ class _Asked:
     error: DnsError | None = None
 
 
+def _empty_answer_problem(msg: dns.message.Message, name: str, qtype: str, names: list[str],
+                          chain: list[str]) -> tuple[str, str] | None:
+    """Why a NOERROR reply without the records asked for is not a NODATA we can trust:
+    records for other names, a referral (the server does not recurse), or a lame reply."""
+    import dns.flags
+    import dns.rdatatype
+
+    wanted = set(names)
+    others = sorted({r.name.to_text() for r in msg.answer
+                     if r.rdtype != dns.rdatatype.CNAME or
+                     r.name.to_text().lower() not in wanted})
+    ns = [r for r in msg.authority if r.rdtype == dns.rdatatype.NS]
+    ra = bool(msg.flags & dns.flags.RA)
+    aa = bool(msg.flags & dns.flags.AA)
+    if others and not chain:
+        listed = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
+        return ("dns.unrelated_answer", f"answered with records for other names or "
+                f"types ({listed}), and no {qtype} record of {name} among them")
+    if ns and not aa and not ra:
+        return ("dns.not_recursive", f"answered with a referral to the name servers "
+                f"of {ns[0].name.to_text()} instead of an answer: it does not resolve "
+                "names for others (recursion not available, RA bit clear), so it is "
+                "not a recursive resolver")
+    if not aa and not ra and not any(r.rdtype == dns.rdatatype.SOA for r in msg.authority):
+        return ("dns.lame", "answered with an empty reply that carries no authority "
+                "(AA bit clear), no recursion (RA bit clear) and no SOA record: a lame "
+                "answer, which does not say whether the name has such a record")
+    return None
+
+
 def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
                   max_chain: int = MAX_CNAME_CHAIN) -> _Answer:
     """What a recursive resolver's reply says, and ``problem`` (code, words) when it is not
@@ -337,27 +367,7 @@ def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
     elif problem is None and rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         problem = rcode_words(dns.rcode.to_text(rcode))
     elif problem is None and rcode == dns.rcode.NOERROR and not records:
-        wanted = set(names)
-        others = sorted({r.name.to_text() for r in msg.answer
-                         if r.rdtype != dns.rdatatype.CNAME or
-                         r.name.to_text().lower() not in wanted})
-        ns = [r for r in msg.authority if r.rdtype == dns.rdatatype.NS]
-        ra = bool(msg.flags & dns.flags.RA)
-        aa = bool(msg.flags & dns.flags.AA)
-        if others and not chain:
-            listed = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
-            problem = ("dns.unrelated_answer", f"answered with records for other names or "
-                       f"types ({listed}), and no {qtype} record of {name} among them")
-        elif ns and not aa and not ra:
-            problem = ("dns.not_recursive", f"answered with a referral to the name servers "
-                       f"of {ns[0].name.to_text()} instead of an answer: it does not resolve "
-                       "names for others (recursion not available, RA bit clear), so it is "
-                       "not a recursive resolver")
-        elif not aa and not ra and not any(r.rdtype == dns.rdatatype.SOA
-                                           for r in msg.authority):
-            problem = ("dns.lame", "answered with an empty reply that carries no authority "
-                       "(AA bit clear), no recursion (RA bit clear) and no SOA record: a lame "
-                       "answer, which does not say whether the name has such a record")
+        problem = _empty_answer_problem(msg, name, qtype, names, chain)
     return _Answer(
         rcode=dns.rcode.to_text(rcode),
         records=records,
