@@ -288,6 +288,15 @@ def test_include_subdomains_covers_subdomains_only() -> None:
     assert plain.match("www.a.example") is None
 
 
+def test_a_trailing_dot_names_the_same_hsts_host() -> None:
+    memory = learned("https://a.example./", "max-age=60")
+    assert memory.hosts == {"a.example": False}
+    assert memory.match("a.example.") == memory.match("a.example") == "a.example"
+    nav = Navigation.start(url("https://a.example/start"), hsts=memory)
+    assert follow(nav.after(redirect(301, "http://a.example./"))).hop.url.url() == \
+        "https://a.example./"
+
+
 def test_an_upgrade_through_a_parent_domain_says_which() -> None:
     nav = start("https://a.example/")
     out = nav.after(redirect(302, "http://www.a.example/",

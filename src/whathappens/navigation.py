@@ -57,6 +57,7 @@ class HstsMemory:
     def match(self, host: str) -> str | None:
         """The known host that makes ``host`` HTTPS-only: itself, or a parent domain that
         asked for includeSubDomains (RFC 6797 §8.2); None when no known host does."""
+        host = _hsts_name(host)
         if host in self.hosts:
             return host
         return next((h for h, sub in self.hosts.items() if sub and host.endswith("." + h)),
@@ -79,10 +80,16 @@ class HstsMemory:
         max_age, subdomains = directives
         hosts = dict(self.hosts)
         if max_age == 0:
-            hosts.pop(url.host, None)
+            hosts.pop(_hsts_name(url.host), None)
         else:
-            hosts[url.host] = subdomains
+            hosts[_hsts_name(url.host)] = subdomains
         return HstsMemory(hosts)
+
+
+def _hsts_name(host: str) -> str:
+    # "a.example." and "a.example" are one host to HSTS, as browsers match them; they
+    # are two origins to the connection pool.
+    return host.removesuffix(".")
 
 
 def parse_sts(value: str) -> tuple[int, bool] | None:
@@ -270,7 +277,7 @@ def _redirect_target(base: UrlAnatomy, location: str, hsts: HstsMemory,
     if known is None:
         return url, ()
     # RFC 6797 §8.3: a known HSTS host is only ever reached over https.
-    if known == url.host:
+    if known == _hsts_name(url.host):
         note = (f"{url.host} sent Strict-Transport-Security earlier in this journey: "
                 "http:// upgraded to https://")
     else:

@@ -38,6 +38,7 @@ from whathappens.navigation import (
     Policy,
     PooledConnection,
     Response,
+    Reuse,
     Stop,
     choose_connection,
 )
@@ -237,11 +238,10 @@ class Runner:
         return [conn.facts() for conn in self.pool.values()]
 
     async def leg(self, hop: Hop) -> Exchange:
-        url = hop.url
+        index, url, method = hop.index, hop.url, hop.method
         self.prepare(url)
-        leg = self.j.span("leg", "journey", "you", "application", index=hop.index,
-                          url=url.url(), method=hop.method,
-                          origin=f"{url.scheme}://{url.authority}")
+        leg = self.j.span("leg", "journey", "you", "application", index=index, url=url.url(),
+                          method=method, origin=f"{url.scheme}://{url.authority}")
         try:
             conn = self.pool.get(url.origin)
             if conn is not None and conn.protocol == "HTTP/1.1":
@@ -252,15 +252,15 @@ class Runner:
                 if problem is not None:
                     self.j.note(problem[0], "http", problem[1])
             choice = choose_connection(url.origin, self._pooled())
-            if isinstance(choice, OpenNew):
+            if isinstance(choice, Reuse):
+                conn = self.pool[choice.connection.origin]
+                leg.attrs["connection"] = "reused"
+                leg.attrs["reused_from_tcp_span"] = conn.tcp_span.span_id
+            else:
                 if choice.retire is not None:
                     self._close(self.pool.pop(choice.retire.origin))
                 leg.attrs["connection"] = "new"
                 conn = await self.open_connection(leg, url)
-            else:
-                conn = self.pool[choice.connection.origin]
-                leg.attrs["connection"] = "reused"
-                leg.attrs["reused_from_tcp_span"] = conn.tcp_span.span_id
             conn.legs += 1
             return await self.request(leg, conn, hop)
         except asyncio.CancelledError:
