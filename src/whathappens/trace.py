@@ -2,8 +2,12 @@
 
 Each request is a *leg* (the first one, then one per redirect hop). A leg opens a connection
 only when there is no reusable one to its origin (scheme, host, port), so reuse shows as a leg
-with no DNS/TCP/TLS of its own. Failures are ``JourneyError``s raised by the layer that met
-them; the runner records them on the journey and stops, keeping every span measured before.
+with no DNS/TCP/TLS of its own. What comes next (which redirect to follow and with which
+method, what HSTS upgrades, which connection a leg may reuse) is decided by the pure planner
+in ``whathappens.navigation``; the runner is the loop around it: it asks, does the I/O, makes
+the spans and feeds the responses back. Failures are ``JourneyError``s raised by the layer
+that met them; the runner records them on the journey and stops, keeping every span measured
+before.
 """
 
 from __future__ import annotations
