@@ -2,8 +2,12 @@
 
 Each request is a *leg* (the first one, then one per redirect hop). A leg opens a connection
 only when there is no reusable one to its origin (scheme, host, port), so reuse shows as a leg
-with no DNS/TCP/TLS of its own. Failures are ``JourneyError``s raised by the layer that met
-them; the runner records them on the journey and stops, keeping every span measured before.
+with no DNS/TCP/TLS of its own. What comes next (which redirect to follow and with which
+method, what HSTS upgrades, which connection a leg may reuse) is decided by the pure planner
+in ``whathappens.navigation``; the runner is the loop around it: it asks, does the I/O, makes
+the spans and feeds the responses back. Failures are ``JourneyError``s raised by the layer
+that met them; the runner records them on the journey and stops, keeping every span measured
+before.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from whathappens.contract.document import Summary
 from whathappens.contract.facts import (
@@ -40,9 +44,21 @@ from whathappens.errors import (
     JourneyTimeout,
     RedirectError,
     TargetRefused,
-    UrlError,
 )
 from whathappens.journey import Journey, Span
+from whathappens.navigation import (
+    MAX_REDIRECTS,
+    Arrive,
+    Hop,
+    Navigation,
+    OpenNew,
+    Policy,
+    PooledConnection,
+    Response,
+    Reuse,
+    Stop,
+    choose_connection,
+)
 from whathappens.net import budget as budgets
 from whathappens.net.capture import HandshakeCapture, capture_facts
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
@@ -51,15 +67,13 @@ from whathappens.net.http_types import Exchange, Limits, Request, os_error_words
 from whathappens.net.stream import PlainStream, Stream
 from whathappens.net.tcp import connect, tcp_info
 from whathappens.net.tls import TlsOptions, TlsStream, describe_chain, handshake
-from whathappens.url import UrlAnatomy, parse_url, public_suffix_of, resolve_reference
+from whathappens.url import UrlAnatomy, parse_url, public_suffix_of
 
 if TYPE_CHECKING:
     from whathappens.net.http1 import H1Connection
     from whathappens.net.http2 import H2Connection
 
 STEP_SPANS = frozenset({"dns", "tcp", "tls", "http"})
-REDIRECT_STATUSES = {301, 302, 303, 307, 308}  # RFC 9110 §15.4
-MAX_REDIRECTS = 20                               # what Chromium and Firefox allow
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 but tab, DEL, C1
 
 
@@ -82,7 +96,7 @@ class Options:
     capture: bool = False                # capture the SYN / SYN-ACK / ACK (root: AF_PACKET)
     # Vets every address before a packet goes to it (whathappens.guard): a reason refuses it.
     address_policy: Callable[[str], str | None] | None = None
-    # After the journey, TLS 1.2 vs 1.3 against the same address (facts["tls_compare"]).
+    # After the journey, TLS 1.2 vs 1.3 against the same address (facts.tls_compare).
     compare_tls: bool = False
     # CPU, memory and event-count budgets (whathappens.net.budget); max_time is above.
     resources: budgets.ResourceLimits = field(default_factory=budgets.ResourceLimits)
@@ -98,13 +112,16 @@ class _Conn:
     tcp_span: Span[TcpFacts]
     legs: int = 0
 
+    def facts(self) -> PooledConnection:
+        return PooledConnection(self.origin, self.protocol, self.http.reusable,
+                                self.stream.closed)
+
 
 class Runner:
     def __init__(self, journey: Journey, options: Options) -> None:
         self.j = journey
         self.opts = options
         self.pool: dict[tuple[str, str, int], _Conn] = {}
-        self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
         self.url_span: Span[UrlFacts] | None = None
         self.chains: list[tuple[Span[TlsFacts], list[bytes], str, TlsOptions]] = []
         # One TLS context per set of options, as a browser keeps one: sessions can only be
@@ -171,6 +188,30 @@ class Runner:
 
     # ------------------------------------------------------------------- legs
     async def run(self, url_text: str) -> None:
+        """The loop around the navigation planner: ask it, make the request, feed it the
+        response, until it says the journey arrived or stops."""
+        url = self.url_step(url_text)
+        nav = Navigation.start(url, method=self.opts.method, headers=self.opts.headers,
+                               policy=Policy(self.opts.max_redirects,
+                                             self.opts.follow_redirects,
+                                             self.opts.hsts_upgrade))
+        while True:
+            exchange = await self.leg(nav.hop)
+            outcome = nav.after(Response(exchange.status, tuple(exchange.response_headers),
+                                         secure=self._verified(nav.hop.url)))
+            for note in outcome.notes:
+                self.j.note("info", "redirect", note)
+            if isinstance(outcome, Stop):
+                raise self._redirect_failed(outcome.error)
+            if isinstance(outcome, Arrive):
+                self.j.facts.final_url = outcome.final_url
+                self.j.facts.redirects = outcome.redirects
+                if self.opts.resume and nav.hop.url.scheme == "https":
+                    await self.resume(dataclasses.replace(nav.hop, index=nav.hop.index + 1))
+                return
+            nav = outcome.next
+
+    def url_step(self, url_text: str) -> UrlAnatomy:
         with self.j.timed("url", "url", "you", "application",
                           UrlFacts(input=url_text)) as span:
             url = parse_url(url_text, hsts_upgrade=self.opts.hsts_upgrade,
@@ -182,35 +223,12 @@ class Runner:
                         "upgraded to https:// before any packet was sent")
         if url.scheme_assumed:
             self.j.note("info", "url", "no scheme was given: https:// was assumed")
-        seen: list[str] = []
-        method = self.opts.method
-        for index in range(self.opts.max_redirects + 1):
-            target = url.url()
-            if target in seen:
-                raise self._redirect_failed(RedirectError(
-                    "redirect.loop", f"redirect loop: {target} was already visited "
-                    f"({' → '.join([*seen, target])})"))
-            seen.append(target)
-            exchange = await self.leg(index, url, method)
-            location = exchange.header("location")
-            if not (self.opts.follow_redirects and exchange.status in REDIRECT_STATUSES
-                    and location):
-                self.j.facts.final_url = target
-                self.j.facts.redirects = index
-                if self.opts.resume and url.scheme == "https":
-                    await self.resume(index + 1, url, method)
-                return
-            try:
-                url = self._next_url(url, location)
-            except UrlError as err:
-                raise self._redirect_failed(RedirectError(
-                    "redirect.bad_location", f"the server redirected to '{location}', which "
-                    f"cannot be followed: {err.message}")) from None
-            if exchange.status == 303 or (exchange.status in (301, 302) and method == "POST"):
-                method = "GET"  # RFC 9110 §15.4.2-4, as browsers do
-        raise self._redirect_failed(RedirectError(
-            "redirect.too_many", f"more than {self.opts.max_redirects} redirects "
-            f"({' → '.join(seen[:4])} …)"))
+        return url
+
+    def _verified(self, url: UrlAnatomy) -> bool:
+        """The response came over TLS whose certificate the handshake verified: with -k it
+        was not, and RFC 6797 §8.1 then has Strict-Transport-Security ignored."""
+        return url.scheme == "https" and not self.opts.tls.insecure
 
     def _redirect_failed(self, err: RedirectError) -> RedirectError:
         """The redirect step's own span, under the leg whose response redirected, carries
@@ -226,35 +244,23 @@ class Runner:
         self.j.ended(span)
         return err
 
-    async def resume(self, index: int, url: UrlAnatomy, method: str) -> None:
+    async def resume(self, hop: Hop) -> None:
         """A second, fresh connection to the same server, offering the first one's session."""
-        conn = self.pool.pop(url.origin, None)
-        if conn is not None:
-            self._close(conn)
+        choice = choose_connection(hop.url.origin, self._pooled(), fresh=True)
+        if isinstance(choice, OpenNew) and choice.retire is not None:
+            self._close(self.pool.pop(choice.retire.origin))
         self.j.note("info", "tls", "--resume: a second connection to the same server, "
                     "offering the TLS session of the first")
-        await self.leg(index, url, method)
+        await self.leg(hop)
 
-    def _next_url(self, base: UrlAnatomy, location: str) -> UrlAnatomy:
-        nxt = parse_url(resolve_reference(base.url(), location),
-                        hsts_upgrade=self.opts.hsts_upgrade)
-        if nxt.scheme == "http" and nxt.host_kind == "domain" and self._hsts_known(nxt.host):
-            # RFC 6797 §8.3: a known HSTS host is only ever reached over https.
-            port = f":{nxt.port}" if nxt.port_explicit and nxt.port != 80 else ""
-            self.j.note("info", "redirect", f"{nxt.host} sent Strict-Transport-Security "
-                        "earlier in this journey: http:// upgraded to https://")
-            return parse_url(f"https://{nxt.host}{port}{nxt.request_target}")
-        return nxt
+    def _pooled(self) -> list[PooledConnection]:
+        return [conn.facts() for conn in self.pool.values()]
 
-    def _hsts_known(self, host: str) -> bool:
-        if host in self.hsts_hosts:
-            return True
-        return any(sub and host.endswith("." + h) for h, sub in self.hsts_hosts.items())
-
-    async def leg(self, index: int, url: UrlAnatomy, method: str) -> Exchange:
+    async def leg(self, hop: Hop) -> Exchange:
+        index, url, method = hop.index, hop.url, hop.method
         self.prepare(url)
         leg = self.j.span("leg", "journey", "you", "application",
-                          LegFacts(index=index, url=url.url(), method=method,
+                          LegFacts(index=index, url=url.shown(), method=method,
                                    origin=f"{url.scheme}://{url.authority}"))
         try:
             conn = self.pool.get(url.origin)
@@ -262,19 +268,21 @@ class Runner:
                 from whathappens.net.http1 import H1Connection
 
                 assert isinstance(conn.http, H1Connection)
-                problem = conn.http.idle_problem()
+                problem = conn.http.idle_problem()  # a poll of the socket: facts for the planner
                 if problem is not None:
                     self.j.note(problem[0], "http", problem[1])
-            if conn is not None and conn.http.reusable and not conn.stream.closed:
+            choice = choose_connection(url.origin, self._pooled())
+            if isinstance(choice, Reuse):
+                conn = self.pool[choice.connection.origin]
                 leg.facts.connection = "reused"
                 leg.facts.reused_from_tcp_span = conn.tcp_span.span_id
             else:
-                if conn is not None:
-                    self._close(conn)
+                if choice.retire is not None:
+                    self._close(self.pool.pop(choice.retire.origin))
                 leg.facts.connection = "new"
                 conn = await self.open_connection(leg, url)
             conn.legs += 1
-            return await self.request(leg, conn, url, method)
+            return await self.request(leg, conn, hop)
         except asyncio.CancelledError:
             leg.facts.interrupted = True
             raise
@@ -313,37 +321,13 @@ class Runner:
         stream: Stream = plain
         protocol = "HTTP/1.1"
         if url.scheme == "https":
-            with self.j.timed("tls", "tls", f"server {c.remote}", "transport", TlsFacts(),
-                              parent=leg) as tls_span:
-                opts = self.opts.tls
-                if self.opts.http_version == "1.1":
-                    opts = dataclasses.replace(opts, alpn=("http/1.1",))
-                key = (opts.cafile, opts.insecure, opts.alpn, opts.max_version,
-                       opts.min_version)
-                context = self.tls_contexts.get(key)
-                tls = await handshake(self.j, tls_span, plain, url.host,
-                                      url.host_kind == "domain", opts, context=context,
-                                      session=self.tls_sessions.get((url.host, url.port)))
-                self.tls_contexts[key] = tls.obj.context
-            self.chains.append((tls_span, tls.chain, url.host, opts))
-            stream = tls
-            if tls.obj.selected_alpn_protocol() == "h2":
+            stream = await self.tls_step(leg, url, plain, c.remote)
+            if stream.obj.selected_alpn_protocol() == "h2":
                 protocol = "HTTP/2"
         elif self.opts.http_version == "2":
             protocol = "HTTP/2"  # prior knowledge (RFC 9113 §3.3), only when asked for
         if self.opts.http_version == "2" and protocol != "HTTP/2":
-            # --http2 insists (as a test of the server would): the server's refusal is the
-            # answer, not a quiet fall-back to HTTP/1.1 (RFC 7301 §3.2: ALPN chose for it).
-            chosen = stream.obj.selected_alpn_protocol() if isinstance(stream, TlsStream) \
-                else None
-            with self.j.timed("http", "http", f"server {c.remote}", "application",
-                              HttpFacts(protocol="HTTP/2", alpn_selected=chosen), parent=leg):
-                stream.close()
-                said = (f"chose '{chosen}' in ALPN" if chosen else
-                        "chose no protocol in ALPN (it ignored the offer)")
-                raise HttpError("http.h2_refused", f"HTTP/2 was required (--http2), but the "
-                                f"server {said} during the TLS handshake: it does not speak "
-                                "HTTP/2 here. Without --http2 the journey would use HTTP/1.1.")
+            self.refuse_without_h2(leg, stream, c.remote)
         http: H1Connection | H2Connection
         if protocol == "HTTP/2":
             from whathappens.net.http2 import H2Connection
@@ -356,6 +340,37 @@ class Runner:
         conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
         self.pool[url.origin] = conn
         return conn
+
+    async def tls_step(self, leg: Span[LegFacts], url: UrlAnatomy, plain: PlainStream,
+                       remote: str) -> TlsStream:
+        with self.j.timed("tls", "tls", f"server {remote}", "transport", TlsFacts(),
+                          parent=leg) as tls_span:
+            opts = self.opts.tls
+            if self.opts.http_version == "1.1":
+                opts = dataclasses.replace(opts, alpn=("http/1.1",))
+            key = (opts.cafile, opts.insecure, opts.alpn, opts.max_version,
+                   opts.min_version)
+            context = self.tls_contexts.get(key)
+            tls = await handshake(self.j, tls_span, plain, url.host,
+                                  url.host_kind == "domain", opts, context=context,
+                                  session=self.tls_sessions.get((url.host, url.port)))
+            self.tls_contexts[key] = tls.obj.context
+        self.chains.append((tls_span, tls.chain, url.host, opts))
+        return tls
+
+    def refuse_without_h2(self, leg: Span[LegFacts], stream: Stream, remote: str) -> NoReturn:
+        """--http2 insists (as a test of the server would): the server's refusal is the
+        answer, not a quiet fall-back to HTTP/1.1 (RFC 7301 §3.2: ALPN chose for it)."""
+        chosen = stream.obj.selected_alpn_protocol() if isinstance(stream, TlsStream) \
+            else None
+        with self.j.timed("http", "http", f"server {remote}", "application",
+                          HttpFacts(protocol="HTTP/2", alpn_selected=chosen), parent=leg):
+            stream.close()
+            said = (f"chose '{chosen}' in ALPN" if chosen else
+                    "chose no protocol in ALPN (it ignored the offer)")
+            raise HttpError("http.h2_refused", f"HTTP/2 was required (--http2), but the "
+                            f"server {said} during the TLS handshake: it does not speak "
+                            "HTTP/2 here. Without --http2 the journey would use HTTP/1.1.")
 
     def vet(self, leg: Span[LegFacts], url: UrlAnatomy, res: Resolution) -> Resolution:
         """Keep only the addresses the policy allows; connect goes to exactly these.
@@ -405,9 +420,9 @@ class Runner:
             return res
 
     # ------------------------------------------------------------------ http
-    async def request(self, leg: Span[LegFacts], conn: _Conn, url: UrlAnatomy,
-                      method: str) -> Exchange:
-        headers = list(self.opts.headers)
+    async def request(self, leg: Span[LegFacts], conn: _Conn, hop: Hop) -> Exchange:
+        url, method = hop.url, hop.method
+        headers = list(hop.headers)
         traceparent = None
         if self.trace_id:
             traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
@@ -441,7 +456,6 @@ class Runner:
             # TLS 1.3 tickets arrive after the handshake, so the session is taken here,
             # after the response was read (RFC 8446 §4.6.1). Once: each read costs ~0.5 ms.
             self.tls_sessions[(url.host, url.port)] = session
-        self._remember_hsts(url, ex)
         self._findings(url, ex)
         if getattr(conn.stream, "ragged_eof", False) and ex.header("content-length") is None \
                 and "chunked" not in (ex.header("transfer-encoding") or "").lower():
@@ -452,16 +466,6 @@ class Runner:
                         "without TLS close_notify: it may have been cut short, and nothing "
                         "can tell (RFC 9112 §9.8)")
         return ex
-
-    def _remember_hsts(self, url: UrlAnatomy, ex: Exchange) -> None:
-        value = ex.header("strict-transport-security")
-        if url.scheme != "https" or not value:
-            return  # RFC 6797 §8.1: only honoured over secure transport
-        parts = [p.strip().lower() for p in value.split(";")]
-        max_age = next((p.split("=", 1)[1].strip('"') for p in parts
-                        if p.startswith("max-age=")), None)
-        if max_age and max_age.isdigit() and int(max_age) > 0:
-            self.hsts_hosts[url.host] = "includesubdomains" in parts
 
     def _findings(self, url: UrlAnatomy, ex: Exchange) -> None:
         for note in ex.notes:

@@ -125,6 +125,10 @@ class UrlAnatomy:
         """The normalized URL that will be fetched. The fragment is left out: it is never sent."""
         return self._serialize(self.password)
 
+    def shown(self) -> str:
+        """The URL for a report: as ``url()``, with a password written as ``***``."""
+        return self._serialize(None if self.password is None else "***")
+
     def _serialize(self, password: str | None) -> str:
         userinfo = ""
         if self.username is not None or password is not None:
