@@ -1,0 +1,295 @@
+"""The one view of a journey that every renderer lays out.
+
+``journey_view(doc)`` turns the journey's document into plain frozen dataclasses, in reading
+order: the summary with the budget verdicts (analysis/), the URL, the set-up, each request
+(its DNS, TCP, TLS and HTTP steps: render/steps.py), the TLS 1.2 vs 1.3 comparison
+(render/compare.py), the findings, the actors with their roles, the waterfall, the layers and
+the cheat sheet. :data:`SECTIONS` names the report's sections in order. The terminal
+(render/terminal.py), the HTML report (render/html.py) and the live page (web/events.py) read
+this and only lay it out, so a value is worded once and a verdict is the same everywhere.
+
+Theory of operation: analyses (what is good, who is who, where the time went) are computed
+by analysis/ from the document; the view only joins them to the spans they are about (a
+verdict carries its span's id) and words them. Nothing here formats for a medium: no HTML,
+no terminal styles. Strings are the journey's own; each renderer makes them safe on its way
+out (render/visible.py, html.escape).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from whathappens.analysis.actors import Actor, actors
+from whathappens.analysis.budgets import Verdict, verdicts
+from whathappens.analysis.summary import Summary, summarize
+from whathappens.explain.report import LAYER_NOTES
+from whathappens.journey import LAYERS
+from whathappens.render.compare import CompareView, compare_view
+from whathappens.render.format import bracket, ms
+from whathappens.render.steps import (
+    LegView,
+    Problem,
+    Span,
+    Timing,
+    UrlView,
+    attrs,
+    leg_view,
+    problem,
+    timing,
+    url_view,
+    walk,
+)
+
+# The report's sections, in reading order: (id, title in the navigation).
+SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
+            ("tls", "TLS"), ("tls-compare", "TLS 1.2 vs 1.3"), ("http", "HTTP"),
+            ("waterfall", "Waterfall"), ("layers", "Layers"), ("cheatsheet", "Cheat sheet"))
+
+BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    """A step's verdict against its rule of thumb (analysis/budgets.py), in words."""
+
+    leg: int                     # the request's number, from 1
+    span_id: int
+    label: str                   # DNS, TCP, TLS, TTFB
+    rule: str                    # "< 50 ms", "≈ 1 RTT"
+    guide: str                   # the rule here: "TTFB < 200 ms", "≈ 1 RTT: 0.027 ms here"
+    outcome: str                 # within, over, unknown
+    multiple: str | None         # "8.4 × RTT": how many of the kernel's RTTs it took
+    mark_ms: float | None        # where on the timeline a healthy step ends
+
+    @property
+    def item(self) -> str:
+        """``TCP over ≈ 1 RTT (8.4 × RTT)``: the verdict in a few words."""
+        more = f" ({self.multiple})" if self.multiple else ""
+        return f"{self.label} {self.outcome} {self.rule}{more}"
+
+
+@dataclass(frozen=True)
+class SummaryView:
+    parts: list[str]             # 200 · HTTP/2 · TLSv1.3 · 94.7 ms total · 2 requests
+    failure: Problem | None      # where and why the journey stopped
+    budgets: list[BudgetView]
+    analysis: Summary
+
+    @property
+    def line(self) -> str:
+        return " · ".join(self.parts)
+
+
+@dataclass(frozen=True)
+class PrepareView:
+    timing: Timing
+    loaded: list[str]
+
+
+@dataclass(frozen=True)
+class FindingView:
+    severity: str                # info, warning, error
+    step: str
+    message: str
+
+    @property
+    def mark(self) -> str:
+        return {"error": "✗", "warning": "!"}.get(self.severity, "·")
+
+
+@dataclass(frozen=True)
+class WaterfallRow:
+    label: str
+    depth: int                   # 0: a request or a journey step, 1: its steps, 2: inside
+    timing: Timing
+    budget: BudgetView | None
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    layer: str
+    note: str
+    steps: list[str]
+
+
+@dataclass(frozen=True)
+class Command:
+    title: str
+    command: str
+
+
+@dataclass(frozen=True)
+class OtherStep:
+    """A top-level span of no known kind, shown by name and time only."""
+
+    name: str
+    timing: Timing
+    error: Problem | None
+
+
+@dataclass(frozen=True)
+class JourneyView:
+    url: str
+    clock: str
+    total_ms: float | None
+    exit_code: int
+    redirects: int
+    summary: SummaryView
+    url_step: UrlView | None
+    prepare: PrepareView | None
+    legs: list[LegView]
+    order: list[UrlView | PrepareView | LegView | OtherStep]  # the top-level steps, in order
+    compare: CompareView | None
+    compare_asked: bool          # facts.tls_compare is there (measured or not)
+    findings: list[FindingView]
+    actors: list[Actor]
+    waterfall: list[WaterfallRow]
+    layers: list[LayerRow]
+    commands: list[Command]
+
+    @property
+    def span_ms(self) -> float:
+        """The timeline's length, never zero (bars are placed in fractions of it)."""
+        return max(float(self.total_ms or 0.0), 0.001)
+
+    def layer_of(self, step: str) -> str | None:
+        """The layer the journey recorded for the first step of this name."""
+        return next((ref.timing.layer for leg in self.legs for ref in leg.order
+                     if ref.name == step), None)
+
+
+# ---------------------------------------------------------------------------- builders
+def budget_view(v: Verdict) -> BudgetView:
+    guide = v.guide
+    if v.rtt_ms is not None and v.limit_ms is not None:
+        guide = f"{v.guide}: {v.limit_ms:.3f} ms here"
+    if v.step == "ttfb":
+        guide = f"TTFB {v.guide}"
+    multiple = None
+    if v.rtt_multiple is not None:
+        x = v.rtt_multiple
+        multiple = f"{x:,.0f} × RTT" if x >= 10 else f"{x:,.1f} × RTT"
+    return BudgetView(v.leg + 1, v.span_id, BUDGET_LABEL.get(v.step, v.step), v.guide,
+                      guide, v.outcome, multiple, v.mark_ms)
+
+
+def summary_view(doc: dict[str, Any], budgets: list[BudgetView]) -> SummaryView:
+    s = summarize(doc)
+    parts: list[str] = []
+    if s.status:
+        parts.append(f"{s.status} {s.reason}".strip())
+    parts += [v for v in (s.http_version, s.tls_version) if v]
+    parts.append(f"{ms(s.total_ms)} total")
+    if s.requests > 1:
+        parts.append(f"{s.requests} requests")
+    return SummaryView(parts, problem(doc.get("error")), budgets, s)
+
+
+def waterfall(spans: list[Span], budgets: dict[int, BudgetView]) -> list[WaterfallRow]:
+    """Each step and, under a request, its steps; DNS views and HTTP phases one deeper."""
+    def row(label: str, span: Span, depth: int) -> WaterfallRow:
+        return WaterfallRow(label, depth, timing(span), budgets.get(int(span.get("id") or 0)))
+
+    rows: list[WaterfallRow] = []
+    for s in spans:
+        if s.get("name") != "leg":
+            rows.append(row(str(s.get("name")), s, 0))
+            continue
+        rows.append(row(f"request {int(attrs(s).get('index') or 0) + 1}", s, 0))
+        for c in s.get("children") or []:
+            rows.append(row(str(c.get("name")), c, 1))
+            if c.get("name") in ("dns", "http"):
+                rows += [row(str(v.get("name")).replace("dns.", "DNS "), v, 2)
+                         for v in c.get("children") or []]
+    return rows
+
+
+def layer_rows(spans: list[Span]) -> list[LayerRow]:
+    by: dict[str, list[str]] = {}
+    for s in walk(spans):
+        name = str(s.get("name") or "")
+        if s.get("layer") and (name in ("url", "dns", "tcp", "tls", "http", "prepare")
+                               or name.startswith("server.")):
+            names = by.setdefault(str(s["layer"]), [])
+            if name not in names:
+                names.append(name)
+    order = list(LAYERS) + [k for k in by if k not in LAYERS]
+    return [LayerRow(layer, LAYER_NOTES.get(layer, ""), by.get(layer, [])) for layer in order]
+
+
+def commands(doc: dict[str, Any], url: UrlView | None, legs: list[LegView]) -> list[Command]:
+    """The same steps with dig, curl and openssl, filled in for this URL."""
+    host = url.host if url is not None and url.parsed else ""
+    target = str(doc.get("url") or (url.url if url else ""))
+    port = (url.port if url and url.port else 443 if url and url.scheme == "https" else 80)
+    q = shlex.quote
+    out: list[Command] = []
+    dns = next((leg.dns for leg in legs if leg.dns is not None), None)
+    sources = {s.kind: s for s in (dns.sources if dns else [])}
+    if host:
+        walk_port = sources["walk"].port if "walk" in sources else None
+        p = f" -p {walk_port}" if walk_port and walk_port != 53 else ""
+        out.append(Command("Walk DNS from the root, as the walk view did",
+                           f"dig +trace{p} {q(host)}"))
+        if "resolver" in sources:
+            r = sources["resolver"].resolver
+            rhost, _, rport = r.rpartition(":") if r.count(":") == 1 else (r, "", "")
+            rp = f" -p {int(rport)}" if rport.isdigit() and int(rport) != 53 else ""
+            out.append(Command("Ask the same resolver",
+                               f"dig @{q(rhost.strip('[]'))}{rp} {q(host)} A"))
+        else:
+            out.append(Command("Ask your resolver", f"dig {q(host)} A"))
+    fmt = ("dns %{time_namelookup}s  connect %{time_connect}s  tls %{time_appconnect}s  "
+           "ttfb %{time_starttransfer}s  total %{time_total}s\\n")
+    out.append(Command("Time the same phases with curl",
+                       f"curl -so /dev/null -w {q(fmt)} {q(target)}"))
+    if url is not None and url.scheme == "https" and host:
+        out.append(Command("See the TLS handshake and certificate chain",
+                           f"openssl s_client -connect {q(f'{host}:{port}')} -servername "
+                           f"{q(host)} -alpn h2 </dev/null"))
+    tcp = next((leg.tcp for leg in legs if leg.tcp is not None), None)
+    if tcp is not None and tcp.address and host:
+        pinned = f"{host}:{port}:{bracket(tcp.address)}"
+        out.append(Command("Skip DNS and connect to the address this journey used",
+                           f"curl -sv --resolve {q(pinned)} -o /dev/null {q(target)}"))
+    if host:
+        out.append(Command("Run this journey again",
+                           f"whathappens {q(target)} --html report.html"))
+    return out
+
+
+def journey_view(doc: dict[str, Any]) -> JourneyView:
+    """The whole journey, viewed once for every renderer."""
+    spans: list[Span] = list(doc.get("spans") or [])
+    facts: dict[str, Any] = doc.get("facts") or {}
+    budgets = [budget_view(v) for v in verdicts(doc)]
+    order: list[UrlView | PrepareView | LegView | OtherStep] = []
+    for s in spans:
+        name = s.get("name")
+        if name == "url":
+            order.append(url_view(s))
+        elif name == "leg":
+            order.append(leg_view(s))
+        elif name == "prepare":
+            order.append(PrepareView(timing(s), [str(x) for x in attrs(s).get("loaded") or []]))
+        else:
+            order.append(OtherStep(str(name), timing(s), problem(s.get("error"))))
+    url = next((x for x in order if isinstance(x, UrlView)), None)
+    legs = [x for x in order if isinstance(x, LegView)]
+    total = doc.get("total_ms")
+    return JourneyView(
+        url=str(doc.get("url") or ""),
+        clock=str((doc.get("clock") or {}).get("name") or "unknown clock"),
+        total_ms=None if total is None else float(total),
+        exit_code=int(doc.get("exit_code") or 0), redirects=int(facts.get("redirects") or 0),
+        summary=summary_view(doc, budgets), url_step=url,
+        prepare=next((x for x in order if isinstance(x, PrepareView)), None), legs=legs,
+        order=order, compare=compare_view(facts.get("tls_compare")),
+        compare_asked="tls_compare" in facts,
+        findings=[FindingView(str(f.get("severity")), str(f.get("step")), str(f.get("message")))
+                  for f in doc.get("findings") or []],
+        actors=actors(doc), waterfall=waterfall(spans, {b.span_id: b for b in budgets}),
+        layers=layer_rows(spans), commands=commands(doc, url, legs))
+
