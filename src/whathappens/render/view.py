@@ -60,13 +60,13 @@ class BudgetView:
     rule: str                    # "< 50 ms", "≈ 1 RTT"
     guide: str                   # the rule here: "TTFB < 200 ms", "≈ 1 RTT: 0.027 ms here"
     outcome: str                 # within, over, unknown
-    multiple: str | None         # "8.4 × RTT": how many of the kernel's RTTs it took
+    rtts: str | None             # "8.4": how many of the kernel's RTTs the step took
     mark_ms: float | None        # where on the timeline a healthy step ends
 
     @property
     def item(self) -> str:
         """``TCP over ≈ 1 RTT (8.4 × RTT)``: the verdict in a few words."""
-        more = f" ({self.multiple})" if self.multiple else ""
+        more = f" ({self.rtts} × RTT)" if self.rtts else ""
         return f"{self.label} {self.outcome} {self.rule}{more}"
 
 
@@ -167,12 +167,12 @@ def budget_view(v: Verdict) -> BudgetView:
         guide = f"{v.guide}: {v.limit_ms:.3f} ms here"
     if v.step == "ttfb":
         guide = f"TTFB {v.guide}"
-    multiple = None
+    rtts = None
     if v.rtt_multiple is not None:
         x = v.rtt_multiple
-        multiple = f"{x:,.0f} × RTT" if x >= 10 else f"{x:,.1f} × RTT"
+        rtts = f"{x:,.0f}" if x >= 10 else f"{x:,.1f}"
     return BudgetView(v.leg + 1, v.span_id, BUDGET_LABEL.get(v.step, v.step), v.guide,
-                      guide, v.outcome, multiple, v.mark_ms)
+                      guide, v.outcome, rtts, v.mark_ms)
 
 
 def summary_view(doc: dict[str, Any], budgets: list[BudgetView]) -> SummaryView:
