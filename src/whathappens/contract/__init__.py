@@ -1,0 +1,1 @@
+"""The journey's output contract: typed facts per span kind, the document, its schema."""

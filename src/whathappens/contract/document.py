@@ -1,0 +1,324 @@
+"""The journey document: what ``--json`` prints, typed, and how to read it back.
+
+``Journey.to_dict()`` writes it; :func:`read_journey` reads such a dict (fresh, or loaded from
+a file, or after ``render.visible.visible_tree`` escaped it) into these dataclasses, each span's
+``attrs`` into the facts class of its name. Renderers and analyses read only this typed form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+
+from whathappens.contract.codec import ContractError, from_json
+from whathappens.contract.facts import Facts, doc, facts_class
+
+F = TypeVar("F", bound=Facts)
+
+
+# ------------------------------------------------------------------------- journey facts
+@dataclass(kw_only=True)
+class Summary:
+    legs: int = 0
+    status: int | None = None
+    reason: str | None = None
+    http_version: str | None = None
+    tls_version: str | None = None
+    failed_step: str | None = None
+
+
+@dataclass(kw_only=True)
+class Resources:
+    """What the journey spent (whathappens.net.budget): CPU on the journey's thread, the
+    process's peak RSS (VmHWM) and its growth during the journey, reads of peer data,
+    event-loop turns given by pacing, and the peer events counted against the budget."""
+
+    cpu_ms: float
+    cpu_clock: str = ""
+    peak_rss_kib: int = 0
+    peak_rss_growth_kib: int
+    reads: int
+    event_loop_turns: int
+    events: dict[str, int]
+
+
+@dataclass(kw_only=True)
+class TlsCompareSample:
+    handshake_ms: float | None
+    outcome: str
+    tcp_connect_ms: float | None = None
+    round_trips: int | None = None
+    started_ms: float | None = None
+    ended_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class TlsCompareFlight:
+    from_: str = field(metadata={"json": "from", "doc": "client | server"})
+    messages: list[str]
+    t_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class TlsCompareMessage:
+    direction: str
+    type: str
+    t_ms: float
+    bytes: int | None = None
+    since_client_hello_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class TlsCompareError:
+    code: str
+    message: str
+
+
+@dataclass(kw_only=True)
+class TlsCompareVersion:
+    """One TLS version's figures: its median sample, carrying every sample's times."""
+
+    version: str = field(metadata=doc("1.2 | 1.3"))
+    offered: str
+    accepted: bool | None = field(metadata=doc("null: unknown (TCP failed, timeout)"))
+    outcome: str = field(metadata=doc("measured | refused | tcp_failed | failed"))
+    plain: str
+    error: TlsCompareError | None
+    negotiated_version: str | None = None
+    cipher: str | None = None
+    group: str | None = None
+    alpn: str | None = None
+    session_reused: bool | None = None
+    hello_retry_request: bool | None = None
+    tcp_connect_ms: float | None
+    handshake_ms: float | None = field(
+        metadata=doc("ClientHello written → handshake complete on our side"))
+    step_ms: float | None = None
+    context_setup_ms: float | None = None
+    handshake_includes: str | None = None
+    round_trips: int | None = field(metadata=doc("server flights the client waited for"))
+    waits_ms: list[float] = field(default_factory=list)
+    flights: list[TlsCompareFlight] = field(default_factory=list)
+    kernel_rtt_ms: float | None = None
+    kernel_rttvar_ms: float | None = None
+    kernel_rtt_after_handshake_ms: float | None = None
+    started_ms: float | None = None
+    ended_ms: float | None = None
+    messages: list[TlsCompareMessage]
+    median_of: int | None = None
+    samples: list[TlsCompareSample] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class TlsCompareModel:
+    """Modelled, not measured: Δ round trips × the kernel's RTT, beside the measured
+    difference."""
+
+    modelled: bool = True
+    available: bool
+    note: str
+    why_not: str | None = None
+    round_trip_difference: int | None = None
+    rtt_ms: float | None = None
+    rtt_source: str | None = None
+    expected_difference_ms: float | None = None
+    measured_difference_ms: float | None = None
+    beyond_round_trips_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class TlsCompare:
+    """--compare-tls: after the journey, fresh connections to the address it connected to,
+    TLS 1.2 and TLS 1.3 in alternating rounds, outside the journey's spans (times in ms
+    since the journey's t0). measured false: nothing compared, and why."""
+
+    measured: bool
+    reason: str | None = None
+    address: str | None = None
+    port: int | None = None
+    server_name: str | None = None
+    sni: bool | None = None
+    clock: str | None = None
+    timeout_s: float | None = None
+    rounds: int | None = None
+    how: str | None = None
+    versions: list[TlsCompareVersion] = field(default_factory=list)
+    model: TlsCompareModel | None = None
+
+
+@dataclass(kw_only=True)
+class DemoServer:
+    """One server of the demo internet (whathappens.demo.topology)."""
+
+    name: str
+    role: str
+    address: str | None = None
+    addresses: list[str] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    zones: list[str] = field(default_factory=list)
+    certificate: str | None = None
+    problem: str | None = None
+    delay_ms: float | None = None
+    delay_applies_to: str | None = None
+
+
+@dataclass(kw_only=True)
+class DemoFacts:
+    servers: list[DemoServer] = field(default_factory=list)
+    delays_injected: bool = False
+
+
+@dataclass(kw_only=True)
+class LabFacts:
+    state: str
+    profile: str | None
+    server_spans: int
+
+
+@dataclass(kw_only=True)
+class JourneyFacts:
+    """Facts about the whole journey rather than one span."""
+
+    summary: Summary | None = None
+    final_url: str | None = None
+    redirects: int | None = None
+    trace_id: str | None = None
+    resources: Resources | None = None
+    tls_compare: TlsCompare | None = None
+    demo: DemoFacts | None = None
+    lab: LabFacts | None = None
+
+    omit_none: ClassVar[bool] = True  # a fact not established is left out, not null
+
+
+# ---------------------------------------------------------------------------- the document
+@dataclass(kw_only=True)
+class ErrorDoc:
+    step: str
+    code: str
+    message: str
+    exit_code: int
+    detail: str | None = field(default=None, metadata={"omit_default": True})
+
+
+@dataclass(kw_only=True)
+class FindingDoc:
+    severity: str = field(metadata=doc("info | warning | error"))
+    step: str
+    message: str
+
+
+@dataclass(kw_only=True)
+class ClockDoc:
+    name: str
+    unit: str
+    t0_wall_ns: int = field(metadata=doc("wall clock (Unix epoch, ns) at t0"))
+    t0_monotonic_ns: int = field(metadata=doc("the monotonic clock's value at t0"))
+
+
+@dataclass(kw_only=True)
+class SpanDoc:
+    """One span as the JSON has it; ``facts`` is its ``attrs``, typed by its name."""
+
+    id: int
+    name: str
+    step: str
+    actor: str
+    layer: str
+    start_ms: float
+    end_ms: float | None
+    duration_ms: float | None
+    facts: Facts = field(metadata={"json": "attrs"})
+    error: ErrorDoc | None
+    children: list[SpanDoc]
+
+    def facts_as(self, cls: type[F]) -> F | None:
+        """The facts when this span's are of ``cls``, else None."""
+        return self.facts if isinstance(self.facts, cls) else None
+
+    def child(self, name: str) -> SpanDoc | None:
+        return next((c for c in self.children if c.name == name), None)
+
+    def walk(self) -> Iterator[SpanDoc]:
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+
+@dataclass(kw_only=True)
+class JourneyDoc:
+    schema: str
+    schema_version: str
+    url: str = field(metadata=doc("what the user asked for, as typed"))
+    clock: ClockDoc
+    total_ms: float | None
+    facts: JourneyFacts
+    spans: list[SpanDoc]
+    findings: list[FindingDoc]
+    error: ErrorDoc | None
+    exit_code: int
+
+    def all_spans(self) -> Iterator[SpanDoc]:
+        for s in self.spans:
+            yield from s.walk()
+
+
+def read_span(data: object, where: str = "$") -> SpanDoc:
+    if not isinstance(data, Mapping):
+        raise ContractError(f"{where}: a span must be an object")
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise ContractError(f"{where}.name: expected a string")
+    attrs = data.get("attrs", {})
+    children = data.get("children", [])
+    if not isinstance(children, list):
+        raise ContractError(f"{where}.children: expected an array")
+    head = {k: v for k, v in data.items() if k not in ("attrs", "children")}
+    span = from_json(_SpanHead, head)
+    return SpanDoc(id=span.id, name=span.name, step=span.step, actor=span.actor,
+                   layer=span.layer, start_ms=span.start_ms, end_ms=span.end_ms,
+                   duration_ms=span.duration_ms,
+                   facts=from_json(facts_class(name), attrs), error=span.error,
+                   children=[read_span(c, f"{where}.children[{i}]")
+                             for i, c in enumerate(children)])
+
+
+@dataclass(kw_only=True)
+class _SpanHead:
+    id: int
+    name: str
+    step: str
+    actor: str
+    layer: str
+    start_ms: float
+    end_ms: float | None
+    duration_ms: float | None
+    error: ErrorDoc | None
+
+
+def read_journey(data: Mapping[str, object]) -> JourneyDoc:
+    """A journey dict (``--json``'s output) as the typed document; ContractError if it is
+    not one."""
+    spans = data.get("spans", [])
+    if not isinstance(spans, list):
+        raise ContractError("$.spans: expected an array")
+    head = {k: v for k, v in data.items() if k != "spans"}
+    doc_ = from_json(_JourneyHead, head)
+    return JourneyDoc(schema=doc_.schema, schema_version=doc_.schema_version, url=doc_.url,
+                      clock=doc_.clock, total_ms=doc_.total_ms, facts=doc_.facts,
+                      spans=[read_span(s, f"$.spans[{i}]") for i, s in enumerate(spans)],
+                      findings=doc_.findings, error=doc_.error, exit_code=doc_.exit_code)
+
+
+@dataclass(kw_only=True)
+class _JourneyHead:
+    schema: str
+    schema_version: str
+    url: str
+    clock: ClockDoc
+    total_ms: float | None
+    facts: JourneyFacts
+    findings: list[FindingDoc]
+    error: ErrorDoc | None
+    exit_code: int

@@ -1,0 +1,441 @@
+"""The facts of each span kind: what a driver measured, as the JSON's ``attrs`` carries it.
+
+One dataclass per span name (``SPAN_FACTS`` maps names to classes). Drivers fill them
+(``journey.span(kind, ..., facts=TcpConnectFacts(...))`` returns a ``Span[TcpConnectFacts]``
+whose ``facts`` mypy checks on every write); renderers read them back from the JSON through
+``contract.document.read_journey`` (so a renamed field fails mypy in the reader, and the
+generated schema test in CI). Field names are the JSON keys; every field is written, ``None``
+as ``null``. Times are ms since the journey's t0 unless a name says ``_ns``.
+
+All classes are keyword-only: a span is often opened before its facts are known, so every
+field has a default and drivers fill it in as the step goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def doc(text: str) -> dict[str, str]:
+    """A field's description in the generated schema."""
+    return {"doc": text}
+
+
+@dataclass(kw_only=True)
+class Facts:
+    """What every span may carry."""
+
+    # Set when the span was cut short (cancelled, a journey timeout): its end is where it
+    # stopped, not where its work finished. Omitted from the JSON when False.
+    interrupted: bool = field(default=False, metadata={"omit_default": True})
+
+
+# ------------------------------------------------------------------------------ URL (step 0)
+@dataclass(kw_only=True)
+class UrlFacts(Facts):
+    """How the address bar took the URL apart (WHATWG URL Standard, RFC 3986)."""
+
+    input: str = ""
+    original: str = ""
+    url: str = ""
+    scheme: str = ""
+    scheme_assumed: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, metadata=doc("'***' when one was given"))
+    host: str = ""
+    host_unicode: str | None = None
+    host_kind: str = field(default="", metadata=doc("domain | ipv4 | ipv6"))
+    host_spelled: str | None = field(
+        default=None, metadata=doc("the host as typed, when it is not how it was read"))
+    port: int = 0
+    port_explicit: bool = False
+    authority: str = ""
+    path: str = ""
+    query: str | None = None
+    request_target: str = ""
+    fragment: str | None = None
+    fragment_sent: bool = False
+    origin: tuple[str, str, int] | None = None
+    public_suffix: str | None = None
+    registrable_domain: str | None = None
+    public_suffix_note: str | None = None
+    hsts_preloaded: bool = False
+    upgraded_from_http: bool = False
+
+
+@dataclass(kw_only=True)
+class PrepareFacts(Facts):
+    """Code loaded before the network steps, so that their times measure the network."""
+
+    loaded: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass(kw_only=True)
+class LegFacts(Facts):
+    """One request of the journey (the first, or one after a redirect)."""
+
+    index: int = 0
+    url: str = ""
+    method: str = "GET"
+    origin: str = ""
+    connection: str | None = field(default=None, metadata=doc("new | reused"))
+    reused_from_tcp_span: int | None = None
+
+
+@dataclass(kw_only=True)
+class RedirectFacts(Facts):
+    """A redirect that could not be followed (the span carries the error)."""
+
+
+@dataclass(kw_only=True)
+class GuardFacts(Facts):
+    """--only-public / serve --public: which resolved addresses may be reached."""
+
+    refused: dict[str, str] = field(default_factory=dict, metadata=doc("address → why"))
+    allowed: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------- DNS
+@dataclass(kw_only=True)
+class DnsFacts(Facts):
+    """The DNS step: the views that ran and the addresses of the one in use."""
+
+    host: str = ""
+    view_used: str | None = field(default=None, metadata=doc("system | resolver | walk | none"))
+    addresses: list[str] = field(default_factory=list)
+    https_records: list[str] = field(default_factory=list)
+    note: str | None = None
+
+
+@dataclass(kw_only=True)
+class DnsSystemFacts(Facts):
+    """getaddrinfo, as most programs resolve a name."""
+
+    hosts_file: str | None = None
+    hosts_file_hit: bool = False
+    hosts_file_addresses: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+    source: str | None = None
+
+
+@dataclass(kw_only=True)
+class DnsResolverFacts(Facts):
+    """Questions to one recursive resolver (RFC 1034 §2.4)."""
+
+    resolver: str | None = None
+    addresses: list[str] = field(default_factory=list)
+    cname_chain: list[str] | None = None
+    https_records: list[str] = field(default_factory=list)
+    first_ttl: int | None = None
+    repeat_ttl: int | None = field(
+        default=None, metadata=doc("the TTL when asked again: lower means it came from cache"))
+
+
+@dataclass(kw_only=True)
+class DnsQueryFacts(Facts):
+    """One question to the resolver and its answer (RFC 1035 §4)."""
+
+    qname: str = ""
+    qtype: str = ""
+    purpose: str = ""
+    rcode: str | None = None
+    records: list[str] = field(default_factory=list)
+    ttl: int | None = None
+    cname_chain: list[str] = field(default_factory=list)
+    recursion_available: bool | None = None
+    authenticated_data: bool | None = None
+    answer: list[str] = field(default_factory=list)
+    transport: str | None = None
+    tcp_retry: bool | None = None
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+    local: str | None = None
+
+
+@dataclass(kw_only=True)
+class DnsWalkFacts(Facts):
+    """The iterative walk from the root, as a recursive resolver does it."""
+
+    root_hints: str = ""
+    port: int = 53
+    addresses: list[str] = field(default_factory=list)
+    cname_chain: list[str] = field(default_factory=list)
+    https_records: list[str] = field(default_factory=list)
+    queries: int | None = None
+
+
+@dataclass(kw_only=True)
+class DnsWalkQuestionFacts(Facts):
+    """One question (A, AAAA, HTTPS) walked down the hierarchy."""
+
+    qname: str = ""
+    qtype: str = ""
+    outcome: str | None = field(default=None,
+                                metadata=doc("answer | nxdomain | nodata | servfail"))
+    final_name: str | None = None
+    records: list[str] = field(default_factory=list)
+    ttl: int | None = None
+    cname_chain: list[str] = field(default_factory=list)
+    message: str | None = None
+    code: str | None = None
+
+
+@dataclass(kw_only=True)
+class DnsHopFacts(Facts):
+    """One query of the walk to one name server, and what it said."""
+
+    server: str = ""
+    address: str = ""
+    zone: str = ""
+    qname: str = ""
+    qtype: str = ""
+    transport: str = "udp"
+    depth: int = 0
+    purpose: str = ""
+    kind: str = field(default="", metadata=doc("referral | answer | cname | nxdomain | nodata "
+                                               "| error | timeout"))
+    rcode: str | None = None
+    authoritative: bool = False
+    referral_zone: str | None = None
+    referral_ns: list[str] = field(default_factory=list)
+    glue: dict[str, list[str]] = field(default_factory=dict)
+    glueless: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    cname_target: str | None = None
+    note: str | None = None
+
+
+# --------------------------------------------------------------------------------- TCP
+@dataclass(kw_only=True)
+class TcpInfo:
+    """The kernel's TCP_INFO (Linux ``struct tcp_info``), in plain units."""
+
+    state: str
+    retransmits: int
+    rto_ms: float
+    snd_mss: int
+    rcv_mss: int
+    unacked: int
+    lost: int
+    pmtu: int
+    rtt_ms: float = field(metadata=doc("smoothed RTT"))
+    rttvar_ms: float
+    snd_ssthresh: int
+    snd_cwnd: int = field(metadata=doc("congestion window, in segments"))
+    advmss: int
+    total_retrans: int
+    bytes_acked: int
+    bytes_received: int
+    segs_out: int
+    segs_in: int
+
+
+@dataclass(kw_only=True)
+class Segment:
+    """One TCP segment of the handshake as the packet capture saw it."""
+
+    segment: str
+    from_: str = field(metadata={"json": "from"})
+    to: str
+    seq: int
+    ack: int | None
+    flags: list[str]
+    window: int
+    options: list[str]
+    payload_bytes: int
+    t_ms: float | None
+
+
+@dataclass(kw_only=True)
+class CaptureStatus:
+    captured: bool
+    how: str | None = None
+    why: str | None = None
+
+
+@dataclass(kw_only=True)
+class TcpConnectFacts(Facts):
+    """One connection attempt to one address (Happy Eyeballs may race several)."""
+
+    address: str = ""
+    port: int = 0
+    family: str = ""
+    outcome: str | None = field(default=None,
+                                metadata=doc("connected, an error code, or abandoned"))
+    local: str | None = None
+    remote: str | None = None
+    tcp_info: TcpInfo | None = None
+
+
+@dataclass(kw_only=True)
+class TcpFacts(Facts):
+    """The TCP step: the candidates, the attempts, and the connection that won."""
+
+    candidates: list[str] = field(default_factory=list)
+    port: int = 0
+    happy_eyeballs: bool = False
+    address: str | None = None
+    local: str | None = None
+    remote: str | None = None
+    family: str | None = None
+    attempts: int | None = None
+    tcp_info_end: TcpInfo | None = field(
+        default=None, metadata=doc("TCP_INFO after the last exchange on the connection"))
+    capture: CaptureStatus | None = None
+    handshake_segments: list[Segment] | None = None
+    segments_seen: list[Segment] | None = None
+
+
+# --------------------------------------------------------------------------------- TLS
+@dataclass(kw_only=True)
+class TlsMessage:
+    """One handshake message (or alert, or ChangeCipherSpec) as OpenSSL saw it."""
+
+    direction: str = field(metadata=doc("sent | received"))
+    t_ms: float
+    type: str
+    bytes: int | None = None
+
+
+@dataclass(kw_only=True)
+class Certificate:
+    """What one certificate of the chain says (RFC 5280)."""
+
+    subject: str
+    subject_cn: str | None
+    issuer: str
+    issuer_cn: str | None
+    serial: str
+    san_dns: list[str]
+    san_ip: list[str]
+    not_before: str | None
+    not_after: str | None
+    days_left: int | None
+    key: str
+    signature_algorithm: str
+    is_ca: bool
+    self_signed: bool
+    sct_count: int
+    sha256: str
+    unreadable: str | None = field(
+        default=None, metadata=doc("why the certificate's fields could not be read"))
+
+
+@dataclass(kw_only=True)
+class ChainVerification:
+    ok: bool
+    code: str
+    reason: str
+    by: str
+    openssl: str | None = None
+
+
+@dataclass(kw_only=True)
+class TlsFacts(Facts):
+    """The TLS handshake (RFC 8446, RFC 5246) and the certificate chain."""
+
+    session_offered: bool = False
+    sni: str | None = None
+    alpn_offered: list[str] = field(default_factory=list)
+    verification: str = ""
+    context_setup_ms: float | None = None
+    server_first_flight_ms: float | None = None
+    messages: list[TlsMessage] = field(default_factory=list)
+    version: str | None = None
+    cipher: str | None = None
+    cipher_bits: int | None = None
+    alpn: str | None = None
+    session_reused: bool | None = None
+    group: str | None = None
+    hello_retry_request: bool | None = None
+    chain: list[Certificate] | None = None
+    chain_error: str | None = None
+    chain_verification: ChainVerification | None = None
+
+
+# -------------------------------------------------------------------------------- HTTP
+@dataclass(kw_only=True)
+class HttpFacts(Facts):
+    """One request and its response (RFC 9110; RFC 9112 or RFC 9113 on the wire)."""
+
+    protocol: str = ""
+    traceparent: str | None = None
+    http_version: str | None = None
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+    status: int | None = None
+    reason: str | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    informational: list[int] = field(default_factory=list)
+    t_request_start_ns: int | None = None
+    t_request_sent_ns: int | None = None
+    t_first_byte_ns: int | None = None
+    t_headers_ns: int | None = None
+    t_body_done_ns: int | None = None
+    wire_bytes_sent: int | None = None
+    wire_bytes_received: int | None = None
+    header_bytes: int | None = None
+    body_bytes_encoded: int | None = None
+    body_bytes_decoded: int | None = None
+    body_truncated: bool | None = None
+    content_encoding: list[str] = field(default_factory=list)
+    body_excerpt: str | None = None
+    reusable: bool | None = None
+    alt_svc: str | None = None
+    stream_id: int | None = None
+    send_ms: float | None = None
+    wait_ms: float | None = None
+    receive_ms: float | None = None
+    connection_legs: int | None = None
+    inside: list[str] | None = field(
+        default=None, metadata=doc("the lab tiers this request went through, in order"))
+
+
+@dataclass(kw_only=True)
+class HttpPhaseFacts(Facts):
+    """http.send / http.wait / http.receive: the exchange's three phases."""
+
+
+# -------------------------------------------------------------------------------- lab
+@dataclass(kw_only=True)
+class ServerFacts(Facts):
+    """A span from a lab tier's own log, placed on the journey's clock. The tier's log
+    fields (status, cache, upstream times, HAProxy's timers, SQL, …) ride along as they
+    were logged: the set depends on the program, so the object is open-ended."""
+
+    tier: str = ""
+    clock: str = ""
+    raw_start_ms: float | None = None
+    raw_end_ms: float | None = None
+    extra: dict[str, object] = field(default_factory=dict,
+                                     metadata={"flatten": True})
+
+
+# The facts class of every span name; "server.<kind>" spans all use ServerFacts.
+SPAN_FACTS: dict[str, type[Facts]] = {
+    "url": UrlFacts,
+    "prepare": PrepareFacts,
+    "guard": GuardFacts,
+    "leg": LegFacts,
+    "redirect": RedirectFacts,
+    "dns": DnsFacts,
+    "dns.system": DnsSystemFacts,
+    "dns.resolver": DnsResolverFacts,
+    "dns.query": DnsQueryFacts,
+    "dns.walk": DnsWalkFacts,
+    "dns.walk.question": DnsWalkQuestionFacts,
+    "dns.hop": DnsHopFacts,
+    "tcp": TcpFacts,
+    "tcp.connect": TcpConnectFacts,
+    "tls": TlsFacts,
+    "http": HttpFacts,
+    "http.send": HttpPhaseFacts,
+    "http.wait": HttpPhaseFacts,
+    "http.receive": HttpPhaseFacts,
+}
+
+
+def facts_class(name: str) -> type[Facts]:
+    if name.startswith("server."):
+        return ServerFacts
+    return SPAN_FACTS.get(name, Facts)

@@ -1,0 +1,96 @@
+"""The JSON Schema of the journey document, generated from the contract's dataclasses.
+
+The checked-in ``whathappens/schema/journey.schema.json`` is this module's output; a test
+fails when they differ, so the schema cannot drift from the code. Regenerate it with::
+
+    .venv/bin/python -m whathappens.contract.schema > src/whathappens/schema/journey.schema.json
+
+Each span's ``attrs`` is tied to its name (``if name is "tls" then attrs is TlsFacts``); every
+facts object is closed (``additionalProperties: false``) except a lab tier's, which carries
+the fields of that program's log as they were logged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from whathappens.contract.codec import schema_of
+from whathappens.contract.document import JourneyDoc, _SpanHead
+from whathappens.contract.facts import SPAN_FACTS, ServerFacts
+
+SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
+SCHEMA_VERSION = "1.4"
+
+# What each version added; a new optional field bumps the minor, anything that breaks a
+# reader bumps the major.
+CHANGELOG = (
+    "1.1: server spans from the lab (step 'server').",
+    "1.2: facts.tls_compare, the guard span, TCP capture attrs (handshake_segments, capture), "
+    "exit code 13.",
+    "1.3: facts.resources (the budget's report); error codes limit.* (a budget ran out, in "
+    "the step it ran out in), http.h2_refused, http.too_many_1xx.",
+    "1.4: the schema is generated from the typed facts of each span kind; every facts field "
+    "is written (null when not established), so some attrs that were left out are now null.",
+)
+
+STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server")
+LAYERS = ("application", "transport", "internet", "link")
+
+
+def journey_schema() -> dict[str, object]:
+    defs: dict[str, object] = {}
+    top = schema_of(JourneyDoc, defs)
+    assert top == {"$ref": "#/$defs/JourneyDoc"}
+    doc = defs.pop("JourneyDoc")
+    assert isinstance(doc, dict)
+    props = doc["properties"]
+    props["spans"] = {"type": "array", "items": {"$ref": "#/$defs/span"}}
+    props["schema_version"] = {"type": "string", "pattern": r"^1\.[0-9]+$"}
+    defs["span"] = _span_schema(defs)
+    defs.pop("SpanDoc", None)
+    defs.pop("Facts", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "$comment": " ".join(CHANGELOG),
+        "title": "whathappens journey",
+        "description": "One traced journey: a tree of timed spans plus findings. Times are "
+                       "milliseconds since the journey's t0 on one monotonic clock (see "
+                       "clock). schema_version follows semver: a new optional field bumps "
+                       "the minor, anything that breaks a reader bumps the major.",
+        **{k: v for k, v in doc.items() if k != "description"},
+        "$defs": dict(sorted(defs.items())),
+    }
+
+
+def _span_schema(defs: dict[str, object]) -> dict[str, object]:
+    head = schema_of(_SpanHead, defs)
+    assert head == {"$ref": "#/$defs/_SpanHead"}
+    span = defs.pop("_SpanHead")
+    assert isinstance(span, dict)
+    props = dict(span["properties"])
+    props["step"] = {"enum": list(STEPS), "description": "server: a span from a lab tier's "
+                     "own log"}
+    props["layer"] = {"enum": list(LAYERS), "description": "TCP/IP model layer (RFC 1122)"}
+    props["name"] = {"type": "string", "description": "what the span is: "
+                     + ", ".join(SPAN_FACTS) + ", server.<kind>"}
+    props["attrs"] = {"type": "object", "description": "the span's facts: their shape "
+                      "depends on the name (see allOf)"}
+    props["children"] = {"type": "array", "items": {"$ref": "#/$defs/span"}}
+    cases: list[object] = []
+    for name, cls in SPAN_FACTS.items():
+        cases.append({"if": {"properties": {"name": {"const": name}}},
+                      "then": {"properties": {"attrs": schema_of(cls, defs)}}})
+    cases.append({"if": {"properties": {"name": {"pattern": "^server\\."}}},
+                  "then": {"properties": {"attrs": schema_of(ServerFacts, defs)}}})
+    return {"type": "object", "required": [*span["required"], "attrs", "children"],
+            "properties": props, "additionalProperties": False, "allOf": cases}
+
+
+def render() -> str:
+    return json.dumps(journey_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
