@@ -1590,7 +1590,8 @@ def run_journey_checked(target: str, url: str, opts: Any, *, render: bool = True
         return out
     err = journey.error
     out.exit_code = journey.exit_code
-    out.cpu_ms = float(journey.facts.get("resources", {}).get("cpu_ms", 0.0))
+    resources = journey.facts.resources
+    out.cpu_ms = resources.cpu_ms if resources is not None else 0.0
     if err is not None:
         out.step, out.code, out.message = err.step, err.code, err.message
     if internal:

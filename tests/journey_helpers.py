@@ -15,6 +15,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from whathappens.cli import add_trace_arguments, options_from
+from whathappens.contract.codec import to_json
+from whathappens.contract.document import read_journey
 from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey, Span
 from whathappens.trace import Options, run_journey
@@ -81,7 +83,7 @@ def nesting_errors(journey: Journey) -> list[str]:
     """Every span ends, not before it starts; every child lies within its parent."""
     problems: list[str] = []
 
-    def visit(span: Span, parent: Span | None) -> None:
+    def visit(span: Span[Any], parent: Span[Any] | None) -> None:
         if span.end_ns is None:
             problems.append(f"{span.name}#{span.span_id} never ended")
         elif span.end_ns < span.start_ns:
@@ -108,6 +110,9 @@ def check_universal(journey: Journey) -> None:
     doc = journey.to_dict()
     assert schema_errors(doc) == [], schema_errors(doc)
     json.dumps(doc)  # serializable as it is
+    typed = read_journey(json.loads(json.dumps(doc)))  # the renderers' typed view of it
+    assert to_json(typed.facts) == doc["facts"]
+    assert [s.name for s in typed.all_spans()] == [s.name for s in journey.all_spans()]
     assert nesting_errors(journey) == [], nesting_errors(journey)
     assert doc["exit_code"] == journey.exit_code
     if journey.error is not None:

@@ -10,6 +10,7 @@ import pytest
 
 from journey_helpers import options, run
 from misbehaving import RawServer, ok_reply, read_request_head
+from whathappens.contract.facts import DnsFacts, DnsWalkFacts, HttpFacts, LegFacts
 from whathappens.errors import JourneyTimeout, LimitExceeded
 from whathappens.journey import Journey
 from whathappens.net import budget as budgets
@@ -79,8 +80,8 @@ def test_the_deadline_is_checked_by_the_budget_itself() -> None:
 
 def test_a_count_over_its_total_fails_in_the_running_step() -> None:
     journey = Journey(url="https://example.test/")
-    leg = journey.span("leg", "journey", "you", "application")
-    journey.span("http", "http", "server", "application", parent=leg)
+    leg = journey.span("leg", "journey", "you", "application", LegFacts())
+    journey.span("http", "http", "server", "application", HttpFacts(), parent=leg)
     b = Budget(ResourceLimits(max_events={"h2.control": 3}, max_event_rate=None),
                journey=journey)
     for _ in range(3):
@@ -97,9 +98,9 @@ def test_a_count_over_its_total_fails_in_the_running_step() -> None:
 
 def test_the_step_is_the_innermost_open_one() -> None:
     journey = Journey(url="https://example.test/")
-    leg = journey.span("leg", "journey", "you", "application")
-    dns = journey.span("dns", "dns", "you", "application", parent=leg)
-    journey.span("dns.walk", "dns", "you", "application", parent=dns)
+    leg = journey.span("leg", "journey", "you", "application", LegFacts())
+    dns = journey.span("dns", "dns", "you", "application", DnsFacts(), parent=leg)
+    journey.span("dns.walk", "dns", "you", "application", DnsWalkFacts(), parent=dns)
     b = Budget(ResourceLimits(max_events={"dns.query": 1}), journey=journey)
     b.count("dns.query")
     with pytest.raises(LimitExceeded) as info:
@@ -140,9 +141,9 @@ def test_the_report_says_what_the_journey_spent() -> None:
     b = Budget()
     b.count("tls.record", 5)
     report = b.report()
-    assert report["events"] == {"tls.record": 5}
-    assert isinstance(report["cpu_ms"], float)
-    assert "thread_time" in str(report["cpu_clock"])
+    assert report.events == {"tls.record": 5}
+    assert isinstance(report.cpu_ms, float)
+    assert "thread_time" in report.cpu_clock
 
 
 def _drip(conn: socket.socket) -> None:
@@ -167,7 +168,7 @@ def test_max_time_says_where_the_journey_was_and_what_it_waited_for() -> None:
 def test_every_journey_reports_what_it_spent() -> None:
     with RawServer(ok_reply) as server:
         journey = run(server.url(), options())
-    resources = journey.facts["resources"]
+    resources = journey.to_dict()["facts"]["resources"]
     assert resources["reads"] >= 1
     assert 0 < resources["cpu_ms"] < 5000
 

@@ -221,7 +221,7 @@ def test_runner_refuses_each_odd_spelling_and_says_how_it_was_typed(url: str) ->
         assert server.accepted == 0
         allowed = journey_to(target, policy=None)
         assert allowed.error is None, allowed.error
-        assert allowed.facts["summary"]["status"] == 200
+        assert allowed.facts.summary.status == 200
         assert server.accepted == 1
 
 

@@ -66,7 +66,7 @@ def test_stall_after_the_headers_hits_max_time() -> None:
     http = child(leg, "http")
     assert http.end_ns is not None
     assert http.end_ns >= 0.95e9  # it was cut short at the deadline, 1 s after t0
-    assert j.facts["summary"]["failed_step"] == "journey"
+    assert j.facts.summary.failed_step == "journey"
 
 
 def test_stall_after_the_headers_marks_the_http_span_failed() -> None:

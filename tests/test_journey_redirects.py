@@ -37,9 +37,9 @@ def test_http_redirects_to_https_on_a_new_connection(demo_internet: DemoInternet
     assert [c.name for c in second.children] == ["dns", "tcp", "tls", "http"]
     assert child(second, "tcp").attrs["remote"].endswith(f":{net.https_port}")
     assert child(second, "http").attrs["status"] == 200
-    assert j.facts["redirects"] == 1
-    assert j.facts["final_url"] == demo_url(net)
-    assert j.facts["summary"]["legs"] == 2
+    assert j.facts.redirects == 1
+    assert j.facts.final_url == demo_url(net)
+    assert j.facts.summary.legs == 2
 
 
 def test_redirects_on_one_origin_reuse_the_connection(demo_internet: DemoInternet) -> None:
@@ -63,7 +63,7 @@ def test_redirects_on_one_origin_reuse_the_connection(demo_internet: DemoInterne
     # One connection carried the four requests, on four HTTP/2 streams.
     streams = [child(leg, "http").attrs["stream_id"] for leg in all_legs]
     assert len(set(streams)) == 4
-    assert j.facts["redirects"] == 3
+    assert j.facts.redirects == 3
 
 
 def test_redirect_loop(demo_internet: DemoInternet) -> None:
@@ -93,6 +93,6 @@ def test_no_follow_stops_at_the_redirect(demo_internet: DemoInternet) -> None:
     assert j.exit_code == 0
     [leg] = legs(j)
     assert child(leg, "http").attrs["status"] == 301
-    assert j.facts["summary"]["status"] == 301
-    assert j.facts["redirects"] == 0
-    assert j.facts["final_url"] == demo_url(net, scheme="http")
+    assert j.facts.summary.status == 301
+    assert j.facts.redirects == 0
+    assert j.facts.final_url == demo_url(net, scheme="http")

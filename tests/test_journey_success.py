@@ -45,7 +45,7 @@ def test_www_example_com_through_the_demo(demo_internet: DemoInternet) -> None:
     assert len(chain) == 2
     assert "www.example.com" in str(chain[0])          # the leaf, for this name
     assert "intermediate" in str(chain[1]).lower()    # then the CA that issued it
-    summary = j.facts["summary"]
+    summary = j.to_dict()["facts"]["summary"]
     assert (summary["status"], summary["http_version"], summary["tls_version"]) == \
         (200, "HTTP/2", "TLSv1.3")
 
@@ -149,7 +149,7 @@ def test_http11_by_alpn_with_compressed_bodies(demo_internet: DemoInternet) -> N
         assert codings == [coding]
         assert 0 < encoded < decoded, (encoded, decoded)
         assert http.attrs["wire_bytes_received"] > encoded
-        assert j.facts["summary"]["http_version"] == "HTTP/1.1"
+        assert j.facts.summary.http_version == "HTTP/1.1"
 
 
 def test_traceparent_is_sent_per_request_with_one_trace_id(demo_internet: DemoInternet) -> None:
@@ -157,7 +157,7 @@ def test_traceparent_is_sent_per_request_with_one_trace_id(demo_internet: DemoIn
     net = demo_internet
     j = trace(net, demo_url(net, path="/redirect/1"), "--traceparent")
     assert j.error is None
-    trace_id = j.facts["trace_id"]
+    trace_id = j.facts.trace_id
     sent = []
     for leg in legs(j):
         http = child(leg, "http")

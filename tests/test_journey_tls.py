@@ -50,7 +50,7 @@ def test_broken_certificate_fails_at_tls(demo_internet: DemoInternet, host: str)
     assert verdict["ok"] is False
     assert verdict["code"] == reason
     assert tls.attrs["chain"], "the chain the server sent is still described"
-    assert j.facts["summary"]["failed_step"] == "tls"
+    assert j.facts.summary.failed_step == "tls"
 
 
 @pytest.mark.parametrize("host", list(BROKEN))

@@ -26,7 +26,7 @@ def url_failed(j: Journey, code: str, *words: str) -> None:
     assert span.end_ns is not None
     assert span.error is not None
     assert span.error["code"] == code
-    assert j.facts["summary"] == {"legs": 0, "failed_step": "url"}
+    assert j.to_dict()["facts"]["summary"] == {"legs": 0, "failed_step": "url"}
 
 
 def test_unsupported_scheme() -> None:

@@ -241,7 +241,7 @@ def test_a_lab_journey_resolves_through_the_labs_resolver(lab_up: LabContext) ->
     inside = [s.name for s in _server_spans(http)]
     assert "server.edge" in inside
     assert "server.django" in inside
-    assert j.facts["lab"]["server_spans"] >= 2
+    assert j.facts.lab.server_spans >= 2
     assert any("system resolver view is skipped" in f.message for f in j.findings)
 
 

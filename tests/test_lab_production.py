@@ -105,7 +105,7 @@ def test_one_request_followed_through_every_tier(production: LabContext) -> None
     for statement, query in zip(statements, sql, strict=True):
         assert statement.actor.startswith("PostgreSQL db-replica")
         assert 0 < statement.attrs["duration_ms"] <= (query.duration_ns or 0) / 1e6 + 1
-    assert j.facts["lab"]["server_spans"] >= 5
+    assert j.facts.lab.server_spans >= 5
 
 
 def test_the_load_balancer_spreads_requests(production: LabContext) -> None:

@@ -17,8 +17,21 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from whathappens.contract.document import Summary
+from whathappens.contract.facts import (
+    DnsFacts,
+    GuardFacts,
+    HttpFacts,
+    HttpPhaseFacts,
+    LegFacts,
+    PrepareFacts,
+    RedirectFacts,
+    TcpFacts,
+    TlsFacts,
+    UrlFacts,
+)
 from whathappens.errors import (
     ConnectError,
     HttpError,
@@ -31,7 +44,7 @@ from whathappens.errors import (
 )
 from whathappens.journey import Journey, Span
 from whathappens.net import budget as budgets
-from whathappens.net.capture import HandshakeCapture, capture_attrs
+from whathappens.net.capture import HandshakeCapture, capture_facts
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request, os_error_words
@@ -82,7 +95,7 @@ class _Conn:
     plain: PlainStream
     http: H1Connection | H2Connection
     protocol: str             # "HTTP/1.1" | "HTTP/2"
-    tcp_span: Span
+    tcp_span: Span[TcpFacts]
     legs: int = 0
 
 
@@ -92,8 +105,8 @@ class Runner:
         self.opts = options
         self.pool: dict[tuple[str, str, int], _Conn] = {}
         self.hsts_hosts: dict[str, bool] = {}   # host -> includeSubDomains (RFC 6797 §8.1)
-        self.url_span: Span | None = None
-        self.chains: list[tuple[Span, list[bytes], str, TlsOptions]] = []
+        self.url_span: Span[UrlFacts] | None = None
+        self.chains: list[tuple[Span[TlsFacts], list[bytes], str, TlsOptions]] = []
         # One TLS context per set of options, as a browser keeps one: sessions can only be
         # resumed through the context that made them.
         self.tls_contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
@@ -102,7 +115,7 @@ class Runner:
         # journey, a new parent id per request; servers that log it can be merged in.
         self.trace_id = secrets.token_hex(16) if options.traceparent else None
         if self.trace_id:
-            journey.facts["trace_id"] = self.trace_id
+            journey.facts.trace_id = self.trace_id
         self.prepared: set[str] = set()
 
     def prepare(self, url: UrlAnatomy) -> None:
@@ -126,8 +139,9 @@ class Runner:
         if not need:
             return
         with self.j.timed("prepare", "journey", "whathappens", "application",
-                          loaded=need, note="loading code the network steps need, so that "
-                          "their times measure the network, not our start-up"):
+                          PrepareFacts(loaded=need, note="loading code the network steps "
+                                       "need, so that their times measure the network, not "
+                                       "our start-up")):
             for item in need:
                 if item == "dnspython":
                     prepare_dns()
@@ -148,19 +162,20 @@ class Runner:
     def public_suffix(self) -> None:
         """The registrable domain, looked up after the network steps (no packet needs it)."""
         span = self.url_span
-        if span is None or span.attrs.get("host_kind") != "domain":
+        if span is None or span.facts.host_kind != "domain":
             return
-        suffix, registrable = public_suffix_of(str(span.attrs["host"]))
-        span.attrs.update(public_suffix=suffix, registrable_domain=registrable,
-                          public_suffix_note="from the public suffix list snapshot, looked "
-                          "up after the journey (not part of the URL step's time)")
+        f = span.facts
+        f.public_suffix, f.registrable_domain = public_suffix_of(f.host)
+        f.public_suffix_note = ("from the public suffix list snapshot, looked up after the "
+                                "journey (not part of the URL step's time)")
 
     # ------------------------------------------------------------------- legs
     async def run(self, url_text: str) -> None:
-        with self.j.timed("url", "url", "you", "application", input=url_text) as span:
+        with self.j.timed("url", "url", "you", "application",
+                          UrlFacts(input=url_text)) as span:
             url = parse_url(url_text, hsts_upgrade=self.opts.hsts_upgrade,
                             with_public_suffix=False)
-            span.attrs.update(url.to_dict())
+            span.facts = url.facts(url_text)
         self.url_span = span
         if url.upgraded_from_http:
             self.j.note("info", "url", f"{url.host} is on the HSTS preload list: http:// was "
@@ -180,8 +195,8 @@ class Runner:
             location = exchange.header("location")
             if not (self.opts.follow_redirects and exchange.status in REDIRECT_STATUSES
                     and location):
-                self.j.facts["final_url"] = target
-                self.j.facts["redirects"] = index
+                self.j.facts.final_url = target
+                self.j.facts.redirects = index
                 if self.opts.resume and url.scheme == "https":
                     await self.resume(index + 1, url, method)
                 return
@@ -204,8 +219,8 @@ class Runner:
         leg = legs[-1] if legs else None
         # A decision, not a wait: it takes no time, at the end of the leg it concerns.
         at = leg.end_ns if leg is not None and leg.end_ns is not None else None
-        span = self.j.span("redirect", "redirect", "you", "application", parent=leg,
-                           start_ns=at)
+        span = self.j.span("redirect", "redirect", "you", "application", RedirectFacts(),
+                           parent=leg, start_ns=at)
         self.j.end(span, span.start_ns)
         span.fail(err)
         self.j.ended(span)
@@ -238,8 +253,9 @@ class Runner:
 
     async def leg(self, index: int, url: UrlAnatomy, method: str) -> Exchange:
         self.prepare(url)
-        leg = self.j.span("leg", "journey", "you", "application", index=index, url=url.url(),
-                          method=method, origin=f"{url.scheme}://{url.authority}")
+        leg = self.j.span("leg", "journey", "you", "application",
+                          LegFacts(index=index, url=url.url(), method=method,
+                                   origin=f"{url.scheme}://{url.authority}"))
         try:
             conn = self.pool.get(url.origin)
             if conn is not None and conn.protocol == "HTTP/1.1":
@@ -250,17 +266,17 @@ class Runner:
                 if problem is not None:
                     self.j.note(problem[0], "http", problem[1])
             if conn is not None and conn.http.reusable and not conn.stream.closed:
-                leg.attrs["connection"] = "reused"
-                leg.attrs["reused_from_tcp_span"] = conn.tcp_span.span_id
+                leg.facts.connection = "reused"
+                leg.facts.reused_from_tcp_span = conn.tcp_span.span_id
             else:
                 if conn is not None:
                     self._close(conn)
-                leg.attrs["connection"] = "new"
+                leg.facts.connection = "new"
                 conn = await self.open_connection(leg, url)
             conn.legs += 1
             return await self.request(leg, conn, url, method)
         except asyncio.CancelledError:
-            leg.attrs["interrupted"] = True
+            leg.facts.interrupted = True
             raise
         finally:
             leg.end_ns = self.j.clock.now()
@@ -268,10 +284,11 @@ class Runner:
             self.j.ended(leg)
 
     # ------------------------------------------------------------ connection
-    async def open_connection(self, leg: Span, url: UrlAnatomy) -> _Conn:
+    async def open_connection(self, leg: Span[LegFacts], url: UrlAnatomy) -> _Conn:
         res = await self.dns_step(leg, url)
         res = self.vet(leg, url, res)
-        with self.j.timed("tcp", "tcp", "you", "transport", parent=leg) as tcp_span:
+        with self.j.timed("tcp", "tcp", "you", "transport", TcpFacts(),
+                          parent=leg) as tcp_span:
             capture = HandshakeCapture(url.port) if self.opts.capture else None
             pair: tuple[str, str] | None = None
             try:
@@ -285,8 +302,8 @@ class Runner:
                     pair = (c.local, c.remote)
             finally:
                 if capture is not None:
-                    tcp_span.attrs.update(capture_attrs(capture, pair,
-                                                        self.j.clock.wall_origin_ns))
+                    capture_facts(tcp_span.facts, capture, pair,
+                                  self.j.clock.wall_origin_ns)
             tcp_span.actor = f"you {c.local} → server {c.remote}"
             # The step runs from the first SYN to the winning handshake's end, not our
             # bookkeeping around them.
@@ -296,7 +313,7 @@ class Runner:
         stream: Stream = plain
         protocol = "HTTP/1.1"
         if url.scheme == "https":
-            with self.j.timed("tls", "tls", f"server {c.remote}", "transport",
+            with self.j.timed("tls", "tls", f"server {c.remote}", "transport", TlsFacts(),
                               parent=leg) as tls_span:
                 opts = self.opts.tls
                 if self.opts.http_version == "1.1":
@@ -320,7 +337,7 @@ class Runner:
             chosen = stream.obj.selected_alpn_protocol() if isinstance(stream, TlsStream) \
                 else None
             with self.j.timed("http", "http", f"server {c.remote}", "application",
-                              parent=leg, protocol="HTTP/2", alpn_selected=chosen):
+                              HttpFacts(protocol="HTTP/2", alpn_selected=chosen), parent=leg):
                 stream.close()
                 said = (f"chose '{chosen}' in ALPN" if chosen else
                         "chose no protocol in ALPN (it ignored the offer)")
@@ -340,7 +357,7 @@ class Runner:
         self.pool[url.origin] = conn
         return conn
 
-    def vet(self, leg: Span, url: UrlAnatomy, res: Resolution) -> Resolution:
+    def vet(self, leg: Span[LegFacts], url: UrlAnatomy, res: Resolution) -> Resolution:
         """Keep only the addresses the policy allows; connect goes to exactly these.
 
         Vetting the resolved addresses, not the name, and then connecting to them leaves no
@@ -354,8 +371,9 @@ class Runner:
             return res
         allowed = dataclasses.replace(res, ipv6=[a for a in res.ipv6 if a not in refused],
                                       ipv4=[a for a in res.ipv4 if a not in refused])
-        with self.j.timed("guard", "tcp", "whathappens", "application", parent=leg,
-                          refused=refused, allowed=allowed.addresses) as span:
+        with self.j.timed("guard", "tcp", "whathappens", "application",
+                          GuardFacts(refused=refused, allowed=allowed.addresses),
+                          parent=leg) as span:
             spelled = url.host_spelled
             name = f"{url.host} (typed as {spelled})" if spelled else url.host
             if not allowed.addresses:
@@ -368,15 +386,15 @@ class Runner:
                         "skipped as private or reserved: " + "; ".join(refused.values()))
         return allowed
 
-    async def dns_step(self, leg: Span, url: UrlAnatomy) -> Resolution:
-        with self.j.timed("dns", "dns", "you", "application", parent=leg,
-                          host=url.host) as span:
+    async def dns_step(self, leg: Span[LegFacts], url: UrlAnatomy) -> Resolution:
+        with self.j.timed("dns", "dns", "you", "application", DnsFacts(host=url.host),
+                          parent=leg) as span:
             override = self.opts.resolve.get((url.host, url.port))
             if url.host_kind != "domain" or override:
                 addrs = [url.host] if url.host_kind != "domain" else list(override or [])
                 why = ("the host is an IP address: no DNS lookup" if url.host_kind != "domain"
                        else f"--resolve {url.host}:{url.port}: no DNS lookup")
-                span.attrs.update(view_used="none", note=why, addresses=addrs)
+                span.facts.view_used, span.facts.note, span.facts.addresses = "none", why, addrs
                 return Resolution("none", [a for a in addrs if ":" in a],
                                   [a for a in addrs if ":" not in a])
             res = await resolve(self.j, span, url.host, url.port, self.opts.dns)
@@ -387,7 +405,8 @@ class Runner:
             return res
 
     # ------------------------------------------------------------------ http
-    async def request(self, leg: Span, conn: _Conn, url: UrlAnatomy, method: str) -> Exchange:
+    async def request(self, leg: Span[LegFacts], conn: _Conn, url: UrlAnatomy,
+                      method: str) -> Exchange:
         headers = list(self.opts.headers)
         traceparent = None
         if self.trace_id:
@@ -395,27 +414,28 @@ class Runner:
             headers.append(("traceparent", traceparent))
         req = Request(method=method, authority=url.authority, target=url.request_target,
                       scheme=url.scheme, headers=headers)
-        with self.j.timed("http", "http", f"server {conn.tcp_span.attrs.get('remote', '')}",
-                          "application", parent=leg, protocol=conn.protocol,
-                          traceparent=traceparent) as span:
+        remote = conn.tcp_span.facts.remote or ""
+        with self.j.timed("http", "http", f"server {remote}", "application",
+                          HttpFacts(protocol=conn.protocol, traceparent=traceparent),
+                          parent=leg) as span:
             ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
             span.start_ns = ex.t_request_start_ns
             span.end_ns = ex.t_body_done_ns
-            span.actor = f"server {conn.tcp_span.attrs.get('remote', '')}"
-            span.attrs.update(ex.to_dict())
-            span.attrs.update(
-                send_ms=(ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6,
-                wait_ms=(ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6,
-                receive_ms=(ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6,
-                connection_legs=conn.legs,
-            )
+            span.actor = f"server {remote}"
+            span.facts = ex.facts(span.facts)
+            f = span.facts
+            f.send_ms = (ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6
+            f.wait_ms = (ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6
+            f.receive_ms = (ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6
+            f.connection_legs = conn.legs
             for name, a, b in (("http.send", ex.t_request_start_ns, ex.t_request_sent_ns),
                                ("http.wait", ex.t_request_sent_ns, ex.t_first_byte_ns),
                                ("http.receive", ex.t_first_byte_ns, ex.t_body_done_ns)):
                 child = self.j.span(name, "http", "you" if name == "http.send" else
-                                    span.actor, "application", parent=span, start_ns=a)
+                                    span.actor, "application", HttpPhaseFacts(), parent=span,
+                                    start_ns=a)
                 child.end_ns = b
-        conn.tcp_span.attrs["tcp_info_end"] = tcp_info(conn.plain.sock)
+        conn.tcp_span.facts.tcp_info_end = tcp_info(conn.plain.sock)
         tls_obj = getattr(conn.stream, "obj", None)
         if isinstance(tls_obj, ssl.SSLObject) and (session := tls_obj.session) is not None:
             # TLS 1.3 tickets arrive after the handshake, so the session is taken here,
@@ -502,7 +522,7 @@ async def run_journey(url_text: str, options: Options | None = None, *,
     finally:
         runner.close_all()
         budgets.uninstall(token)
-        journey.facts["resources"] = budget.report()
+        journey.facts.resources = budget.report()
     try:
         runner.analyse()
     except Exception as exc:  # analysis must never cost the user the journey
@@ -523,26 +543,29 @@ def _close_open_spans(journey: Journey, err: JourneyError | None) -> None:
     for span in journey.spans:
         if span.end_ns is None:
             span.end_ns = now
-            span.attrs["interrupted"] = True
+            span.facts.interrupted = True
         journey.close_open(span, err if isinstance(err, JourneyTimeout) else None)
     if isinstance(err, JourneyTimeout):
         for span in journey.all_spans():
-            if span.attrs.get("interrupted") and span.error is None and (
+            if span.facts.interrupted and span.error is None and (
                     span.name in STEP_SPANS or not span.children):
                 span.fail(err)
 
 
 def _summarize(journey: Journey) -> None:
     legs = [s for s in journey.spans if s.name == "leg"]
-    last_http = next((c for leg in reversed(legs) for c in leg.children if c.name == "http"
-                      and c.error is None and "status" in c.attrs), None)
-    tls = next((c for leg in reversed(legs) for c in leg.children if c.name == "tls"), None)
-    summary: dict[str, Any] = {"legs": len(legs)}
+    https: list[Span[HttpFacts]] = [c for leg in legs for c in leg.children if c.name == "http"]
+    last_http = next((c for c in reversed(https) if c.error is None
+                      and c.facts.status is not None), None)
+    tls: Span[TlsFacts] | None = next((c for leg in reversed(legs) for c in leg.children
+                                       if c.name == "tls"), None)
+    summary = Summary(legs=len(legs))
     if last_http is not None:
-        summary.update(status=last_http.attrs["status"], reason=last_http.attrs.get("reason"),
-                       http_version=last_http.attrs.get("http_version"))
+        f = last_http.facts
+        summary.status, summary.reason, summary.http_version = (f.status, f.reason,
+                                                                f.http_version)
     if tls is not None:
-        summary["tls_version"] = tls.attrs.get("version")
+        summary.tls_version = tls.facts.version
     if journey.error is not None:
-        summary["failed_step"] = journey.error.step
-    journey.facts["summary"] = summary
+        summary.failed_step = journey.error.step
+    journey.facts.summary = summary

@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from whathappens.contract.codec import to_json
+from whathappens.contract.facts import UrlFacts
 from whathappens.errors import UrlError
 
 __all__ = [
@@ -129,33 +131,43 @@ class UrlAnatomy:
             userinfo = (self.username or "") + ("" if password is None else f":{password}") + "@"
         return f"{self.scheme}://{userinfo}{self.authority}{self.request_target}"
 
-    def to_dict(self) -> dict[str, object]:
+    def facts(self, typed: str = "") -> UrlFacts:
+        """The URL step's facts; ``typed`` is what the user typed (``input``)."""
         masked = None if self.password is None else "***"
-        return {
-            "original": self.original_redacted or (self.original if masked is None else "***"),
-            "url": self._serialize(masked),
-            "scheme": self.scheme,
-            "scheme_assumed": self.scheme_assumed,
-            "username": self.username,
-            "password": masked,
-            "host": self.host,
-            "host_unicode": self.host_unicode,
-            "host_kind": self.host_kind,
-            "host_spelled": self.host_spelled,
-            "port": self.port,
-            "port_explicit": self.port_explicit,
-            "authority": self.authority,
-            "path": self.path,
-            "query": self.query,
-            "request_target": self.request_target,
-            "fragment": self.fragment,
-            "fragment_sent": False,
-            "origin": list(self.origin),
-            "public_suffix": self.public_suffix,
-            "registrable_domain": self.registrable_domain,
-            "hsts_preloaded": self.hsts_preloaded,
-            "upgraded_from_http": self.upgraded_from_http,
-        }
+        return UrlFacts(
+            input=typed,
+            original=self.original_redacted or (self.original if masked is None else "***"),
+            url=self._serialize(masked),
+            scheme=self.scheme,
+            scheme_assumed=self.scheme_assumed,
+            username=self.username,
+            password=masked,
+            host=self.host,
+            host_unicode=self.host_unicode,
+            host_kind=self.host_kind,
+            host_spelled=self.host_spelled,
+            port=self.port,
+            port_explicit=self.port_explicit,
+            authority=self.authority,
+            path=self.path,
+            query=self.query,
+            request_target=self.request_target,
+            fragment=self.fragment,
+            fragment_sent=False,
+            origin=self.origin,
+            public_suffix=self.public_suffix,
+            registrable_domain=self.registrable_domain,
+            hsts_preloaded=self.hsts_preloaded,
+            upgraded_from_http=self.upgraded_from_http,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """The facts as JSON, without ``input`` (a URL parsed on its own was not typed)."""
+        out = to_json(self.facts())
+        assert isinstance(out, dict)
+        out.pop("input")
+        out.pop("public_suffix_note")
+        return dict(out)
 
 
 def is_default_port(scheme: str, port: int) -> bool:

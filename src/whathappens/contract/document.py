@@ -27,6 +27,8 @@ class Summary:
     tls_version: str | None = None
     failed_step: str | None = None
 
+    omit_none: ClassVar[bool] = True
+
 
 @dataclass(kw_only=True)
 class Resources:

@@ -242,7 +242,8 @@ class Segment:
     ack: int | None
     flags: list[str]
     window: int
-    options: list[str]
+    options: dict[str, int | bool | str] = field(
+        metadata=doc("TCP options by name (mss, window_scale, sack_permitted, timestamp…)"))
     payload_bytes: int
     t_ms: float | None
 
@@ -282,9 +283,11 @@ class TcpFacts(Facts):
     attempts: int | None = None
     tcp_info_end: TcpInfo | None = field(
         default=None, metadata=doc("TCP_INFO after the last exchange on the connection"))
-    capture: CaptureStatus | None = None
-    handshake_segments: list[Segment] | None = None
-    segments_seen: list[Segment] | None = None
+    # Only with --capture: left out of the JSON otherwise.
+    capture: CaptureStatus | None = field(default=None, metadata={"omit_default": True})
+    handshake_segments: list[Segment] | None = field(default=None,
+                                                     metadata={"omit_default": True})
+    segments_seen: list[Segment] | None = field(default=None, metadata={"omit_default": True})
 
 
 # --------------------------------------------------------------------------------- TLS
@@ -360,6 +363,8 @@ class HttpFacts(Facts):
     """One request and its response (RFC 9110; RFC 9112 or RFC 9113 on the wire)."""
 
     protocol: str = ""
+    alpn_selected: str | None = field(
+        default=None, metadata=doc("--http2 refused: what the server chose in ALPN instead"))
     traceparent: str | None = None
     http_version: str | None = None
     request_headers: list[tuple[str, str]] = field(default_factory=list)

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 
 from whathappens.cli import EPILOG, add_trace_arguments, options_from, render
+from whathappens.contract.codec import from_json
+from whathappens.contract.document import DemoFacts
 from whathappens.demo.internet import DemoInternet, DemoInternetError
 from whathappens.journey import Journey
 
@@ -96,8 +98,8 @@ def point_at(demo: DemoInternet, args: argparse.Namespace) -> None:
 
 def annotate(journey: Journey, demo: DemoInternet, views: frozenset[str]) -> None:
     """Say on the journey that it went through the demo internet, and what was injected."""
-    journey.facts["demo"] = {"servers": demo.info.get("servers", []),
-                             "delays_injected": demo.delays}
+    journey.facts.demo = from_json(DemoFacts, {"servers": demo.info.get("servers", []),
+                                               "delays_injected": demo.delays})
     if "system" not in views:
         journey.note("info", "dns", "the system resolver view is skipped in the demo: its "
                      "names exist only in the demo internet, and the demo stays offline")

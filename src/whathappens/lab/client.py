@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from whathappens.contract.document import LabFacts
 from whathappens.journey import Journey
 from whathappens.lab.timeline import merge, wait_and_collect
 from whathappens.net.dns.views import DnsOptions
@@ -107,15 +108,15 @@ def merge_inside(journey: Journey, state: Path) -> None:
         journey.note("info", "dns", "the system resolver view is skipped with --lab: the "
                      "lab's names exist only inside the lab, whose own resolver and root "
                      "answer them")
-    trace_id = journey.facts.get("trace_id")
+    trace_id = journey.facts.trace_id
     if not trace_id:
         return
     kinds = {"edge", "django"} | ({"lb", "app"} if manifest.get("profile") == "production"
                                   else set())
     spans = wait_and_collect(state, str(trace_id), expected=len(kinds))
     placed = merge(journey, spans)
-    journey.facts["lab"] = {"state": str(state), "profile": manifest.get("profile"),
-                            "server_spans": placed}
+    journey.facts.lab = LabFacts(state=str(state), profile=manifest.get("profile"),
+                                 server_spans=placed)
     if placed:
         journey.note("info", "server", f"{placed} spans from the lab's own logs are merged "
                      "into the timeline (same machine, same clock)")

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from whathappens.contract.facts import ServerFacts
 from whathappens.journey import Journey, Span
 
 TAIL_BYTES = 4 * 1024 * 1024
@@ -250,19 +251,23 @@ def merge(journey: Journey, spans: list[ServerSpan]) -> int:
             parent = _attach(journey, parent, server, t0)
             placed += sum(1 for _ in parent.walk())
         if mine:
-            http.attrs["inside"] = [s.tier for s in mine]
+            http.facts.inside = [s.tier for s in mine]
     return placed
 
 
-def _attach(journey: Journey, parent: Span, server: ServerSpan, t0: int) -> Span:
+def _attach(journey: Journey, parent: Span[Any], server: ServerSpan,
+            t0: int) -> Span[ServerFacts]:
     start, end = server.start_wall_ns - t0, server.end_wall_ns - t0
-    attrs = dict(server.attrs, tier=server.tier, clock="the tier's log, wall clock of this "
-                 "machine aligned at t0", raw_start_ms=round(start / 1e6, 3),
-                 raw_end_ms=round(end / 1e6, 3))
+    facts = ServerFacts(tier=server.tier, clock="the tier's log, wall clock of this machine "
+                        "aligned at t0", raw_start_ms=round(start / 1e6, 3),
+                        raw_end_ms=round(end / 1e6, 3),
+                        extra={k: v for k, v in server.attrs.items()
+                               if k not in ("tier", "clock", "raw_start_ms", "raw_end_ms",
+                                            "interrupted")})
     lo = parent.start_ns
     hi = parent.end_ns if parent.end_ns is not None else end
     span = journey.span(f"server.{server.kind}", "server", server.actor, "application",
-                        parent=parent, start_ns=min(max(start, lo), hi), **attrs)
+                        facts, parent=parent, start_ns=min(max(start, lo), hi))
     span.end_ns = max(min(end, hi), span.start_ns)
     for child in server.children:
         _attach(journey, span, child, t0)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from whathappens.contract.document import Resources
 from whathappens.errors import JourneyTimeout, LimitExceeded
 
 if TYPE_CHECKING:
@@ -193,18 +194,18 @@ class Budget:
     def cpu_seconds(self) -> float:
         return time.thread_time() - self.cpu0
 
-    def report(self) -> dict[str, object]:
-        """What the journey spent, for ``facts["resources"]``."""
-        return {
-            "cpu_ms": round(self.cpu_seconds() * 1000, 1),
-            "cpu_clock": "CPU time of the thread that ran the journey (time.thread_time); "
-                         "serve gives each journey a thread of its own",
-            "peak_rss_kib": _peak_rss() // 1024,
-            "peak_rss_growth_kib": max(0, (_peak_rss() - self.rss0) // 1024),
-            "reads": self.reads,
-            "event_loop_turns": self.yields,
-            "events": dict(self.counts),
-        }
+    def report(self) -> Resources:
+        """What the journey spent, for ``facts.resources``."""
+        return Resources(
+            cpu_ms=round(self.cpu_seconds() * 1000, 1),
+            cpu_clock="CPU time of the thread that ran the journey (time.thread_time); "
+                      "serve gives each journey a thread of its own",
+            peak_rss_kib=_peak_rss() // 1024,
+            peak_rss_growth_kib=max(0, (_peak_rss() - self.rss0) // 1024),
+            reads=self.reads,
+            event_loop_turns=self.yields,
+            events=dict(self.counts),
+        )
 
     def _counts_words(self) -> str:
         if not self.counts:
@@ -229,7 +230,7 @@ def _running_step(journey: Journey | None) -> str:
     spans = journey.spans
     while True:
         # Open, or cut short by the cancellation that a timeout sends through the journey.
-        open_spans = [s for s in spans if s.end_ns is None or s.attrs.get("interrupted")]
+        open_spans = [s for s in spans if s.end_ns is None or s.facts.interrupted]
         if not open_spans:
             return step
         span = open_spans[-1]

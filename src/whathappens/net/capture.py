@@ -22,7 +22,9 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+
+from whathappens.contract.facts import CaptureStatus, TcpFacts
+from whathappens.contract.facts import Segment as SegmentFacts
 
 ETH_P_ALL = 0x0003
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
@@ -44,7 +46,7 @@ class Segment:
     ack: int
     flags: int
     window: int
-    options: dict[str, Any]
+    options: dict[str, int | bool | str]
     payload: int
     wall_ns: int = 0
 
@@ -53,9 +55,9 @@ class Segment:
         return [name for bit, name in FLAG_NAMES if self.flags & bit]
 
 
-def _options(data: bytes) -> dict[str, Any]:
+def _options(data: bytes) -> dict[str, int | bool | str]:
     """TCP options (RFC 9293 §3.2) by name; unknown kinds by number."""
-    out: dict[str, Any] = {}
+    out: dict[str, int | bool | str] = {}
     i = 0
     while i < len(data):
         kind = data[i]
@@ -212,22 +214,22 @@ def _kind(seg: Segment) -> str:
     return "SYN" if "SYN" in names else "ACK"
 
 
-def describe(segments: list[Segment], wall_origin_ns: int) -> list[dict[str, Any]]:
+def describe(segments: list[Segment], wall_origin_ns: int) -> list[SegmentFacts]:
     """The handshake for the journey: who sent what, the numbers, on the journey's clock."""
     out = []
     for seg in segments:
-        out.append({
-            "segment": _kind(seg),
-            "from": f"[{seg.src}]:{seg.sport}" if ":" in seg.src else f"{seg.src}:{seg.sport}",
-            "to": f"[{seg.dst}]:{seg.dport}" if ":" in seg.dst else f"{seg.dst}:{seg.dport}",
-            "seq": seg.seq,
-            "ack": seg.ack if "ACK" in seg.flag_names else None,
-            "flags": seg.flag_names,
-            "window": seg.window,
-            "options": seg.options,
-            "payload_bytes": seg.payload,
-            "t_ms": round((seg.wall_ns - wall_origin_ns) / 1e6, 3) if seg.wall_ns else None,
-        })
+        out.append(SegmentFacts(
+            segment=_kind(seg),
+            from_=f"[{seg.src}]:{seg.sport}" if ":" in seg.src else f"{seg.src}:{seg.sport}",
+            to=f"[{seg.dst}]:{seg.dport}" if ":" in seg.dst else f"{seg.dst}:{seg.dport}",
+            seq=seg.seq,
+            ack=seg.ack if "ACK" in seg.flag_names else None,
+            flags=seg.flag_names,
+            window=seg.window,
+            options=seg.options,
+            payload_bytes=seg.payload,
+            t_ms=round((seg.wall_ns - wall_origin_ns) / 1e6, 3) if seg.wall_ns else None,
+        ))
     return out
 
 
@@ -236,13 +238,14 @@ def _split_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def capture_attrs(capture: HandshakeCapture, pair: tuple[str, str] | None,
-                  wall_origin_ns: int) -> dict[str, Any]:
-    """The TCP span's attributes: the SYN / SYN-ACK / ACK of the connection ``pair`` (local,
+def capture_facts(facts: TcpFacts, capture: HandshakeCapture, pair: tuple[str, str] | None,
+                  wall_origin_ns: int) -> None:
+    """Into the TCP span's facts: the SYN / SYN-ACK / ACK of the connection ``pair`` (local,
     remote as "addr:port"), what was seen of a connect that failed (``pair`` None, e.g. SYN
     then RST), or why nothing was captured."""
     if capture.error is not None:
-        return {"capture": {"captured": False, "why": capture.error}}
+        facts.capture = CaptureStatus(captured=False, why=capture.error)
+        return
     how = (f"a copy of each frame from an AF_PACKET socket on "
            f"{', '.join(sorted(capture.interfaces)) or 'no interface'}; times are the "
            "kernel's receive timestamps (CLOCK_REALTIME) put on the journey's clock "
@@ -250,12 +253,13 @@ def capture_attrs(capture: HandshakeCapture, pair: tuple[str, str] | None,
     if pair is None:
         seen = [s for s in capture.segments if s.dport == capture.port][:1] + [
             s for s in capture.segments if s.sport == capture.port][:1]
-        return {"capture": {"captured": bool(seen), "how": how,
-                            "why": None if seen else "no segment was seen"},
-                "segments_seen": describe(seen, wall_origin_ns)}
+        facts.capture = CaptureStatus(captured=bool(seen), how=how,
+                                      why=None if seen else "no segment was seen")
+        facts.segments_seen = describe(seen, wall_origin_ns)
+        return
     local, remote = (_split_hostport(x) for x in pair)
     segments = capture.handshake(local, remote)
     whole = len(segments) == 3
-    return {"capture": {"captured": whole, "how": how, "why": None if whole else
-                        "the three segments of this connection were not all seen"},
-            "handshake_segments": describe(segments, wall_origin_ns)}
+    facts.capture = CaptureStatus(captured=whole, how=how, why=None if whole else
+                                  "the three segments of this connection were not all seen")
+    facts.handshake_segments = describe(segments, wall_origin_ns)

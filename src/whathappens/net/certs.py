@@ -1,6 +1,7 @@
 """The server's certificate chain in plain words: what each certificate says, whether to trust it.
 
-``describe_certificate`` turns one DER certificate into a JSON-ready dict. ``verify_chain`` runs
+``describe_certificate`` turns one DER certificate into its facts
+(``contract.facts.Certificate``). ``verify_chain`` runs
 the Web PKI checks of ``cryptography.x509.verification`` (RFC 5280 path validation with the
 CA/Browser Forum profile) and, when they fail, works out *why* by examining the chain itself,
 because the library's errors are often vague ("candidates exhausted"). The checks go in the
@@ -39,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from whathappens.contract.facts import Certificate
 
 __all__ = [
     "TrustRoots",
@@ -164,48 +167,48 @@ def malformed_words(exc: Exception) -> str:
     return f"a field of it cannot be read ({text[:120]})"
 
 
-def describe_certificate(der: bytes, now: dt.datetime) -> dict[str, object]:
-    """What one certificate says, JSON-ready; a certificate that cannot be read is described
+def describe_certificate(der: bytes, now: dt.datetime) -> Certificate:
+    """What one certificate says; a certificate that cannot be read is described
     as such, with every field present and empty (the server's bytes are untrusted input)."""
     try:
         return _describe(der, now)
     except Exception as exc:  # any parse failure of cryptography's, wherever it surfaces
-        return {
-            "subject": "(unreadable certificate)", "subject_cn": None, "issuer": "",
-            "issuer_cn": None, "serial": "", "san_dns": [], "san_ip": [],
-            "not_before": None, "not_after": None, "days_left": None, "key": "",
-            "signature_algorithm": "", "is_ca": False, "self_signed": False, "sct_count": 0,
-            "sha256": hashlib.sha256(der).hexdigest(), "unreadable": malformed_words(exc),
-        }
+        return Certificate(
+            subject="(unreadable certificate)", subject_cn=None, issuer="",
+            issuer_cn=None, serial="", san_dns=[], san_ip=[],
+            not_before=None, not_after=None, days_left=None, key="",
+            signature_algorithm="", is_ca=False, self_signed=False, sct_count=0,
+            sha256=hashlib.sha256(der).hexdigest(), unreadable=malformed_words(exc),
+        )
 
 
-def _describe(der: bytes, now: dt.datetime) -> dict[str, object]:
+def _describe(der: bytes, now: dt.datetime) -> Certificate:
     cert = x509.load_der_x509_certificate(der)
     dns, ips = _sans(cert)
     constraints = _extension(cert, x509.BasicConstraints)
     # RFC 6962 §3.3: SCTs embedded by the CA, proof the certificate was logged publicly.
     scts = _extension(cert, x509.PrecertificateSignedCertificateTimestamps)
     not_after = cert.not_valid_after_utc
-    return {
-        "subject": cert.subject.rfc4514_string(),
-        "subject_cn": _cn(cert.subject),
-        "issuer": cert.issuer.rfc4514_string(),
-        "issuer_cn": _cn(cert.issuer),
-        "serial": format(cert.serial_number, "x"),
-        "san_dns": dns,
-        "san_ip": ips,
-        "not_before": _iso(cert.not_valid_before_utc),
-        "not_after": _iso(not_after),
-        "days_left": (not_after - _utc(now)) // dt.timedelta(days=1),
-        "key": _key_description(cert),
-        "signature_algorithm": _SIGNATURE_NAMES.get(
+    return Certificate(
+        subject=cert.subject.rfc4514_string(),
+        subject_cn=_cn(cert.subject),
+        issuer=cert.issuer.rfc4514_string(),
+        issuer_cn=_cn(cert.issuer),
+        serial=format(cert.serial_number, "x"),
+        san_dns=dns,
+        san_ip=ips,
+        not_before=_iso(cert.not_valid_before_utc),
+        not_after=_iso(not_after),
+        days_left=(not_after - _utc(now)) // dt.timedelta(days=1),
+        key=_key_description(cert),
+        signature_algorithm=_SIGNATURE_NAMES.get(
             cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string
         ),
-        "is_ca": bool(constraints and constraints.ca),
-        "self_signed": _self_signed(cert),
-        "sct_count": len(scts) if scts is not None else 0,
-        "sha256": hashlib.sha256(der).hexdigest(),
-    }
+        is_ca=bool(constraints and constraints.ca),
+        self_signed=_self_signed(cert),
+        sct_count=len(scts) if scts is not None else 0,
+        sha256=hashlib.sha256(der).hexdigest(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,18 +5,20 @@ A ``Request`` says what to ask for; ``Limits`` bounds every read the exchange ma
 lines sent, the response head, five timestamps, and byte counts at each layer (what crossed
 the socket, the payload as it arrived, the payload after Content-Encoding was undone).
 
-Only the standard library is imported here, so the caller can build requests and read results
-without paying for h11 or h2.
+Only the standard library (and the contract's dataclasses) is imported here, so the caller
+can build requests and read results without paying for h11 or h2.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from whathappens import __version__
+from whathappens.contract.codec import to_json
+from whathappens.contract.facts import HttpFacts
 
 USER_AGENT = f"whathappens/{__version__}"
 # What a browser asks for on a top-level navigation (RFC 9110 §12.5.1), and every content
@@ -97,32 +99,40 @@ class Exchange:
             text = self.body[: chars * 4].decode("utf-8", errors="replace")
         return text[:chars]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: sizes and a short text excerpt, never the body itself."""
-        return {
-            "http_version": self.http_version,
-            "request_headers": [list(h) for h in self.request_headers],
-            "status": self.status,
-            "reason": self.reason,
-            "response_headers": [list(h) for h in self.response_headers],
-            "informational": list(self.informational),
-            "t_request_start_ns": self.t_request_start_ns,
-            "t_request_sent_ns": self.t_request_sent_ns,
-            "t_first_byte_ns": self.t_first_byte_ns,
-            "t_headers_ns": self.t_headers_ns,
-            "t_body_done_ns": self.t_body_done_ns,
-            "wire_bytes_sent": self.wire_bytes_sent,
-            "wire_bytes_received": self.wire_bytes_received,
-            "header_bytes": self.header_bytes,
-            "body_bytes_encoded": self.body_bytes_encoded,
-            "body_bytes_decoded": self.body_bytes_decoded,
-            "body_truncated": self.body_truncated,
-            "content_encoding": list(self.content_encoding),
-            "body_excerpt": self.text_excerpt(),
-            "reusable": self.reusable,
-            "alt_svc": self.alt_svc,
-            "stream_id": self.stream_id,
-        }
+    def facts(self, base: HttpFacts) -> HttpFacts:
+        """``base`` (the HTTP span's facts so far) with what this exchange measured: sizes
+        and a short text excerpt, never the body itself."""
+        return dataclasses.replace(
+            base,
+            http_version=self.http_version,
+            request_headers=list(self.request_headers),
+            status=self.status,
+            reason=self.reason,
+            response_headers=list(self.response_headers),
+            informational=list(self.informational),
+            t_request_start_ns=self.t_request_start_ns,
+            t_request_sent_ns=self.t_request_sent_ns,
+            t_first_byte_ns=self.t_first_byte_ns,
+            t_headers_ns=self.t_headers_ns,
+            t_body_done_ns=self.t_body_done_ns,
+            wire_bytes_sent=self.wire_bytes_sent,
+            wire_bytes_received=self.wire_bytes_received,
+            header_bytes=self.header_bytes,
+            body_bytes_encoded=self.body_bytes_encoded,
+            body_bytes_decoded=self.body_bytes_decoded,
+            body_truncated=self.body_truncated,
+            content_encoding=list(self.content_encoding),
+            body_excerpt=self.text_excerpt(),
+            reusable=self.reusable,
+            alt_svc=self.alt_svc,
+            stream_id=self.stream_id,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """The exchange's facts as JSON."""
+        out = to_json(self.facts(HttpFacts()))
+        assert isinstance(out, dict)
+        return dict(out)
 
 
 def with_defaults(

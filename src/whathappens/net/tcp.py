@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from whathappens.contract.facts import TcpConnectFacts, TcpFacts, TcpInfo
 from whathappens.errors import ConnectError
 from whathappens.journey import Journey, Span
 
@@ -32,7 +33,7 @@ _TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1",
                10: "LISTEN", 11: "CLOSING"}
 
 
-def tcp_info(sock: socket.socket) -> dict[str, Any] | None:
+def tcp_info(sock: socket.socket) -> TcpInfo | None:
     """The kernel's TCP_INFO for a connected socket (Linux), in plain units."""
     if not hasattr(socket, "TCP_INFO"):
         return None
@@ -44,26 +45,26 @@ def tcp_info(sock: socket.socket) -> dict[str, Any] | None:
         return None
     v = _TCP_INFO.unpack(raw[: _TCP_INFO.size])
     u32 = v[8:32]
-    return {
-        "state": _TCP_STATES.get(v[0], str(v[0])),
-        "retransmits": v[2],
-        "rto_ms": u32[0] / 1000,
-        "snd_mss": u32[2],
-        "rcv_mss": u32[3],
-        "unacked": u32[4],
-        "lost": u32[6],
-        "pmtu": u32[13],
-        "rtt_ms": u32[15] / 1000,        # smoothed RTT, kernel microseconds
-        "rttvar_ms": u32[16] / 1000,
-        "snd_ssthresh": u32[17],
-        "snd_cwnd": u32[18],             # in segments
-        "advmss": u32[19],
-        "total_retrans": u32[23],
-        "bytes_acked": v[34],
-        "bytes_received": v[35],
-        "segs_out": v[36],
-        "segs_in": v[37],
-    }
+    return TcpInfo(
+        state=_TCP_STATES.get(v[0], str(v[0])),
+        retransmits=v[2],
+        rto_ms=u32[0] / 1000,
+        snd_mss=u32[2],
+        rcv_mss=u32[3],
+        unacked=u32[4],
+        lost=u32[6],
+        pmtu=u32[13],
+        rtt_ms=u32[15] / 1000,        # smoothed RTT, kernel microseconds
+        rttvar_ms=u32[16] / 1000,
+        snd_ssthresh=u32[17],
+        snd_cwnd=u32[18],             # in segments
+        advmss=u32[19],
+        total_retrans=u32[23],
+        bytes_acked=v[34],
+        bytes_received=v[35],
+        segs_out=v[36],
+        segs_in=v[37],
+    )
 
 
 def interleave(ipv6: list[str], ipv4: list[str]) -> list[str]:
@@ -86,7 +87,7 @@ class Connection:
     local: str
     address: str
     family: str
-    span: Span
+    span: Span[TcpConnectFacts]
 
 
 def _connect_error(address: str, port: int, exc: BaseException, timeout: float) -> ConnectError:
@@ -111,15 +112,15 @@ def _connect_error(address: str, port: int, exc: BaseException, timeout: float) 
                         detail=repr(exc))
 
 
-async def _attempt(journey: Journey, parent: Span, address: str, port: int,
+async def _attempt(journey: Journey, parent: Span[TcpFacts], address: str, port: int,
                    timeout: float) -> Connection:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     fam = "IPv6" if family == socket.AF_INET6 else "IPv4"
-    span = journey.span("tcp.connect", "tcp", "you", "transport", parent=parent,
-                        address=address, port=port, family=fam)
+    span = journey.span("tcp.connect", "tcp", "you", "transport",
+                        TcpConnectFacts(address=address, port=port, family=fam), parent=parent)
     try:
         # asyncio.timeout, not wait_for: wait_for would wrap the connect in a task of its
         # own, and the SYN would leave one event-loop turn after the span began.
@@ -129,10 +130,10 @@ async def _attempt(journey: Journey, parent: Span, address: str, port: int,
         journey.end(span)
         sock.close()
         if isinstance(exc, asyncio.CancelledError):
-            span.attrs["outcome"] = "abandoned (another address won the race)"
+            span.facts.outcome = "abandoned (another address won the race)"
             raise
         err = _connect_error(address, port, exc, timeout)
-        span.attrs["outcome"] = err.code
+        span.facts.outcome = err.code
         span.fail(err)
         raise err from None
     journey.end(span)
@@ -145,20 +146,20 @@ async def _attempt(journey: Journey, parent: Span, address: str, port: int,
         sock.close()
         err = _connect_error(address, port, ConnectionResetError(exc.errno, exc.strerror),
                              timeout)
-        span.attrs["outcome"] = err.code
+        span.facts.outcome = err.code
         span.fail(err)
         raise err from None
-    span.attrs.update(outcome="connected", local=local, remote=remote,
-                      tcp_info=tcp_info(sock))
+    f = span.facts
+    f.outcome, f.local, f.remote, f.tcp_info = "connected", local, remote, tcp_info(sock)
     return Connection(sock, remote, local, address, fam, span)
 
 
-async def connect(journey: Journey, parent: Span, ipv6: list[str], ipv4: list[str],
+async def connect(journey: Journey, parent: Span[TcpFacts], ipv6: list[str], ipv4: list[str],
                   port: int, timeout: float) -> Connection:
     """Happy Eyeballs over the candidates; raises the last ConnectError when all fail."""
     candidates = interleave(ipv6, ipv4)
-    parent.attrs.update(candidates=candidates, port=port,
-                        happy_eyeballs=bool(ipv6 and ipv4))
+    parent.facts.candidates, parent.facts.port = candidates, port
+    parent.facts.happy_eyeballs = bool(ipv6 and ipv4)
     if not candidates:
         raise ConnectError("tcp.no_address", "there is no address to connect to")
     pending: set[asyncio.Task[Connection]] = set()
@@ -192,6 +193,7 @@ async def connect(journey: Journey, parent: Span, ipv6: list[str], ipv4: list[st
                 (await task).sock.close()  # finished just before the cancel landed
     if winner is None:
         raise errors[-1]
-    parent.attrs.update(address=winner.address, local=winner.local, remote=winner.remote,
-                        family=winner.family, attempts=len(candidates) - len(queue))
+    f = parent.facts
+    f.address, f.local, f.remote = winner.address, winner.local, winner.remote
+    f.family, f.attempts = winner.family, len(candidates) - len(queue)
     return winner

@@ -17,8 +17,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from whathappens.contract.facts import ChainVerification, TlsFacts, TlsMessage
 from whathappens.errors import TlsError
 from whathappens.journey import Journey, Span
 from whathappens.net import budget, tlsmsg
@@ -237,7 +237,7 @@ def make_context(opts: TlsOptions) -> ssl.SSLContext:
     return ctx
 
 
-async def handshake(journey: Journey, span: Span, plain: PlainStream, server_name: str,
+async def handshake(journey: Journey, span: Span[TlsFacts], plain: PlainStream, server_name: str,
                     sni: bool, opts: TlsOptions, *, context: ssl.SSLContext | None = None,
                     session: ssl.SSLSession | None = None) -> TlsStream:
     """Run the handshake; fill ``span`` with what was negotiated; raise TlsError on failure.
@@ -259,12 +259,13 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     # handshake (RFC 5246 §7.3 session resumption; RFC 8446 §2.2 PSK): no certificate sent.
     obj = ctx.wrap_bio(incoming, outgoing, server_side=False, server_hostname=server_name,
                        session=session)
-    span.attrs["session_offered"] = session is not None
+    span.facts.session_offered = session is not None
     recorder.track(obj)
     trust = opts.cafile or "the system trust store"
-    span.attrs.update(sni=server_name if sni else None, alpn_offered=list(opts.alpn),
-                      verification="skipped (-k)" if opts.insecure else
-                      f"OpenSSL in the handshake, against {trust}")
+    span.facts.sni = server_name if sni else None
+    span.facts.alpn_offered = list(opts.alpn)
+    span.facts.verification = ("skipped (-k)" if opts.insecure else
+                               f"OpenSSL in the handshake, against {trust}")
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + opts.timeout
@@ -275,7 +276,7 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
     # Like curl's appconnect − connect, the step includes building the context and loading
     # the trust store (OpenSSL's one-time start-up is paid before the journey, as curl pays
     # it in curl_global_init); how long that took is kept apart too.
-    span.attrs["context_setup_ms"] = round((journey.clock.now() - span.start_ns) / 1e6, 3)
+    span.facts.context_setup_ms = round((journey.clock.now() - span.start_ns) / 1e6, 3)
     try:
         while True:
             try:
@@ -312,13 +313,12 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
         # the chain the server sent, checked again, tells which. When that check only
         # passes on its library's words ("other"), OpenSSL's code, in words, says more.
         verdict = describe_chain(journey, span, chain, server_name, opts, verify=True)
-        if verdict is not None and not verdict.get("ok") and (
-                verdict.get("code") != "other" or code == "other"):
-            code, reason = str(verdict["code"]), str(verdict["reason"])
-        span.attrs["chain_verification"] = {"ok": False, "code": code, "reason": reason,
-                                            "by": "OpenSSL in the handshake",
-                                            "openssl": f"{exc.verify_message} "
-                                                       f"({exc.verify_code})"}
+        if verdict is not None and not verdict.ok and (
+                verdict.code != "other" or code == "other"):
+            code, reason = verdict.code, verdict.reason
+        span.facts.chain_verification = ChainVerification(
+            ok=False, code=code, reason=reason, by="OpenSSL in the handshake",
+            openssl=f"{exc.verify_message} ({exc.verify_code})")
         raise TlsError(f"tls.cert_{code}", f"the certificate of {server_name} was rejected: "
                        f"{reason}", detail=f"OpenSSL: {exc.verify_message} "
                        f"({exc.verify_code})") from None
@@ -339,9 +339,9 @@ async def handshake(journey: Journey, span: Span, plain: PlainStream, server_nam
                        detail=str(exc)) from None
     _record(span, obj, recorder, first_flight_ns)
     if not opts.insecure:
-        span.attrs["chain_verification"] = {"ok": True, "code": "ok",
-                                            "reason": "trusted: chain and name verified",
-                                            "by": "OpenSSL in the handshake"}
+        span.facts.chain_verification = ChainVerification(
+            ok=True, code="ok", reason="trusted: chain and name verified",
+            by="OpenSSL in the handshake")
     stream = TlsStream(plain, obj, incoming, outgoing)
     stream.chain = _chain(span, recorder)
     return stream
@@ -553,51 +553,50 @@ def _handshake_error(server_name: str, exc: ssl.SSLError,
                     f"the server {words}", detail=detail)
 
 
-def _events(recorder: tlsmsg.HandshakeRecorder) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _events(recorder: tlsmsg.HandshakeRecorder) -> list[TlsMessage]:
+    out: list[TlsMessage] = []
     for e in recorder.events:
-        item: dict[str, Any] = {"direction": e.direction, "t_ms": round(e.t_ns / 1e6, 3)}
+        t_ms = round(e.t_ns / 1e6, 3)
         if isinstance(e, tlsmsg.HandshakeMessage):
-            item.update(type=e.type_name, bytes=e.length)
+            out.append(TlsMessage(direction=e.direction, t_ms=t_ms, type=e.type_name,
+                                  bytes=e.length))
         elif isinstance(e, tlsmsg.Alert):
-            item.update(type=f"alert {e.level} {e.description}")
+            out.append(TlsMessage(direction=e.direction, t_ms=t_ms,
+                                  type=f"alert {e.level} {e.description}"))
         else:
-            item.update(type="change_cipher_spec")
-        out.append(item)
+            out.append(TlsMessage(direction=e.direction, t_ms=t_ms, type="change_cipher_spec"))
     return out
 
 
-def _record(span: Span, obj: ssl.SSLObject, recorder: tlsmsg.HandshakeRecorder,
+def _record(span: Span[TlsFacts], obj: ssl.SSLObject, recorder: tlsmsg.HandshakeRecorder,
             first_flight_ns: int | None) -> None:
     # The handshake is over (or failed): stop the message callback. Left on, OpenSSL would
     # call it for every record of the body too, and its cost would be counted as download.
     obj.context._msg_callback = None  # type: ignore[attr-defined]
-    attrs: dict[str, Any] = {
-        "server_first_flight_ms": None if first_flight_ns is None
-        else round(first_flight_ns / 1e6, 3),
-        "messages": _events(recorder)}
+    f = span.facts
+    f.server_first_flight_ms = (None if first_flight_ns is None
+                                else round(first_flight_ns / 1e6, 3))
+    f.messages = _events(recorder)
     try:
         cipher = obj.cipher()
     except (ssl.SSLError, ValueError):
         cipher = None
     if cipher is not None:
-        attrs.update(version=obj.version(), cipher=cipher[0], cipher_bits=cipher[2],
-                     alpn=obj.selected_alpn_protocol(), session_reused=obj.session_reused)
+        f.version, f.cipher, f.cipher_bits = obj.version(), cipher[0], cipher[2]
+        f.alpn, f.session_reused = obj.selected_alpn_protocol(), obj.session_reused
     hello = recorder.server_hello
     if hello is not None:
         with contextlib.suppress(tlsmsg.TlsParseError):
             info = tlsmsg.parse_server_hello(hello)
-            attrs["group"] = info.key_share_group
-    attrs["hello_retry_request"] = recorder.hello_retry_request is not None
-    if attrs.get("group") is None and recorder.server_key_exchange is not None and \
-            "ECDHE" in str(attrs.get("cipher", "")):
+            f.group = info.key_share_group
+    f.hello_retry_request = recorder.hello_retry_request is not None
+    if f.group is None and recorder.server_key_exchange is not None and \
+            "ECDHE" in (f.cipher or ""):
         with contextlib.suppress(tlsmsg.TlsParseError):
-            attrs["group"] = tlsmsg.parse_server_key_exchange_group(
-                recorder.server_key_exchange)
-    span.attrs.update(attrs)
+            f.group = tlsmsg.parse_server_key_exchange_group(recorder.server_key_exchange)
 
 
-def _chain(span: Span, recorder: tlsmsg.HandshakeRecorder) -> list[bytes]:
+def _chain(span: Span[TlsFacts], recorder: tlsmsg.HandshakeRecorder) -> list[bytes]:
     """The certificates of the server's Certificate message (RFC 8446 §4.4.2), leaf first."""
     raw = recorder.certificate
     if raw is None:
@@ -609,12 +608,13 @@ def _chain(span: Span, recorder: tlsmsg.HandshakeRecorder) -> list[bytes]:
     try:
         return tlsmsg.parse_certificate_message(raw, tls13)
     except tlsmsg.TlsParseError as exc:
-        span.attrs["chain_error"] = str(exc)
+        span.facts.chain_error = str(exc)
         return []
 
 
-def describe_chain(journey: Journey, span: Span, chain: list[bytes], server_name: str,
-                   opts: TlsOptions, *, verify: bool | None = None) -> dict[str, Any] | None:
+def describe_chain(journey: Journey, span: Span[TlsFacts], chain: list[bytes],
+                   server_name: str, opts: TlsOptions, *,
+                   verify: bool | None = None) -> ChainVerification | None:
     """Describe the chain in the span; with -k, verify it and warn when it is not trusted.
 
     This is analysis, run after the network steps: it needs ``cryptography``, whose import
@@ -625,13 +625,13 @@ def describe_chain(journey: Journey, span: Span, chain: list[bytes], server_name
     if not chain:
         return None
     now = datetime.now(UTC)
-    span.attrs["chain"] = [certs.describe_certificate(der, now) for der in chain]
+    span.facts.chain = [certs.describe_certificate(der, now) for der in chain]
     if not (opts.insecure if verify is None else verify):
         return None
     v = certs.verify_chain(chain, server_name, cafile=opts.cafile, now=now)
-    verdict = {"ok": v.ok, "code": v.code, "reason": v.reason,
-               "by": "cryptography's X.509 verifier, after the handshake (-k)"}
-    span.attrs["chain_verification"] = verdict
+    verdict = ChainVerification(ok=v.ok, code=v.code, reason=v.reason,
+                                by="cryptography's X.509 verifier, after the handshake (-k)")
+    span.facts.chain_verification = verdict
     if not v.ok and opts.insecure:
         journey.note("warning", "tls", "certificate not trusted, continuing because of -k: "
                      f"{v.reason}")

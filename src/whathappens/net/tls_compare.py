@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from whathappens.clock import CLOCK_NAME, Clock, ms
+from whathappens.contract.codec import from_json
+from whathappens.contract.document import TlsCompare
+from whathappens.contract.facts import TcpConnectFacts, TcpFacts, TlsFacts
 from whathappens.errors import JourneyError
 from whathappens.journey import Journey, Span
 from whathappens.net.stream import PlainStream
@@ -160,16 +163,16 @@ async def _connect_and_handshake(j: Journey, address: str, port: int, server_nam
                                  sni: bool, opts: TlsOptions, timeout: float,
                                  held: list[socket.socket | TlsStream],
                                  out: dict[str, Any]) -> None:
-    with j.timed("tcp", "tcp", "you", "transport") as tcp_span:
+    with j.timed("tcp", "tcp", "you", "transport", TcpFacts()) as tcp_span:
         v6, v4 = ([address], []) if ":" in address else ([], [address])
         c = await connect(j, tcp_span, v6, v4, port, timeout)
     held.append(c.sock)
     plain = PlainStream(c.sock)
-    with j.timed("tls", "tls", f"server {c.remote}", "transport") as tls_span:
+    with j.timed("tls", "tls", f"server {c.remote}", "transport", TlsFacts()) as tls_span:
         tls = await handshake(j, tls_span, plain, server_name, sni, opts)
     held.append(tls)
     after = tcp_info(c.sock)
-    out["kernel_rtt_after_handshake_ms"] = None if after is None else after.get("rtt_ms")
+    out["kernel_rtt_after_handshake_ms"] = None if after is None else after.rtt_ms
 
 
 def _read_back(j: Journey, out: dict[str, Any]) -> None:
@@ -180,26 +183,27 @@ def _read_back(j: Journey, out: dict[str, Any]) -> None:
     ends = [s.end_ns for s in j.spans if s.end_ns is not None]
     out["started_ms"] = ms(min(starts)) if starts else None
     out["ended_ms"] = ms(max(ends)) if ends else None
-    attempt: Span | None = tcp.children[0] if tcp is not None and tcp.children else None
+    attempt: Span[TcpConnectFacts] | None = (tcp.children[0] if tcp is not None
+                                             and tcp.children else None)
     if attempt is not None and attempt.error is None and attempt.end_ns is not None:
         out["tcp_connect_ms"] = ms(attempt.duration_ns)
-        info = attempt.attrs.get("tcp_info") or {}
-        out["kernel_rtt_ms"] = info.get("rtt_ms")
-        out["kernel_rttvar_ms"] = info.get("rttvar_ms")
+        info = attempt.facts.tcp_info
+        out["kernel_rtt_ms"] = info.rtt_ms if info else None
+        out["kernel_rttvar_ms"] = info.rttvar_ms if info else None
     if tls is None:
         return
-    a = tls.attrs
-    msgs = [dict(m) for m in a.get("messages") or []]
+    a = tls.facts
+    msgs: list[dict[str, Any]] = [{"direction": m.direction, "t_ms": m.t_ms, "type": m.type,
+                                   "bytes": m.bytes} for m in a.messages]
     hello = next((m["t_ms"] for m in msgs if m.get("type") == "client_hello"
                   and m.get("direction") == "sent"), None)
     for m in msgs:
         m["since_client_hello_ms"] = (None if hello is None or m.get("t_ms") is None
                                       else round(float(m["t_ms"]) - float(hello), 3))
-    out.update(messages=msgs, flights=flights(msgs), cipher=a.get("cipher"),
-               group=a.get("group"), alpn=a.get("alpn"), negotiated_version=a.get("version"),
-               session_reused=a.get("session_reused"),
-               hello_retry_request=a.get("hello_retry_request"),
-               context_setup_ms=a.get("context_setup_ms"), step_ms=ms(tls.duration_ns))
+    out.update(messages=msgs, flights=flights(msgs), cipher=a.cipher, group=a.group,
+               alpn=a.alpn, negotiated_version=a.version, session_reused=a.session_reused,
+               hello_retry_request=a.hello_retry_request,
+               context_setup_ms=a.context_setup_ms, step_ms=ms(tls.duration_ns))
     if tls.error is None and tls.end_ns is not None and hello is not None:
         out["handshake_ms"] = round(tls.end_ns / 1e6 - float(hello), 3)
         out["round_trips"] = count_round_trips(msgs)
@@ -346,21 +350,21 @@ def _target(journey: Journey) -> tuple[str, int, str, bool, tuple[str, ...] | No
     there is none."""
     legs = [s for s in journey.spans if s.name == "leg"]
     for leg in reversed(legs):
-        origin = str(leg.attrs.get("origin") or "")
+        origin = leg.facts.origin
         if not origin.startswith("https://"):
             continue
         tcp = next((c for c in leg.children if c.name == "tcp"), None)
-        if tcp is None or tcp.error is not None or not tcp.attrs.get("address"):
+        if tcp is None or tcp.error is not None or not tcp.facts.address:
             continue
         tls = next((c for c in leg.children if c.name == "tls"), None)
-        tattrs = tls.attrs if tls is not None else {}
+        tfacts = tls.facts if tls is not None else TlsFacts()
         host = urlsplit(origin).hostname or ""
-        name = str(tattrs.get("sni") or host)
-        alpn = tattrs.get("alpn_offered")
-        port = int(tcp.attrs.get("port") or urlsplit(origin).port or 443)
-        return (str(tcp.attrs["address"]), port, name, not _is_ip(host),
+        name = tfacts.sni or host
+        alpn = tfacts.alpn_offered
+        port = tcp.facts.port or urlsplit(origin).port or 443
+        return (tcp.facts.address, port, name, not _is_ip(host),
                 tuple(alpn) if alpn else None)
-    if any(str(leg.attrs.get("origin", "")).startswith("https://") for leg in legs):
+    if any(leg.facts.origin.startswith("https://") for leg in legs):
         return "the journey never completed a TCP connection to an https server"
     return "the journey made no https connection (TLS is only compared for https URLs)"
 
@@ -403,5 +407,5 @@ async def compare_after_journey(
         except Exception as exc:  # a bug of ours must not cost the user the journey
             result = {"measured": False, "reason": f"the comparison failed unexpectedly "
                       f"({type(exc).__name__}: {exc})"}
-    journey.facts["tls_compare"] = result
+    journey.facts.tls_compare = from_json(TlsCompare, result)
     return result

@@ -366,12 +366,12 @@ class WebApp:
             except asyncio.QueueFull:
                 overflowed = True  # the sender drops the client at its next turn
 
-        def listener(span: Span) -> None:
+        def listener(span: Span[Any]) -> None:
             if span.name in DETAIL_SPANS:
                 item = ("detail", detail_event(span.to_dict(), len(legs)))
             elif span.name in LIVE_SPANS:
                 if span.name == "leg":
-                    legs.append(int(span.attrs.get("index", len(legs))))
+                    legs.append(span.facts.index)
                     leg: int | None = legs[-1]
                 else:
                     leg = len(legs) if span.name != "url" else None

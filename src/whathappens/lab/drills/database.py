@@ -245,7 +245,7 @@ def timeouts(lab: Lab) -> list[tuple[str, str, str]]:
     return [(t, s, v or "?") for t, s, v in out]
 
 
-def _chain(http: Span) -> list[Span]:
+def _chain(http: Span[Any]) -> list[Span[Any]]:
     out = []
     node = next((c for c in http.children if c.name.startswith("server.")), None)
     while node is not None:
@@ -268,12 +268,12 @@ def lab_journey(lab: Lab, path: str) -> Journey:
     return journey
 
 
-def _http_span(journey: Journey) -> Span | None:
+def _http_span(journey: Journey) -> Span[Any] | None:
     spans = [s for s in journey.all_spans() if s.name == "http"]
     return spans[-1] if spans else None
 
 
-def _span_status(span: Span) -> int | None:
+def _span_status(span: Span[Any]) -> int | None:
     with contextlib.suppress(TypeError, ValueError):
         return int(span.attrs.get("status"))  # type: ignore[arg-type]
     return None
@@ -354,7 +354,7 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
     say("  why that tier, and why that status:")
     for line in _explain_timeout(origin, status):
         say(f"    {line}")
-    trace_id = journey.facts.get("trace_id")
+    trace_id = journey.facts.trace_id
     say("  undo: whathappens lab heal slow-db")
     _record(lab, "slow-db", {"holder": HOLDER, "trace_id": trace_id, "path": path})
     return {"status": status, "seconds": took, "origin": origin_tier,
@@ -363,7 +363,7 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
             "product": product, "trace_id": trace_id, "journey": journey}
 
 
-def _explain_timeout(origin: Span | None, status: int | None) -> list[str]:
+def _explain_timeout(origin: Span[Any] | None, status: int | None) -> list[str]:
     kind = origin.name if origin is not None else ""
     common = [
         "The query is not waiting for a connection but for a lock, inside PostgreSQL: "

@@ -16,6 +16,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from whathappens.contract.facts import (
+    DnsFacts,
+    DnsHopFacts,
+    DnsQueryFacts,
+    DnsResolverFacts,
+    DnsSystemFacts,
+    DnsWalkFacts,
+    DnsWalkQuestionFacts,
+)
 from whathappens.errors import DnsError
 from whathappens.journey import Journey, Span
 from whathappens.net import budget
@@ -120,12 +129,12 @@ def hosts_file_entries(host: str, path: str) -> list[str]:
     return found
 
 
-async def system_view(journey: Journey, parent: Span, host: str, port: int,
+async def system_view(journey: Journey, parent: Span[DnsFacts], host: str, port: int,
                       opts: DnsOptions) -> Resolution:
     hosts = hosts_file_entries(host, opts.hosts_file)
     with journey.timed("dns.system", "dns", "system resolver (getaddrinfo)", "application",
-                       parent=parent, hosts_file=opts.hosts_file,
-                       hosts_file_hit=bool(hosts), hosts_file_addresses=hosts) as span:
+                       DnsSystemFacts(hosts_file=opts.hosts_file, hosts_file_hit=bool(hosts),
+                                      hosts_file_addresses=hosts), parent=parent) as span:
         try:
             call = await asyncio.wait_for(getaddrinfo(host, port, journey.clock.now),
                                           opts.view_timeout)
@@ -141,8 +150,8 @@ async def system_view(journey: Journey, parent: Span, host: str, port: int,
             raise DnsError("dns.system_failed", f"getaddrinfo failed for {host}: {call.error}")
         addresses = [str(info[4][0]) for info in call.infos]
         v6, v4 = _split(addresses)
-        span.attrs.update(addresses=v6 + v4,
-                          source="hosts file" if hosts else "DNS via the system's resolver")
+        span.facts.addresses = v6 + v4
+        span.facts.source = "hosts file" if hosts else "DNS via the system's resolver"
         return Resolution("system", v6, v4)
 
 
@@ -252,8 +261,31 @@ async def _ask(q: dns.message.Message, address: str, port: int,
         raise WireError(exc.code, f"{before}, but then {words}") from None
 
 
+@dataclass
+class _Answer:
+    """What a resolver's reply said, and why it cannot be used (``problem``), if so."""
+
+    rcode: str
+    records: list[str]
+    ttl: int | None
+    cname_chain: list[str]
+    recursion_available: bool
+    authenticated_data: bool
+    answer: list[str]
+    problem: tuple[str, str] | None
+
+
+@dataclass
+class _Asked:
+    """One question to the resolver: its answer, or the error that took its place."""
+
+    qtype: str
+    answer: _Answer | None = None
+    error: DnsError | None = None
+
+
 def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
-                  max_chain: int = MAX_CNAME_CHAIN) -> dict[str, Any]:
+                  max_chain: int = MAX_CNAME_CHAIN) -> _Answer:
     """What a recursive resolver's reply says, and ``problem`` (code, words) when it is not
     an answer we can use: a CNAME loop or an over-long chain, a reply truncated even over
     TCP, a referral or a lame empty reply from a server that does not recurse, records for
@@ -326,82 +358,96 @@ def _answer_facts(msg: dns.message.Message, name: str, qtype: str,
             problem = ("dns.lame", "answered with an empty reply that carries no authority "
                        "(AA bit clear), no recursion (RA bit clear) and no SOA record: a lame "
                        "answer, which does not say whether the name has such a record")
-    return {
-        "rcode": dns.rcode.to_text(rcode),
-        "records": records,
-        "ttl": ttl_final,
-        "cname_chain": chain,
-        "recursion_available": bool(msg.flags & dns.flags.RA),
-        "authenticated_data": bool(msg.flags & dns.flags.AD),
-        "answer": [line for r in msg.answer for line in r.to_text().splitlines()],
-        "problem": problem,
-    }
+    return _Answer(
+        rcode=dns.rcode.to_text(rcode),
+        records=records,
+        ttl=ttl_final,
+        cname_chain=chain,
+        recursion_available=bool(msg.flags & dns.flags.RA),
+        authenticated_data=bool(msg.flags & dns.flags.AD),
+        answer=[line for r in msg.answer for line in r.to_text().splitlines()],
+        problem=problem,
+    )
 
 
-async def resolver_view(journey: Journey, parent: Span, host: str,
+async def resolver_view(journey: Journey, parent: Span[DnsFacts], host: str,
                         resolver: tuple[str, int] | None, opts: DnsOptions) -> Resolution:
     name = host.lower().rstrip(".") + "."
     address, port = resolver if resolver else ("", 53)
     actor = f"recursive resolver {address}:{port}" if resolver else "recursive resolver"
-    with journey.timed("dns.resolver", "dns", actor, "application", parent=parent,
-                       resolver=f"{address}:{port}" if resolver else None) as span:
+    with journey.timed("dns.resolver", "dns", actor, "application",
+                       DnsResolverFacts(resolver=f"{address}:{port}" if resolver else None),
+                       parent=parent) as span:
         if resolver is None:
             raise DnsError("dns.no_resolver", f"no resolver configured in {opts.resolv_conf}"
                            " (give one with --resolver IP[:PORT])")
         records = RecordBudget()
 
-        async def one(qtype: str, label: str) -> dict[str, Any]:
+        async def one(qtype: str, label: str) -> _Asked:
             q = _make_query(name, qtype, recursion=True)
-            with journey.timed("dns.query", "dns", actor, "application", parent=span,
-                               qname=name, qtype=qtype, purpose=label) as qs:
+            with journey.timed("dns.query", "dns", actor, "application",
+                               DnsQueryFacts(qname=name, qtype=qtype, purpose=label),
+                               parent=span) as qs:
                 try:
                     res, via_tcp = await _ask(q, address, port, opts.query_timeout, records)
                 except (TimeoutError, OSError, ValueError) as exc:
                     err = _query_error(exc, actor, opts.query_timeout)
                     qs.fail(err)
-                    return {"qtype": qtype, "error": err}
-                facts = _answer_facts(res.response, name, qtype, opts.max_cname_chain)
-                problem = facts.pop("problem")
-                qs.attrs.update(facts, transport=res.transport, tcp_retry=via_tcp,
-                                bytes_sent=res.bytes_sent, bytes_received=res.bytes_received,
-                                local=res.local)
-                if problem is not None:
-                    code, words = problem
+                    return _Asked(qtype, error=err)
+                ans = _answer_facts(res.response, name, qtype, opts.max_cname_chain)
+                f = qs.facts
+                f.rcode, f.records, f.ttl, f.cname_chain = (ans.rcode, ans.records, ans.ttl,
+                                                            ans.cname_chain)
+                f.recursion_available, f.authenticated_data = (ans.recursion_available,
+                                                               ans.authenticated_data)
+                f.answer, f.transport, f.tcp_retry = ans.answer, res.transport, via_tcp
+                f.bytes_sent, f.bytes_received = res.bytes_sent, res.bytes_received
+                f.local = res.local
+                if ans.problem is not None:
+                    code, words = ans.problem
                     err = DnsError(code, f"the {actor} could not give an address for {host}: "
                                    f"it {words}")
                     qs.fail(err)
-                    return {"qtype": qtype, **facts, "error": err}
-                return {"qtype": qtype, **facts}
+                    return _Asked(qtype, ans, err)
+                return _Asked(qtype, ans)
 
         results = await asyncio.gather(one("A", "IPv4 address"), one("AAAA", "IPv6 address"),
                                        one("HTTPS", "HTTPS/SVCB service binding (type 65)"))
-        by_type = {r["qtype"]: r for r in results}
+        by_type = {r.qtype: r for r in results}
         # Ask again: a resolver that cached the first answer replies faster, TTL counting down.
-        repeat: dict[str, Any] = {}
-        if "error" not in by_type["A"]:
+        repeat: _Asked | None = None
+        if by_type["A"].error is None:
             repeat = await one("A", "the same question again, to see the resolver's cache")
-        span.attrs["repeat_ttl"] = repeat.get("ttl")
-        span.attrs["first_ttl"] = by_type["A"].get("ttl")
-        a, aaaa = by_type["A"], by_type["AAAA"]
-        if "error" in a and "error" in aaaa:
-            raise a["error"]
-        rcodes = {r.get("rcode") for r in (a, aaaa) if "error" not in r}
-        if "NXDOMAIN" in rcodes:
-            raise DnsError("dns.nxdomain", f"{host} does not exist: the resolver answered "
-                           "NXDOMAIN (no such domain)")
-        addresses = list(a.get("records", [])) + list(aaaa.get("records", []))
-        if not addresses:
-            failed = next((r["error"] for r in (a, aaaa) if "error" in r), None)
-            if failed is not None:
-                raise failed  # a question left unanswered: "no record" cannot be concluded
-            raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
-                           "(NODATA)")
-        v6, v4 = _capped(journey, "resolver", *_split(addresses))
-        span.attrs.update(addresses=v6 + v4,
-                          cname_chain=a.get("cname_chain") or aaaa.get("cname_chain"))
-        https = by_type["HTTPS"].get("records", [])
-        span.attrs["https_records"] = https
-        return Resolution("resolver", v6, v4, list(https))
+        span.facts.repeat_ttl = repeat.answer.ttl if repeat and repeat.answer else None
+        first = by_type["A"].answer
+        span.facts.first_ttl = first.ttl if first else None
+        return _resolver_outcome(journey, span, host, by_type)
+
+
+def _resolver_outcome(journey: Journey, span: Span[DnsResolverFacts], host: str,
+                      by_type: dict[str, _Asked]) -> Resolution:
+    """The addresses the resolver's answers give, or the error that says why there are none."""
+    a, aaaa = by_type["A"], by_type["AAAA"]
+    if a.error is not None and aaaa.error is not None:
+        raise a.error
+    rcodes = {r.answer.rcode for r in (a, aaaa) if r.error is None and r.answer}
+    if "NXDOMAIN" in rcodes:
+        raise DnsError("dns.nxdomain", f"{host} does not exist: the resolver answered "
+                       "NXDOMAIN (no such domain)")
+    addresses = [rec for r in (a, aaaa) if r.answer for rec in r.answer.records]
+    if not addresses:
+        failed = next((r.error for r in (a, aaaa) if r.error is not None), None)
+        if failed is not None:
+            raise failed  # a question left unanswered: "no record" cannot be concluded
+        raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
+                       "(NODATA)")
+    v6, v4 = _capped(journey, "resolver", *_split(addresses))
+    span.facts.addresses = v6 + v4
+    span.facts.cname_chain = ((a.answer.cname_chain if a.answer else None)
+                              or (aaaa.answer.cname_chain if aaaa.answer else None))
+    https = by_type["HTTPS"].answer
+    span.facts.https_records = list(https.records) if https else []
+    return Resolution("resolver", v6, v4, list(span.facts.https_records))
 
 
 def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
@@ -423,7 +469,7 @@ def _query_error(exc: BaseException, actor: str, timeout: float) -> DnsError:
 
 
 # -------------------------------------------------------------------- walk view
-async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
+async def drive_walk(journey: Journey, parent: Span[DnsWalkQuestionFacts], walk: Walk, port: int,
                      timeout: float, policy: Callable[[str], str | None] | None = None,
                      records: RecordBudget | None = None) -> WalkResult:
     """Run a planner's queries one after the other; each hop becomes a span.
@@ -436,7 +482,8 @@ async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
     while (action := walk.next_action()) is not None:
         q = _make_query(action.qname, action.qtype, recursion=False)
         actor = f"{action.server.rstrip('.') or '.'} ({action.address})"
-        span = journey.span("dns.hop", "dns", actor, "application", parent=parent)
+        span = journey.span("dns.hop", "dns", actor, "application", DnsHopFacts(),
+                            parent=parent)
         hop: Hop
         refused = policy(action.address) if policy is not None else None
         if refused is not None:
@@ -474,16 +521,18 @@ async def drive_walk(journey: Journey, parent: Span, walk: Walk, port: int,
                 hop.bytes_sent, hop.bytes_received = res.bytes_sent, res.bytes_received
         journey.end(span)
         hop.start_ns, hop.end_ns = span.start_ns, span.end_ns or span.start_ns
-        span.attrs.update(hop.to_dict())
+        span.facts = hop.facts()
         journey.ended(span)  # complete now: a live listener may show the hop
     assert walk.result is not None
     return walk.result
 
 
-async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions) -> Resolution:
+async def walk_view(journey: Journey, parent: Span[DnsFacts], host: str,
+                    opts: DnsOptions) -> Resolution:
     source = opts.root_hints or "built-in root hints (the 13 real root servers)"
     with journey.timed("dns.walk", "dns", "iterative walk from the root", "application",
-                       parent=parent, root_hints=source, port=opts.dns_port) as span:
+                       DnsWalkFacts(root_hints=source, port=opts.dns_port),
+                       parent=parent) as span:
         try:
             roots = load_root_hints(opts.root_hints) if opts.root_hints \
                 else builtin_root_servers()
@@ -498,12 +547,12 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
         # query cap, so a loop costs at most --dns-max-queries whatever it loops through.
         shared = WalkBudget(opts.walk_limits())
         records = RecordBudget()
-        a_span = journey.span("dns.walk.question", "dns", "you", "application", parent=span,
-                              qname=name, qtype="A")
+        a_span = journey.span("dns.walk.question", "dns", "you", "application",
+                              DnsWalkQuestionFacts(qname=name, qtype="A"), parent=span)
         a = await drive_walk(journey, a_span, Walk(name, "A", roots, budget=shared),
                              opts.dns_port, opts.query_timeout, opts.address_policy, records)
         journey.end(a_span)
-        a_span.attrs.update(_walk_facts(a))
+        _walk_facts(a_span.facts, a)
         if a.outcome == "nxdomain":
             raise DnsError("dns.nxdomain", f"{host} does not exist: {a.message}")
         results = [a]
@@ -517,21 +566,23 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
 
             async def more(qtype: str) -> WalkResult:
                 sub = journey.span("dns.walk.question", "dns", "you", "application",
-                                   parent=span, qname=a.final_name, qtype=qtype)
+                                   DnsWalkQuestionFacts(qname=a.final_name, qtype=qtype),
+                                   parent=span)
                 w = Walk(a.final_name, qtype, roots, servers=zone_servers or roots,
                          start_zone=a.authority_zone if zone_servers else ".", budget=shared)
                 r = await drive_walk(journey, sub, w, opts.dns_port, opts.query_timeout,
                                      opts.address_policy, records)
                 journey.end(sub)
-                sub.attrs.update(_walk_facts(r))
+                _walk_facts(sub.facts, r)
                 return r
 
             aaaa, https = await asyncio.gather(more("AAAA"), more("HTTPS"))
             results.append(aaaa)
         addresses = [rec for r in results if r.outcome == "answer" for rec in r.records]
-        span.attrs.update(addresses=addresses, cname_chain=a.cname_chain,
-                          https_records=https.records if https and https.outcome == "answer"
-                          else [], queries=shared.sent)
+        span.facts.addresses, span.facts.cname_chain = addresses, a.cname_chain
+        span.facts.https_records = (https.records if https and https.outcome == "answer"
+                                    else [])
+        span.facts.queries = shared.sent
         if not addresses:
             failed = next((r for r in results if r.outcome == "servfail"), None)
             if failed is not None:
@@ -540,13 +591,12 @@ async def walk_view(journey: Journey, parent: Span, host: str, opts: DnsOptions)
             raise DnsError("dns.nodata", f"{host} exists but has no A or AAAA record "
                            "(NODATA)")
         v6, v4 = _capped(journey, "walk", *_split(addresses))
-        return Resolution("walk", v6, v4, list(span.attrs["https_records"]))
+        return Resolution("walk", v6, v4, list(span.facts.https_records))
 
 
-def _walk_facts(r: WalkResult) -> dict[str, Any]:
-    return {"outcome": r.outcome, "final_name": r.final_name, "records": r.records,
-            "ttl": r.ttl, "cname_chain": r.cname_chain, "message": r.message,
-            "code": r.code}
+def _walk_facts(f: DnsWalkQuestionFacts, r: WalkResult) -> None:
+    f.outcome, f.final_name, f.records, f.ttl = r.outcome, r.final_name, r.records, r.ttl
+    f.cname_chain, f.message, f.code = r.cname_chain, r.message, r.code
 
 
 # --------------------------------------------------------------------- together
@@ -591,7 +641,7 @@ async def _bounded(view: str, coro: Coroutine[Any, Any, Resolution],
                        f"{timeout:g} s and was stopped") from None
 
 
-async def resolve(journey: Journey, parent: Span, host: str, port: int,
+async def resolve(journey: Journey, parent: Span[DnsFacts], host: str, port: int,
                   opts: DnsOptions) -> Resolution:
     """Run every enabled view; return the chosen view's answer or raise its DnsError.
 
@@ -600,7 +650,7 @@ async def resolve(journey: Journey, parent: Span, host: str, port: int,
     """
     use = chosen_view(opts)
     views = set(opts.views) | {use}
-    parent.attrs["view_used"] = use
+    parent.facts.view_used = use
     coros: dict[str, Coroutine[Any, Any, Resolution]] = {}
     if "system" in views:
         coros["system"] = system_view(journey, parent, host, port, opts)
@@ -645,11 +695,12 @@ async def resolve(journey: Journey, parent: Span, host: str, port: int,
     if not chosen.https_records:
         for r in others.values():
             chosen.https_records = chosen.https_records or r.https_records
-    parent.attrs.update(addresses=chosen.addresses, https_records=chosen.https_records)
+    parent.facts.addresses = chosen.addresses
+    parent.facts.https_records = chosen.https_records
     return chosen
 
 
-def _mark_stopped(journey: Journey, parent: Span, view: str, err: DnsError) -> None:
+def _mark_stopped(journey: Journey, parent: Span[DnsFacts], view: str, err: DnsError) -> None:
     """A view cut short: it says why; what it had under way ends within it."""
     for span in parent.children:
         if span.name != f"dns.{view}":

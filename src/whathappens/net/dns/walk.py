@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from whathappens.contract.facts import DnsHopFacts
 from whathappens.net import budget
 from whathappens.net.dns.hints import NameServer
 
@@ -119,30 +120,30 @@ class Hop:
     bytes_sent: int = 0
     bytes_received: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def facts(self) -> DnsHopFacts:
         a = self.action
-        return {
-            "server": a.server,
-            "address": a.address,
-            "zone": a.zone,
-            "qname": a.qname,
-            "qtype": a.qtype,
-            "transport": "tcp" if a.tcp else "udp",
-            "depth": a.depth,
-            "purpose": a.purpose,
-            "kind": self.kind.value,
-            "rcode": self.rcode,
-            "authoritative": self.authoritative,
+        return DnsHopFacts(
+            server=a.server,
+            address=a.address,
+            zone=a.zone,
+            qname=a.qname,
+            qtype=a.qtype,
+            transport="tcp" if a.tcp else "udp",
+            depth=a.depth,
+            purpose=a.purpose,
+            kind=self.kind.value,
+            rcode=self.rcode,
+            authoritative=self.authoritative,
             # A peer decides how long these lists are; the view's record budget
             # (wire.MAX_RECORDS) bounds them all together.
-            "referral_zone": self.referral_zone,
-            "referral_ns": self.referral_ns,
-            "glue": self.glue,
-            "glueless": self.glueless,
-            "answers": self.answers,
-            "cname_target": self.cname_target,
-            "note": self.note,
-        }
+            referral_zone=self.referral_zone,
+            referral_ns=self.referral_ns,
+            glue=self.glue,
+            glueless=self.glueless,
+            answers=self.answers,
+            cname_target=self.cname_target,
+            note=self.note,
+        )
 
 
 @dataclass
