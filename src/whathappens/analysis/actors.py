@@ -9,9 +9,15 @@ authoritative server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-Span = dict[str, Any]
+from whathappens.contract.document import JourneyDoc, SpanDoc
+from whathappens.contract.facts import (
+    DnsHopFacts,
+    DnsResolverFacts,
+    DnsSystemFacts,
+    TcpFacts,
+    UrlFacts,
+)
 
 
 @dataclass(frozen=True)
@@ -28,56 +34,44 @@ def zone_role(zone: str) -> str:
     return "TLD" if zone.rstrip(".").count(".") == 0 else "authoritative"
 
 
-def _walk(spans: list[Span]) -> list[Span]:
-    out: list[Span] = []
-    for s in spans:
-        out.append(s)
-        out.extend(_walk(s.get("children") or []))
-    return out
+def _first(journey: JourneyDoc, name: str) -> SpanDoc | None:
+    return next((c for leg in journey.spans if leg.name == "leg" for c in leg.children
+                 if c.name == name), None)
 
 
-def _first(legs: list[Span], name: str) -> Span | None:
-    return next((c for leg in legs for c in leg.get("children") or []
-                 if c.get("name") == name), None)
-
-
-def _resolvers(dns: Span) -> list[Actor]:
+def _resolvers(dns: SpanDoc) -> list[Actor]:
     out: list[Actor] = []
-    for view in dns.get("children") or []:
-        a = view.get("attrs") or {}
-        if view.get("name") == "dns.resolver":
-            out.append(Actor("resolver", str(view.get("actor") or "recursive resolver"),
-                             str(a.get("resolver") or "")))
-        elif view.get("name") == "dns.system":
+    for view in dns.children:
+        resolver, system = view.facts_as(DnsResolverFacts), view.facts_as(DnsSystemFacts)
+        if resolver is not None:
+            out.append(Actor("resolver", view.actor or "recursive resolver",
+                             resolver.resolver or ""))
+        elif system is not None:
             out.append(Actor("resolver", "system resolver (getaddrinfo)",
-                             ", ".join(a.get("addresses") or [])))
+                             ", ".join(system.addresses)))
     seen: set[tuple[str, str]] = set()
-    for hop in (h for h in _walk([dns]) if h.get("name") == "dns.hop"):
-        a = hop.get("attrs") or {}
-        key = (str(a.get("server")), str(a.get("address")))
-        if key not in seen:
-            seen.add(key)
-            out.append(Actor(zone_role(str(a.get("zone") or "")), *key))
+    for hop in dns.walk():
+        facts = hop.facts_as(DnsHopFacts)
+        if facts is not None and (facts.server, facts.address) not in seen:
+            seen.add((facts.server, facts.address))
+            out.append(Actor(zone_role(facts.zone), facts.server, facts.address))
     return out
 
 
-def actors(journey: dict[str, Any]) -> list[Actor]:
+def actors(journey: JourneyDoc) -> list[Actor]:
     """Everyone the journey met, in the order it met them (each name server once)."""
-    spans: list[Span] = list(journey.get("spans") or [])
-    legs = [s for s in spans if s.get("name") == "leg"]
-    url = next((s for s in spans if s.get("name") == "url"), None) or {}
-    tcp = _first(legs, "tcp")
-    tcp_attrs = (tcp or {}).get("attrs") or {}
-    out = [Actor("you", "whathappens", str(tcp_attrs.get("local") or "this machine"))]
-    dns = _first(legs, "dns")
+    url = next((s.facts for s in journey.spans if isinstance(s.facts, UrlFacts)), None)
+    tcp = _first(journey, "tcp")
+    tcp_facts = tcp.facts_as(TcpFacts) if tcp is not None else None
+    out = [Actor("you", "whathappens", (tcp_facts.local if tcp_facts else None)
+                 or "this machine")]
+    dns = _first(journey, "dns")
     if dns is not None:
         out += _resolvers(dns)
-    if tcp is not None:
-        host = str((url.get("attrs") or {}).get("host") or "")
-        out.append(Actor("server", host,
-                         str(tcp_attrs.get("remote") or tcp_attrs.get("address") or "")))
-    for s in _walk(spans):
-        name = str(s.get("name") or "")
-        if name.startswith("server."):
-            out.append(Actor(name.removeprefix("server."), str(s.get("actor") or ""), ""))
+    if tcp_facts is not None:
+        out.append(Actor("server", url.host if url is not None else "",
+                         tcp_facts.remote or tcp_facts.address or ""))
+    for s in journey.all_spans():
+        if s.name.startswith("server."):
+            out.append(Actor(s.name.removeprefix("server."), s.actor, ""))
     return out

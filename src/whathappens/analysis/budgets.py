@@ -15,9 +15,11 @@ Pure: the journey's spans in, verdicts out, in the order the journey met the ste
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-Span = dict[str, Any]
+from whathappens.contract.document import JourneyDoc, SpanDoc
+from whathappens.contract.facts import LegFacts, TcpConnectFacts, TlsFacts
+
 Outcome = Literal["within", "over", "unknown"]
 
 
@@ -56,59 +58,58 @@ class Verdict:
     outcome: Outcome
 
 
-def kernel_rtt(tcp: Span | None) -> float | None:
-    """The kernel's smoothed RTT at connect, from the attempt that connected."""
-    for attempt in (tcp or {}).get("children", []):
-        info = (attempt.get("attrs") or {}).get("tcp_info") or {}
-        if info.get("rtt_ms"):
-            return float(info["rtt_ms"])
+def kernel_rtt(tcp: SpanDoc | None) -> float | None:
+    """The kernel's smoothed RTT at connect, from the attempt that has one."""
+    for attempt in tcp.children if tcp is not None else []:
+        facts = attempt.facts_as(TcpConnectFacts)
+        if facts is not None and facts.tcp_info is not None and facts.tcp_info.rtt_ms:
+            return facts.tcp_info.rtt_ms
     return None
 
 
-def rule_for(span: Span) -> Rule | None:
-    step = JUDGED.get(str(span.get("name")))
+def rule_for(span: SpanDoc) -> Rule | None:
+    step = JUDGED.get(span.name)
     if step == "tls":
-        return TLS13 if "1.3" in str((span.get("attrs") or {}).get("version")) else TLS12
+        tls = span.facts_as(TlsFacts)
+        return TLS13 if tls is not None and "1.3" in str(tls.version) else TLS12
     return next((r for r in RULES if r.step == step), None)
 
 
-def judge(span: Span, leg: int, rtt_ms: float | None) -> Verdict | None:
+def judge(span: SpanDoc, leg: int, rtt_ms: float | None) -> Verdict | None:
     """The verdict on one span, or None when no rule is about it."""
     rule = rule_for(span)
     if rule is None:
         return None
-    start = float(span.get("start_ms") or 0.0)
-    end = start if span.get("end_ms") is None else float(span["end_ms"])
-    took = span.get("duration_ms")
+    start = span.start_ms
+    end = start if span.end_ms is None else span.end_ms
+    took = span.duration_ms
     limit = rule.limit_ms
     if rule.round_trips is not None:
         limit = None if rtt_ms is None else rule.round_trips * rtt_ms
     outcome: Outcome = "unknown"
     if limit is not None and took is not None:
         outcome = "within" if end <= start + limit else "over"
-    multiple = (float(took) / rtt_ms if rule.round_trips is not None and rtt_ms and
-                took is not None else None)
+    multiple = (took / rtt_ms if rule.round_trips is not None and rtt_ms and took is not None
+                else None)
     return Verdict(
-        span_id=int(span.get("id") or 0), leg=leg, step=rule.step, guide=rule.guide,
-        took_ms=None if took is None else float(took),
+        span_id=span.id, leg=leg, step=rule.step, guide=rule.guide, took_ms=took,
         limit_ms=None if limit is None else round(limit, 3),
         mark_ms=None if limit is None else round(start + limit, 3),
         rtt_ms=rtt_ms if rule.round_trips is not None else None,
         rtt_multiple=None if multiple is None else round(multiple, 2), outcome=outcome)
 
 
-def verdicts(journey: dict[str, Any]) -> list[Verdict]:
+def verdicts(journey: JourneyDoc) -> list[Verdict]:
     """Every judged step of every request, in the order the journey met them."""
     out: list[Verdict] = []
-    for leg in (s for s in journey.get("spans") or [] if s.get("name") == "leg"):
-        index = int((leg.get("attrs") or {}).get("index") or 0)
-        children = leg.get("children") or []
-        rtt = kernel_rtt(next((c for c in children if c.get("name") == "tcp"), None))
-        for span in children:
-            spans = [span] + (span.get("children") or []) if span.get("name") == "http" \
-                else [span]
-            for s in spans:
-                v = judge(s, index, rtt)
+    for leg in journey.spans:
+        facts = leg.facts_as(LegFacts)
+        if facts is None:
+            continue
+        rtt = kernel_rtt(leg.child("tcp"))
+        for span in leg.children:
+            for s in [span, *span.children] if span.name == "http" else [span]:
+                v = judge(s, facts.index, rtt)
                 if v is not None:
                     out.append(v)
     return out

@@ -1,7 +1,8 @@
 """The analyses of one journey as JSON: the ``analysis`` key of the journey document.
 
 :func:`analyze` is the one entry point: the journey's dict in (as ``Journey.to_dict()``
-builds it, before the ``analysis`` key is added), a JSON-ready dict out, with three parts:
+builds it; an ``analysis`` key in it is ignored), a JSON-ready dict out, with three parts
+(:func:`analyze_journey` does the same from the typed ``JourneyDoc``):
 
 - ``summary``: how it ended, what it spoke, the time per step summed over requests;
 - ``budgets``: each judged step's verdict against its rule of thumb (analysis/budgets.py);
@@ -14,11 +15,13 @@ read them through the view (render/view.py), which calls the same functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
 from whathappens.analysis.actors import actors
 from whathappens.analysis.budgets import verdicts
 from whathappens.analysis.summary import summarize
+from whathappens.contract.document import JourneyDoc, read_journey
 
 
 class FailureDoc(TypedDict):
@@ -66,8 +69,19 @@ class AnalysisDoc(TypedDict):
     actors: list[ActorDoc]
 
 
-def analyze(journey: dict[str, Any]) -> AnalysisDoc:
-    """The journey's analyses, JSON-ready. Pure: reads the dict, changes nothing."""
+def analyze(data: Mapping[str, object]) -> AnalysisDoc:
+    """The journey's analyses, JSON-ready, from its JSON dict (an ``analysis`` key already
+    there is ignored). Pure: reads the dict, changes nothing."""
+    return analyze_journey(read_journey(without_analysis(data)))
+
+
+def without_analysis(data: Mapping[str, object]) -> Mapping[str, object]:
+    """The document as the contract reads it: ``analysis`` is derived, not read back."""
+    return {k: v for k, v in data.items() if k != "analysis"} if "analysis" in data else data
+
+
+def analyze_journey(journey: JourneyDoc) -> AnalysisDoc:
+    """The analyses of the typed journey document, JSON-ready."""
     s = summarize(journey)
     failure: FailureDoc | None = None
     if s.failure is not None:

@@ -4,7 +4,9 @@ went (each step's time summed over the requests, and the step that took longest)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from whathappens.contract.document import JourneyDoc
 
 STEPS = ("dns", "tcp", "tls", "http")
 
@@ -31,29 +33,24 @@ class Summary:
     slowest_step: str | None = None
 
 
-def summarize(journey: dict[str, Any]) -> Summary:
-    facts = journey.get("facts") or {}
-    s = facts.get("summary") or {}
+def summarize(journey: JourneyDoc) -> Summary:
+    s = journey.facts.summary
     by_step: dict[str, float] = {}
-    for leg in (x for x in journey.get("spans") or [] if x.get("name") == "leg"):
-        for span in leg.get("children") or []:
-            name = str(span.get("name"))
-            if name in STEPS and span.get("duration_ms") is not None:
-                by_step[name] = round(by_step.get(name, 0.0) + float(span["duration_ms"]), 3)
-    err = journey.get("error")
-    failure = None if not err else Failure(str(err.get("step") or ""),
-                                           str(err.get("message") or ""),
-                                           int(err.get("exit_code") or 0))
-    total = journey.get("total_ms")
+    for leg in (x for x in journey.spans if x.name == "leg"):
+        for span in leg.children:
+            if span.name in STEPS and span.duration_ms is not None:
+                by_step[span.name] = round(by_step.get(span.name, 0.0) + span.duration_ms, 3)
+    err = journey.error
+    failure = None if err is None else Failure(err.step, err.message, err.exit_code)
     return Summary(
         outcome="ok" if failure is None else "failed",
-        status=int(s["status"]) if s.get("status") else None,
-        reason=str(s.get("reason") or ""),
-        http_version=str(s["http_version"]) if s.get("http_version") else None,
-        tls_version=str(s["tls_version"]) if s.get("tls_version") else None,
-        requests=int(s.get("legs") or 0),
-        redirects=int(facts.get("redirects") or 0),
-        total_ms=None if total is None else float(total),
+        status=s.status if s is not None and s.status else None,
+        reason=(s.reason if s is not None else None) or "",
+        http_version=(s.http_version if s is not None else None) or None,
+        tls_version=(s.tls_version if s is not None else None) or None,
+        requests=s.legs if s is not None else 0,
+        redirects=journey.facts.redirects or 0,
+        total_ms=journey.total_ms,
         failure=failure,
         time_by_step=by_step,
         slowest_step=max(by_step, key=lambda k: by_step[k]) if by_step else None)

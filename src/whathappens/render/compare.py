@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from whathappens.contract.document import TlsCompare, TlsCompareModel, TlsCompareVersion
 from whathappens.render.format import DASH, plural, precise_ms
-from whathappens.render.steps import Message, message
+from whathappens.render.steps import Message
 
 TITLE = "TLS 1.2 vs 1.3, measured on this host"
 Tone = Literal["ok", "bad", "warn", ""]
@@ -106,90 +107,80 @@ class CompareView:
         return "; ".join(v.headline for v in self.versions)
 
 
-def _num(v: object) -> str:
-    return DASH if v is None else precise_ms(float(v))  # type: ignore[arg-type]
+def _num(v: float | None) -> str:
+    return DASH if v is None else precise_ms(v)
 
 
-def _accepted(v: dict[str, Any]) -> Cell:
-    if v.get("accepted") is True:
+def _accepted(v: TlsCompareVersion) -> Cell:
+    if v.accepted is True:
         return Cell("yes", "ok")
-    if v.get("accepted") is False:
+    if v.accepted is False:
         return Cell("no, refused", "bad")
     return Cell("unknown")
 
 
-def _handshake(v: dict[str, Any]) -> Cell:
-    n = int(v.get("median_of") or 0)
-    return Cell(_num(v.get("handshake_ms")), strong=True,
-                note=f"(median of {n})" if n > 1 else "")
+def _handshake(v: TlsCompareVersion) -> Cell:
+    n = v.median_of or 0
+    return Cell(_num(v.handshake_ms), strong=True, note=f"(median of {n})" if n > 1 else "")
 
 
-def _joined(values: object) -> str:
-    return " + ".join(precise_ms(float(w)) for w in values or []) or DASH  # type: ignore[attr-defined]
+def _samples(v: TlsCompareVersion) -> Cell:
+    return Cell(", ".join(precise_ms(x.handshake_ms) for x in v.samples
+                          if x.handshake_ms is not None) or DASH)
 
 
-ROWS: list[tuple[str, bool, Callable[[dict[str, Any]], Cell]]] = [
-    ("offered", False, lambda v: Cell(str(v.get("offered") or DASH))),
+ROWS: list[tuple[str, bool, Callable[[TlsCompareVersion], Cell]]] = [
+    ("offered", False, lambda v: Cell(v.offered or DASH)),
     ("accepted", True, _accepted),
-    ("negotiated", False, lambda v: Cell(str(v.get("negotiated_version") or DASH), code=True)),
-    ("TCP connect", True, lambda v: Cell(_num(v.get("tcp_connect_ms")))),
+    ("negotiated", False, lambda v: Cell(v.negotiated_version or DASH, code=True)),
+    ("TCP connect", True, lambda v: Cell(_num(v.tcp_connect_ms))),
     ("handshake", True, _handshake),
-    ("every sample", False, lambda v: Cell(", ".join(
-        precise_ms(float(x["handshake_ms"])) for x in v.get("samples") or []
-        if x.get("handshake_ms") is not None) or DASH)),
+    ("every sample", False, _samples),
     ("round trips waited for", True,
-     lambda v: Cell(DASH if v.get("round_trips") is None else str(v["round_trips"]))),
-    ("each wait", True, lambda v: Cell(_joined(v.get("waits_ms")))),
-    ("kernel RTT", True, lambda v: Cell(_num(v.get("kernel_rtt_ms")))),
-    ("cipher", True, lambda v: Cell(str(v.get("cipher") or DASH), code=True)),
-    ("key exchange group", True, lambda v: Cell(str(v.get("group") or DASH), code=True)),
-    ("ALPN", False, lambda v: Cell(str(v.get("alpn") or DASH), code=True)),
-    ("context setup (not in handshake)", False,
-     lambda v: Cell(_num(v.get("context_setup_ms")))),
+     lambda v: Cell(DASH if v.round_trips is None else str(v.round_trips))),
+    ("each wait", True, lambda v: Cell(" + ".join(precise_ms(w) for w in v.waits_ms) or DASH)),
+    ("kernel RTT", True, lambda v: Cell(_num(v.kernel_rtt_ms))),
+    ("cipher", True, lambda v: Cell(v.cipher or DASH, code=True)),
+    ("key exchange group", True, lambda v: Cell(v.group or DASH, code=True)),
+    ("ALPN", False, lambda v: Cell(v.alpn or DASH, code=True)),
+    ("context setup (not in handshake)", False, lambda v: Cell(_num(v.context_setup_ms))),
 ]
 
 
-def _version(v: dict[str, Any]) -> VersionView:
-    msgs = [message(m) for m in v.get("messages") or []]
+def _version(v: TlsCompareVersion) -> VersionView:
+    msgs = [Message(m.direction == "sent", m.type, m.t_ms, m.since_client_hello_ms, m.bytes)
+            for m in v.messages]
     hello = next((m.t_ms for m in msgs if m.type == "client_hello"), None)
-    flights = [Flight(f.get("from") == "client", [str(x) for x in f.get("messages") or []],
-                      None if hello is None or f.get("t_ms") is None
-                      else float(f["t_ms"]) - hello)
-               for f in v.get("flights") or []]
-    label, outcome = str(v.get("version")), str(v.get("outcome"))
-    if outcome == "measured":
-        headline = (f"TLS {label}: {_num(v.get('handshake_ms'))}, "
-                    f"{plural(int(v.get('round_trips') or 0), 'round trip')}")
+    flights = [Flight(f.from_ == "client", list(f.messages),
+                      None if hello is None or f.t_ms is None else f.t_ms - hello)
+               for f in v.flights]
+    if v.outcome == "measured":
+        headline = (f"TLS {v.version}: {_num(v.handshake_ms)}, "
+                    f"{plural(v.round_trips or 0, 'round trip')}")
     else:
-        why = (v.get("error") or {}).get("message") or outcome
-        headline = f"TLS {label}: {why}"
-    return VersionView(label, outcome, str(v.get("plain") or ""), headline, flights, msgs)
+        headline = f"TLS {v.version}: {v.error.message if v.error else v.outcome}"
+    return VersionView(v.version, v.outcome, v.plain, headline, flights, msgs)
 
 
-def _model(m: dict[str, Any]) -> ModelView | None:
-    if not m:
+def _model(m: TlsCompareModel | None) -> ModelView | None:
+    if m is None:
         return None
-    if not m.get("available"):
-        return ModelView(False, why_not=str(m.get("why_not") or ""))
-    return ModelView(True, int(m.get("round_trip_difference") or 0), _num(m.get("rtt_ms")),
-                     _num(m.get("expected_difference_ms")),
-                     _num(m.get("measured_difference_ms")),
-                     _num(m.get("beyond_round_trips_ms")), str(m.get("rtt_source") or ""))
+    if not m.available:
+        return ModelView(False, why_not=m.why_not or "")
+    return ModelView(True, m.round_trip_difference or 0, _num(m.rtt_ms),
+                     _num(m.expected_difference_ms), _num(m.measured_difference_ms),
+                     _num(m.beyond_round_trips_ms), m.rtt_source or "")
 
 
-def compare_view(tc: dict[str, Any] | None) -> CompareView | None:
+def compare_view(tc: TlsCompare | None) -> CompareView | None:
     """None when the journey did not ask for the comparison."""
-    if not tc:
+    if tc is None:
         return None
-    if not tc.get("measured"):
-        return CompareView(False, str(tc.get("reason") or ""))
-    versions: list[dict[str, Any]] = list(tc.get("versions") or [])
-    addr = str(tc.get("address") or "")
-    where = f"[{addr}]:{tc.get('port')}" if ":" in addr else f"{addr}:{tc.get('port')}"
-    rows = [Row(label, [cell(v) for v in versions], brief) for label, brief, cell in ROWS]
-    includes = next((str(v["handshake_includes"]) for v in versions
-                     if v.get("handshake_includes")), None)
-    return CompareView(True, "", where, str(tc.get("server_name") or ""),
-                       int(tc.get("rounds") or 1), str(tc.get("clock") or ""),
-                       [_version(v) for v in versions], rows, includes,
-                       _model(tc.get("model") or {}))
+    if not tc.measured:
+        return CompareView(False, tc.reason or "")
+    addr = tc.address or ""
+    where = f"[{addr}]:{tc.port}" if ":" in addr else f"{addr}:{tc.port}"
+    rows = [Row(label, [cell(v) for v in tc.versions], brief) for label, brief, cell in ROWS]
+    includes = next((v.handshake_includes for v in tc.versions if v.handshake_includes), None)
+    return CompareView(True, "", where, tc.server_name or "", tc.rounds or 1, tc.clock or "",
+                       [_version(v) for v in tc.versions], rows, includes, _model(tc.model))

@@ -36,8 +36,9 @@ from whathappens.render.steps import (
     ServerNode,
     TcpView,
     TlsView,
+    tcp_info_fields,
 )
-from whathappens.render.view import SECTIONS, BudgetView, journey_view
+from whathappens.render.view import SECTIONS, BudgetView, journey_view, read
 from whathappens.render.visible import escape_json, visible
 
 # No script-src: the page's one <script> is an inert JSON data block, which no policy runs.
@@ -157,7 +158,7 @@ def _budget(b: BudgetView | None) -> str:
 class HtmlReport:
     def __init__(self, journey: dict[str, Any], *, inline_style: bool = True) -> None:
         self.j = journey
-        self.v = journey_view(journey)
+        self.v = journey_view(read(journey))
         # The live page's CSP allows no inline style: it places bars from data-* attributes.
         self.inline_style = inline_style
 
@@ -378,11 +379,10 @@ class HtmlReport:
                  ("connect time", f"<strong>{esc(ms(t.timing.duration_ms))}</strong> "
                                   f"(connect() until writable, {esc(self.v.clock)})")]
         if info:
-            pairs += [("kernel RTT", f"{esc(info.get('rtt_ms'))} ms ± "
-                                     f"{esc(info.get('rttvar_ms'))} ms "
+            pairs += [("kernel RTT", f"{esc(info.rtt_ms)} ms ± {esc(info.rttvar_ms)} ms "
                                      "(the kernel's smoothed estimate, TCP_INFO)"),
-                      ("MSS", f"{esc(info.get('snd_mss'))} bytes (largest segment sent)"),
-                      ("congestion window", f"{esc(info.get('snd_cwnd'))} segments")]
+                      ("MSS", f"{esc(info.snd_mss)} bytes (largest segment sent)"),
+                      ("congestion window", f"{esc(info.snd_cwnd)} segments")]
         if not t.segments:
             why = t.capture_why or words.SEGMENTS_MISSING
             pairs.append(("SYN / SYN-ACK / ACK",
@@ -399,7 +399,7 @@ class HtmlReport:
         for title, d in (("TCP_INFO at connect", info),
                          ("TCP_INFO after the exchange", t.tcp_info_end)):
             if d:
-                rows = [[_code(k), esc(v)] for k, v in d.items()]
+                rows = [[_code(k), esc(v)] for k, v in tcp_info_fields(d)]
                 out.append(f"<div class=\"advanced\"><p class=\"muted\">{title}:</p>"
                            + _table(["field", "value"], rows) + "</div>")
         return "".join(out)

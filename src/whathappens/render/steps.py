@@ -15,12 +15,35 @@ Strings are the journey's own, not yet made safe: each renderer does that at its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from whathappens.analysis.actors import zone_role
+from whathappens.contract.codec import to_json
+from whathappens.contract.document import ErrorDoc, SpanDoc
+from whathappens.contract.facts import Certificate as CertificateFacts
+from whathappens.contract.facts import (
+    DnsFacts,
+    DnsHopFacts,
+    DnsQueryFacts,
+    DnsResolverFacts,
+    DnsSystemFacts,
+    DnsWalkFacts,
+    DnsWalkQuestionFacts,
+    Facts,
+    HttpFacts,
+    LegFacts,
+    ServerFacts,
+    TcpConnectFacts,
+    TcpFacts,
+    TcpInfo,
+    TlsFacts,
+    TlsMessage,
+    UrlFacts,
+)
+from whathappens.contract.facts import Segment as SegmentFacts
 
-Span = dict[str, Any]
+F = TypeVar("F", bound=Facts)
 
 
 # ----------------------------------------------------------------------------- common
@@ -46,48 +69,21 @@ class Timing:
     failed: bool
 
 
-def problem(err: dict[str, Any] | None) -> Problem | None:
-    if not err:
+def problem(err: ErrorDoc | None) -> Problem | None:
+    if err is None:
         return None
-    code = err.get("code")
-    exit_code = err.get("exit_code")
-    return Problem(str(err.get("message")), None if code is None else str(code),
-                   None if err.get("step") is None else str(err["step"]),
-                   None if exit_code is None else int(exit_code))
+    return Problem(err.message, err.code, err.step, err.exit_code)
 
 
-def timing(span: Span) -> Timing:
-    start = float(span.get("start_ms") or 0.0)
-    end = start if span.get("end_ms") is None else float(span["end_ms"])
-    took = span.get("duration_ms")
-    return Timing(start, end, None if took is None else float(took),
-                  str(span.get("step") or ""), span.get("layer"), bool(span.get("error")))
+def timing(span: SpanDoc) -> Timing:
+    end = span.start_ms if span.end_ms is None else span.end_ms
+    return Timing(span.start_ms, end, span.duration_ms, span.step, span.layer,
+                  span.error is not None)
 
 
-def attrs(span: Span | None) -> dict[str, Any]:
-    a: dict[str, Any] = (span or {}).get("attrs") or {}
-    return a
-
-
-def child(span: Span | None, name: str) -> Span | None:
-    return next((c for c in (span or {}).get("children") or [] if c.get("name") == name), None)
-
-
-def walk(spans: list[Span]) -> list[Span]:
-    """Every span of these trees, depth first, in order."""
-    out: list[Span] = []
-    for s in spans:
-        out.append(s)
-        out.extend(walk(s.get("children") or []))
-    return out
-
-
-def _strs(value: object) -> list[str]:
-    return [str(x) for x in value] if isinstance(value, (list, tuple)) else []
-
-
-def _opt(value: object) -> str | None:
-    return None if value is None else str(value)
+def facts(span: SpanDoc, cls: type[F]) -> F:
+    """The span's facts as ``cls`` (every field at its default if they are another kind)."""
+    return span.facts_as(cls) or cls()
 
 
 # -------------------------------------------------------------------------------- URL
@@ -120,25 +116,20 @@ class UrlView:
         return f"{self.scheme}://{self.typed_as or self.host}"
 
 
-def url_view(span: Span) -> UrlView:
-    a = attrs(span)
-    t, err = timing(span), problem(span.get("error"))
-    if "host" not in a:
-        return UrlView(t, err, str(a.get("input") or ""), parsed=False)
-    uni = a.get("host_unicode")
-    port = a.get("port")
+def url_view(span: SpanDoc) -> UrlView:
+    a = facts(span, UrlFacts)
+    t, err = timing(span), problem(span.error)
+    if not a.host:
+        return UrlView(t, err, a.input, parsed=False)
+    uni = a.host_unicode
     return UrlView(
-        t, err, str(a.get("input") or ""), parsed=True, url=str(a.get("url") or ""),
-        scheme=str(a.get("scheme") or ""), scheme_assumed=bool(a.get("scheme_assumed")),
-        host=str(a.get("host")), typed_as=str(uni) if uni and uni != a.get("host") else None,
-        host_kind=str(a.get("host_kind") or ""), port=None if port is None else int(port),
-        port_explicit=bool(a.get("port_explicit")), path=str(a.get("path") or ""),
-        query=_opt(a.get("query")), fragment=_opt(a.get("fragment")),
-        request_target=str(a.get("request_target") or ""),
-        registrable_domain=_opt(a.get("registrable_domain")),
-        public_suffix=_opt(a.get("public_suffix")),
-        hsts_preloaded=bool(a.get("hsts_preloaded")),
-        upgraded_from_http=bool(a.get("upgraded_from_http")))
+        t, err, a.input, parsed=True, url=a.url, scheme=a.scheme,
+        scheme_assumed=a.scheme_assumed, host=a.host,
+        typed_as=uni if uni and uni != a.host else None, host_kind=a.host_kind,
+        port=a.port, port_explicit=a.port_explicit, path=a.path, query=a.query,
+        fragment=a.fragment, request_target=a.request_target,
+        registrable_domain=a.registrable_domain, public_suffix=a.public_suffix,
+        hsts_preloaded=a.hsts_preloaded, upgraded_from_http=a.upgraded_from_http)
 
 
 # -------------------------------------------------------------------------------- DNS
@@ -198,7 +189,6 @@ class HopRow:
     referral_ns: list[str]
     glue: bool
     answers: list[str]
-    records: list[str]
     note: str
     transport: str
 
@@ -251,83 +241,76 @@ class DnsView:
         return USED_WORDS.get(str(self.view_used), str(self.view_used))
 
 
-def _records(a: dict[str, Any]) -> str:
-    recs = ", ".join(_strs(a.get("records")))
-    if recs:
-        return recs
-    rcode = str(a.get("rcode") or "")
-    return f"no {a.get('qtype')} record (NODATA)" if rcode == "NOERROR" else rcode
+def _records(a: DnsQueryFacts) -> str:
+    if a.records:
+        return ", ".join(a.records)
+    rcode = a.rcode or ""
+    return f"no {a.qtype} record (NODATA)" if rcode == "NOERROR" else rcode
 
 
-def query_row(span: Span, first_a_ms: float | None = None) -> QueryRow:
+def query_row(span: SpanDoc, first_a_ms: float | None = None) -> QueryRow:
     """A question to the resolver; ``first_a_ms``: the first A question's time, against which
     the same question asked again is judged (RFC 1034 §5.3.1: a resolver answers from its
     cache what it learnt, for the record's TTL)."""
-    a = attrs(span)
-    took = span.get("duration_ms")
+    a = facts(span, DnsQueryFacts)
+    took = span.duration_ms
     cache = None
-    if "cache" in str(a.get("purpose") or "") and first_a_ms and took is not None:
-        cache = CacheCheck(float(took) < first_a_ms / 2, float(took), first_a_ms)
-    ttl = a.get("ttl")
-    return QueryRow(timing(span), problem(span.get("error")), str(a.get("qtype") or ""),
-                    str(a.get("qname") or ""), _records(a), None if ttl is None else int(ttl),
-                    _opt(a.get("transport")), bool(a.get("tcp_retry")),
-                    str(a.get("purpose") or ""), _strs(a.get("answer")), cache)
+    if "cache" in a.purpose and first_a_ms and took is not None:
+        cache = CacheCheck(took < first_a_ms / 2, took, first_a_ms)
+    return QueryRow(timing(span), problem(span.error), a.qtype, a.qname, _records(a), a.ttl,
+                    a.transport, bool(a.tcp_retry), a.purpose, list(a.answer), cache)
 
 
-def hop_row(span: Span) -> HopRow:
-    a = attrs(span)
-    zone = str(a.get("zone") or "")
+def hop_row(span: SpanDoc) -> HopRow:
+    a = facts(span, DnsHopFacts)
     return HopRow(
-        timing(span), problem(span.get("error")), str(span.get("actor") or ""),
-        zone_role(zone), str(a.get("server") or ""), str(a.get("address") or ""), zone,
-        str(a.get("qname") or ""), str(a.get("qtype") or ""), int(a.get("depth") or 0),
-        str(a.get("kind") or ""), str(a.get("referral_zone") or ""),
-        _strs(a.get("referral_ns")), bool(a.get("glue")), _strs(a.get("answers")),
-        _strs(a.get("records")), str(a.get("note") or ""), str(a.get("transport") or "udp"))
+        timing(span), problem(span.error), span.actor, zone_role(a.zone), a.server, a.address,
+        a.zone, a.qname, a.qtype, a.depth, a.kind, a.referral_zone or "",
+        list(a.referral_ns), bool(a.glue), list(a.answers), a.note or "",
+        a.transport or "udp")
 
 
-def _queries(view: Span) -> list[QueryRow]:
+def _queries(view: SpanDoc) -> list[QueryRow]:
     rows: list[QueryRow] = []
     first: float | None = None
-    for q in view.get("children") or []:
+    for q in view.children:
         rows.append(query_row(q, first))
-        if attrs(q).get("qtype") == "A" and first is None and q.get("duration_ms") is not None:
-            first = float(q["duration_ms"])
+        if facts(q, DnsQueryFacts).qtype == "A" and first is None:
+            first = q.duration_ms
     return rows
 
 
-def _questions(view: Span) -> list[WalkQuestion]:
+def _questions(view: SpanDoc) -> list[WalkQuestion]:
     out = []
-    for q in view.get("children") or []:
-        a = attrs(q)
-        hops = [hop_row(h) for h in walk(q.get("children") or []) if h.get("name") == "dns.hop"]
-        out.append(WalkQuestion(str(a.get("qtype") or ""), str(a.get("qname") or ""),
-                                str(a.get("outcome") or ""), _strs(a.get("records")), hops))
+    for q in view.children:
+        a = facts(q, DnsWalkQuestionFacts)
+        hops = [hop_row(h) for h in q.walk() if h.name == "dns.hop"]
+        out.append(WalkQuestion(a.qtype, a.qname, a.outcome or "", list(a.records), hops))
     return out
 
 
-def dns_source(view: Span, used: str | None) -> DnsSource:
-    a = attrs(view)
-    kind = SOURCE_NAMES.get(str(view.get("name")), str(view.get("name")))
-    port = a.get("port")
-    return DnsSource(
-        kind, kind == used, timing(view), problem(view.get("error")),
-        str(view.get("actor") or ""), _strs(a.get("addresses")),
-        hosts_file=bool(a.get("hosts_file_hit")), resolver=str(a.get("resolver") or ""),
-        root_hints=str(a.get("root_hints") or ""), port=None if port is None else int(port),
-        cname_chain=_strs(a.get("cname_chain")),
-        queries=_queries(view) if kind == "resolver" else [],
-        questions=_questions(view) if kind == "walk" else [])
+def dns_source(view: SpanDoc, used: str | None) -> DnsSource:
+    kind = SOURCE_NAMES.get(view.name, view.name)
+    common = (kind, kind == used, timing(view), problem(view.error), view.actor)
+    system = view.facts_as(DnsSystemFacts)
+    if system is not None:
+        return DnsSource(*common, list(system.addresses), hosts_file=system.hosts_file_hit)
+    resolver = view.facts_as(DnsResolverFacts)
+    if resolver is not None:
+        return DnsSource(*common, list(resolver.addresses), resolver=resolver.resolver or "",
+                         cname_chain=list(resolver.cname_chain or []),
+                         queries=_queries(view))
+    walked = facts(view, DnsWalkFacts)
+    return DnsSource(*common, list(walked.addresses), root_hints=walked.root_hints,
+                     port=walked.port, cname_chain=list(walked.cname_chain),
+                     questions=_questions(view))
 
 
-def dns_view(span: Span) -> DnsView:
-    a = attrs(span)
-    used = _opt(a.get("view_used"))
-    return DnsView(timing(span), problem(span.get("error")), str(a.get("host") or ""),
-                   _strs(a.get("addresses")), used, _opt(a.get("note")) or None,
-                   _strs(a.get("https_records")),
-                   [dns_source(v, used) for v in span.get("children") or []])
+def dns_view(span: SpanDoc) -> DnsView:
+    a = facts(span, DnsFacts)
+    return DnsView(timing(span), problem(span.error), a.host, list(a.addresses), a.view_used,
+                   a.note or None, list(a.https_records),
+                   [dns_source(v, a.view_used) for v in span.children])
 
 
 # -------------------------------------------------------------------------------- TCP
@@ -351,7 +334,7 @@ class Segment:
     seq: int | None
     ack: int | None
     window: int | None
-    options: dict[str, object]
+    options: dict[str, int | bool | str]
     t_ms: float | None
 
     @property
@@ -376,8 +359,8 @@ class TcpView:
     address: str
     happy_eyeballs: bool
     attempts: list[Attempt]
-    tcp_info: dict[str, Any] | None      # the kernel's TCP_INFO at connect
-    tcp_info_end: dict[str, Any] | None  # … after the exchange
+    tcp_info: TcpInfo | None             # the kernel's TCP_INFO at connect
+    tcp_info_end: TcpInfo | None         # … after the exchange
     segments: list[Segment]
     captured: bool | None                # None: no capture was tried
     capture_how: str
@@ -396,34 +379,29 @@ class TcpView:
         return None if first is None or last is None else last - first
 
 
-def _segment(seg: dict[str, Any]) -> Segment:
-    def num(k: str) -> int | None:
-        return None if seg.get(k) is None else int(seg[k])
-
-    t = seg.get("t_ms")
-    return Segment(str(seg.get("segment") or ""), str(seg.get("from")), str(seg.get("to")),
-                   num("seq"), num("ack"), num("window"), dict(seg.get("options") or {}),
-                   None if t is None else float(t))
+def _segment(seg: SegmentFacts) -> Segment:
+    return Segment(seg.segment, seg.from_, seg.to, seg.seq, seg.ack, seg.window,
+                   dict(seg.options), seg.t_ms)
 
 
-def tcp_view(span: Span) -> TcpView:
-    a = attrs(span)
-    kids = span.get("children") or []
-    info = next((attrs(c).get("tcp_info") for c in kids
-                 if attrs(c).get("outcome") == "connected"), None)
-    capture = a.get("capture") or {}
-    segs = a.get("handshake_segments") or a.get("segments_seen") or []
+def tcp_view(span: SpanDoc) -> TcpView:
+    a = facts(span, TcpFacts)
+    tries = [(c, facts(c, TcpConnectFacts)) for c in span.children]
+    info = next((f.tcp_info for _, f in tries if f.outcome == "connected"), None)
+    capture = a.capture
     return TcpView(
-        timing(span), problem(span.get("error")), str(a.get("local") or ""),
-        str(a.get("remote") or ""), str(a.get("family") or ""), str(a.get("address") or ""),
-        bool(a.get("happy_eyeballs")),
-        [Attempt(str(attrs(c).get("family")), str(attrs(c).get("address")),
-                 str(attrs(c).get("outcome")),
-                 None if c.get("duration_ms") is None else float(c["duration_ms"]))
-         for c in kids],
-        dict(info) if info else None, dict(a["tcp_info_end"]) if a.get("tcp_info_end") else None,
-        [_segment(s) for s in segs], None if not capture else bool(capture.get("captured")),
-        str(capture.get("how") or ""), str(capture.get("why") or ""))
+        timing(span), problem(span.error), a.local or "", a.remote or "", a.family or "",
+        a.address or "", a.happy_eyeballs,
+        [Attempt(f.family, f.address, str(f.outcome), c.duration_ms) for c, f in tries],
+        info, a.tcp_info_end,
+        [_segment(x) for x in a.handshake_segments or a.segments_seen or []],
+        None if capture is None else capture.captured,
+        (capture.how if capture else None) or "", (capture.why if capture else None) or "")
+
+
+def tcp_info_fields(info: TcpInfo) -> list[tuple[str, str]]:
+    """Every field of TCP_INFO, by its name in the JSON."""
+    return [(k, str(v)) for k, v in asdict(info).items()]
 
 
 # -------------------------------------------------------------------------------- TLS
@@ -483,40 +461,28 @@ class TlsView:
     verified_by: str
 
 
-def message(m: dict[str, Any]) -> Message:
-    def num(k: str) -> float | None:
-        return None if m.get(k) is None else float(m[k])
-
-    size = m.get("bytes")
-    return Message(m.get("direction") == "sent", str(m.get("type")), num("t_ms"),
-                   num("since_client_hello_ms"), None if size is None else int(size))
+def message(m: TlsMessage) -> Message:
+    return Message(m.direction == "sent", m.type, m.t_ms, None, m.bytes)
 
 
-def certificate(i: int, c: dict[str, Any]) -> Certificate:
-    days, scts = c.get("days_left"), c.get("sct_count")
+def certificate(i: int, c: CertificateFacts) -> Certificate:
     return Certificate(
-        i == 0, str(c.get("subject_cn") or c.get("subject")), str(c.get("subject") or ""),
-        _opt(c.get("unreadable")) or None, str(c.get("issuer_cn") or c.get("issuer")),
-        str(c.get("not_before") or "")[:10], str(c.get("not_after") or "")[:10],
-        None if days is None else int(days), str(c.get("key")),
-        str(c.get("signature_algorithm")), _strs(c.get("san_dns")) + _strs(c.get("san_ip")),
-        None if scts is None else int(scts), str(c.get("serial") or ""),
-        str(c.get("sha256") or ""))
+        i == 0, c.subject_cn or c.subject, c.subject, c.unreadable or None,
+        c.issuer_cn or c.issuer, (c.not_before or "")[:10], (c.not_after or "")[:10],
+        c.days_left, c.key, c.signature_algorithm, [*c.san_dns, *c.san_ip], c.sct_count,
+        c.serial, c.sha256)
 
 
-def tls_view(span: Span) -> TlsView:
-    a = attrs(span)
-    v = a.get("chain_verification") or {}
-    bits = a.get("cipher_bits")
+def tls_view(span: SpanDoc) -> TlsView:
+    a = facts(span, TlsFacts)
+    v = a.chain_verification
     return TlsView(
-        timing(span), problem(span.get("error")), _opt(a.get("version")) or None,
-        _opt(a.get("cipher")) or None, None if not bits else int(bits),
-        _opt(a.get("group")) or None, _opt(a.get("alpn")) or None, _strs(a.get("alpn_offered")),
-        _opt(a.get("sni")) or None, bool(a.get("session_reused")),
-        [message(m) for m in a.get("messages") or []],
-        [certificate(i, c) for i, c in enumerate(a.get("chain") or [])],
-        bool(v.get("ok")) if v else None,
-        str(v.get("reason") if v else a.get("verification") or ""), str(v.get("by") or ""))
+        timing(span), problem(span.error), a.version or None, a.cipher or None,
+        a.cipher_bits or None, a.group or None, a.alpn or None, list(a.alpn_offered),
+        a.sni or None, bool(a.session_reused), [message(m) for m in a.messages],
+        [certificate(i, c) for i, c in enumerate(a.chain or [])],
+        None if v is None else v.ok, v.reason if v is not None else a.verification,
+        v.by if v is not None else "")
 
 
 # ------------------------------------------------------------------------------- HTTP
@@ -559,7 +525,13 @@ class HttpView:
     inside: list[ServerNode]
 
 
-def _server_facts(kind: str, a: dict[str, Any]) -> str:
+def server_fields(a: ServerFacts) -> dict[str, object]:
+    """A tier's span facts as its log had them: the named ones and what rode along."""
+    out = to_json(a)
+    return dict(out) if isinstance(out, dict) else {}
+
+
+def _server_facts(kind: str, a: dict[str, object]) -> str:
     g = a.get
     if kind == "edge":
         return f"cache {g('cache', '-')}  status {g('status')}"
@@ -581,46 +553,27 @@ def _server_facts(kind: str, a: dict[str, Any]) -> str:
     return ""
 
 
-def server_node(span: Span) -> ServerNode:
-    a = attrs(span)
-    kind = str(span.get("name") or "").removeprefix("server.")
-    took = span.get("duration_ms")
+def server_node(span: SpanDoc) -> ServerNode:
+    a = server_fields(facts(span, ServerFacts))
+    kind = span.name.removeprefix("server.")
+    plan = a.get("explain")
     return ServerNode(
-        kind, str(span.get("name") or ""), str(span.get("actor") or ""),
-        None if took is None else float(took), _server_facts(kind, a),
-        [(str(k), str(v)) for k, v in a.items()
+        kind, span.name, span.actor, span.duration_ms, _server_facts(kind, a),
+        [(k, str(v)) for k, v in a.items()
          if k != "explain" and not isinstance(v, (dict, list))],
-        str(a["explain"]) if a.get("explain") else None,
-        [server_node(c) for c in span.get("children") or []])
+        str(plan) if plan else None, [server_node(c) for c in span.children])
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
-
-
-def http_view(span: Span) -> HttpView:
-    a = attrs(span)
-    status = a.get("status")
-    excerpt = a.get("body_excerpt")
+def http_view(span: SpanDoc) -> HttpView:
+    a = facts(span, HttpFacts)
     return HttpView(
-        timing(span), problem(span.get("error")), "status" in a,
-        str(a.get("protocol") or ""), str(a.get("http_version") or ""),
-        None if status is None else int(status), str(a.get("reason") or ""),
-        _float(a.get("wait_ms")), _float(a.get("send_ms")), _float(a.get("receive_ms")),
-        _int(a.get("wire_bytes_sent")), _int(a.get("wire_bytes_received")),
-        _int(a.get("body_bytes_encoded")), _int(a.get("body_bytes_decoded")),
-        ",".join(_strs(a.get("content_encoding"))) or "identity",
-        [(str(n), str(v)) for n, v in a.get("request_headers") or []],
-        [(str(n), str(v)) for n, v in a.get("response_headers") or []],
-        str(excerpt) if excerpt else None, bool(a.get("reusable")),
-        _int(a.get("connection_legs")) or None,
-        [server_node(c) for c in span.get("children") or []
-         if str(c.get("name") or "").startswith("server.")])
+        timing(span), problem(span.error), a.status is not None, a.protocol,
+        a.http_version or "", a.status, a.reason or "", a.wait_ms, a.send_ms, a.receive_ms,
+        a.wire_bytes_sent, a.wire_bytes_received, a.body_bytes_encoded, a.body_bytes_decoded,
+        ",".join(a.content_encoding) or "identity",
+        [(n, v) for n, v in a.request_headers], [(n, v) for n, v in a.response_headers],
+        a.body_excerpt or None, bool(a.reusable), a.connection_legs or None,
+        [server_node(c) for c in span.children if c.name.startswith("server.")])
 
 
 # -------------------------------------------------------------------------------- leg
@@ -653,16 +606,13 @@ class LegView:
     incomplete: bool             # a step of it failed
 
 
-def leg_view(span: Span) -> LegView:
-    a = attrs(span)
-    kids = span.get("children") or []
-    index = int(a.get("index") or 0)
-    dns, tcp, tls, http = (child(span, n) for n in ("dns", "tcp", "tls", "http"))
+def leg_view(span: SpanDoc) -> LegView:
+    a = facts(span, LegFacts)
+    dns, tcp, tls, http = (span.child(n) for n in ("dns", "tcp", "tls", "http"))
     return LegView(
-        timing(span), problem(span.get("error")), index, index + 1,
-        str(a.get("method") or "GET"), str(a.get("url") or ""),
-        str(a.get("connection") or "new"),
+        timing(span), problem(span.error), a.index, a.index + 1, a.method, a.url,
+        a.connection or "new",
         None if dns is None else dns_view(dns), None if tcp is None else tcp_view(tcp),
         None if tls is None else tls_view(tls), None if http is None else http_view(http),
-        [StepRef(str(c.get("name")), timing(c), problem(c.get("error"))) for c in kids],
-        any(c.get("error") for c in kids))
+        [StepRef(c.name, timing(c), problem(c.error)) for c in span.children],
+        any(c.error is not None for c in span.children))

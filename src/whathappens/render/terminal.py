@@ -45,7 +45,7 @@ from whathappens.render.steps import (
     TlsView,
     UrlView,
 )
-from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view
+from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
 
 BAR = 28
@@ -250,8 +250,8 @@ class Report:
         facts = f"{t.local} → {t.remote}"
         info = t.tcp_info
         if info:
-            facts += (f"  kernel rtt {info['rtt_ms']:.3f} ms ±{info['rttvar_ms']:.3f}, "
-                      f"mss {info['snd_mss']}, cwnd {info['snd_cwnd']}")
+            facts += (f"  kernel rtt {info.rtt_ms:.3f} ms ±{info.rttvar_ms:.3f}, "
+                      f"mss {info.snd_mss}, cwnd {info.snd_cwnd}")
         self.head("TCP", t.timing, t.error, facts)
         if t.show_attempts:
             for a in t.attempts:
@@ -268,9 +268,9 @@ class Report:
             self.detail(f"SYN/SYN-ACK/ACK {t.capture_why}", style="dim")
         end = t.tcp_info_end
         if end:
-            self.detail(f"after the exchange: rtt {end['rtt_ms']:.3f} ms, cwnd "
-                        f"{end['snd_cwnd']}, retransmits {end['total_retrans']}, "
-                        f"segments out/in {end['segs_out']}/{end['segs_in']}", style="dim")
+            self.detail(f"after the exchange: rtt {end.rtt_ms:.3f} ms, cwnd {end.snd_cwnd}, "
+                        f"retransmits {end.total_retrans}, segments out/in "
+                        f"{end.segs_out}/{end.segs_in}", style="dim")
         self.explain_step("tcp")
 
     # ------------------------------------------------------------------- TLS
@@ -430,7 +430,7 @@ def render_terminal(journey: dict[str, Any], out: TextIO, *, explain: bool = Fal
     # The one place journey values enter the report: every string made visible. The lab's
     # query plan ("explain") is the one multi-line text; the report prints it line by line.
     shown = visible_tree(journey, lines=("explain",))
-    Report(journey_view(shown), console, explain).render()
+    Report(journey_view(read(shown)), console, explain).render()
     # rich pads wrapped cells to their column's width; nobody wants those spaces pasted
     for line in buffer.getvalue().splitlines():
         out.write(_TRAILING.sub(r"\1", line) + "\n")

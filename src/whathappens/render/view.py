@@ -18,12 +18,15 @@ out (render/visible.py, html.escape).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from whathappens.analysis.actors import Actor, actors
 from whathappens.analysis.budgets import Verdict, verdicts
+from whathappens.analysis.document import without_analysis
 from whathappens.analysis.summary import Summary, summarize
+from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
+from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.report import LAYER_NOTES
 from whathappens.journey import LAYERS
 from whathappens.render.compare import CompareView, compare_view
@@ -31,15 +34,13 @@ from whathappens.render.format import bracket, ms
 from whathappens.render.steps import (
     LegView,
     Problem,
-    Span,
     Timing,
     UrlView,
-    attrs,
+    facts,
     leg_view,
     problem,
     timing,
     url_view,
-    walk,
 )
 
 # The report's sections, in reading order: (id, title in the navigation).
@@ -175,7 +176,7 @@ def budget_view(v: Verdict) -> BudgetView:
                       guide, v.outcome, rtts, v.mark_ms)
 
 
-def summary_view(doc: dict[str, Any], budgets: list[BudgetView]) -> SummaryView:
+def summary_view(doc: JourneyDoc, budgets: list[BudgetView]) -> SummaryView:
     s = summarize(doc)
     parts: list[str] = []
     if s.status:
@@ -184,45 +185,43 @@ def summary_view(doc: dict[str, Any], budgets: list[BudgetView]) -> SummaryView:
     parts.append(f"{ms(s.total_ms)} total")
     if s.requests > 1:
         parts.append(f"{s.requests} requests")
-    return SummaryView(parts, problem(doc.get("error")), budgets, s)
+    return SummaryView(parts, problem(doc.error), budgets, s)
 
 
-def waterfall(spans: list[Span], budgets: dict[int, BudgetView]) -> list[WaterfallRow]:
+def waterfall(spans: list[SpanDoc], budgets: dict[int, BudgetView]) -> list[WaterfallRow]:
     """Each step and, under a request, its steps; DNS views and HTTP phases one deeper."""
-    def row(label: str, span: Span, depth: int) -> WaterfallRow:
-        return WaterfallRow(label, depth, timing(span), budgets.get(int(span.get("id") or 0)))
+    def row(label: str, span: SpanDoc, depth: int) -> WaterfallRow:
+        return WaterfallRow(label, depth, timing(span), budgets.get(span.id))
 
     rows: list[WaterfallRow] = []
     for s in spans:
-        if s.get("name") != "leg":
-            rows.append(row(str(s.get("name")), s, 0))
+        if s.name != "leg":
+            rows.append(row(s.name, s, 0))
             continue
-        rows.append(row(f"request {int(attrs(s).get('index') or 0) + 1}", s, 0))
-        for c in s.get("children") or []:
-            rows.append(row(str(c.get("name")), c, 1))
-            if c.get("name") in ("dns", "http"):
-                rows += [row(str(v.get("name")).replace("dns.", "DNS "), v, 2)
-                         for v in c.get("children") or []]
+        rows.append(row(f"request {facts(s, LegFacts).index + 1}", s, 0))
+        for c in s.children:
+            rows.append(row(c.name, c, 1))
+            if c.name in ("dns", "http"):
+                rows += [row(v.name.replace("dns.", "DNS "), v, 2) for v in c.children]
     return rows
 
 
-def layer_rows(spans: list[Span]) -> list[LayerRow]:
+def layer_rows(doc: JourneyDoc) -> list[LayerRow]:
     by: dict[str, list[str]] = {}
-    for s in walk(spans):
-        name = str(s.get("name") or "")
-        if s.get("layer") and (name in ("url", "dns", "tcp", "tls", "http", "prepare")
-                               or name.startswith("server.")):
-            names = by.setdefault(str(s["layer"]), [])
-            if name not in names:
-                names.append(name)
+    for s in doc.all_spans():
+        if s.layer and (s.name in ("url", "dns", "tcp", "tls", "http", "prepare")
+                        or s.name.startswith("server.")):
+            names = by.setdefault(s.layer, [])
+            if s.name not in names:
+                names.append(s.name)
     order = list(LAYERS) + [k for k in by if k not in LAYERS]
     return [LayerRow(layer, LAYER_NOTES.get(layer, ""), by.get(layer, [])) for layer in order]
 
 
-def commands(doc: dict[str, Any], url: UrlView | None, legs: list[LegView]) -> list[Command]:
+def commands(doc: JourneyDoc, url: UrlView | None, legs: list[LegView]) -> list[Command]:
     """The same steps with dig, curl and openssl, filled in for this URL."""
     host = url.host if url is not None and url.parsed else ""
-    target = str(doc.get("url") or (url.url if url else ""))
+    target = doc.url or (url.url if url else "")
     port = (url.port if url and url.port else 443 if url and url.scheme == "https" else 80)
     q = shlex.quote
     out: list[Command] = []
@@ -260,36 +259,33 @@ def commands(doc: dict[str, Any], url: UrlView | None, legs: list[LegView]) -> l
     return out
 
 
-def journey_view(doc: dict[str, Any]) -> JourneyView:
+def read(data: Mapping[str, object]) -> JourneyDoc:
+    """A journey's JSON dict as the typed document the view reads."""
+    return read_journey(without_analysis(data))
+
+
+def journey_view(doc: JourneyDoc) -> JourneyView:
     """The whole journey, viewed once for every renderer."""
-    spans: list[Span] = list(doc.get("spans") or [])
-    facts: dict[str, Any] = doc.get("facts") or {}
     budgets = [budget_view(v) for v in verdicts(doc)]
     order: list[UrlView | PrepareView | LegView | OtherStep] = []
-    for s in spans:
-        name = s.get("name")
-        if name == "url":
+    for s in doc.spans:
+        if s.name == "url":
             order.append(url_view(s))
-        elif name == "leg":
+        elif s.name == "leg":
             order.append(leg_view(s))
-        elif name == "prepare":
-            order.append(PrepareView(timing(s), [str(x) for x in attrs(s).get("loaded") or []]))
+        elif s.name == "prepare":
+            order.append(PrepareView(timing(s), list(facts(s, PrepareFacts).loaded)))
         else:
-            order.append(OtherStep(str(name), timing(s), problem(s.get("error"))))
+            order.append(OtherStep(s.name, timing(s), problem(s.error)))
     url = next((x for x in order if isinstance(x, UrlView)), None)
     legs = [x for x in order if isinstance(x, LegView)]
-    total = doc.get("total_ms")
     return JourneyView(
-        url=str(doc.get("url") or ""),
-        clock=str((doc.get("clock") or {}).get("name") or "unknown clock"),
-        total_ms=None if total is None else float(total),
-        exit_code=int(doc.get("exit_code") or 0), redirects=int(facts.get("redirects") or 0),
+        url=doc.url, clock=doc.clock.name or "unknown clock", total_ms=doc.total_ms,
+        exit_code=doc.exit_code, redirects=doc.facts.redirects or 0,
         summary=summary_view(doc, budgets), url_step=url,
         prepare=next((x for x in order if isinstance(x, PrepareView)), None), legs=legs,
-        order=order, compare=compare_view(facts.get("tls_compare")),
-        compare_asked="tls_compare" in facts,
-        findings=[FindingView(str(f.get("severity")), str(f.get("step")), str(f.get("message")))
-                  for f in doc.get("findings") or []],
-        actors=actors(doc), waterfall=waterfall(spans, {b.span_id: b for b in budgets}),
-        layers=layer_rows(spans), commands=commands(doc, url, legs))
-
+        order=order, compare=compare_view(doc.facts.tls_compare),
+        compare_asked=doc.facts.tls_compare is not None,
+        findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
+        actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
+        layers=layer_rows(doc), commands=commands(doc, url, legs))
