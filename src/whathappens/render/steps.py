@@ -162,6 +162,7 @@ class QueryRow:
     qtype: str
     qname: str
     records: str                 # the records, or what came instead (NODATA, an rcode)
+    found: bool                  # records came back
     ttl: int | None
     transport: str | None
     tcp_retry: bool
@@ -257,8 +258,9 @@ def query_row(span: SpanDoc, first_a_ms: float | None = None) -> QueryRow:
     cache = None
     if "cache" in a.purpose and first_a_ms and took is not None:
         cache = CacheCheck(took < first_a_ms / 2, took, first_a_ms)
-    return QueryRow(timing(span), problem(span.error), a.qtype, a.qname, _records(a), a.ttl,
-                    a.transport, bool(a.tcp_retry), a.purpose, list(a.answer), cache)
+    return QueryRow(timing(span), problem(span.error), a.qtype, a.qname, _records(a),
+                    bool(a.records), a.ttl, a.transport, bool(a.tcp_retry), a.purpose,
+                    list(a.answer), cache)
 
 
 def hop_row(span: SpanDoc) -> HopRow:
