@@ -5,8 +5,6 @@ handshake segments. Plain text, written for this project: renderers decide how i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 # The TCP/IP model's layers (RFC 1122), in the words of the report's layer table.
 LAYER_NOTES: dict[str, str] = {
     "application": "what programs say to each other: URL parsing, DNS questions, HTTP "
@@ -20,24 +18,15 @@ LAYERS_INTRO = ("Each step belongs to a layer of the TCP/IP model (RFC 1122); th
                 "recorded on every step of the journey.")
 
 
-@dataclass(frozen=True)
-class RuleNote:
-    """What a rule of thumb says and why (the rule itself: analysis/budgets.py)."""
-
-    label: str
-    guide: str
-    why: str
-
-
-RULE_NOTES: tuple[RuleNote, ...] = (
-    RuleNote("DNS", "< 50 ms", "a resolver that answers from its cache usually replies well "
-                               "within 50 ms; a cold walk from the root can take longer"),
-    RuleNote("TCP", "≈ 1 RTT", "connect() waits for one round trip (SYN → SYN-ACK)"),
-    RuleNote("TLS", "≈ 1 RTT (TLS 1.3), 2 RTT (TLS 1.2)",
-             "plus the time to check signatures on both sides"),
-    RuleNote("TTFB", "< 200 ms",
-             "time to first byte: one round trip plus the server's own work"),
-)
+# Why each rule of thumb is what it is, by the step it judges (the rules themselves, their
+# numbers and verdicts: analysis/budgets.py).
+RULE_WHY: dict[str, str] = {
+    "dns": "a resolver that answers from its cache usually replies well within 50 ms; a cold "
+           "walk from the root can take longer",
+    "tcp": "connect() waits for one round trip (SYN → SYN-ACK)",
+    "tls": "plus the time to check signatures on both sides",
+    "ttfb": "time to first byte: one round trip plus the server's own work",
+}
 RULES_CAVEAT = ("The thin marks and the guide column are rules of thumb, not measurements: "
                 "they say where a healthy step on a good network tends to end. RTT is the "
                 "kernel's own estimate for this connection.")

@@ -18,6 +18,7 @@ from whathappens.render.format import DASH, plural, precise_ms
 from whathappens.render.steps import Message
 
 TITLE = "TLS 1.2 vs 1.3, measured on this host"
+SHORT_TITLE = "TLS 1.2 vs 1.3"
 Tone = Literal["ok", "bad", "warn", ""]
 
 

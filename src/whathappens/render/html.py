@@ -38,7 +38,7 @@ from whathappens.render.steps import (
     TlsView,
     tcp_info_fields,
 )
-from whathappens.render.view import SECTIONS, BudgetView, journey_view, read
+from whathappens.render.view import SECTIONS, BudgetView, journey_view, read, rule_views
 from whathappens.render.visible import escape_json, visible
 
 # No script-src: the page's one <script> is an inert JSON data block, which no policy runs.
@@ -603,7 +603,7 @@ class HtmlReport:
                  "<th scope=\"col\" class=\"guide\">guide</th></tr></thead><tbody>"
                  + "".join(rows) + "</tbody></table></div>")
         notes = "".join(f"<li><strong>{esc(n.label)} {esc(n.guide)}</strong>: {esc(n.why)}</li>"
-                        for n in words.RULE_NOTES)
+                        for n in rule_views())
         return _section(
             "waterfall", "Waterfall",
             f"<p>{esc(words.WATERFALL_INTRO.format(clock=self.v.clock))}</p>" + table

@@ -22,14 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from whathappens.analysis.actors import Actor, actors
-from whathappens.analysis.budgets import Verdict, verdicts
+from whathappens.analysis.budgets import RULES, Verdict, verdicts
 from whathappens.analysis.document import without_analysis
 from whathappens.analysis.summary import Summary, summarize
 from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
-from whathappens.explain.report import LAYER_NOTES
+from whathappens.explain.report import LAYER_NOTES, RULE_WHY
 from whathappens.journey import LAYERS
-from whathappens.render.compare import CompareView, compare_view
+from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
 from whathappens.render.format import bracket, ms
 from whathappens.render.steps import (
     LegView,
@@ -45,7 +45,7 @@ from whathappens.render.steps import (
 
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
-            ("tls", "TLS"), ("tls-compare", "TLS 1.2 vs 1.3"), ("http", "HTTP"),
+            ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
             ("waterfall", "Waterfall"), ("layers", "Layers"), ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
@@ -69,6 +69,24 @@ class BudgetView:
         """``TCP over ≈ 1 RTT (8.4 × RTT)``: the verdict in a few words."""
         more = f" ({self.rtts} × RTT)" if self.rtts else ""
         return f"{self.label} {self.outcome} {self.rule}{more}"
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A rule of thumb as the report explains it: its step, its guide, and why."""
+
+    label: str
+    guide: str
+    why: str
+
+
+def rule_views() -> list[RuleView]:
+    """The rules of analysis/budgets.py, one line per step (TLS's two versions together)."""
+    out: list[RuleView] = []
+    for step, label in BUDGET_LABEL.items():
+        guide = "; ".join(r.guide for r in RULES if r.step == step)
+        out.append(RuleView(label, guide, RULE_WHY.get(step, "")))
+    return out
 
 
 @dataclass(frozen=True)
@@ -143,7 +161,6 @@ class JourneyView:
     legs: list[LegView]
     order: list[UrlView | PrepareView | LegView | OtherStep]  # the top-level steps, in order
     compare: CompareView | None
-    compare_asked: bool          # facts.tls_compare is there (measured or not)
     findings: list[FindingView]
     actors: list[Actor]
     waterfall: list[WaterfallRow]
@@ -285,7 +302,6 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         summary=summary_view(doc, budgets), url_step=url,
         prepare=next((x for x in order if isinstance(x, PrepareView)), None), legs=legs,
         order=order, compare=compare_view(doc.facts.tls_compare),
-        compare_asked=doc.facts.tls_compare is not None,
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs))

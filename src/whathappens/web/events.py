@@ -22,7 +22,7 @@ from whathappens.contract.codec import from_json
 from whathappens.contract.document import SpanDoc, TlsCompare, read_span
 from whathappens.contract.facts import GuardFacts
 from whathappens.explain.texts import STEPS
-from whathappens.render.compare import TITLE, compare_view
+from whathappens.render.compare import SHORT_TITLE, compare_view
 from whathappens.render.format import ms
 from whathappens.render.steps import (
     dns_view,
@@ -161,7 +161,7 @@ def step_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
 def compare_event(result: Mapping[str, object]) -> dict[str, Any]:
     """The TLS 1.2 vs 1.3 comparison as one live step (the report has the whole table)."""
     view = compare_view(from_json(TlsCompare, dict(result)))
-    return _shown({"step": "tls-compare", "title": TITLE.split(",")[0], "leg": None,
+    return _shown({"step": "tls-compare", "title": SHORT_TITLE, "leg": None,
                    "actor": None, "layer": "transport", "start_ms": None, "duration_ms": None,
                    "took": "", "starts": "",
                    "summary": view.summary if view is not None else "not measured",
