@@ -59,6 +59,8 @@ def test_the_demo_journeys_analysis() -> None:
                          ("authoritative", "ns1.example.com.")]
     assert roles[5] == ("server", "www.example.com")
     assert len(roles) == 6  # each name server once, though it answered three questions
+    (cache,) = a["resolver_cache"]  # the first A question, asked again
+    assert (cache["took_ms"], cache["first_ms"], cache["faster"]) == (1.0, 12.666, True)
 
 
 def test_analysis_is_pure_and_ignores_a_previous_analysis() -> None:

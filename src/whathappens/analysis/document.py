@@ -6,7 +6,9 @@ builds it; an ``analysis`` key in it is ignored), a JSON-ready dict out, with th
 
 - ``summary``: how it ended, what it spoke, the time per step summed over requests;
 - ``budgets``: each judged step's verdict against its rule of thumb (analysis/budgets.py);
-- ``actors``: everyone the journey met, with their role (analysis/actors.py).
+- ``actors``: everyone the journey met, with their role (analysis/actors.py);
+- ``resolver_cache``: whether each repeated question came from the resolver's cache
+  (analysis/resolver_cache.py).
 
 :data:`SCHEMA` is its JSON Schema (draft 2020-12), for the journey schema's ``analysis``
 property. The terminal, the HTML report and the live page show these same verdicts: they
@@ -20,6 +22,7 @@ from typing import Any, Literal, TypedDict
 
 from whathappens.analysis.actors import actors
 from whathappens.analysis.budgets import verdicts
+from whathappens.analysis.resolver_cache import cache_checks
 from whathappens.analysis.summary import summarize
 from whathappens.contract.document import JourneyDoc, read_journey
 
@@ -63,10 +66,18 @@ class ActorDoc(TypedDict):
     address: str
 
 
+class CacheCheckDoc(TypedDict):
+    span_id: int
+    took_ms: float
+    first_ms: float
+    faster: bool
+
+
 class AnalysisDoc(TypedDict):
     summary: SummaryDoc
     budgets: list[VerdictDoc]
     actors: list[ActorDoc]
+    resolver_cache: list[CacheCheckDoc]
 
 
 def analyze(data: Mapping[str, object]) -> AnalysisDoc:
@@ -98,7 +109,10 @@ def analyze_journey(journey: JourneyDoc) -> AnalysisDoc:
                for v in verdicts(journey)]
     return AnalysisDoc(summary=summary, budgets=budgets,
                        actors=[ActorDoc(role=a.role, name=a.name, address=a.address)
-                               for a in actors(journey)])
+                               for a in actors(journey)],
+                       resolver_cache=[CacheCheckDoc(span_id=c.span_id, took_ms=c.took_ms,
+                                                     first_ms=c.first_ms, faster=c.faster)
+                                       for c in cache_checks(journey)])
 
 
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -106,7 +120,7 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Analyses of this journey (whathappens.analysis): pure functions of the "
                    "rest of the document, the same verdicts every renderer shows.",
-    "required": ["summary", "budgets", "actors"],
+    "required": ["summary", "budgets", "actors", "resolver_cache"],
     "additionalProperties": False,
     "properties": {
         "summary": {
@@ -154,6 +168,19 @@ SCHEMA: dict[str, Any] = {
                     "rtt_multiple": _NUM_OR_NULL,
                     "outcome": {"enum": ["within", "over", "unknown"]},
                 },
+            },
+        },
+        "resolver_cache": {
+            "type": "array",
+            "description": "The resolver view's repeated question: faster when it took less "
+                           "than half the first A question's time (served from its cache).",
+            "items": {
+                "type": "object",
+                "required": ["span_id", "took_ms", "first_ms", "faster"],
+                "additionalProperties": False,
+                "properties": {"span_id": {"type": "integer"},
+                               "took_ms": {"type": "number"}, "first_ms": {"type": "number"},
+                               "faster": {"type": "boolean"}},
             },
         },
         "actors": {

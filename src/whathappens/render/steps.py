@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 from whathappens.analysis.actors import zone_role
+from whathappens.analysis.resolver_cache import CacheCheck, resolver_checks
 from whathappens.contract.codec import to_json
 from whathappens.contract.document import ErrorDoc, SpanDoc
 from whathappens.contract.facts import Certificate as CertificateFacts
@@ -141,8 +142,9 @@ NOT_FASTER = "not faster: the resolver did not answer from a cache"
 
 
 @dataclass(frozen=True)
-class CacheCheck:
-    """A question asked again: did the resolver answer it from its cache?"""
+class CacheView:
+    """A question asked again: did the resolver answer it from its cache
+    (analysis/resolver_cache.py)?"""
 
     faster: bool
     took_ms: float
@@ -168,7 +170,7 @@ class QueryRow:
     tcp_retry: bool
     purpose: str
     answer: list[str]            # the answer section as received
-    cache: CacheCheck | None = None
+    cache: CacheView | None = None
 
 
 @dataclass(frozen=True)
@@ -249,15 +251,10 @@ def _records(a: DnsQueryFacts) -> str:
     return f"no {a.qtype} record (NODATA)" if rcode == "NOERROR" else rcode
 
 
-def query_row(span: SpanDoc, first_a_ms: float | None = None) -> QueryRow:
-    """A question to the resolver; ``first_a_ms``: the first A question's time, against which
-    the same question asked again is judged (RFC 1034 §5.3.1: a resolver answers from its
-    cache what it learnt, for the record's TTL)."""
+def query_row(span: SpanDoc, check: CacheCheck | None = None) -> QueryRow:
+    """A question to the resolver, and the cache check when it is a repeated one."""
     a = facts(span, DnsQueryFacts)
-    took = span.duration_ms
-    cache = None
-    if "cache" in a.purpose and first_a_ms and took is not None:
-        cache = CacheCheck(took < first_a_ms / 2, took, first_a_ms)
+    cache = None if check is None else CacheView(check.faster, check.took_ms, check.first_ms)
     return QueryRow(timing(span), problem(span.error), a.qtype, a.qname, _records(a),
                     bool(a.records), a.ttl, a.transport, bool(a.tcp_retry), a.purpose,
                     list(a.answer), cache)
@@ -273,13 +270,8 @@ def hop_row(span: SpanDoc) -> HopRow:
 
 
 def _queries(view: SpanDoc) -> list[QueryRow]:
-    rows: list[QueryRow] = []
-    first: float | None = None
-    for q in view.children:
-        rows.append(query_row(q, first))
-        if facts(q, DnsQueryFacts).qtype == "A" and first is None:
-            first = q.duration_ms
-    return rows
+    checks = resolver_checks(view)
+    return [query_row(q, checks.get(q.id)) for q in view.children]
 
 
 def _questions(view: SpanDoc) -> list[WalkQuestion]:
