@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from whathappens.contract.document import TlsCompare, TlsCompareModel, TlsCompareVersion
-from whathappens.render.format import DASH, plural, precise_ms
+from whathappens.render.format import DASH, bracket, plural, precise_ms
 from whathappens.render.steps import Message
 
 TITLE = "TLS 1.2 vs 1.3, measured on this host"
@@ -179,8 +179,7 @@ def compare_view(tc: TlsCompare | None) -> CompareView | None:
         return None
     if not tc.measured:
         return CompareView(False, tc.reason or "")
-    addr = tc.address or ""
-    where = f"[{addr}]:{tc.port}" if ":" in addr else f"{addr}:{tc.port}"
+    where = f"{bracket(tc.address or '')}:{tc.port}"
     rows = [Row(label, [cell(v) for v in tc.versions], brief) for label, brief, cell in ROWS]
     includes = next((v.handshake_includes for v in tc.versions if v.handshake_includes), None)
     return CompareView(True, "", where, tc.server_name or "", tc.rounds or 1, tc.clock or "",

@@ -1,9 +1,11 @@
 """One view of each step of a journey (URL, DNS, TCP, TLS, HTTP, the server inside): what
 every renderer shows about it, worked out once.
 
-Each function takes one span of the journey's document and returns plain frozen dataclasses:
-the values to show, the derived words (which DNS view answered, whether a repeated question
-came from the resolver's cache, a walk hop's role, the NODATA wording), and the rows of the
+Each function takes one span of the typed journey document (``contract.document.SpanDoc``,
+its facts read by attribute, so a renamed fact fails mypy here) and returns plain frozen
+dataclasses: the values to show, the derived words (which DNS view answered, the NODATA
+wording) joined to the analyses (a walk hop's role, whether a repeated question came from the
+resolver's cache: analysis/), and the rows of the
 tables the renderers draw (resolver questions, walk hops, TCP attempts and segments, TLS
 messages and certificates). The terminal, the HTML report and the live page lay these out;
 none of them reads a span's attributes itself. A step can be viewed alone (the live page views

@@ -1,6 +1,7 @@
 """The one view of a journey that every renderer lays out.
 
-``journey_view(doc)`` turns the journey's document into plain frozen dataclasses, in reading
+``journey_view(read(data))`` turns the journey's document (its JSON dict, read into the typed
+``contract.document.JourneyDoc``) into plain frozen dataclasses, in reading
 order: the summary with the budget verdicts (analysis/), the URL, the set-up, each request
 (its DNS, TCP, TLS and HTTP steps: render/steps.py), the TLS 1.2 vs 1.3 comparison
 (render/compare.py), the findings, the actors with their roles, the waterfall, the layers and
