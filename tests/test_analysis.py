@@ -15,7 +15,9 @@ from jsonschema import Draft202012Validator
 
 from whathappens.analysis.actors import zone_role
 from whathappens.analysis.budgets import verdicts
-from whathappens.analysis.document import SCHEMA, analyze
+from whathappens.analysis.document import SCHEMA, analyze, analyze_journey
+from whathappens.analysis.model import Analysis
+from whathappens.contract.codec import from_json
 from whathappens.contract.document import read_journey
 from whathappens.render.html import render_html
 from whathappens.render.terminal import render_terminal
@@ -61,6 +63,12 @@ def test_the_demo_journeys_analysis() -> None:
     assert len(roles) == 6  # each name server once, though it answered three questions
     (cache,) = a["resolver_cache"]  # the first A question, asked again
     assert (cache["took_ms"], cache["first_ms"], cache["faster"]) == (1.0, 12.666, True)
+
+
+def test_the_json_reads_back_into_the_dataclasses() -> None:
+    """What lets the contract carry it typed (``JourneyDoc.analysis: Analysis | None``)."""
+    doc = load()
+    assert from_json(Analysis, analyze(doc)) == analyze_journey(read_journey(doc))
 
 
 def test_analysis_is_pure_and_ignores_a_previous_analysis() -> None:

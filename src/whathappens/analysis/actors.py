@@ -8,8 +8,7 @@ authoritative server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from whathappens.analysis.model import Actor
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import (
     DnsHopFacts,
@@ -18,13 +17,6 @@ from whathappens.contract.facts import (
     TcpFacts,
     UrlFacts,
 )
-
-
-@dataclass(frozen=True)
-class Actor:
-    role: str       # you, resolver, root, TLD, authoritative, server, or a lab tier (edge, lb…)
-    name: str
-    address: str
 
 
 def zone_role(zone: str) -> str:

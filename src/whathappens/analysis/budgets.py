@@ -15,19 +15,17 @@ Pure: the journey's spans in, verdicts out, in the order the journey met the ste
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from whathappens.analysis.model import Outcome, Step, Verdict
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import LegFacts, TcpConnectFacts, TlsFacts
-
-Outcome = Literal["within", "over", "unknown"]
 
 
 @dataclass(frozen=True)
 class Rule:
     """One rule of thumb: a fixed limit in ms, or a number of round trips."""
 
-    step: str                 # dns, tcp, tls, ttfb
+    step: Step
     guide: str                # the rule in words: "< 50 ms", "≈ 1 RTT"
     limit_ms: float | None = None
     round_trips: int | None = None
@@ -41,21 +39,7 @@ TTFB = Rule("ttfb", "< 200 ms", limit_ms=200.0)
 RULES = (DNS, TCP, TLS13, TLS12, TTFB)
 
 # The span each rule judges.
-JUDGED = {"dns": "dns", "tcp": "tcp", "tls": "tls", "http.wait": "ttfb"}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    span_id: int
-    leg: int                  # 0-based request index
-    step: str                 # dns, tcp, tls, ttfb
-    guide: str
-    took_ms: float | None
-    limit_ms: float | None    # how long the rule allows this step, here
-    mark_ms: float | None     # where on the timeline a healthy step would have ended
-    rtt_ms: float | None      # the kernel's RTT the limit was priced with
-    rtt_multiple: float | None  # took / RTT
-    outcome: Outcome
+JUDGED: dict[str, Step] = {"dns": "dns", "tcp": "tcp", "tls": "tls", "http.wait": "ttfb"}
 
 
 def kernel_rtt(tcp: SpanDoc | None) -> float | None:

@@ -9,18 +9,9 @@ server, a miss repeats the same work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from whathappens.analysis.model import CacheCheck
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import DnsQueryFacts
-
-
-@dataclass(frozen=True)
-class CacheCheck:
-    span_id: int              # the repeated question
-    took_ms: float
-    first_ms: float           # the first A question's time
-    faster: bool              # took < first / 2: served from the resolver's cache
 
 
 def repeat_check(span: SpanDoc, first_a_ms: float | None) -> CacheCheck | None:

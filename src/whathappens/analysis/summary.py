@@ -3,37 +3,13 @@ went (each step's time summed over the requests, and the step that took longest)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
+from whathappens.analysis.model import AnalysisSummary, Failure
 from whathappens.contract.document import JourneyDoc
 
 STEPS = ("dns", "tcp", "tls", "http")
 
 
-@dataclass(frozen=True)
-class Failure:
-    step: str
-    message: str
-    exit_code: int
-
-
-@dataclass(frozen=True)
-class Summary:
-    outcome: Literal["ok", "failed"]
-    status: int | None
-    reason: str
-    http_version: str | None
-    tls_version: str | None
-    requests: int
-    redirects: int
-    total_ms: float | None
-    failure: Failure | None
-    time_by_step: dict[str, float] = field(default_factory=dict)
-    slowest_step: str | None = None
-
-
-def summarize(journey: JourneyDoc) -> Summary:
+def summarize(journey: JourneyDoc) -> AnalysisSummary:
     s = journey.facts.summary
     by_step: dict[str, float] = {}
     for leg in (x for x in journey.spans if x.name == "leg"):
@@ -42,7 +18,7 @@ def summarize(journey: JourneyDoc) -> Summary:
                 by_step[span.name] = round(by_step.get(span.name, 0.0) + span.duration_ms, 3)
     err = journey.error
     failure = None if err is None else Failure(err.step, err.message, err.exit_code)
-    return Summary(
+    return AnalysisSummary(
         outcome="ok" if failure is None else "failed",
         status=s.status if s is not None and s.status else None,
         reason=(s.reason if s is not None else None) or "",

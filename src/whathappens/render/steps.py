@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
 from whathappens.analysis.actors import zone_role
-from whathappens.analysis.resolver_cache import CacheCheck, resolver_checks
+from whathappens.analysis.model import CacheCheck
+from whathappens.analysis.resolver_cache import resolver_checks
 from whathappens.contract.codec import to_json
 from whathappens.contract.document import ErrorDoc, SpanDoc
 from whathappens.contract.facts import Certificate as CertificateFacts

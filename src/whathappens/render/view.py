@@ -22,10 +22,11 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from whathappens.analysis.actors import Actor, actors
-from whathappens.analysis.budgets import RULES, Verdict, verdicts
+from whathappens.analysis.actors import actors
+from whathappens.analysis.budgets import RULES, verdicts
 from whathappens.analysis.document import without_analysis
-from whathappens.analysis.summary import Summary, summarize
+from whathappens.analysis.model import Actor, AnalysisSummary, Verdict
+from whathappens.analysis.summary import summarize
 from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
@@ -95,7 +96,7 @@ class SummaryView:
     parts: list[str]             # 200 · HTTP/2 · TLSv1.3 · 94.7 ms total · 2 requests
     failure: Problem | None      # where and why the journey stopped
     budgets: list[BudgetView]
-    analysis: Summary
+    analysis: AnalysisSummary
 
     @property
     def line(self) -> str:
