@@ -95,3 +95,41 @@ def test_the_tls_comparison_is_one_table_for_every_renderer() -> None:
     assert tc.model is not None
     assert tc.model.available
     assert f"measured difference (1.2 − 1.3): {tc.model.measured}" in terminal
+
+
+def server_span(ident: int, kind: str, actor: str, attrs: dict[str, Any],
+                children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"id": ident, "name": f"server.{kind}", "step": "http", "actor": actor,
+            "layer": "application", "start_ms": 93.0, "end_ms": 94.0, "duration_ms": 1.0,
+            "attrs": attrs, "error": None, "children": children or []}
+
+
+def test_the_server_inside_is_one_tree_for_every_renderer() -> None:
+    """The lab's tiers under the HTTP step: the terminal's line per tier and the report's
+    tree come from one view (their log fields ride along in ServerFacts)."""
+    doc = load()
+    leg = next(s for s in doc["spans"] if s["name"] == "leg")
+    http = next(c for c in leg["children"] if c["name"] == "http")
+    sql = server_span(103, "sql", "Django ORM", {
+        "alias": "replica", "sql": "SELECT * FROM pages", "rows": 3,
+        "explain": "Seq Scan on pages\n  Filter: published"})
+    django = server_span(102, "django", "gunicorn app-1", {
+        "view": "home", "status": 200, "pid": 4242, "gunicorn_request_ms": 0.9}, [sql])
+    http["children"].append(server_span(101, "edge", "nginx edge", {
+        "tier": "edge", "cache": "MISS", "status": 200}, [django]))
+    v = journey_view(read(doc))
+    (edge,) = v.legs[0].http.inside if v.legs[0].http else ()
+    assert (edge.kind, edge.facts) == ("edge", "cache MISS  status 200")
+    assert edge.children[0].facts == ("view home  status 200  worker pid 4242  (gunicorn: "
+                                      "0.9 ms)")
+    assert edge.children[0].children[0].plan == "Seq Scan on pages\n  Filter: published"
+    out = io.StringIO()
+    render_terminal(doc, out, color=False, width=160)
+    text = out.getvalue()
+    assert "└ nginx edge  1.00 ms  cache MISS  status 200" in text
+    assert "└ Django ORM  1.00 ms  [replica] SELECT * FROM pages  rows 3" in text
+    assert "    Filter: published" in text  # the plan, line by line
+    page = render_html(doc)
+    assert '<section id="inside"' in page
+    assert "<pre>Seq Scan on pages\n  Filter: published</pre>" in page
+    assert "cache <code>MISS</code>" in page
