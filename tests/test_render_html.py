@@ -1,10 +1,17 @@
 """The self-contained HTML report: every section with the journey's real values, nothing
-that reaches the network, and every journey value escaped (no browser needed here)."""
+that reaches the network, and every journey value escaped (no browser needed here).
+
+The report of tests/data/journey_demo.json is kept as a golden file beside the terminal's
+(tests/data/journey_demo.golden.html). After an intended change, regenerate both with
+``UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_render_html.py
+tests/test_render_terminal.py`` and read the diff: it is what a reader will see.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,6 +22,7 @@ from whathappens.demo.internet import DemoInternet
 from whathappens.render.html import CSP, render_html, script_json
 
 DATA = Path(__file__).parent / "data" / "journey_demo.json"
+GOLDEN = DATA.with_name("journey_demo.golden.html")
 VOID = {"meta", "input", "br", "hr", "img", "link", "source", "wbr", "col", "area", "base"}
 
 
@@ -69,6 +77,23 @@ def parse(page: str) -> Checker:
     assert c.errors == []
     assert c.stack == []
     return c
+
+
+def test_report_matches_golden_file() -> None:
+    page = render_html(load())
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(page, encoding="utf-8")
+    assert page == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_stylesheet_is_the_package_file_inlined_once() -> None:
+    from importlib.resources import files
+
+    css = files("whathappens.render").joinpath("report.css").read_text(encoding="utf-8")
+    page = render_html(load())
+    assert page.count("<style>") == 1
+    assert css.strip() in page
+    assert ".s-dns{background:var(--dns)}" in css  # the waterfall's colours live there
 
 
 def test_every_section_with_the_journeys_values() -> None:

@@ -4,9 +4,10 @@ Each step gets one line — its name, a waterfall bar placed on the journey's ti
 duration and its key facts — and a few indented lines of detail (DNS hops, TLS messages, the
 request and response). Bars are proportional to the monotonic clock since t0, so one can see
 at a glance where the time went. ``--explain`` adds each step's beginner paragraph, the
-advanced facts and what its number includes. Reads only the journey's dict.
+advanced facts and what its number includes. Reads only the journey's view (render/view.py)
+and lays it out: no value is worked out here.
 
-Safety: the report reads a copy of the journey whose every string went through
+Safety: the view is built from a copy of the journey whose every string went through
 :func:`~whathappens.render.visible.visible_tree` (``render_terminal``), so a control character
 the peer sent (ESC, C1, CR, bidi overrides…) is printed as a visible escape, whichever field it
 came in; and the console runs with ``markup=False`` and prints ``Text`` objects, so a peer's
@@ -25,71 +26,76 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from whathappens.explain.report import COMPARE_HANDSHAKE, COMPARE_REST, RULES_SHORT
 from whathappens.explain.texts import STEPS
+from whathappens.render.compare import CompareView
+from whathappens.render.format import ms, plural, size
+from whathappens.render.steps import (
+    DnsSource,
+    DnsView,
+    HopRow,
+    HttpView,
+    LegView,
+    Problem,
+    QueryRow,
+    ServerNode,
+    StepRef,
+    TcpView,
+    Timing,
+    TlsView,
+    UrlView,
+)
+from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
 
 BAR = 28
-Span = dict[str, Any]
 
 STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
               "http": "blue", "redirect": "magenta", "journey": "white"}
-
-
-def _ms(v: float | None) -> str:
-    if v is None:
-        return "—"
-    return f"{v:,.1f} ms" if v >= 10 else f"{v:,.2f} ms"
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "—"
-    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
+HOP_STYLE = {"referral": "", "answer": "green", "nxdomain": "red", "timeout": "red",
+             "servfail": "red", "truncated": "yellow", "cname": "yellow"}
+TONE_STYLE = {"ok": "green", "bad": "red", "warn": "yellow", "": ""}
 
 
 class Report:
-    def __init__(self, journey: dict[str, Any], console: Console, explain: bool) -> None:
-        self.j = journey
+    def __init__(self, view: JourneyView, console: Console, explain: bool) -> None:
+        self.v = view
         self.c = console
         self.explain = explain
-        self.total = max(float(journey.get("total_ms") or 0.0), 0.001)
+        self.total = view.span_ms
 
     # --------------------------------------------------------------- helpers
-    def bar(self, span: Span) -> Text:
-        start = float(span.get("start_ms") or 0.0)
-        end = float(span.get("end_ms") or start)
-        a = round(start / self.total * BAR)
-        b = max(a + 1, round(end / self.total * BAR))
+    def bar(self, t: Timing) -> Text:
+        a = round(t.start_ms / self.total * BAR)
+        b = max(a + 1, round(t.end_ms / self.total * BAR))
         b = min(b, BAR)
         a = min(a, BAR - 1)
-        style = "red" if span.get("error") else STEP_STYLE.get(span.get("step", ""), "white")
-        t = Text("·" * a, style="dim")
-        t.append("█" * (b - a), style=style)
-        t.append("·" * (BAR - b), style="dim")
-        return t
+        style = "red" if t.failed else STEP_STYLE.get(t.step, "white")
+        bar = Text("·" * a, style="dim")
+        bar.append("█" * (b - a), style=style)
+        bar.append("·" * (BAR - b), style="dim")
+        return bar
 
-    def row(self, label: Text, span: Span, facts: Text | str, *, bold: bool = True) -> None:
+    def row(self, label: Text, t: Timing, facts: Text | str, *, bold: bool = True) -> None:
         """label | bar | duration | facts — facts wrap under themselves, not under the bar."""
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True, min_width=13)
         grid.add_column(no_wrap=True)
         grid.add_column(no_wrap=True, justify="right", min_width=10)
         grid.add_column(overflow="fold")
-        grid.add_row(label, self.bar(span),
-                     Text(_ms(span.get("duration_ms")), style="bold" if bold else ""),
+        grid.add_row(label, self.bar(t), Text(ms(t.duration_ms), style="bold" if bold else ""),
                      facts if isinstance(facts, Text) else Text(facts))
         self.c.print(grid)
 
-    def head(self, label: str, span: Span, facts: str) -> None:
-        style = "bold " + STEP_STYLE.get(span.get("step", ""), "")
-        self.row(Text(f" {label:<5}", style=style), span, facts)
-        if span.get("error"):
-            self.fail(span["error"], indent=8)
+    def head(self, label: str, t: Timing, error: Problem | None, facts: str) -> None:
+        self.row(Text(f" {label:<5}", style="bold " + STEP_STYLE.get(t.step, "")), t, facts)
+        if error is not None:
+            self.fail(error)
 
-    def fail(self, err: dict[str, Any], indent: int = 8) -> None:
+    def fail(self, err: Problem, indent: int = 8) -> None:
         t = Text("✗ ", style="bold red")
-        t.append(str(err.get("message")), style="red")
-        t.append(f"  [{err.get('code')}]", style="dim")
+        t.append(err.message, style="red")
+        t.append(f"  [{err.code}]", style="dim")
         self.detail(t, indent=indent)
 
     def detail(self, text: str | Text, indent: int = 8, style: str = "") -> None:
@@ -109,402 +115,304 @@ class Report:
 
     # ----------------------------------------------------------------- steps
     def render(self) -> None:
-        j = self.j
-        self.c.print(Text(f"whathappens {j['url']}", style="bold"))
-        self.c.print(Text(f"clock: {j['clock']['name']}; times in ms since t0; bars show "
+        self.c.print(Text(f"whathappens {self.v.url}", style="bold"))
+        self.c.print(Text(f"clock: {self.v.clock}; times in ms since t0; bars show "
                           "where each step sits on the journey's timeline", style="dim"))
-        for span in j["spans"]:
-            if span["name"] == "url":
-                self.url(span)
-            elif span["name"] == "leg":
-                self.leg(span)
-            elif span["name"] == "prepare":
-                loaded = ", ".join(span["attrs"].get("loaded") or [])
-                self.row(Text(" setup", style="dim"), span,
-                         Text(f"loading {loaded} before the network steps, so their times "
-                              "measure the network", style="dim"), bold=False)
-        self.tls_compare()
+        for step in self.v.order:
+            if isinstance(step, UrlView):
+                self.url(step)
+            elif isinstance(step, LegView):
+                self.leg(step)
+            elif isinstance(step, PrepareView):
+                self.row(Text(" setup", style="dim"), step.timing,
+                         Text(f"loading {', '.join(step.loaded)} before the network steps, so "
+                              "their times measure the network", style="dim"), bold=False)
+            elif isinstance(step, OtherStep):
+                pass  # no line of its own: its time shows on the steps around it
+        if self.v.compare is not None:
+            self.tls_compare(self.v.compare)
         self.findings()
         self.summary()
 
-    def url(self, span: Span) -> None:
-        a = span.get("attrs", {})
+    def url(self, u: UrlView) -> None:
         self.c.print()
-        if "host" not in a:
-            self.head("URL", span, a.get("input", ""))
+        if not u.parsed:
+            self.head("URL", u.timing, u.error, u.input)
             self.explain_step("url")
             return
-        port = f"{a.get('port')} ({'explicit' if a.get('port_explicit') else 'implied'})"
-        self.head("URL", span, f"{a.get('scheme')}://{a.get('host_unicode') or a.get('host')}"
-                  f" · port {port}")
-        parts = [f"scheme {a.get('scheme')}", f"host {a.get('host')}"]
-        if a.get("host_unicode") and a.get("host_unicode") != a.get("host"):
-            parts.append(f"(typed as {a['host_unicode']})")
-        parts += [f"path {a.get('path')}"]
-        if a.get("query") is not None:
-            parts.append(f"query {a['query']}")
-        if a.get("fragment") is not None:
-            parts.append(f"fragment #{a['fragment']} (stays in the browser)")
+        how = "explicit" if u.port_explicit else "implied"
+        self.head("URL", u.timing, u.error, f"{u.origin_line} · port {u.port} ({how})")
+        parts = [f"scheme {u.scheme}", f"host {u.host}"]
+        if u.typed_as:
+            parts.append(f"(typed as {u.typed_as})")
+        parts += [f"path {u.path}"]
+        if u.query is not None:
+            parts.append(f"query {u.query}")
+        if u.fragment is not None:
+            parts.append(f"fragment #{u.fragment} (stays in the browser)")
         self.detail(" · ".join(parts), style="dim")
-        extra = [f"registrable domain {a.get('registrable_domain') or '—'}",
-                 f"public suffix {a.get('public_suffix') or '—'}",
-                 f"HSTS preloaded: {'yes' if a.get('hsts_preloaded') else 'no'}"]
+        extra = [f"registrable domain {u.registrable_domain or '—'}",
+                 f"public suffix {u.public_suffix or '—'}",
+                 f"HSTS preloaded: {'yes' if u.hsts_preloaded else 'no'}"]
         self.detail(" · ".join(extra), style="dim")
         self.explain_step("url")
 
-    def leg(self, leg: Span) -> None:
-        a = leg["attrs"]
+    def leg(self, leg: LegView) -> None:
         self.c.print()
-        title = Text(f"leg {a.get('index', 0) + 1}: {a.get('method')} {a.get('url')}",
-                     style="bold")
-        title.append(f"  ({a.get('connection', '?')} connection)", style="dim")
+        title = Text(f"leg {leg.number}: {leg.method} {leg.url}", style="bold")
+        title.append(f"  ({leg.connection} connection)", style="dim")
         self.c.print(title, overflow="fold")
-        for child in leg["children"]:
-            getattr(self, "step_" + child["name"], self.step_other)(child)
+        for ref in leg.order:
+            if ref.name == "dns" and leg.dns is not None:
+                self.dns(leg.dns)
+            elif ref.name == "tcp" and leg.tcp is not None:
+                self.tcp(leg.tcp)
+            elif ref.name == "tls" and leg.tls is not None:
+                self.tls(leg.tls)
+            elif ref.name == "http" and leg.http is not None:
+                self.http(leg.http)
+            else:
+                self.other(ref)
 
-    def step_other(self, span: Span) -> None:
-        self.head(span["name"].upper(), span, "")
+    def other(self, ref: StepRef) -> None:
+        self.head(ref.name.upper(), ref.timing, ref.error, "")
 
-    def step_dns(self, span: Span) -> None:
-        a = span["attrs"]
-        used = a.get("view_used")
-        facts = f"→ {', '.join(a.get('addresses') or []) or 'no address'}"
-        if used and used != "none":
-            facts += f"  (using the {used} view)"
-        elif a.get("note"):
-            facts += f"  ({a['note']})"
-        self.head("DNS", span, facts)
-        for view in span["children"]:
-            self.dns_view(view, used)
+    # ------------------------------------------------------------------- DNS
+    def dns(self, d: DnsView) -> None:
+        facts = f"→ {d.answer}"
+        if d.view_used and d.view_used != "none":
+            facts += f"  (using the {d.view_used} view)"
+        elif d.note:
+            facts += f"  ({d.note})"
+        self.head("DNS", d.timing, d.error, facts)
+        for source in d.sources:
+            self.dns_source(source)
         self.explain_step("dns")
 
-    def dns_view(self, view: Span, used: str | None) -> None:
-        a = view["attrs"]
-        name = {"dns.system": "system", "dns.resolver": "resolver", "dns.walk": "walk"}.get(
-            view["name"], view["name"])
-        mark = "●" if name == used else "○"
-        label = Text(f"   {mark} {name}", style="bold" if name == used else "")
+    def dns_source(self, s: DnsSource) -> None:
+        label = Text(f"   {'●' if s.used else '○'} {s.kind}", style="bold" if s.used else "")
         line = Text()
-        if view.get("error"):
-            line.append(str(view["error"]["message"]), style="red")
-        elif name == "system":
-            src = "hosts file" if a.get("hosts_file_hit") else "getaddrinfo"
-            line.append(f"{src} → {', '.join(a.get('addresses') or [])}")
-        elif name == "resolver":
-            line.append(f"{view['actor']} → {', '.join(a.get('addresses') or [])}")
+        answer = ", ".join(s.addresses)
+        if s.error is not None:
+            line.append(s.error.message, style="red")
+        elif s.kind == "system":
+            line.append(f"{'hosts file' if s.hosts_file else 'getaddrinfo'} → {answer}")
+        elif s.kind == "resolver":
+            line.append(f"{s.actor} → {answer}")
         else:
-            line.append(f"from {a.get('root_hints')} → {', '.join(a.get('addresses') or [])}")
-        self.row(label, view, line, bold=False)
-        if name == "resolver":
-            first: float | None = None
-            for q in view["children"]:
-                self.resolver_query(q, first)
-                if q["attrs"].get("qtype") == "A" and first is None:
-                    first = q.get("duration_ms")
-        elif name == "walk":
-            for question in view["children"]:
-                qa = question["attrs"]
-                self.detail(Text(f"{qa.get('qtype')} {qa.get('qname')}: {qa.get('outcome')} "
-                                 f"{' '.join(qa.get('records') or [])}", style="bold"),
-                            indent=12)
-                for hop in question["children"]:
-                    self.walk_hop(hop)
-        if name == "resolver" and a.get("cname_chain"):
-            self.detail("CNAME chain: " + " ; ".join(a["cname_chain"]), indent=12)
+            line.append(f"from {s.root_hints} → {answer}")
+        self.row(label, s.timing, line, bold=False)
+        for q in s.queries:
+            self.resolver_query(q)
+        for question in s.questions:
+            self.detail(Text(f"{question.qtype} {question.qname}: {question.outcome} "
+                             f"{' '.join(question.records)}", style="bold"), indent=12)
+            for hop in question.hops:
+                self.walk_hop(hop)
+        if s.kind == "resolver" and s.cname_chain:
+            self.detail("CNAME chain: " + " ; ".join(s.cname_chain), indent=12)
 
-    def resolver_query(self, q: Span, first_a_ms: float | None) -> None:
-        a = q["attrs"]
-        t = Text(f"{a.get('qtype', ''):<6}", style="bold")
-        t.append(f"{_ms(q.get('duration_ms')):>10}  ")
-        if q.get("error"):
-            t.append(q["error"]["message"], style="red")
+    def resolver_query(self, q: QueryRow) -> None:
+        t = Text(f"{q.qtype:<6}", style="bold")
+        t.append(f"{ms(q.timing.duration_ms):>10}  ")
+        if q.error is not None:
+            t.append(q.error.message, style="red")
         else:
-            recs = ", ".join(a.get("records") or [])
-            if not recs:
-                rcode = a.get("rcode", "")
-                recs = (f"no {a.get('qtype')} record (NODATA)" if rcode == "NOERROR"
-                        else str(rcode))
-            t.append(f"{recs}")
-            if a.get("ttl") is not None:
-                t.append(f"  TTL {a['ttl']}", style="dim")
-            if a.get("tcp_retry"):
+            t.append(q.records)
+            if q.ttl is not None:
+                t.append(f"  TTL {q.ttl}", style="dim")
+            if q.tcp_retry:
                 t.append("  (truncated, retried over TCP)", style="yellow")
-            took = q.get("duration_ms")
-            if "cache" in str(a.get("purpose", "")) and first_a_ms and took is not None:
-                verdict = ("faster: served from the resolver's cache" if took < first_a_ms / 2
-                           else "not faster: the resolver did not answer from a cache")
-                t.append(f"  ← asked again: {verdict} ({_ms(took)} vs {_ms(first_a_ms)})",
-                         style="dim")
+            if q.cache is not None:
+                t.append(f"  ← asked again: {q.cache.verdict} ({ms(q.cache.took_ms)} vs "
+                         f"{ms(q.cache.first_ms)})", style="dim")
         self.detail(t, indent=12)
 
-    def walk_hop(self, hop: Span) -> None:
-        a = hop["attrs"]
-        indent = 14 + 2 * int(a.get("depth") or 0)
-        t = Text(f"{hop['actor']:<34}", style="cyan")
-        t.append(f"{_ms(hop.get('duration_ms')):>10}  ")
-        kind = a.get("kind", "")
-        style = {"referral": "", "answer": "green", "nxdomain": "red", "timeout": "red",
-                 "servfail": "red", "truncated": "yellow", "cname": "yellow"}.get(kind, "")
-        t.append(kind, style=style or "bold")
-        if kind == "referral":
-            glue = "with glue" if a.get("glue") else "no glue"
-            t.append(f" to {a.get('referral_zone')} ({len(a.get('referral_ns') or [])} NS, "
-                     f"{glue})")
-        elif kind in ("answer", "cname"):
-            t.append(f" {'; '.join((a.get('answers') or [])[:3])}")
-        elif a.get("note"):
-            t.append(f" {a['note']}", style="dim")
-        if a.get("transport") == "tcp":
+    def walk_hop(self, hop: HopRow) -> None:
+        t = Text(f"{hop.actor:<34}", style="cyan")
+        t.append(f"{ms(hop.timing.duration_ms):>10}  ")
+        t.append(hop.kind, style=HOP_STYLE.get(hop.kind, "") or "bold")
+        if hop.kind == "referral":
+            glue = "with glue" if hop.glue else "no glue"
+            t.append(f" to {hop.referral_zone} ({len(hop.referral_ns)} NS, {glue})")
+        elif hop.kind in ("answer", "cname"):
+            t.append(f" {'; '.join(hop.answers[:3])}")
+        elif hop.note:
+            t.append(f" {hop.note}", style="dim")
+        if hop.transport == "tcp":
             t.append(" [TCP]", style="yellow")
-        if a.get("depth"):
-            t.append(f"  (resolving NS name {a.get('qname')})", style="dim")
-        self.detail(t, indent=indent)
+        if hop.depth:
+            t.append(f"  (resolving NS name {hop.qname})", style="dim")
+        self.detail(t, indent=14 + 2 * hop.depth)
 
-    def step_tcp(self, span: Span) -> None:
-        a = span["attrs"]
-        facts = f"{a.get('local', '')} → {a.get('remote', '')}"
-        info = next((c["attrs"].get("tcp_info") for c in span["children"]
-                     if c["attrs"].get("outcome") == "connected"), None)
+    # ------------------------------------------------------------------- TCP
+    def tcp(self, t: TcpView) -> None:
+        facts = f"{t.local} → {t.remote}"
+        info = t.tcp_info
         if info:
-            facts += (f"  kernel rtt {info['rtt_ms']:.3f} ms ±{info['rttvar_ms']:.3f}, "
-                      f"mss {info['snd_mss']}, cwnd {info['snd_cwnd']}")
-        self.head("TCP", span, facts)
-        if len(span["children"]) > 1 or a.get("happy_eyeballs"):
-            for c in span["children"]:
-                ca = c["attrs"]
-                self.detail(f"{ca.get('family')} {ca.get('address')}: {ca.get('outcome')} "
-                            f"after {_ms(c.get('duration_ms'))}", style="dim")
-        for seg in a.get("handshake_segments") or a.get("segments_seen") or []:
-            ack = "" if seg.get("ack") is None else f" ack {seg['ack']}"
-            opts = seg.get("options") or {}
-            extra = ", ".join(f"{k} {v}" for k, v in opts.items()
-                              if k in ("mss", "window_scale"))
-            self.detail(f"{seg.get('segment', ''):<7} {seg.get('from')} → {seg.get('to')}  "
-                        f"seq {seg.get('seq')}{ack}  win {seg.get('window')}"
-                        + (f"  {extra}" if extra else "")
-                        + (f"  at {seg['t_ms']:.3f} ms" if seg.get("t_ms") is not None
-                           else ""), style="dim")
-        capture = a.get("capture") or {}
-        if capture and not capture.get("captured"):
-            self.detail(f"SYN/SYN-ACK/ACK {capture.get('why')}", style="dim")
-        end = a.get("tcp_info_end")
+            facts += (f"  kernel rtt {info.rtt_ms:.3f} ms ±{info.rttvar_ms:.3f}, "
+                      f"mss {info.snd_mss}, cwnd {info.snd_cwnd}")
+        self.head("TCP", t.timing, t.error, facts)
+        if t.show_attempts:
+            for a in t.attempts:
+                self.detail(f"{a.family} {a.address}: {a.outcome} after {ms(a.duration_ms)}",
+                            style="dim")
+        for seg in t.segments:
+            ack = "" if seg.ack is None else f" ack {seg.ack}"
+            extra = seg.size_options
+            self.detail(f"{seg.name:<7} {seg.source} → {seg.dest}  seq {seg.seq}{ack}  "
+                        f"win {seg.window}" + (f"  {extra}" if extra else "")
+                        + (f"  at {seg.t_ms:.3f} ms" if seg.t_ms is not None else ""),
+                        style="dim")
+        if t.captured is False:
+            self.detail(f"SYN/SYN-ACK/ACK {t.capture_why}", style="dim")
+        end = t.tcp_info_end
         if end:
-            self.detail(f"after the exchange: rtt {end['rtt_ms']:.3f} ms, cwnd "
-                        f"{end['snd_cwnd']}, retransmits {end['total_retrans']}, "
-                        f"segments out/in {end['segs_out']}/{end['segs_in']}", style="dim")
+            self.detail(f"after the exchange: rtt {end.rtt_ms:.3f} ms, cwnd {end.snd_cwnd}, "
+                        f"retransmits {end.total_retrans}, segments out/in "
+                        f"{end.segs_out}/{end.segs_in}", style="dim")
         self.explain_step("tcp")
 
-    def step_tls(self, span: Span) -> None:
-        a = span["attrs"]
-        facts = " ".join(str(x) for x in (a.get("version"), a.get("cipher"), a.get("group"))
-                         if x)
-        if a.get("alpn"):
-            facts += f"  ALPN {a['alpn']}"
-        if a.get("sni"):
-            facts += f"  SNI {a['sni']}"
-        if a.get("session_reused"):
+    # ------------------------------------------------------------------- TLS
+    def tls(self, t: TlsView) -> None:
+        facts = " ".join(x for x in (t.version, t.cipher, t.group) if x)
+        if t.alpn:
+            facts += f"  ALPN {t.alpn}"
+        if t.sni:
+            facts += f"  SNI {t.sni}"
+        if t.resumed:
             facts += "  (resumed)"
-        self.head("TLS", span, facts)
-        msgs = a.get("messages") or []
-        if msgs:
+        self.head("TLS", t.timing, t.error, facts)
+        if t.messages:
             self.detail(Text("handshake (→ sent, ← received; ms since t0):", style="dim"))
-            for i in range(0, len(msgs), 3):
+            for i in range(0, len(t.messages), 3):
                 seq = Text()
-                for m in msgs[i:i + 3]:
-                    arrow = "→" if m.get("direction") == "sent" else "←"
-                    seq.append(f"{arrow} {m.get('type')} ",
-                               style="yellow" if arrow == "→" else "")
-                    if m.get("t_ms") is not None:
-                        seq.append(f"{m['t_ms']:.2f}", style="dim")
+                for m in t.messages[i:i + 3]:
+                    seq.append(f"{m.arrow} {m.type} ", style="yellow" if m.sent else "")
+                    if m.t_ms is not None:
+                        seq.append(f"{m.t_ms:.2f}", style="dim")
                     seq.append("   ")
                 self.detail(seq)
-        for i, cert in enumerate(a.get("chain") or []):
-            who = cert.get("subject_cn") or cert.get("subject")
-            line = Text(f"{'leaf' if i == 0 else 'CA  '} {who}", style="bold" if i == 0 else "")
-            if cert.get("unreadable"):
-                line.append(f"  {cert['unreadable']}", style="red")
-                self.detail(line)
-                continue
-            line.append(f"  issued by {cert.get('issuer_cn') or cert.get('issuer')}", style="dim")
-            line.append(f"  {cert.get('key')}, {cert.get('signature_algorithm')}, valid until "
-                        f"{str(cert.get('not_after'))[:10]} ({cert.get('days_left')} days)",
-                        style="dim")
-            sans = list(cert.get("san_dns") or []) + list(cert.get("san_ip") or [])
-            if i == 0 and sans:
-                more = f" +{len(sans) - 4}" if len(sans) > 4 else ""
-                line.append(f"  SANs {', '.join(str(s) for s in sans[:4])}{more}", style="dim")
-            if i == 0 and cert.get("sct_count"):
-                line.append(f"  {cert['sct_count']} SCTs", style="dim")
-            self.detail(line)
-        v = a.get("chain_verification")
-        if v:
-            style = "green" if v.get("ok") else "red"
-            self.detail(Text(f"verification: {v.get('reason')} (by {v.get('by')})",
-                             style=style))
+        self.chain(t)
+        if t.verified is not None:
+            self.detail(Text(f"verification: {t.verification} (by {t.verified_by})",
+                             style="green" if t.verified else "red"))
         self.explain_step("tls")
 
-    def step_http(self, span: Span) -> None:
-        a = span["attrs"]
-        if "status" not in a:
-            self.head("HTTP", span, a.get("protocol", ""))
+    def chain(self, t: TlsView) -> None:
+        for cert in t.chain:
+            line = Text(f"{'leaf' if cert.leaf else 'CA  '} {cert.who}",
+                        style="bold" if cert.leaf else "")
+            if cert.unreadable:
+                line.append(f"  {cert.unreadable}", style="red")
+                self.detail(line)
+                continue
+            line.append(f"  issued by {cert.issuer}", style="dim")
+            line.append(f"  {cert.key}, {cert.signature_algorithm}, valid until "
+                        f"{cert.not_after} ({cert.days_left} days)", style="dim")
+            if cert.leaf and cert.names:
+                more = f" +{len(cert.names) - 4}" if len(cert.names) > 4 else ""
+                line.append(f"  SANs {', '.join(cert.names[:4])}{more}", style="dim")
+            if cert.leaf and cert.sct_count:
+                line.append(f"  {cert.sct_count} SCTs", style="dim")
+            self.detail(line)
+
+    # ------------------------------------------------------------------ HTTP
+    def http(self, h: HttpView) -> None:
+        if not h.answered:
+            self.head("HTTP", h.timing, h.error, h.protocol)
             self.explain_step("http")
             return
-        enc = ",".join(a.get("content_encoding") or []) or "identity"
-        facts = (f"{a.get('http_version')} {a.get('status')} {a.get('reason') or ''}  "
-                 f"TTFB {_ms(a.get('wait_ms'))}  download {_ms(a.get('receive_ms'))}  "
-                 f"{_bytes(a.get('wire_bytes_received'))} on the wire, "
-                 f"{_bytes(a.get('body_bytes_decoded'))} decoded ({enc})")
-        self.head("HTTP", span, facts)
-        req = a.get("request_headers") or []
-        for name, value in req:
+        facts = (f"{h.http_version} {h.status} {h.reason}  TTFB {ms(h.wait_ms)}  "
+                 f"download {ms(h.receive_ms)}  {size(h.wire_received)} on the wire, "
+                 f"{size(h.body_decoded)} decoded ({h.encoding})")
+        self.head("HTTP", h.timing, h.error, facts)
+        for name, value in h.request_headers:
             self.detail(Text(f"> {name}: {value}", style="dim"))
-        for name, value in (a.get("response_headers") or [])[:14]:
+        for name, value in h.response_headers[:14]:
             self.detail(Text(f"< {name}: {value}", style="dim"))
-        inside = [c for c in span["children"] if c["name"].startswith("server.")]
-        if inside:
+        if h.inside:
             self.detail(Text("inside (from the lab's own logs, same clock):", style="bold"))
-            for child in inside:
-                self.server_tree(child, 10)
+            for node in h.inside:
+                self.server_tree(node, 10)
         self.explain_step("http")
 
-    def server_tree(self, span: Span, indent: int) -> None:
-        a = span["attrs"]
-        kind = span["name"].removeprefix("server.")
-        facts = {
-            "edge": lambda: f"cache {a.get('cache', '-')}  status {a.get('status')}",
-            "lb": lambda: f"{a.get('algorithm')} → {a.get('server')}  queue {a.get('Tw')} ms, "
-                          f"connect {a.get('Tc')} ms, response {a.get('Tr')} ms",
-            "app": lambda: f"micro-cache {a.get('cache', '-')}  upstream "
-                           f"{a.get('upstream_response_time', '-')} s",
-            "django": lambda: f"view {a.get('view')}  status {a.get('status')}  "
-                              f"worker pid {a.get('pid')}"
-                              + (f"  (gunicorn: {a['gunicorn_request_ms']} ms)"
-                                 if "gunicorn_request_ms" in a else ""),
-            "sql": lambda: f"[{a.get('alias')}] {str(a.get('sql', ''))[:90]}  "
-                           f"rows {a.get('rows')}",
-            "redis": lambda: f"{a.get('command', '')} {a.get('result', '')}",
-            "postgres": lambda: f"statement {a.get('duration_ms')} ms by PostgreSQL's clock",
-        }.get(kind, lambda: "")()
-        t = Text(f"└ {span['actor']}", style="cyan")
-        t.append(f"  {_ms(span.get('duration_ms'))}", style="bold")
-        t.append(f"  {facts}", style="dim")
+    def server_tree(self, node: ServerNode, indent: int) -> None:
+        t = Text(f"└ {node.actor}", style="cyan")
+        t.append(f"  {ms(node.duration_ms)}", style="bold")
+        t.append(f"  {node.facts}", style="dim")
         self.detail(t, indent=indent)
-        if a.get("explain"):
-            for line in str(a["explain"]).splitlines()[:4]:
-                self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
-        for child in span["children"]:
-            self.server_tree(child, indent + 2)
+        for line in (node.plan or "").splitlines()[:4]:
+            self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
+        for kid in node.children:
+            self.server_tree(kid, indent + 2)
 
-    def tls_compare(self) -> None:
+    # ------------------------------------------------------ TLS 1.2 vs 1.3
+    def tls_compare(self, tc: CompareView) -> None:
         """--compare-tls: two more handshakes after the journey, side by side."""
-        tc = (self.j.get("facts") or {}).get("tls_compare")
-        if not tc:
-            return
         self.c.print()
         title = Text("TLS 1.2 vs 1.3, measured on this host", style="bold yellow")
-        if not tc.get("measured"):
-            title.append(f"  not measured: {tc.get('reason')}", style="dim")
+        if not tc.measured:
+            title.append(f"  not measured: {tc.reason}", style="dim")
             self.c.print(title, overflow="fold")
             return
-        addr = str(tc.get("address") or "")
-        where = f"[{addr}]" if ":" in addr else addr
-        title.append(f"  (more connections to {where}:{tc.get('port')} after the journey, one "
-                     f"after the other, {tc.get('rounds', 1)} round(s); no session resumed)",
-                     style="dim")
+        title.append(f"  (more connections to {tc.where} after the journey, one after the "
+                     f"other, {tc.rounds} round(s); no session resumed)", style="dim")
         self.c.print(title, overflow="fold")
-        versions = list(tc.get("versions") or [])
-
-        def num(v: object, unit: str = " ms") -> str:
-            if v is None:
-                return "—"
-            if unit != " ms":
-                return f"{v}{unit}"
-            f = float(v)  # type: ignore[arg-type]
-            return f"{f:.3f} ms" if f < 1 else _ms(f)  # kernel RTTs are in µs
-
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, style="dim")
-        for _ in versions:
+        for _ in tc.versions:
             grid.add_column(overflow="fold")
-        rows: list[tuple[str, list[str]]] = [
-            ("", [f"TLS {v.get('version')}" for v in versions]),
-            ("accepted", ["yes" if v.get("accepted") else "no" if v.get("accepted") is False
-                          else "unknown" for v in versions]),
-            ("TCP connect", [num(v.get("tcp_connect_ms")) for v in versions]),
-            ("handshake", [num(v.get("handshake_ms")) + (
-                f" (median of {v['median_of']})" if (v.get("median_of") or 0) > 1 else "")
-                for v in versions]),
-            ("round trips", [num(v.get("round_trips"), "") for v in versions]),
-            ("each waited", [" + ".join(num(w) for w in v.get("waits_ms") or []) or "—"
-                             for v in versions]),
-            ("kernel RTT", [num(v.get("kernel_rtt_ms")) for v in versions]),
-            ("cipher", [str(v.get("cipher") or "—") for v in versions]),
-            ("group", [str(v.get("group") or "—") for v in versions]),
-        ]
-        for label, cells in rows:
-            grid.add_row(label, *[Text(c, style="bold" if not label else "") for c in cells])
+        grid.add_row("", *[Text(h, style="bold") for h in tc.head])
+        for row in (r for r in tc.rows if r.brief):
+            grid.add_row(row.label, *[Text(c.text + (f" {c.note}" if c.note else ""),
+                                           style=TONE_STYLE[c.tone]) for c in row.cells])
         self.c.print(Padding(grid, (0, 0, 0, 8), expand=False))
-        self.detail(Text("handshake = ClientHello written → handshake complete on our side "
-                         "(round trips + both sides' crypto); TCP connect not included",
-                         style="dim"))
-        for v in versions:
-            if v.get("outcome") != "measured":
-                self.detail(Text(str(v.get("plain")),
-                                 style="yellow" if v.get("outcome") == "refused" else "red"))
+        self.detail(Text(COMPARE_HANDSHAKE, style="dim"))
+        for v in tc.versions:
+            if not v.measured:
+                self.detail(Text(v.plain, style=TONE_STYLE[v.tone]))
                 continue
-            seq = Text(f"TLS {v.get('version')}: ", style="bold")
-            for i, f in enumerate(v.get("flights") or []):
-                arrow = "→" if f.get("from") == "client" else "←"
+            seq = Text(f"TLS {v.version}: ", style="bold")
+            for i, f in enumerate(v.flights):
                 if i:
                     seq.append(" | ", style="dim")
-                seq.append(f"{arrow} {', '.join(f.get('messages') or [])}",
-                           style="yellow" if arrow == "→" else "")
-                hello = next((m for m in v.get("messages") or []
-                              if m.get("type") == "client_hello"), None)
-                if hello is not None and f.get("t_ms") is not None:
-                    seq.append(f" +{float(f['t_ms']) - float(hello['t_ms']):.2f}", style="dim")
+                seq.append(f"{f.arrow} {', '.join(f.messages)}",
+                           style="yellow" if f.sent else "")
+                if f.since_hello_ms is not None:
+                    seq.append(f" +{f.since_hello_ms:.2f}", style="dim")
             self.detail(seq)
-        m = tc.get("model") or {}
-        if m.get("available"):
-            d = int(m.get("round_trip_difference") or 0)
+        m = tc.model
+        if m is not None and m.available:
             self.detail(Text(
-                f"modelled, not measured: {d} round trip{'s' if abs(d) != 1 else ''} × "
-                f"kernel RTT {num(m.get('rtt_ms'))} = {num(m.get('expected_difference_ms'))}"
-                f"  ·  measured difference (1.2 − 1.3): {num(m.get('measured_difference_ms'))}"
-                f"; the rest is work (crypto, the server's and our scheduling), not the wire",
-                style="dim"))
+                f"modelled, not measured: {plural(m.round_trips, 'round trip')} × kernel RTT "
+                f"{m.rtt} = {m.expected}  ·  measured difference (1.2 − 1.3): {m.measured}; "
+                f"{COMPARE_REST}", style="dim"))
 
+    # ------------------------------------------------------------ the end
     def findings(self) -> None:
-        items = self.j.get("findings") or []
-        if not items:
+        if not self.v.findings:
             return
         self.c.print()
         self.c.print(Text("Findings", style="bold"))
-        for f in items:
-            style = {"error": "red", "warning": "yellow"}.get(f["severity"], "dim")
-            mark = {"error": "✗", "warning": "!"}.get(f["severity"], "·")
-            self.c.print(Padding(Text(f"{mark} [{f['step']}] {f['message']}", style=style),
+        for f in self.v.findings:
+            style = {"error": "red", "warning": "yellow"}.get(f.severity, "dim")
+            self.c.print(Padding(Text(f"{f.mark} [{f.step}] {f.message}", style=style),
                                  (0, 0, 0, 2), expand=False), overflow="fold")
 
     def summary(self) -> None:
-        s = self.j.get("facts", {}).get("summary", {})
-        err = self.j.get("error")
+        s = self.v.summary
         self.c.print()
-        parts = []
-        if s.get("status"):
-            parts.append(f"{s['status']} {s.get('reason') or ''}".strip())
-        if s.get("http_version"):
-            parts.append(str(s["http_version"]))
-        if s.get("tls_version"):
-            parts.append(str(s["tls_version"]))
-        parts.append(f"{_ms(self.j.get('total_ms'))} total")
-        if s.get("legs", 0) > 1:
-            parts.append(f"{s['legs']} requests")
-        line = Text(" · ".join(parts), style="bold green" if err is None else "bold")
+        for leg in sorted({b.leg for b in s.budgets}):
+            items = " · ".join(b.item for b in s.budgets if b.leg == leg)
+            which = f", request {leg}" if len(self.v.legs) > 1 else ""
+            self.c.print(Text(f"{RULES_SHORT}{which}: {items}", style="dim"), overflow="fold")
+        err = s.failure
+        line = Text(s.line, style="bold green" if err is None else "bold")
         if err is not None:
-            line = Text(f"failed at {err['step']}: ", style="bold red") + \
-                Text(str(err["message"]), style="red") + \
-                Text(f"  (exit {err['exit_code']})  ", style="dim") + line
+            line = Text(f"failed at {err.step}: ", style="bold red") + \
+                Text(err.message, style="red") + \
+                Text(f"  (exit {err.exit_code})  ", style="dim") + line
         self.c.print(line, overflow="fold")
 
 
@@ -522,7 +430,7 @@ def render_terminal(journey: dict[str, Any], out: TextIO, *, explain: bool = Fal
     # The one place journey values enter the report: every string made visible. The lab's
     # query plan ("explain") is the one multi-line text; the report prints it line by line.
     shown = visible_tree(journey, lines=("explain",))
-    Report(shown, console, explain).render()
+    Report(journey_view(read(shown)), console, explain).render()
     # rich pads wrapped cells to their column's width; nobody wants those spaces pasted
     for line in buffer.getvalue().splitlines():
         out.write(_TRAILING.sub(r"\1", line) + "\n")

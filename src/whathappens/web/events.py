@@ -1,7 +1,10 @@
 """What the live page is told as a journey runs: one small event per finished step.
 
-Pure: a finished span (``Span.to_dict()``) becomes a JSON-ready event with a one-line summary
-in plain words. The page shows events with ``textContent`` only, so no HTML escaping is needed
+Pure: a finished span (``Span.to_dict()``) is read into the typed contract and viewed like
+every report views it (render/steps.py), then laid out as a JSON-ready event: a one-line
+summary in plain words, its time already written ("12.7 ms", render/format.py), and the
+budget verdict when the span alone decides it (analysis/budgets.py, the same verdict the
+reports show). The page shows events with ``textContent`` only, so no HTML escaping is needed
 here; but text is still text to a reader, so every string of an event goes through
 :func:`~whathappens.render.visible.visible_tree` on its way out (:func:`_shown`): a control
 character or a bidi override from the peer is shown as ``\\x1b`` / ``\\u202e``, as in the
@@ -11,8 +14,28 @@ that follows the last step is the HTML renderer's, escaped there.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from whathappens.analysis.budgets import judge, kernel_rtt
+from whathappens.contract.codec import from_json
+from whathappens.contract.document import SpanDoc, TlsCompare, read_span
+from whathappens.contract.facts import GuardFacts
+from whathappens.explain.texts import STEPS
+from whathappens.render.compare import SHORT_TITLE, compare_view
+from whathappens.render.format import ms
+from whathappens.render.steps import (
+    dns_view,
+    facts,
+    hop_row,
+    http_view,
+    leg_view,
+    query_row,
+    tcp_view,
+    tls_view,
+    url_view,
+)
+from whathappens.render.view import budget_view
 from whathappens.render.visible import visible_tree
 
 # The spans the page shows as they end, in the order a journey meets them.
@@ -31,128 +54,148 @@ def _shown(event: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _ms(v: object) -> str:
-    return f"{float(v):.2f} ms" if isinstance(v, (int, float)) else "—"
+# --------------------------------------------------------------------- one line per step
+def _url(span: SpanDoc) -> str:
+    u = url_view(span)
+    return f"{u.scheme}://{u.host} port {u.port}, path {u.request_target or '/'}"
 
 
-def _rtt(tcp: dict[str, Any]) -> str:
-    for child in tcp.get("children", []):
-        info = (child.get("attrs") or {}).get("tcp_info") or {}
-        if info.get("rtt_ms") is not None:
-            return f", kernel RTT {float(info['rtt_ms']):.3f} ms"
+def _dns(span: SpanDoc) -> str:
+    d = dns_view(span)
+    return f"{d.host} → {d.answer} ({d.used_words})"
+
+
+def _guard(span: SpanDoc) -> str:
+    allowed = ", ".join(facts(span, GuardFacts).allowed) or "none"
+    return f"private or reserved addresses skipped; allowed: {allowed}"
+
+
+def _tcp(span: SpanDoc) -> str:
+    t = tcp_view(span)
+    text = f"connected from {t.local} to {t.remote}" if t.local and t.remote else "connected"
+    if len(t.segments) == 3:
+        syn, synack, ack = t.segments
+        text += (f"; SYN seq {syn.seq}, SYN-ACK seq {synack.seq} ack {synack.ack}, ACK ack "
+                 f"{ack.ack}")
+    if t.tcp_info is not None:
+        text += f", kernel RTT {t.tcp_info.rtt_ms:.3f} ms"
+    return text
+
+
+def _tls(span: SpanDoc) -> str:
+    t = tls_view(span)
+    parts = [x for x in (t.version, t.cipher, t.group) if x]
+    if t.alpn:
+        parts.append(f"ALPN {t.alpn}")
+    if t.resumed:
+        parts.append("session resumed")
+    return " · ".join(parts) or "handshake done"
+
+
+def _http(span: SpanDoc) -> str:
+    h = http_view(span)
+    body = f", {h.body_encoded:,} body bytes" if h.body_encoded is not None else ""
+    status = "" if h.status is None else h.status
+    return (f"{status} {h.reason} over {h.http_version or h.protocol or 'HTTP'}{body}, "
+            f"first byte after {ms(h.wait_ms)}").replace("  ", " ")
+
+
+def _leg(span: SpanDoc) -> str:
+    leg = leg_view(span)
+    if leg.incomplete:
+        return f"{leg.method} {leg.url} did not complete"
+    conn = "a reused connection" if leg.connection == "reused" else "a new connection"
+    return f"{leg.method} {leg.url} on {conn}"
+
+
+SUMMARY = {"url": _url, "dns": _dns, "guard": _guard, "tcp": _tcp, "tls": _tls,
+           "http": _http, "leg": _leg}
+
+
+def summary(span: Mapping[str, object]) -> str:
+    """One line about a finished step, from its measured facts only."""
+    doc = read_span(span)
+    if doc.error is not None:
+        return doc.error.message or "failed"
+    line = SUMMARY.get(doc.name)
+    return line(doc) if line is not None else ""
+
+
+def budget(span: SpanDoc) -> str:
+    """The step's verdict against its rule of thumb, when the span alone decides it (DNS, the
+    TCP connect with its own RTT, the time to first byte); TLS needs the connection's RTT,
+    which the report at the end shows."""
+    judged = [span] if span.name in ("dns", "tcp") else [
+        c for c in span.children if c.name == "http.wait"] if span.name == "http" else []
+    rtt = kernel_rtt(span) if span.name == "tcp" else None
+    for s in judged:
+        v = judge(s, 0, rtt)
+        if v is not None and v.outcome != "unknown":
+            return budget_view(v).item
     return ""
 
 
-def summary(span: dict[str, Any]) -> str:
-    """One line about a finished step, from its measured attributes only."""
-    a = span.get("attrs") or {}
-    name = span.get("name")
-    err = span.get("error") or {}
-    if err:
-        return str(err.get("message") or "failed")
-    if name == "url":
-        return (f"{a.get('scheme')}://{a.get('host')} port {a.get('port')}, "
-                f"path {a.get('request_target') or '/'}")
-    if name == "dns":
-        addrs = ", ".join(str(x) for x in (a.get("addresses") or [])) or "no address"
-        view = a.get("view_used")
-        how = {"none": "no lookup", "resolver": "the recursive resolver's answer",
-               "walk": "the iterative walk's answer", "system": "the system resolver's answer"}
-        return f"{a.get('host')} → {addrs} ({how.get(str(view), str(view))})"
-    if name == "guard":
-        allowed = ", ".join(a.get("allowed") or []) or "none"
-        return f"private or reserved addresses skipped; allowed: {allowed}"
-    if name == "tcp":
-        local, remote = a.get("local"), a.get("remote")
-        text = f"connected from {local} to {remote}" if local and remote else "connected"
-        segs = a.get("handshake_segments") or []
-        if len(segs) == 3:
-            text += (f"; SYN seq {segs[0]['seq']}, SYN-ACK seq {segs[1]['seq']} ack "
-                     f"{segs[1]['ack']}, ACK ack {segs[2]['ack']}")
-        return text + _rtt(span)
-    if name == "tls":
-        parts = [str(a.get(k)) for k in ("version", "cipher", "group") if a.get(k)]
-        if a.get("alpn"):
-            parts.append(f"ALPN {a['alpn']}")
-        if a.get("session_reused"):
-            parts.append("session resumed")
-        return " · ".join(parts) or "handshake done"
-    if name == "http":
-        size = a.get("body_bytes_encoded")
-        body = f", {size:,} body bytes" if isinstance(size, int) else ""
-        return (f"{a.get('status', '')} {a.get('reason') or ''} over "
-                f"{a.get('http_version') or a.get('protocol') or 'HTTP'}{body}, "
-                f"first byte after {_ms(a.get('wait_ms'))}").replace("  ", " ")
-    if name == "leg":
-        if any(c.get("error") for c in span.get("children") or []):
-            return f"{a.get('method', 'GET')} {a.get('url', '')} did not complete"
-        conn = "a reused connection" if a.get("connection") == "reused" else "a new connection"
-        return f"{a.get('method', 'GET')} {a.get('url', '')} on {conn}"
-    return ""
-
-
-def step_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
-    from whathappens.explain.texts import STEPS
-
-    name = str(span.get("name"))
-    text = STEPS.get(name)
+# -------------------------------------------------------------------------------- events
+def step_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
+    doc = read_span(span)
+    text = STEPS.get(doc.name)
     return _shown({
-        "step": name,
-        "title": STEP_TITLE.get(name, name),
+        "step": doc.name,
+        "title": STEP_TITLE.get(doc.name, doc.name),
         "leg": leg,
-        "actor": span.get("actor"),
-        "layer": span.get("layer"),
-        "start_ms": span.get("start_ms"),
-        "duration_ms": span.get("duration_ms"),
+        "actor": doc.actor,
+        "layer": doc.layer,
+        "start_ms": doc.start_ms,
+        "duration_ms": doc.duration_ms,
+        "took": ms(doc.duration_ms),
+        "starts": f"{doc.start_ms:.2f} ms",
         "summary": summary(span),
-        "failed": bool(span.get("error")),
+        "budget": "" if doc.error is not None else budget(doc),
+        "failed": doc.error is not None,
         "beginner": text.beginner if text else "",
         "advanced": text.advanced if text else "",
         "measures": text.measures if text else "",
     })
 
 
-def compare_event(result: dict[str, Any]) -> dict[str, Any]:
+def compare_event(result: Mapping[str, object]) -> dict[str, Any]:
     """The TLS 1.2 vs 1.3 comparison as one live step (the report has the whole table)."""
-    if not result.get("measured"):
-        text = str(result.get("reason") or "not measured")
-    else:
-        parts = []
-        for v in result.get("versions") or []:
-            if v.get("outcome") == "measured":
-                parts.append(f"TLS {v.get('version')}: {_ms(v.get('handshake_ms'))}, "
-                             f"{v.get('round_trips')} round trip(s)")
-            else:
-                why = (v.get("error") or {}).get("message") or v.get("outcome")
-                parts.append(f"TLS {v.get('version')}: {why}")
-        text = "; ".join(parts)
-    return _shown({"step": "tls-compare", "title": "TLS 1.2 vs 1.3", "leg": None,
+    view = compare_view(from_json(TlsCompare, dict(result)))
+    return _shown({"step": "tls-compare", "title": SHORT_TITLE, "leg": None,
                    "actor": None, "layer": "transport", "start_ms": None, "duration_ms": None,
-                   "summary": text, "failed": False, "beginner": "", "advanced": "",
+                   "took": "", "starts": "",
+                   "summary": view.summary if view is not None else "not measured",
+                   "budget": "", "failed": False, "beginner": "", "advanced": "",
                    "measures": ""})
 
 
-def detail_event(span: dict[str, Any], leg: int | None) -> dict[str, Any]:
-    """One DNS question (to the resolver) or one hop of the walk, as it ends."""
-    a = span.get("attrs") or {}
-    err = span.get("error") or {}
-    records = ", ".join(str(r) for r in a.get("records") or [])
-    if span.get("name") == "dns.hop":
-        who = f"{str(a.get('server', '')).rstrip('.') or '.'} ({a.get('address')})"
-        kind = str(a.get("kind") or "")
-        if kind == "referral":
-            what = f"referral to the {a.get('referral_zone')} servers"
-        elif kind == "answer":
-            what = f"answer {records}" if records else "answer"
-        else:
-            what = str(a.get("note") or kind or "no answer")
-        text = f"walk: asked {who} for {a.get('qtype')} {a.get('qname')}: {what}"
+def _hop(span: SpanDoc) -> str:
+    hop = hop_row(span)
+    who = f"{hop.server.rstrip('.') or '.'} ({hop.address})"
+    if hop.kind == "referral":
+        what = f"referral to the {hop.referral_zone} servers"
+    elif hop.kind == "answer":
+        what = f"answer {'; '.join(hop.answers)}" if hop.answers else "answer"
     else:
-        what = str(err.get("message") or "") or (records and f"answer {records}") or str(
-            a.get("rcode") or "no records")
-        again = " (asked again: the resolver's cache)" if str(
-            a.get("purpose", "")).startswith("the same question") else ""
-        text = f"{span.get('actor')}: {a.get('qtype')} {a.get('qname')}{again}: {what}"
-    return _shown({"step": span.get("name"), "leg": leg, "start_ms": span.get("start_ms"),
-                   "duration_ms": span.get("duration_ms"), "summary": text,
-                   "failed": bool(err)})
+        what = hop.note or hop.kind or "no answer"
+    return f"walk: asked {who} for {hop.qtype} {hop.qname}: {what}"
+
+
+def _query(span: SpanDoc) -> str:
+    q = query_row(span)
+    if q.error is not None:
+        what = q.error.message
+    else:
+        what = f"answer {q.records}" if q.found else q.records or "no records"
+    again = " (asked again: the resolver's cache)" if q.purpose.startswith(
+        "the same question") else ""
+    return f"{span.actor}: {q.qtype} {q.qname}{again}: {what}"
+
+
+def detail_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
+    """One DNS question (to the resolver) or one hop of the walk, as it ends."""
+    doc = read_span(span)
+    text = _hop(doc) if doc.name == "dns.hop" else _query(doc)
+    return _shown({"step": doc.name, "leg": leg, "start_ms": doc.start_ms,
+                   "duration_ms": doc.duration_ms, "took": ms(doc.duration_ms),
+                   "summary": text, "failed": doc.error is not None})

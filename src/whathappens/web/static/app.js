@@ -21,6 +21,8 @@
     return node;
   }
 
+  // Times arrive written by the server (render/format.py, as in the reports); this is the
+  // fallback for an event without them.
   function ms(v) {
     return typeof v === "number" ? v.toFixed(2) + " ms" : "";
   }
@@ -46,7 +48,7 @@
 
   function addDetail(ev) {
     const li = workingDns(ev.leg);
-    const line = el("li", ev.failed ? "bad" : null, ev.summary + " (" + ms(ev.duration_ms) + ")");
+    const line = el("li", ev.failed ? "bad" : null, ev.summary + " (" + (ev.took || ms(ev.duration_ms)) + ")");
     li.querySelector("ol.hops").append(line);
   }
 
@@ -66,13 +68,14 @@
     if (ev.leg !== null && ev.leg !== undefined && ev.step !== "url") {
       head.append(el("span", "step-leg muted", ev.leg === 0 ? "request 1" : "request " + (ev.leg + 1)));
     }
-    head.append(el("span", "step-took", ev.pending ? "…" : ms(ev.duration_ms)));
+    head.append(el("span", "step-took", ev.pending ? "…" : (ev.took || ms(ev.duration_ms))));
     li.append(head);
     li.append(el("p", "step-sum" + (ev.failed ? " bad" : ""), (ev.failed ? "✗ " : "") + ev.summary));
     const facts = el("p", "step-facts small");
     if (ev.actor) facts.append(el("span", null, "who: " + ev.actor));
-    if (typeof ev.start_ms === "number") facts.append(el("span", null, "starts at " + ms(ev.start_ms)));
+    if (typeof ev.start_ms === "number") facts.append(el("span", null, "starts at " + (ev.starts || ms(ev.start_ms))));
     if (ev.layer) facts.append(el("span", null, ev.layer + " layer"));
+    if (ev.budget) facts.append(el("span", "budget", "rule of thumb: " + ev.budget));
     if (facts.childNodes.length) li.append(facts);
     if (working) li.append(working.querySelector("ol.hops"));
     if (ev.beginner) li.append(el("p", "explain beginner", ev.beginner));

@@ -1,0 +1,615 @@
+"""One view of each step of a journey (URL, DNS, TCP, TLS, HTTP, the server inside): what
+every renderer shows about it, worked out once.
+
+Each function takes one span of the typed journey document (``contract.document.SpanDoc``,
+its facts read by attribute, so a renamed fact fails mypy here) and returns plain frozen
+dataclasses: the values to show, the derived words (which DNS view answered, the NODATA
+wording) joined to the analyses (a walk hop's role, whether a repeated question came from the
+resolver's cache: analysis/), and the rows of the
+tables the renderers draw (resolver questions, walk hops, TCP attempts and segments, TLS
+messages and certificates). The terminal, the HTML report and the live page lay these out;
+none of them reads a span's attributes itself. A step can be viewed alone (the live page views
+each span as it ends) or as part of the whole journey (render/view.py).
+
+Strings are the journey's own, not yet made safe: each renderer does that at its one exit
+(render/visible.py for text, html.escape for HTML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TypeVar
+
+from whathappens.analysis.actors import zone_role
+from whathappens.analysis.model import CacheCheck
+from whathappens.analysis.resolver_cache import resolver_checks
+from whathappens.contract.codec import to_json
+from whathappens.contract.document import ErrorDoc, SpanDoc
+from whathappens.contract.facts import Certificate as CertificateFacts
+from whathappens.contract.facts import (
+    DnsFacts,
+    DnsHopFacts,
+    DnsQueryFacts,
+    DnsResolverFacts,
+    DnsSystemFacts,
+    DnsWalkFacts,
+    DnsWalkQuestionFacts,
+    Facts,
+    HttpFacts,
+    LegFacts,
+    ServerFacts,
+    TcpConnectFacts,
+    TcpFacts,
+    TcpInfo,
+    TlsFacts,
+    TlsMessage,
+    UrlFacts,
+)
+from whathappens.contract.facts import Segment as SegmentFacts
+
+F = TypeVar("F", bound=Facts)
+
+
+# ----------------------------------------------------------------------------- common
+@dataclass(frozen=True)
+class Problem:
+    """A step's error, as the reader sees it."""
+
+    message: str
+    code: str | None = None
+    step: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where a span sits on the journey's clock (ms since t0) and what colours its bar."""
+
+    start_ms: float
+    end_ms: float
+    duration_ms: float | None
+    step: str
+    layer: str | None
+    failed: bool
+
+
+def problem(err: ErrorDoc | None) -> Problem | None:
+    if err is None:
+        return None
+    return Problem(err.message, err.code, err.step, err.exit_code)
+
+
+def timing(span: SpanDoc) -> Timing:
+    end = span.start_ms if span.end_ms is None else span.end_ms
+    return Timing(span.start_ms, end, span.duration_ms, span.step, span.layer,
+                  span.error is not None)
+
+
+def facts(span: SpanDoc, cls: type[F]) -> F:
+    """The span's facts as ``cls`` (every field at its default if they are another kind)."""
+    return span.facts_as(cls) or cls()
+
+
+# -------------------------------------------------------------------------------- URL
+@dataclass(frozen=True)
+class UrlView:
+    timing: Timing
+    error: Problem | None
+    input: str
+    parsed: bool                 # False: the text did not parse (only ``input`` is known)
+    url: str = ""
+    scheme: str = ""
+    scheme_assumed: bool = False
+    host: str = ""
+    typed_as: str | None = None  # the Unicode spelling, when it differs from the wire's
+    host_kind: str = ""
+    port: int | None = None
+    port_explicit: bool = False
+    path: str = ""
+    query: str | None = None
+    fragment: str | None = None
+    request_target: str = ""
+    registrable_domain: str | None = None
+    public_suffix: str | None = None
+    hsts_preloaded: bool = False
+    upgraded_from_http: bool = False
+
+    @property
+    def origin_line(self) -> str:
+        """``https://www.example.com``, with the host as the user typed it."""
+        return f"{self.scheme}://{self.typed_as or self.host}"
+
+
+def url_view(span: SpanDoc) -> UrlView:
+    a = facts(span, UrlFacts)
+    t, err = timing(span), problem(span.error)
+    if not a.host:
+        return UrlView(t, err, a.input, parsed=False)
+    uni = a.host_unicode
+    return UrlView(
+        t, err, a.input, parsed=True, url=a.url, scheme=a.scheme,
+        scheme_assumed=a.scheme_assumed, host=a.host,
+        typed_as=uni if uni and uni != a.host else None, host_kind=a.host_kind,
+        port=a.port, port_explicit=a.port_explicit, path=a.path, query=a.query,
+        fragment=a.fragment, request_target=a.request_target,
+        registrable_domain=a.registrable_domain, public_suffix=a.public_suffix,
+        hsts_preloaded=a.hsts_preloaded, upgraded_from_http=a.upgraded_from_http)
+
+
+# -------------------------------------------------------------------------------- DNS
+SOURCE_NAMES = {"dns.system": "system", "dns.resolver": "resolver", "dns.walk": "walk"}
+USED_WORDS = {"none": "no lookup", "resolver": "the recursive resolver's answer",
+              "walk": "the iterative walk's answer", "system": "the system resolver's answer"}
+FASTER = "faster: served from the resolver's cache"
+NOT_FASTER = "not faster: the resolver did not answer from a cache"
+
+
+@dataclass(frozen=True)
+class CacheView:
+    """A question asked again: did the resolver answer it from its cache
+    (analysis/resolver_cache.py)?"""
+
+    faster: bool
+    took_ms: float
+    first_ms: float
+
+    @property
+    def verdict(self) -> str:
+        return FASTER if self.faster else NOT_FASTER
+
+
+@dataclass(frozen=True)
+class QueryRow:
+    """One question to the recursive resolver."""
+
+    timing: Timing
+    error: Problem | None
+    qtype: str
+    qname: str
+    records: str                 # the records, or what came instead (NODATA, an rcode)
+    found: bool                  # records came back
+    ttl: int | None
+    transport: str | None
+    tcp_retry: bool
+    purpose: str
+    answer: list[str]            # the answer section as received
+    cache: CacheView | None = None
+
+
+@dataclass(frozen=True)
+class HopRow:
+    """One query of the iterative walk, to one name server."""
+
+    timing: Timing
+    error: Problem | None
+    actor: str
+    role: str                    # root, TLD, authoritative (analysis/actors.py)
+    server: str
+    address: str
+    zone: str
+    qname: str
+    qtype: str
+    depth: int                   # > 0: resolving a name server's own name
+    kind: str                    # referral, answer, cname, nxdomain, timeout…
+    referral_zone: str
+    referral_ns: list[str]
+    glue: bool
+    answers: list[str]
+    note: str
+    transport: str
+
+
+@dataclass(frozen=True)
+class WalkQuestion:
+    qtype: str
+    qname: str
+    outcome: str
+    records: list[str]
+    hops: list[HopRow]
+
+
+@dataclass(frozen=True)
+class DnsSource:
+    """One of the DNS step's views: the system resolver, one recursive resolver, the walk."""
+
+    kind: str                    # system, resolver, walk (or the span's name)
+    used: bool                   # its answer is the one the connection used
+    timing: Timing
+    error: Problem | None
+    actor: str
+    addresses: list[str]
+    hosts_file: bool = False
+    resolver: str = ""
+    root_hints: str = ""
+    port: int | None = None
+    cname_chain: list[str] = field(default_factory=list)
+    queries: list[QueryRow] = field(default_factory=list)
+    questions: list[WalkQuestion] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DnsView:
+    timing: Timing
+    error: Problem | None
+    host: str
+    addresses: list[str]
+    view_used: str | None
+    note: str | None
+    https_records: list[str]
+    sources: list[DnsSource]
+
+    @property
+    def answer(self) -> str:
+        return ", ".join(self.addresses) or "no address"
+
+    @property
+    def used_words(self) -> str:
+        return USED_WORDS.get(str(self.view_used), str(self.view_used))
+
+
+def _records(a: DnsQueryFacts) -> str:
+    if a.records:
+        return ", ".join(a.records)
+    rcode = a.rcode or ""
+    return f"no {a.qtype} record (NODATA)" if rcode == "NOERROR" else rcode
+
+
+def query_row(span: SpanDoc, check: CacheCheck | None = None) -> QueryRow:
+    """A question to the resolver, and the cache check when it is a repeated one."""
+    a = facts(span, DnsQueryFacts)
+    cache = None if check is None else CacheView(check.faster, check.took_ms, check.first_ms)
+    return QueryRow(timing(span), problem(span.error), a.qtype, a.qname, _records(a),
+                    bool(a.records), a.ttl, a.transport, bool(a.tcp_retry), a.purpose,
+                    list(a.answer), cache)
+
+
+def hop_row(span: SpanDoc) -> HopRow:
+    a = facts(span, DnsHopFacts)
+    return HopRow(
+        timing(span), problem(span.error), span.actor, zone_role(a.zone), a.server, a.address,
+        a.zone, a.qname, a.qtype, a.depth, a.kind, a.referral_zone or "",
+        list(a.referral_ns), bool(a.glue), list(a.answers), a.note or "",
+        a.transport or "udp")
+
+
+def _queries(view: SpanDoc) -> list[QueryRow]:
+    checks = resolver_checks(view)
+    return [query_row(q, checks.get(q.id)) for q in view.children]
+
+
+def _questions(view: SpanDoc) -> list[WalkQuestion]:
+    out = []
+    for q in view.children:
+        a = facts(q, DnsWalkQuestionFacts)
+        hops = [hop_row(h) for h in q.walk() if h.name == "dns.hop"]
+        out.append(WalkQuestion(a.qtype, a.qname, a.outcome or "", list(a.records), hops))
+    return out
+
+
+def dns_source(view: SpanDoc, used: str | None) -> DnsSource:
+    kind = SOURCE_NAMES.get(view.name, view.name)
+    common = (kind, kind == used, timing(view), problem(view.error), view.actor)
+    system = view.facts_as(DnsSystemFacts)
+    if system is not None:
+        return DnsSource(*common, list(system.addresses), hosts_file=system.hosts_file_hit)
+    resolver = view.facts_as(DnsResolverFacts)
+    if resolver is not None:
+        return DnsSource(*common, list(resolver.addresses), resolver=resolver.resolver or "",
+                         cname_chain=list(resolver.cname_chain or []),
+                         queries=_queries(view))
+    walked = facts(view, DnsWalkFacts)
+    return DnsSource(*common, list(walked.addresses), root_hints=walked.root_hints,
+                     port=walked.port, cname_chain=list(walked.cname_chain),
+                     questions=_questions(view))
+
+
+def dns_view(span: SpanDoc) -> DnsView:
+    a = facts(span, DnsFacts)
+    return DnsView(timing(span), problem(span.error), a.host, list(a.addresses), a.view_used,
+                   a.note or None, list(a.https_records),
+                   [dns_source(v, a.view_used) for v in span.children])
+
+
+# -------------------------------------------------------------------------------- TCP
+@dataclass(frozen=True)
+class Attempt:
+    """One connect() of Happy Eyeballs (RFC 8305)."""
+
+    family: str
+    address: str
+    outcome: str
+    duration_ms: float | None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One captured segment of the three-way handshake (RFC 9293 §3.5)."""
+
+    name: str                    # SYN, SYN-ACK, ACK
+    source: str
+    dest: str
+    seq: int | None
+    ack: int | None
+    window: int | None
+    options: dict[str, int | bool | str]
+    t_ms: float | None
+
+    @property
+    def size_options(self) -> str:
+        """The options that size the connection: MSS and window scale."""
+        return ", ".join(f"{k} {v}" for k, v in self.options.items()
+                         if k in ("mss", "window_scale"))
+
+    @property
+    def option_words(self) -> str:
+        return ", ".join(k.replace("_", " ") if v is True else f"{k.replace('_', ' ')} {v}"
+                         for k, v in self.options.items())
+
+
+@dataclass(frozen=True)
+class TcpView:
+    timing: Timing
+    error: Problem | None
+    local: str
+    remote: str
+    family: str
+    address: str
+    happy_eyeballs: bool
+    attempts: list[Attempt]
+    tcp_info: TcpInfo | None             # the kernel's TCP_INFO at connect
+    tcp_info_end: TcpInfo | None         # … after the exchange
+    segments: list[Segment]
+    captured: bool | None                # None: no capture was tried
+    capture_how: str
+    capture_why: str
+
+    @property
+    def show_attempts(self) -> bool:
+        return len(self.attempts) > 1 or self.happy_eyeballs
+
+    @property
+    def wire_ms(self) -> float | None:
+        """SYN to ACK by the capture's timestamps, when all three were seen."""
+        if len(self.segments) != 3:
+            return None
+        first, last = self.segments[0].t_ms, self.segments[-1].t_ms
+        return None if first is None or last is None else last - first
+
+
+def _segment(seg: SegmentFacts) -> Segment:
+    return Segment(seg.segment, seg.from_, seg.to, seg.seq, seg.ack, seg.window,
+                   dict(seg.options), seg.t_ms)
+
+
+def tcp_view(span: SpanDoc) -> TcpView:
+    a = facts(span, TcpFacts)
+    tries = [(c, facts(c, TcpConnectFacts)) for c in span.children]
+    info = next((f.tcp_info for _, f in tries if f.outcome == "connected"), None)
+    capture = a.capture
+    return TcpView(
+        timing(span), problem(span.error), a.local or "", a.remote or "", a.family or "",
+        a.address or "", a.happy_eyeballs,
+        [Attempt(f.family, f.address, str(f.outcome), c.duration_ms) for c, f in tries],
+        info, a.tcp_info_end,
+        [_segment(x) for x in a.handshake_segments or a.segments_seen or []],
+        None if capture is None else capture.captured,
+        (capture.how if capture else None) or "", (capture.why if capture else None) or "")
+
+
+def tcp_info_fields(info: TcpInfo) -> list[tuple[str, str]]:
+    """Every field of TCP_INFO, by its name in the JSON."""
+    return [(k, str(v)) for k, v in asdict(info).items()]
+
+
+# -------------------------------------------------------------------------------- TLS
+@dataclass(frozen=True)
+class Message:
+    """One handshake message, sent or received (RFC 8446 §4)."""
+
+    sent: bool
+    type: str
+    t_ms: float | None
+    since_hello_ms: float | None
+    bytes: int | None
+
+    @property
+    def arrow(self) -> str:
+        return "→" if self.sent else "←"
+
+    @property
+    def direction(self) -> str:
+        return "→ sent" if self.sent else "← received"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    leaf: bool
+    who: str                     # the subject's CN, or the whole subject
+    subject: str
+    unreadable: str | None       # why the certificate could not be read
+    issuer: str
+    not_before: str              # dates, YYYY-MM-DD
+    not_after: str
+    days_left: int | None
+    key: str
+    signature_algorithm: str
+    names: list[str]             # SANs: DNS names, then IP addresses
+    sct_count: int | None
+    serial: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class TlsView:
+    timing: Timing
+    error: Problem | None
+    version: str | None
+    cipher: str | None
+    cipher_bits: int | None
+    group: str | None
+    alpn: str | None
+    alpn_offered: list[str]
+    sni: str | None
+    resumed: bool
+    messages: list[Message]
+    chain: list[Certificate]
+    verified: bool | None        # None: the chain was not verified separately
+    verification: str            # the reason, in words
+    verified_by: str
+
+
+def message(m: TlsMessage) -> Message:
+    return Message(m.direction == "sent", m.type, m.t_ms, None, m.bytes)
+
+
+def certificate(i: int, c: CertificateFacts) -> Certificate:
+    return Certificate(
+        i == 0, c.subject_cn or c.subject, c.subject, c.unreadable or None,
+        c.issuer_cn or c.issuer, (c.not_before or "")[:10], (c.not_after or "")[:10],
+        c.days_left, c.key, c.signature_algorithm, [*c.san_dns, *c.san_ip], c.sct_count,
+        c.serial, c.sha256)
+
+
+def tls_view(span: SpanDoc) -> TlsView:
+    a = facts(span, TlsFacts)
+    v = a.chain_verification
+    return TlsView(
+        timing(span), problem(span.error), a.version or None, a.cipher or None,
+        a.cipher_bits or None, a.group or None, a.alpn or None, list(a.alpn_offered),
+        a.sni or None, bool(a.session_reused), [message(m) for m in a.messages],
+        [certificate(i, c) for i, c in enumerate(a.chain or [])],
+        None if v is None else v.ok, v.reason if v is not None else a.verification,
+        v.by if v is not None else "")
+
+
+# ------------------------------------------------------------------------------- HTTP
+@dataclass(frozen=True)
+class ServerNode:
+    """A span from inside the lab's server, with its children (edge → lb → app → …)."""
+
+    kind: str                    # edge, lb, app, django, sql, redis, postgres…
+    name: str
+    actor: str
+    duration_ms: float | None
+    facts: str                   # the one line the terminal shows about it
+    fields: list[tuple[str, str]]  # every scalar attribute, for the report
+    plan: str | None             # a query plan (EXPLAIN), several lines
+    children: list[ServerNode]
+
+
+@dataclass(frozen=True)
+class HttpView:
+    timing: Timing
+    error: Problem | None
+    answered: bool               # a response arrived (status known)
+    protocol: str
+    http_version: str
+    status: int | None
+    reason: str
+    wait_ms: float | None
+    send_ms: float | None
+    receive_ms: float | None
+    wire_sent: int | None
+    wire_received: int | None
+    body_encoded: int | None
+    body_decoded: int | None
+    encoding: str                # "br", "gzip,br", or identity
+    request_headers: list[tuple[str, str]]
+    response_headers: list[tuple[str, str]]
+    body_excerpt: str | None
+    reusable: bool
+    connection_legs: int | None
+    inside: list[ServerNode]
+
+
+def server_fields(a: ServerFacts) -> dict[str, object]:
+    """A tier's span facts as its log had them: the named ones and what rode along."""
+    out = to_json(a)
+    return dict(out) if isinstance(out, dict) else {}
+
+
+def _server_facts(kind: str, a: dict[str, object]) -> str:
+    g = a.get
+    if kind == "edge":
+        return f"cache {g('cache', '-')}  status {g('status')}"
+    if kind == "lb":
+        return (f"{g('algorithm')} → {g('server')}  queue {g('Tw')} ms, connect {g('Tc')} ms, "
+                f"response {g('Tr')} ms")
+    if kind == "app":
+        return f"micro-cache {g('cache', '-')}  upstream {g('upstream_response_time', '-')} s"
+    if kind == "django":
+        return (f"view {g('view')}  status {g('status')}  worker pid {g('pid')}"
+                + (f"  (gunicorn: {a['gunicorn_request_ms']} ms)"
+                   if "gunicorn_request_ms" in a else ""))
+    if kind == "sql":
+        return f"[{g('alias')}] {str(g('sql', ''))[:90]}  rows {g('rows')}"
+    if kind == "redis":
+        return f"{g('command', '')} {g('result', '')}"
+    if kind == "postgres":
+        return f"statement {g('duration_ms')} ms by PostgreSQL's clock"
+    return ""
+
+
+def server_node(span: SpanDoc) -> ServerNode:
+    a = server_fields(facts(span, ServerFacts))
+    kind = span.name.removeprefix("server.")
+    plan = a.get("explain")
+    return ServerNode(
+        kind, span.name, span.actor, span.duration_ms, _server_facts(kind, a),
+        [(k, str(v)) for k, v in a.items()
+         if k != "explain" and not isinstance(v, (dict, list))],
+        str(plan) if plan else None, [server_node(c) for c in span.children])
+
+
+def http_view(span: SpanDoc) -> HttpView:
+    a = facts(span, HttpFacts)
+    return HttpView(
+        timing(span), problem(span.error), a.status is not None, a.protocol,
+        a.http_version or "", a.status, a.reason or "", a.wait_ms, a.send_ms, a.receive_ms,
+        a.wire_bytes_sent, a.wire_bytes_received, a.body_bytes_encoded, a.body_bytes_decoded,
+        ",".join(a.content_encoding) or "identity",
+        [(n, v) for n, v in a.request_headers], [(n, v) for n, v in a.response_headers],
+        a.body_excerpt or None, bool(a.reusable), a.connection_legs or None,
+        [server_node(c) for c in span.children if c.name.startswith("server.")])
+
+
+# -------------------------------------------------------------------------------- leg
+@dataclass(frozen=True)
+class StepRef:
+    """A step of a request, in the order it happened (the view of a known kind is on the
+    request: ``LegView.dns``…)."""
+
+    name: str
+    timing: Timing
+    error: Problem | None
+
+
+@dataclass(frozen=True)
+class LegView:
+    """One request of the journey (redirects are legs of their own)."""
+
+    timing: Timing
+    error: Problem | None
+    index: int
+    number: int                  # index + 1, as the reader counts
+    method: str
+    url: str
+    connection: str              # new, reused
+    dns: DnsView | None
+    tcp: TcpView | None
+    tls: TlsView | None
+    http: HttpView | None
+    order: list[StepRef]         # every step of the request, in order
+    incomplete: bool             # a step of it failed
+
+
+def leg_view(span: SpanDoc) -> LegView:
+    a = facts(span, LegFacts)
+    dns, tcp, tls, http = (span.child(n) for n in ("dns", "tcp", "tls", "http"))
+    return LegView(
+        timing(span), problem(span.error), a.index, a.index + 1, a.method, a.url,
+        a.connection or "new",
+        None if dns is None else dns_view(dns), None if tcp is None else tcp_view(tcp),
+        None if tls is None else tls_view(tls), None if http is None else http_view(http),
+        [StepRef(c.name, timing(c), problem(c.error)) for c in span.children],
+        any(c.error is not None for c in span.children))
