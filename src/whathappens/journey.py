@@ -200,8 +200,12 @@ class Journey:
         return 0 if self.error is None else self.error.exit_code
 
     def to_dict(self) -> dict[str, Any]:
+        """The journey document (``contract.document``), with its analyses (``analysis``)
+        derived from the rest by the pure functions of ``whathappens.analysis``."""
+        from whathappens.analysis.document import analyze
+
         ends = [s.end_ns for s in self.all_spans() if s.end_ns is not None]
-        return {
+        doc: dict[str, Any] = {
             "schema": "https://whathappens.dev/schema/journey.schema.json",
             "schema_version": SCHEMA_VERSION,
             "url": self.url,
@@ -218,3 +222,5 @@ class Journey:
             "error": None if self.error is None else self.error.to_dict(),
             "exit_code": self.exit_code,
         }
+        doc["analysis"] = analyze(doc)
+        return doc

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from whathappens.analysis.model import Analysis
 from whathappens.contract.codec import ContractError, from_json
 from whathappens.contract.facts import Facts, doc, facts_class
 
@@ -260,6 +261,9 @@ class JourneyDoc:
     findings: list[FindingDoc]
     error: ErrorDoc | None
     exit_code: int
+    analysis: Analysis | None = field(
+        default=None, metadata=doc("derived from the rest (whathappens.analysis): the "
+                                   "summary, each step's verdict, who answered, the cache"))
 
     def all_spans(self) -> Iterator[SpanDoc]:
         for s in self.spans:
@@ -310,7 +314,8 @@ def read_journey(data: Mapping[str, object]) -> JourneyDoc:
     return JourneyDoc(schema=doc_.schema, schema_version=doc_.schema_version, url=doc_.url,
                       clock=doc_.clock, total_ms=doc_.total_ms, facts=doc_.facts,
                       spans=[read_span(s, f"$.spans[{i}]") for i, s in enumerate(spans)],
-                      findings=doc_.findings, error=doc_.error, exit_code=doc_.exit_code)
+                      findings=doc_.findings, error=doc_.error, exit_code=doc_.exit_code,
+                      analysis=doc_.analysis)
 
 
 @dataclass(kw_only=True)
@@ -324,3 +329,4 @@ class _JourneyHead:
     findings: list[FindingDoc]
     error: ErrorDoc | None
     exit_code: int
+    analysis: Analysis | None = None

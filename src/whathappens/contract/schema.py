@@ -31,7 +31,9 @@ CHANGELOG = (
     "1.3: facts.resources (the budget's report); error codes limit.* (a budget ran out, in "
     "the step it ran out in), http.h2_refused, http.too_many_1xx.",
     "1.4: the schema is generated from the typed facts of each span kind; every facts field "
-    "is written (null when not established), so some attrs that were left out are now null.",
+    "is written (null when not established), so some attrs that were left out are now null; "
+    "the analysis key (the summary, each step's verdict against its rule of thumb, who the "
+    "journey met and in which role, the resolver's cache).",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server")

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from whathappens.errors import EXIT_INTERNAL
 from whathappens.journey import Journey, Span
 from whathappens.render.visible import escape_json, visible_tree
 from whathappens.web.events import (
@@ -93,6 +94,61 @@ SEND_TIMEOUT = 20.0
 STREAM_QUEUE = 1024
 
 RunJourney = Callable[[str, Journey], Awaitable[Journey]]
+
+
+class _Feed:
+    """One stream's events, from the journey (on whatever thread a span ends) to the sender:
+    bounded, and a reader too slow to keep up is dropped, not buffered for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(STREAM_QUEUE)
+        self.overflowed = False
+        self.legs: list[int] = []
+
+    def offer(self, item: tuple[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed = True  # the sender drops the client at its next turn
+
+    def listener(self, span: Span[Any]) -> None:
+        """The journey's listener: each finished span the page shows becomes an event."""
+        if span.name in DETAIL_SPANS:
+            item = ("detail", detail_event(span.to_dict(), len(self.legs)))
+        elif span.name in LIVE_SPANS:
+            if span.name == "leg":
+                self.legs.append(span.facts.index)
+                leg: int | None = self.legs[-1]
+            else:
+                leg = len(self.legs) if span.name != "url" else None
+            item = ("step", step_event(span.to_dict(), leg))
+        else:
+            return
+        # Spans can end on a resolver thread: hand the event to the loop safely.
+        self.loop.call_soon_threadsafe(self.offer, item)
+
+    async def pump(self, send: Send, producer: asyncio.Task[None],
+                   watcher: asyncio.Task[None]) -> bool:
+        """Send events until the last; False when the reader went away first."""
+        while True:
+            getter = asyncio.ensure_future(self.queue.get())
+            await asyncio.wait({getter, watcher, producer}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                if watcher.done():
+                    return False  # the reader went away: the caller stops the journey
+                if producer.done() and self.queue.empty():
+                    producer.result()  # re-raise a bug of ours
+                    return True
+                continue
+            kind, data = getter.result()
+            if self.overflowed:
+                raise ClientTooSlow
+            await send({"type": "http.response.body", "body": _sse(kind, data),
+                        "more_body": True})
+            if kind == "end":
+                return True
 
 
 @dataclass
@@ -354,56 +410,30 @@ class WebApp:
             (b"content-security-policy", PAGE_CSP.encode()), *SECURITY_HEADERS]})
 
     async def _run_stream(self, url: str, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(STREAM_QUEUE)
-        overflowed = False
-        legs: list[int] = []
-
-        def offer(item: tuple[str, Any]) -> None:
-            nonlocal overflowed
-            try:
-                queue.put_nowait(item)
-            except asyncio.QueueFull:
-                overflowed = True  # the sender drops the client at its next turn
-
-        def listener(span: Span[Any]) -> None:
-            if span.name in DETAIL_SPANS:
-                item = ("detail", detail_event(span.to_dict(), len(legs)))
-            elif span.name in LIVE_SPANS:
-                if span.name == "leg":
-                    legs.append(span.facts.index)
-                    leg: int | None = legs[-1]
-                else:
-                    leg = len(legs) if span.name != "url" else None
-                item = ("step", step_event(span.to_dict(), leg))
-            else:
-                return
-            # Spans can end on a resolver thread: hand the event to the loop safely.
-            loop.call_soon_threadsafe(offer, item)
-
-        journey = Journey(url=url, listener=listener)
+        feed = _Feed(asyncio.get_running_loop())
+        journey = Journey(url=url, listener=feed.listener)
 
         async def produce() -> None:
             try:
                 await journey_then_report()
             except Exception as exc:  # a bug of ours: say so on the page, no traceback
-                offer(("failed", {"message": f"whathappens met an unexpected "
-                                  f"condition ({type(exc).__name__}: {exc}); this "
-                                  "is a bug, please report it"}))
-                offer(("end", {"exit_code": 10}))
+                feed.offer(("failed", {"message": f"whathappens met an unexpected "
+                                       f"condition ({type(exc).__name__}: {exc}); this "
+                                       "is a bug, please report it"}))
+                feed.offer(("end", {"exit_code": EXIT_INTERNAL}))
 
         async def journey_then_report() -> None:
             done = await self.config.run(url, journey)
             done.listener = None
             if self.config.compare_tls is not None and done.error is None:
-                offer(("step", {"step": "tls-compare", "title": "TLS 1.2 vs 1.3",
-                                "summary": "measuring fresh TLS 1.2 and 1.3 handshakes…",
-                                "pending": True}))
+                feed.offer(("step", {"step": "tls-compare", "title": "TLS 1.2 vs 1.3",
+                                     "summary": "measuring fresh TLS 1.2 and 1.3 handshakes…",
+                                     "pending": True}))
                 result = await self.config.compare_tls(done)
                 if result is not None:
-                    offer(("step", compare_event(result)))
-            offer(("report", self.finish(done)))
-            offer(("end", {"exit_code": done.exit_code}))
+                    feed.offer(("step", compare_event(result)))
+            feed.offer(("report", self.finish(done)))
+            feed.offer(("end", {"exit_code": done.exit_code}))
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -415,26 +445,8 @@ class WebApp:
         producer = asyncio.create_task(produce())
         watcher = asyncio.create_task(watch_disconnect())
         try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, watcher, producer},
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    if watcher.done():
-                        return  # the reader went away: stop the journey (finally)
-                    if producer.done() and queue.empty():
-                        producer.result()  # re-raise a bug of ours
-                        break
-                    continue
-                kind, data = getter.result()
-                if overflowed:
-                    raise ClientTooSlow
-                await send({"type": "http.response.body", "body": _sse(kind, data),
-                            "more_body": True})
-                if kind == "end":
-                    break
-            await send({"type": "http.response.body", "body": b""})
+            if await feed.pump(send, producer, watcher):
+                await send({"type": "http.response.body", "body": b""})
         finally:
             for task in (producer, watcher):
                 task.cancel()
