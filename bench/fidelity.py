@@ -52,7 +52,7 @@ The host name
    httpx is available, a one-shot ``httpx.get`` in a fresh process. Then whathappens'
    "process start → first packet": (t0_wall_ns + the dns span's start) − the wall time just
    before the process was spawned. Aim: under 300 ms. Finally the ten most expensive
-   imports (cumulative) of ``python -X importtime -c "import whathappens.cli,
+   imports (cumulative) of ``python -X importtime -c "import whathappens.commands.trace,
    whathappens.trace"``.
 
 httpx is not a dependency of the project. It is used when the venv has it, or when
@@ -721,7 +721,7 @@ def print_cold_start(cold: ColdStart, httpx_python: str | None) -> None:
 
 
 def print_import_costs(top: int = 10) -> None:
-    code = "import whathappens.cli, whathappens.trace"
+    code = "import whathappens.commands.trace, whathappens.trace"
     done = subprocess.run([PYTHON, "-X", "importtime", "-c", code], capture_output=True,
                           text=True, timeout=RUN_TIMEOUT)
     rows: list[tuple[int, int, str]] = []

@@ -156,7 +156,11 @@ def _read_dataclass(cls: type, data: object, where: str) -> object:
     kwargs: dict[str, object] = {}
     known: set[str] = set()
     flat: str | None = None
+    # A class may choose a field's type from the data (a span's attrs by its name).
+    chooser = getattr(cls, "field_types", None)
+    chosen: dict[str, Any] = chooser(data) if chooser is not None else {}
     for name, tp, f in fields_of(cls):
+        tp = chosen.get(name, tp)
         key = json_key(f)
         if f.metadata.get("flatten"):
             flat = name

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 from whathappens.analysis.model import Analysis
-from whathappens.contract.codec import ContractError, from_json
+from whathappens.contract.codec import from_json
 from whathappens.contract.facts import Facts, doc, facts_class
 
 F = TypeVar("F", bound=Facts)
@@ -236,6 +236,11 @@ class SpanDoc:
     error: ErrorDoc | None
     children: list[SpanDoc]
 
+    @staticmethod
+    def field_types(data: Mapping[str, object]) -> dict[str, type]:
+        """For the codec: ``attrs`` are read as the facts class of the span's name."""
+        return {"facts": facts_class(str(data.get("name", "")))}
+
     def facts_as(self, cls: type[F]) -> F | None:
         """The facts when this span's are of ``cls``, else None."""
         return self.facts if isinstance(self.facts, cls) else None
@@ -270,63 +275,12 @@ class JourneyDoc:
             yield from s.walk()
 
 
-def read_span(data: object, where: str = "$") -> SpanDoc:
-    if not isinstance(data, Mapping):
-        raise ContractError(f"{where}: a span must be an object")
-    name = data.get("name")
-    if not isinstance(name, str):
-        raise ContractError(f"{where}.name: expected a string")
-    attrs = data.get("attrs", {})
-    children = data.get("children", [])
-    if not isinstance(children, list):
-        raise ContractError(f"{where}.children: expected an array")
-    head = {k: v for k, v in data.items() if k not in ("attrs", "children")}
-    span = from_json(_SpanHead, head)
-    return SpanDoc(id=span.id, name=span.name, step=span.step, actor=span.actor,
-                   layer=span.layer, start_ms=span.start_ms, end_ms=span.end_ms,
-                   duration_ms=span.duration_ms,
-                   facts=from_json(facts_class(name), attrs), error=span.error,
-                   children=[read_span(c, f"{where}.children[{i}]")
-                             for i, c in enumerate(children)])
-
-
-@dataclass(kw_only=True)
-class _SpanHead:
-    id: int
-    name: str
-    step: str
-    actor: str
-    layer: str
-    start_ms: float
-    end_ms: float | None
-    duration_ms: float | None
-    error: ErrorDoc | None
+def read_span(data: object) -> SpanDoc:
+    """One span's dict (``Span.to_dict()``) as the typed span; ContractError if it is not."""
+    return from_json(SpanDoc, data)
 
 
 def read_journey(data: Mapping[str, object]) -> JourneyDoc:
     """A journey dict (``--json``'s output) as the typed document; ContractError if it is
     not one."""
-    spans = data.get("spans", [])
-    if not isinstance(spans, list):
-        raise ContractError("$.spans: expected an array")
-    head = {k: v for k, v in data.items() if k != "spans"}
-    doc_ = from_json(_JourneyHead, head)
-    return JourneyDoc(schema=doc_.schema, schema_version=doc_.schema_version, url=doc_.url,
-                      clock=doc_.clock, total_ms=doc_.total_ms, facts=doc_.facts,
-                      spans=[read_span(s, f"$.spans[{i}]") for i, s in enumerate(spans)],
-                      findings=doc_.findings, error=doc_.error, exit_code=doc_.exit_code,
-                      analysis=doc_.analysis)
-
-
-@dataclass(kw_only=True)
-class _JourneyHead:
-    schema: str
-    schema_version: str
-    url: str
-    clock: ClockDoc
-    total_ms: float | None
-    facts: JourneyFacts
-    findings: list[FindingDoc]
-    error: ErrorDoc | None
-    exit_code: int
-    analysis: Analysis | None = None
+    return from_json(JourneyDoc, data)

@@ -16,7 +16,7 @@ import json
 import sys
 
 from whathappens.contract.codec import schema_of
-from whathappens.contract.document import JourneyDoc, _SpanHead
+from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
@@ -67,9 +67,9 @@ def journey_schema() -> dict[str, object]:
 
 
 def _span_schema(defs: dict[str, object]) -> dict[str, object]:
-    head = schema_of(_SpanHead, defs)
-    assert head == {"$ref": "#/$defs/_SpanHead"}
-    span = defs.pop("_SpanHead")
+    head = schema_of(SpanDoc, defs)
+    assert head == {"$ref": "#/$defs/SpanDoc"}
+    span = defs.pop("SpanDoc")
     assert isinstance(span, dict)
     props = dict(span["properties"])
     props["step"] = {"enum": list(STEPS), "description": "server: a span from a lab tier's "
@@ -86,7 +86,8 @@ def _span_schema(defs: dict[str, object]) -> dict[str, object]:
                       "then": {"properties": {"attrs": schema_of(cls, defs)}}})
     cases.append({"if": {"properties": {"name": {"pattern": "^server\\."}}},
                   "then": {"properties": {"attrs": schema_of(ServerFacts, defs)}}})
-    return {"type": "object", "required": [*span["required"], "attrs", "children"],
+    required = list(dict.fromkeys([*span["required"], "attrs", "children"]))
+    return {"type": "object", "required": required,
             "properties": props, "additionalProperties": False, "allOf": cases}
 
 

@@ -34,7 +34,7 @@ class TlsOptions:
     alpn: tuple[str, ...] = ("h2", "http/1.1")
     timeout: float = 10.0
     max_version: ssl.TLSVersion | None = None   # to compare TLS 1.2 with 1.3
-    min_version: ssl.TLSVersion | None = None   # e.g. TLS 1.3 only (net/tls_compare.py)
+    min_version: ssl.TLSVersion | None = None   # e.g. TLS 1.3 only (probes/tls_compare.py)
 
 
 class TlsStream:
