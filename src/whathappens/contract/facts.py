@@ -416,6 +416,141 @@ class ServerFacts(Facts):
                                      metadata={"flatten": True})
 
 
+# ---------------------------------------------------------------------------- browser
+# The browser phase (issue 10): after the network journey the same URL loads in headless
+# Chromium, and what Chromium reports (CDP Network.* events and a performance trace) is placed
+# on the journey's clock. Chromium's trace and CDP timestamps are CLOCK_MONOTONIC, the clock the
+# journey runs on, so each ``t_ms``/start/end is exact, not estimated.
+@dataclass(kw_only=True)
+class FilmstripFrame:
+    """One screenshot of the page as it was drawn (a trace ``Screenshot`` event)."""
+
+    t_ms: float
+    image: str = field(metadata=doc("a data: URI (image/jpeg), so the report stays one file"))
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(kw_only=True)
+class LayoutShiftFacts:
+    """One layout shift (the Layout Instability API): its score and what moved."""
+
+    t_ms: float
+    score: float
+    had_recent_input: bool = False
+    moved: list[str] = field(default_factory=list,
+                             metadata=doc("the elements that moved, as CSS-like selectors"))
+
+
+@dataclass(kw_only=True)
+class BrowserFacts(Facts):
+    """The page loaded in headless Chromium, on the journey's clock."""
+
+    url: str = ""
+    browser: str | None = field(default=None, metadata=doc("e.g. Chromium 130.0.6723.116"))
+    outcome: str = field(default="", metadata=doc("loaded | failed | skipped"))
+    why: str | None = field(default=None,
+                            metadata=doc("why the phase was skipped or failed, in words"))
+    address: str | None = field(default=None,
+                                metadata=doc("the address Chromium was pointed at (the journey's)"))
+    trusted_ca: str | None = field(default=None,
+                                   metadata=doc("the CA file put in the throwaway profile's NSS "
+                                                "database, or the system's trust store"))
+    warm: bool = field(default=False, metadata=doc("a browser already running was reused "
+                                                   "(a fresh context); else this launch is timed"))
+    launch_ms: float | None = None
+    final_url: str | None = None
+    status: int | None = None
+    dom_content_loaded_ms: float | None = None
+    load_ms: float | None = None
+    first_paint_ms: float | None = None
+    fcp_ms: float | None = field(default=None, metadata=doc("First Contentful Paint"))
+    lcp_ms: float | None = field(default=None, metadata=doc("Largest Contentful Paint"))
+    lcp_element: str | None = None
+    lcp_url: str | None = field(default=None, metadata=doc("the LCP element's image, if any"))
+    cls: float | None = field(default=None, metadata=doc("Cumulative Layout Shift (the "
+                                                         "largest session window)"))
+    layout_shifts: list[LayoutShiftFacts] = field(default_factory=list)
+    long_tasks: int = 0
+    requests: int = 0
+    bytes_on_wire: int = 0
+    filmstrip: list[FilmstripFrame] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ResourceTiming:
+    """Chromium's timing phases of one request (CDP Network.ResourceTiming), in ms; None
+    where the phase did not happen (a reused connection has no DNS, connect or TLS)."""
+
+    queued_ms: float | None = None
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    send_ms: float | None = None
+    wait_ms: float | None = field(default=None, metadata=doc("time to first byte"))
+    receive_ms: float | None = None
+
+
+@dataclass(kw_only=True)
+class BrowserResourceFacts(Facts):
+    """One request the page made (the document is ``navigation``), as Chromium saw it."""
+
+    url: str = ""
+    navigation: bool = False
+    resource_type: str = field(default="", metadata=doc("Document, Stylesheet, Script, Image, "
+                                                        "Font, Fetch…"))
+    method: str = "GET"
+    initiator: str | None = field(default=None, metadata=doc("parser, script, preload, other; "
+                                                             "with its URL and line when known"))
+    priority: str | None = field(default=None, metadata=doc("VeryHigh … VeryLow"))
+    render_blocking: str | None = field(
+        default=None, metadata=doc("blocking | in_body_parser_blocking | potentially_blocking "
+                                   "| non_blocking"))
+    status: int | None = None
+    mime_type: str | None = None
+    protocol: str | None = field(default=None, metadata=doc("h2, http/1.1, h3 …"))
+    connection_id: int | None = None
+    connection_reused: bool | None = None
+    stream_id: int | None = field(default=None, metadata=doc("the HTTP/2 stream (NetLog)"))
+    remote_address: str | None = None
+    timing: ResourceTiming | None = None
+    encoded_bytes: int | None = field(default=None, metadata=doc("on the wire, headers "
+                                                                 "included"))
+    decoded_bytes: int | None = None
+    from_cache: str | None = field(default=None, metadata=doc("memory | disk | service worker"))
+    cache_status: str | None = field(default=None, metadata=doc("what a cache on the way said "
+                                                                "(X-Cache, Age): HIT, MISS…"))
+    failed: str | None = field(default=None, metadata=doc("why the request failed, or was "
+                                                          "blocked"))
+
+
+@dataclass(kw_only=True)
+class BrowserStageFacts(Facts):
+    """One step of the critical rendering path, script work or a long task, from the trace:
+    ParseHTML (DOM), ParseAuthorStyleSheet (CSSOM), UpdateLayoutTree (style), Layout,
+    PrePaint, Paint, Layerize, Commit, DrawFrame (composite), EvaluateScript, long task."""
+
+    stage: str = field(default="", metadata=doc("dom | cssom | style | layout | prepaint | "
+                                                "paint | layerize | commit | composite | "
+                                                "script | long_task"))
+    event: str = field(default="", metadata=doc("the trace event's name"))
+    url: str | None = field(default=None, metadata=doc("the stylesheet or script, when one"))
+    count: int = field(default=1, metadata=doc("events of this stage merged into the span "
+                                               "(adjacent ones, to keep the tree readable)"))
+
+
+@dataclass(kw_only=True)
+class BrowserMarkFacts(Facts):
+    """A moment of the page's life (a zero-length span): first paint, FCP, LCP,
+    DOMContentLoaded, load, a layout shift."""
+
+    mark: str = field(default="", metadata=doc("first_paint | fcp | lcp | dom_content_loaded "
+                                               "| load | layout_shift"))
+    element: str | None = None
+    url: str | None = None
+    value: float | None = field(default=None, metadata=doc("a layout shift's score"))
+
+
 # The facts class of every span name; "server.<kind>" spans all use ServerFacts.
 SPAN_FACTS: dict[str, type[Facts]] = {
     "url": UrlFacts,
@@ -437,6 +572,10 @@ SPAN_FACTS: dict[str, type[Facts]] = {
     "http.send": HttpPhaseFacts,
     "http.wait": HttpPhaseFacts,
     "http.receive": HttpPhaseFacts,
+    "browser": BrowserFacts,
+    "browser.resource": BrowserResourceFacts,
+    "browser.stage": BrowserStageFacts,
+    "browser.mark": BrowserMarkFacts,
 }
 
 

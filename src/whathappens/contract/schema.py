@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -34,9 +34,11 @@ CHANGELOG = (
     "is written (null when not established), so some attrs that were left out are now null; "
     "the analysis key (the summary, each step's verdict against its rule of thumb, who the "
     "journey met and in which role, the resolver's cache).",
+    "1.5: the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
+    "(step 'browser'), placed on the journey's clock.",
 )
 
-STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server")
+STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")
 LAYERS = ("application", "transport", "internet", "link")
 
 
@@ -73,7 +75,7 @@ def _span_schema(defs: dict[str, object]) -> dict[str, object]:
     assert isinstance(span, dict)
     props = dict(span["properties"])
     props["step"] = {"enum": list(STEPS), "description": "server: a span from a lab tier's "
-                     "own log"}
+                     "own log; browser: the page in headless Chromium"}
     props["layer"] = {"enum": list(LAYERS), "description": "TCP/IP model layer (RFC 1122)"}
     props["name"] = {"type": "string", "description": "what the span is: "
                      + ", ".join(SPAN_FACTS) + ", server.<kind>"}
