@@ -141,8 +141,13 @@ def vital(t: Threshold, value: float | None, at_ms: float | None = None,
 def analyze_browser(journey: JourneyDoc) -> BrowserAnalysis | None:
     """The browser phase's vitals and chains; None when the journey had no browser phase."""
     span = browser_span(journey)
-    facts = span.facts_as(BrowserFacts) if span is not None else None
-    if span is None or facts is None:
+    return None if span is None else browser_analysis(span)
+
+
+def browser_analysis(span: SpanDoc) -> BrowserAnalysis | None:
+    """The vitals and chains of one browser span (alone: the live page has no journey yet)."""
+    facts = span.facts_as(BrowserFacts)
+    if facts is None:
         return None
     nav = navigation_start(span)
     if facts.outcome != "loaded" or nav is None:

@@ -31,6 +31,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
 from whathappens.journey import LAYERS
+from whathappens.render.browser_view import BrowserView, browser_view
 from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
 from whathappens.render.format import bracket, ms
 from whathappens.render.steps import (
@@ -48,7 +49,8 @@ from whathappens.render.steps import (
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
-            ("waterfall", "Waterfall"), ("layers", "Layers"), ("cheatsheet", "Cheat sheet"))
+            ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
+            ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
 
@@ -161,7 +163,8 @@ class JourneyView:
     url_step: UrlView | None
     prepare: PrepareView | None
     legs: list[LegView]
-    order: list[UrlView | PrepareView | LegView | OtherStep]  # the top-level steps, in order
+    browser: BrowserView | None  # the page in headless Chromium (render/browser_view.py)
+    order: list[UrlView | PrepareView | LegView | BrowserView | OtherStep]  # in order
     compare: CompareView | None
     findings: list[FindingView]
     actors: list[Actor]
@@ -195,7 +198,8 @@ def budget_view(v: Verdict) -> BudgetView:
                       guide, v.outcome, rtts, v.mark_ms)
 
 
-def summary_view(doc: JourneyDoc, budgets: list[BudgetView]) -> SummaryView:
+def summary_view(doc: JourneyDoc, budgets: list[BudgetView],
+                 browser: BrowserView | None = None) -> SummaryView:
     s = summarize(doc)
     parts: list[str] = []
     if s.status:
@@ -204,6 +208,9 @@ def summary_view(doc: JourneyDoc, budgets: list[BudgetView]) -> SummaryView:
     parts.append(f"{ms(s.total_ms)} total")
     if s.requests > 1:
         parts.append(f"{s.requests} requests")
+    if browser is not None:
+        parts += [f"{m.label} {m.value}" for m in browser.metrics
+                  if m.key in ("fcp", "lcp") and m.at_ms is not None]
     return SummaryView(parts, problem(doc.error), budgets, s)
 
 
@@ -286,7 +293,7 @@ def read(data: Mapping[str, object]) -> JourneyDoc:
 def journey_view(doc: JourneyDoc) -> JourneyView:
     """The whole journey, viewed once for every renderer."""
     budgets = [budget_view(v) for v in verdicts(doc)]
-    order: list[UrlView | PrepareView | LegView | OtherStep] = []
+    order: list[UrlView | PrepareView | LegView | BrowserView | OtherStep] = []
     for s in doc.spans:
         if s.name == "url":
             order.append(url_view(s))
@@ -294,6 +301,8 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
             order.append(leg_view(s))
         elif s.name == "prepare":
             order.append(PrepareView(timing(s), list(facts(s, PrepareFacts).loaded)))
+        elif s.name == "browser":
+            order.append(browser_view(s, doc))
         else:
             order.append(OtherStep(s.name, timing(s), problem(s.error)))
     url = next((x for x in order if isinstance(x, UrlView)), None)
@@ -301,9 +310,11 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
     return JourneyView(
         url=doc.url, clock=doc.clock.name or "unknown clock", total_ms=doc.total_ms,
         exit_code=doc.exit_code, redirects=doc.facts.redirects or 0,
-        summary=summary_view(doc, budgets), url_step=url,
+        summary=summary_view(doc, budgets, next(
+            (x for x in order if isinstance(x, BrowserView)), None)), url_step=url,
         prepare=next((x for x in order if isinstance(x, PrepareView)), None), legs=legs,
-        order=order, compare=compare_view(doc.facts.tls_compare),
+        browser=next((x for x in order if isinstance(x, BrowserView)), None), order=order,
+        compare=compare_view(doc.facts.tls_compare),
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs))
