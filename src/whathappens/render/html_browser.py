@@ -194,5 +194,5 @@ def browser_html(b: BrowserView | None, place: Place, explain: str) -> str:
         return section("browser", "Browser",
                        "<p>This journey did not load the page in a browser. Run it with "
                        "<code>--browser</code> to see the page load in headless Chromium: "
-                       "its subresources, rendering path, FCP, LCP and CLS.</p>")
+                       "its subresources, rendering path, FCP, LCP and CLS.</p>" + explain)
     return BrowserSection(b, place).render(explain)

@@ -13,8 +13,9 @@ values.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -22,10 +23,20 @@ from rich.text import Text
 from whathappens.explain.browser import LANES_NOTE, NAVIGATION_NOTE, VITALS_CAVEAT
 from whathappens.render.browser_view import BrowserView, ResourceRow, StageRow
 from whathappens.render.format import ms, size
-from whathappens.render.steps import Timing
+from whathappens.render.steps import Problem, Timing
 
-if TYPE_CHECKING:
-    from whathappens.render.terminal import Report
+
+class Report(Protocol):
+    """What this section uses of the terminal report (render/terminal.py's ``Report``)."""
+
+    c: Console
+    explain: bool
+
+    def head(self, label: str, t: Timing, error: Problem | None, facts: str) -> None: ...
+
+    def detail(self, text: str | Text, indent: int = 8, style: str = "") -> None: ...
+
+    def explain_step(self, step: str) -> None: ...
 
 BAR = 28
 KIND_STYLE = {"doc": "blue", "css": "magenta", "js": "yellow", "img": "green", "font": "cyan"}
