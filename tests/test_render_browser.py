@@ -271,7 +271,7 @@ def test_har_has_the_page_and_one_entry_per_subresource() -> None:
     assert (t["blocked"], t["dns"], t["connect"], t["ssl"], t["send"], t["wait"],
             t["receive"]) == (0.6, -1, -1, -1, 0.2, 301.4, 6.1)
     assert css["time"] == pytest.approx(308.3)
-    assert css["_transferSize"] == 2411
+    assert css["response"]["_transferSize"] == 2411
     assert page[0]["_resourceType"] == "document"
     assert "_renderBlocking" not in page[0]
     assert {e["_renderBlocking"] for e in page[1:]} == {"Blocking", "InBodyParserBlocking",

@@ -6,7 +6,8 @@ page load started"). Each request is an entry with the fields DevTools writes an
 when it imports a HAR (front_end/models/har): ``_initiator`` (CDP's ``Network.Initiator``
 object: type, url, lineNumber from 0), ``_priority`` (``VeryHigh`` … ``VeryLow``, CDP's
 ``ResourcePriority``), ``_resourceType`` (DevTools' lower-case names: ``stylesheet``,
-``script``…), ``_transferSize``, ``_fromCache``, and ``timings._blocked_queueing``; and
+``script``…), ``_fromCache``, ``response._transferSize`` (headers and body on the wire),
+``response._error`` and ``timings._blocked_queueing`` (inside ``blocked``); and
 ``_renderBlocking`` in CDP's spelling (``Blocking``, ``InBodyParserBlocking``,
 ``NonBlocking``…). Chromium's phases map onto HAR's: queued is ``blocked``, ``connect``
 includes ``ssl`` (HAR 1.2), ``-1`` where a phase did not happen (a reused connection).
@@ -93,7 +94,7 @@ def entry(span: SpanDoc, f: BrowserResourceFacts, t0: int, page: str) -> dict[st
                                     parse_qsl(urlsplit(f.url).query, keep_blank_values=True)]},
         "response": {"status": f.status or 0, "statusText": "", "httpVersion": version,
                      "cookies": [], "headers": [], "redirectURL": "", "headersSize": -1,
-                     "bodySize": -1,
+                     "bodySize": -1, "_transferSize": f.encoded_bytes or 0,
                      "content": {"size": f.decoded_bytes or 0,
                                  "mimeType": f.mime_type or "x-unknown"}},
         "cache": {},
@@ -103,7 +104,6 @@ def entry(span: SpanDoc, f: BrowserResourceFacts, t0: int, page: str) -> dict[st
         "_initiator": initiator(f.initiator),
         "_priority": f.priority or "",
         "_resourceType": f.resource_type.lower() or "other",
-        "_transferSize": f.encoded_bytes or 0,
         "comment": "measured by Chromium (CDP Network events) on the journey's clock"
                    + (f"; HTTP/2 stream {f.stream_id}" if f.stream_id is not None else ""),
     }
@@ -112,7 +112,7 @@ def entry(span: SpanDoc, f: BrowserResourceFacts, t0: int, page: str) -> dict[st
     if f.from_cache in ("memory", "disk"):
         out["_fromCache"] = f.from_cache
     if f.failed:
-        out["_error"] = f.failed
+        out["response"]["_error"] = f.failed
     return out
 
 
