@@ -1,10 +1,10 @@
 """Words for the browser phase: what each rendering stage does, filled with this page's values,
 and the notes the reports put beside the waterfall, the metrics and the chains.
 
-A stage's text is a template: ``{took}`` (its time, all passes together), ``{count}`` (how
-many trace events it merged), ``{at}`` (when it first ran, ms after the navigation started)
-and ``{what}`` (the stylesheet or script it worked on, or "the page"). Written for this
-project, in our own words.
+A stage's text is a template: ``{took}`` (its time, all passes together), ``{times}`` (how
+many trace events it merged: "once", "3 times"), ``{at}`` (when it first ran, ms after the
+navigation started) and ``{what}`` (the stylesheet or script it worked on, or "the page").
+Written for this project, in our own words.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class StageText:
 STAGES: dict[str, StageText] = {
     "dom": StageText(
         "DOM", "the HTML parser builds the document tree",
-        "The parser read the HTML into the DOM in {count} pass(es), {took} in all, first at "
+        "The parser read the HTML into the DOM {times}, {took} in all, first at "
         "{at}. It stops at a classic script until that script has run, so a slow script "
         "early in the page delays everything after it."),
     "cssom": StageText(
@@ -31,11 +31,11 @@ STAGES: dict[str, StageText] = {
         "head is parsed nothing can be painted: that is what render-blocking means."),
     "style": StageText(
         "Style", "each element gets its computed style (the render tree)",
-        "Style was recalculated {count} time(s), {took} in all, first at {at}: every element "
+        "Style was recalculated {times}, {took} in all, first at {at}: every element "
         "matched against the CSS rules to get its final colours, fonts and sizes."),
     "layout": StageText(
         "Layout", "boxes get their positions and sizes",
-        "Layout ran {count} time(s), {took} in all, first at {at}. Each run after the first "
+        "Layout ran {times}, {took} in all, first at {at}. Each run after the first "
         "means something changed size or was added: a late image without dimensions, a "
         "font swap, a banner."),
     "prepaint": StageText(
@@ -44,7 +44,7 @@ STAGES: dict[str, StageText] = {
         "painted with."),
     "paint": StageText(
         "Paint", "drawing commands are recorded",
-        "Paint recorded the drawing commands {count} time(s), {took} in all, first at {at}. "
+        "Paint recorded the drawing commands {times}, {took} in all, first at {at}. "
         "Recording is not yet pixels on screen."),
     "layerize": StageText(
         "Layerize", "the painted content is split into composited layers",
@@ -54,7 +54,7 @@ STAGES: dict[str, StageText] = {
         "Commit took {took} at {at}: the frame went from the main thread to the compositor."),
     "composite": StageText(
         "Composite", "the compositor draws the frame: pixels on screen",
-        "A frame was drawn {count} time(s), first at {at} ({took} in all); a paint metric "
+        "A frame was drawn {times}, first at {at} ({took} in all); a paint metric "
         "(FCP, LCP) is the frame that first showed its content."),
     "script": StageText(
         "Script", "JavaScript is compiled and run",

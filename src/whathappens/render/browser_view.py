@@ -37,7 +37,7 @@ from whathappens.contract.facts import (
 )
 from whathappens.explain.browser import SKIPPED_HINT, STAGES
 from whathappens.render.format import ms, size
-from whathappens.render.steps import Timing, timing
+from whathappens.render.steps import Problem, Timing, problem, timing
 
 BLOCKING_WORDS = {"blocking": "render-blocking", "in_body_parser_blocking": "parser-blocking",
                   "potentially_blocking": "potentially blocking", "non_blocking": "non-blocking"}
@@ -209,6 +209,10 @@ class StageRow:
         return f"{self.label}{what}{times}"
 
 
+def times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
 def stage_rows(span: SpanDoc, nav: float | None) -> list[StageRow]:
     out: list[StageRow] = []
     stages = sorted(((c, f) for c in span.children
@@ -218,7 +222,7 @@ def stage_rows(span: SpanDoc, nav: float | None) -> list[StageRow]:
         text = STAGES.get(f.stage)
         label = text.label if text else f.stage
         words = "" if text is None else text.template.format(
-            took=ms(c.duration_ms), count=f.count, at=after(c.start_ms, nav),
+            took=ms(c.duration_ms), times=times(f.count), at=after(c.start_ms, nav),
             what=short_name(f.url) if f.url else "the page")
         out.append(StageRow(c.id, timing(c), after(c.start_ms, nav), f.stage, label,
                             text.does if text else "", f.event, f.url or "", f.count, words))
@@ -351,6 +355,7 @@ class NavigationView:
 class BrowserView:
     span_id: int
     timing: Timing
+    error: Problem | None        # the span's error, when the phase failed with one
     outcome: str                 # loaded, failed, skipped
     why: str
     browser: str
@@ -444,7 +449,8 @@ def browser_view(span: SpanDoc, doc: JourneyDoc | None = None) -> BrowserView:
     rows = resource_rows(res, nav, roles(a))
     vitals: dict[str, VitalVerdict] = {v.metric: v for v in (a.vitals if a else [])}
     return BrowserView(
-        span.id, timing(span), f.outcome, f.why or "", f.browser or "", f.final_url or f.url,
+        span.id, timing(span), problem(span.error), f.outcome, f.why or "", f.browser or "",
+        f.final_url or f.url,
         f.warm, f.launch_ms, nav, f.requests or len(rows), f.bytes_on_wire, f.long_tasks,
         navigation_view(rows, doc), rows, connections(rows), stage_rows(span, nav),
         metric_rows(span, f, nav, vitals) if f.outcome == "loaded" else [],

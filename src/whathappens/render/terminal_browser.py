@@ -143,7 +143,7 @@ def browser_section(r: Report, b: BrowserView) -> None:
     title.append(f"  (headless {b.browser or 'Chromium'}, on the journey's clock)", style="dim")
     r.c.print(title, overflow="fold")
     if not b.loaded:
-        r.head("PAGE", b.timing, None, b.skipped_line)
+        r.head("PAGE", b.timing, b.error, b.skipped_line)
         return
     r.head("PAGE", b.timing, None, b.line)
     navigation(r, b)
