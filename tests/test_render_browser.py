@@ -183,6 +183,17 @@ def test_the_metrics_and_the_chains_in_words() -> None:
     assert summary.endswith("FCP +345.2 ms · LCP +645.2 ms")
 
 
+def test_without_marks_the_facts_times_count_from_the_navigation() -> None:
+    j = load()
+    b = browser(j)
+    b["children"] = [c for c in b["children"] if c["name"] != "browser.mark"]
+    a = analyze_journey(read(j)).browser
+    assert a is not None
+    assert {v.metric: v.value for v in a.vitals} == {"fcp": 345.2, "lcp": 645.2, "cls": 0.12}
+    assert [m.item for m in view(j).metrics][:2] == ["DOMContentLoaded +332.4 ms",
+                                                     "load +710.0 ms"]
+
+
 # ------------------------------------------------------------------------------ terminal
 def test_terminal_report_matches_golden_file() -> None:
     text = terminal(load())
@@ -262,7 +273,10 @@ def test_har_has_the_page_and_one_entry_per_subresource() -> None:
     assert len(page) == 9
     css = next(e for e in page if e["request"]["url"].endswith("style.css"))
     assert css["_initiator"] == {"type": "parser", "url": "https://www.example.com/",
-                                 "lineNumber": 5}
+                                 "lineNumber": 5}  # "parser https://www.example.com/ line 6"
+    banner = next(e for e in page if e["request"]["url"].endswith("banner.jpg"))
+    assert banner["_initiator"] == {"type": "script", "lineNumber": 8,
+                                    "url": "https://www.example.com/static/async.js"}
     assert (css["_priority"], css["_resourceType"], css["_renderBlocking"]) == (
         "VeryHigh", "stylesheet", "Blocking")
     assert css["connection"] == "42"

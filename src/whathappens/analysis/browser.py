@@ -6,8 +6,9 @@ poor above 4 s; Cumulative Layout Shift good at 0.1 or less, poor above 0.25. Th
 for the 75th percentile of real visits; here one load in a lab browser is held against them, so
 a verdict is guidance, never a field measurement. FCP and LCP count from the navigation's start,
 which is the document request's start on the journey's clock (the ``browser.resource`` span
-with ``navigation``); a paint's moment is its ``browser.mark`` span (the facts' ``fcp_ms`` /
-``lcp_ms`` when there is none).
+with ``navigation``); a paint's moment is its ``browser.mark`` span, else the navigation's
+start plus the facts' ``fcp_ms`` / ``lcp_ms`` (which, like Web Vitals and Lighthouse, count
+from the navigation).
 
 The critical chains:
 
@@ -80,13 +81,15 @@ def navigation_start(span: SpanDoc) -> float | None:
     return None if b is None or b.launch_ms is None else span.start_ms + b.launch_ms
 
 
-def moment(span: SpanDoc, mark: str, fallback: float | None) -> tuple[float | None, int | None]:
-    """Where a paint happened on the journey's clock, and its mark's span: the last mark of
-    its kind (LCP's candidates are replaced by larger ones; the last is the LCP)."""
+def moment(span: SpanDoc, mark: str, nav: float | None,
+           after_nav: float | None) -> tuple[float | None, int | None]:
+    """Where a moment of the page happened on the journey's clock, and its mark's span: the
+    last mark of its kind (LCP's candidates are replaced by larger ones; the last is the LCP),
+    else the navigation's start + the facts' time after it."""
     found = marks(span, mark)
     if found:
         return found[-1].start_ms, found[-1].id
-    return fallback, None
+    return (None if nav is None or after_nav is None else nav + after_nav), None
 
 
 def outcome(t: Threshold, value: float | None) -> VitalOutcome:
@@ -152,8 +155,8 @@ def browser_analysis(span: SpanDoc) -> BrowserAnalysis | None:
     nav = navigation_start(span)
     if facts.outcome != "loaded" or nav is None:
         return BrowserAnalysis(span.id, facts.outcome, nav, [], None, None)
-    fcp_at, fcp_id = moment(span, "fcp", facts.fcp_ms)
-    lcp_at, lcp_id = moment(span, "lcp", facts.lcp_ms)
+    fcp_at, fcp_id = moment(span, "fcp", nav, facts.fcp_ms)
+    lcp_at, lcp_id = moment(span, "lcp", nav, facts.lcp_ms)
     vitals = [vital(FCP, None if fcp_at is None else fcp_at - nav, fcp_at, fcp_id),
               vital(LCP, None if lcp_at is None else lcp_at - nav, lcp_at, lcp_id),
               vital(CLS, facts.cls)]

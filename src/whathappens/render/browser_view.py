@@ -26,12 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from whathappens.analysis.browser import BLOCKING, browser_analysis, navigation_start
+from whathappens.analysis.browser import BLOCKING, browser_analysis, moment, navigation_start
 from whathappens.analysis.model import BrowserAnalysis, ChainLink, VitalVerdict
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import (
     BrowserFacts,
-    BrowserMarkFacts,
     BrowserResourceFacts,
     BrowserStageFacts,
 )
@@ -250,14 +249,11 @@ class MetricRow:
 
 def metric_rows(span: SpanDoc, f: BrowserFacts, nav: float | None,
                 vitals: dict[str, VitalVerdict]) -> list[MetricRow]:
-    def moment(key: str, fallback: float | None) -> float | None:
-        found = [c.start_ms for c in span.children
-                 if (m := c.facts_as(BrowserMarkFacts)) is not None and m.mark == key]
-        return found[-1] if found else fallback
-
-    def row(key: str, fallback: float | None, detail: str = "") -> MetricRow:
+    """Each moment where its mark put it on the journey's clock (else the navigation's start
+    plus the facts' time after it), with its verdict when it is a Core Web Vital."""
+    def row(key: str, after_nav: float | None, detail: str = "") -> MetricRow:
         v = vitals.get(key)
-        at_ms = moment(key, fallback)
+        at_ms, _ = moment(span, key, nav, after_nav)
         return MetricRow(key, METRIC_LABEL[key], after(at_ms, nav), at_ms,
                          v.guide if v else "", OUTCOME_WORDS[v.outcome] if v else "", detail)
 

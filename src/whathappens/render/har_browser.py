@@ -1,9 +1,9 @@
 """The browser phase as HAR 1.2: the page Chromium loaded, and one entry per request it made.
 
 The page starts at the navigation (the document request's start); its ``pageTimings`` are
-DOMContentLoaded and load counted from there, as HAR 1.2 defines them ("milliseconds since
-page load started"). Each request is an entry with the fields DevTools writes and reads back
-when it imports a HAR (front_end/models/har): ``_initiator`` (CDP's ``Network.Initiator``
+DOMContentLoaded and load after the navigation's start, as Chromium reported them and as HAR
+1.2 defines them ("milliseconds since page load started"). Each request is an entry with the
+fields DevTools writes and reads back when it imports a HAR (front_end/models/har): ``_initiator`` (CDP's ``Network.Initiator``
 object: type, url, lineNumber from 0), ``_priority`` (``VeryHigh`` … ``VeryLow``, CDP's
 ``ResourcePriority``), ``_resourceType`` (DevTools' lower-case names: ``stylesheet``,
 ``script``…), ``_fromCache``, ``response._transferSize`` (headers and body on the wire),
@@ -30,7 +30,7 @@ RENDER_BLOCKING = {"blocking": "Blocking", "in_body_parser_blocking": "InBodyPar
                    "potentially_blocking": "PotentiallyBlocking",
                    "non_blocking": "NonBlocking", "non_blocking_dynamic": "NonBlockingDynamic"}
 HTTP_VERSION = {"h2": "HTTP/2", "h3": "HTTP/3", "http/1.1": "HTTP/1.1", "http/1.0": "HTTP/1.0"}
-_INITIATOR = re.compile(r"(?P<type>\S+)(?:\s+(?P<url>.+?)(?::(?P<line>\d+))?)?\s*")
+_INITIATOR = re.compile(r"(?P<type>\S+)(?:\s+(?P<url>\S+?)(?:\s+line\s+(?P<line>\d+))?)?\s*")
 
 
 def iso(t0_wall_ns: int, at_ms: float) -> str:
@@ -45,7 +45,8 @@ class BrowserPage:
 
 
 def initiator(text: str | None) -> dict[str, Any]:
-    """``parser https://host/style.css:3`` as CDP's Initiator object (lineNumber from 0)."""
+    """``parser https://host/style.css line 3`` (the capture's words, line from 1) as CDP's
+    Initiator object (lineNumber from 0)."""
     m = _INITIATOR.fullmatch(text or "")
     if m is None or not text:
         return {"type": "other"}
@@ -125,8 +126,8 @@ def browser_page(journey: JourneyDoc, page: str) -> BrowserPage | None:
         return None
     t0 = journey.clock.t0_wall_ns
 
-    def since(at: float | None) -> float:
-        return -1 if at is None else round(max(at - nav, 0.0), 3)
+    def since(after_nav: float | None) -> float:
+        return -1 if after_nav is None else round(max(after_nav, 0.0), 3)
 
     spans = sorted(((c, r) for c in span.children
                     if (r := c.facts_as(BrowserResourceFacts)) is not None),
