@@ -2,16 +2,22 @@
 
 The page starts at the navigation (the document request's start); its ``pageTimings`` are
 DOMContentLoaded and load after the navigation's start, as Chromium reported them and as HAR
-1.2 defines them ("milliseconds since page load started"). Each request is an entry with the
-fields DevTools writes and reads back when it imports a HAR (front_end/models/har): ``_initiator`` (CDP's ``Network.Initiator``
-object: type, url, lineNumber from 0), ``_priority`` (``VeryHigh`` … ``VeryLow``, CDP's
-``ResourcePriority``), ``_resourceType`` (DevTools' lower-case names: ``stylesheet``,
-``script``…), ``_fromCache``, ``response._transferSize`` (headers and body on the wire),
-``response._error`` and ``timings._blocked_queueing`` (inside ``blocked``); and
-``_renderBlocking`` in CDP's spelling (``Blocking``, ``InBodyParserBlocking``,
-``NonBlocking``…). Chromium's phases map onto HAR's: queued is ``blocked``, ``connect``
-includes ``ssl`` (HAR 1.2), ``-1`` where a phase did not happen (a reused connection).
-Chromium gives no request or response headers here: they are empty lists, their sizes -1.
+1.2 defines them ("milliseconds since page load started").
+
+Each request is an entry with the fields DevTools writes and reads back when it imports a HAR
+(front_end/models/har):
+
+- ``_initiator``: CDP's ``Network.Initiator`` object (type, url, lineNumber from 0);
+- ``_priority``: ``VeryHigh`` … ``VeryLow`` (CDP's ``ResourcePriority``);
+- ``_resourceType``: DevTools' lower-case names (``stylesheet``, ``script``…);
+- ``_fromCache``, ``response._transferSize`` (headers and body on the wire),
+  ``response._error``, ``timings._blocked_queueing`` (inside ``blocked``);
+- ``_renderBlocking`` in CDP's spelling (``Blocking``, ``InBodyParserBlocking``,
+  ``NonBlocking``…).
+
+Chromium's phases map onto HAR's: queued is ``blocked``, ``connect`` includes ``ssl`` (HAR
+1.2), ``-1`` where a phase did not happen (a reused connection). Chromium gives no request or
+response headers here: they are empty lists, their sizes -1.
 """
 
 from __future__ import annotations
