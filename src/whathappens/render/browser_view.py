@@ -351,6 +351,7 @@ class NavigationView:
 class BrowserView:
     span_id: int
     timing: Timing
+    end_ms: float                # the page's last request, stage, moment or frame
     error: Problem | None        # the span's error, when the phase failed with one
     outcome: str                 # loaded, failed, skipped
     why: str
@@ -399,7 +400,10 @@ class BrowserView:
 
     @property
     def span_ms(self) -> float:
-        return max(self.timing.end_ms - self.start_ms, 0.001)
+        """The page's timeline: from its start to the last thing the page did (a request, a
+        stage, a moment, a frame), not to the span's end, which includes closing the
+        browser and reading the trace back."""
+        return max(self.end_ms - self.start_ms, 0.001)
 
     @property
     def metrics_line(self) -> str:
@@ -426,6 +430,13 @@ def navigation_view(rows: list[ResourceRow], doc: JourneyDoc | None) -> Navigati
                           [] if doc is None else _ours(doc))
 
 
+def page_end(span: SpanDoc, f: BrowserFacts) -> float:
+    ends = [c.end_ms for c in span.children if c.end_ms is not None]
+    ends += [x.t_ms for x in f.filmstrip]
+    end = span.end_ms if span.end_ms is not None else span.start_ms
+    return max(ends) if ends else end
+
+
 def roles(a: BrowserAnalysis | None) -> dict[int, str]:
     out: dict[int, str] = {}
     if a is not None and a.fcp_chain is not None and a.fcp_chain.bottleneck is not None:
@@ -445,8 +456,8 @@ def browser_view(span: SpanDoc, doc: JourneyDoc | None = None) -> BrowserView:
     rows = resource_rows(res, nav, roles(a))
     vitals: dict[str, VitalVerdict] = {v.metric: v for v in (a.vitals if a else [])}
     return BrowserView(
-        span.id, timing(span), problem(span.error), f.outcome, f.why or "", f.browser or "",
-        f.final_url or f.url,
+        span.id, timing(span), page_end(span, f), problem(span.error), f.outcome, f.why or "",
+        f.browser or "", f.final_url or f.url,
         f.warm, f.launch_ms, nav, f.requests or len(rows), f.bytes_on_wire, f.long_tasks,
         navigation_view(rows, doc), rows, connections(rows), stage_rows(span, nav),
         metric_rows(span, f, nav, vitals) if f.outcome == "loaded" else [],

@@ -65,7 +65,7 @@ def grid_row(r: Report, label: Text, bar: Text, took: str, facts: Text) -> None:
 
 
 def resource(r: Report, b: BrowserView, x: ResourceRow) -> None:
-    label = Text(f"   {x.kind:<5}", style=KIND_STYLE.get(x.kind, ""))
+    label = Text(f"   {x.kind[:4]:<5}", style=KIND_STYLE.get(x.kind, ""))
     label.append(x.name if len(x.name) <= 13 else x.name[:12] + "…")
     facts = Text(f"{x.offset}  {x.priority}")
     if x.blocking and x.blocking != "non-blocking":
