@@ -396,3 +396,25 @@ def test_hostile_browser_text_is_shown_never_obeyed() -> None:
     har = to_har(j)  # HAR keeps the exact value: it is data, escaped by JSON
     jsonschema.Draft202012Validator(HAR_SCHEMA).validate(har)
     assert any(EVIL in e["request"]["url"] for e in har["log"]["entries"])
+
+
+def test_chromiums_own_navigation_start_is_preferred_when_the_facts_name_it() -> None:
+    doc = read(load())
+    span = next(s for s in doc.spans if s.name == "browser")
+    span.facts.navigation_start_ms = 296.0  # type: ignore[attr-defined]  # the core's field
+    a = analyze_journey(doc).browser
+    assert a is not None
+    assert a.navigation_ms == 296.0
+    assert {v.metric: v.value for v in a.vitals}["fcp"] == pytest.approx(349.2)
+
+
+def test_a_failed_phase_says_why_without_the_install_hint() -> None:
+    j = skipped()
+    b = browser(j)
+    b["attrs"].update(outcome="failed", why="the page did not load within 20 s")
+    b["error"] = {"step": "browser", "code": "browser.timeout", "exit_code": 0,
+                  "message": "the page did not load within 20 s"}
+    text = " ".join(terminal(j).split())
+    assert "The browser phase failed: the page did not load within 20 s." in text
+    assert "✗ the page did not load within 20 s [browser.timeout]" in text
+    assert "apt-get" not in text

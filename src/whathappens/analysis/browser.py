@@ -4,11 +4,13 @@ Thresholds are Core Web Vitals' published ones (web.dev, "Web Vitals"): First Co
 is good at 1.8 s or less and poor above 3 s; Largest Contentful Paint good at 2.5 s or less,
 poor above 4 s; Cumulative Layout Shift good at 0.1 or less, poor above 0.25. They are meant
 for the 75th percentile of real visits; here one load in a lab browser is held against them, so
-a verdict is guidance, never a field measurement. FCP and LCP count from the navigation's start,
-which is the document request's start on the journey's clock (the ``browser.resource`` span
-with ``navigation``); a paint's moment is its ``browser.mark`` span, else the navigation's
-start plus the facts' ``fcp_ms`` / ``lcp_ms`` (which, like Web Vitals and Lighthouse, count
-from the navigation).
+a verdict is guidance, never a field measurement.
+
+FCP and LCP count from the navigation's start on the journey's clock: Chromium's own when the
+facts name it, else the document request's start (the ``browser.resource`` span with
+``navigation``). A paint's moment is its ``browser.mark`` span, else the navigation's start plus
+the facts' ``fcp_ms`` / ``lcp_ms`` (which, like Web Vitals and Lighthouse, count from the
+navigation).
 
 The critical chains:
 
@@ -73,11 +75,16 @@ def marks(span: SpanDoc, mark: str) -> list[SpanDoc]:
 
 
 def navigation_start(span: SpanDoc) -> float | None:
-    """The document request's start; else the launch's end, when the launch was timed."""
+    """The navigation's start on the journey's clock: Chromium's own when the facts name it
+    (``navigation_start_ms``, which the capture core adds to the contract), else the document
+    request's start, else the launch's end when the launch was timed."""
+    b = span.facts_as(BrowserFacts)
+    named = getattr(b, "navigation_start_ms", None)  # read by name until the field lands
+    if isinstance(named, int | float) and not isinstance(named, bool):
+        return float(named)
     nav = next((c for c, f in resources(span) if f.navigation), None)
     if nav is not None:
         return nav.start_ms
-    b = span.facts_as(BrowserFacts)
     return None if b is None or b.launch_ms is None else span.start_ms + b.launch_ms
 
 

@@ -74,6 +74,9 @@ NAVIGATION_NOTE = ("Chromium opens a connection to the site as soon as the navig
                    "the document shows no DNS, connect or TLS: the connection was already "
                    "there. The DNS, TCP and TLS times that count are the journey's own, "
                    "measured above.")
+NAVIGATION_OWN = ("Here Chromium timed a connection of its own for the document, beside the "
+                  "journey's: two clients, two connections. The journey's DNS, TCP and TLS "
+                  "above are the ones measured step by step.")
 SKIPPED_HINT = ("To see the page load: install Debian's chromium (apt-get install chromium) "
                 "and Playwright's Python package (pip install playwright; no browser "
                 "download is needed), then run again with --browser.")

@@ -21,6 +21,7 @@ from whathappens.explain.browser import (
     FILMSTRIP_NOTE,
     LANES_NOTE,
     NAVIGATION_NOTE,
+    NAVIGATION_OWN,
     PHASES_NOTE,
     VITALS_CAVEAT,
 )
@@ -65,8 +66,8 @@ class BrowserSection:
         if n.ours:
             pairs.append(("the journey's own", esc(" · ".join(f"{k} {ms(v)}"
                                                               for k, v in n.ours))))
-        return ("<h3>The navigation</h3>" + dl(pairs)
-                + f"<p class=\"note small\">{esc(NAVIGATION_NOTE)}</p>")
+        note = NAVIGATION_NOTE if n.preconnected else NAVIGATION_OWN
+        return "<h3>The navigation</h3>" + dl(pairs) + f"<p class=\"note small\">{esc(note)}</p>"
 
     def phases(self, x: ResourceRow) -> str:
         out, at = [], x.timing.start_ms

@@ -20,7 +20,12 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from whathappens.explain.browser import LANES_NOTE, NAVIGATION_NOTE, VITALS_CAVEAT
+from whathappens.explain.browser import (
+    LANES_NOTE,
+    NAVIGATION_NOTE,
+    NAVIGATION_OWN,
+    VITALS_CAVEAT,
+)
 from whathappens.render.browser_view import BrowserView, ResourceRow, StageRow
 from whathappens.render.format import ms, size
 from whathappens.render.steps import Problem, Timing
@@ -110,7 +115,8 @@ def navigation(r: Report, b: BrowserView) -> None:
         r.detail(Text("the journey's own: " + " · ".join(f"{k} {ms(v)}" for k, v in n.ours)
                       + " (these are the ones to read for the document)", style="dim"))
     if r.explain:
-        r.detail(Text(NAVIGATION_NOTE, style="italic dim"))
+        r.detail(Text(NAVIGATION_NOTE if n.preconnected else NAVIGATION_OWN,
+                      style="italic dim"))
 
 
 def metrics(r: Report, b: BrowserView) -> None:
