@@ -159,3 +159,31 @@ def test_live_page_shows_the_browser_phase(page: BrowserPage) -> None:
     row.screenshot(path=str(ARTIFACTS / "live-browser-phase.png"))
     assert page.console_errors() == []
     assert page.errors == []
+
+
+def test_har_imports_through_the_network_panel(page: BrowserPage, tmp_path: Path) -> None:
+    """The Network panel's own "Import HAR file" button lists the journey's leg and every
+    request the page made, by name."""
+    har = to_har(load())
+    path = tmp_path / "journey.har"
+    path.write_text(json.dumps(har))
+    p = page.page
+    p.goto(DEVTOOLS)
+    button = p.get_by_role("button", name="Import HAR file")
+    button.wait_for()
+    with p.expect_file_chooser() as chooser:
+        button.click()
+    chooser.value.set_files(str(path))
+    rows = p.locator("td.name-column")
+    rows.nth(len(har["log"]["entries"]) - 1).wait_for()
+    names = [n.strip() for n in rows.all_inner_texts()]
+    assert names == ["www.example.com", "www.example.com", "style.css", "app.js", "async.js",
+                     "hero.jpg", "logo.png", "thumb-1.jpg", "font.woff2", "banner.jpg"]
+    assert "10 requests" in p.locator(".network-summary-bar").inner_text()
+    # DevTools read our _initiator (its line shown from 1, as the capture words it)
+    initiators = [n.strip() for n in p.locator("td.initiator-column").all_inner_texts()]
+    assert initiators[2] == "www.example.com/:6"
+    assert initiators[-1] == "www.example.com/static/async.js:9"
+    page.screenshot("devtools-har-browser", full_page=False)
+    assert page.errors == []
+    assert page.console_errors() == []
