@@ -4,8 +4,9 @@ Each step gets one line — its name, a waterfall bar placed on the journey's ti
 duration and its key facts — and a few indented lines of detail (DNS hops, TLS messages, the
 request and response). Bars are proportional to the monotonic clock since t0, so one can see
 at a glance where the time went. ``--explain`` adds each step's beginner paragraph, the
-advanced facts and what its number includes. Reads only the journey's view (render/view.py)
-and lays it out: no value is worked out here.
+advanced facts and what its number includes. The browser phase has a section of its own
+(render/terminal_browser.py: the page's waterfall and rendering path). Reads only the
+journey's view (render/view.py) and lays it out: no value is worked out here.
 
 Safety: the view is built from a copy of the journey whose every string went through
 :func:`~whathappens.render.visible.visible_tree` (``render_terminal``), so a control character

@@ -1,13 +1,14 @@
 """The one view of a journey that every renderer lays out.
 
 ``journey_view(read(data))`` turns the journey's document (its JSON dict, read into the typed
-``contract.document.JourneyDoc``) into plain frozen dataclasses, in reading
-order: the summary with the budget verdicts (analysis/), the URL, the set-up, each request
-(its DNS, TCP, TLS and HTTP steps: render/steps.py), the TLS 1.2 vs 1.3 comparison
-(render/compare.py), the findings, the actors with their roles, the waterfall, the layers and
-the cheat sheet. :data:`SECTIONS` names the report's sections in order. The terminal
-(render/terminal.py), the HTML report (render/html.py) and the live page (web/events.py) read
-this and only lay it out, so a value is worded once and a verdict is the same everywhere.
+``contract.document.JourneyDoc``) into plain frozen dataclasses, in reading order: the summary
+with the budget verdicts (analysis/), the URL, the set-up, each request (its DNS, TCP, TLS and
+HTTP steps: render/steps.py), the page in headless Chromium (render/browser_view.py), the TLS
+1.2 vs 1.3 comparison (render/compare.py), the findings, the actors with their roles, the
+waterfall, the layers and the cheat sheet. :data:`SECTIONS` names the report's sections in
+order. The terminal (render/terminal.py), the HTML report (render/html.py) and the live page
+(web/events.py) read this and only lay it out, so a value is worded once and a verdict is the
+same everywhere.
 
 Theory of operation: analyses (what is good, who is who, where the time went) are computed
 by analysis/ from the document; the view only joins them to the spans they are about (a
