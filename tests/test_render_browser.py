@@ -19,6 +19,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import make_journey_browser
 from test_render_html import parse
@@ -418,3 +420,29 @@ def test_a_failed_phase_says_why_without_the_install_hint() -> None:
     assert "The browser phase failed: the page did not load within 20 s." in text
     assert "✗ the page did not load within 20 s [browser.timeout]" in text
     assert "apt-get" not in text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(max_size=40), number=st.one_of(st.none(), st.floats(0, 1e5)),
+       stream=st.one_of(st.none(), st.integers(0, 2**31)))
+def test_any_browser_text_renders_everywhere_shown_not_obeyed(text: str, number: float | None,
+                                                              stream: int | None) -> None:
+    j = load()
+    for c in browser(j)["children"]:
+        a = c["attrs"]
+        if c["name"] == "browser.resource":
+            a.update(url=a["url"] + text, initiator=text, priority=text or None,
+                     render_blocking=text or None, cache_status=text, stream_id=stream,
+                     encoded_bytes=None if number is None else int(number))
+        elif c["name"] == "browser.mark":
+            a.update(element=text or None, url=text or None)
+        else:
+            a.update(url=text or None, event=text)
+    browser(j)["attrs"].update(lcp_element=text, cls=number, browser=text)
+    shown = terminal(j, explain=True)
+    assert RAW.findall(shown) == []
+    parse(render_html(j))
+    jsonschema.Draft202012Validator(HAR_SCHEMA).validate(to_har(j))
+    events = [detail_event(c, 1) for c in browser(j)["children"]]
+    events.append(step_event(browser(j), 1))
+    assert RAW.findall(json.dumps(events, ensure_ascii=False).replace("\\n", "")) == []
