@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Route
 
-from browser import ARTIFACTS, BrowserPage
+from browser import ARTIFACTS, PHONE, BrowserPage, new_page
 from test_browser_report import DEVTOOLS
 from whathappens.render.har import to_har
 from whathappens.render.html import HtmlReport, render_html
 from whathappens.web.app import PAGE_CSP, _sse
 from whathappens.web.events import DETAIL_SPANS, LIVE_SPANS, detail_event, step_event
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Route
 
 pytestmark = pytest.mark.browser
 
@@ -187,3 +189,28 @@ def test_har_imports_through_the_network_panel(page: BrowserPage, tmp_path: Path
     page.screenshot("devtools-har-browser", full_page=False)
     assert page.errors == []
     assert page.console_errors() == []
+
+
+@pytest.mark.parametrize("mode", ["beginner", "advanced"])
+def test_browser_section_on_a_phone(browser: Browser, tmp_path: Path, mode: str) -> None:
+    """No sideways scrolling: the waterfall and stage tables scroll in their own box, the
+    lanes and the filmstrip fit (the filmstrip scrolls inside its strip)."""
+    path = tmp_path / "report.html"
+    path.write_text(render_html(load()), encoding="utf-8")
+    bp = new_page(browser, PHONE)
+    try:
+        bp.open_offline(path)
+        p = bp.page
+        p.locator(f"label[for=mode-{mode}]").click()
+        width = p.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1] + 1, width
+        wide = p.evaluate("""() => [...document.querySelectorAll('#browser *')]
+            .filter(e => e.getClientRects().length
+                         && !e.parentElement.closest('.scroll, pre, .filmstrip'))
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .map(e => e.tagName + '.' + e.className).slice(0, 5)""")
+        assert wide == []
+        assert bp.errors == []
+        bp.page.locator("#browser").screenshot(path=str(ARTIFACTS / f"browser-phone-{mode}.png"))
+    finally:
+        bp.context.close()
