@@ -24,7 +24,7 @@ import pytest
 
 from test_demo_internet import WEB, Response, authority, get_h2, tls_socket
 from whathappens.demo.internet import DemoInternet
-from whathappens.demo.page import SPECS, find_font
+from whathappens.demo.page import SPECS, delay_words, find_font
 from whathappens.demo.topology import PAGE_DELAYS_MS
 
 if TYPE_CHECKING:
@@ -81,6 +81,15 @@ def test_internet_json_says_which_delays_were_injected(demo_internet: DemoIntern
     for spec in FILES:
         assert files[spec.path]["delay_ms"] == PAGE_DELAYS_MS[spec.key]
         assert files[spec.path]["purpose"] == spec.purpose
+
+
+def test_the_delays_in_a_few_words(demo_internet: DemoInternet,
+                                   quick_internet: DemoInternet) -> None:
+    words = delay_words(demo_internet.info["page"])
+    assert words.startswith("logo.png 40 ms, dns.svg 80 ms")
+    assert words.endswith("hero.png 600 ms")
+    assert "style.css 200 ms" in words
+    assert delay_words(quick_internet.info["page"]) == ""
 
 
 @pytest.mark.parametrize("spec", FILES, ids=lambda s: s.path)

@@ -135,6 +135,17 @@ def describe(delays: Mapping[str, float], font: Path | None) -> dict[str, object
     }
 
 
+def delay_words(page: Mapping[str, object]) -> str:
+    """internet.json's "page" in a few words: "style.css 200 ms, app.js 100 ms, …" (the files
+    with a delay, slowest last), "" when none was injected."""
+    files = page.get("files")
+    if not isinstance(files, list):
+        return ""
+    delayed = sorted((float(f.get("delay_ms") or 0), str(f.get("path", "")).rsplit("/", 1)[-1])
+                     for f in files if isinstance(f, dict) and f.get("delay_ms"))
+    return ", ".join(f"{name} {ms:g} ms" for ms, name in delayed)
+
+
 def _read(name: str) -> bytes:
     return (SITE_DIR / name).read_bytes()
 
