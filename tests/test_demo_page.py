@@ -25,7 +25,7 @@ import pytest
 
 from test_demo_internet import WEB, Response, authority, get_h2, tls_socket
 from whathappens.demo.internet import DemoInternet
-from whathappens.demo.page import SPECS, delay_words, find_font
+from whathappens.demo.page import SPECS, build_page, delay_words, describe, find_font
 from whathappens.demo.topology import PAGE_DELAYS_MS
 
 if TYPE_CHECKING:
@@ -91,6 +91,38 @@ def test_the_delays_in_a_few_words(demo_internet: DemoInternet,
     assert words.endswith("hero.png 600 ms")
     assert "style.css 200 ms" in words
     assert delay_words(quick_internet.info["page"]) == ""
+
+
+def test_without_a_font_package_the_page_has_no_web_font() -> None:
+    files = build_page(PAGE_DELAYS_MS, None)
+    assert "/static/heading.ttf" not in files
+    assert b"@font-face" not in files["/static/style.css"].body
+    html = files["/"].body.decode()
+    assert "No web font this time" in html
+    assert "heading.ttf" not in html
+    described = describe(PAGE_DELAYS_MS, None)
+    assert described["font"] is None
+    assert "font" not in json.dumps(described["files"])
+
+
+def test_the_page_is_well_formed() -> None:
+    """Every element the page opens is closed, in order (void elements aside)."""
+    from html.parser import HTMLParser
+
+    void = {"meta", "link", "img", "br", "input"}
+    stack: list[str] = []
+
+    class Checker(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag not in void:
+                stack.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            assert stack.pop() == tag
+
+    font = find_font()
+    Checker().feed(build_page(PAGE_DELAYS_MS, font)["/"].body.decode())
+    assert stack == []
 
 
 @pytest.mark.parametrize("spec", FILES, ids=lambda s: s.path)
