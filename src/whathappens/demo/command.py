@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from whathappens.contract.codec import from_json
 from whathappens.contract.document import DemoFacts
+from whathappens.demo.page import delay_words as page_delay_words
 
 if TYPE_CHECKING:
     from whathappens.demo.internet import DemoInternet
@@ -58,6 +59,9 @@ def serve_forever(demo: DemoInternet) -> None:
     for s in demo.info.get("servers", []):
         print(f"    {s.get('role', ''):<14} {s.get('name', ''):<28} {s.get('address', '')}"
               f"  delay {s.get('delay_ms', 0):g} ms")
+    page = page_delay_words(demo.info.get("page") or {})
+    if page:
+        print(f"  the page's files, each after its own delay: {page}")
     print(f"""  try:
     dig @{demo.resolver}{dport} www.example.com
     dig @127.0.53.1{dport} +norecurse www.example.com

@@ -498,10 +498,6 @@ http {{
         ""      "";
         default "cdn-cache;desc=$upstream_cache_status";
     }}
-    map $uri $lab_origin_cookie {{
-        "~^/static/" "";
-        default      $http_cookie;
-    }}
     # The LB's id for this request, from its response. A cached response carries the id
     # of the request that filled the cache: not this request's, so none is logged.
     map "$upstream_cache_status $upstream_http_x_request_id" $lab_edge_request_id {{
@@ -567,6 +563,11 @@ http {{
         return f"""
     proxy_cache_path {quoted(home / "cache")} levels=1:2 keys_zone=edge:10m
                      max_size=256m inactive=10m use_temp_path=off;
+    # The Cookie header sent to the origin: none for a static file (the same for everyone).
+    map $uri $lab_origin_cookie {{
+        "~^/static/" "";
+        default      $http_cookie;
+    }}
 """
 
     @staticmethod
