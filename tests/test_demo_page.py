@@ -293,6 +293,12 @@ def test_in_chromium_the_hero_is_the_lcp_and_the_banner_shifts_the_layout(
     context = b.new_context(viewport=chromium.DESKTOP)
     try:
         page = context.new_page()
+        # Which connection each response came on (CDP's connectionId, Chromium's socket id).
+        connections: dict[str, float] = {}
+        cdp = context.new_cdp_session(page)
+        cdp.on("Network.responseReceived", lambda e: connections.setdefault(
+            urlsplit(e["response"]["url"]).path, e["response"]["connectionId"]))
+        cdp.send("Network.enable")
         port = "" if demo_internet.https_port == 443 else f":{demo_internet.https_port}"
         page.goto(f"https://www.example.com{port}/", wait_until="load")
         page.wait_for_selector("#late-banner", timeout=10_000)
@@ -304,6 +310,8 @@ def test_in_chromium_the_hero_is_the_lcp_and_the_banner_shifts_the_layout(
     finally:
         context.close()
     assert nav == "h2"
+    assert {s.path for s in FILES} | {"/"} <= set(connections), connections
+    assert len(set(connections.values())) == 1, connections    # one connection, multiplexed
     assert all(proto == "h2" for _, proto in resources), resources
     assert {urlsplit(url).path for url, _ in resources} >= {s.path for s in FILES}
     last = seen["lcp"][-1]
