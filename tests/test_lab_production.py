@@ -209,7 +209,11 @@ def test_chromium_sees_static_files_miss_then_hit(production: LabContext, browse
             page.goto(f"https://www.example.com{port}/?b={time.time_ns()}", wait_until="load")
             protocols = page.evaluate("performance.getEntriesByType('resource')"
                                       ".map((e) => e.nextHopProtocol)")
+            chromium.save_screenshot(page, "lab-home", full_page=False)
+            # site.js ran (CSP allows same-origin scripts): the footer shows Server-Timing.
+            footer = page.text_content("#server-timing") or ""
             context.close()
+            assert "app " in footer, footer
             assert protocols
             assert set(protocols) == {"h2"}
             seen.append(statics)
