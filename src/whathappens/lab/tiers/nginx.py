@@ -2,6 +2,15 @@
 
     client ──TLS, h2──▶ NginxEdge ──HTTP──▶ HAProxy ──HTTP──▶ NginxApp ──HTTP──▶ gunicorn
                         edge cache 10 s                       micro-cache 1 s
+                        /static/: as long as                  /static/: the files
+                        the origin says (a day)               collectstatic wrote
+
+Static files (the pages' CSS, JS and images) never reach Django: the app node's nginx serves
+them from the collectstatic directory, as a Django deployment does (Django's own static view
+is for development only), with an ETag and ``public, max-age=86400, immutable`` for names
+that carry a content hash; the edge caches them for every visitor, so a browser sees
+``X-Cache: MISS`` on the first visit and ``HIT`` after, each request logged with its
+traceparent.
 
 Both run Debian's nginx in the foreground (``daemon off``) with a configuration generated
 here, everything nginx would otherwise write under /var/lib/nginx or /run (pid, temp files,
