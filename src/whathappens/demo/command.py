@@ -40,7 +40,8 @@ def demo_url(demo: DemoInternet, url: str | None) -> str:
 def annotate(journey: Journey, demo: DemoInternet, views: frozenset[str]) -> None:
     """Say on the journey that it went through the demo internet, and what was injected."""
     journey.facts.demo = from_json(DemoFacts, {"servers": demo.info.get("servers", []),
-                                               "delays_injected": demo.delays})
+                                               "delays_injected": demo.delays,
+                                               "page": demo.info.get("page")})
     if "system" not in views:
         journey.note("info", "dns", "the system resolver view is skipped in the demo: its "
                      "names exist only in the demo internet, and the demo stays offline")
