@@ -19,7 +19,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
+from whathappens.commands.arguments import (
+    add_trace_arguments,
+    address_policy,
+    command_parser,
+    options_from,
+)
 from whathappens.errors import EXIT_DEMO_FAILED, EXIT_OK, EXIT_USAGE
 from whathappens.web.command import (
     MAX_CONNECTIONS,
@@ -103,7 +108,7 @@ def journey_options(args: argparse.Namespace) -> Options:
     # The page is where people look at the handshake: capture it whenever we may (root).
     opts.capture = opts.capture or (os.geteuid() == 0 and not args.no_capture)
     if args.public:
-        bound_for_public(opts)
+        bound_for_public(opts, address_policy(args, public=True))
     if args.lab:
         from whathappens.lab.client import apply
 

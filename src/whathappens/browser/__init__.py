@@ -1,0 +1,1 @@
+"""The page in real Chromium: the browser phase of a journey."""
