@@ -82,6 +82,8 @@ class Refusal:
     method: str         # CONNECT, GET, POST, ...
     target: str         # what the page asked for: host:port (a tunnel) or the URL (plain http)
     reason: str
+    host: str = ""      # the host and port asked for, when the request got that far
+    port: int = 0
 
     def __str__(self) -> str:
         return f"the page asked for {self.target}; refused: {self.reason}"
@@ -247,8 +249,14 @@ class VettingProxy:
         refused = {a: why for a in addresses if (why := self.policy(a)) is not None}
         return [a for a in addresses if a not in refused], refused
 
-    def refuse(self, method: str, target: str, reason: str) -> Refusal:
-        refusal = Refusal(self.clock(), method, target, reason)
+    def refuse(self, reason: str, request: ProxyRequest | None = None,
+               what: str = "a request") -> Refusal:
+        """Record why ``request`` (or, before it could be read, ``what``) was refused."""
+        if request is None:
+            refusal = Refusal(self.clock(), "-", what, reason)
+        else:
+            refusal = Refusal(self.clock(), request.method, request.target, reason,
+                              request.host, request.port)
         self.refused.append(refusal)
         return refusal
 
@@ -292,8 +300,8 @@ class VettingProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._open) >= self.budget.max_connections:
-            self.refuse("-", "a connection to the proxy",
-                        f"the page already holds {self.budget.max_connections} connections")
+            self.refuse(f"the page already holds {self.budget.max_connections} connections",
+                        what="a connection to the proxy")
             await _answer(writer, 503, "too many connections")
             return
         self._open.add(writer)
@@ -311,18 +319,17 @@ class VettingProxy:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
                                           self.budget.head_timeout)
         except (asyncio.LimitOverrunError, ValueError):
-            self.refuse("-", "a request", f"its head is larger than "
-                        f"{self.budget.max_header_bytes} bytes")
+            self.refuse(f"its head is larger than {self.budget.max_header_bytes} bytes")
             await _answer(writer, 431, "request head too large")
             return
         try:
             request = parse_request(head)
         except BadRequest as bad:
-            self.refuse("-", "a request", bad.reason)
+            self.refuse(bad.reason)
             await _answer(writer, bad.status, bad.reason)
             return
         if (why := self.over_budget()) is not None:
-            self.refuse(request.method, request.target, why)
+            self.refuse(why, request)
             await _answer(writer, 429, why)
             return
         self.requests += 1
@@ -361,11 +368,11 @@ class VettingProxy:
         """A connection to a vetted address of the request's host, or ``None`` (recorded)."""
         found = await self._addresses(request)
         if isinstance(found, str):
-            self.refuse(request.method, request.target, found)
+            self.refuse(found, request)
             return None
         allowed, refused = self.vet(found)
         if not allowed:
-            self.refuse(request.method, request.target, "; ".join(refused.values()))
+            self.refuse("; ".join(refused.values()), request)
             return None
         failures: list[str] = []
         for address in allowed:
@@ -379,8 +386,7 @@ class VettingProxy:
             self.passed.append(Passage(self.clock(), request.method, request.target, address,
                                        request.port))
             return pair
-        self.refuse(request.method, request.target, "no vetted address answered ("
-                    + "; ".join(failures) + ")")
+        self.refuse("no vetted address answered (" + "; ".join(failures) + ")", request)
         return None
 
     async def _relay(self, request: ProxyRequest, reader: asyncio.StreamReader,
@@ -396,7 +402,7 @@ class VettingProxy:
         """One plain-http request: its head and body to the origin, the response back, and
         nothing more on this connection (both sides are told ``Connection: close``)."""
         if not self._spend(len(request.forward)):
-            self.refuse(request.method, request.target, "cut: the page's byte budget is spent")
+            self.refuse("cut: the page's byte budget is spent", request)
             return
         up_writer.write(request.forward)
         await asyncio.gather(self._pipe(request, reader, up_writer, request.body_length),
@@ -407,11 +413,10 @@ class VettingProxy:
         try:
             head = await up_reader.readuntil(b"\r\n\r\n")
         except (asyncio.LimitOverrunError, ValueError):
-            self.refuse(request.method, request.target,
-                        f"cut: the response head is larger than {_READ} bytes")
+            self.refuse(f"cut: the response head is larger than {_READ} bytes", request)
             return
         if not self._spend(len(head)):
-            self.refuse(request.method, request.target, "cut: the page's byte budget is spent")
+            self.refuse("cut: the page's byte budget is spent", request)
             return
         writer.write(_close_response_head(head))
         await writer.drain()
@@ -426,9 +431,8 @@ class VettingProxy:
             if not data:
                 break
             if not self._spend(len(data)):
-                self.refuse(request.method, request.target,
-                            f"cut: the page's byte budget ({self.budget.max_bytes} bytes) "
-                            "is spent")
+                self.refuse(f"cut: the page's byte budget ({self.budget.max_bytes} bytes) "
+                            "is spent", request)
                 dst.transport.abort()
                 return
             if left is not None:
