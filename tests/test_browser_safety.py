@@ -258,7 +258,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         canary.stop()
 
 
-def _visit(world: World, extra_args: list[str], tried: Callable[[], set[str]]) -> None:
+def _visit(world: World, extra_args: list[str], tried: Callable[[], set[str]],
+           context_proxy: str | None = None) -> None:
     """Load the hostile page with these switches, let it run until ``tried()`` names every
     path of ``EXPECTED`` (10 s at most), then navigate it away to the canary."""
     from playwright.sync_api import Error, sync_playwright
@@ -270,7 +271,10 @@ def _visit(world: World, extra_args: list[str], tried: Callable[[], set[str]]) -
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[*ARGS, *extra_args],
                                      env=env, headless=True)
         try:
-            context = browser.new_context(**CONTEXT_OPTIONS)
+            options = dict(CONTEXT_OPTIONS)
+            if context_proxy is not None:
+                options["proxy"] = {"server": context_proxy, "bypass": "<-loopback>"}
+            context = browser.new_context(**options)
             page = context.new_page()
             page.goto(world.page_url, wait_until="load", timeout=20_000)
             assert page.title() == "hostile page ran", "the hostile script did not run"
@@ -308,6 +312,25 @@ def test_hardened_the_hostile_page_reaches_nothing_and_each_attempt_is_named(
     assert f"the page asked for {world.canary.url('beacon')}; refused: {why}" in lines
     turn = f"{CANARY}:{world.canary.ports['turn-tcp']}"
     assert f"the page asked for {turn}; refused: {why}" in lines
+
+
+def test_a_warm_browser_with_a_proxy_per_context_holds_too(world: World) -> None:
+    """``serve``: one browser for every journey, launched with the switches and a proxy that
+    refuses everything; each page's context has its own proxy, pinning its own target."""
+    nobody = VettingProxy(lambda address: "no page is being traced")
+    page_proxy = VettingProxy(allowing([parse_network(f"{PAGE_ADDRESS}/32")]),
+                              pinned={PAGE_HOST: [PAGE_ADDRESS]})
+
+    def named() -> set[str]:
+        return {world.canary.path_of(r.port) for r in list(page_proxy.refused)
+                if r.host == CANARY}
+
+    with proxy_thread(nobody), proxy_thread(page_proxy):
+        _visit(world, hardening_args(None, None, nobody.url), named, page_proxy.url)
+    assert "/worker.js" in world.server.served, "the page did not load through its proxy"
+    assert world.canary.seen == [], world.canary.seen
+    assert named() >= EXPECTED, f"not named among the refusals: {EXPECTED - named()}"
+    assert not [r for r in nobody.refused if r.host in (CANARY, PAGE_HOST)], nobody.refused
 
 
 def test_control_without_hardening_the_canary_sees_the_page(world: World) -> None:
