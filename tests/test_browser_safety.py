@@ -16,6 +16,7 @@ the target's resolver mapping, shows the canary does see them: the test can fail
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import os
@@ -217,6 +218,7 @@ class World:
     page_url: str
     home: Path
     server: PageServer
+    cafile: Path
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +253,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     }
     threading.Thread(target=server.serve_forever, name="hostile-page", daemon=True).start()
     try:
-        yield World(canary, origin + "/", home, server)
+        yield World(canary, origin + "/", home, server, tmp / "root.pem")
     finally:
         server.shutdown()
         server.server_close()
@@ -340,3 +342,38 @@ def test_control_without_hardening_the_canary_sees_the_page(world: World) -> Non
     _visit(world, [f"--host-resolver-rules=MAP {PAGE_HOST} {PAGE_ADDRESS}"], reached)
     assert reached() >= EXPECTED, EXPECTED - reached()
     assert any(proto == "udp" for proto, _, _ in world.canary.seen), "no STUN/TURN datagram"
+
+
+def test_serve_runs_the_page_through_its_guard(world: World) -> None:
+    """``serve --public --allow-address``'s page step (web/browser.py): the journey to the
+    hostile page, then the page in the warm browser through a proxy of its own; what it
+    refused is in the journey's findings. Needs the browser phase (the capture core)."""
+    pytest.importorskip("whathappens.browser.phase")
+    from whathappens.net.dns.views import DnsOptions
+    from whathappens.net.tls import TlsOptions
+    from whathappens.trace import Options, run_journey
+    from whathappens.web.browser import PageRunner
+
+    world.canary.seen.clear()
+    policy = allowing([parse_network(f"{PAGE_ADDRESS}/32")])
+    port = int(world.page_url.rsplit(":", 1)[1].strip("/"))
+    opts = Options(dns=DnsOptions(views=frozenset({"system"}), address_policy=policy),
+                   tls=TlsOptions(cafile=str(world.cafile)), address_policy=policy,
+                   resolve={(PAGE_HOST, port): [PAGE_ADDRESS]})
+    journey = asyncio.run(run_journey(world.page_url, opts))
+    assert journey.error is None, journey.error
+    runner = PageRunner(policy, cafile=str(world.cafile), timeout=20.0)
+    runner.start()
+    try:
+        asyncio.run(runner.run(journey))
+        asyncio.run(runner.run(journey))  # again, in the same warm browser
+    finally:
+        runner.close()
+    time.sleep(0.3)
+    assert world.canary.seen == [], world.canary.seen
+    browser = [s for s in journey.spans if s.name == "browser"]
+    assert [s.facts.outcome for s in browser] == ["loaded", "loaded"], browser
+    assert browser[1].facts.warm
+    said = [f.message for f in journey.findings if f.step == "browser"]
+    assert any(m.startswith(f"the page asked for {CANARY}:") for m in said), said
+    assert all("loopback" in m for m in said if m.startswith("the page asked for")), said
