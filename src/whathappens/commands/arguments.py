@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from whathappens.errors import EXIT_CODES
+from whathappens.guard import Network, parse_network  # small: ipaddress only
 
 if TYPE_CHECKING:
-    from whathappens.guard import Network
     from whathappens.net.budget import ResourceLimits
     from whathappens.trace import Options
 
@@ -73,8 +73,6 @@ def _resolve_entry(value: str) -> tuple[tuple[str, int], list[str]]:
 
 
 def _allowed_range(value: str) -> Network:
-    from whathappens.guard import parse_network
-
     try:
         return parse_network(value)
     except ValueError as exc:
@@ -245,13 +243,13 @@ def _add_limit_arguments(p: argparse.ArgumentParser) -> None:
                           "http.1xx (50), dns.query (200); 0: no limit")
     lim.add_argument("--max-event-rate", type=int, default=20000,
                      help="those events together per second (default 20000; 0: no limit)")
-    lim.add_argument("--only-public", action="store_true",
-                     help="refuse private, loopback, link-local, CGNAT, multicast and "
-                          "metadata addresses, as 'serve --public' does (exit 13)")
     lim.add_argument("--allow-address", metavar="CIDR", action="append", default=[],
                      type=_allowed_range,
                      help="with --only-public or serve --public: may still reach this range "
                           "of your own (e.g. an intranet, 10.20.0.0/16); repeatable")
+    lim.add_argument("--only-public", action="store_true",
+                     help="refuse private, loopback, link-local, CGNAT, multicast and "
+                          "metadata addresses, as 'serve --public' does (exit 13)")
 
 
 def options_from(args: argparse.Namespace) -> Options:
