@@ -377,3 +377,30 @@ def test_serve_runs_the_page_through_its_guard(world: World) -> None:
     said = [f.message for f in journey.findings if f.step == "browser"]
     assert any(m.startswith(f"the page asked for {CANARY}:") for m in said), said
     assert all("loopback" in m for m in said if m.startswith("the page asked for")), said
+
+
+def test_serve_public_with_allow_address_keeps_the_page_in(world: World) -> None:
+    """The command itself: ``serve --public --allow-address`` runs the page step by default."""
+    pytest.importorskip("whathappens.browser.phase")
+    import json
+
+    from serve_helpers import journey, request, serve
+
+    world.canary.seen.clear()
+    port = world.page_url.rsplit(":", 1)[1].strip("/")
+    with serve("--public", "--no-compare-tls", "--allow-address", f"{PAGE_ADDRESS}/32",
+               "--cacert", str(world.cafile), "--resolve", f"{PAGE_HOST}:{port}:{PAGE_ADDRESS}",
+               browser=True) as served:
+        stream = journey(served, world.page_url, timeout=90)
+        report = stream.one("report")
+        assert report["exit_code"] == 0, report["error"]
+        status, _, body = request(served, "GET", f"/journeys/{report['id']}.json")
+    assert status == 200
+    doc = json.loads(body)
+    [browser] = [s for s in doc["spans"] if s["name"] == "browser"]
+    assert browser["attrs"]["outcome"] == "loaded", browser["attrs"]
+    said = [f["message"] for f in doc["findings"] if f["step"] == "browser"]
+    assert any(m.startswith(f"the page asked for {CANARY}:") for m in said), said
+    assert "refused" in report["html"]
+    time.sleep(0.3)
+    assert world.canary.seen == [], world.canary.seen

@@ -106,6 +106,8 @@ class PageRunner:
             self._call(self._nobody.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def run(self, journey: Journey) -> None:
         """The browser phase of a finished journey (from the journey's own loop)."""
