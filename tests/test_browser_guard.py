@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from whathappens.browser.guard import (
+    MAX_RECORDED,
     BadRequest,
     PageBudget,
     VettingProxy,
@@ -222,7 +223,8 @@ def test_the_connection_budget_and_the_head_size() -> None:
             answer, _, w = await ask(proxy, connect(ORIGIN, target.port))
             w.close()
             assert answer.startswith(b"HTTP/1.1 503 ")
-            assert proxy.refused[-1].reason == "the page already holds 1 connections"
+            assert str(proxy.refused[-1]) == ("the page's connection to the proxy was refused: "
+                                              "the page already holds 1 connections")
             held.close()
             await asyncio.sleep(0.2)
             answer, _, w = await ask(proxy, connect(ORIGIN, target.port)[:-2]
@@ -275,3 +277,28 @@ def test_resolver_rules_bracket_ipv6_and_can_do_without_a_target() -> None:
 def test_the_proxy_uses_the_tracers_policy() -> None:
     assert VettingProxy(public_only).vet(["8.8.8.8", "10.0.0.1"]) == (
         ["8.8.8.8"], {"10.0.0.1": "10.0.0.1 is a private network (RFC 1918)"})
+
+
+def test_a_guarded_page_reaches_no_low_port_but_the_webs() -> None:
+    async def test() -> None:
+        async with proxy_for(pinned={"page.test": [ORIGIN]}) as proxy:
+            answer, _, w = await ask(proxy, connect("8.8.8.8", 25))
+            w.close()
+            assert answer.startswith(b"HTTP/1.1 403 ")
+            assert proxy.refused[-1].reason == ("port 25: below 1024 a page may reach only "
+                                                "the web's ports (80, 443)")
+        request = parse_request(connect("page.test", 25))
+        assert proxy.port_refusal(request) is None  # the journey's own target keeps its port
+        for port in (80, 443, 8443):
+            assert proxy.port_refusal(parse_request(connect("x.test", port))) is None
+        assert VettingProxy(None).port_refusal(parse_request(connect("x.test", 25))) is None
+    run(test)
+
+
+def test_refusals_past_the_record_are_counted() -> None:
+    proxy = proxy_for()
+    for n in range(MAX_RECORDED + 7):
+        proxy.refuse(f"no {n}")
+    assert len(proxy.refused) == MAX_RECORDED
+    assert proxy.unrecorded == 7
+    assert str(proxy.refused[0]) == "the page's request was refused: no 0"

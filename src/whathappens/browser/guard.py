@@ -55,6 +55,13 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 CONTEXT_OPTIONS: dict[str, Any] = {"accept_downloads": False}
 
 _READ = 64 * 1024
+# Refusals kept one by one; past this many a page's further refusals are only counted (a page
+# may be refused a million times within its time budget).
+MAX_RECORDED = 500
+# Below 1024 a page may reach only the web's own ports (the journey's target keeps its port):
+# Chromium refuses most other low ports for http(s) and ws(s) itself (its "unsafe ports"),
+# but not for a TURN server reached over TCP through the proxy.
+WEB_PORTS = frozenset({80, 443})
 # Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own, not forwarded to the origin.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
                          b"proxy-authenticate", b"te", b"trailer", b"upgrade"})
@@ -86,6 +93,8 @@ class Refusal:
     port: int = 0
 
     def __str__(self) -> str:
+        if self.method == "-":  # refused before a host was named (a bad head, too many)
+            return f"the page's {self.target} was refused: {self.reason}"
         return f"the page asked for {self.target}; refused: {self.reason}"
 
 
@@ -215,6 +224,7 @@ class VettingProxy:
         self.resolver = resolver
         self.clock = clock
         self.refused: list[Refusal] = []
+        self.unrecorded = 0             # refusals past MAX_RECORDED, only counted
         self.passed: list[Passage] = []
         self.requests = 0
         self.bytes = 0
@@ -250,15 +260,26 @@ class VettingProxy:
         return [a for a in addresses if a not in refused], refused
 
     def refuse(self, reason: str, request: ProxyRequest | None = None,
-               what: str = "a request") -> Refusal:
+               what: str = "request") -> Refusal:
         """Record why ``request`` (or, before it could be read, ``what``) was refused."""
         if request is None:
             refusal = Refusal(self.clock(), "-", what, reason)
         else:
             refusal = Refusal(self.clock(), request.method, request.target, reason,
                               request.host, request.port)
-        self.refused.append(refusal)
+        if len(self.refused) < MAX_RECORDED:
+            self.refused.append(refusal)
+        else:
+            self.unrecorded += 1
         return refusal
+
+    def port_refusal(self, request: ProxyRequest) -> str | None:
+        """Why the request's port may not be reached, or ``None`` (guarded pages only)."""
+        if (self.policy is None or request.host in self.pinned or request.port >= 1024
+                or request.port in WEB_PORTS):
+            return None
+        return (f"port {request.port}: below 1024 a page may reach only the web's ports "
+                "(80, 443)")
 
     # -- the I/O ------------------------------------------------------------------------------
 
@@ -301,7 +322,7 @@ class VettingProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._open) >= self.budget.max_connections:
             self.refuse(f"the page already holds {self.budget.max_connections} connections",
-                        what="a connection to the proxy")
+                        what="connection to the proxy")
             await _answer(writer, 503, "too many connections")
             return
         self._open.add(writer)
@@ -334,8 +355,8 @@ class VettingProxy:
             return
         self.requests += 1
         upstream = await self._connect(request)
-        if upstream is None:
-            await _answer(writer, 403, self.refused[-1].reason)
+        if isinstance(upstream, Refusal):
+            await _answer(writer, 403, upstream.reason)
             return
         up_reader, up_writer = upstream
         self._open.add(up_writer)
@@ -364,16 +385,16 @@ class VettingProxy:
         return found or f"{request.host} has no address"
 
     async def _connect(self, request: ProxyRequest
-                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """A connection to a vetted address of the request's host, or ``None`` (recorded)."""
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | Refusal:
+        """A connection to a vetted address of the request's host, or the refusal."""
+        if (why := self.port_refusal(request)) is not None:
+            return self.refuse(why, request)
         found = await self._addresses(request)
         if isinstance(found, str):
-            self.refuse(found, request)
-            return None
+            return self.refuse(found, request)
         allowed, refused = self.vet(found)
         if not allowed:
-            self.refuse("; ".join(refused.values()), request)
-            return None
+            return self.refuse("; ".join(refused.values()), request)
         failures: list[str] = []
         for address in allowed:
             try:
@@ -386,8 +407,7 @@ class VettingProxy:
             self.passed.append(Passage(self.clock(), request.method, request.target, address,
                                        request.port))
             return pair
-        self.refuse("no vetted address answered (" + "; ".join(failures) + ")", request)
-        return None
+        return self.refuse("no vetted address answered (" + "; ".join(failures) + ")", request)
 
     async def _relay(self, request: ProxyRequest, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
