@@ -54,9 +54,10 @@ def refusal_findings(journey: Journey, proxy: VettingProxy) -> None:
     refused = proxy.refused
     for refusal in refused[:MAX_REFUSALS_SHOWN]:
         journey.note("warning", "browser", str(refusal))
-    if len(refused) > MAX_REFUSALS_SHOWN:
-        journey.note("warning", "browser", f"… and {len(refused) - MAX_REFUSALS_SHOWN} more "
-                     "requests of the page were refused")
+    more = len(refused[MAX_REFUSALS_SHOWN:]) + proxy.unrecorded
+    if more:
+        journey.note("warning", "browser", f"… and {more} more requests of the page were "
+                     "refused")
 
 
 class PageRunner:
