@@ -444,24 +444,28 @@ class VettingProxy:
 
     async def _pipe(self, request: ProxyRequest, src: asyncio.StreamReader,
                     dst: asyncio.StreamWriter, length: int | None) -> None:
-        """Copy ``length`` bytes (``None``: until the end) from ``src`` to ``dst``."""
+        """Copy ``length`` bytes (``None``: until the end) from ``src`` to ``dst``. A side
+        that fails, or the byte budget, ends both directions (``dst`` is aborted, so the pipe
+        the other way reads its end too)."""
         left = length
-        while left is None or left > 0:
-            data = await src.read(_READ if left is None else min(_READ, left))
-            if not data:
-                break
-            if not self._spend(len(data)):
-                self.refuse(f"cut: the page's byte budget ({self.budget.max_bytes} bytes) "
-                            "is spent", request)
-                dst.transport.abort()
-                return
-            if left is not None:
-                left -= len(data)
-            dst.write(data)
-            await dst.drain()
-        if length is None and dst.can_write_eof():
-            with contextlib.suppress(OSError):
+        try:
+            while left is None or left > 0:
+                data = await src.read(_READ if left is None else min(_READ, left))
+                if not data:
+                    break
+                if not self._spend(len(data)):
+                    self.refuse(f"cut: the page's byte budget ({self.budget.max_bytes} "
+                                "bytes) is spent", request)
+                    dst.transport.abort()
+                    return
+                if left is not None:
+                    left -= len(data)
+                dst.write(data)
+                await dst.drain()
+            if length is None and dst.can_write_eof():
                 dst.write_eof()
+        except (OSError, asyncio.IncompleteReadError):
+            dst.transport.abort()
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
