@@ -3,10 +3,12 @@
 The page is "public" on 127.0.55.5 (exempted with the --allow-address policy,
 ``guard.allowing``) and served over real HTTPS, trusted through an NSS database in a throwaway
 HOME (never --ignore-certificate-errors). Everything it tries points at a canary on another
-loopback address, 127.0.66.6, which the policy refuses: navigation and redirects,
-subresources, fetch/XHR, beacons, prefetch/preconnect, WebSocket, dedicated/shared/service
-workers and their fetches, a popup, a form post, EventSource, WebRTC with STUN and TURN
-servers on the canary. Each attempt goes to its own canary port, so a refusal names the path
+loopback address, 127.0.66.6, which the policy refuses: navigation and redirects (a 302, a
+meta refresh), subresources (stylesheet, @import, font, script, module import(), img by address
+and by its decimal spelling, video, object, iframe), fetch/XHR (keepalive too), beacons,
+prefetch/preload/preconnect, WebSocket (ws and wss), EventSource, dedicated/shared/service
+workers and their fetches, a popup, a form post, WebRTC with STUN and TURN (UDP and TCP)
+servers on the canary, WebTransport (HTTP/3, UDP). Each attempt goes to its own canary port, so a refusal names the path
 that tried. The canary listens on TCP and UDP and records every connection and datagram.
 
 Hardened (``browser.guard.hardening_args`` + ``VettingProxy``), the canary must record
@@ -55,7 +57,8 @@ PATHS: dict[str, str] = {
     "websocket": "ws", "websocket-tls": "wss", "eventsource": "http",
     "worker": "http", "worker-websocket": "ws", "shared-worker": "http",
     "service-worker": "http", "popup": "http", "form": "http", "navigation": "http",
-    "turn-tcp": "turn",
+    "turn-tcp": "turn", "font": "https", "css-import": "http", "video": "http",
+    "object": "http", "module-import": "https", "meta-refresh": "http",
 }
 # Every path is expected to try, but a preconnect: through a proxy Chromium preconnects to the
 # proxy, not the origin, and without one it did not connect within the test either.
@@ -137,7 +140,13 @@ def _hostile_html(c: Canary, page_origin: str) -> bytes:
 <link rel="preload" as="script" href="{c.url('preload')}">
 <link rel="dns-prefetch" href="//canary-name.test">
 <script async src="{c.url('script')}"></script>
-</head><body>
+<style>@import url("{c.url('css-import')}");
+@font-face {{ font-family: leak; src: url("{c.url('font')}"); }}
+body {{ font-family: leak; }}</style>
+</head><body>hostile
+<video src="{c.url('video')}" autoplay muted></video>
+<object data="{c.url('object')}"></object>
+<iframe srcdoc='<meta http-equiv="refresh" content="0;url={c.url('meta-refresh')}">'></iframe>
 <img src="{c.url('img')}"><img src="{c.url('img-https')}"><img src="{c.url('img-decimal')}">
 {extra}
 <iframe src="{c.url('iframe')}"></iframe>
@@ -172,6 +181,9 @@ const pc = new RTCPeerConnection({{iceServers: [
     credential: "p"}}]}});
 pc.createDataChannel("leak");
 quiet(pc.createOffer().then((o) => pc.setLocalDescription(o)));
+quiet(import("{c.url('module-import')}"));
+try {{ quiet(new WebTransport("https://{c.address}:{c.udp_port}/webtransport").ready); }}
+catch (e) {{}}
 document.title = "hostile page ran";
 """.encode()
 
