@@ -3,7 +3,10 @@
 Every trace option (DNS, TLS, HTTP, limits) applies to each journey the page runs. ``--demo``
 starts the offline demo internet beside the page and aims journeys at it; ``--lab DIR`` aims
 them at a running lab and merges its tiers. Binding anything but loopback needs ``--public``,
-which turns the guards on: only public addresses, tighter time and size bounds. The page's
+which turns the guards on: only public addresses (``--allow-address CIDR`` exempts ranges of
+the operator's own), tighter time and size bounds. After each journey the page loads in a warm
+headless Chromium when it is installed (``--no-browser``: not), every request of the page
+through a vetting proxy that applies the same guard (``whathappens.web.browser``). The page's
 listener, its connection bounds and hypercorn are ``whathappens.web.command``.
 """
 
