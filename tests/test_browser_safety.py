@@ -8,8 +8,9 @@ meta refresh), subresources (stylesheet, @import, font, script, module import(),
 and by its decimal spelling, video, object, iframe), fetch/XHR (keepalive too), beacons,
 prefetch/preload/preconnect, WebSocket (ws and wss), EventSource, dedicated/shared/service
 workers and their fetches, a popup, a form post, WebRTC with STUN and TURN (UDP and TCP)
-servers on the canary, WebTransport (HTTP/3, UDP). Each attempt goes to its own canary port, so a refusal names the path
-that tried. The canary listens on TCP and UDP and records every connection and datagram.
+servers on the canary, WebTransport (HTTP/3, UDP). Each attempt goes to its own canary port,
+so a refusal names the path that tried. The canary listens on TCP and UDP and records every
+connection and datagram.
 
 Hardened (``browser.guard.hardening_args`` + ``VettingProxy``), the canary must record
 nothing and the proxy's refusals must name the attempts. The control, the same page with only
