@@ -1,0 +1,328 @@
+"""One page load in headless Chromium, recorded over the DevTools protocol (CDP).
+
+The only I/O of the browser phase: launch Chromium (``launch``), or borrow a running one
+(``WarmBrowser``); then, in a fresh context, ``load_page``:
+
+1. a CDP session on the page: ``Network.enable`` (every request, its response with Chromium's
+   timing, connection and protocol, its bytes, its end) fed into ``network.NetworkLog``;
+2. ``Tracing.start`` with the timeline, loading, user-timing and screenshot categories,
+   streamed (``transferMode: ReturnAsStream``);
+3. navigate, wait for ``load`` and a short settle (late layout shifts and LCP candidates);
+4. ``Tracing.end``, then the stream read back with ``IO.read`` in 1 MiB pieces, at most
+   ``max_trace_bytes``, parsed by ``trace.parse_trace`` at most ``max_trace_events``;
+5. the LCP element and moved elements described (``DOM.resolveNode``), the context closed.
+
+Everything is bounded by one deadline (``BrowserOptions.timeout``): a page that never
+finishes loading is stopped, and what was recorded until then is still read. Past the
+request or byte budget the page is stopped (``Page.stopLoading``) and the capture says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from whathappens.browser.chromium import (
+    BrowserOptions,
+    BrowserUnavailable,
+    browser_env,
+    launch_args,
+    launch_key,
+    missing_reason,
+    throwaway_home,
+)
+from whathappens.browser.network import EVENTS, NetworkLog
+from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace, wanted_nodes
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from playwright.async_api import Browser, CDPSession, Playwright
+
+TRACE_CATEGORIES = [
+    "devtools.timeline", "disabled-by-default-devtools.timeline",
+    "disabled-by-default-devtools.timeline.frame", "loading", "blink.user_timing",
+    "disabled-by-default-devtools.screenshot", "v8.execute", "latencyInfo",
+]
+IO_CHUNK = 1024 * 1024
+TRACE_RESERVE_S = 3.0   # of the deadline, kept for ending the trace and reading it back
+DESCRIBE = """function () {
+  const el = this.nodeType === 1 ? this : this.parentElement;
+  if (!el) return [String(this.nodeName).toLowerCase(), null];
+  let s = el.localName;
+  if (el.id) s += '#' + el.id;
+  for (const c of el.classList) s += '.' + c;
+  let url = el.currentSrc || el.src || null;
+  if (!url) {
+    const m = /url\\("?(.*?)"?\\)/.exec(getComputedStyle(el).backgroundImage || '');
+    if (m) url = m[1];
+  }
+  return [s, url ? String(url) : null];
+}"""
+
+
+@dataclass
+class Chromium:
+    """A running Chromium (Playwright's handle) and the throwaway HOME it trusts through."""
+
+    playwright: Playwright
+    browser: Browser
+    version: str
+    key: tuple[str, str | None, tuple[str, ...]]
+    _home: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    async def close(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.browser.close(), 10)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.playwright.stop(), 10)
+        finally:
+            self._home.close()
+
+
+async def launch(options: BrowserOptions) -> Chromium:
+    """Start Chromium with a throwaway profile trusting ``options.cafile``; raises
+    BrowserUnavailable when it cannot run here."""
+    reason = missing_reason(options)
+    if reason is not None:
+        raise BrowserUnavailable(reason)
+    from playwright.async_api import async_playwright
+
+    stack = contextlib.ExitStack()
+    home: Path = stack.enter_context(throwaway_home(options.cafile))
+    try:
+        pw = await async_playwright().start()
+    except BaseException:
+        stack.close()
+        raise
+    try:
+        browser = await pw.chromium.launch(
+            executable_path=options.executable, args=launch_args(options), headless=True,
+            env=dict[str, str | float | bool](browser_env(home)),
+            timeout=options.timeout * 1000, handle_sigint=False)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await pw.stop()
+        stack.close()
+        raise
+    return Chromium(pw, browser, f"Chromium {browser.version}", launch_key(options), stack)
+
+
+class WarmBrowser:
+    """A Chromium kept running across journeys (``serve``): each journey gets a fresh
+    context, and does not pay the launch. Use it from the event loop that started it; a
+    journey whose launch arguments or CA differ gets a cold browser of its own instead.
+
+        warm = WarmBrowser(options); await warm.start()
+        span = await browser_phase(journey, url, options, warm=warm)
+        await warm.close()
+    """
+
+    def __init__(self, options: BrowserOptions) -> None:
+        self.options = options
+        self.chromium: Chromium | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> Chromium:
+        async with self._lock:
+            if self.chromium is None or not self.chromium.browser.is_connected():
+                if self.chromium is not None:
+                    await self.chromium.close()
+                self.chromium = await launch(self.options)
+                self._loop = asyncio.get_running_loop()
+            return self.chromium
+
+    def serves(self, options: BrowserOptions) -> bool:
+        """Whether a journey with these options can use this browser as it runs."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return (self.chromium is not None and self.chromium.browser.is_connected()
+                and loop is self._loop and self.chromium.key == launch_key(options))
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self.chromium is not None:
+                await self.chromium.close()
+                self.chromium = None
+
+
+@dataclass
+class Capture:
+    """What one page load recorded, raw (``phase`` turns it into spans)."""
+
+    network: NetworkLog
+    page: PageId
+    trace: ParsedTrace | None = None
+    trace_bytes: int = 0
+    nodes: dict[int, NodeInfo] = field(default_factory=dict)
+    status: int | None = None
+    final_url: str | None = None
+    load_error: str | None = None   # Chromium's own words: net::ERR_CERT_AUTHORITY_INVALID …
+    stopped: str | None = None      # why the page was stopped before it finished
+    notes: list[str] = field(default_factory=list)
+
+
+async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origin_ns: int,
+                    deadline: float) -> Capture:
+    """Load ``url`` in a fresh context of ``chromium``; ``deadline`` is ``time.monotonic()``
+    by which everything, the trace's read-back included, is over."""
+    width, height = options.viewport
+    extra: dict[str, Any] = {}
+    if options.proxy:
+        extra["proxy"] = {"server": options.proxy, "bypass": "<-loopback>"}
+    context = await chromium.browser.new_context(
+        viewport={"width": width, "height": height}, service_workers="block",
+        accept_downloads=False, **extra)
+    try:
+        page = await context.new_page()
+        cdp = await context.new_cdp_session(page)
+        log = NetworkLog(origin_ns, options.max_requests, options.max_bytes)
+        capture = Capture(log, PageId(url))
+        over = asyncio.Event()
+        for method in EVENTS:
+            cdp.on(method, _feeder(log, method, over))
+        await cdp.send("Network.enable")
+        await cdp.send("Tracing.start", {
+            "transferMode": "ReturnAsStream", "streamFormat": "json",
+            "traceConfig": {"includedCategories": TRACE_CATEGORIES,
+                            "recordMode": "recordAsMuchAsPossible"}})
+        await _navigate(page, cdp, url, capture, over, deadline, options.settle)
+        capture.trace, capture.trace_bytes = await _read_trace(cdp, options, deadline)
+        _name_the_page(capture)
+        capture.nodes = await _describe(cdp, wanted_nodes(capture.trace.events), deadline)
+        return capture
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(context.close(), 5)
+
+
+def _feeder(log: NetworkLog, method: str, over: asyncio.Event) -> Any:
+    def feed(params: dict[str, Any]) -> None:
+        log.feed(method, params)
+        if log.over_budget is not None:
+            over.set()
+    return feed
+
+
+def _left(deadline: float, reserve: float = 0.0) -> float:
+    return max(deadline - time.monotonic() - reserve, 0.05)
+
+
+async def _navigate(page: Any, cdp: CDPSession, url: str, capture: Capture,
+                    over: asyncio.Event, deadline: float, settle: float) -> None:
+    budget = _left(deadline, TRACE_RESERVE_S)
+    nav = asyncio.ensure_future(page.goto(url, wait_until="load", timeout=budget * 1000))
+    stop = asyncio.ensure_future(over.wait())
+    done, _ = await asyncio.wait({nav, stop}, timeout=budget + 1,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if nav in done:
+        try:
+            response = nav.result()
+        except Exception as exc:  # Playwright's Error: Chromium's net::ERR_… or a timeout
+            capture.load_error = _first_line(str(exc))
+        else:
+            if response is not None:
+                capture.status = response.status
+                capture.final_url = response.url
+    else:
+        nav.cancel()
+        capture.stopped = capture.network.over_budget or (
+            f"the page had not finished loading after {budget:.1f} s")
+        with contextlib.suppress(Exception):
+            await cdp.send("Page.stopLoading")
+        with contextlib.suppress(BaseException):
+            await nav
+    if capture.load_error is None and capture.stopped is None:
+        # Late layout shifts and LCP candidates arrive after load.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(over.wait(), min(settle, _left(deadline, TRACE_RESERVE_S)))
+        if capture.network.over_budget:
+            capture.stopped = capture.network.over_budget
+            with contextlib.suppress(Exception):
+                await cdp.send("Page.stopLoading")
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "failed"
+    return line.removeprefix("Page.goto: ")[:300]
+
+
+async def _read_trace(cdp: CDPSession, options: BrowserOptions,
+                      deadline: float) -> tuple[ParsedTrace, int]:
+    """End the trace and read it back, bounded in bytes, events and time."""
+    complete: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    def on_complete(params: dict[str, Any]) -> None:
+        if not complete.done():
+            complete.set_result(params)
+
+    cdp.on("Tracing.tracingComplete", on_complete)
+    await cdp.send("Tracing.end")
+    info = await asyncio.wait_for(complete, _left(deadline))
+    handle = info.get("stream")
+    if not handle:
+        return ParsedTrace([], 0, "Chromium returned no trace"), 0
+    chunks: list[str] = []
+    size, cut = 0, None
+    try:
+        while True:
+            if size >= options.max_trace_bytes:
+                cut = f"the trace was cut at {options.max_trace_bytes // (1024 * 1024)} MiB"
+                break
+            piece = await asyncio.wait_for(
+                cdp.send("IO.read", {"handle": handle, "size": IO_CHUNK}), _left(deadline))
+            data = str(piece.get("data", ""))
+            if piece.get("base64Encoded"):
+                data = base64.b64decode(data).decode("utf-8", "replace")
+            chunks.append(data)
+            size += len(data)
+            if piece.get("eof"):
+                break
+    except TimeoutError:
+        cut = "the trace's read-back ran out of time"
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(cdp.send("IO.close", {"handle": handle}), 2)
+    parsed = parse_trace("".join(chunks), options.max_trace_events)
+    if cut is not None:
+        parsed.truncated = cut
+    return parsed, size
+
+
+def _name_the_page(capture: Capture) -> None:
+    """The document as the trace names it: the last navigation's URL, frame and loader."""
+    docs = [r for r in capture.network.records() if r.facts.navigation]
+    if docs:
+        last = max(docs, key=lambda r: r.start_ns)
+        capture.page = PageId(last.facts.url, last.frame_id, last.loader_id)
+    if capture.final_url:
+        capture.page.url = capture.final_url
+
+
+async def _describe(cdp: CDPSession, node_ids: set[int], deadline: float) -> dict[int, NodeInfo]:
+    """A CSS-like selector (and image URL) for each node the trace named."""
+    out: dict[int, NodeInfo] = {}
+    for nid in sorted(node_ids)[:50]:
+        try:
+            obj = await asyncio.wait_for(cdp.send("DOM.resolveNode", {"backendNodeId": nid}),
+                                         min(2.0, _left(deadline)))
+            object_id = obj["object"]["objectId"]
+            res = await asyncio.wait_for(cdp.send("Runtime.callFunctionOn", {
+                "objectId": object_id, "functionDeclaration": DESCRIBE,
+                "returnByValue": True}), min(2.0, _left(deadline)))
+        except Exception:  # the node is gone (removed, navigated away): the debug name stays
+            continue
+        value = (res.get("result") or {}).get("value")
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+            url = value[1] if isinstance(value[1], str) else None
+            out[nid] = NodeInfo(value[0][:200], url[:2000] if url else None)
+    return out

@@ -1,0 +1,276 @@
+"""The browser phase in real headless Chromium against a real HTTPS server on 127.0.0.1.
+
+The test site (``page_server``) serves, over HTTP/2 with a test PKI, a page with a
+render-blocking stylesheet, an LCP image and a late layout shift, each part waiting a stated
+delay; it records on our own clock when each request arrived and its response left, so the
+browser's times can be checked against ours: the clock is one, not estimated.
+
+Playwright's async API runs in a thread of its own (``off_the_loop``): the session's sync
+browser fixture may be up in the main thread (tests/browser.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from browser import off_the_loop, skip_reason
+from journey_helpers import check_universal
+from page_server import HOST, Part, Site, page_site, png
+from whathappens.browser.chromium import BrowserOptions
+from whathappens.browser.phase import WarmBrowser, browser_phase
+from whathappens.journey import Journey, Span
+from whathappens.net.tls import TlsOptions
+from whathappens.trace import Options, run_journey
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")]
+
+CSS_DELAY_MS = 400
+HERO_DELAY_MS = 700
+SHIFT_AFTER_MS = 150
+
+PAGE = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>phase test</title>
+<link rel="stylesheet" href="/style.css">
+</head><body>
+<h1>What happens</h1>
+<p>A paragraph of text that paints first, once the stylesheet has arrived.</p>
+<div id="slot"></div>
+<img id="hero" class="lcp" src="/hero.png" width="800" height="450" alt="hero">
+<script>
+setTimeout(() => {{
+  const ad = document.createElement('div');
+  ad.className = 'banner';
+  ad.style.height = '250px';
+  ad.textContent = 'a late banner';
+  document.getElementById('slot').appendChild(ad);
+}}, {HERO_DELAY_MS + SHIFT_AFTER_MS});
+fetch('/beacon').then((r) => r.text());
+</script>
+</body></html>""".encode()
+
+PARTS = {
+    "/": Part(PAGE, "text/html; charset=utf-8"),
+    "/style.css": Part(b"body{font:18px sans-serif;margin:20px} h1{color:#246}",
+                       "text/css", CSS_DELAY_MS),
+    "/hero.png": Part(png(320, 180), "image/png", HERO_DELAY_MS),
+    "/beacon": Part(b"{}", "application/json"),
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with page_site(tmp_path_factory.mktemp("page"), PARTS) as s:
+        yield s
+
+
+def options(site: Site, **kw: Any) -> BrowserOptions:
+    kw.setdefault("cafile", site.cafile)
+    return BrowserOptions(host=HOST, address=site.address, **kw)
+
+
+def run_phase(url: str, opts: BrowserOptions) -> tuple[Journey, Span[Any], int, int]:
+    """A journey with only the browser phase; returns it with our clock before and after."""
+    def go() -> tuple[Journey, Span[Any], int, int]:
+        journey = Journey(url)
+        before = time.perf_counter_ns()
+        span = asyncio.run(browser_phase(journey, url, opts))
+        return journey, span, before, time.perf_counter_ns()
+    return off_the_loop(go)
+
+
+@pytest.fixture(scope="module")
+def loaded(site: Site) -> tuple[Journey, Span[Any], int, int]:
+    return run_phase(site.url("/"), options(site))
+
+
+def marks(span: Span[Any], name: str) -> list[Span[Any]]:
+    return [c for c in span.children if c.name == "browser.mark" and c.facts.mark == name]
+
+
+def resource(span: Span[Any], path: str) -> Span[Any]:
+    found = [c for c in span.children if c.name == "browser.resource"
+             and c.facts.url.endswith(path)]
+    assert len(found) == 1, [c.facts.url for c in span.children if c.name == "browser.resource"]
+    return found[0]
+
+
+def abs_ns(journey: Journey, t_ns: int) -> int:
+    return journey.clock.origin_ns + t_ns
+
+
+def test_the_page_loads_and_its_facts_are_filled(loaded: Any) -> None:
+    journey, span, _, _ = loaded
+    f = span.facts
+    assert f.outcome == "loaded", f.why
+    assert f.browser.startswith("Chromium ")
+    assert span.actor == f.browser
+    assert f.status == 200
+    # the page's four, and the favicon Chromium asks for itself after load
+    assert f.requests == len([c for c in span.children if c.name == "browser.resource"]) == 5
+    assert f.bytes_on_wire > len(PARTS["/hero.png"].body)
+    assert f.launch_ms > 0
+    assert f.warm is False
+    assert f.filmstrip, "no screenshot frames"
+    assert all(fr.image.startswith("data:image/jpeg;base64,") for fr in f.filmstrip)
+    assert len(f.filmstrip) <= 12
+    assert f.dom_content_loaded_ms is not None
+    assert f.load_ms is not None
+    assert f.dom_content_loaded_ms <= f.load_ms
+    check_universal(journey)
+
+
+def test_a_server_event_lands_inside_chromium_s_request_on_our_clock(
+        loaded: Any, site: Site) -> None:
+    """The clock test: our own reading of when the server got /beacon and answered lies
+    between Chromium's requestWillBeSent and loadingFinished for it, and the whole page
+    lies between our readings before and after the phase."""
+    journey, span, before, after = loaded
+    beacon = resource(span, "/beacon")
+    received, sent = site.log["/beacon"][0]
+    assert abs_ns(journey, beacon.start_ns) <= received
+    assert sent <= abs_ns(journey, beacon.end_ns)
+    for child in span.children:
+        assert before <= abs_ns(journey, child.start_ns) <= after
+
+
+def test_fcp_waits_for_the_render_blocking_stylesheet(loaded: Any, site: Site) -> None:
+    journey, span, _, _ = loaded
+    f = span.facts
+    css = resource(span, "/style.css")
+    assert css.facts.render_blocking == "blocking"
+    assert css.facts.resource_type == "Stylesheet"
+    assert f.fcp_ms >= CSS_DELAY_MS
+    (fcp,) = marks(span, "fcp")
+    _, css_sent = site.log["/style.css"][0]
+    assert abs_ns(journey, fcp.start_ns) >= css_sent  # painted after the CSS left the server
+    assert f.first_paint_ms <= f.fcp_ms
+
+
+def test_lcp_is_the_delayed_image(loaded: Any, site: Site) -> None:
+    journey, span, _, _ = loaded
+    f = span.facts
+    assert f.lcp_ms >= HERO_DELAY_MS
+    assert f.lcp_element == "img#hero.lcp"
+    assert f.lcp_url == site.url("/hero.png")
+    (lcp,) = marks(span, "lcp")
+    assert lcp.facts.element == "img#hero.lcp"
+    _, hero_sent = site.log["/hero.png"][0]
+    assert abs_ns(journey, lcp.start_ns) >= hero_sent
+
+
+def test_the_late_banner_shifts_the_layout(loaded: Any) -> None:
+    _, span, _, _ = loaded
+    f = span.facts
+    assert f.cls is not None
+    assert f.cls > 0
+    assert f.layout_shifts
+    assert any("img#hero.lcp" in s.moved for s in f.layout_shifts), f.layout_shifts
+    shift = marks(span, "layout_shift")
+    assert shift
+    assert shift[0].facts.value > 0
+
+
+def test_every_request_shares_one_http2_connection(loaded: Any) -> None:
+    _, span, _, _ = loaded
+    resources = [c for c in span.children if c.name == "browser.resource"]
+    assert resources[0].facts.navigation
+    assert resources[0].facts.resource_type == "Document"
+    assert {r.facts.protocol for r in resources} == {"h2"}
+    assert len({r.facts.connection_id for r in resources}) == 1
+    assert all(r.facts.connection_reused for r in resources[1:])
+    doc = resources[0].facts
+    assert doc.remote_address == f"127.0.0.1:{urlsplit(doc.url).port}"
+    if doc.connection_reused:  # Chromium preconnected: its document timing shows no connect
+        assert doc.note
+
+
+def test_the_rendering_path_runs_in_causal_order(loaded: Any) -> None:
+    _, span, _, _ = loaded
+
+    def first(stage: str) -> int:
+        return min(c.start_ns for c in span.children
+                   if c.name == "browser.stage" and c.facts.stage == stage)
+
+    (fp,) = marks(span, "first_paint")
+    (fcp,) = marks(span, "fcp")
+    (lcp,) = marks(span, "lcp")
+    (dcl,) = marks(span, "dom_content_loaded")
+    assert first("dom") < first("cssom") < first("layout") < first("paint") <= fp.start_ns
+    assert first("style") < first("layout")
+    assert fp.start_ns <= fcp.start_ns <= lcp.start_ns
+    assert first("dom") < dcl.start_ns
+    doc = resource(span, "/")
+    assert doc.start_ns < first("dom")
+
+
+def test_a_warm_browser_is_reused_without_a_launch(site: Site) -> None:
+    opts = options(site)
+
+    async def twice() -> list[Span[Any]]:
+        warm = WarmBrowser(opts)
+        await warm.start()
+        try:
+            return [await browser_phase(Journey(site.url("/")), site.url("/"), opts, warm=warm)
+                    for _ in range(2)]
+        finally:
+            await warm.close()
+
+    spans = off_the_loop(asyncio.run, twice())
+    for span in spans:
+        assert span.facts.outcome == "loaded", span.facts.why
+        assert span.facts.warm is True
+        assert span.facts.launch_ms is None
+        assert span.facts.fcp_ms >= CSS_DELAY_MS
+
+
+def test_only_the_journey_s_ca_is_trusted(site: Site, tmp_path: Path) -> None:
+    """Another CA in the profile: Chromium refuses the page and says why; no bypass."""
+    with page_site(tmp_path, PARTS, root_cn="Some Other Root") as other:
+        journey, span, _, _ = run_phase(other.url("/"), options(other, cafile=site.cafile))
+    f = span.facts
+    assert f.outcome == "failed"
+    assert "ERR_CERT_AUTHORITY_INVALID" in f.why
+    assert "not the CA the journey trusted" in f.why
+    assert other.log.get("/style.css") is None  # nothing past the document was fetched
+    assert journey.exit_code == 0
+    assert any(x.step == "browser" for x in journey.findings)
+    check_universal(journey)
+
+
+def test_without_chromium_the_phase_is_skipped_with_how_to_install(site: Site) -> None:
+    journey, span, _, _ = run_phase(site.url("/"),
+                                    options(site, executable="/nonexistent/chromium"))
+    f = span.facts
+    assert f.outcome == "skipped"
+    assert "apt-get install chromium libnss3-tools" in f.why
+    assert journey.exit_code == 0
+    assert [x.message for x in journey.findings if x.step == "browser"] == [
+        f"browser phase skipped: {f.why}"]
+    check_universal(journey)
+
+
+def test_after_a_real_journey_the_json_carries_the_browser_spans(site: Site) -> None:
+    url = site.url("/")
+
+    async def both() -> Journey:
+        opts = Options(resolve={(HOST, site.port): [site.address]},
+                       tls=TlsOptions(cafile=site.cafile))
+        journey = await run_journey(url, opts)
+        await browser_phase(journey, url, options(site))
+        return journey
+
+    journey = off_the_loop(asyncio.run, both())
+    assert journey.exit_code == 0
+    doc = journey.to_dict()
+    names = [s["name"] for s in doc["spans"]]
+    assert names[-1] == "browser"
+    assert doc["spans"][-1]["attrs"]["outcome"] == "loaded"
+    check_universal(journey)
