@@ -13,6 +13,7 @@ both leave a finding.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
@@ -32,7 +33,7 @@ from whathappens.contract.facts import (
 if TYPE_CHECKING:
     from whathappens.journey import Journey, Span
 
-__all__ = ["BrowserOptions", "WarmBrowser", "browser_phase"]
+__all__ = ["BrowserOptions", "WarmBrowser", "after_journey", "browser_phase"]
 
 F = TypeVar("F", bound=Facts)
 ACTOR = "Chromium"
@@ -223,3 +224,34 @@ def _fit(span: Span[BrowserFacts]) -> None:
         if child.end_ns is None or child.end_ns > span.end_ns:
             child.end_ns = span.end_ns
         child.end_ns = max(child.end_ns, child.start_ns)
+
+
+def journey_target(journey: Journey) -> tuple[str, str, str] | None:
+    """(URL, host, address) the journey went to: its URL as the address bar read it, and
+    the address of its first connection; None when it never connected."""
+    url_span = next((s for s in journey.spans if s.name == "url"), None)
+    tcp = next((s for s in journey.all_spans() if s.name == "tcp" and s.facts.address), None)
+    if url_span is None or tcp is None or not url_span.facts.url:
+        return None
+    return str(url_span.facts.url), str(url_span.facts.host), str(tcp.facts.address)
+
+
+async def after_journey(journey: Journey, options: BrowserOptions | None = None, *,
+                        warm: WarmBrowser | None = None) -> Span[BrowserFacts]:
+    """The browser phase for a journey just run (``--browser``): the same URL, pointed at the
+    address the journey connected to, trusting the CA of ``options.cafile``. A journey
+    that never reached its server gets a skipped phase."""
+    options = options or BrowserOptions()
+    target = journey_target(journey)
+    if target is None or journey.error is not None:
+        why = ("the journey did not reach the server" if target is None else
+               f"the journey failed at its {journey.error.step if journey.error else ''} step")
+        span = journey.span("browser", "browser", ACTOR, "application",
+                            BrowserFacts(url=journey.url, outcome="skipped", why=why))
+        journey.note("info", "browser", f"browser phase skipped: {why}")
+        journey.end(span, span.start_ns)
+        journey.ended(span)
+        return span
+    url, host, address = target
+    options = dataclasses.replace(options, host=host, address=address)
+    return await browser_phase(journey, url, options, warm=warm)
