@@ -12,6 +12,10 @@ browser fixture may be up in the main thread (tests/browser.py).
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from browser import off_the_loop, skip_reason
-from journey_helpers import check_universal
+from journey_helpers import check_universal, schema_errors
 from page_server import HOST, Part, Site, page_site, png
 from whathappens.browser.chromium import BrowserOptions
 from whathappens.browser.phase import WarmBrowser, browser_phase
@@ -274,3 +278,62 @@ def test_after_a_real_journey_the_json_carries_the_browser_spans(site: Site) -> 
     assert names[-1] == "browser"
     assert doc["spans"][-1]["attrs"]["outcome"] == "loaded"
     check_universal(journey)
+
+
+def test_the_page_s_budgets_stop_it_and_say_why(site: Site) -> None:
+    _, span, _, _ = run_phase(site.url("/"), options(site, max_requests=2))
+    f = span.facts
+    assert f.outcome == "failed"
+    assert f.why == "the page was stopped: the page made more than 2 requests"
+    assert f.requests >= 3
+
+
+def test_a_page_that_never_loads_is_cut_at_the_time_budget(tmp_path: Path) -> None:
+    stalled = {"/": Part(b"<!doctype html><p>waiting<img src='/never.png'>", "text/html"),
+               "/never.png": Part(png(10, 10), "image/png", 30_000)}
+    with page_site(tmp_path, stalled) as slow:
+        _, span, before, after = run_phase(slow.url("/"), options(slow, timeout=6))
+    f = span.facts
+    assert f.outcome == "failed"
+    assert "had not finished loading" in f.why
+    assert (after - before) / 1e9 < 6 + 2
+    never = resource(span, "/never.png")
+    assert never.facts.failed == "net::ERR_ABORTED (cancelled)"  # stopped with the page
+    assert f.fcp_ms is not None  # what happened before the cut is still there
+
+
+def test_the_trace_read_back_is_bounded(site: Site) -> None:
+    _, span, _, _ = run_phase(site.url("/"), options(site, max_trace_bytes=200_000))
+    f = span.facts
+    assert f.trace_bytes <= 200_000 + 1024 * 1024  # at most one IO.read piece past the cap
+    assert "the trace was cut at 0 MiB" in f.notes or any("cut" in n for n in f.notes)
+    assert f.outcome == "loaded"
+    assert f.requests == 5  # the network side does not depend on the trace
+
+
+def test_the_throwaway_profile_is_removed(site: Site, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _, span, _, _ = run_phase(site.url("/"), options(site))
+    assert span.facts.outcome == "loaded"
+    assert list(tmp_path.glob("whathappens-chromium-*")) == []
+
+
+def test_whathappens_url_browser_writes_the_browser_spans_in_its_json(site: Site) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "whathappens", site.url("/"), "--browser", "--json",
+         "--resolve", f"{HOST}:{site.port}:{site.address}", "--cacert", site.cafile,
+         "--dns-views", "system"],
+        capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert schema_errors(doc) == []
+    (browser,) = [s for s in doc["spans"] if s["name"] == "browser"]
+    attrs = browser["attrs"]
+    assert attrs["outcome"] == "loaded"
+    assert attrs["address"] == site.address
+    assert attrs["trusted_ca"] == site.cafile
+    assert attrs["fcp_ms"] >= CSS_DELAY_MS
+    assert attrs["lcp_element"] == "img#hero.lcp"
+    leg_end = max(s["end_ms"] for s in doc["spans"] if s["name"] == "leg")
+    assert browser["start_ms"] >= leg_end  # after the journey, on the same timeline

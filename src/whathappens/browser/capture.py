@@ -224,16 +224,21 @@ async def _navigate(page: Any, cdp: CDPSession, url: str, capture: Capture,
     done, _ = await asyncio.wait({nav, stop}, timeout=budget + 1,
                                  return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
-    if nav in done:
+    from playwright.async_api import TimeoutError as LoadTimeout
+
+    timed_out = nav not in done
+    if not timed_out:
         try:
             response = nav.result()
-        except Exception as exc:  # Playwright's Error: Chromium's net::ERR_… or a timeout
+        except LoadTimeout:
+            timed_out = True
+        except Exception as exc:  # Playwright's Error: Chromium's net::ERR_…
             capture.load_error = _first_line(str(exc))
         else:
             if response is not None:
                 capture.status = response.status
                 capture.final_url = response.url
-    else:
+    if timed_out:
         nav.cancel()
         capture.stopped = capture.network.over_budget or (
             f"the page had not finished loading after {budget:.1f} s")
