@@ -25,10 +25,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from browser import off_the_loop, skip_reason
-from journey_helpers import check_universal, schema_errors
+from journey_helpers import check_universal, demo_url, schema_errors, trace
 from page_server import HOST, Part, Site, page_site, png
 from whathappens.browser.chromium import BrowserOptions
-from whathappens.browser.phase import WarmBrowser, browser_phase
+from whathappens.browser.phase import WarmBrowser, after_journey, browser_phase
+from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey, Span
 from whathappens.net.tls import TlsOptions
 from whathappens.trace import Options, run_journey
@@ -337,3 +338,32 @@ def test_whathappens_url_browser_writes_the_browser_spans_in_its_json(site: Site
     assert attrs["lcp_element"] == "img#hero.lcp"
     leg_end = max(s["end_ms"] for s in doc["spans"] if s["name"] == "leg")
     assert browser["start_ms"] >= leg_end  # after the journey, on the same timeline
+
+
+def test_demo_browser_loads_the_demo_page_after_its_journey(demo_internet: DemoInternet) -> None:
+    """``demo --browser``'s path: the journey through the demo internet, then the page at the
+    address its TCP step used, trusting the demo's CA (whatever the demo page holds today)."""
+    def go() -> Journey:
+        journey = trace(demo_internet, demo_url(demo_internet))
+        asyncio.run(after_journey(journey, BrowserOptions(cafile=str(demo_internet.ca))))
+        return journey
+
+    journey = off_the_loop(go)
+    (span,) = [s for s in journey.spans if s.name == "browser"]
+    f = span.facts
+    assert f.outcome == "loaded", f.why
+    tcp = next(s for s in journey.all_spans() if s.name == "tcp")
+    assert f.address == tcp.facts.address
+    doc = resource(span, "/")
+    assert doc.facts.navigation
+    assert doc.facts.remote_address.rsplit(":", 1)[0].strip("[]") == tcp.facts.address
+    assert f.fcp_ms is not None
+    assert journey.exit_code == 0
+    check_universal(journey)
+
+
+def test_a_journey_that_never_connected_gets_a_skipped_phase() -> None:
+    journey = Journey("https://nowhere.invalid/")
+    span = off_the_loop(asyncio.run, after_journey(journey))
+    assert span.facts.outcome == "skipped"
+    assert span.facts.why == "the journey did not reach the server"
