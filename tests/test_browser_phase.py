@@ -367,3 +367,26 @@ def test_a_journey_that_never_connected_gets_a_skipped_phase() -> None:
     span = off_the_loop(asyncio.run, after_journey(journey))
     assert span.facts.outcome == "skipped"
     assert span.facts.why == "the journey did not reach the server"
+
+
+def test_the_live_page_hears_of_each_request_as_it_ends(site: Site) -> None:
+    """A journey's listener gets every request's span while the page loads, before the
+    browser span itself."""
+    heard: list[tuple[str, int]] = []
+
+    def go() -> tuple[Journey, Span[Any]]:
+        journey = Journey(site.url("/"))
+        journey.listener = lambda s: heard.append((s.name, time.perf_counter_ns()))
+        return journey, asyncio.run(browser_phase(journey, site.url("/"), options(site)))
+
+    journey, span = off_the_loop(go)
+    names = [n for n, _ in heard]
+    assert names[-1] == "browser"
+    assert names.count("browser.resource") == span.facts.requests
+    first_heard = next(t for n, t in heard if n == "browser.resource")
+    (lcp,) = marks(span, "lcp")
+    # the document was told before the hero image (700 ms later) was even painted
+    assert first_heard < abs_ns(journey, lcp.start_ns)
+    resources = [c for c in span.children if c.name == "browser.resource"]
+    assert resources[0].facts.navigation  # the document first in the end
+    assert [r.start_ns for r in resources[1:]] == sorted(r.start_ns for r in resources[1:])

@@ -35,10 +35,11 @@ from whathappens.browser.chromium import (
     missing_reason,
     throwaway_home,
 )
-from whathappens.browser.network import EVENTS, NetworkLog
+from whathappens.browser.network import EVENTS, NetworkLog, ResourceRecord
 from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace, wanted_nodes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from playwright.async_api import Browser, CDPSession, Playwright
@@ -171,9 +172,11 @@ class Capture:
 
 
 async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origin_ns: int,
-                    deadline: float) -> Capture:
+                    deadline: float,
+                    on_done: Callable[[ResourceRecord], None] | None = None) -> Capture:
     """Load ``url`` in a fresh context of ``chromium``; ``deadline`` is ``time.monotonic()``
-    by which everything, the trace's read-back included, is over."""
+    by which everything, the trace's read-back included, is over. ``on_done`` hears of each
+    request as it ends."""
     width, height = options.viewport
     extra: dict[str, Any] = {}
     if options.proxy:
@@ -184,7 +187,7 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
     try:
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
-        log = NetworkLog(origin_ns, options.max_requests, options.max_bytes)
+        log = NetworkLog(origin_ns, options.max_requests, options.max_bytes, on_done=on_done)
         capture = Capture(log, PageId(url))
         over = asyncio.Event()
         for method in EVENTS:

@@ -15,6 +15,7 @@ The budget: past ``max_requests`` requests or ``max_bytes`` on the wire the log 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,13 @@ class NetworkLog:
     _decoded: dict[str, int] = field(default_factory=dict)
     bytes_on_wire: int = 0
     over_budget: str | None = None
+    # Told of each request as it ends (finished, failed, or redirected): the live page.
+    on_done: Callable[[ResourceRecord], None] | None = None
+
+    def _done(self, record: ResourceRecord) -> None:
+        if self.on_done is not None:
+            record.facts.decoded_bytes = self._decoded.get(record.request_id)
+            self.on_done(record)
 
     def ns(self, seconds: float) -> int:
         return round(seconds * 1e9) - self.origin_ns
@@ -80,6 +88,7 @@ class NetworkLog:
             previous.end_ns = max(self.ns(p["timestamp"]), previous.start_ns)
             _receive_phase(previous, p["timestamp"])
             previous.request_id = f"{rid}#redirect{len(self._all)}"
+            self._done(previous)
         request = p.get("request", {})
         kind = str(p.get("type") or "Other")
         facts = BrowserResourceFacts(
@@ -116,6 +125,7 @@ class NetworkLog:
         record.end_ns = max(self.ns(p["timestamp"]), record.start_ns)
         record.facts.encoded_bytes = int(p.get("encodedDataLength", 0))
         _receive_phase(record, p["timestamp"])
+        self._done(record)
 
     def _failed(self, p: dict[str, Any]) -> None:
         record = self._live.pop(str(p["requestId"]), None)
@@ -128,6 +138,7 @@ class NetworkLog:
         if p.get("canceled"):
             why += " (cancelled)"
         record.facts.failed = why
+        self._done(record)
 
     def _from_cache(self, p: dict[str, Any]) -> None:
         record = self._live.get(str(p["requestId"]))

@@ -26,6 +26,7 @@ from whathappens.clock import ms
 from whathappens.contract.facts import (
     BrowserFacts,
     BrowserMarkFacts,
+    BrowserResourceFacts,
     BrowserStageFacts,
     Facts,
 )
@@ -64,9 +65,10 @@ async def browser_phase(journey: Journey, url: str, options: BrowserOptions, *,
         async with asyncio.timeout(options.timeout + 5):
             chromium, cold = await _browser(journey, facts, options, warm)
             span.actor = facts.browser = chromium.version
+            live = _LiveResources(journey, span)
             capture = await load_page(chromium, url, options, journey.clock.origin_ns,
-                                      deadline)
-        _record(journey, span, capture, options)
+                                      deadline, on_done=live.done)
+        _record(journey, span, capture, options, live)
     except BrowserUnavailable as exc:
         facts.outcome, facts.why = "skipped", str(exc)
         journey.note("info", "browser", f"browser phase skipped: {exc}")
@@ -115,8 +117,32 @@ def net_error_words(error: str) -> str:
     return f"Chromium could not load the page: {error}"
 
 
+class _LiveResources:
+    """Each request's span as soon as it ends, told to the journey's listener (the live
+    page streams them); the trace's facts (render-blocking) are added when the load is over."""
+
+    def __init__(self, journey: Journey, span: Span[BrowserFacts]) -> None:
+        self.journey, self.span = journey, span
+        self.spans: dict[int, Span[BrowserResourceFacts]] = {}
+
+    def done(self, record: ResourceRecord) -> None:
+        child = self.add(record)
+        self.journey.ended(child)
+
+    def add(self, record: ResourceRecord) -> Span[BrowserResourceFacts]:
+        found = self.spans.get(id(record))
+        if found is None:
+            found = _child(self.journey, self.span, "browser.resource",
+                           _host(record.facts.url), record.facts, record.start_ns)
+            self.spans[id(record)] = found
+        if record.end_ns is None:
+            record.facts.interrupted = True
+        self.journey.end(found, record.end_ns)
+        return found
+
+
 def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
-            options: BrowserOptions) -> None:
+            options: BrowserOptions, live: _LiveResources) -> None:
     facts = span.facts
     records = capture.network.records()
     result = analyze(capture.trace.events if capture.trace else [], capture.page,
@@ -126,7 +152,14 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
     if nav_ns is None and records:
         nav_ns = records[0].start_ns
     facts.navigation_start_ms = ms(nav_ns)
-    _resources(journey, span, records, result)
+    for r in records:  # the requests still open, and the trace's word on each
+        r.facts.render_blocking = result.render_blocking.get(r.request_id,
+                                                             r.facts.render_blocking)
+        if id(r) not in live.spans:
+            live.add(r)
+    # The document first, then the requests in the order they were sent.
+    order = {id(live.spans[id(r)]): i for i, r in enumerate(records)}
+    span.children.sort(key=lambda c: order.get(id(c), len(order)))
     _stages(journey, span, result)
     _marks(journey, span, result)
     _page_numbers(facts, result, nav_ns)
@@ -175,18 +208,6 @@ def _host(url: str) -> str:
         return urlsplit(url).hostname or url[:60]
     except ValueError:
         return url[:60]
-
-
-def _resources(journey: Journey, span: Span[BrowserFacts], records: list[ResourceRecord],
-               result: TraceResult) -> None:
-    for r in records:
-        r.facts.render_blocking = result.render_blocking.get(r.request_id,
-                                                             r.facts.render_blocking)
-        child = _child(journey, span, "browser.resource", _host(r.facts.url), r.facts,
-                       r.start_ns)
-        if r.end_ns is None:
-            r.facts.interrupted = True
-        journey.end(child, r.end_ns)
 
 
 def _stages(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> None:
