@@ -6,7 +6,8 @@ arrived and when its response was sent.
     with page_site(tmp_path, PAGES) as site:
         site.url("/")          # https://www.page.test:PORT/
         site.cafile            # the root CA that issued its certificate
-        site.log["/hero.png"]  # [(received_ns, sent_ns)], raw monotonic ns
+        site.log["/hero.png"]  # [(received_ns, responding_ns)], raw monotonic ns: when the
+                               # request arrived, and just before its response was sent
 """
 
 from __future__ import annotations
@@ -82,12 +83,14 @@ def _app(parts: dict[str, Part], site: Site) -> Callable[..., Awaitable[None]]:
             status = 200
         if part.delay_ms:
             await asyncio.sleep(part.delay_ms / 1000)
+        # Taken before the response leaves: the client cannot have it earlier than this.
+        responding = time.perf_counter_ns()
+        site.log.setdefault(scope["path"], []).append((received, responding))
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", part.content_type.encode()),
                                 (b"content-length", str(len(part.body)).encode()),
                                 (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": part.body})
-        site.log.setdefault(scope["path"], []).append((received, time.perf_counter_ns()))
 
     return app
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from playwright.async_api import Browser, CDPSession, Playwright
+    from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright
 
 TRACE_CATEGORIES = [
     "devtools.timeline", "disabled-by-default-devtools.timeline",
@@ -68,22 +68,85 @@ DESCRIBE = """function () {
 
 @dataclass
 class Chromium:
-    """A running Chromium (Playwright's handle) and the throwaway HOME it trusts through."""
+    """A running Chromium (Playwright's handle) and the throwaway HOME it trusts through.
+
+    A warm one (``WarmBrowser``) keeps a spare context and page open for the next journey
+    (opening a page starts a renderer process: ~200 ms on 2 cores) and closes each used
+    context in the background, so neither is paid inside a journey's phase."""
 
     playwright: Playwright
     browser: Browser
     version: str
     key: tuple[str, str | None, tuple[str, ...]]
     _home: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    warm: bool = False
+    _spare: asyncio.Future[tuple[BrowserContext, Page]] | None = None
+    _spare_for: tuple[str | None, tuple[int, int]] | None = None
+    _closing: set[asyncio.Future[Any]] = field(default_factory=set)
+
+    async def page_for(self, options: BrowserOptions) -> tuple[BrowserContext, Page]:
+        """A fresh context and page: the spare one if it was made for these options."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if self._spare_for == (options.proxy, options.viewport):
+                with contextlib.suppress(Exception):
+                    return await spare
+            self._later(_close_spare(spare))
+        return await open_page(self.browser, options)
+
+    def done_with(self, context: BrowserContext, options: BrowserOptions) -> None:
+        """After a warm journey: close its context and open the next spare, both in the
+        background."""
+        self._later(asyncio.wait_for(context.close(), 10))
+        self.open_spare(options)
+
+    def open_spare(self, options: BrowserOptions) -> None:
+        """Open the next journey's context and page now, in the background."""
+        if self._spare is None:
+            self._spare = asyncio.ensure_future(open_page(self.browser, options))
+            self._spare_for = (options.proxy, options.viewport)
+
+    def _later(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
 
     async def close(self) -> None:
         try:
+            if self._spare is not None:
+                await _close_spare(self._spare)
+            if self._closing:
+                await asyncio.wait(set(self._closing), timeout=10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.browser.close(), 10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.playwright.stop(), 10)
         finally:
             self._home.close()
+
+
+async def open_page(browser: Browser, options: BrowserOptions) -> tuple[BrowserContext, Page]:
+    """A fresh context (no cache, no cookies, no service workers, no downloads) and a page."""
+    width, height = options.viewport
+    extra: dict[str, Any] = {}
+    if options.proxy:
+        extra["proxy"] = {"server": options.proxy, "bypass": "<-loopback>"}
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, service_workers="block",
+        accept_downloads=False, **extra)
+    try:
+        return context, await context.new_page()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(context.close(), 5)
+        raise
+
+
+async def _close_spare(spare: asyncio.Future[tuple[BrowserContext, Page]]) -> None:
+    with contextlib.suppress(BaseException):
+        context, _ = await asyncio.wait_for(spare, 10)
+        await asyncio.wait_for(context.close(), 5)
 
 
 async def launch(options: BrowserOptions) -> Chromium:
@@ -136,6 +199,8 @@ class WarmBrowser:
                 if self.chromium is not None:
                     await self.chromium.close()
                 self.chromium = await launch(self.options)
+                self.chromium.warm = True
+                self.chromium.open_spare(self.options)
                 self._loop = asyncio.get_running_loop()
             return self.chromium
 
@@ -177,15 +242,8 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
     """Load ``url`` in a fresh context of ``chromium``; ``deadline`` is ``time.monotonic()``
     by which everything, the trace's read-back included, is over. ``on_done`` hears of each
     request as it ends."""
-    width, height = options.viewport
-    extra: dict[str, Any] = {}
-    if options.proxy:
-        extra["proxy"] = {"server": options.proxy, "bypass": "<-loopback>"}
-    context = await chromium.browser.new_context(
-        viewport={"width": width, "height": height}, service_workers="block",
-        accept_downloads=False, **extra)
+    context, page = await chromium.page_for(options)
     try:
-        page = await context.new_page()
         cdp = await context.new_cdp_session(page)
         log = NetworkLog(origin_ns, options.max_requests, options.max_bytes, on_done=on_done)
         capture = Capture(log, PageId(url))
@@ -203,8 +261,11 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
         capture.nodes = await _describe(cdp, wanted_nodes(capture.trace.events), deadline)
         return capture
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(context.close(), 5)
+        if chromium.warm:
+            chromium.done_with(context, options)
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(context.close(), 5)
 
 
 def _feeder(log: NetworkLog, method: str, over: asyncio.Event) -> Any:
@@ -219,7 +280,7 @@ def _left(deadline: float, reserve: float = 0.0) -> float:
     return max(deadline - time.monotonic() - reserve, 0.05)
 
 
-async def _navigate(page: Any, cdp: CDPSession, url: str, capture: Capture,
+async def _navigate(page: Page, cdp: CDPSession, url: str, capture: Capture,
                     over: asyncio.Event, deadline: float, settle: float) -> None:
     budget = _left(deadline, TRACE_RESERVE_S)
     nav = asyncio.ensure_future(page.goto(url, wait_until="load", timeout=budget * 1000))
