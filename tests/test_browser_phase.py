@@ -191,6 +191,11 @@ def test_every_request_shares_one_http2_connection(loaded: Any) -> None:
     assert {r.facts.protocol for r in resources} == {"h2"}
     assert len({r.facts.connection_id for r in resources}) == 1
     assert all(r.facts.connection_reused for r in resources[1:])
+    # the NetLog's streams: one per request, client-initiated (odd), the document's first
+    streams = [r.facts.stream_id for r in resources]
+    assert streams[0] == 1
+    assert len(set(streams)) == len(streams)
+    assert all(isinstance(n, int) and n % 2 == 1 for n in streams)
     doc = resources[0].facts
     assert doc.remote_address == f"127.0.0.1:{urlsplit(doc.url).port}"
     if doc.connection_reused:  # Chromium preconnected: its document timing shows no connect
@@ -234,6 +239,7 @@ def test_a_warm_browser_is_reused_without_a_launch(site: Site) -> None:
         assert span.facts.warm is True
         assert span.facts.launch_ms is None
         assert span.facts.fcp_ms >= CSS_DELAY_MS
+        assert any("stream ids" in n for n in span.facts.notes)  # no NetLog while warm
 
 
 def test_only_the_journey_s_ca_is_trusted(site: Site, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from whathappens.browser.chromium import BrowserOptions, host_rule, launch_args
+from whathappens.browser.netlog import assign_streams, h2_streams
 from whathappens.browser.network import DOCUMENT_TIMING_NOTE, NetworkLog, initiator_words
 from whathappens.browser.trace import (
     NodeInfo,
@@ -312,3 +313,29 @@ def test_launch_arguments_point_chromium_at_the_journey_s_address() -> None:
                               extra_args=["--host-resolver-rules=MAP * ~NOTFOUND"])
     rules = [a for a in launch_args(hardened) if a.startswith("--host-resolver-rules")]
     assert rules == ["--host-resolver-rules=MAP * ~NOTFOUND"]  # the caller's replaces ours
+
+
+def test_the_netlog_names_each_request_s_http2_stream() -> None:
+    types = {"HTTP2_SESSION_INITIALIZED": 1, "HTTP2_SESSION_SEND_HEADERS": 2, "OTHER": 3}
+
+    def send(stream: int, path: str, session: int = 71) -> dict[str, Any]:
+        return {"type": 2, "source": {"id": session}, "params": {
+            "stream_id": stream, "headers": [":method: GET", ":authority: x.test:8443",
+                                             ":scheme: https", f":path: {path}"]}}
+
+    netlog = json.dumps({"constants": {"logEventTypes": types}, "events": [
+        {"type": 1, "source": {"id": 71}, "params": {"source_dependency": {"id": 65}}},
+        send(1, "/"), send(3, "/a.css"), send(5, "/img?x=1"), send(7, "/a.css"),
+        send(9, "/elsewhere", session=99),  # a session we never saw bound: ignored
+        {"type": 3, "source": {"id": 1}}]})
+    log = NetworkLog(ORIGIN_NS)
+    for i, path in enumerate(["/", "/a.css", "/img?x=1", "/a.css", "/elsewhere"]):
+        rid = f"r{i}"
+        log.feed("Network.requestWillBeSent", {"requestId": rid, "timestamp": s(i),
+                                               "request": {"url": f"https://x.test:8443{path}"}})
+        log.feed("Network.responseReceived", {"requestId": rid, "response": {
+            "protocol": "h2", "connectionId": 65}})
+    records = log.records()
+    assert assign_streams(records, h2_streams(netlog)) == 4
+    assert [r.facts.stream_id for r in records] == [1, 3, 5, 7, None]
+    assert h2_streams("not json") == {}

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from whathappens.browser.chromium import (
@@ -40,7 +41,6 @@ from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright
 
@@ -50,6 +50,7 @@ TRACE_CATEGORIES = [
     "disabled-by-default-devtools.screenshot", "v8.execute", "latencyInfo",
 ]
 IO_CHUNK = 1024 * 1024
+MAX_NETLOG_BYTES = 32 * 1024 * 1024
 TRACE_RESERVE_S = 3.0   # of the deadline, kept for ending the trace and reading it back
 DESCRIBE = """function () {
   const el = this.nodeType === 1 ? this : this.parentElement;
@@ -80,6 +81,8 @@ class Chromium:
     key: tuple[str, str | None, tuple[str, ...]]
     _home: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     warm: bool = False
+    netlog_path: Path | None = None   # a cold browser's NetLog, read when it closes
+    netlog: str | None = None
     _spare: asyncio.Future[tuple[BrowserContext, Page]] | None = None
     _spare_for: tuple[str | None, tuple[int, int]] | None = None
     _closing: set[asyncio.Future[Any]] = field(default_factory=set)
@@ -122,8 +125,19 @@ class Chromium:
                 await asyncio.wait_for(self.browser.close(), 10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.playwright.stop(), 10)
+            self.netlog = _read_bounded(self.netlog_path)
         finally:
             self._home.close()
+
+
+def _read_bounded(path: Path | None) -> str | None:
+    """The NetLog, unless missing or over MAX_NETLOG_BYTES (then its streams stay unknown)."""
+    try:
+        if path is None or path.stat().st_size > MAX_NETLOG_BYTES:
+            return None
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 async def open_page(browser: Browser, options: BrowserOptions) -> tuple[BrowserContext, Page]:
@@ -149,9 +163,10 @@ async def _close_spare(spare: asyncio.Future[tuple[BrowserContext, Page]]) -> No
         await asyncio.wait_for(context.close(), 5)
 
 
-async def launch(options: BrowserOptions) -> Chromium:
+async def launch(options: BrowserOptions, *, netlog: bool = False) -> Chromium:
     """Start Chromium with a throwaway profile trusting ``options.cafile``; raises
-    BrowserUnavailable when it cannot run here."""
+    BrowserUnavailable when it cannot run here. With ``netlog``, Chromium writes its NetLog
+    into the profile, read back by ``close()`` (the HTTP/2 stream of each request)."""
     reason = missing_reason(options)
     if reason is not None:
         raise BrowserUnavailable(reason)
@@ -164,9 +179,13 @@ async def launch(options: BrowserOptions) -> Chromium:
     except BaseException:
         stack.close()
         raise
+    args = launch_args(options)
+    netlog_path = home / "netlog.json" if netlog else None
+    if netlog_path is not None:
+        args += [f"--log-net-log={netlog_path}", "--net-log-capture-mode=Default"]
     try:
         browser = await pw.chromium.launch(
-            executable_path=options.executable, args=launch_args(options), headless=True,
+            executable_path=options.executable, args=args, headless=True,
             env=dict[str, str | float | bool](browser_env(home)),
             timeout=options.timeout * 1000, handle_sigint=False)
     except BaseException:
@@ -174,7 +193,8 @@ async def launch(options: BrowserOptions) -> Chromium:
             await pw.stop()
         stack.close()
         raise
-    return Chromium(pw, browser, f"Chromium {browser.version}", launch_key(options), stack)
+    return Chromium(pw, browser, f"Chromium {browser.version}", launch_key(options), stack,
+                    netlog_path=netlog_path)
 
 
 class WarmBrowser:
@@ -234,6 +254,7 @@ class Capture:
     load_error: str | None = None   # Chromium's own words: net::ERR_CERT_AUTHORITY_INVALID …
     stopped: str | None = None      # why the page was stopped before it finished
     notes: list[str] = field(default_factory=list)
+    netlog: str | None = None       # a cold browser's NetLog (HTTP/2 streams)
 
 
 async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origin_ns: int,

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from whathappens.browser.capture import Capture, Chromium, WarmBrowser, launch, load_page
 from whathappens.browser.chromium import BrowserOptions, BrowserUnavailable
+from whathappens.browser.netlog import assign_streams, h2_streams
 from whathappens.browser.network import ResourceRecord
 from whathappens.browser.trace import TraceResult, analyze
 from whathappens.clock import ms
@@ -68,6 +69,9 @@ async def browser_phase(journey: Journey, url: str, options: BrowserOptions, *,
             live = _LiveResources(journey, span)
             capture = await load_page(chromium, url, options, journey.clock.origin_ns,
                                       deadline, on_done=live.done)
+            if cold is not None:  # its NetLog is complete once it has closed
+                await cold.close()
+                capture.netlog, cold = cold.netlog, None
         _record(journey, span, capture, options, live)
     except BrowserUnavailable as exc:
         facts.outcome, facts.why = "skipped", str(exc)
@@ -99,7 +103,7 @@ async def _browser(journey: Journey, facts: BrowserFacts, options: BrowserOption
         chromium = await warm.start()
         facts.launch_ms = ms(journey.clock.now() - started)
         return chromium, None
-    chromium = await launch(options)
+    chromium = await launch(options, netlog=True)
     facts.launch_ms = ms(journey.clock.now() - started)
     return chromium, chromium
 
@@ -152,6 +156,11 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
     if nav_ns is None and records:
         nav_ns = records[0].start_ns
     facts.navigation_start_ms = ms(nav_ns)
+    if capture.netlog is not None:
+        assign_streams(records, h2_streams(capture.netlog))
+    elif any(r.facts.protocol == "h2" for r in records):
+        facts.notes.append("HTTP/2 stream ids are known only when the browser was launched "
+                           "for this journey (a warm browser's NetLog is not complete)")
     for r in records:  # the requests still open, and the trace's word on each
         r.facts.render_blocking = result.render_blocking.get(r.request_id,
                                                              r.facts.render_blocking)
