@@ -27,7 +27,7 @@ import pytest
 from browser import off_the_loop, skip_reason
 from journey_helpers import check_universal, demo_url, schema_errors, trace
 from page_server import HOST, Part, Site, page_site, png
-from whathappens.browser.chromium import BrowserOptions
+from whathappens.browser.chromium import BrowserOptions, chromium_version
 from whathappens.browser.phase import WarmBrowser, after_journey, browser_phase
 from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey, Span
@@ -144,6 +144,14 @@ def test_a_server_event_lands_inside_chromium_s_request_on_our_clock(
     assert sent <= abs_ns(journey, beacon.end_ns)
     for child in span.children:
         assert before <= abs_ns(journey, child.start_ns) <= after
+    # The trace's clock, both ways: the inline script that calls fetch('/beacon') started
+    # before the server saw that request; the stylesheet was parsed after the server
+    # began to answer it.
+    inline = [c for c in span.children if c.name == "browser.stage"
+              and c.facts.stage == "script" and c.facts.url == site.url("/")]
+    assert abs_ns(journey, inline[0].start_ns) <= received
+    cssom = [c for c in span.children if c.name == "browser.stage" and c.facts.stage == "cssom"]
+    assert abs_ns(journey, cssom[0].start_ns) >= site.log["/style.css"][0][1]
 
 
 def test_fcp_waits_for_the_render_blocking_stylesheet(loaded: Any, site: Site) -> None:
@@ -396,3 +404,9 @@ def test_the_live_page_hears_of_each_request_as_it_ends(site: Site) -> None:
     resources = [c for c in span.children if c.name == "browser.resource"]
     assert resources[0].facts.navigation  # the document first in the end
     assert [r.start_ns for r in resources[1:]] == sorted(r.start_ns for r in resources[1:])
+
+
+def test_chromium_s_version_without_starting_a_browser(loaded: Any) -> None:
+    _, span, _, _ = loaded
+    assert chromium_version() == span.facts.browser  # "Chromium 156.0.…", as launched
+    assert chromium_version("/nonexistent/chromium") is None

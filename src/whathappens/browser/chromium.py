@@ -69,6 +69,24 @@ def find_chromium(executable: str = DEFAULT_EXECUTABLE) -> str | None:
     return None
 
 
+def chromium_version(executable: str = DEFAULT_EXECUTABLE) -> str | None:
+    """``Chromium 156.0.8078.129`` as ``--version`` says it, without starting a browser;
+    None when it cannot be run."""
+    path = find_chromium(executable)
+    if path is None:
+        return None
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in done.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[1][:1].isdigit():
+            return f"{words[0]} {words[1]}"
+    return None
+
+
 def missing_reason(options: BrowserOptions) -> str | None:
     """Why the browser phase cannot run, with how to fix it; None when it can."""
     import importlib.util
