@@ -230,24 +230,45 @@ def test_the_rendering_path_runs_in_causal_order(loaded: Any) -> None:
 
 
 def test_a_warm_browser_is_reused_without_a_launch(site: Site) -> None:
+    """Started once, then used by journeys each on its own thread and event loop (as
+    ``serve`` runs them): a fresh context each, no launch counted."""
     opts = options(site)
+    warm = WarmBrowser(opts)
+    off_the_loop(asyncio.run, warm.start())
+    try:
+        spans = [off_the_loop(asyncio.run, browser_phase(Journey(site.url("/")), site.url("/"),
+                                                         opts, warm=warm))
+                 for _ in range(2)]
+        assert warm.serves(opts)
+        # a journey with another CA is not served by it: it gets a browser of its own
+        assert not warm.serves(options(site, cafile=None))
+    finally:
+        off_the_loop(asyncio.run, warm.close())
+    for span in spans:
+        assert span.facts.outcome == "loaded", span.facts.why
+        assert span.facts.warm is True
+        assert span.facts.launch_ms is None
+        assert span.facts.fcp_ms >= CSS_DELAY_MS
+        assert span.facts.lcp_element == "img#hero.lcp"
+        assert any("stream ids" in n for n in span.facts.notes)  # no NetLog while warm
+    assert spans[0].facts.browser == spans[1].facts.browser
 
-    async def twice() -> list[Span[Any]]:
-        warm = WarmBrowser(opts)
-        await warm.start()
+
+def test_the_first_journey_starts_a_warm_browser_and_pays_its_launch(site: Site) -> None:
+    opts = options(site)
+    warm = WarmBrowser(opts)
+
+    async def two() -> list[Span[Any]]:
         try:
             return [await browser_phase(Journey(site.url("/")), site.url("/"), opts, warm=warm)
                     for _ in range(2)]
         finally:
             await warm.close()
 
-    spans = off_the_loop(asyncio.run, twice())
-    for span in spans:
-        assert span.facts.outcome == "loaded", span.facts.why
-        assert span.facts.warm is True
-        assert span.facts.launch_ms is None
-        assert span.facts.fcp_ms >= CSS_DELAY_MS
-        assert any("stream ids" in n for n in span.facts.notes)  # no NetLog while warm
+    first, second = off_the_loop(asyncio.run, two())
+    assert (first.facts.warm, second.facts.warm) == (False, True)
+    assert first.facts.launch_ms > 0
+    assert second.facts.launch_ms is None
 
 
 def test_only_the_journey_s_ca_is_trusted(site: Site, tmp_path: Path) -> None:

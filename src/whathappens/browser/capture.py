@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from whathappens.browser.chromium import (
     BrowserOptions,
@@ -40,10 +41,11 @@ from whathappens.browser.network import EVENTS, NetworkLog, ResourceRecord
 from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace, wanted_nodes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright
 
+T = TypeVar("T")
 TRACE_CATEGORIES = [
     "devtools.timeline", "disabled-by-default-devtools.timeline",
     "disabled-by-default-devtools.timeline.frame", "loading", "blink.user_timing",
@@ -199,10 +201,12 @@ async def launch(options: BrowserOptions, *, netlog: bool = False) -> Chromium:
 
 class WarmBrowser:
     """A Chromium kept running across journeys (``serve``): each journey gets a fresh
-    context, and does not pay the launch. Use it from the event loop that started it; a
-    journey whose launch arguments or CA differ gets a cold browser of its own instead.
+    context and does not pay the launch. The browser lives on a thread and event loop of its
+    own, so journeys on any loop or thread can use it (``serve`` runs each journey on its own
+    thread). A journey whose launch arguments or CA differ gets a cold browser instead.
 
-        warm = WarmBrowser(options); await warm.start()
+        warm = WarmBrowser(options)
+        await warm.start()                      # or let the first journey start it
         span = await browser_phase(journey, url, options, warm=warm)
         await warm.close()
     """
@@ -211,33 +215,70 @@ class WarmBrowser:
         self.options = options
         self.chromium: Chromium | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = asyncio.Lock()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
 
-    async def start(self) -> Chromium:
-        async with self._lock:
-            if self.chromium is None or not self.chromium.browser.is_connected():
-                if self.chromium is not None:
-                    await self.chromium.close()
-                self.chromium = await launch(self.options)
-                self.chromium.warm = True
-                self.chromium.open_spare(self.options)
-                self._loop = asyncio.get_running_loop()
-            return self.chromium
+    @property
+    def started(self) -> bool:
+        return self.chromium is not None
+
+    @property
+    def version(self) -> str:
+        return self.chromium.version if self.chromium is not None else "Chromium"
+
+    async def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the browser's own loop and wait for it here."""
+        with self._guard:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever,
+                                                name="warm-chromium", daemon=True)
+                self._thread.start()
+            loop = self._loop
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
+
+    async def start(self) -> None:
+        await self._call(self._start())
+
+    async def _start(self) -> None:
+        if self.chromium is None or not self.chromium.browser.is_connected():
+            if self.chromium is not None:
+                await self.chromium.close()
+            self.chromium = None
+            chromium = await launch(self.options)
+            chromium.warm = True
+            chromium.open_spare(self.options)
+            self.chromium = chromium
 
     def serves(self, options: BrowserOptions) -> bool:
         """Whether a journey with these options can use this browser as it runs."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
         return (self.chromium is not None and self.chromium.browser.is_connected()
-                and loop is self._loop and self.chromium.key == launch_key(options))
+                and self.chromium.key == launch_key(options))
+
+    async def load(self, url: str, options: BrowserOptions, origin_ns: int, deadline: float,
+                   on_done: Callable[[ResourceRecord], None] | None = None) -> Capture:
+        """``load_page`` in a fresh context of the warm browser."""
+        chromium = self.chromium
+        if chromium is None:
+            raise RuntimeError("the warm browser is not running")
+        return await self._call(load_page(chromium, url, options, origin_ns, deadline, on_done))
 
     async def close(self) -> None:
-        async with self._lock:
-            if self.chromium is not None:
-                await self.chromium.close()
-                self.chromium = None
+        if self._loop is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._call(self._close())
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 10)
+        loop.close()
+
+    async def _close(self) -> None:
+        if self.chromium is not None:
+            chromium, self.chromium = self.chromium, None
+            await chromium.close()
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from whathappens.browser.capture import Capture, Chromium, WarmBrowser, launch, load_page
+from whathappens.browser.capture import Capture, WarmBrowser, launch, load_page
 from whathappens.browser.chromium import BrowserOptions, BrowserUnavailable
 from whathappens.browser.netlog import assign_streams, h2_streams
 from whathappens.browser.network import ResourceRecord
@@ -61,17 +61,10 @@ async def browser_phase(journey: Journey, url: str, options: BrowserOptions, *,
                          trusted_ca=options.cafile or "Chromium's own trust store")
     span = journey.span("browser", "browser", ACTOR, "application", facts)
     deadline = time.monotonic() + options.timeout
-    cold: Chromium | None = None
+    live = _LiveResources(journey, span)
     try:
         async with asyncio.timeout(options.timeout + 5):
-            chromium, cold = await _browser(journey, facts, options, warm)
-            span.actor = facts.browser = chromium.version
-            live = _LiveResources(journey, span)
-            capture = await load_page(chromium, url, options, journey.clock.origin_ns,
-                                      deadline, on_done=live.done)
-            if cold is not None:  # its NetLog is complete once it has closed
-                await cold.close()
-                capture.netlog, cold = cold.netlog, None
+            capture = await _load(journey, span, url, options, warm, deadline, live)
         _record(journey, span, capture, options, live)
     except BrowserUnavailable as exc:
         facts.outcome, facts.why = "skipped", str(exc)
@@ -85,27 +78,33 @@ async def browser_phase(journey: Journey, url: str, options: BrowserOptions, *,
         _fit(span)
         journey.close_open(span)
         journey.ended(span)
-        if cold is not None:
-            await cold.close()
     return span
 
 
-async def _browser(journey: Journey, facts: BrowserFacts, options: BrowserOptions,
-                   warm: WarmBrowser | None) -> tuple[Chromium, Chromium | None]:
-    """The warm browser when it serves these options (launch not counted), else a cold
-    one, its launch timed; the second value is what to close afterwards."""
-    if warm is not None and warm.serves(options):
-        facts.warm = True
-        assert warm.chromium is not None
-        return warm.chromium, None
-    started = journey.clock.now()
-    if warm is not None and warm.chromium is None and warm.options == options:
-        chromium = await warm.start()
+async def _load(journey: Journey, span: Span[BrowserFacts], url: str, options: BrowserOptions,
+                warm: WarmBrowser | None, deadline: float, live: _LiveResources) -> Capture:
+    """The page through the warm browser when it serves these options (its launch counted
+    only if this journey started it), else through a browser launched for this journey."""
+    facts = span.facts
+    if warm is not None and not warm.started and warm.options == options:
+        started = journey.clock.now()
+        await warm.start()
         facts.launch_ms = ms(journey.clock.now() - started)
-        return chromium, None
+    if warm is not None and warm.serves(options):
+        facts.warm = facts.launch_ms is None
+        span.actor = facts.browser = warm.version
+        return await warm.load(url, options, journey.clock.origin_ns, deadline, live.done)
+    started = journey.clock.now()
     chromium = await launch(options, netlog=True)
     facts.launch_ms = ms(journey.clock.now() - started)
-    return chromium, chromium
+    span.actor = facts.browser = chromium.version
+    try:
+        capture = await load_page(chromium, url, options, journey.clock.origin_ns, deadline,
+                                  on_done=live.done)
+    finally:
+        await chromium.close()  # inside the phase: its NetLog is complete once it has closed
+    capture.netlog = chromium.netlog
+    return capture
 
 
 def _failed(journey: Journey, facts: BrowserFacts, why: str) -> None:
