@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,11 @@ from whathappens.journey import Journey, Span
 from whathappens.net.tls import TlsOptions
 from whathappens.trace import Options, run_journey
 
+NO_CERTUTIL = shutil.which("certutil") is None
 pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")]
+              pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or ""),
+              pytest.mark.skipif(NO_CERTUTIL, reason="certutil is missing: apt-get install "
+                                 "libnss3-tools (./dev test does it as root)")]
 
 CSS_DELAY_MS = 400
 HERO_DELAY_MS = 700
