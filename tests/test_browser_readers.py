@@ -339,3 +339,13 @@ def test_the_netlog_names_each_request_s_http2_stream() -> None:
     assert assign_streams(records, h2_streams(netlog)) == 4
     assert [r.facts.stream_id for r in records] == [1, 3, 5, 7, None]
     assert h2_streams("not json") == {}
+
+
+def test_a_page_that_shifts_endlessly_gets_a_bounded_list_and_a_full_cls() -> None:
+    shifts = [ev("LayoutShift", 400 + i, frame=FRAME, data={
+        "score": 0.001, "weighted_score_delta": 0.001, "had_recent_input": False,
+        "is_main_frame": True, "impacted_nodes": []}) for i in range(250)]
+    result = analyze(TRACE[:19] + shifts, PAGE, ORIGIN_NS)
+    assert len(result.layout_shifts) == 100
+    assert result.shifts_dropped == 150
+    assert result.cls == pytest.approx(0.25)

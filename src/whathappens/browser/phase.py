@@ -182,6 +182,9 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
             facts.notes.append(capture.trace.truncated)
     if result.stages_dropped:
         facts.notes.append(f"{result.stages_dropped} later rendering stages left out")
+    if result.shifts_dropped:
+        facts.notes.append(f"{result.shifts_dropped} later layout shifts left out of the list "
+                           "(CLS counts them)")
     if capture.load_error is not None:
         _failed(journey, facts, net_error_words(capture.load_error))
     elif capture.stopped is not None:

@@ -62,6 +62,7 @@ MARKS = {
 OTHER = {"Screenshot", "ResourceSendRequest", "navigationStart", "RunTask"}
 KEPT = frozenset(STAGES) | frozenset(MARKS) | OTHER
 MAX_STAGES = 300           # stage spans kept after merging (the earliest: the critical path)
+MAX_SHIFTS = 100           # layout shifts listed (all of them count in CLS)
 SESSION_GAP_US = 1_000_000  # Layout Instability: a session window ends after 1 s without shifts
 SESSION_MAX_US = 5_000_000  # … or when it is 5 s long
 
@@ -159,6 +160,7 @@ class TraceResult:
     navigation_start_ns: int | None = None
     stages: list[StageRecord] = field(default_factory=list)
     stages_dropped: int = 0
+    shifts_dropped: int = 0                     # counted in CLS, not listed
     marks: list[MarkRecord] = field(default_factory=list)
     layout_shifts: list[LayoutShiftFacts] = field(default_factory=list)
     cls: float | None = None
@@ -239,8 +241,9 @@ def analyze(events: list[Event], page: PageId, origin_ns: int, *, max_frames: in
     out.stages, out.stages_dropped = _stages(ours, tid, ns)
     out.long_tasks = sum(1 for s in out.stages if s.stage == "long_task")
     out.marks = _marks(ours, page, ns, nodes)
-    out.layout_shifts = _shifts(ours, page, ns, nodes)
-    out.cls = cumulative_layout_shift(out.layout_shifts) if out.marks else None
+    shifts = _shifts(ours, page, ns, nodes)
+    out.cls = cumulative_layout_shift(shifts) if out.marks else None
+    out.layout_shifts, out.shifts_dropped = shifts[:MAX_SHIFTS], max(len(shifts) - MAX_SHIFTS, 0)
     start_ts = float(nav[-1]["ts"]) if nav else ts0
     shots = [e for e in events if e.get("name") == "Screenshot"
              and float(e.get("ts", 0)) >= start_ts]
