@@ -103,7 +103,10 @@ def resource_spans(s: Spans) -> list[dict[str, Any]]:
         priority="VeryHigh", render_blocking=None, status=200, mime_type="text/html",
         protocol="h2", connection_id=42, connection_reused=True, stream_id=1,
         remote_address="[::1]:10443", timing=doc_timing, encoded_bytes=1850,
-        decoded_bytes=4100, cache_status="MISS"))]
+        decoded_bytes=4100, cache_status="MISS",
+        note="Chromium opened this connection itself before the request was sent (a "
+             "preconnect at navigation start), so its timing for the document shows no DNS, "
+             "connect or TLS; the journey's own DNS, TCP and TLS steps measured them."))]
     for (path, kind, prio, blocking, initiator, stream, start, queued, send, wait, receive,
          encoded, decoded, mime) in RESOURCES:
         end = round(start + queued + send + wait + receive, 3)
@@ -169,12 +172,15 @@ def browser_span(first_id: int) -> dict[str, Any]:
     facts = BrowserFacts(
         url=f"{SITE}/", browser="Chromium 130.0.6723.116", outcome="loaded",
         address="::1", trusted_ca="the demo's CA (demo-ca.pem)", warm=False, launch_ms=195.0,
-        final_url=f"{SITE}/", status=200, dom_content_loaded_ms=332.4, load_ms=710.0,
+        final_url=f"{SITE}/", status=200, navigation_start_ms=NAV,
+        dom_content_loaded_ms=332.4, load_ms=710.0,
         first_paint_ms=345.2, fcp_ms=345.2, lcp_ms=645.2, lcp_element="img.hero",
         lcp_url=f"{SITE}/static/hero.jpg", cls=0.12,
         layout_shifts=[LayoutShiftFacts(t_ms=1101.7, score=0.12, moved=["div.content",
                                                                         "footer"])],
-        long_tasks=1, requests=9, bytes_on_wire=94960, filmstrip=frames)
+        long_tasks=1, requests=9, bytes_on_wire=94960, filmstrip=frames,
+        trace_events=6968, trace_bytes=1281771,
+        notes=["the trace was read back whole (6,968 events)"])
     return {"id": first_id, "name": "browser", "step": "browser", "actor": "headless Chromium",
             "layer": "application", "start_ms": 95.0, "end_ms": 1160.0, "duration_ms": 1065.0,
             "attrs": to_json(facts), "error": None, "children": children}

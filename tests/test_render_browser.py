@@ -28,6 +28,7 @@ from whathappens.analysis.browser import FCP, outcome
 from whathappens.analysis.document import SCHEMA as ANALYSIS_SCHEMA
 from whathappens.analysis.document import analyze, analyze_journey
 from whathappens.contract.document import read_journey
+from whathappens.contract.facts import BrowserFacts
 from whathappens.render.browser_view import BrowserView
 from whathappens.render.har import to_har
 from whathappens.render.html import CSP, render_html
@@ -224,7 +225,7 @@ def test_explain_adds_each_stages_words_with_this_pages_values() -> None:
     plain, explained = terminal(load()), terminal(load(), explain=True)
     for words in ("style.css was parsed into the CSSOM in 0.80 ms at +324.6 ms",
                   "A task held the main thread for 65.0 ms at +400.0 ms (async.js)",
-                  "Drawing the page (the browser)", "Chromium opens a connection"):
+                  "Drawing the page (the browser)", "Chromium opened this connection itself"):
         assert words not in plain
         assert words in explained.replace("\n        ", " "), words
 
@@ -255,7 +256,8 @@ def test_html_browser_section_with_the_filmstrip_inlined() -> None:
     for words in ("Paints and verdicts", "needs improvement", "Why it took that long",
                   "FCP waited 308.3 ms for style.css", "LCP img.hero", "Filmstrip",
                   "Subresources", "conn 42 · stream 11", "Connections", "The rendering path",
-                  "Chromium opens a connection", "DNS 16.3 ms"):
+                  "Chromium opened this connection itself", "DNS 16.3 ms",
+                  "the trace was read back whole"):
         assert words in text, words
 
 
@@ -323,10 +325,10 @@ def skipped() -> dict[str, Any]:
     b["children"] = []
     b["end_ms"], b["duration_ms"] = 95.4, 0.4
     b["attrs"].update(outcome="skipped", why="Chromium is not installed (/usr/bin/chromium "
-                      "is missing)", launch_ms=None, dom_content_loaded_ms=None,
-                      load_ms=None, first_paint_ms=None, fcp_ms=None, lcp_ms=None,
-                      lcp_element=None, lcp_url=None, cls=None, layout_shifts=[],
-                      long_tasks=0, requests=0, bytes_on_wire=0, filmstrip=[])
+                      "is missing)", launch_ms=None, navigation_start_ms=None, notes=[],
+                      dom_content_loaded_ms=None, load_ms=None, first_paint_ms=None,
+                      fcp_ms=None, lcp_ms=None, lcp_element=None, lcp_url=None, cls=None,
+                      layout_shifts=[], long_tasks=0, requests=0, bytes_on_wire=0, filmstrip=[])
     return j
 
 
@@ -403,11 +405,16 @@ def test_hostile_browser_text_is_shown_never_obeyed() -> None:
 def test_chromiums_own_navigation_start_is_preferred_when_the_facts_name_it() -> None:
     doc = read(load())
     span = next(s for s in doc.spans if s.name == "browser")
-    span.facts.navigation_start_ms = 296.0  # type: ignore[attr-defined]  # the core's field
+    assert isinstance(span.facts, BrowserFacts)
+    span.facts.navigation_start_ms = 296.0
     a = analyze_journey(doc).browser
     assert a is not None
     assert a.navigation_ms == 296.0
     assert {v.metric: v.value for v in a.vitals}["fcp"] == pytest.approx(349.2)
+    span.facts.navigation_start_ms = None  # without it, the document request's start
+    a = analyze_journey(doc).browser
+    assert a is not None
+    assert a.navigation_ms == 300.0
 
 
 def test_a_failed_phase_says_why_without_the_install_hint() -> None:

@@ -75,13 +75,11 @@ def marks(span: SpanDoc, mark: str) -> list[SpanDoc]:
 
 
 def navigation_start(span: SpanDoc) -> float | None:
-    """The navigation's start on the journey's clock: Chromium's own when the facts name it
-    (``navigation_start_ms``, which the capture core adds to the contract), else the document
-    request's start, else the launch's end when the launch was timed."""
+    """The navigation's start on the journey's clock: Chromium's own (``navigation_start_ms``),
+    else the document request's start, else the launch's end when the launch was timed."""
     b = span.facts_as(BrowserFacts)
-    named = getattr(b, "navigation_start_ms", None)  # read by name until the field lands
-    if isinstance(named, int | float) and not isinstance(named, bool):
-        return float(named)
+    if b is not None and b.navigation_start_ms is not None:
+        return b.navigation_start_ms
     nav = next((c for c, f in resources(span) if f.navigation), None)
     if nav is not None:
         return nav.start_ms

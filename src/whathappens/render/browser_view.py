@@ -97,6 +97,7 @@ class ResourceRow:
     cache: str                   # "memory cache", "HIT", ""
     failed: str | None
     role: str                    # "FCP bottleneck", "LCP image", ""
+    note: str                    # what to know when reading its timing (a preconnect)
 
     @property
     def where(self) -> str:
@@ -173,7 +174,7 @@ def resource_rows(spans: list[tuple[SpanDoc, BrowserResourceFacts]], nav: float 
         f.render_blocking in BLOCKING, f.initiator or "", f.status, f.protocol or "",
         f.connection_id, f.connection_reused, f.stream_id, lanes.get(s.id, 0),
         f.remote_address or "", _phases(f), f.encoded_bytes, f.decoded_bytes, _cache(f),
-        f.failed, roles.get(s.id, "")) for s, f in spans]
+        f.failed, roles.get(s.id, ""), f.note or "") for s, f in spans]
 
 
 def connections(rows: list[ResourceRow]) -> list[ConnectionView]:
@@ -345,6 +346,7 @@ class NavigationView:
     chromium: list[Phase]        # Chromium's phases of the document request
     preconnected: bool           # no connect/TLS of its own: the connection was there
     ours: list[tuple[str, float | None]]  # the journey's DNS, TCP, TLS, TTFB
+    note: str                    # the capture's word on the document's timing, if any
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,7 @@ class BrowserView:
     metrics: list[MetricRow]
     chains: ChainsView
     filmstrip: list[FrameView]
+    notes: list[str]             # what to know when reading the numbers (a cut trace…)
 
     @property
     def loaded(self) -> bool:
@@ -427,7 +430,7 @@ def navigation_view(rows: list[ResourceRow], doc: JourneyDoc | None) -> Navigati
     names = {p.name for p in nav.phases}
     return NavigationView(nav.url, nav.status, nav.protocol, nav.phases,
                           bool(nav.reused) or not names & {"connect", "tls"},
-                          [] if doc is None else _ours(doc))
+                          [] if doc is None else _ours(doc), nav.note)
 
 
 def page_end(span: SpanDoc, f: BrowserFacts) -> float:
@@ -463,4 +466,4 @@ def browser_view(span: SpanDoc, doc: JourneyDoc | None = None) -> BrowserView:
         metric_rows(span, f, nav, vitals) if f.outcome == "loaded" else [],
         chains(a) if a is not None else ChainsView("", [], "", []),
         [FrameView(x.t_ms, after(x.t_ms, nav), x.image, x.width, x.height)
-         for x in f.filmstrip])
+         for x in f.filmstrip], list(f.notes))

@@ -66,7 +66,7 @@ class BrowserSection:
         if n.ours:
             pairs.append(("the journey's own", esc(" · ".join(f"{k} {ms(v)}"
                                                               for k, v in n.ours))))
-        note = NAVIGATION_NOTE if n.preconnected else NAVIGATION_OWN
+        note = n.note or (NAVIGATION_NOTE if n.preconnected else NAVIGATION_OWN)
         return "<h3>The navigation</h3>" + dl(pairs) + f"<p class=\"note small\">{esc(note)}</p>"
 
     def phases(self, x: ResourceRow) -> str:
@@ -84,10 +84,11 @@ class BrowserSection:
         blocking = (f"<span class=\"{'bad' if x.holds_paint else 'muted'}\">"
                     f"{esc(x.blocking or DASH)}</span>")
         failed = f" <span class=\"bad\">✗ {esc(x.failed)}</span>" if x.failed else ""
+        note = f"<div class=\"small advanced\">{esc(x.note)}</div>" if x.note else ""
         return (
             f"<tr><th scope=\"row\"><span class=\"kind k-{esc(x.kind)}\">{esc(x.kind)}</span> "
             f"<span title=\"{esc(x.url)}\">{esc(x.name)}</span>{role}{failed}"
-            f"<div class=\"small\">{esc(x.initiator)}</div></th>"
+            f"<div class=\"small\">{esc(x.initiator)}</div>{note}</th>"
             f"<td>{esc(x.priority or DASH)}<br>{blocking}</td>"
             f"<td class=\"nw\">{esc(x.where)}</td>"
             f"<td class=\"barcell\"><div class=\"track\">{self.phases(x)}</div></td>"
@@ -179,6 +180,9 @@ class BrowserSection:
         b = self.b
         head = (f"<p>{esc(BROWSER_NOTE)}</p><p class=\"summary-small\"><span class=\"url\">"
                 f"{esc(b.url)}</span> in {esc(b.line)}</p>")
+        if b.notes:
+            head += "<ul class=\"notes\">" + "".join(f"<li class=\"warn\">{esc(x)}</li>"
+                                                     for x in b.notes) + "</ul>"
         if not b.loaded:
             return section("browser", "Browser", head + f"<p class=\"bad\">"
                            f"{esc(b.skipped_line)}</p>" + explain, layer="application")

@@ -115,7 +115,7 @@ def navigation(r: Report, b: BrowserView) -> None:
         r.detail(Text("the journey's own: " + " · ".join(f"{k} {ms(v)}" for k, v in n.ours)
                       + " (these are the ones to read for the document)", style="dim"))
     if r.explain:
-        r.detail(Text(NAVIGATION_NOTE if n.preconnected else NAVIGATION_OWN,
+        r.detail(Text(n.note or (NAVIGATION_NOTE if n.preconnected else NAVIGATION_OWN),
                       style="italic dim"))
 
 
@@ -150,8 +150,12 @@ def browser_section(r: Report, b: BrowserView) -> None:
     r.c.print(title, overflow="fold")
     if not b.loaded:
         r.head("PAGE", b.timing, b.error, b.skipped_line)
+        for note in b.notes:
+            r.detail(Text(f"note: {note}", style="yellow"))
         return
     r.head("PAGE", b.timing, None, b.line)
+    for note in b.notes:
+        r.detail(Text(f"note: {note}", style="yellow"))
     navigation(r, b)
     r.detail(Text(f"subresources (bars from the navigation's start to +{ms(b.span_ms)}):",
                   style="bold"))

@@ -40,6 +40,7 @@ def browser_step(span: SpanDoc) -> dict[str, Any]:
         "metrics": [{"label": m.label, "value": m.value, "outcome": m.outcome,
                      "guide": m.guide, "detail": m.detail} for m in b.metrics],
         "chains": [x for x in (b.chains.fcp, b.chains.lcp) if x],
+        "notes": b.notes,
         "filmstrip": [{"offset": f.offset, "image": f.image, "width": f.width,
                        "height": f.height} for f in b.filmstrip
                       if f.image.startswith("data:image/")],
