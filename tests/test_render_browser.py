@@ -158,6 +158,9 @@ def test_the_view_of_the_page() -> None:
     assert stages[:5] == ["dom", "script", "cssom", "script", "dom"]
     at = [s.timing.start_ms for s in b.stages]
     assert at == sorted(at)
+    assert [s.stage for s in b.later_stages] == ["long_task", "layout", "paint", "composite",
+                                                 "layout", "paint"]  # after FCP
+    assert b.later_line.startswith("after FCP, until +801.8 ms: 6 more stages, 1 frame drawn")
     cssom = next(s for s in b.stages if s.stage == "cssom")
     assert cssom.words.startswith("style.css was parsed into the CSSOM in 0.80 ms at +324.6 ms")
     # the navigation: Chromium preconnected; our own DNS/TCP/TLS are beside it
@@ -166,6 +169,20 @@ def test_the_view_of_the_page() -> None:
     assert nav.preconnected
     assert [k for k, _ in nav.ours] == ["DNS", "TCP", "TLS", "TTFB"]
     assert dict(nav.ours)["DNS"] == pytest.approx(16.269)
+
+
+def test_a_request_the_cache_answered_has_no_connection() -> None:
+    j = load()
+    banner = next(c for c in browser(j)["children"] if c["name"] == "browser.resource"
+                  and c["attrs"]["url"].endswith("banner.jpg"))
+    banner["attrs"].update(from_cache="disk", connection_id=0, stream_id=None)
+    b = view(j)
+    assert [c.id for c in b.connections] == [42, None]
+    assert b.connections[1].line == ("no connection: 1 request answered by the browser's own "
+                                     "cache, or never sent")
+    row = next(r for r in b.resources if r.name == "banner.jpg")
+    assert (row.connection, row.cache, row.where) == (None, "disk cache", "—")
+    assert to_har(j)["log"]["entries"][-1]["_fromCache"] == "disk"
 
 
 def test_the_metrics_and_the_chains_in_words() -> None:

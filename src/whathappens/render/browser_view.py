@@ -125,7 +125,10 @@ class ConnectionView:
 
     @property
     def line(self) -> str:
-        name = "connection" if self.id is None else f"connection {self.id}"
+        if self.id is None:
+            return (f"no connection: {self.requests} request{'s' if self.requests != 1 else ''}"
+                    " answered by the browser's own cache, or never sent")
+        name = f"connection {self.id}"
         what = f"{self.requests} request{'s' if self.requests != 1 else ''}"
         if self.streams:
             what += f" on streams {', '.join(str(s) for s in self.streams)}"
@@ -147,7 +150,7 @@ def _lanes(spans: list[tuple[SpanDoc, BrowserResourceFacts]]) -> dict[int, int]:
     out: dict[int, int] = {}
     busy: dict[int | None, list[float]] = {}
     for span, f in sorted(spans, key=lambda x: (x[0].start_ms, x[0].id)):
-        ends = busy.setdefault(f.connection_id, [])
+        ends = busy.setdefault(_connection(f), [])
         end = span.end_ms if span.end_ms is not None else span.start_ms
         lane = next((i for i, e in enumerate(ends) if e <= span.start_ms), len(ends))
         if lane == len(ends):
@@ -164,6 +167,12 @@ def _cache(f: BrowserResourceFacts) -> str:
     return f.cache_status or ""
 
 
+def _connection(f: BrowserResourceFacts) -> int | None:
+    """The connection a request went over; none when the browser's cache answered it (CDP
+    says connection 0 then)."""
+    return None if f.from_cache or f.connection_id == 0 else f.connection_id
+
+
 def resource_rows(spans: list[tuple[SpanDoc, BrowserResourceFacts]], nav: float | None,
                   roles: dict[int, str]) -> list[ResourceRow]:
     lanes = _lanes(spans)
@@ -172,7 +181,7 @@ def resource_rows(spans: list[tuple[SpanDoc, BrowserResourceFacts]], nav: float 
         f.resource_type, TYPE_SHORT.get(f.resource_type, f.resource_type.lower()),
         f.priority or "", BLOCKING_WORDS.get(f.render_blocking or "", f.render_blocking or ""),
         f.render_blocking in BLOCKING, f.initiator or "", f.status, f.protocol or "",
-        f.connection_id, f.connection_reused, f.stream_id, lanes.get(s.id, 0),
+        _connection(f), f.connection_reused, f.stream_id, lanes.get(s.id, 0),
         f.remote_address or "", _phases(f), f.encoded_bytes, f.decoded_bytes, _cache(f),
         f.failed, roles.get(s.id, ""), f.note or "") for s, f in spans]
 
@@ -201,6 +210,7 @@ class StageRow:
     url: str
     count: int
     words: str                   # this page's values in a sentence (--explain)
+    critical: bool               # it ran before FCP: on the critical rendering path
 
     @property
     def line(self) -> str:
@@ -213,7 +223,7 @@ def times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-def stage_rows(span: SpanDoc, nav: float | None) -> list[StageRow]:
+def stage_rows(span: SpanDoc, nav: float | None, fcp_at: float | None) -> list[StageRow]:
     out: list[StageRow] = []
     stages = sorted(((c, f) for c in span.children
                      if (f := c.facts_as(BrowserStageFacts)) is not None),
@@ -225,7 +235,8 @@ def stage_rows(span: SpanDoc, nav: float | None) -> list[StageRow]:
             took=ms(c.duration_ms), times=times(f.count), at=after(c.start_ms, nav),
             what=short_name(f.url) if f.url else "the page")
         out.append(StageRow(c.id, timing(c), after(c.start_ms, nav), f.stage, label,
-                            text.does if text else "", f.event, f.url or "", f.count, words))
+                            text.does if text else "", f.event, f.url or "", f.count, words,
+                            fcp_at is None or c.start_ms <= fcp_at))
     return out
 
 
@@ -409,6 +420,25 @@ class BrowserView:
         return max(self.end_ms - self.start_ms, 0.001)
 
     @property
+    def later_stages(self) -> list[StageRow]:
+        return [s for s in self.stages if not s.critical]
+
+    @property
+    def later_line(self) -> str:
+        """After FCP, in one line: the frames redrawn and the work each stage did."""
+        later = self.later_stages
+        if not later:
+            return ""
+        by: dict[str, tuple[int, float]] = {}
+        for s in later:
+            n, took = by.get(s.label, (0, 0.0))
+            by[s.label] = (n + s.count, took + (s.timing.duration_ms or 0.0))
+        frames = by.get(STAGES["composite"].label, (0, 0.0))[0]
+        parts = ", ".join(f"{label} ×{n} ({ms(took)})" for label, (n, took) in by.items())
+        return (f"after FCP, until {later[-1].offset}: {len(later)} more stages, "
+                f"{frames} frame{'s' if frames != 1 else ''} drawn — {parts}")
+
+    @property
     def metrics_line(self) -> str:
         return " · ".join(m.item for m in self.metrics if m.value != "—")
 
@@ -462,7 +492,8 @@ def browser_view(span: SpanDoc, doc: JourneyDoc | None = None) -> BrowserView:
         span.id, timing(span), page_end(span, f), problem(span.error), f.outcome, f.why or "",
         f.browser or "", f.final_url or f.url,
         f.warm, f.launch_ms, nav, f.requests or len(rows), f.bytes_on_wire, f.long_tasks,
-        navigation_view(rows, doc), rows, connections(rows), stage_rows(span, nav),
+        navigation_view(rows, doc), rows, connections(rows),
+        stage_rows(span, nav, a.fcp_chain.fcp_ms if a and a.fcp_chain else None),
         metric_rows(span, f, nav, vitals) if f.outcome == "loaded" else [],
         chains(a) if a is not None else ChainsView("", [], "", []),
         [FrameView(x.t_ms, after(x.t_ms, nav), x.image, x.width, x.height)

@@ -30,6 +30,7 @@ from whathappens.render.browser_view import (
     ConnectionView,
     FrameView,
     ResourceRow,
+    StageRow,
 )
 from whathappens.render.format import DASH, ms, size
 from whathappens.render.html_parts import code, dl, esc, section, table
@@ -119,7 +120,7 @@ class BrowserSection:
                 for x in mine if x.lane == i) + "</div>" for i in range(c.lanes))
         return f"<div class=\"lanes\"><p class=\"small\">{esc(c.line)}</p>{lanes}</div>"
 
-    def stages(self) -> str:
+    def stage_table(self, stages: list[StageRow]) -> str:
         rows = [[f"<strong>{esc(s.label)}</strong>"
                  + (f" {code(s.line.removeprefix(s.label).strip())}"
                     if s.line != s.label else ""),
@@ -127,11 +128,18 @@ class BrowserSection:
                  esc(ms(s.timing.duration_ms)), esc(s.offset),
                  f"<span class=\"beginner-text\">{esc(s.does)}</span>"
                  f"<div class=\"advanced small\">{esc(s.words)}</div>"]
-                for s in self.b.stages]
-        return ("<h3>The rendering path</h3><p class=\"small\">The trace's stages in the "
-                "order they ran (event names in the advanced view).</p>"
-                + table(["stage", "on the page's timeline", "took", "at", "what it does"],
-                        rows, "stages"))
+                for s in stages]
+        return table(["stage", "on the page's timeline", "took", "at", "what it does"],
+                     rows, "stages")
+
+    def stages(self) -> str:
+        b = self.b
+        later = b.later_stages
+        rest = (f"<details><summary>{esc(b.later_line)}</summary>"
+                + self.stage_table(later) + "</details>") if later else ""
+        return ("<h3>The rendering path</h3><p class=\"small\">The trace's stages up to FCP, "
+                "in the order they ran (what each one did here, in the advanced view).</p>"
+                + self.stage_table([s for s in b.stages if s.critical]) + rest)
 
     def metrics(self) -> str:
         rows = []

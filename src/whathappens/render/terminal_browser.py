@@ -45,6 +45,8 @@ class Report(Protocol):
 
 BAR = 28
 KIND_STYLE = {"doc": "blue", "css": "magenta", "js": "yellow", "img": "green", "font": "cyan"}
+# After FCP, the stages shown one by one (the rest is summed up in a line): the page's own work.
+WORK = ("script", "long_task", "cssom")
 VERDICT_STYLE = {"good": "green", "needs improvement": "yellow", "poor": "red"}
 
 
@@ -61,7 +63,7 @@ def page_bar(b: BrowserView, t: Timing, style: str) -> Text:
 
 def grid_row(r: Report, label: Text, bar: Text, took: str, facts: Text) -> None:
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(no_wrap=True, min_width=22, max_width=22)
+    grid.add_column(no_wrap=True, min_width=23, max_width=23)
     grid.add_column(no_wrap=True)
     grid.add_column(no_wrap=True, justify="right", min_width=10)
     grid.add_column(overflow="fold")
@@ -70,7 +72,7 @@ def grid_row(r: Report, label: Text, bar: Text, took: str, facts: Text) -> None:
 
 
 def resource(r: Report, b: BrowserView, x: ResourceRow) -> None:
-    label = Text(f"   {x.kind[:4]:<5}", style=KIND_STYLE.get(x.kind, ""))
+    label = Text(f"   {x.kind[:5]:<6}", style=KIND_STYLE.get(x.kind, ""))
     label.append(x.name if len(x.name) <= 13 else x.name[:12] + "…")
     facts = Text(f"{x.offset}  {x.priority}")
     if x.blocking and x.blocking != "non-blocking":
@@ -165,9 +167,13 @@ def browser_section(r: Report, b: BrowserView) -> None:
             resource(r, b, x)
     if r.explain:
         r.detail(Text(LANES_NOTE, style="italic dim"))
-    r.detail(Text("rendering path (the trace's stages, in the order they ran):", style="bold"))
+    r.detail(Text("rendering path to FCP (the trace's stages, in the order they ran):",
+                  style="bold"))
     for s in b.stages:
-        stage(r, b, s)
+        if s.critical or s.stage in WORK:
+            stage(r, b, s)
+    if b.later_line:
+        r.detail(Text(b.later_line, style="dim"))
     metrics(r, b)
     chains(r, b)
     if b.filmstrip:
