@@ -12,13 +12,17 @@ journey with a browser phase (tests/data/journey_browser.json):
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from browser import ARTIFACTS, PHONE, BrowserPage, new_page
+from serve_helpers import demo_args, serve
 from test_browser_report import DEVTOOLS
+from whathappens.demo.command import demo_url
+from whathappens.demo.internet import DemoInternet
 from whathappens.render.har import to_har
 from whathappens.render.html import HtmlReport, render_html
 from whathappens.web.app import PAGE_CSP, _sse
@@ -214,3 +218,34 @@ def test_browser_section_on_a_phone(browser: Browser, tmp_path: Path, mode: str)
         bp.page.locator("#browser").screenshot(path=str(ARTIFACTS / f"browser-phone-{mode}.png"))
     finally:
         bp.context.close()
+
+
+def test_a_real_journey_streams_its_browser_phase_to_the_live_page(
+        page: BrowserPage, demo_internet: DemoInternet) -> None:
+    """``serve`` with the browser phase (on where Chromium is) against the demo internet:
+    the page's requests, stages and filmstrip reach the live page as the spans end, and the
+    report at the end has the browser section."""
+    if shutil.which("certutil") is None:
+        pytest.skip("certutil is missing: apt-get install libnss3-tools")
+    with serve(*demo_args(demo_internet), browser=True) as served:
+        p = page.page
+        p.goto(served.base + "/", wait_until="load")
+        p.locator("#url").fill(demo_url(demo_internet, None))
+        p.locator("#url").press("Enter")
+        p.wait_for_selector("#downloads:not([hidden]), #status.bad", timeout=120_000)
+        assert p.inner_text("#status").startswith("Done in ")
+        row = p.locator("#steps li[data-step=browser]")
+        assert row.count() == 1
+        text = row.inner_text()
+        assert "style.css" in text
+        assert "FCP +" in text
+        assert row.locator(".b-requests li").count() >= 5
+        assert row.locator(".b-stages li").count() >= 5, text
+        assert row.locator(".filmstrip img").count() >= 1
+        assert p.evaluate("""() => [...document.querySelectorAll('#steps .filmstrip img')]
+            .every(i => i.complete && i.naturalWidth > 0)""")
+        assert p.locator("#report section#browser .filmstrip img").count() >= 1
+        row.screenshot(path=str(ARTIFACTS / "live-browser-phase-real.png"))
+        assert page.console_errors() == []
+        assert page.errors == []
+        assert [u for u in page.requests if not u.startswith(served.base + "/")] == []

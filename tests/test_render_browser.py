@@ -333,6 +333,14 @@ def test_live_events_for_the_browser_spans() -> None:
                                                             "needs improvement"]
     assert step["chains"][0].startswith("FCP waited 308.3 ms for style.css")
     assert len(step["filmstrip"]) == 3
+    # the final lists, in place of what streamed in before the trace was read
+    assert len(step["resources"]) == 9
+    assert "render-blocking" in step["resources"][1]["summary"]
+    assert [x["summary"] for x in step["stages"]][-2:] == [
+        "Long task async.js",
+        "after FCP, until +801.8 ms: 6 more stages, 1 frame drawn — Long task ×1 (65.0 ms), "
+        "Layout ×2 (2.60 ms), Paint ×4 (2.70 ms), Composite ×1 (0.30 ms)"]
+    assert [x["offset"] for x in step["marks"]][:3] == ["+332.4 ms", "+345.2 ms", "+345.2 ms"]
 
 
 # ------------------------------------------------------------------------------- skipped

@@ -47,6 +47,8 @@ METRIC_LABEL = {"dom_content_loaded": "DOMContentLoaded", "load": "load",
 OUTCOME_WORDS = {"good": "good", "needs_improvement": "needs improvement", "poor": "poor",
                  "unknown": "unknown"}
 PHASES = ("queued", "dns", "connect", "tls", "send", "wait", "receive")
+# After FCP, the stages shown one by one (the rest is summed up in a line): the page's own work.
+WORK = ("script", "long_task", "cssom")
 
 
 def after(at_ms: float | None, nav: float | None) -> str:
@@ -418,6 +420,12 @@ class BrowserView:
         stage, a moment, a frame), not to the span's end, which includes closing the
         browser and reading the trace back."""
         return max(self.end_ms - self.start_ms, 0.001)
+
+    @property
+    def shown_stages(self) -> list[StageRow]:
+        """The rendering path to FCP, and after it the page's own work (scripts, long tasks,
+        late stylesheets); :attr:`later_line` sums up the rest."""
+        return [s for s in self.stages if s.critical or s.stage in WORK]
 
     @property
     def later_stages(self) -> list[StageRow]:

@@ -45,8 +45,6 @@ class Report(Protocol):
 
 BAR = 28
 KIND_STYLE = {"doc": "blue", "css": "magenta", "js": "yellow", "img": "green", "font": "cyan"}
-# After FCP, the stages shown one by one (the rest is summed up in a line): the page's own work.
-WORK = ("script", "long_task", "cssom")
 VERDICT_STYLE = {"good": "green", "needs improvement": "yellow", "poor": "red"}
 
 
@@ -169,9 +167,8 @@ def browser_section(r: Report, b: BrowserView) -> None:
         r.detail(Text(LANES_NOTE, style="italic dim"))
     r.detail(Text("rendering path to FCP (the trace's stages, in the order they ran):",
                   style="bold"))
-    for s in b.stages:
-        if s.critical or s.stage in WORK:
-            stage(r, b, s)
+    for s in b.shown_stages:
+        stage(r, b, s)
     if b.later_line:
         r.detail(Text(b.later_line, style="dim"))
     metrics(r, b)

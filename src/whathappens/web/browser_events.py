@@ -18,6 +18,7 @@ from whathappens.explain.browser import STAGES
 from whathappens.render.browser_view import (
     METRIC_LABEL,
     ResourceRow,
+    after,
     browser_view,
     resource_rows,
     short_name,
@@ -34,9 +35,22 @@ def browser_line(span: SpanDoc) -> str:
 
 
 def browser_step(span: SpanDoc) -> dict[str, Any]:
-    """The browser step's extras: metrics, chains, filmstrip."""
+    """The browser step's extras: metrics, chains, filmstrip; and the final list of requests,
+    stages and moments, which the page shows in place of what streamed in (the trace's facts,
+    render-blocking and the rendering stages, are known only once the load is over)."""
     b = browser_view(span)
+    marks = [(c, f) for c in span.children if (f := c.facts_as(BrowserMarkFacts)) is not None]
     return {
+        "resources": [{"summary": _resource(r), "offset": r.offset,
+                       "took": ms(r.timing.duration_ms), "failed": bool(r.failed)}
+                      for r in sorted(b.resources, key=lambda r: r.timing.start_ms)],
+        "stages": [{"summary": s.line, "offset": s.offset, "took": ms(s.timing.duration_ms),
+                    "failed": False} for s in b.shown_stages]
+        + ([{"summary": b.later_line, "offset": "", "took": "", "failed": False}]
+           if b.later_line else []),
+        "marks": [{"summary": _mark(f), "offset": after(c.start_ms, b.navigation_ms),
+                   "took": "", "failed": False}
+                  for c, f in sorted(marks, key=lambda x: x[0].start_ms)],
         "metrics": [{"label": m.label, "value": m.value, "outcome": m.outcome,
                      "guide": m.guide, "detail": m.detail} for m in b.metrics],
         "chains": [x for x in (b.chains.fcp, b.chains.lcp) if x],

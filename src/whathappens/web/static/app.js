@@ -49,6 +49,18 @@
   // The browser phase's row while its requests, stages and moments arrive (before it ends).
   // Offsets are counted from the first navigation request, as the reports count them.
   let navStart = null;
+  function browserLists() {
+    const lists = el("div", "browser-lists");
+    [["requests", "Requests (type · priority · blocking · connection · stream · bytes)"],
+     ["stages", "Rendering path"], ["marks", "Moments"]].forEach(function (pair) {
+      const box = el("div", "browser-list");
+      box.append(el("p", "small", pair[1]));
+      box.append(el("ol", "hops small b-" + pair[0]));
+      lists.append(box);
+    });
+    return lists;
+  }
+
   function workingBrowser() {
     let li = steps.querySelector('li.working[data-step="browser"]');
     if (!li) {
@@ -59,19 +71,27 @@
       head.append(el("span", "step-took", "…"));
       li.append(head);
       li.append(el("p", "step-sum", "loading the page…"));
-      const lists = el("div", "browser-lists");
-      [["requests", "Requests (type · priority · blocking · connection · stream · bytes)"],
-       ["stages", "Rendering path"], ["marks", "Moments"]].forEach(function (pair) {
-        const box = el("div", "browser-list");
-        box.append(el("p", "small", pair[1]));
-        const list = el("ol", "hops small b-" + pair[0]);
-        box.append(list);
-        lists.append(box);
-      });
-      li.append(lists);
+      li.append(browserLists());
       steps.append(li);
     }
     return li;
+  }
+
+  // The browser step's final lists replace what streamed in: the trace's facts (what was
+  // render-blocking, the rendering stages) are known only once the load is over.
+  function fillBrowserList(li, which, items) {
+    if (!Array.isArray(items) || !items.length) return;
+    let lists = li.querySelector(".browser-lists");
+    if (!lists) {
+      lists = browserLists();
+      li.append(lists);
+    }
+    const list = lists.querySelector("ol.b-" + which);
+    list.replaceChildren();
+    items.forEach(function (it) {
+      const text = it.summary + (it.offset ? " at " + it.offset : "") + (it.took ? " (" + it.took + ")" : "");
+      list.append(el("li", it.failed ? "bad" : null, text));
+    });
   }
 
   function offset(ev) {
@@ -92,6 +112,9 @@
 
   // The browser step's end: metrics with their verdicts, the chains, the filmstrip.
   function browserExtras(li, ev) {
+    fillBrowserList(li, "requests", ev.resources);
+    fillBrowserList(li, "stages", ev.stages);
+    fillBrowserList(li, "marks", ev.marks);
     if (Array.isArray(ev.metrics) && ev.metrics.length) {
       const list = el("ul", "metrics small");
       ev.metrics.forEach(function (m) {
