@@ -226,20 +226,21 @@ def _stages(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> 
         facts = BrowserStageFacts(stage=s.stage, event=s.event, url=s.url, count=s.count)
         child = _child(journey, span, "browser.stage", "Chromium renderer", facts, s.start_ns)
         journey.end(child, s.end_ns)
+        journey.ended(child)  # the live page shows it (the trace is read after the load)
 
 
 def _marks(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> None:
     for m in result.marks:
         facts = BrowserMarkFacts(mark=m.mark, element=m.element, url=m.url,
                                  value=m.value if m.mark == "layout_shift" else None)
-        journey.end(_child(journey, span, "browser.mark", "Chromium renderer", facts, m.t_ns),
-                    m.t_ns)
+        journey.ended(journey.end(_child(journey, span, "browser.mark", "Chromium renderer",
+                                         facts, m.t_ns), m.t_ns))
     for shift in result.layout_shifts:
         t_ns = round(shift.t_ms * 1e6)
         facts = BrowserMarkFacts(mark="layout_shift", value=shift.score,
                                  element=", ".join(shift.moved) or None)
-        journey.end(_child(journey, span, "browser.mark", "Chromium renderer", facts, t_ns),
-                    t_ns)
+        journey.ended(journey.end(_child(journey, span, "browser.mark", "Chromium renderer",
+                                         facts, t_ns), t_ns))
 
 
 def _child(journey: Journey, span: Span[BrowserFacts], name: str, actor: str,

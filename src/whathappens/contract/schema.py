@@ -34,7 +34,8 @@ CHANGELOG = (
     "is written (null when not established), so some attrs that were left out are now null; "
     "the analysis key (the summary, each step's verdict against its rule of thumb, who the "
     "journey met and in which role, the resolver's cache).",
-    "1.5: the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
+    "1.5: analysis.browser (Core Web Vitals verdicts, the FCP and LCP chains); "
+    "the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
     "(step 'browser'), placed on the journey's clock; the page's times count from "
     "navigation_start_ms, as Web Vitals do.",
 )
