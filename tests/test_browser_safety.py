@@ -417,3 +417,26 @@ def test_serve_public_with_allow_address_keeps_the_page_in(world: World) -> None
     assert "refused" in report["html"]
     time.sleep(0.3)
     assert world.canary.seen == [], world.canary.seen
+
+
+def test_the_command_with_only_public_vets_the_page_too(world: World) -> None:
+    """``whathappens URL --only-public --browser``: the page goes through the same proxy."""
+    pytest.importorskip("whathappens.browser.phase")
+    import json
+    import sys
+
+    world.canary.seen.clear()
+    port = world.page_url.rsplit(":", 1)[1].strip("/")
+    run = subprocess.run(
+        [sys.executable, "-m", "whathappens", world.page_url, "--only-public", "--allow-address",
+         f"{PAGE_ADDRESS}/32", "--cacert", str(world.cafile), "--resolve",
+         f"{PAGE_HOST}:{port}:{PAGE_ADDRESS}", "--browser", "--json"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    [browser] = [s for s in doc["spans"] if s["name"] == "browser"]
+    assert browser["attrs"]["outcome"] == "loaded", browser["attrs"]
+    said = [f["message"] for f in doc["findings"] if f["step"] == "browser"]
+    assert any(m.startswith(f"the page asked for {CANARY}:") for m in said), said
+    time.sleep(0.3)
+    assert world.canary.seen == [], world.canary.seen

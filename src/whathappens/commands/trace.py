@@ -48,8 +48,14 @@ def trace_main(argv: list[str]) -> int:
     if args.lab:
         merge_inside(journey, Path(args.lab).resolve())
     if args.browser:
-        from whathappens.browser.phase import after_journey
+        browser = browser_options(args, options.tls.cafile)
+        if options.address_policy is not None:  # --only-public: the page is vetted too
+            from whathappens.browser.guarded import guarded_after_journey
 
-        asyncio.run(after_journey(journey, browser_options(args, options.tls.cafile)))
+            asyncio.run(guarded_after_journey(journey, browser, options.address_policy))
+        else:
+            from whathappens.browser.phase import after_journey
+
+            asyncio.run(after_journey(journey, browser))
     render(journey.to_dict(), args, sys.stdout)
     return journey.exit_code

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import importlib
 import importlib.util
 import threading
@@ -31,13 +30,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from whathappens.browser.guard import PageBudget, VettingProxy, hardening_args
+from whathappens.browser.guarded import guarded_after_journey
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey
 
 Policy = Callable[[str], str | None]
-# Refusals written out one by one in the report; more are counted.
-MAX_REFUSALS_SHOWN = 20
 
 
 def missing_reason() -> str | None:
@@ -47,17 +45,6 @@ def missing_reason() -> str | None:
     chromium: Any = importlib.import_module("whathappens.browser.chromium")
     why: str | None = chromium.missing_reason(chromium.BrowserOptions())
     return why
-
-
-def refusal_findings(journey: Journey, proxy: VettingProxy) -> None:
-    """What the page asked for and the proxy refused, as findings of the browser step."""
-    refused = proxy.refused
-    for refusal in refused[:MAX_REFUSALS_SHOWN]:
-        journey.note("warning", "browser", str(refusal))
-    more = len(refused[MAX_REFUSALS_SHOWN:]) + proxy.unrecorded
-    if more:
-        journey.note("warning", "browser", f"… and {more} more requests of the page were "
-                     "refused")
 
 
 class PageRunner:
@@ -121,16 +108,4 @@ class PageRunner:
             raise
 
     async def _page(self, journey: Journey) -> None:
-        target = self._phase.journey_target(journey)
-        if target is None or journey.error is not None:
-            await self._phase.after_journey(journey, self._options, warm=self._warm)
-            return
-        _, host, address = target
-        budget = PageBudget(max_time=self.timeout, max_requests=self._options.max_requests,
-                            max_bytes=self._options.max_bytes)
-        proxy = VettingProxy(self.policy, pinned={host: [address]}, budget=budget)
-        async with proxy:
-            options = dataclasses.replace(self._options, proxy=proxy.url)
-            await self._phase.after_journey(journey, options, warm=self._warm)
-        if self.policy is not None:
-            refusal_findings(journey, proxy)
+        await guarded_after_journey(journey, self._options, self.policy, warm=self._warm)
