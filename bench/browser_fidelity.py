@@ -1,0 +1,835 @@
+"""Browser fidelity benchmark: whathappens' FCP/LCP/CLS next to Lighthouse's, and what the
+browser phase costs.
+
+    .venv/bin/python bench/browser_fidelity.py [--runs 10] [--quick] [--ours url|demo|none]
+                                               [--viewport 1280x900] [--keep]
+    ./dev bench-browser [ARGS]               (the same, through the project's entry point)
+
+This is a benchmark, not a test: it prints figures, and judges nothing but the aims below.
+Everything is local: the demo internet (``whathappens.demo.internet``, on free high ports,
+its delays injected as in ``whathappens demo``), started by this script and always stopped
+(also on Ctrl-C or SIGTERM). Both tools load the demo's https://www.example.com:PORT/ page in
+the same Debian Chromium (``/usr/bin/chromium``, or ``$CHROME_PATH``).
+
+Lighthouse
+    12.2.3, pinned in ``bench/node/package.json`` and its lock file; ``node_modules`` is
+    git-ignored. On first use this script runs ``npm ci --prefix bench/node`` (the npm
+    registry must be reachable); without npm it says how to install it. Each run::
+
+        lighthouse URL --throttling-method=provided --only-categories=performance
+            --output=json --preset=desktop --screenEmulation.width=W …height=H
+            --screenEmulation.deviceScaleFactor=1 --disable-full-page-screenshot
+            --chrome-flags="--headless=new --no-sandbox --disable-gpu
+                            --host-resolver-rules='MAP www.example.com <the web server>'"
+
+    with CHROME_PATH set to the same Chromium and HOME set to a throwaway directory whose
+    NSS database (``certutil -d sql:$HOME/.pki/nssdb``, libnss3-tools) trusts the demo's CA
+    and nothing else of ours: certificate errors are never ignored. ``provided`` means no
+    simulated throttling: Lighthouse reports what it observed, as we do. The desktop preset
+    and the viewport (``--viewport``, default 1280x900, the project's browser tests' size)
+    keep Lighthouse from emulating a phone, whose narrow screen would pick another LCP
+    element and other layout shifts.
+
+whathappens (``--ours``)
+    url   (default) ``whathappens URL --browser --json --cacert CA --root-hints … --resolver
+          …``, pointed at the demo's DNS as ``whathappens demo`` does: the same demo
+          internet, the same server process as Lighthouse's runs, so both tools meet the
+          same server state.
+    demo  ``whathappens demo --browser --json --high-ports --state DIR``: the demo command
+          as a user runs it; it starts a demo internet of its own per run (ports 10053/10443:
+          fails when another demo holds them).
+    none  Lighthouse alone (also what happens when ``--browser`` is not in this checkout).
+
+1. Fidelity (N runs of each tool, alternating: Lighthouse first on even runs, whathappens
+   first on odd ones; one warm-up run each is not counted)
+
+    metric   Lighthouse (--output=json)                whathappens (--json, read with
+                                                       whathappens.contract.document)
+    FCP      audits.first-contentful-paint.numericValue  BrowserFacts.fcp_ms − nav start
+    LCP      audits.largest-contentful-paint.numericValue BrowserFacts.lcp_ms − nav start
+    CLS      audits.cumulative-layout-shift.numericValue  BrowserFacts.cls
+
+   Like with like: Lighthouse's times are relative to the navigation's start (the trace's
+   navigationStart, its "time origin"); ours are on the journey's clock (t0 = before DNS, the
+   whole network journey before the browser). So ours are taken relative to the start of the
+   navigation's own request: the "browser.resource" span with ``navigation`` true (Chromium's
+   Network.requestWillBeSent for the document). Lighthouse's network-requests audit says where
+   that same moment sits on its own scale (the document's ``rendererStartTime``, 0 when the
+   two coincide) and when the request reached the network (``networkRequestTime``); both are
+   printed so a constant offset between the two references can be told apart from a
+   difference in what was measured. CLS is a score, not a time, and is compared as is.
+
+   How to read the table: "LH" and "wh" are medians over the runs; "diff" is wh − LH
+   (positive: we report later paints / more shift than Lighthouse), "ratio" is wh / LH; "aim
+   ±" is the tolerance, max(10 % of Lighthouse's median, 50 ms) for times and max(10 %, 0.01)
+   for CLS (a tenth of its "good" threshold, 0.1), and "meets" says whether |diff| is within
+   it. The p90 columns show the spread. Every sample is printed below the table, in the order
+   the runs were made.
+
+2. The browser phase's cost (from the same whathappens runs)
+   From each journey's "browser" span: the whole phase (the span's duration), Chromium's
+   launch (``launch_ms``; none when a warm browser was reused), everything before the
+   document's request (launch, profile and NSS database, context, page), navigation start →
+   the load event, and load → the span's end (waiting for LCP and layout shifts to settle,
+   collecting the trace, closing). Peak memory: a thread samples ``/proc`` every 50 ms and
+   sums, over the whathappens process's descendants that are Chromium (comm ``chrom…``), the
+   resident set (RSS; shared pages counted once per process, as ``ps`` would add them up) and
+   the proportional set (PSS; shared pages divided among their sharers: the truer total); the
+   rest of the tree (Playwright's driver) is shown on its own line. Aim: the whole browser
+   phase of the demo page under 2 s on 2 cores with a warm browser. A cold phase (a launch
+   per journey, what ``whathappens URL --browser`` does) is printed against the same figure
+   for scale.
+
+Nothing is written into the repository at run time except, with ``--keep``, the raw JSON of
+every run under ``bench/out/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from whathappens.demo.internet import DemoInternet
+
+PYTHON = sys.executable
+BENCH = Path(__file__).resolve().parent
+NODE_DIR = BENCH / "node"
+LIGHTHOUSE = NODE_DIR / "node_modules" / ".bin" / "lighthouse"
+OUT_DIR = BENCH / "out"
+CHROMIUM = "/usr/bin/chromium"
+HOST = "www.example.com"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu")
+AIM_FRACTION = 0.10
+AIM_FLOOR_MS = 50.0
+AIM_FLOOR_CLS = 0.01
+PHASE_AIM_MS = 2000.0
+RUN_TIMEOUT = 120.0
+SAMPLE_INTERVAL = 0.05
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+              "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+class BenchError(Exception):
+    """A run that cannot be measured (a tool failed, a server did not start)."""
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@dataclass(frozen=True)
+class Config:
+    runs: int
+    warmup: int
+    ours: str
+    viewport: tuple[int, int]
+    keep: bool
+
+
+def _viewport(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT") from None
+    if not (100 <= width <= 4000 and 100 <= height <= 4000):
+        raise argparse.ArgumentTypeError(f"{text!r}: each side between 100 and 4000")
+    return width, height
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="whathappens --browser vs Lighthouse: FCP, LCP "
+                                "and CLS of the demo page in the same Chromium, and the "
+                                "browser phase's cost.")
+    p.add_argument("--runs", type=int, help="counted runs of each tool (default 10; 3 with "
+                   "--quick)")
+    p.add_argument("--quick", action="store_true", help="3 runs, no warm-up: a smoke run")
+    p.add_argument("--ours", choices=("url", "demo", "none"), default="url",
+                   help="how whathappens loads the page (see the module docstring); none: "
+                        "Lighthouse only")
+    p.add_argument("--viewport", type=_viewport, default=(1280, 900), metavar="WxH",
+                   help="Lighthouse's screen (default 1280x900; match whathappens')")
+    p.add_argument("--keep", action="store_true",
+                   help="keep every run's raw JSON under bench/out/ (git-ignored)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    runs = args.runs if args.runs is not None else (3 if args.quick else 10)
+    if runs < 1:
+        print("--runs must be at least 1", file=sys.stderr)
+        return 2
+    cfg = Config(runs=runs, warmup=0 if args.quick else 1, ours=args.ours,
+                 viewport=args.viewport, keep=args.keep)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return run(cfg)
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers and browsers stopped", file=sys.stderr)
+        return 130
+    except BenchError as e:
+        print(f"bench/browser_fidelity: {e}", file=sys.stderr)
+        return 1
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(cfg: Config) -> int:
+    chromium = find_chromium()
+    certutil = shutil.which("certutil")
+    if certutil is None:
+        raise BenchError("certutil is missing (apt-get install libnss3-tools): Lighthouse's "
+                         "Chromium must trust the demo's CA through an NSS database")
+    lighthouse = ensure_lighthouse()
+    whathappens = _whathappens_command()
+    ours = cfg.ours
+    if ours != "none" and not has_browser_flag(whathappens):
+        print("note: this checkout's whathappens has no --browser yet (issue 10's browser "
+              "capture is not merged): measuring Lighthouse only", file=sys.stderr)
+        ours = "none"
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="whathappens-browser-bench-")))
+        keep_dir = _keep_dir() if cfg.keep else None
+        net = stack.enter_context(start_demo_internet(work / "demo"))
+        url = f"https://{HOST}:{net.https_port}/"
+        home = make_nss_home(work / "home", net.ca, certutil)
+        tools = Tools(lighthouse=lighthouse, chromium=chromium, home=home, whathappens=whathappens,
+                      net=net, url=url, viewport=cfg.viewport, work=work, keep=keep_dir)
+        print(f"whathappens browser fidelity benchmark · {url} on the demo internet "
+              f"({HOST} → {net.web}) · {_chromium_version(chromium)}")
+        print(f"Lighthouse {lighthouse_version(lighthouse)} (--throttling-method=provided, "
+              f"desktop, {cfg.viewport[0]}x{cfg.viewport[1]}) vs "
+              f"{_ours_words(ours)} · {cfg.runs} runs each, {cfg.warmup} warm-up · "
+              f"{os.cpu_count()} CPUs")
+        print()
+        lh_runs, our_runs, order = fidelity_series(tools, ours, cfg)
+        print_fidelity(lh_runs, our_runs, order)
+        if our_runs:
+            print_cost(our_runs)
+        if keep_dir is not None:
+            print(f"raw JSON of every run: {keep_dir}")
+    return 0
+
+
+def _ours_words(ours: str) -> str:
+    return {"url": "whathappens URL --browser --json",
+            "demo": "whathappens demo --browser --json",
+            "none": "nothing (Lighthouse only)"}[ours]
+
+
+def _keep_dir() -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = OUT_DIR / f"browser-fidelity-{stamp}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- prerequisites
+
+
+def find_chromium() -> str:
+    path = os.environ.get("CHROME_PATH") or shutil.which("chromium") or CHROMIUM
+    if not os.access(path, os.X_OK):
+        raise BenchError(f"no Chromium at {path} (apt-get install chromium, or set "
+                         "CHROME_PATH)")
+    return path
+
+
+def ensure_lighthouse(node_dir: Path = NODE_DIR) -> Path:
+    """bench/node's Lighthouse, installed from its lock file on first use."""
+    binary = node_dir / "node_modules" / ".bin" / "lighthouse"
+    if binary.exists():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BenchError("Lighthouse is not installed and npm is missing: install Node.js 20 "
+                         "and npm (apt-get install nodejs npm), then run "
+                         f"'npm ci --prefix {node_dir}' (Lighthouse 12.2.3, from the lock "
+                         "file), or let this script do it")
+    print(f"installing Lighthouse into {node_dir}/node_modules (npm ci, once) …",
+          file=sys.stderr)
+    done = subprocess.run([npm, "ci", "--prefix", str(node_dir), "--no-audit", "--no-fund",
+                           "--loglevel=error"], capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not binary.exists():
+        raise BenchError(f"npm ci --prefix {node_dir} failed ({done.returncode}): "
+                         f"{(done.stderr or done.stdout).strip()[-1500:]}")
+    return binary
+
+
+def lighthouse_version(lighthouse: Path) -> str:
+    done = subprocess.run([str(lighthouse), "--version"], capture_output=True, text=True,
+                          timeout=60)
+    return done.stdout.strip() or "?"
+
+
+def _chromium_version(chromium: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([chromium, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+        return " ".join(out.split()[:2])
+    return "Chromium"
+
+
+def _whathappens_command() -> list[str]:
+    script = Path(PYTHON).parent / "whathappens"
+    return [str(script)] if script.exists() else [PYTHON, "-m", "whathappens"]
+
+
+def has_browser_flag(whathappens: list[str]) -> bool:
+    done = subprocess.run([*whathappens, "https://example.invalid/", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    return "--browser" in done.stdout
+
+
+# --------------------------------------------------------------------------- demo internet
+
+
+@contextlib.contextmanager
+def start_demo_internet(state: Path, attempts: int = 8) -> Iterator[DemoInternet]:
+    """The demo internet on free high ports (as tests/conftest.py does), delays injected."""
+    from whathappens.demo.internet import DemoInternet, DemoInternetError
+
+    error: DemoInternetError | None = None
+    for _ in range(attempts):
+        dns, https, http = random.sample(range(20000, 60000), 3)
+        try:
+            net = DemoInternet.start(state, ports=(dns, https, http), delays=True)
+        except DemoInternetError as e:
+            if not e.address_in_use:
+                raise BenchError(f"the demo internet did not start: {e}") from None
+            error = e
+            continue
+        try:
+            yield net
+        finally:
+            net.stop()
+        return
+    raise BenchError(f"the demo internet found no free ports: {error}")
+
+
+def make_nss_home(home: Path, ca: Path, certutil: str) -> Path:
+    """A throwaway HOME whose NSS database (Chromium's trust store on Linux) trusts ``ca``
+    as an issuer of server certificates ("C,,"), so no certificate error is ignored."""
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    db = f"sql:{nssdb}"
+    for argv in ([certutil, "-d", db, "-N", "--empty-password"],
+                 [certutil, "-d", db, "-A", "-t", "C,,", "-n", "whathappens demo CA",
+                  "-i", str(ca)]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise BenchError(f"{' '.join(argv)}: {(done.stderr or done.stdout).strip()}")
+    return home
+
+
+# --------------------------------------------------------------------------- the tools
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Tools:
+    lighthouse: Path
+    chromium: str
+    home: Path
+    whathappens: list[str]
+    net: DemoInternet
+    url: str
+    viewport: tuple[int, int]
+    work: Path
+    keep: Path | None
+
+    def lighthouse_argv(self, output: Path) -> list[str]:
+        return lighthouse_argv(self.lighthouse, self.url, self.net.web, self.viewport, output)
+
+    def our_argv(self, ours: str, run: int) -> list[str]:
+        if ours == "demo":
+            return [*self.whathappens, "demo", "--browser", "--json", "--high-ports",
+                    "--state", str(self.work / f"demo-{run}"), "--max-time", "60"]
+        # Pointed at the demo's DNS as ``whathappens demo`` points itself (commands/demo.py):
+        # its names exist only there, and the system resolver would ask the real internet.
+        argv = [*self.whathappens, self.url, "--browser", "--json",
+                "--cacert", str(self.net.ca), "--root-hints", str(self.net.root_hints),
+                "--dns-port", str(self.net.dns_port), "--dns-views", "resolver,walk",
+                "--max-time", "60"]
+        if self.net.resolver:
+            argv += ["--resolver", f"{self.net.resolver}:{self.net.dns_port}"]
+        return argv
+
+
+def lighthouse_argv(lighthouse: Path, url: str, address: str, viewport: tuple[int, int],
+                    output: Path) -> list[str]:
+    width, height = viewport
+    chrome_flags = " ".join([*CHROME_FLAGS, f"--window-size={width},{height}",
+                             f"--host-resolver-rules='MAP {HOST} {address}'"])
+    return [str(lighthouse), url, "--quiet", "--output=json", f"--output-path={output}",
+            "--only-categories=performance", "--throttling-method=provided",
+            "--preset=desktop", "--form-factor=desktop", "--screenEmulation.mobile=false",
+            f"--screenEmulation.width={width}", f"--screenEmulation.height={height}",
+            "--screenEmulation.deviceScaleFactor=1", "--disable-full-page-screenshot",
+            f"--chrome-flags={chrome_flags}"]
+
+
+def run_process(argv: list[str], env: Mapping[str, str], *,
+                memory: TreeMemory | None = None) -> tuple[str, float]:
+    """Run ``argv`` in its own process group; its stdout and wall time (ms). The whole group
+    is killed on a timeout or an interrupt, so no Chromium outlives its run."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(env),
+                            start_new_session=True)
+    if memory is not None:
+        memory.watch(proc.pid)
+    try:
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise BenchError(f"timed out after {RUN_TIMEOUT:.0f} s: {' '.join(argv)}") from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        if memory is not None:
+            memory.stop()
+    elapsed = (time.perf_counter() - started) * 1000
+    if proc.returncode != 0 and not out.lstrip().startswith("{"):
+        raise BenchError(f"exit {proc.returncode}: {' '.join(argv)}\n"
+                         f"{(err or out).strip()[-1500:]}")
+    return out, elapsed
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=10)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass
+class MemoryPeak:
+    chromium_rss_kib: int = 0
+    chromium_pss_kib: int = 0
+    chromium_processes: int = 0
+    others_rss_kib: int = 0
+
+
+class TreeMemory:
+    """Samples the memory of a process's descendants every 50 ms, in a thread; ``peak``
+    holds the largest sums seen (each column's own maximum)."""
+
+    def __init__(self, interval: float = SAMPLE_INTERVAL, proc: Path = Path("/proc")) -> None:
+        self.interval = interval
+        self.proc = proc
+        self.peak = MemoryPeak()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, pid: int) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self, root: int) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample(root)
+
+    def sample(self, root: int) -> None:
+        rss = pss = others = count = 0
+        for pid, comm in self.descendants(root):
+            kib = self._status_kib(pid)
+            if comm.startswith("chrom"):
+                count += 1
+                rss += kib
+                pss += self._pss_kib(pid)
+            else:
+                others += kib
+        p = self.peak
+        p.chromium_rss_kib = max(p.chromium_rss_kib, rss)
+        p.chromium_pss_kib = max(p.chromium_pss_kib, pss)
+        p.chromium_processes = max(p.chromium_processes, count)
+        p.others_rss_kib = max(p.others_rss_kib, others)
+
+    def descendants(self, root: int) -> list[tuple[int, str]]:
+        """(pid, comm) of every process below ``root``, from /proc/*/stat."""
+        children: dict[int, list[tuple[int, str]]] = {}
+        for entry in self.proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                children.setdefault(ppid, []).append((int(entry.name), comm))
+        found: list[tuple[int, str]] = []
+        todo = [root]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child[0])
+        return found
+
+    def _status_kib(self, pid: int) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.proc / str(pid) / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def _pss_kib(self, pid: int) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.proc / str(pid) / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+        return 0
+
+
+# --------------------------------------------------------------------------- 1. fidelity
+
+
+@dataclass
+class PageSample:
+    """One tool's view of one page load; times in ms from the navigation's start."""
+
+    fcp: float | None
+    lcp: float | None
+    cls: float | None
+    wall_ms: float
+    lcp_element: str | None = None
+    doc_request: float | None = None  # the document's request, on the same scale
+    doc_network: float | None = None  # …and when it reached the network (Lighthouse)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OurSample(PageSample):
+    """A whathappens run: the page's figures, and what its browser phase cost."""
+
+    phase_ms: float | None = None
+    launch_ms: float | None = None
+    warm: bool = False
+    before_nav_ms: float | None = None
+    nav_to_load_ms: float | None = None
+    after_load_ms: float | None = None
+    memory: MemoryPeak = field(default_factory=MemoryPeak)
+    requests: int = 0
+    browser: str | None = None
+
+
+def lighthouse_sample(report: Mapping[str, Any], wall_ms: float) -> PageSample:
+    """FCP/LCP/CLS from a Lighthouse JSON report (LHR), relative to its navigation start."""
+    if report.get("runtimeError"):
+        err = report["runtimeError"]
+        raise BenchError(f"Lighthouse: {err.get('code')}: {err.get('message')}")
+    audits = report.get("audits", {})
+
+    def numeric(audit_id: str) -> float | None:
+        value = audits.get(audit_id, {}).get("numericValue")
+        return float(value) if isinstance(value, int | float) else None
+
+    doc = _lighthouse_document(audits, str(report.get("finalDisplayedUrl")
+                                           or report.get("mainDocumentUrl") or ""))
+    warnings = [str(w) for w in report.get("runWarnings", [])]
+    if doc is not None and doc.get("statusCode") not in (None, 200):
+        warnings.append(f"the document answered {doc.get('statusCode')}")
+    element = None
+    details = audits.get("largest-contentful-paint-element", {}).get("details") or {}
+    for item in details.get("items", []):
+        for sub in item.get("items", []) if isinstance(item, dict) else []:
+            node = sub.get("node") if isinstance(sub, dict) else None
+            if isinstance(node, dict) and node.get("selector"):
+                element = str(node["selector"])
+                break
+        if element:
+            break
+    return PageSample(fcp=numeric("first-contentful-paint"),
+                      lcp=numeric("largest-contentful-paint"),
+                      cls=numeric("cumulative-layout-shift"), wall_ms=wall_ms,
+                      lcp_element=element,
+                      doc_request=_float(doc, "rendererStartTime"),
+                      doc_network=_float(doc, "networkRequestTime"), warnings=warnings)
+
+
+def _lighthouse_document(audits: Mapping[str, Any], url: str) -> dict[str, Any] | None:
+    items = (audits.get("network-requests", {}).get("details") or {}).get("items", [])
+    docs = [i for i in items if isinstance(i, dict) and i.get("resourceType") == "Document"]
+    return next((d for d in docs if d.get("url") == url), docs[0] if docs else None)
+
+
+def _float(item: Mapping[str, Any] | None, key: str) -> float | None:
+    value = None if item is None else item.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def our_sample(journey: Mapping[str, Any], wall_ms: float) -> OurSample:
+    """FCP/LCP/CLS and the phase's cost from whathappens' --json, read by the contract."""
+    from whathappens.contract.document import read_journey
+    from whathappens.contract.facts import BrowserFacts, BrowserResourceFacts
+
+    doc = read_journey(journey)
+    browser = next((s for s in doc.all_spans() if s.name == "browser"), None)
+    facts = browser.facts_as(BrowserFacts) if browser is not None else None
+    if browser is None or facts is None:
+        raise BenchError("whathappens: no browser span in the journey (was --browser "
+                         "ignored?)")
+    if facts.outcome != "loaded":
+        raise BenchError(f"whathappens: the browser phase {facts.outcome or 'ended'}"
+                         f"{': ' + facts.why if facts.why else ''}")
+    nav = next((s for s in browser.walk() if s.name == "browser.resource"
+                and (f := s.facts_as(BrowserResourceFacts)) is not None and f.navigation),
+               None)
+    if nav is None:
+        raise BenchError("whathappens: the browser span has no navigation request "
+                         "(browser.resource with navigation true)")
+    start = nav.start_ms
+
+    def rel(value: float | None) -> float | None:
+        return None if value is None else value - start
+
+    warnings = [f"the document answered {facts.status}"] if facts.status not in (None,
+                                                                                  200) else []
+    end = browser.end_ms
+    return OurSample(
+        fcp=rel(facts.fcp_ms), lcp=rel(facts.lcp_ms), cls=facts.cls, wall_ms=wall_ms,
+        lcp_element=facts.lcp_element, doc_request=0.0, warnings=warnings,
+        phase_ms=browser.duration_ms, launch_ms=facts.launch_ms, warm=facts.warm,
+        before_nav_ms=start - browser.start_ms, nav_to_load_ms=rel(facts.load_ms),
+        after_load_ms=(end - facts.load_ms if end is not None and facts.load_ms is not None
+                       else None),
+        requests=facts.requests, browser=facts.browser)
+
+
+def fidelity_series(tools: Tools, ours: str, cfg: Config
+                    ) -> tuple[list[PageSample], list[OurSample], list[str]]:
+    lh_runs: list[PageSample] = []
+    our_runs: list[OurSample] = []
+    order: list[str] = []
+    lh_env = _child_env(HOME=str(tools.home), CHROME_PATH=tools.chromium)
+    our_env = _child_env(CHROME_PATH=tools.chromium)
+    for i in range(cfg.warmup + cfg.runs):
+        keep = i >= cfg.warmup
+        sequence: tuple[str, ...] = ("lh", "wh") if i % 2 == 0 else ("wh", "lh")
+        if ours == "none":
+            sequence = ("lh",)
+        for tool in sequence:
+            _progress(f"{'run' if keep else 'warm-up'} "
+                      f"{i - cfg.warmup + 1 if keep else i + 1}: "
+                      f"{'Lighthouse' if tool == 'lh' else 'whathappens'} …")
+            if tool == "lh":
+                output = tools.work / f"lighthouse-{i}.json"
+                _, wall = run_process(tools.lighthouse_argv(output), lh_env)
+                report = json.loads(output.read_text())
+                sample = lighthouse_sample(report, wall)
+                _keep(tools.keep, f"lighthouse-{i}.json", output.read_text())
+                if keep:
+                    lh_runs.append(sample)
+            else:
+                memory = TreeMemory()
+                out, wall = run_process(tools.our_argv(ours, i), our_env, memory=memory)
+                _keep(tools.keep, f"whathappens-{i}.json", out)
+                ours_sample = our_sample(json.loads(out), wall)
+                ours_sample.memory = memory.peak
+                if keep:
+                    our_runs.append(ours_sample)
+        if keep:
+            order.append("LH first" if sequence[0] == "lh" else "wh first")
+    _progress("")
+    return lh_runs, our_runs, order
+
+
+def _progress(text: str) -> None:
+    """Which run is going, on the terminal only (a run of Lighthouse takes ~20 s)."""
+    if sys.stderr.isatty():
+        print(f"\r  {text:<60}", end="\r", file=sys.stderr, flush=True)
+
+
+def _keep(directory: Path | None, name: str, text: str) -> None:
+    if directory is not None:
+        (directory / name).write_text(text)
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def p90(xs: Sequence[float]) -> float:
+    if len(xs) < 2:
+        return xs[0]
+    return statistics.quantiles(xs, n=10, method="inclusive")[-1]
+
+
+def _fmt_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    first, *rest = cells
+    return f"  {first:<{widths[0]}}" + "".join(f"{c:>{w}}" for c, w in zip(rest, widths[1:],
+                                                                          strict=True))
+
+
+METRICS = (("FCP", "fcp"), ("LCP", "lcp"), ("CLS", "cls"))
+
+
+def aim(metric: str, reference: float) -> float:
+    """The tolerance around Lighthouse's median: 10 %, at least 50 ms (0.01 for CLS)."""
+    floor = AIM_FLOOR_CLS if metric == "cls" else AIM_FLOOR_MS
+    return max(AIM_FRACTION * abs(reference), floor)
+
+
+def _values(runs: Sequence[PageSample], key: str) -> list[float]:
+    return [v for r in runs if (v := getattr(r, key)) is not None]
+
+
+def _fmt(value: float | None, key: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if key == "cls" else f"{value:.1f}"
+
+
+def print_fidelity(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample],
+                   order: Sequence[str]) -> None:
+    header = ("metric", "LH", "wh", "diff", "ratio", "aim ±", "meets", "LH p90", "wh p90")
+    widths = (8, 10, 10, 10, 8, 8, 7, 10, 10)
+    print(f"Page fidelity · Lighthouse {len(lh_runs)} runs, whathappens {len(our_runs)} runs · "
+          "ms from the navigation's start (CLS: score), medians unless p90")
+    print(_fmt_row(header, widths))
+    print("  " + "-" * sum(widths))
+    missed: list[str] = []
+    for name, key in METRICS:
+        lh = _values(lh_runs, key)
+        wh = _values(our_runs, key)
+        if not lh:
+            print(_fmt_row((name, "-", _fmt(median(wh), key) if wh else "-", *["-"] * 6),
+                           widths))
+            continue
+        lm = median(lh)
+        if not wh:
+            print(_fmt_row((name, _fmt(lm, key), "-", "-", "-", _fmt(aim(key, lm), key), "-",
+                            _fmt(p90(lh), key), "-"), widths))
+            continue
+        wm = median(wh)
+        diff = wm - lm
+        tolerance = aim(key, lm)
+        meets = "yes" if abs(diff) <= tolerance else "NO"
+        if meets == "NO":
+            missed.append(name)
+        ratio = f"{wm / lm:.2f}" if lm else "-"
+        print(_fmt_row((name, _fmt(lm, key), _fmt(wm, key), f"{diff:+.{4 if key == 'cls' else 1}f}",
+                        ratio, _fmt(tolerance, key), meets, _fmt(p90(lh), key),
+                        _fmt(p90(wh), key)), widths))
+    if our_runs:
+        print(f"  misses the aim: {', '.join(missed) or 'none'}")
+    print("  references: Lighthouse's time origin is navigationStart; ours is the document "
+          "request's start")
+    requests = _values(lh_runs, "doc_request")
+    network = _values(lh_runs, "doc_network")
+    if requests:
+        print(f"    Lighthouse: the document's request at {median(requests):+.1f} ms "
+              f"(rendererStartTime), on the network at {median(network):+.1f} ms "
+              "(networkRequestTime), medians")
+    for label, runs in (("Lighthouse", lh_runs), ("whathappens", our_runs)):
+        elements = sorted({r.lcp_element for r in runs if r.lcp_element})
+        if runs:
+            print(f"    LCP element, {label}: {', '.join(elements) or 'not reported'}")
+    warnings = sorted({w for r in [*lh_runs, *our_runs] for w in r.warnings})
+    for w in warnings:
+        print(f"    warning: {w}")
+    print()
+    print_samples(lh_runs, our_runs, order)
+
+
+def print_samples(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample],
+                  order: Sequence[str]) -> None:
+    print("  every sample (ms from the navigation's start; CLS as a score; wall: the tool's "
+          "whole run)")
+    widths = (5, 10, 9, 9, 8, 9, 9, 9, 8, 9)
+    print(_fmt_row(("run", "order", "LH FCP", "LH LCP", "LH CLS", "LH wall", "wh FCP",
+                    "wh LCP", "wh CLS", "wh wall"), widths))
+    for i in range(max(len(lh_runs), len(our_runs))):
+        lh = lh_runs[i] if i < len(lh_runs) else None
+        wh = our_runs[i] if i < len(our_runs) else None
+
+        def cells(s: PageSample | None) -> list[str]:
+            if s is None:
+                return ["-"] * 4
+            return [_fmt(s.fcp, "fcp"), _fmt(s.lcp, "lcp"), _fmt(s.cls, "cls"),
+                    f"{s.wall_ms:.0f}"]
+
+        print(_fmt_row((str(i + 1), order[i] if i < len(order) else "", *cells(lh),
+                        *cells(wh)), widths))
+    print()
+
+
+# --------------------------------------------------------------------------- 2. cost
+
+
+COST_ROWS = (
+    ("phase_ms", "whole browser phase (the browser span)"),
+    ("launch_ms", "  Chromium's launch (launch_ms)"),
+    ("before_nav_ms", "  span start → the document's request (launch, profile, page)"),
+    ("nav_to_load_ms", "  the document's request → load event"),
+    ("after_load_ms", "  load event → span end (settling, trace collection, close)"),
+    ("wall_ms", "whathappens' whole run, process start to exit"),
+)
+
+
+def print_cost(our_runs: Sequence[OurSample]) -> None:
+    for warm in (False, True):
+        runs = [r for r in our_runs if r.warm == warm]
+        if not runs:
+            continue
+        kind = ("warm: one browser, a fresh context per journey" if warm
+                else "cold: a launch per journey")
+        print(f"Browser phase cost · {kind} · {len(runs)} runs · ms, medians")
+        print(f"  {'':<64}{'median':>9}{'p90':>9}")
+        for key, label in COST_ROWS:
+            values = [v for r in runs if (v := getattr(r, key)) is not None]
+            if values:
+                print(f"  {label:<64}{median(values):>9.1f}{p90(values):>9.1f}")
+        phase = [r.phase_ms for r in runs if r.phase_ms is not None]
+        if phase:
+            verdict = "meets" if median(phase) < PHASE_AIM_MS else "MISSES"
+            print(f"  aim: whole phase < {PHASE_AIM_MS:.0f} ms with a warm browser · "
+                  f"{'this series ' + verdict if warm else 'cold, for scale: ' + verdict}")
+        mems = [r.memory for r in runs]
+        print(f"  peak memory, MiB (sampled every {SAMPLE_INTERVAL * 1000:.0f} ms):")
+        for label, attr in (("Chromium's processes, sum of RSS", "chromium_rss_kib"),
+                            ("Chromium's processes, sum of PSS", "chromium_pss_kib"),
+                            ("the rest of the tree (Playwright's driver …), RSS",
+                             "others_rss_kib")):
+            values = [getattr(m, attr) / 1024 for m in mems]
+            print(f"    {label:<62}{median(values):>9.1f}{p90(values):>9.1f}")
+        counts = [m.chromium_processes for m in mems]
+        print(f"    Chromium processes at most: {max(counts)}; requests per page: "
+              f"{median([r.requests for r in runs]):.0f}")
+        print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
