@@ -2,7 +2,7 @@
 browser phase costs.
 
     .venv/bin/python bench/browser_fidelity.py [--runs 10] [--quick] [--ours url|demo|none]
-                                               [--viewport 1280x900] [--keep]
+                                               [--warm-runs N] [--viewport 1280x900] [--keep]
     ./dev bench-browser [ARGS]               (the same, through the project's entry point)
 
 This is a benchmark, not a test: it prints figures, and judges nothing but the aims below.
@@ -45,19 +45,21 @@ whathappens (``--ours``)
 
     metric   Lighthouse (--output=json)                whathappens (--json, read with
                                                        whathappens.contract.document)
-    FCP      audits.first-contentful-paint.numericValue  BrowserFacts.fcp_ms − nav start
-    LCP      audits.largest-contentful-paint.numericValue BrowserFacts.lcp_ms − nav start
+    FCP      audits.first-contentful-paint.numericValue  BrowserFacts.fcp_ms (see below)
+    LCP      audits.largest-contentful-paint.numericValue BrowserFacts.lcp_ms (see below)
     CLS      audits.cumulative-layout-shift.numericValue  BrowserFacts.cls
 
-   Like with like: Lighthouse's times are relative to the navigation's start (the trace's
-   navigationStart, its "time origin"); ours are on the journey's clock (t0 = before DNS, the
-   whole network journey before the browser). So ours are taken relative to the start of the
-   navigation's own request: the "browser.resource" span with ``navigation`` true (Chromium's
-   Network.requestWillBeSent for the document). Lighthouse's network-requests audit says where
-   that same moment sits on its own scale (the document's ``rendererStartTime``, 0 when the
-   two coincide) and when the request reached the network (``networkRequestTime``); both are
-   printed so a constant offset between the two references can be told apart from a
-   difference in what was measured. CLS is a score, not a time, and is compared as is.
+   Like with like: Lighthouse's times count from the navigation's start (the trace's
+   navigationStart, its "time origin"), and so do ours when the journey says where that is
+   (``BrowserFacts.navigation_start_ms``, on the journey's clock, with fcp_ms/lcp_ms counted
+   from it: the core's contract). A journey of contract 1.5, whose fcp_ms/lcp_ms are on the
+   journey's clock (t0 = before DNS, the whole network journey before the browser), is read
+   relative to the navigation's own request instead: the "browser.resource" span with
+   ``navigation`` true. The table says which was used. Where the document's request sits on
+   each scale is printed too (Lighthouse: the network-requests audit's ``rendererStartTime``
+   and ``networkRequestTime``; ours: the navigation's browser.resource span), so a constant
+   offset between the references can be told apart from a difference in what was measured.
+   CLS is a score, not a time, and is compared as is.
 
    How to read the table: "LH" and "wh" are medians over the runs; "diff" is wh − LH
    (positive: we report later paints / more shift than Lighthouse), "ratio" is wh / LH; "aim
@@ -66,19 +68,30 @@ whathappens (``--ours``)
    it. The p90 columns show the spread. Every sample is printed below the table, in the order
    the runs were made.
 
-2. The browser phase's cost (from the same whathappens runs)
-   From each journey's "browser" span: the whole phase (the span's duration), Chromium's
-   launch (``launch_ms``; none when a warm browser was reused), everything before the
-   document's request (launch, profile and NSS database, context, page), navigation start →
-   the load event, and load → the span's end (waiting for LCP and layout shifts to settle,
-   collecting the trace, closing). Peak memory: a thread samples ``/proc`` every 50 ms and
-   sums, over the whathappens process's descendants that are Chromium (comm ``chrom…``), the
-   resident set (RSS; shared pages counted once per process, as ``ps`` would add them up) and
-   the proportional set (PSS; shared pages divided among their sharers: the truer total); the
-   rest of the tree (Playwright's driver) is shown on its own line. Aim: the whole browser
-   phase of the demo page under 2 s on 2 cores with a warm browser. A cold phase (a launch
-   per journey, what ``whathappens URL --browser`` does) is printed against the same figure
-   for scale.
+2. The browser phase's cost
+   cold: the whathappens runs of part 1 (``whathappens URL --browser``: a launch per
+   journey). warm: ``--warm-runs`` journeys (default: as many as ``--runs``) in one child
+   process (this script's internal ``--warm-series`` mode) that keeps one Chromium for all
+   of them, each journey a fresh context: ``whathappens.browser``'s ``WarmBrowser``, what
+   ``serve`` uses; its first journey launches the browser and is not counted. From each
+   journey's "browser" span: the whole phase (the span's duration), Chromium's launch
+   (``launch_ms``: the throwaway profile and its NSS database, Playwright, Chromium; none
+   when warm), the span's start → navigationStart (launch, context, page, CDP session, trace
+   start), navigationStart → the load event (``load_ms``), and load → the span's end (the
+   settle wait for late LCP candidates and layout shifts, ``Tracing.end`` and reading the
+   trace back, describing the LCP element, closing the context).
+
+   Peak memory: a thread sums, over the descendants of the process it watches that are
+   Chromium (comm ``chrom…``), the resident set (RSS from statm, every 50 ms; shared pages
+   counted once per process, as adding up ``ps`` would) and the proportional set (PSS from
+   smaps_rollup, every 500 ms: it is ~6 ms per process to read under gVisor; shared pages
+   divided among their sharers, the truer total). The rest of the tree (Playwright's node
+   driver) is a line of its own. Cold: the peak of each run; warm: the peak over the whole
+   series. Lighthouse's runs are sampled the same way, shown for reference only (its
+   Chromium also runs Lighthouse's gatherers).
+
+   Aim: the whole browser phase of the demo page under 2 s on 2 cores with a warm browser.
+   The cold series is judged against the same figure, for scale.
 
 Nothing is written into the repository at run time except, with ``--keep``, the raw JSON of
 every run under ``bench/out/`` (git-ignored).
@@ -122,6 +135,7 @@ AIM_FLOOR_CLS = 0.01
 PHASE_AIM_MS = 2000.0
 RUN_TIMEOUT = 120.0
 SAMPLE_INTERVAL = 0.05
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
               "ALL_PROXY", "no_proxy", "NO_PROXY")
 
@@ -140,6 +154,7 @@ class Config:
     ours: str
     viewport: tuple[int, int]
     keep: bool
+    warm_runs: int = 0
 
 
 def _viewport(text: str) -> tuple[int, int]:
@@ -164,19 +179,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "Lighthouse only")
     p.add_argument("--viewport", type=_viewport, default=(1280, 900), metavar="WxH",
                    help="Lighthouse's screen (default 1280x900; match whathappens')")
+    p.add_argument("--warm-runs", type=int, help="journeys of the warm series, one browser "
+                   "for all (default: --runs; 0 skips it)")
     p.add_argument("--keep", action="store_true",
                    help="keep every run's raw JSON under bench/out/ (git-ignored)")
+    # Internal: this script started as the warm series' driver (see warm_series_main).
+    p.add_argument("--warm-series", type=int, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("trace_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.warm_series is not None:
+        return warm_series_main(args.warm_series, args.trace_args)
     runs = args.runs if args.runs is not None else (3 if args.quick else 10)
     if runs < 1:
         print("--runs must be at least 1", file=sys.stderr)
         return 2
+    warm_runs = runs if args.warm_runs is None else args.warm_runs
     cfg = Config(runs=runs, warmup=0 if args.quick else 1, ours=args.ours,
-                 viewport=args.viewport, keep=args.keep)
+                 viewport=args.viewport, keep=args.keep, warm_runs=warm_runs)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return run(cfg)
@@ -223,8 +246,10 @@ def run(cfg: Config) -> int:
         print()
         lh_runs, our_runs, order = fidelity_series(tools, ours, cfg)
         print_fidelity(lh_runs, our_runs, order)
-        if our_runs:
-            print_cost(our_runs)
+        warm: WarmSeries | None = None
+        if ours != "none" and cfg.warm_runs > 0:
+            warm = warm_series(tools, cfg.warm_runs)
+        print_cost(our_runs, warm, lh_runs)
         if keep_dir is not None:
             print(f"raw JSON of every run: {keep_dir}")
     return 0
@@ -393,8 +418,8 @@ def lighthouse_argv(lighthouse: Path, url: str, address: str, viewport: tuple[in
             f"--chrome-flags={chrome_flags}"]
 
 
-def run_process(argv: list[str], env: Mapping[str, str], *,
-                memory: TreeMemory | None = None) -> tuple[str, float]:
+def run_process(argv: list[str], env: Mapping[str, str], *, memory: TreeMemory | None = None,
+                timeout: float = RUN_TIMEOUT) -> tuple[str, float]:
     """Run ``argv`` in its own process group; its stdout and wall time (ms). The whole group
     is killed on a timeout or an interrupt, so no Chromium outlives its run."""
     started = time.perf_counter()
@@ -404,10 +429,10 @@ def run_process(argv: list[str], env: Mapping[str, str], *,
     if memory is not None:
         memory.watch(proc.pid)
     try:
-        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise BenchError(f"timed out after {RUN_TIMEOUT:.0f} s: {' '.join(argv)}") from None
+        raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(argv)}") from None
     except BaseException:
         _kill_group(proc)
         raise
@@ -440,15 +465,26 @@ class MemoryPeak:
 
 
 class TreeMemory:
-    """Samples the memory of a process's descendants every 50 ms, in a thread; ``peak``
-    holds the largest sums seen (each column's own maximum)."""
+    """Samples the memory of a process's descendants in a thread; ``peak`` holds the largest
+    sums seen (each column's own maximum).
 
-    def __init__(self, interval: float = SAMPLE_INTERVAL, proc: Path = Path("/proc")) -> None:
+    Cheap reads often, dear ones seldom: under gVisor (this machine) a scan of /proc/*/stat
+    costs ~12 ms and a process's smaps_rollup ~6 ms, its statm ~0.02 ms. So the resident
+    sets (statm) are summed every 50 ms, the process tree is scanned again every 250 ms (a
+    Chromium process lives far longer), and the proportional sets (smaps_rollup) every 500 ms.
+    """
+
+    def __init__(self, interval: float = SAMPLE_INTERVAL, proc: Path = Path("/proc"),
+                 tree_every: int = 5, pss_every: int = 10) -> None:
         self.interval = interval
         self.proc = proc
+        self.tree_every = tree_every
+        self.pss_every = pss_every
         self.peak = MemoryPeak()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._tree: list[tuple[int, str]] = []
+        self._samples = 0
 
     def watch(self, pid: int) -> None:
         self._thread = threading.Thread(target=self._loop, args=(pid,), daemon=True)
@@ -464,13 +500,19 @@ class TreeMemory:
             self.sample(root)
 
     def sample(self, root: int) -> None:
+        if self._samples % self.tree_every == 0:
+            self._tree = self.descendants(root)
+        with_pss = self._samples % self.pss_every == 0
+        self._samples += 1
         rss = pss = others = count = 0
-        for pid, comm in self.descendants(root):
-            kib = self._status_kib(pid)
+        for pid, comm in self._tree:
+            kib = self._rss_kib(pid)
+            if not kib:
+                continue  # gone
             if comm.startswith("chrom"):
                 count += 1
                 rss += kib
-                pss += self._pss_kib(pid)
+                pss += self._pss_kib(pid) if with_pss else 0
             else:
                 others += kib
         p = self.peak
@@ -498,11 +540,10 @@ class TreeMemory:
                 todo.append(child[0])
         return found
 
-    def _status_kib(self, pid: int) -> int:
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.proc / str(pid) / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+    def _rss_kib(self, pid: int) -> int:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pages = int((self.proc / str(pid) / "statm").read_text().split()[1])
+            return pages * PAGE_KIB
         return 0
 
     def _pss_kib(self, pid: int) -> int:
@@ -527,7 +568,9 @@ class PageSample:
     lcp_element: str | None = None
     doc_request: float | None = None  # the document's request, on the same scale
     doc_network: float | None = None  # …and when it reached the network (Lighthouse)
+    reference: str = "navigationStart"  # what the times count from
     warnings: list[str] = field(default_factory=list)
+    memory: MemoryPeak | None = None  # the tool's process tree, sampled while it ran
 
 
 @dataclass
@@ -540,7 +583,6 @@ class OurSample(PageSample):
     before_nav_ms: float | None = None
     nav_to_load_ms: float | None = None
     after_load_ms: float | None = None
-    memory: MemoryPeak = field(default_factory=MemoryPeak)
     requests: int = 0
     browser: str | None = None
 
@@ -591,7 +633,14 @@ def _float(item: Mapping[str, Any] | None, key: str) -> float | None:
 
 
 def our_sample(journey: Mapping[str, Any], wall_ms: float) -> OurSample:
-    """FCP/LCP/CLS and the phase's cost from whathappens' --json, read by the contract."""
+    """FCP/LCP/CLS and the phase's cost from whathappens' --json, read by the contract.
+
+    The page's times count from Chromium's navigationStart when the journey says where that
+    is (``BrowserFacts.navigation_start_ms``, on the journey's clock; the times are then
+    already relative to it, as Lighthouse's are). A journey without it has them on the
+    journey's clock, and they are taken relative to the document's request (the
+    "browser.resource" span with ``navigation`` true) instead.
+    """
     from whathappens.contract.document import read_journey
     from whathappens.contract.facts import BrowserFacts, BrowserResourceFacts
 
@@ -607,24 +656,32 @@ def our_sample(journey: Mapping[str, Any], wall_ms: float) -> OurSample:
     nav = next((s for s in browser.walk() if s.name == "browser.resource"
                 and (f := s.facts_as(BrowserResourceFacts)) is not None and f.navigation),
                None)
-    if nav is None:
-        raise BenchError("whathappens: the browser span has no navigation request "
-                         "(browser.resource with navigation true)")
-    start = nav.start_ms
+    navigation_start: float | None = getattr(facts, "navigation_start_ms", None)
+    if navigation_start is not None:
+        origin, shift = navigation_start, 0.0  # page times already count from it
+        reference = "navigationStart (BrowserFacts.navigation_start_ms)"
+    elif nav is not None:
+        origin = shift = nav.start_ms
+        reference = "the document's request (its browser.resource span's start)"
+    else:
+        raise BenchError("whathappens: neither navigation_start_ms nor a navigation request "
+                         "(browser.resource with navigation true) in the browser span")
 
     def rel(value: float | None) -> float | None:
-        return None if value is None else value - start
+        return None if value is None else value - shift
 
     warnings = [f"the document answered {facts.status}"] if facts.status not in (None,
                                                                                   200) else []
+    warnings += [f"whathappens: {n}" for n in getattr(facts, "notes", [])]
+    load = rel(facts.load_ms)
     end = browser.end_ms
     return OurSample(
         fcp=rel(facts.fcp_ms), lcp=rel(facts.lcp_ms), cls=facts.cls, wall_ms=wall_ms,
-        lcp_element=facts.lcp_element, doc_request=0.0, warnings=warnings,
+        lcp_element=facts.lcp_element, reference=reference,
+        doc_request=nav.start_ms - origin if nav is not None else None, warnings=warnings,
         phase_ms=browser.duration_ms, launch_ms=facts.launch_ms, warm=facts.warm,
-        before_nav_ms=start - browser.start_ms, nav_to_load_ms=rel(facts.load_ms),
-        after_load_ms=(end - facts.load_ms if end is not None and facts.load_ms is not None
-                       else None),
+        before_nav_ms=origin - browser.start_ms, nav_to_load_ms=load,
+        after_load_ms=end - (origin + load) if end is not None and load is not None else None,
         requests=facts.requests, browser=facts.browser)
 
 
@@ -646,9 +703,11 @@ def fidelity_series(tools: Tools, ours: str, cfg: Config
                       f"{'Lighthouse' if tool == 'lh' else 'whathappens'} …")
             if tool == "lh":
                 output = tools.work / f"lighthouse-{i}.json"
-                _, wall = run_process(tools.lighthouse_argv(output), lh_env)
+                memory = TreeMemory()
+                _, wall = run_process(tools.lighthouse_argv(output), lh_env, memory=memory)
                 report = json.loads(output.read_text())
                 sample = lighthouse_sample(report, wall)
+                sample.memory = memory.peak
                 _keep(tools.keep, f"lighthouse-{i}.json", output.read_text())
                 if keep:
                     lh_runs.append(sample)
@@ -745,14 +804,19 @@ def print_fidelity(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample]
                         _fmt(p90(wh), key)), widths))
     if our_runs:
         print(f"  misses the aim: {', '.join(missed) or 'none'}")
-    print("  references: Lighthouse's time origin is navigationStart; ours is the document "
-          "request's start")
+    print("  what the times count from, and where the document's request sits on that scale:")
     requests = _values(lh_runs, "doc_request")
     network = _values(lh_runs, "doc_network")
     if requests:
-        print(f"    Lighthouse: the document's request at {median(requests):+.1f} ms "
-              f"(rendererStartTime), on the network at {median(network):+.1f} ms "
-              "(networkRequestTime), medians")
+        print(f"    Lighthouse: navigationStart (its time origin); the document requested at "
+              f"{median(requests):+.1f} ms (rendererStartTime), on the network at "
+              f"{median(network):+.1f} ms (networkRequestTime), medians")
+    if our_runs:
+        references = sorted({r.reference for r in our_runs})
+        ours = _values(our_runs, "doc_request")
+        where = (f"; the document requested at {median(ours):+.1f} ms (the navigation's "
+                 "browser.resource span), median" if ours else "")
+        print(f"    whathappens: {', '.join(references)}{where}")
     for label, runs in (("Lighthouse", lh_runs), ("whathappens", our_runs)):
         elements = sorted({r.lcp_element for r in runs if r.lcp_element})
         if runs:
@@ -786,27 +850,118 @@ def print_samples(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample],
     print()
 
 
-# --------------------------------------------------------------------------- 2. cost
+# --------------------------------------------------------------------------- 2. warm series
+
+
+@dataclass
+class WarmSeries:
+    """Journeys in one process sharing one Chromium (a fresh context each), the first one
+    launching it; or why the series could not run."""
+
+    runs: list[OurSample] = field(default_factory=list)
+    memory: MemoryPeak | None = None
+    unavailable: str | None = None
+
+
+def warm_series(tools: Tools, runs: int) -> WarmSeries:
+    """``runs`` + 1 journeys to the demo page in a child process (this script's
+    ``--warm-series`` mode, the venv's interpreter) with one ``WarmBrowser``; the first
+    journey launches it and is not counted. Its process tree's memory is sampled throughout.
+    """
+    argv = [PYTHON, __file__, "--warm-series", str(runs + 1), "--",
+            *tools.our_argv("url", 0)[len(tools.whathappens):]]
+    _progress(f"warm series: {runs + 1} journeys, one browser …")
+    memory = TreeMemory()
+    out, _ = run_process(argv, _child_env(CHROME_PATH=tools.chromium), memory=memory,
+                         timeout=RUN_TIMEOUT * (runs + 1))
+    _progress("")
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    if lines and "unavailable" in lines[0]:
+        return WarmSeries(unavailable=str(lines[0]["unavailable"]))
+    series = WarmSeries(memory=memory.peak)
+    for i, line in enumerate(lines):
+        _keep(tools.keep, f"whathappens-warm-{i}.json", json.dumps(line["journey"]))
+        sample = our_sample(line["journey"], float(line["wall_ms"]))
+        if i > 0:
+            series.runs.append(sample)
+    return series
+
+
+def warm_series_main(runs: int, trace_args: list[str]) -> int:
+    """The driver: ``whathappens URL --browser`` ``runs`` times in this process, one
+    Chromium kept warm across them (whathappens.browser's WarmBrowser, what ``serve`` uses);
+    one JSON line per journey: its wall time and the journey."""
+    import asyncio
+    import dataclasses
+    import importlib
+    from urllib.parse import urlsplit
+
+    # Looked up, not imported by name: a checkout without the browser phase says so.
+    try:
+        phase = importlib.import_module("whathappens.browser.phase")
+        arguments = importlib.import_module("whathappens.commands.arguments")
+        run_journey = importlib.import_module("whathappens.trace").run_journey
+        warm_browser, after_journey = phase.WarmBrowser, phase.after_journey
+        browser_options = arguments.browser_options
+    except (ImportError, AttributeError) as e:
+        print(json.dumps({"unavailable": f"this checkout has no warm browser ({e})"}))
+        return 0
+    parser = arguments.command_parser("browser_fidelity --warm-series", "")
+    parser.add_argument("url")
+    arguments.add_trace_arguments(parser)
+    args = parser.parse_args([a for a in trace_args if a != "--"])
+    options = arguments.options_from(args)
+    base = browser_options(args, options.tls.cafile)
+    host = urlsplit(args.url).hostname or ""
+
+    async def series() -> None:
+        warm: Any = None
+        try:
+            for _ in range(runs):
+                started = time.perf_counter()
+                journey = await run_journey(args.url, options)
+                if warm is None:
+                    # The browser the journeys will ask for: after_journey points it at the
+                    # address the first journey connected to.
+                    tcp = next((s for s in journey.all_spans() if s.name == "tcp"), None)
+                    address = str(getattr(tcp.facts, "address", "")) if tcp else ""
+                    warm = warm_browser(dataclasses.replace(base, host=host,
+                                                            address=address))
+                await after_journey(journey, base, warm=warm)
+                wall = (time.perf_counter() - started) * 1000
+                print(json.dumps({"wall_ms": wall, "journey": journey.to_dict()}), flush=True)
+        finally:
+            if warm is not None:
+                await warm.close()
+
+    asyncio.run(series())
+    return 0
+
+
+# --------------------------------------------------------------------------- 3. cost
 
 
 COST_ROWS = (
     ("phase_ms", "whole browser phase (the browser span)"),
     ("launch_ms", "  Chromium's launch (launch_ms)"),
-    ("before_nav_ms", "  span start → the document's request (launch, profile, page)"),
-    ("nav_to_load_ms", "  the document's request → load event"),
+    ("before_nav_ms", "  span start → navigation start (launch, context, page, trace)"),
+    ("nav_to_load_ms", "  navigation start → load event"),
     ("after_load_ms", "  load event → span end (settling, trace collection, close)"),
-    ("wall_ms", "whathappens' whole run, process start to exit"),
+    ("wall_ms", "whathappens' run (cold: the process; warm: journey + phase)"),
 )
 
 
-def print_cost(our_runs: Sequence[OurSample]) -> None:
-    for warm in (False, True):
-        runs = [r for r in our_runs if r.warm == warm]
-        if not runs:
-            continue
-        kind = ("warm: one browser, a fresh context per journey" if warm
-                else "cold: a launch per journey")
-        print(f"Browser phase cost · {kind} · {len(runs)} runs · ms, medians")
+def print_cost(cold: Sequence[OurSample], warm: WarmSeries | None,
+               lh_runs: Sequence[PageSample]) -> None:
+    series: list[tuple[str, Sequence[OurSample], list[MemoryPeak]]] = []
+    if cold:
+        series.append(("cold: a launch per journey (whathappens URL --browser)", cold,
+                       [r.memory for r in cold if r.memory is not None]))
+    if warm is not None and warm.runs:
+        series.append(("warm: one browser, a fresh context per journey (WarmBrowser)",
+                       warm.runs, [warm.memory] if warm.memory else []))
+    for title, runs, mems in series:
+        print(f"Browser phase cost · {title} · {len(runs)} runs · ms, medians")
         print(f"  {'':<64}{'median':>9}{'p90':>9}")
         for key, label in COST_ROWS:
             values = [v for r in runs if (v := getattr(r, key)) is not None]
@@ -815,20 +970,39 @@ def print_cost(our_runs: Sequence[OurSample]) -> None:
         phase = [r.phase_ms for r in runs if r.phase_ms is not None]
         if phase:
             verdict = "meets" if median(phase) < PHASE_AIM_MS else "MISSES"
+            is_warm = all(r.warm for r in runs)
             print(f"  aim: whole phase < {PHASE_AIM_MS:.0f} ms with a warm browser · "
-                  f"{'this series ' + verdict if warm else 'cold, for scale: ' + verdict}")
-        mems = [r.memory for r in runs]
-        print(f"  peak memory, MiB (sampled every {SAMPLE_INTERVAL * 1000:.0f} ms):")
-        for label, attr in (("Chromium's processes, sum of RSS", "chromium_rss_kib"),
-                            ("Chromium's processes, sum of PSS", "chromium_pss_kib"),
-                            ("the rest of the tree (Playwright's driver …), RSS",
-                             "others_rss_kib")):
-            values = [getattr(m, attr) / 1024 for m in mems]
-            print(f"    {label:<62}{median(values):>9.1f}{p90(values):>9.1f}")
-        counts = [m.chromium_processes for m in mems]
-        print(f"    Chromium processes at most: {max(counts)}; requests per page: "
-              f"{median([r.requests for r in runs]):.0f}")
+                  f"{'this series ' + verdict if is_warm else 'cold, for scale: ' + verdict}")
+        print_memory(mems, "per run" if len(mems) > 1 else "over the whole series")
+        print(f"    requests per page: {median([r.requests for r in runs]):.0f}")
         print()
+    if warm is not None and warm.unavailable:
+        print(f"Browser phase cost · warm: not measured: {warm.unavailable}")
+        print()
+    lh_mems = [r.memory for r in lh_runs if r.memory is not None]
+    if lh_mems:
+        print(f"For reference, Lighthouse's runs · {len(lh_runs)} runs · its Chromium also "
+              "runs Lighthouse's gatherers and a benchmark, so it is no target")
+        print(f"  {'':<64}{'median':>9}{'p90':>9}")
+        walls = [r.wall_ms for r in lh_runs]
+        label = "Lighthouse's whole run, ms"
+        print(f"  {label:<64}{median(walls):>9.0f}{p90(walls):>9.0f}")
+        print_memory(lh_mems, "per run")
+        print()
+
+
+def print_memory(mems: Sequence[MemoryPeak], scope: str) -> None:
+    if not mems:
+        return
+    print(f"  peak memory, MiB ({scope}; sampled every {SAMPLE_INTERVAL * 1000:.0f} ms, PSS "
+          f"every {SAMPLE_INTERVAL * 10 * 1000:.0f} ms):")
+    for label, attr in (("Chromium's processes, sum of RSS", "chromium_rss_kib"),
+                        ("Chromium's processes, sum of PSS", "chromium_pss_kib"),
+                        ("the rest of the tree (Playwright's driver, node …), RSS",
+                         "others_rss_kib")):
+        values = [getattr(m, attr) / 1024 for m in mems]
+        print(f"    {label:<62}{median(values):>9.1f}{p90(values):>9.1f}")
+    print(f"    Chromium processes at most: {max(m.chromium_processes for m in mems)}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,22 @@ def test_our_figures_are_read_relative_to_the_documents_request(bench: ModuleTyp
     assert sample.requests == 6
 
 
+def test_figures_counted_from_navigation_start_are_taken_as_they_are(
+        bench: ModuleType) -> None:
+    from whathappens.contract.facts import BrowserFacts
+
+    if "navigation_start_ms" not in BrowserFacts.__dataclass_fields__:
+        pytest.skip("this contract's fcp_ms/lcp_ms are on the journey's clock")
+    journey = journey_with_browser(navigation_start_ms=395.0, fcp_ms=125.0, lcp_ms=215.0,
+                                   load_ms=205.0)
+    sample = bench.our_sample(journey, wall_ms=1.0)
+    assert (sample.fcp, sample.lcp) == (125.0, 215.0)
+    assert sample.reference.startswith("navigationStart")
+    assert sample.doc_request == 5.0  # requested at 400, 5 ms after navigationStart
+    assert sample.before_nav_ms == 295.0
+    assert sample.after_load_ms == 300.0  # load at 395 + 205 = 600 → span end 900
+
+
 def test_a_skipped_browser_phase_is_an_error_not_a_sample(bench: ModuleType) -> None:
     journey = journey_with_browser(outcome="skipped", why="Chromium is not installed")
     with pytest.raises(bench.BenchError, match="skipped: Chromium is not installed"):
