@@ -249,7 +249,7 @@ def run(cfg: Config) -> int:
         warm: WarmSeries | None = None
         if ours != "none" and cfg.warm_runs > 0:
             warm = warm_series(tools, cfg.warm_runs)
-        print_cost(our_runs, warm, lh_runs)
+        print_cost(our_runs, warm, lh_runs, _ours_words(ours))
         if keep_dir is not None:
             print(f"raw JSON of every run: {keep_dir}")
     return 0
@@ -952,15 +952,17 @@ COST_ROWS = (
 
 
 def print_cost(cold: Sequence[OurSample], warm: WarmSeries | None,
-               lh_runs: Sequence[PageSample]) -> None:
-    series: list[tuple[str, Sequence[OurSample], list[MemoryPeak]]] = []
+               lh_runs: Sequence[PageSample], command: str = "whathappens URL --browser"
+               ) -> None:
+    series: list[tuple[str, Sequence[OurSample], list[MemoryPeak], str]] = []
     if cold:
-        series.append(("cold: a launch per journey (whathappens URL --browser)", cold,
-                       [r.memory for r in cold if r.memory is not None]))
+        series.append((f"cold: a launch per journey ({command})", cold,
+                       [r.memory for r in cold if r.memory is not None], "per run"))
     if warm is not None and warm.runs:
         series.append(("warm: one browser, a fresh context per journey (WarmBrowser)",
-                       warm.runs, [warm.memory] if warm.memory else []))
-    for title, runs, mems in series:
+                       warm.runs, [warm.memory] if warm.memory else [],
+                       "over the whole series"))
+    for title, runs, mems, scope in series:
         print(f"Browser phase cost · {title} · {len(runs)} runs · ms, medians")
         print(f"  {'':<64}{'median':>9}{'p90':>9}")
         for key, label in COST_ROWS:
@@ -973,7 +975,7 @@ def print_cost(cold: Sequence[OurSample], warm: WarmSeries | None,
             is_warm = all(r.warm for r in runs)
             print(f"  aim: whole phase < {PHASE_AIM_MS:.0f} ms with a warm browser · "
                   f"{'this series ' + verdict if is_warm else 'cold, for scale: ' + verdict}")
-        print_memory(mems, "per run" if len(mems) > 1 else "over the whole series")
+        print_memory(mems, scope)
         print(f"    requests per page: {median([r.requests for r in runs]):.0f}")
         print()
     if warm is not None and warm.unavailable:
