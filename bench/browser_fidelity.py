@@ -242,17 +242,28 @@ def run(cfg: Config) -> int:
         print(f"Lighthouse {lighthouse_version(lighthouse)} (--throttling-method=provided, "
               f"desktop, {cfg.viewport[0]}x{cfg.viewport[1]}) vs "
               f"{_ours_words(ours)} · {cfg.runs} runs each, {cfg.warmup} warm-up · "
-              f"{os.cpu_count()} CPUs")
+              f"{os.cpu_count()} CPUs, load average {_load()}")
         print()
         lh_runs, our_runs, order = fidelity_series(tools, ours, cfg)
         print_fidelity(lh_runs, our_runs, order)
         warm: WarmSeries | None = None
         if ours != "none" and cfg.warm_runs > 0:
             warm = warm_series(tools, cfg.warm_runs)
+            if warm.runs:
+                print_fidelity(lh_runs, warm.runs, None,
+                               ours="whathappens with a warm browser (run after them)")
         print_cost(our_runs, warm, lh_runs, _ours_words(ours))
+        print(f"load average at the end: {_load()} (other work on the machine shows up as "
+              "spread: compare the p90 columns)")
         if keep_dir is not None:
             print(f"raw JSON of every run: {keep_dir}")
     return 0
+
+
+def _load() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return "?"
 
 
 def _ours_words(ours: str) -> str:
@@ -569,6 +580,8 @@ class PageSample:
     doc_request: float | None = None  # the document's request, on the same scale
     doc_network: float | None = None  # …and when it reached the network (Lighthouse)
     reference: str = "navigationStart"  # what the times count from
+    doc_done: float | None = None  # the document's last byte
+    first_subresource: float | None = None  # the first other request: the parser got there
     warnings: list[str] = field(default_factory=list)
     memory: MemoryPeak | None = None  # the tool's process tree, sampled while it ran
 
@@ -600,6 +613,9 @@ def lighthouse_sample(report: Mapping[str, Any], wall_ms: float) -> PageSample:
 
     doc = _lighthouse_document(audits, str(report.get("finalDisplayedUrl")
                                            or report.get("mainDocumentUrl") or ""))
+    items = (audits.get("network-requests", {}).get("details") or {}).get("items", [])
+    starts = [float(i["rendererStartTime"]) for i in items if isinstance(i, dict)
+              and i is not doc and isinstance(i.get("rendererStartTime"), int | float)]
     warnings = [str(w) for w in report.get("runWarnings", [])]
     if doc is not None and doc.get("statusCode") not in (None, 200):
         warnings.append(f"the document answered {doc.get('statusCode')}")
@@ -618,7 +634,9 @@ def lighthouse_sample(report: Mapping[str, Any], wall_ms: float) -> PageSample:
                       cls=numeric("cumulative-layout-shift"), wall_ms=wall_ms,
                       lcp_element=element,
                       doc_request=_float(doc, "rendererStartTime"),
-                      doc_network=_float(doc, "networkRequestTime"), warnings=warnings)
+                      doc_network=_float(doc, "networkRequestTime"), warnings=warnings,
+                      doc_done=_float(doc, "networkEndTime"),
+                      first_subresource=min(starts) if starts else None)
 
 
 def _lighthouse_document(audits: Mapping[str, Any], url: str) -> dict[str, Any] | None:
@@ -675,7 +693,11 @@ def our_sample(journey: Mapping[str, Any], wall_ms: float) -> OurSample:
     warnings += [f"whathappens: {n}" for n in getattr(facts, "notes", [])]
     load = rel(facts.load_ms)
     end = browser.end_ms
+    others = [c.start_ms - origin for c in browser.walk() if c.name == "browser.resource"
+              and c is not nav]
     return OurSample(
+        doc_done=nav.end_ms - origin if nav is not None and nav.end_ms is not None else None,
+        first_subresource=min(others) if others else None,
         fcp=rel(facts.fcp_ms), lcp=rel(facts.lcp_ms), cls=facts.cls, wall_ms=wall_ms,
         lcp_element=facts.lcp_element, reference=reference,
         doc_request=nav.start_ms - origin if nav is not None else None, warnings=warnings,
@@ -772,10 +794,11 @@ def _fmt(value: float | None, key: str) -> str:
 
 
 def print_fidelity(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample],
-                   order: Sequence[str]) -> None:
+                   order: Sequence[str] | None, ours: str = "whathappens") -> None:
+    """The table, the references, and every sample (``order`` None: ours only, one line)."""
     header = ("metric", "LH", "wh", "diff", "ratio", "aim ±", "meets", "LH p90", "wh p90")
     widths = (8, 10, 10, 10, 8, 8, 7, 10, 10)
-    print(f"Page fidelity · Lighthouse {len(lh_runs)} runs, whathappens {len(our_runs)} runs · "
+    print(f"Page fidelity · Lighthouse {len(lh_runs)} runs, {ours} {len(our_runs)} runs · "
           "ms from the navigation's start (CLS: score), medians unless p90")
     print(_fmt_row(header, widths))
     print("  " + "-" * sum(widths))
@@ -813,10 +836,17 @@ def print_fidelity(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample]
               f"{median(network):+.1f} ms (networkRequestTime), medians")
     if our_runs:
         references = sorted({r.reference for r in our_runs})
-        ours = _values(our_runs, "doc_request")
-        where = (f"; the document requested at {median(ours):+.1f} ms (the navigation's "
-                 "browser.resource span), median" if ours else "")
+        requested = _values(our_runs, "doc_request")
+        where = (f"; the document requested at {median(requested):+.1f} ms (the "
+                 "navigation's browser.resource span), median" if requested else "")
         print(f"    whathappens: {', '.join(references)}{where}")
+    for label, key in (("the document's last byte", "doc_done"),
+                       ("the first subresource requested (the parser reached it)",
+                        "first_subresource")):
+        lh, wh = _values(lh_runs, key), _values(our_runs, key)
+        if lh or wh:
+            print(f"    {label}: Lighthouse {_fmt(median(lh) if lh else None, key)}, "
+                  f"whathappens {_fmt(median(wh) if wh else None, key)} ms (medians)")
     for label, runs in (("Lighthouse", lh_runs), ("whathappens", our_runs)):
         elements = sorted({r.lcp_element for r in runs if r.lcp_element})
         if runs:
@@ -825,7 +855,13 @@ def print_fidelity(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample]
     for w in warnings:
         print(f"    warning: {w}")
     print()
-    print_samples(lh_runs, our_runs, order)
+    if order is not None:
+        print_samples(lh_runs, our_runs, order)
+        return
+    for name, key in METRICS:
+        values = " ".join(_fmt(v, key) for v in _values(our_runs, key))
+        print(f"  every {name} of the series: {values}")
+    print()
 
 
 def print_samples(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample],
