@@ -64,9 +64,12 @@ def demo_args(demo: DemoInternet) -> list[str]:
 
 
 @contextlib.contextmanager
-def serve(*args: str, cwd: Path | None = None) -> Iterator[Served]:
-    """``whathappens serve --port 0 ARGS``; yields once it prints its address."""
-    proc = subprocess.Popen([WHATHAPPENS, "serve", "--port", "0", *args], cwd=cwd,
+def serve(*args: str, cwd: Path | None = None, browser: bool = False) -> Iterator[Served]:
+    """``whathappens serve --port 0 ARGS``; yields once it prints its address. The browser
+    phase (on by default where Chromium is) only with ``browser=True``: these tests count the
+    connections their servers see, and a page load would add its own."""
+    extra = [] if browser else ["--no-browser"]
+    proc = subprocess.Popen([WHATHAPPENS, "serve", "--port", "0", *extra, *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

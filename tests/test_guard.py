@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 from journey_helpers import assert_complete, check_universal, child, legs, url_span
 from misbehaving import RawServer, ok_reply
 from whathappens.errors import TargetRefused
-from whathappens.guard import BLOCKED, embedded_ipv4, public_only, refusal
+from whathappens.guard import (
+    BLOCKED,
+    allowing,
+    embedded_ipv4,
+    parse_network,
+    public_only,
+    refusal,
+)
 from whathappens.net.dns.views import DnsOptions
 from whathappens.trace import Options, run_journey
 from whathappens.url import parse_url
@@ -308,3 +315,66 @@ def test_url_step_is_complete_before_a_refusal() -> None:
     assert isinstance(journey.error, TargetRefused)
     assert_complete(url_span(journey))
     assert "10.0.0.1 is a private network" in journey.error.message
+
+
+# --------------------------------------------- --allow-address: an operator's own ranges
+
+
+def test_allowing_lets_the_ranges_through_and_nothing_else() -> None:
+    policy = allowing([parse_network("127.0.55.0/24"), parse_network("fd00:1::/32")])
+    for address in ("127.0.55.5", "127.0.55.255", "[::ffff:127.0.55.5]", "fd00:1:2::3",
+                    "64:ff9b::7f00:3705"):
+        assert policy(address) is None, address
+    # Next door, the refusal is the guard's own, word for word.
+    for address in ("127.0.66.6", "127.0.54.255", "::1", "fd00:2::1", "10.0.0.1",
+                    "169.254.169.254", "not an address"):
+        assert policy(address) == refusal(address), address
+        assert policy(address) is not None
+    assert policy("8.8.8.8") is None
+
+
+def test_without_ranges_allowing_is_public_only() -> None:
+    assert allowing([]) is public_only
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=300, deadline=None)
+def test_outside_its_ranges_allowing_says_what_refusal_says(n: int) -> None:
+    address = str(ipaddress.IPv4Address(n))
+    policy = allowing([parse_network("10.20.0.0/16")])
+    inside = ipaddress.IPv4Address(n) in ipaddress.ip_network("10.20.0.0/16")
+    assert policy(address) == (None if inside else refusal(address))
+
+
+@pytest.mark.parametrize(("value", "network"), [
+    ("10.0.0.0/8", "10.0.0.0/8"), ("10.1.2.3", "10.1.2.3/32"), ("fd00::/8", "fd00::/8"),
+    ("[::1]", "::1/128"), (" 127.0.55.0/24 ", "127.0.55.0/24")])
+def test_parse_network(value: str, network: str) -> None:
+    assert str(parse_network(value)) == network
+
+
+@pytest.mark.parametrize("value", ["10.1.2.3/8", "10.0.0.0/33", "intranet", "", "10/8x"])
+def test_parse_network_refuses_what_would_exempt_more_or_other_than_meant(value: str) -> None:
+    with pytest.raises(ValueError, match=r"is not an address range such as 10\.0\.0\.0/8"):
+        parse_network(value)
+
+
+def test_allow_address_exempts_an_operators_range_and_no_more() -> None:
+    with RawServer(ok_reply) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        allowed = whathappens(url, "--only-public", "--allow-address", "10.0.0.0/8",
+                              "--allow-address", "127.0.0.1/32", "--no-color")
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+        assert server.accepted == 1
+        next_door = whathappens(url, "--only-public", "--allow-address", "127.0.0.2/32",
+                                "--json")
+        assert next_door.returncode == 13, next_door.stdout + next_door.stderr
+        assert "loopback" in json.loads(next_door.stdout)["error"]["message"]
+        assert server.accepted == 1
+
+
+def test_allow_address_with_host_bits_is_a_usage_error() -> None:
+    text = whathappens("http://127.0.0.1:9/", "--only-public", "--allow-address", "10.1.2.3/8")
+    assert text.returncode == 2
+    assert "--allow-address" in text.stderr
+    assert "'10.1.2.3/8' is not an address range such as 10.0.0.0/8" in text.stderr

@@ -12,10 +12,15 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import socket
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -26,6 +31,9 @@ from whathappens.lab import lab, process
 from whathappens.lab.client import apply, merge_inside
 from whathappens.lab.tier import LabContext
 from whathappens.trace import run_journey
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Response
 
 pytestmark = needs_lab
 
@@ -127,6 +135,95 @@ def test_edge_cache_hit_goes_no_further(production: LabContext) -> None:
     assert len(miss) >= 4
     assert hit[0].attrs["cache"] == "HIT"
     assert [s.name for s in hit] == ["server.edge"]  # answered by the edge alone
+
+
+def static_links(ctx: LabContext) -> list[str]:
+    """The /static/ files the home page links (CSS, JS, images), asked of the edge itself."""
+    from whathappens.lab.client import front
+
+    address, https, _ = front(ctx.state)
+    context = ssl.create_default_context(cafile=str(ctx.state / "pki" / "ca.pem"))
+    with socket.create_connection((address, https), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="www.example.com") as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n")
+        html = b""
+        while chunk := tls.recv(65536):
+            html += chunk
+    return re.findall(r'(?:href|src)="(/static/[^"]+)"', html.decode("utf-8", "replace"))
+
+
+def test_static_files_come_from_the_edge_cache_with_their_inside_spans(
+    production: LabContext,
+) -> None:
+    """A page's CSS, JS and images: the app node's nginx serves them (Django never sees
+    them), the edge caches them; the journey of each shows MISS with the tiers it crossed,
+    then HIT answered by the edge alone."""
+    links = static_links(production)
+    assert {link.rsplit(".", 1)[-1] for link in links} >= {"css", "js", "svg"}
+    for link in links:
+        path = f"{link}?t={time.time_ns()}"  # a cache key no earlier run has filled
+        first, second = journey_through(production, path), journey_through(production, path)
+        miss = chain(child(legs(first)[0], "http"))
+        hit = chain(child(legs(second)[0], "http"))
+        assert [s.name for s in miss] == ["server.edge", "server.lb", "server.app"], link
+        assert miss[0].attrs["cache"] == "MISS"
+        assert [s.name for s in hit] == ["server.edge"], link
+        assert hit[0].attrs["cache"] == "HIT"
+        headers = dict(child(legs(second)[0], "http").attrs["response_headers"])
+        assert headers["cache-control"] == "public, max-age=86400, immutable"
+        assert headers["etag"]
+        assert headers["x-cache"] == "HIT"
+
+
+@pytest.mark.browser
+def test_chromium_sees_static_files_miss_then_hit(production: LabContext, browser: Browser,
+                                                   tmp_path: Path) -> None:
+    """What a browser sees: the home page's CSS, JS and images over one HTTP/2 connection to
+    the edge, each with its X-Cache; in a second fresh context the same files are HITs."""
+    import browser as chromium
+    from test_demo_page import trusting_home
+    from whathappens.lab.client import front
+
+    if shutil.which("certutil") is None:
+        pytest.skip("certutil is missing: apt-get install libnss3-tools")
+    address, https, _ = front(production.state)
+    trusting_home(tmp_path / "home", production.state / "pki" / "ca.pem")
+    env: dict[str, str | float | bool] = {**os.environ, "HOME": str(tmp_path / "home")}
+    b = browser.browser_type.launch(
+        executable_path=str(chromium.CHROMIUM), headless=True, env=env,
+        args=[*chromium.ARGS, f"--host-resolver-rules=MAP www.example.com {address}"])
+    port = "" if https == 443 else f":{https}"
+    seen: list[dict[str, str]] = []
+    try:
+        for _ in range(2):
+            context = b.new_context(viewport=chromium.DESKTOP)
+            statics: dict[str, str] = {}
+
+            def record(response: Response, into: dict[str, str] = statics) -> None:
+                if "/static/" in response.url:
+                    into[urlsplit(response.url).path] = \
+                        response.all_headers().get("x-cache", "")
+
+            context.on("response", record)
+            page = context.new_page()
+            page.goto(f"https://www.example.com{port}/?b={time.time_ns()}", wait_until="load")
+            protocols = page.evaluate("performance.getEntriesByType('resource')"
+                                      ".map((e) => e.nextHopProtocol)")
+            chromium.save_screenshot(page, "lab-home", full_page=False)
+            # site.js ran (CSP allows same-origin scripts): the footer shows Server-Timing.
+            footer = page.text_content("#server-timing") or ""
+            context.close()
+            assert "app " in footer, footer
+            assert protocols
+            assert set(protocols) == {"h2"}
+            seen.append(statics)
+    finally:
+        b.close()
+    first, second = seen
+    assert {p.rsplit(".", 1)[-1] for p in first} >= {"css", "js", "svg"}
+    assert set(first) == set(second)
+    assert set(second.values()) == {"HIT"}, second   # the first visit filled the edge
+    assert set(first.values()) <= {"MISS", "HIT"}    # HIT when an earlier test filled it
 
 
 def test_product_cache_miss_then_hit_in_redis(production: LabContext) -> None:

@@ -253,7 +253,7 @@ def test_home_page_traced_on_the_replica_with_its_plan(site: Site) -> None:
     reply = client.get("/", headers={"traceparent": header, "X-Explain": "1"})
     assert reply.status == 200
     assert "Welcome to www.example.com" in reply.body
-    assert 'href="/static/site.css"' in reply.body
+    assert re.search(r'href="/static/site\.[0-9a-f]{12}\.css"', reply.body)
     timing = reply.headers["server-timing"]
     assert re.search(r"\bapp;dur=[\d.]+", timing)
     assert re.search(r'\bdb;dur=[\d.]+;desc="2 queries"', timing)
@@ -290,6 +290,23 @@ def test_static_files_collected(site: Site) -> None:
     css = site.ctx.state / "static" / "site.css"
     assert css.is_file()
     assert "font" in css.read_text()
+
+
+def test_pages_link_collected_static_files_by_hashed_name(site: Site) -> None:
+    """Every page links its CSS, JS and images under /static/ by the name collectstatic gave
+    them (a content hash in it), and each of those files is there for nginx to serve."""
+    client = Client(*site.app())
+    links: set[str] = set()
+    for path in ("/", "/product/1/", "/contact/"):
+        reply = client.get(path)
+        assert reply.status == 200, path
+        links |= set(re.findall(r'(?:href|src)="(/static/[^"]+)"', reply.body))
+    names = {re.sub(r"\.[0-9a-f]{12}\.", ".", link) for link in links}
+    assert names == {"/static/site.css", "/static/site.js", "/static/images/logo.svg",
+                     "/static/images/shop.svg", "/static/images/product.svg"}
+    for link in links:
+        assert re.search(r"\.[0-9a-f]{12}\.[a-z]+$", link), link
+        assert (site.ctx.state / link.removeprefix("/")).is_file(), link
 
 
 def test_product_is_cached_in_redis(site: Site) -> None:

@@ -395,6 +395,63 @@ def test_json_logs_carry_the_traceparent(lab: Lab) -> None:
     assert all(e["request_id"] == "" for e in hits)
 
 
+STATIC_CSS = b"body { color: #234 }\n"
+HASHED = "/static/site.0123456789ab.css"      # a name as collectstatic's manifest writes it
+
+
+def test_static_files_are_immutable_and_cached_at_the_edge(lab: Lab) -> None:
+    """/static/ is served by the app node's nginx from the collected files, cached by the
+    edge: MISS then HIT, each logged with its own traceparent; cookies do not stop it."""
+    static = lab.ctx.state / "static"
+    (static / "site.0123456789ab.css").write_bytes(STATIC_CSS)
+    (static / "site.css").write_bytes(STATIC_CSS)
+    first_tp = "00-11111111111111111111111111111111-1111111111111111-01"
+    second_tp = "00-22222222222222222222222222222222-2222222222222222-01"
+    cookie = {"cookie": "sessionid=abc; csrftoken=x"}
+    first = edge_get(lab, HASHED, {"traceparent": first_tp, **cookie})
+    second = edge_get(lab, HASHED, {"traceparent": second_tp, **cookie})
+    assert (first.status, first.body) == (200, STATIC_CSS)
+    assert first.headers["x-cache"] == "MISS"
+    assert second.headers["x-cache"] == "HIT"            # a session cookie does not bypass
+    assert second.body == STATIC_CSS
+    assert "cdn-cache;desc=HIT" in second.headers["server-timing"]
+    for reply in (first, second):
+        assert reply.headers["cache-control"] == "public, max-age=86400, immutable"
+        assert reply.headers["etag"]
+        assert reply.headers["content-type"] == "text/css"
+        assert reply.headers["x-content-type-options"] == "nosniff"
+    assert first.headers["x-served-by"] in ("app-1", "app-2")
+    # Without the content hash in its name a file may change in place: an hour only.
+    plain = edge_get(lab, "/static/site.css")
+    assert plain.headers["cache-control"] == "public, max-age=3600"
+    assert edge_get(lab, "/static/missing.css").status == 404
+
+    def lines(tier: str, traceparent: str) -> list[dict[str, Any]]:
+        return [e for e in json_lines(access_log(lab.ctx, tier))
+                if e.get("traceparent") == traceparent]
+
+    node = first.headers["x-served-by"]
+    edge_first = wait_for(lambda: lines("edge", first_tp))
+    app_first = wait_for(lambda: lines(f"{node}-nginx", first_tp))
+    edge_second = wait_for(lambda: lines("edge", second_tp))
+    assert [e["cache"] for e in edge_first] == ["MISS"]
+    assert [(e["uri"], e["status"], e["upstream_addr"]) for e in app_first] == [
+        (HASHED, "200", "")]                                 # nginx itself, not gunicorn
+    assert [e["cache"] for e in edge_second] == ["HIT"]
+    assert not any(lines(f"app-{n}-nginx", second_tp) for n in (1, 2))   # a HIT stays out
+
+
+def test_app_node_answers_a_static_revalidation_with_304(lab: Lab) -> None:
+    static = lab.ctx.state / "static"
+    (static / "site.0123456789ab.css").write_bytes(STATIC_CSS)
+    address, port = lab.topo.endpoint("app-1-nginx")
+    first = plain_get(address, port, HASHED)
+    assert first.headers["cache-control"] == "public, max-age=86400, immutable"
+    assert first.headers["x-served-by"] == "app-1"       # the server's headers still apply
+    again = plain_get(address, port, HASHED, {"If-None-Match": first.headers["etag"]})
+    assert (again.status, again.body) == (304, b"")
+
+
 def test_health_checks_take_a_down_node_out(lab: Lab) -> None:
     assert wait_for(lambda: lab.lb.servers(lab.ctx).get("app-2") == "UP")
     lab.gunicorns["app-2"].stop()                  # app-2's nginx now answers /healthz 502
@@ -445,6 +502,7 @@ def test_single_profile_edge_is_the_whole_front(tmp_path: Path) -> None:
     gunicorn.start()
     (tmp_path / "static").mkdir()
     (tmp_path / "static" / "site.css").write_text("body { color: #333 }\n")
+    (tmp_path / "static" / "site.0123456789ab.css").write_text("body { color: #333 }\n")
     try:
         process.start(build(topo, topo.spec("nginx")), ctx, timeout=15)
         lab = Lab(topo, ctx, {}, {"server": gunicorn}, ensure_pki(ctx.pki).ca)
@@ -462,6 +520,11 @@ def test_single_profile_edge_is_the_whole_front(tmp_path: Path) -> None:
         assert css.status == 200
         assert css.body == b"body { color: #333 }\n"
         assert css.headers["content-type"] == "text/css"
+        assert css.headers["cache-control"] == "public, max-age=3600"
+        assert css.headers["x-frame-options"] == "DENY"
+        hashed = edge_get(lab, "/static/site.0123456789ab.css", tier="nginx")
+        assert hashed.headers["cache-control"] == "public, max-age=86400, immutable"
+        assert hashed.headers["etag"]
         logged = wait_for(lambda: [e for e in json_lines(access_log(ctx, "nginx"))
                                    if e["traceparent"] == TRACEPARENT])
         assert logged

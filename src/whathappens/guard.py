@@ -9,12 +9,17 @@ would connect to, and the connection then goes to exactly that vetted address, s
 window for DNS rebinding between the check and the connect. Every redirect leg is vetted the
 same way, and the DNS walk's name servers too.
 
+An operator may exempt ranges of their own (``--allow-address CIDR``, e.g. an intranet
+deployment): ``allowing(networks)`` is the same policy with those ranges let through. Tests use
+it to run a "public" page on 127.0.0.0/8 while a loopback canary beside it stays refused.
+
 Pure: ``refusal(address)`` says why an address may not be reached, or ``None``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -75,14 +80,34 @@ def embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+def parse_address(address: str) -> Address | None:
+    """The IP address ``address`` spells (brackets and an IPv6 zone id dropped), or ``None``."""
+    try:
+        return ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def parse_network(value: str) -> Network:
+    """``--allow-address``'s value: a CIDR range, or one address (a /32 or /128).
+
+    Host bits are not allowed (``10.1.2.3/8`` is refused): a typo there would exempt far
+    more than the operator meant. Raises ``ValueError`` with the reason.
+    """
+    try:
+        return ipaddress.ip_network(value.strip().strip("[]"), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"'{value}' is not an address range such as 10.0.0.0/8 or "
+                         f"fd00::/8 ({exc})") from None
+
+
 def refusal(address: str) -> str | None:
     """Why ``address`` may not be reached by a public fetcher, or ``None`` when it may.
 
     Anything that does not parse as an IP address is refused: only addresses are vetted.
     """
-    try:
-        addr: Address = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
-    except ValueError:
+    addr = parse_address(address)
+    if addr is None:
         return f"'{address}' is not an IP address"
     if isinstance(addr, ipaddress.IPv6Address):
         inner = embedded_ipv4(addr)
@@ -100,3 +125,29 @@ def refusal(address: str) -> str | None:
 def public_only(address: str) -> str | None:
     """The policy ``serve --public`` and ``--only-public`` use (same as ``refusal``)."""
     return refusal(address)
+
+
+def _inside(addr: Address, networks: tuple[Network, ...]) -> bool:
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+def allowing(networks: Iterable[Network]) -> Callable[[str], str | None]:
+    """``public_only``, except that addresses inside ``networks`` may be reached.
+
+    An IPv6 address that carries an IPv4 address (``::ffff:10.1.2.3``) is let through when
+    the IPv4 address it stands for is inside a range, as that is what would be reached.
+    Without ranges this is ``public_only`` itself.
+    """
+    exempt = tuple(networks)
+    if not exempt:
+        return public_only
+
+    def policy(address: str) -> str | None:
+        addr = parse_address(address)
+        if addr is not None:
+            inner = embedded_ipv4(addr) if isinstance(addr, ipaddress.IPv6Address) else None
+            if _inside(addr, exempt) or (inner is not None and _inside(inner, exempt)):
+                return None
+        return refusal(address)
+
+    return policy

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from whathappens.errors import EXIT_CODES
+from whathappens.guard import Network, parse_network  # small: ipaddress only
 
 if TYPE_CHECKING:
     from whathappens.net.budget import ResourceLimits
@@ -68,6 +70,24 @@ def _resolve_entry(value: str) -> tuple[tuple[str, int], list[str]]:
     if not (sep and sep2 and port.isdigit() and addrs):
         raise argparse.ArgumentTypeError("expected HOST:PORT:ADDRESS[,ADDRESS...]")
     return (host.lower(), int(port)), [a.strip("[]") for a in addrs.split(",")]
+
+
+def _allowed_range(value: str) -> Network:
+    try:
+        return parse_network(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def address_policy(args: argparse.Namespace, *, public: bool
+                   ) -> Callable[[str], str | None] | None:
+    """The guard the flags ask for: ``public`` (--only-public, serve --public) refuses private
+    and reserved addresses except the ``--allow-address`` ranges; otherwise no guard."""
+    if not public:
+        return None
+    from whathappens.guard import allowing
+
+    return allowing(getattr(args, "allow_address", None) or ())
 
 
 def _event_limit(value: str) -> tuple[str, int]:
@@ -223,6 +243,10 @@ def _add_limit_arguments(p: argparse.ArgumentParser) -> None:
                           "http.1xx (50), dns.query (200); 0: no limit")
     lim.add_argument("--max-event-rate", type=int, default=20000,
                      help="those events together per second (default 20000; 0: no limit)")
+    lim.add_argument("--allow-address", metavar="CIDR", action="append", default=[],
+                     type=_allowed_range,
+                     help="with --only-public or serve --public: may still reach this range "
+                          "of your own (e.g. an intranet, 10.20.0.0/16); repeatable")
     lim.add_argument("--only-public", action="store_true",
                      help="refuse private, loopback, link-local, CGNAT, multicast and "
                           "metadata addresses, as 'serve --public' does (exit 13)")
@@ -239,9 +263,7 @@ def options_from(args: argparse.Namespace) -> Options:
 
     tls_versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
     views = frozenset(v.strip() for v in args.dns_views.split(",") if v.strip())
-    from whathappens.guard import public_only
-
-    policy = public_only if getattr(args, "only_public", False) else None
+    policy = address_policy(args, public=getattr(args, "only_public", False))
     return Options(
         dns=DnsOptions(
             resolver=args.resolver,

@@ -3,7 +3,10 @@
 Every trace option (DNS, TLS, HTTP, limits) applies to each journey the page runs. ``--demo``
 starts the offline demo internet beside the page and aims journeys at it; ``--lab DIR`` aims
 them at a running lab and merges its tiers. Binding anything but loopback needs ``--public``,
-which turns the guards on: only public addresses, tighter time and size bounds. The page's
+which turns the guards on: only public addresses (``--allow-address CIDR`` exempts ranges of
+the operator's own), tighter time and size bounds. After each journey the page loads in a warm
+headless Chromium when it is installed (``--no-browser``: not), every request of the page
+through a vetting proxy that applies the same guard (``whathappens.web.browser``). The page's
 listener, its connection bounds and hypercorn are ``whathappens.web.command``.
 """
 
@@ -19,7 +22,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
+from whathappens.commands.arguments import (
+    add_trace_arguments,
+    address_policy,
+    command_parser,
+    options_from,
+)
 from whathappens.errors import EXIT_DEMO_FAILED, EXIT_OK, EXIT_USAGE
 from whathappens.web.command import (
     MAX_CONNECTIONS,
@@ -34,6 +42,10 @@ if TYPE_CHECKING:
     from whathappens.journey import Journey
     from whathappens.trace import Options
     from whathappens.web.app import ServeConfig
+    from whathappens.web.browser import PageRunner
+
+# A page's browser phase on --public: launch (warm: none), load and trace, at most.
+PUBLIC_BROWSER_TIME = 15.0
 
 # A page that cannot start (a refused bind, a port in use) exits as a usage error does.
 EXIT_SERVE_FAILED = EXIT_USAGE
@@ -72,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--client-header", metavar="NAME",
                    help="behind a reverse proxy: count journeys per the address the proxy "
                         "appends to this header (e.g. X-Forwarded-For), not per connection")
+    p.add_argument("--no-browser", action="store_true",
+                   help="do not load the page in headless Chromium after each journey (done "
+                        "by default when Chromium is installed; with --public every request "
+                        "of the page goes through a proxy that applies the same guard)")
     p.add_argument("--no-capture", action="store_true",
                    help="do not capture the TCP handshake's segments (done by default as root)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME[:PORT]",
@@ -103,7 +119,7 @@ def journey_options(args: argparse.Namespace) -> Options:
     # The page is where people look at the handshake: capture it whenever we may (root).
     opts.capture = opts.capture or (os.geteuid() == 0 and not args.no_capture)
     if args.public:
-        bound_for_public(opts)
+        bound_for_public(opts, address_policy(args, public=True))
     if args.lab:
         from whathappens.lab.client import apply
 
@@ -111,11 +127,17 @@ def journey_options(args: argparse.Namespace) -> Options:
     return opts
 
 
-def _mode_note(args: argparse.Namespace, demo: DemoInternet | None) -> str:
+def _mode_note(args: argparse.Namespace, demo: DemoInternet | None,
+               browser: str | None = None) -> str:
     note = ("Public mode: only public addresses are fetched; each journey is bounded to "
             f"{PUBLIC_MAX_TIME:g} s and {PUBLIC_MAX_BODY // 2**20} MiB."
             if args.public else "Local mode: any address this machine can reach may be "
             "traced, including private ones.")
+    if args.public and args.allow_address:
+        note += (" The operator also allows " + ", ".join(map(str, args.allow_address))
+                 + ".")
+    if browser:
+        note += " " + browser
     if demo is not None:
         note += " Journeys go through the offline demo internet (its own DNS servers and CA)."
     if args.lab:
@@ -123,7 +145,25 @@ def _mode_note(args: argparse.Namespace, demo: DemoInternet | None) -> str:
     return note
 
 
-def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeConfig:
+def page_runner(args: argparse.Namespace) -> tuple[PageRunner | None, str]:
+    """The browser phase for every journey, when Chromium is here and not turned off; and
+    what the page says about it."""
+    if args.no_browser:
+        return None, ""
+    from whathappens.web.browser import PageRunner, missing_reason
+
+    why = missing_reason()
+    if why is not None:
+        return None, f"The page is not loaded in a browser: {why}."
+    runner = PageRunner(address_policy(args, public=args.public), cafile=args.cacert,
+                        timeout=PUBLIC_BROWSER_TIME if args.public else 20.0)
+    guarded = (" through a proxy that lets it reach only what a journey may" if args.public
+               else "")
+    return runner, f"Each page then loads in headless Chromium{guarded}."
+
+
+def make_config(args: argparse.Namespace, demo: DemoInternet | None,
+                pages: PageRunner | None = None, browser_note: str = "") -> ServeConfig:
     from whathappens.demo.command import annotate, demo_url
     from whathappens.trace import run_journey
     from whathappens.web.app import ServeConfig
@@ -139,6 +179,8 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
             from whathappens.lab.client import merge_inside
 
             await asyncio.to_thread(merge_inside, done, Path(args.lab).resolve())
+        if pages is not None:
+            await pages.run(done)
         return done
 
     compare = None if args.no_compare_tls else compare_tls_after(args)
@@ -148,7 +190,8 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None) -> ServeCon
         allowed_hosts=frozenset() if args.public else allowed_hosts(
             args.bind, args.port, args.allow_host),
         gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
-        compare_tls=compare, example_url=example, mode_note=_mode_note(args, demo),
+        compare_tls=compare, example_url=example,
+        mode_note=_mode_note(args, demo, browser_note),
         client_header=args.client_header, send_timeout=send_timeout(args))
 
 
@@ -227,7 +270,11 @@ def serve_main(argv: list[str]) -> int:
                 return EXIT_DEMO_FAILED
             stack.enter_context(demo)
             point_at(demo, args)
-        config = make_config(args, demo)
+        pages, browser_note = page_runner(args)
+        if pages is not None:
+            pages.start()
+            stack.callback(pages.close)
+        config = make_config(args, demo, pages, browser_note)
         warm_up()
         host = f"[{args.bind}]" if ":" in args.bind else args.bind
         mode = "public mode: guards on" if args.public else "local mode"

@@ -167,9 +167,31 @@ class DemoServer:
 
 
 @dataclass(kw_only=True)
+class DemoPageFile:
+    """One file of the demo's page and the delay injected before its answer."""
+
+    path: str
+    kind: str
+    delay_key: str | None = None
+    delay_ms: float = 0.0
+    purpose: str = ""
+
+
+@dataclass(kw_only=True)
+class DemoPage:
+    """The demo's www.example.com page, built to be watched loading (demo/page.py)."""
+
+    url: str = "/"
+    files: list[DemoPageFile] = field(default_factory=list)
+    font: str | None = None
+    note: str = ""
+
+
+@dataclass(kw_only=True)
 class DemoFacts:
     servers: list[DemoServer] = field(default_factory=list)
     delays_injected: bool = False
+    page: DemoPage | None = None
 
 
 @dataclass(kw_only=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from whathappens.contract.codec import from_json
 from whathappens.contract.document import DemoFacts
+from whathappens.demo.page import delay_words as page_delay_words
 
 if TYPE_CHECKING:
     from whathappens.demo.internet import DemoInternet
@@ -39,7 +40,8 @@ def demo_url(demo: DemoInternet, url: str | None) -> str:
 def annotate(journey: Journey, demo: DemoInternet, views: frozenset[str]) -> None:
     """Say on the journey that it went through the demo internet, and what was injected."""
     journey.facts.demo = from_json(DemoFacts, {"servers": demo.info.get("servers", []),
-                                               "delays_injected": demo.delays})
+                                               "delays_injected": demo.delays,
+                                               "page": demo.info.get("page")})
     if "system" not in views:
         journey.note("info", "dns", "the system resolver view is skipped in the demo: its "
                      "names exist only in the demo internet, and the demo stays offline")
@@ -58,6 +60,9 @@ def serve_forever(demo: DemoInternet) -> None:
     for s in demo.info.get("servers", []):
         print(f"    {s.get('role', ''):<14} {s.get('name', ''):<28} {s.get('address', '')}"
               f"  delay {s.get('delay_ms', 0):g} ms")
+    page = page_delay_words(demo.info.get("page") or {})
+    if page:
+        print(f"  the page's files, each after its own delay: {page}")
     print(f"""  try:
     dig @{demo.resolver}{dport} www.example.com
     dig @127.0.53.1{dport} +norecurse www.example.com

@@ -51,6 +51,8 @@ from whathappens.demo import topology
 from whathappens.demo.authoritative import AuthoritativeServer
 from whathappens.demo.authority import Authority, Special
 from whathappens.demo.ca import Pki, ensure_pki
+from whathappens.demo.page import describe as describe_page
+from whathappens.demo.page import find_font
 from whathappens.demo.readiness import StartupError, as_startup_error, dns_answers, web_accepts
 from whathappens.demo.topology import Ports
 from whathappens.demo.web import Site, serve_site
@@ -162,6 +164,10 @@ class _Internet:
         self.resolver: Any = None
         self.ipv6 = False
         self.pki: Pki | None = None
+        self.font = find_font()
+
+    def page_delays(self) -> dict[str, float]:
+        return {key: self.delays[key] for key in topology.PAGE_DELAYS_MS}
 
     async def start(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -197,7 +203,8 @@ class _Internet:
         servers = [(topology.WEB_SERVER, self.pki.server, binds, plain)]
         servers += [(spec, self.pki.bad[spec.certificate], [f"{spec.address}:{https}"], [])
                     for spec in topology.BAD_TLS_SERVERS]
-        site = Site(https_port=https, think_ms=self.delays["web"])  # one app, many servers
+        site = Site(https_port=https, think_ms=self.delays["web"],  # one app, many servers
+                    page_delays=self.page_delays(), font=self.font)
         for _spec, files, secure, insecure in servers:
             coro = serve_site(site, binds=secure, insecure_binds=insecure, chain=files.chain,
                               key=files.key, shutdown=self.web_shutdown)
@@ -288,6 +295,9 @@ class _Internet:
             "ipv6": self.ipv6,
             "special_names": topology.SPECIAL_NAMES,
             "servers": servers,
+            # www.example.com's page: its files and their own delays (web's delay_ms is the
+            # page's think time only).
+            "page": describe_page(self.page_delays(), self.font),
         }
 
     def ready_line(self, startup_ms: float) -> dict[str, Any]:

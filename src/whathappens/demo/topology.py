@@ -31,6 +31,24 @@ DEFAULT_DELAYS_MS: dict[str, float] = {
     "web": 5.0,
 }
 
+#: Injected delay per file of www.example.com's page (demo/page.py says what each file is),
+#: in milliseconds, applied by the web server before it answers that file; ``--delay
+#: hero=900`` changes one, ``--no-delay`` sets them all to 0. Chosen so that a browser shows
+#: a real critical chain: the stylesheet holds the first paint back, the font arrives after
+#: it, the hero image (the LCP element) last, and the banner moves painted content.
+PAGE_DELAYS_MS: dict[str, float] = {
+    "css": 200.0,        # /static/style.css, render-blocking
+    "js": 100.0,         # /static/app.js, parser-blocking
+    "font": 250.0,       # /static/heading.ttf, requested once the CSS says it is needed
+    "async": 350.0,      # /static/stats.js, async
+    "logo": 40.0,        # /static/logo.png
+    "img-dns": 80.0,     # /static/dns.svg
+    "img-tls": 120.0,    # /static/tls.svg
+    "img-http": 160.0,   # /static/http.svg
+    "hero": 600.0,       # /static/hero.png, the largest image: the LCP element
+    "banner": 350.0,     # /api/banner, fetched by app.js; its answer shifts the layout
+}
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -114,17 +132,21 @@ SPECIAL_NAMES: dict[str, str] = {
 
 
 def delays(enabled: bool, overrides: dict[str, float] | None = None) -> dict[str, float]:
-    chosen = dict(DEFAULT_DELAYS_MS) if enabled else dict.fromkeys(DEFAULT_DELAYS_MS, 0.0)
+    """Every role's and page file's delay: the defaults, or all 0, then ``overrides``."""
+    known = DEFAULT_DELAYS_MS | PAGE_DELAYS_MS
+    chosen = dict(known) if enabled else dict.fromkeys(known, 0.0)
     chosen.update(overrides or {})
     return chosen
 
 
 def parse_delay(text: str) -> tuple[str, float]:
-    """``ROLE=MS`` (``root=40``) → ("root", 40.0); ValueError with a helpful message."""
+    """``ROLE=MS`` (``root=40``, ``hero=900``) → ("root", 40.0); ValueError with a helpful
+    message. ROLE is a server's role or one of the page's files (PAGE_DELAYS_MS)."""
     role, sep, value = text.partition("=")
     role = role.strip().lower()
-    if not sep or role not in DEFAULT_DELAYS_MS:
-        raise ValueError(f"expected ROLE=MS with ROLE one of {', '.join(DEFAULT_DELAYS_MS)}")
+    if not sep or role not in DEFAULT_DELAYS_MS | PAGE_DELAYS_MS:
+        raise ValueError(f"expected ROLE=MS with ROLE one of {', '.join(DEFAULT_DELAYS_MS)} "
+                         f"or a file of the page: {', '.join(PAGE_DELAYS_MS)}")
     ms = float(value)
     if not 0 <= ms <= 10_000:
         raise ValueError("a delay must be between 0 and 10000 ms")

@@ -4,7 +4,8 @@ What a tracer (or a browser) finds there:
 
     http://…/anything      301 to https://www.example.com/anything (same path and query)
     /                      the HTML page; waits the server's think time first
-    /static/…              style.css, app.js, logo.png: long-lived, immutable
+    /static/…, /api/banner the page's files (demo/page.py), each after its own injected
+                           delay; static ones public and immutable for a day
     /echo                  the request as the server saw it, as JSON
     /redirect/N            N redirects (relative Location), then /
     /loop                  redirects to itself
@@ -25,10 +26,9 @@ import asyncio
 import gzip
 import hashlib
 import json
-import mimetypes
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,14 @@ from urllib.parse import parse_qs
 
 import brotli
 
+from whathappens.demo.page import PageFile, build_page
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-SITE_DIR = Path(__file__).parent / "site"
 CANONICAL_HOST = "www.example.com"
 # An hour only: a real browser pointed at the demo must not remember HSTS for the real
 # example.com for long.
@@ -53,43 +54,58 @@ MAX_SLOW_MS = 60_000
 MAX_REDIRECTS = 50
 BOMB_SIZE = 200 * 1024 * 1024
 CHUNK = 64 * 1024
-TEXT_TYPES = ("text/", "application/javascript", "application/json", "image/svg+xml")
+TEXT_TYPES = ("text/", "application/javascript", "application/json", "image/svg+xml",
+              "font/ttf")
+BIG = 64 * 1024  # above this, brotli at a quicker level: startup stays fast
 
 
 @dataclass(frozen=True)
 class Asset:
-    """A site file, with its compressed forms made once at startup."""
+    """A file of the page, with its compressed forms made once at startup."""
 
-    body: bytes
-    content_type: str
+    file: PageFile
     etag: bytes
     encoded: dict[str, bytes]
 
     @classmethod
-    def load(cls, path: Path) -> Asset:
-        body = path.read_bytes()
-        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if ctype.startswith("text/") or ctype == "application/javascript":
-            ctype += "; charset=utf-8"
+    def of(cls, file: PageFile) -> Asset:
+        body = file.body
         encoded: dict[str, bytes] = {}
-        if ctype.startswith(TEXT_TYPES):
-            encoded = {"br": brotli.compress(body), "gzip": gzip.compress(body, mtime=0)}
+        if file.content_type.startswith(TEXT_TYPES):
+            quality = 5 if len(body) > BIG else 11
+            encoded = {"br": brotli.compress(body, quality=quality),
+                       "gzip": gzip.compress(body, mtime=0)}
         etag = b'"' + hashlib.sha256(body).hexdigest()[:16].encode() + b'"'
-        return cls(body, ctype, etag, encoded)
+        return cls(file, etag, encoded)
 
 
 class Site:
-    """The ASGI application serving the demo site."""
+    """The ASGI application serving the demo site.
 
-    def __init__(self, *, https_port: int, think_ms: float, site_dir: Path = SITE_DIR) -> None:
+    ``think_ms`` is the page's injected wait; ``page_delays`` (ms by the keys of
+    ``topology.PAGE_DELAYS_MS``, missing ones 0) those of the page's other files; ``font``
+    the TTF the page's headings use (``page.find_font()``), None for none.
+    """
+
+    def __init__(self, *, https_port: int, think_ms: float,
+                 page_delays: Mapping[str, float] | None = None,
+                 font: Path | None = None) -> None:
         self.https_port = https_port
         self.think = think_ms / 1000
-        self.assets = {
-            "/" + str(p.relative_to(site_dir)): Asset.load(p)
-            for p in sorted(site_dir.rglob("*")) if p.is_file()
-        }
-        self.assets["/"] = self.assets["/index.html"]
+        self.page_delays = dict(page_delays or {})
+        self.font = font
+        files = build_page(self.page_delays, self.font)
+        self.assets = {path: Asset.of(f) for path, f in files.items()}
+        self.assets["/index.html"] = self.assets["/"]
         self._bomb: bytes | None = None
+
+    def delay(self, path: str) -> float:
+        """Seconds the server waits before answering ``path`` (0 for most paths)."""
+        asset = self.assets.get(path)
+        if asset is None:
+            return 0.0
+        key = asset.file.delay_key
+        return self.think if key is None else self.page_delays.get(key, 0.0) / 1000
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -109,10 +125,10 @@ class Site:
             await _respond(send, 405, [(b"allow", b"GET, HEAD")], req, b"method not allowed\n")
             return
         path = req.path
-        if path == "/" and self.think:
-            await asyncio.sleep(self.think)  # the injected think time, reported below
-        think = self.think if path == "/" and self.think else None
-        timing = [(b"server-timing", _server_timing(started, think))]
+        injected = self.delay(path)
+        if injected:
+            await asyncio.sleep(injected)  # the injected think time or delay, reported below
+        timing = [(b"server-timing", _server_timing(started, injected or None))]
         if path in self.assets:
             await self._asset(req, send, self.assets[path], timing)
         elif path.startswith("/redirect/"):
@@ -160,10 +176,9 @@ class Site:
     async def _asset(self, req: _Request, send: Send, asset: Asset, extra: Headers) -> None:
         is_page = asset is self.assets["/"]
         headers: Headers = [
-            (b"content-type", asset.content_type.encode()),
+            (b"content-type", asset.file.content_type.encode()),
             (b"etag", asset.etag),
-            (b"cache-control",
-             b"no-cache" if is_page else b"public, max-age=31536000, immutable"),
+            (b"cache-control", asset.file.cache_control.encode()),
             *extra,
         ]
         if is_page:
@@ -173,7 +188,7 @@ class Site:
         if req.header("if-none-match") == asset.etag.decode():
             await _respond(send, 304, headers, req)
             return
-        body = asset.body
+        body = asset.file.body
         coding = _choose_encoding(req.header("accept-encoding"), asset.encoded)
         if coding:
             body = asset.encoded[coding]

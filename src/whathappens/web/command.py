@@ -61,12 +61,17 @@ ACCEPT_BATCH = 64           # connections refused in one go before the event loo
 SEND_BUFFER = 128 * 1024
 
 
-def bound_for_public(opts: Options) -> None:
-    """Public mode: only public addresses, and each journey bounded in time and bytes."""
-    from whathappens.guard import public_only
+def bound_for_public(opts: Options,
+                     policy: Callable[[str], str | None] | None = None) -> None:
+    """Public mode: only public addresses (``policy``, by default ``guard.public_only``; an
+    operator's --allow-address ranges make it ``guard.allowing``), and each journey bounded
+    in time and bytes."""
+    if policy is None:
+        from whathappens.guard import public_only
 
-    opts.address_policy = public_only
-    opts.dns.address_policy = public_only
+        policy = public_only
+    opts.address_policy = policy
+    opts.dns.address_policy = policy
     opts.max_time = min(opts.max_time, PUBLIC_MAX_TIME)
     opts.connect_timeout = min(opts.connect_timeout, 10.0)
     opts.limits.max_body_bytes = min(opts.limits.max_body_bytes, PUBLIC_MAX_BODY)

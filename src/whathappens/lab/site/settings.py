@@ -130,6 +130,14 @@ SESSION_CACHE_ALIAS = "default"
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(_env("STATIC_ROOT", "static")).resolve()
+# Static files are served by the app node's nginx from STATIC_ROOT (Django never sees them)
+# and cached by the edge. collectstatic writes each under a name holding a hash of its
+# content (site.3d2b1c0a9e8f.css) and {% static %} links that name, so a changed file gets a
+# new URL: nginx can then say "immutable" for a day without a browser keeping a stale copy.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
 
 # Celery (celery_app.py reads the CELERY_ names).
 CELERY_BROKER_URL = _env("BROKER_URL", _redis_db(REDIS_URL, 1))

@@ -2,6 +2,15 @@
 
     client ──TLS, h2──▶ NginxEdge ──HTTP──▶ HAProxy ──HTTP──▶ NginxApp ──HTTP──▶ gunicorn
                         edge cache 10 s                       micro-cache 1 s
+                        /static/: as long as                  /static/: the files
+                        the origin says (a day)               collectstatic wrote
+
+Static files (the pages' CSS, JS and images) never reach Django: the app node's nginx serves
+them from the collectstatic directory, as a Django deployment does (Django's own static view
+is for development only), with an ETag and ``public, max-age=86400, immutable`` for names
+that carry a content hash; the edge caches them for every visitor, so a browser sees
+``X-Cache: MISS`` on the first visit and ``HIT`` after, each request logged with its
+traceparent.
 
 Both run Debian's nginx in the foreground (``daemon off``) with a configuration generated
 here, everything nginx would otherwise write under /var/lib/nginx or /run (pid, temp files,
@@ -84,6 +93,7 @@ SECURITY_HEADERS = {
                                 "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
 }
 HSTS = "max-age=63072000; includeSubDomains"
+STATIC_CACHE_CONTROL = "public, max-age=86400, immutable"
 COMPRESSIBLE = ("text/plain text/css text/xml application/javascript application/json "
                 "application/xml image/svg+xml")
 
@@ -250,7 +260,7 @@ events {{
         ""      $request_id;
         default $http_x_request_id;
     }}
-"""
+{static_cache_map()}"""
 
     def log_fields(self, node: str, request_id: str,
                    extra: tuple[tuple[str, str, bool], ...] = ()) -> tuple[
@@ -279,6 +289,39 @@ events {{
             lines.append(f"        proxy_hide_header {header};\n")
             lines.append(f"        add_header {header} {quoted(value)} always;\n")
         return "".join(lines)
+
+
+def static_cache_map() -> str:
+    """$lab_static_cache: the Cache-Control of a static file, "" for anything else.
+
+    collectstatic (ManifestStaticFilesStorage) names each file after a hash of its content,
+    ``site.3d2b1c0a9e8f.css``, and the pages link those names: such a file never changes, so
+    it is public and immutable for a day. A name without the hash may change in place on the
+    next deploy: an hour, and revalidated by its ETag after that. An empty value adds no
+    header, so a response from the app keeps its own Cache-Control.
+    """
+    return f"""\
+    map $uri $lab_static_cache {{
+        default                                 "";
+        "~^/static/.+\\.[0-9a-f]{{12}}\\.[A-Za-z0-9]+$"   {quoted(STATIC_CACHE_CONTROL)};
+        "~^/static/"                            "public, max-age=3600";
+    }}
+"""
+
+
+def static_location(root: Path) -> str:
+    """The files collectstatic wrote, served by nginx itself (Django never sees them).
+
+    nginx sends an ETag (its mtime and size) and Last-Modified, and answers If-None-Match
+    with 304; the Cache-Control comes from $lab_static_cache, added at the server level so
+    the server's other headers still apply here (a location's own add_header would drop them).
+    """
+    return f"""\
+        location /static/ {{
+            alias {quoted(str(root) + "/")};
+            etag on;
+        }}
+"""
 
 
 def log_format(fields: tuple[tuple[str, str, bool], ...]) -> str:
@@ -370,6 +413,7 @@ http {{
         # $upstream_response_time is still "-" when the headers go out (the body is not
         # read yet); the time to the app's response header is known by then.
         add_header X-Upstream-Time $upstream_header_time always;
+        add_header Cache-Control $lab_static_cache;     # static files only (see the map)
 {self.security_headers()}
         proxy_http_version 1.1;
         proxy_bind {self.address};      # connect from this host's own address
@@ -392,11 +436,7 @@ http {{
             proxy_pass http://gunicorn;
         }}
 
-        location /static/ {{
-            alias {quoted(str(static) + "/")};
-            expires 1h;
-        }}
-
+{static_location(static)}
         location / {{
             limit_req zone=per_client burst={BURST} nodelay;
             proxy_pass http://gunicorn;
@@ -532,6 +572,11 @@ http {{
         return f"""
     proxy_cache_path {quoted(home / "cache")} levels=1:2 keys_zone=edge:10m
                      max_size=256m inactive=10m use_temp_path=off;
+    # The Cookie header sent to the origin: none for a static file (the same for everyone).
+    map $uri $lab_origin_cookie {{
+        "~^/static/" "";
+        default      $http_cookie;
+    }}
 """
 
     @staticmethod
@@ -544,8 +589,12 @@ http {{
 
     @staticmethod
     def _edge_request_headers() -> str:
-        # One identity copy is cached; gzip/brotli are applied here, per client.
-        return '        proxy_set_header Accept-Encoding "";\n'
+        # One identity copy is cached; gzip/brotli are applied here, per client. A static
+        # file is the same for everyone: its request reaches the origin without cookies
+        # ($lab_origin_cookie, set here because a location's own proxy_set_header would
+        # drop every one of these).
+        return ('        proxy_set_header Accept-Encoding "";\n'
+                "        proxy_set_header Cookie $lab_origin_cookie;\n")
 
     @staticmethod
     def _keepalive() -> str:
@@ -561,6 +610,7 @@ http {{
         return (f"        add_header X-Served-By {quoted(self.host)} always;\n"
                 "        add_header X-Upstream-Time $upstream_header_time always;\n"
                 "        add_header X-Request-ID $lab_request_id always;\n"
+                "        add_header Cache-Control $lab_static_cache;\n"
                 f"{self.security_headers()}"
                 f"        client_max_body_size {MAX_BODY};\n")
 
@@ -572,6 +622,21 @@ http {{
     @staticmethod
     def _edge_location() -> str:
         return """\
+        # Static files (CSS, JS, images) under /static/: shared by every visitor and
+        # immutable at the origin (public, max-age=86400), so the edge keeps them for the day
+        # the origin allows, whatever cookie the browser sends (a CDN's usual rule for
+        # static paths). X-Cache says HIT or MISS per file; a HIT never reaches the LB.
+        location /static/ {
+            proxy_pass http://origin;
+            proxy_cache edge;
+            proxy_cache_key $scheme$host$request_uri;
+            proxy_cache_valid 200 10s;
+            proxy_cache_lock on;
+            proxy_cache_use_stale error timeout updating http_502 http_503 http_504;
+            proxy_cache_bypass $http_authorization;
+            proxy_no_cache $http_authorization;
+        }
+
         location / {
             proxy_pass http://origin;
             # The edge cache. The origin's Cache-Control/Expires decide (nginx's default);
@@ -593,11 +658,7 @@ http {{
         static = ctx.state / "static"
         static.mkdir(parents=True, exist_ok=True)
         return f"""\
-        location /static/ {{
-            alias {quoted(str(static) + "/")};
-            expires 1h;
-        }}
-
+{static_location(static)}
         location / {{
             limit_req zone=per_client burst={BURST} nodelay;
             proxy_pass http://origin;

@@ -1,20 +1,29 @@
-// whathappens demo site: a small script, deferred so it does not block the first paint.
+// whathappens demo site: the parser-blocking script. It sits in <head> without async or
+// defer, so the HTML parser stops until it has been fetched and run (and it runs only once
+// the stylesheet above it has arrived). It asks for /api/banner at once; the banner is
+// inserted at the top of the content when the answer comes, which moves what was painted.
 (function () {
   "use strict";
-  var status = document.getElementById("script-status");
-  if (!status) {
-    return;
+  document.documentElement.className = "js";
+  function insert(text) {
+    var main = document.getElementById("content");
+    if (!main) {
+      return;
+    }
+    var banner = document.createElement("p");
+    banner.className = "banner";
+    banner.id = "late-banner";
+    banner.textContent = text;
+    main.insertBefore(banner, main.firstChild);
   }
-  var nav = window.performance && performance.getEntriesByType
-    ? performance.getEntriesByType("navigation")[0]
-    : null;
-  if (nav) {
-    var ms = function (v) { return v.toFixed(1) + " ms"; };
-    status.textContent =
-      "The script ran. This browser saw DNS " + ms(nav.domainLookupEnd - nav.domainLookupStart) +
-      ", connect " + ms(nav.connectEnd - nav.connectStart) +
-      ", first byte " + ms(nav.responseStart - nav.requestStart) + ".";
-  } else {
-    status.textContent = "The script ran.";
-  }
+  fetch("/api/banner", { cache: "no-store" })
+    .then(function (response) { return response.json(); })
+    .then(function (data) {
+      if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", function () { insert(data.text); });
+      } else {
+        insert(data.text);
+      }
+    })
+    .catch(function () { /* no banner: nothing moves */ });
 })();
