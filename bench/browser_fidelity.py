@@ -458,8 +458,22 @@ def run_process(argv: list[str], env: Mapping[str, str], *, memory: TreeMemory |
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """Stop a run and every process under it. Chromium is started detached (its own process
+    group) by both chrome-launcher and Playwright, so its processes are found by ancestry
+    first: SIGTERM lets Lighthouse and Playwright close their browser, SIGKILL ends what is
+    left."""
+    watcher = TreeMemory()
+    tree = watcher.descendants(proc.pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        for pid, comm in tree:
+            if watcher.comm(pid) == comm:  # still that process, not a reused id
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        if sig == signal.SIGTERM:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(3)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.communicate(timeout=10)
 
@@ -550,6 +564,11 @@ class TreeMemory:
                 found.append(child)
                 todo.append(child[0])
         return found
+
+    def comm(self, pid: int) -> str | None:
+        with contextlib.suppress(OSError):
+            return (self.proc / str(pid) / "comm").read_text().strip()
+        return None
 
     def _rss_kib(self, pid: int) -> int:
         with contextlib.suppress(OSError, ValueError, IndexError):
