@@ -18,6 +18,7 @@ from whathappens.errors import EXIT_CODES
 from whathappens.guard import Network, parse_network  # small: ipaddress only
 
 if TYPE_CHECKING:
+    from whathappens.browser.chromium import BrowserOptions
     from whathappens.net.budget import ResourceLimits
     from whathappens.trace import Options
 
@@ -145,6 +146,13 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
                      help="also write the journey as one self-contained HTML page")
     out.add_argument("--explain", action="store_true",
                      help="explain every step for a beginner, with the advanced facts")
+    out.add_argument("--browser", action="store_true",
+                     help="then load the page in headless Chromium (/usr/bin/chromium), "
+                          "pointed at the same address and trusting the same CA: its "
+                          "subresources, rendering stages, FCP, LCP, CLS and a filmstrip on "
+                          "the journey's timeline")
+    out.add_argument("--browser-timeout", type=float, default=20.0, metavar="SECONDS",
+                     help="the whole browser phase: launch, load and trace (default 20)")
     out.add_argument("--no-color", action="store_true", help="plain text, no colour")
     out.add_argument("--width", type=int, default=None, help="terminal width for the report")
 
@@ -250,6 +258,13 @@ def _add_limit_arguments(p: argparse.ArgumentParser) -> None:
     lim.add_argument("--only-public", action="store_true",
                      help="refuse private, loopback, link-local, CGNAT, multicast and "
                           "metadata addresses, as 'serve --public' does (exit 13)")
+
+
+def browser_options(args: argparse.Namespace, cafile: str | None) -> BrowserOptions:
+    """The browser phase's options from ``--browser-timeout`` and the journey's CA file."""
+    from whathappens.browser.chromium import BrowserOptions
+
+    return BrowserOptions(cafile=cafile, timeout=args.browser_timeout)
 
 
 def options_from(args: argparse.Namespace) -> Options:

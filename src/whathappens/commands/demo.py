@@ -14,7 +14,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
+from whathappens.commands.arguments import (
+    add_trace_arguments,
+    browser_options,
+    command_parser,
+    options_from,
+)
 from whathappens.commands.output import render
 from whathappens.errors import EXIT_DEMO_FAILED, EXIT_OK
 
@@ -77,6 +82,11 @@ def trace_through(demo: DemoInternet, args: argparse.Namespace) -> Journey:
     opts = options_from(args)
     journey = asyncio.run(run_journey(demo_url(demo, args.url), opts))
     annotate(journey, demo, opts.dns.views)
+    if getattr(args, "browser", False):
+        from whathappens.browser.phase import after_journey
+
+        # While the demo internet is still up: Chromium loads the page from it.
+        asyncio.run(after_journey(journey, browser_options(args, opts.tls.cafile)))
     return journey
 
 

@@ -7,7 +7,12 @@ import asyncio
 import sys
 
 from whathappens import __version__
-from whathappens.commands.arguments import add_trace_arguments, command_parser, options_from
+from whathappens.commands.arguments import (
+    add_trace_arguments,
+    browser_options,
+    command_parser,
+    options_from,
+)
 from whathappens.commands.output import render
 from whathappens.errors import EXIT_LAB_FAILED
 
@@ -42,5 +47,9 @@ def trace_main(argv: list[str]) -> int:
     journey = asyncio.run(run_journey(args.url, options))
     if args.lab:
         merge_inside(journey, Path(args.lab).resolve())
+    if args.browser:
+        from whathappens.browser.phase import after_journey
+
+        asyncio.run(after_journey(journey, browser_options(args, options.tls.cafile)))
     render(journey.to_dict(), args, sys.stdout)
     return journey.exit_code

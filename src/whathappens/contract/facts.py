@@ -461,11 +461,21 @@ class BrowserFacts(Facts):
     launch_ms: float | None = None
     final_url: str | None = None
     status: int | None = None
-    dom_content_loaded_ms: float | None = None
-    load_ms: float | None = None
-    first_paint_ms: float | None = None
-    fcp_ms: float | None = field(default=None, metadata=doc("First Contentful Paint"))
-    lcp_ms: float | None = field(default=None, metadata=doc("Largest Contentful Paint"))
+    navigation_start_ms: float | None = field(
+        default=None, metadata=doc("when Chromium started the navigation, ms since the "
+                                   "journey's t0; the page's own times below "
+                                   "(dom_content_loaded_ms … lcp_ms) count from it, as Web "
+                                   "Vitals and Lighthouse do; the browser.mark spans place "
+                                   "the same moments on the journey's timeline"))
+    dom_content_loaded_ms: float | None = field(
+        default=None, metadata=doc("ms after navigation_start_ms"))
+    load_ms: float | None = field(default=None, metadata=doc("ms after navigation_start_ms"))
+    first_paint_ms: float | None = field(default=None,
+                                         metadata=doc("ms after navigation_start_ms"))
+    fcp_ms: float | None = field(default=None, metadata=doc("First Contentful Paint, ms after "
+                                                            "navigation_start_ms"))
+    lcp_ms: float | None = field(default=None, metadata=doc("Largest Contentful Paint, ms "
+                                                            "after navigation_start_ms"))
     lcp_element: str | None = None
     lcp_url: str | None = field(default=None, metadata=doc("the LCP element's image, if any"))
     cls: float | None = field(default=None, metadata=doc("Cumulative Layout Shift (the "
@@ -475,6 +485,13 @@ class BrowserFacts(Facts):
     requests: int = 0
     bytes_on_wire: int = 0
     filmstrip: list[FilmstripFrame] = field(default_factory=list)
+    trace_events: int | None = field(default=None, metadata=doc("trace events read back "
+                                                                "(bounded)"))
+    trace_bytes: int | None = field(default=None, metadata=doc("bytes of trace read back "
+                                                               "(bounded)"))
+    notes: list[str] = field(default_factory=list,
+                             metadata=doc("what to know when reading these numbers: a cut "
+                                          "trace, a stopped page, stages left out"))
 
 
 @dataclass(kw_only=True)
@@ -522,6 +539,8 @@ class BrowserResourceFacts(Facts):
                                                                 "(X-Cache, Age): HIT, MISS…"))
     failed: str | None = field(default=None, metadata=doc("why the request failed, or was "
                                                           "blocked"))
+    note: str | None = field(default=None, metadata=doc("what to know when reading this "
+                                                        "request's timing (e.g. a preconnect)"))
 
 
 @dataclass(kw_only=True)

@@ -35,7 +35,8 @@ CHANGELOG = (
     "the analysis key (the summary, each step's verdict against its rule of thumb, who the "
     "journey met and in which role, the resolver's cache).",
     "1.5: the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
-    "(step 'browser'), placed on the journey's clock.",
+    "(step 'browser'), placed on the journey's clock; the page's times count from "
+    "navigation_start_ms, as Web Vitals do.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")

@@ -1,0 +1,78 @@
+"""Chromium's NetLog → the HTTP/2 stream of each request. Pure: no I/O.
+
+CDP tells which connection a response came on (``connectionId``) but not which HTTP/2 stream
+(RFC 9113 §5.1) carried it. The NetLog (``--log-net-log=FILE``) does: an ``HTTP2_SESSION``
+is bound to its socket by ``HTTP2_SESSION_INITIALIZED`` (whose ``source_dependency`` is the
+socket, the same id as CDP's ``connectionId``), and each ``HTTP2_SESSION_SEND_HEADERS`` names
+the ``stream_id`` and the request's ``:authority`` and ``:path``. Requests are matched to
+streams by (connection, authority, path) in the order they were sent.
+
+The NetLog is complete only once the browser has closed, so only a cold browser's phase
+(launched for one journey) has it; a warm browser's requests keep ``stream_id`` null.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from whathappens.browser.network import ResourceRecord
+
+Streams = dict[tuple[int, str], list[int]]
+
+
+def h2_streams(text: str) -> Streams:
+    """(connection id, authority + path) → the stream ids that carried it, in send order."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    types = {v: k for k, v in (doc.get("constants", {}).get("logEventTypes") or {}).items()}
+    socket_of: dict[int, int] = {}
+    out: Streams = {}
+    for e in doc.get("events") or []:
+        if not isinstance(e, dict):
+            continue
+        name = types.get(e.get("type"))
+        params: dict[str, Any] = e.get("params") or {}
+        session = (e.get("source") or {}).get("id")
+        if name == "HTTP2_SESSION_INITIALIZED":
+            socket = (params.get("source_dependency") or {}).get("id")
+            if isinstance(session, int) and isinstance(socket, int):
+                socket_of[session] = socket
+        elif name == "HTTP2_SESSION_SEND_HEADERS" and session in socket_of:
+            pseudo = _pseudo_headers(params.get("headers") or [])
+            stream = params.get("stream_id")
+            if isinstance(stream, int):
+                key = (socket_of[session], pseudo.get(":authority", "") + pseudo.get(":path", ""))
+                out.setdefault(key, []).append(stream)
+    return out
+
+
+def _pseudo_headers(lines: list[Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in lines:
+        if isinstance(line, str) and line.startswith(":"):
+            name, _, value = line[1:].partition(": ")
+            out[":" + name] = value
+    return out
+
+
+def assign_streams(records: list[ResourceRecord], streams: Streams) -> int:
+    """Set ``stream_id`` on each HTTP/2 request found in the NetLog; returns how many."""
+    found = 0
+    for r in sorted(records, key=lambda r: r.start_ns):
+        f = r.facts
+        if f.protocol != "h2" or f.connection_id is None or f.from_cache:
+            continue
+        parts = urlsplit(f.url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        authority = parts.netloc.rpartition("@")[2]  # :authority has no userinfo
+        queue = streams.get((f.connection_id, authority + path))
+        if queue:
+            f.stream_id = queue.pop(0)
+            found += 1
+    return found
