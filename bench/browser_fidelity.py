@@ -601,6 +601,14 @@ class PageSample:
     reference: str = "navigationStart"  # what the times count from
     doc_done: float | None = None  # the document's last byte
     first_subresource: float | None = None  # the first other request: the parser got there
+    css_done: float | None = None  # the last stylesheet's last byte (render-blocking here)
+
+    @property
+    def css_to_fcp(self) -> float | None:
+        """The last stylesheet's last byte → FCP: style, layout, paint and the frame."""
+        if self.fcp is None or self.css_done is None:
+            return None
+        return self.fcp - self.css_done
     warnings: list[str] = field(default_factory=list)
     memory: MemoryPeak | None = None  # the tool's process tree, sampled while it ran
 
@@ -635,6 +643,9 @@ def lighthouse_sample(report: Mapping[str, Any], wall_ms: float) -> PageSample:
     items = (audits.get("network-requests", {}).get("details") or {}).get("items", [])
     starts = [float(i["rendererStartTime"]) for i in items if isinstance(i, dict)
               and i is not doc and isinstance(i.get("rendererStartTime"), int | float)]
+    css = [float(i["networkEndTime"]) for i in items if isinstance(i, dict)
+           and i.get("resourceType") == "Stylesheet"
+           and isinstance(i.get("networkEndTime"), int | float)]
     warnings = [str(w) for w in report.get("runWarnings", [])]
     if doc is not None and doc.get("statusCode") not in (None, 200):
         warnings.append(f"the document answered {doc.get('statusCode')}")
@@ -655,7 +666,8 @@ def lighthouse_sample(report: Mapping[str, Any], wall_ms: float) -> PageSample:
                       doc_request=_float(doc, "rendererStartTime"),
                       doc_network=_float(doc, "networkRequestTime"), warnings=warnings,
                       doc_done=_float(doc, "networkEndTime"),
-                      first_subresource=min(starts) if starts else None)
+                      first_subresource=min(starts) if starts else None,
+                      css_done=max(css) if css else None)
 
 
 def _lighthouse_document(audits: Mapping[str, Any], url: str) -> dict[str, Any] | None:
@@ -714,7 +726,11 @@ def our_sample(journey: Mapping[str, Any], wall_ms: float) -> OurSample:
     end = browser.end_ms
     others = [c.start_ms - origin for c in browser.walk() if c.name == "browser.resource"
               and c is not nav]
+    css = [c.end_ms - origin for c in browser.walk() if c.name == "browser.resource"
+           and c.end_ms is not None and (f := c.facts_as(BrowserResourceFacts)) is not None
+           and f.resource_type == "Stylesheet"]
     return OurSample(
+        css_done=max(css) if css else None,
         doc_done=nav.end_ms - origin if nav is not None and nav.end_ms is not None else None,
         first_subresource=min(others) if others else None,
         fcp=rel(facts.fcp_ms), lcp=rel(facts.lcp_ms), cls=facts.cls, wall_ms=wall_ms,
@@ -861,7 +877,10 @@ def print_fidelity(lh_runs: Sequence[PageSample], our_runs: Sequence[PageSample]
         print(f"    whathappens: {', '.join(references)}{where}")
     for label, key in (("the document's last byte", "doc_done"),
                        ("the first subresource requested (the parser reached it)",
-                        "first_subresource")):
+                        "first_subresource"),
+                       ("the last stylesheet's last byte", "css_done"),
+                       ("that stylesheet's last byte → FCP (style, layout, paint, frame)",
+                        "css_to_fcp")):
         lh, wh = _values(lh_runs, key), _values(our_runs, key)
         if lh or wh:
             print(f"    {label}: Lighthouse {_fmt(median(lh) if lh else None, key)}, "

@@ -90,6 +90,8 @@ def test_our_figures_are_read_relative_to_the_documents_request(bench: ModuleTyp
     assert sample.nav_to_load_ms == 200.0
     assert sample.after_load_ms == 300.0  # load 600 → span end 900
     assert sample.requests == 6
+    # style.css requested at 430, done at 500: 30 and 100 ms after the document's request
+    assert (sample.first_subresource, sample.css_done, sample.css_to_fcp) == (30.0, 100.0, 20.0)
 
 
 def test_figures_counted_from_navigation_start_are_taken_as_they_are(
@@ -130,7 +132,7 @@ def lighthouse_report() -> dict[str, Any]:
                 {"url": url, "resourceType": "Document", "rendererStartTime": 0,
                  "networkRequestTime": 1.9, "statusCode": 200},
                 {"url": url + "static/style.css", "resourceType": "Stylesheet",
-                 "rendererStartTime": 79.5}]}},
+                 "rendererStartTime": 79.5, "networkEndTime": 120.0}]}},
         },
     }
 
@@ -140,6 +142,7 @@ def test_lighthouse_report_reader(bench: ModuleType) -> None:
     assert (sample.fcp, sample.lcp, sample.cls) == (162.5, 240.25, 0.05)
     assert (sample.doc_request, sample.doc_network) == (0.0, 1.9)
     assert sample.lcp_element == "main > img.hero"
+    assert (sample.first_subresource, sample.css_done, sample.css_to_fcp) == (79.5, 120.0, 42.5)
     assert sample.warnings == []
     failed = {"runtimeError": {"code": "CHROME_INTERSTITIAL_ERROR", "message": "interstitial"}}
     with pytest.raises(bench.BenchError, match="CHROME_INTERSTITIAL_ERROR"):
