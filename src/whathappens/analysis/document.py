@@ -2,13 +2,16 @@
 
 :func:`analyze` is the one entry point: the journey's dict in (as ``Journey.to_dict()``
 builds it; an ``analysis`` key already in it is ignored), a JSON-ready dict out, with four
-parts (:func:`analyze_journey` gives the same as dataclasses, from the typed ``JourneyDoc``):
+parts, five with a browser phase (:func:`analyze_journey` gives the same as dataclasses,
+from the typed ``JourneyDoc``):
 
 - ``summary``: how it ended, what it spoke, the time per step summed over requests;
 - ``budgets``: each judged step's verdict against its rule of thumb (analysis/budgets.py);
 - ``actors``: everyone the journey met, with their role (analysis/actors.py);
 - ``resolver_cache``: whether each repeated question came from the resolver's cache
-  (analysis/resolver_cache.py).
+  (analysis/resolver_cache.py);
+- ``browser`` (only with a browser phase): FCP, LCP and CLS against Core Web Vitals'
+  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py).
 
 The dataclasses are analysis/model.py; their JSON and :data:`SCHEMA` come from
 contract/codec.py, like every span's facts. The terminal, the HTML report and the live page
@@ -20,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from whathappens.analysis.actors import actors
+from whathappens.analysis.browser import analyze_browser
 from whathappens.analysis.budgets import verdicts
 from whathappens.analysis.model import Analysis
 from whathappens.analysis.resolver_cache import cache_checks
@@ -36,7 +40,8 @@ def without_analysis(data: Mapping[str, object]) -> Mapping[str, object]:
 def analyze_journey(journey: JourneyDoc) -> Analysis:
     """The analyses of the typed journey document."""
     return Analysis(summary=summarize(journey), budgets=verdicts(journey),
-                    actors=actors(journey), resolver_cache=cache_checks(journey))
+                    actors=actors(journey), resolver_cache=cache_checks(journey),
+                    browser=analyze_browser(journey))
 
 
 def analyze(data: Mapping[str, object]) -> dict[str, JSON]:

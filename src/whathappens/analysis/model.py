@@ -80,6 +80,85 @@ class CacheCheck:
     faster: bool = field(metadata={"doc": "took < first / 2: served from the resolver's cache"})
 
 
+# ------------------------------------------------------------------ the browser phase
+Metric = Literal["fcp", "lcp", "cls"]
+VitalOutcome = Literal["good", "needs_improvement", "poor", "unknown"]
+
+
+@dataclass(frozen=True)
+class VitalVerdict:
+    """A Core Web Vital against its published thresholds (analysis/browser.py): guidance on
+    one page load in one lab browser, not a field measurement of real visitors."""
+
+    metric: Metric
+    guide: str = field(metadata={"doc": "the 'good' threshold in words: < 1.8 s, < 0.1"})
+    value: float | None = field(
+        metadata={"doc": "ms since the navigation started (FCP, LCP), or the CLS score"})
+    good: float = field(metadata={"doc": "below this: good"})
+    poor: float = field(metadata={"doc": "above this: poor; between: needs improvement"})
+    outcome: VitalOutcome
+    at_ms: float | None = field(
+        default=None, metadata={"doc": "where on the journey's clock (FCP, LCP)"})
+    span_id: int | None = field(default=None, metadata={"doc": "the browser.mark span"})
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One resource on a critical chain, on the journey's clock."""
+
+    span_id: int
+    url: str
+    resource_type: str
+    render_blocking: str | None
+    priority: str | None
+    requested_ms: float = field(metadata={"doc": "the request's start (discovered)"})
+    sent_ms: float = field(metadata={"doc": "after Chromium's queue: the request went out"})
+    loaded_ms: float = field(metadata={"doc": "its last byte"})
+    took_ms: float
+
+
+@dataclass(frozen=True)
+class FcpChain:
+    """What held First Contentful Paint back: the render-blocking resources (stylesheets in
+    the head, parser-blocking scripts) that finished before it, the last one the bottleneck;
+    then the rendering work from that moment to the paint."""
+
+    fcp_ms: float = field(metadata={"doc": "on the journey's clock"})
+    navigation_ms: float
+    blocking: list[ChainLink] = field(metadata={"doc": "in the order they finished"})
+    bottleneck: ChainLink | None
+    rendering_ms: float | None = field(
+        metadata={"doc": "from the bottleneck's last byte (or the document's) to FCP"})
+
+
+@dataclass(frozen=True)
+class LcpChain:
+    """The Largest Contentful Paint element's own chain: its resource discovered, requested,
+    loaded, then painted (= LCP). No resource for a text element."""
+
+    element: str | None
+    url: str | None
+    navigation_ms: float
+    resource: ChainLink | None
+    painted_ms: float = field(metadata={"doc": "LCP, on the journey's clock"})
+    render_delay_ms: float | None = field(
+        metadata={"doc": "from the resource's last byte to the paint"})
+
+
+@dataclass(frozen=True)
+class BrowserAnalysis:
+    """The browser phase judged (analysis/browser.py)."""
+
+    span_id: int
+    outcome: str = field(metadata={"doc": "loaded | failed | skipped"})
+    navigation_ms: float | None = field(
+        metadata={"doc": "the navigation's start on the journey's clock (the document's "
+                         "request); FCP and LCP are counted from it"})
+    vitals: list[VitalVerdict]
+    fcp_chain: FcpChain | None
+    lcp_chain: LcpChain | None
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Analyses of the journey (whathappens.analysis): pure functions of the rest of the
@@ -89,3 +168,7 @@ class Analysis:
     budgets: list[Verdict]
     actors: list[Actor]
     resolver_cache: list[CacheCheck]
+    browser: BrowserAnalysis | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "the browser phase: Core Web Vitals and critical "
+                                       "chains (absent without one)"})

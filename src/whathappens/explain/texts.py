@@ -111,4 +111,27 @@ STEPS: dict[str, Explanation] = {
         measures="send: writing the request; wait (TTFB): request sent → first response "
                  "byte; receive: first byte → last byte. Monotonic clock.",
     ),
+    "browser": Explanation(
+        title="Drawing the page (the browser)",
+        beginner=(
+            "The HTML is only a recipe. The browser reads it top to bottom and builds the "
+            "page's tree (the DOM); every stylesheet, script, font and image it mentions is "
+            "fetched too, many at once over the same connection. Nothing is drawn until the "
+            "stylesheets in the head have arrived, so one slow stylesheet keeps the screen "
+            "blank. Then the browser works out each element's style, where every box goes "
+            "(layout) and paints it: the first text appears (FCP), then the largest picture "
+            "or block of text (LCP)."
+        ),
+        advanced=(
+            "Chromium's critical rendering path: ParseHTML (DOM), ParseAuthorStyleSheet "
+            "(CSSOM), UpdateLayoutTree (style), Layout, PrePaint, Paint, Layerize, Commit, "
+            "then the compositor draws the frame. Head stylesheets are render-blocking and "
+            "classic scripts parser-blocking (HTML Standard §8.1.4.7); subresources share "
+            "the HTTP/2 connection as streams (RFC 9113 §5). FCP, LCP and CLS are Core Web "
+            "Vitals (Paint Timing, Largest Contentful Paint, Layout Instability specs)."
+        ),
+        measures="From Chromium's trace and CDP Network events, on the journey's monotonic "
+                 "clock; FCP and LCP count from the navigation's start (the document "
+                 "request).",
+    ),
 }

@@ -6,25 +6,26 @@ is counted once inside ``connect``), ``send``, ``wait`` (time to first byte) and
 ``-1`` where a phase did not happen, as on a reused connection. ``time`` is the sum of the
 non-negative phases except ``ssl``. Redirect legs are entries of their own. Reads only the
 journey's typed document (contract/), like every renderer.
+
+With a browser phase, the page Chromium loaded is a page of its own (``page_2``, started at
+the navigation, ``pageTimings`` onContentLoad/onLoad counted from it) with one entry per request
+Chromium made, the document included (render/har_browser.py): the journey's own legs stay the
+entries of ``page_1``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from whathappens import __version__
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import DnsFacts, HttpFacts, LegFacts, TcpFacts
+from whathappens.render.har_browser import browser_page
+from whathappens.render.har_browser import iso as _iso
 from whathappens.render.steps import facts
 from whathappens.render.view import read
-
-
-def _iso(t0_wall_ns: int, at_ms: float) -> str:
-    moment = datetime.fromtimestamp((t0_wall_ns + at_ms * 1e6) / 1e9, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _duration(span: SpanDoc | None) -> float:
@@ -138,15 +139,20 @@ def journey_har(journey: JourneyDoc) -> dict[str, Any]:
     tcp_by_id = {c.id: c for leg in legs for c in leg.children if c.name == "tcp"}
     entries = [e for e in (_entry(leg, t0, page, tcp_by_id) for leg in legs) if e is not None]
     first = legs[0].start_ms if legs else 0.0
+    pages: list[dict[str, Any]] = [{
+        "startedDateTime": _iso(t0, first),
+        "id": page,
+        "title": journey.url,
+        "pageTimings": {"onContentLoad": -1, "onLoad": -1},
+    }]
+    browser = browser_page(journey, "page_2")
+    if browser is not None:
+        pages.append(browser.page)
+        entries += browser.entries
     return {"log": {
         "version": "1.2",
         "creator": {"name": "whathappens", "version": __version__},
-        "pages": [{
-            "startedDateTime": _iso(t0, first),
-            "id": page,
-            "title": journey.url,
-            "pageTimings": {"onContentLoad": -1, "onLoad": -1},
-        }],
+        "pages": pages,
         "entries": entries,
         "comment": "timings measured by whathappens on a monotonic clock; dns is the view "
                    "the connection used; connect includes ssl, as HAR 1.2 says",

@@ -16,8 +16,6 @@ with the keyboard and without JavaScript.
 
 from __future__ import annotations
 
-import html
-import json
 from importlib.resources import files
 from typing import Any
 
@@ -26,6 +24,13 @@ from whathappens.explain.texts import STEPS
 from whathappens.render.compare import TITLE as COMPARE_TITLE
 from whathappens.render.compare import Cell, CompareView
 from whathappens.render.format import DASH, at, ms, size, three
+from whathappens.render.html_browser import browser_html
+from whathappens.render.html_parts import code as _code
+from whathappens.render.html_parts import dl as _dl
+from whathappens.render.html_parts import esc as esc
+from whathappens.render.html_parts import script_json as script_json
+from whathappens.render.html_parts import section as _section
+from whathappens.render.html_parts import table as _table
 from whathappens.render.steps import (
     DnsSource,
     DnsView,
@@ -39,60 +44,12 @@ from whathappens.render.steps import (
     tcp_info_fields,
 )
 from whathappens.render.view import SECTIONS, BudgetView, journey_view, read, rule_views
-from whathappens.render.visible import escape_json, visible
 
 # No script-src: the page's one <script> is an inert JSON data block, which no policy runs.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 # The report's stylesheet, inlined: the page stays one file that loads nothing.
 CSS = "\n" + files("whathappens.render").joinpath("report.css").read_text(encoding="utf-8")
-
-
-# ------------------------------------------------------------------------------- escaping
-def esc(value: object, *, block: bool = False) -> str:
-    """Escape any journey value for HTML text or a quoted attribute. Control characters are
-    shown as escapes (``\\x1b``, ``\\u202e``: a bidi override would reorder the page's text,
-    an LF would start a fake line in a ``<pre>``); a ``block`` (a body excerpt, a query plan,
-    shown in ``<pre>``) keeps its TAB, LF and CR, HTML's own whitespace."""
-    text = visible("" if value is None else str(value), keep_layout=block)
-    return html.escape(text, quote=True)
-
-
-def script_json(value: object) -> str:
-    """JSON that can sit inside a ``<script>`` element: no ``</script>``, no ``<!--``, no
-    line separators that end a JavaScript string, no control or bidi character raw
-    (:func:`~whathappens.render.visible.escape_json`)."""
-    text = escape_json(json.dumps(value, ensure_ascii=False, default=str))
-    for raw, safe in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
-        text = text.replace(raw, safe)
-    return text
-
-
-# ---------------------------------------------------------------------------- fragments
-def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """Cells are already HTML (escaped by the caller); headings are our own text."""
-    if not rows:
-        return ""
-    th = "".join(f"<th scope=\"col\">{h}</th>" for h in head)
-
-    def cell(label: str, c: str) -> str:
-        nw = " class=\"nw\"" if len(c) <= 14 and "<" not in c else ""
-        return f"<td data-label=\"{esc(label)}\"{nw}>{c}</td>"
-
-    body = "".join("<tr>" + "".join(cell(h, c) for h, c in zip(head, r, strict=False))
-                   + "</tr>" for r in rows)
-    return (f"<div class=\"scroll\"><table class=\"tbl {cls}\"><thead><tr>{th}</tr></thead>"
-            f"<tbody>{body}</tbody></table></div>")
-
-
-def _dl(pairs: list[tuple[str, str]]) -> str:
-    """Terms are our own words; values are already HTML."""
-    items = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in pairs)
-    return f"<dl class=\"facts\">{items}</dl>"
-
-
-def _code(v: object) -> str:
-    return f"<code>{esc(v)}</code>"
 
 
 def _strong(v: object) -> str:
@@ -119,12 +76,6 @@ def _error(err: Problem | None) -> str:
         return ""
     code = f" <span class=\"muted\">[{esc(err.code)}]</span>" if err.code else ""
     return f"<p class=\"bad\" role=\"alert\">✗ {esc(err.message)}{code}</p>"
-
-
-def _section(ident: str, title: str, body: str, *, layer: str | None = None) -> str:
-    tag = f" <span class=\"layer\">{esc(layer)} layer</span>" if layer else ""
-    return (f"<section id=\"{ident}\" aria-labelledby=\"h-{ident}\">"
-            f"<h2 id=\"h-{ident}\">{title}{tag}</h2>{body}</section>")
 
 
 def _cell(c: Cell) -> str:
@@ -168,7 +119,7 @@ class HtmlReport:
         return "".join([
             self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(),
             self.tls_compare(), self.http(),
-            self.inside(), self.waterfall(), self.layers(), self.cheatsheet(),
+            self.inside(), self.browser(), self.waterfall(), self.layers(), self.cheatsheet(),
         ])
 
     def nav(self) -> str:
@@ -546,6 +497,11 @@ class HtmlReport:
             out.append("<div class=\"advanced\"><h4>Body, first bytes (decoded)</h4><pre>"
                        + esc(h.body_excerpt, block=True) + "</pre></div>")
         return "<div class=\"leg\">" + "".join(out) + "</div>"
+
+    # ------------------------------------------------------------------ browser
+    def browser(self) -> str:
+        """The page in headless Chromium (render/html_browser.py)."""
+        return browser_html(self.v.browser, self.place, _explain("browser"))
 
     # ------------------------------------------------------------ inside (lab)
     def inside(self) -> str:

@@ -4,8 +4,9 @@ Each step gets one line — its name, a waterfall bar placed on the journey's ti
 duration and its key facts — and a few indented lines of detail (DNS hops, TLS messages, the
 request and response). Bars are proportional to the monotonic clock since t0, so one can see
 at a glance where the time went. ``--explain`` adds each step's beginner paragraph, the
-advanced facts and what its number includes. Reads only the journey's view (render/view.py)
-and lays it out: no value is worked out here.
+advanced facts and what its number includes. The browser phase has a section of its own
+(render/terminal_browser.py: the page's waterfall and rendering path). Reads only the
+journey's view (render/view.py) and lays it out: no value is worked out here.
 
 Safety: the view is built from a copy of the journey whose every string went through
 :func:`~whathappens.render.visible.visible_tree` (``render_terminal``), so a control character
@@ -28,6 +29,7 @@ from rich.text import Text
 
 from whathappens.explain.report import COMPARE_HANDSHAKE, COMPARE_REST, RULES_SHORT
 from whathappens.explain.texts import STEPS
+from whathappens.render.browser_view import BrowserView
 from whathappens.render.compare import CompareView
 from whathappens.render.format import ms, plural, size
 from whathappens.render.steps import (
@@ -45,13 +47,14 @@ from whathappens.render.steps import (
     TlsView,
     UrlView,
 )
+from whathappens.render.terminal_browser import browser_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
 
 BAR = 28
 
 STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
-              "http": "blue", "redirect": "magenta", "journey": "white"}
+              "http": "blue", "redirect": "magenta", "journey": "white", "browser": "magenta"}
 HOP_STYLE = {"referral": "", "answer": "green", "nxdomain": "red", "timeout": "red",
              "servfail": "red", "truncated": "yellow", "cname": "yellow"}
 TONE_STYLE = {"ok": "green", "bad": "red", "warn": "yellow", "": ""}
@@ -127,6 +130,8 @@ class Report:
                 self.row(Text(" setup", style="dim"), step.timing,
                          Text(f"loading {', '.join(step.loaded)} before the network steps, so "
                               "their times measure the network", style="dim"), bold=False)
+            elif isinstance(step, BrowserView):
+                browser_section(self, step)
             elif isinstance(step, OtherStep):
                 pass  # no line of its own: its time shows on the steps around it
         if self.v.compare is not None:

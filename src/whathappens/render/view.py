@@ -1,13 +1,14 @@
 """The one view of a journey that every renderer lays out.
 
 ``journey_view(read(data))`` turns the journey's document (its JSON dict, read into the typed
-``contract.document.JourneyDoc``) into plain frozen dataclasses, in reading
-order: the summary with the budget verdicts (analysis/), the URL, the set-up, each request
-(its DNS, TCP, TLS and HTTP steps: render/steps.py), the TLS 1.2 vs 1.3 comparison
-(render/compare.py), the findings, the actors with their roles, the waterfall, the layers and
-the cheat sheet. :data:`SECTIONS` names the report's sections in order. The terminal
-(render/terminal.py), the HTML report (render/html.py) and the live page (web/events.py) read
-this and only lay it out, so a value is worded once and a verdict is the same everywhere.
+``contract.document.JourneyDoc``) into plain frozen dataclasses, in reading order: the summary
+with the budget verdicts (analysis/), the URL, the set-up, each request (its DNS, TCP, TLS and
+HTTP steps: render/steps.py), the page in headless Chromium (render/browser_view.py), the TLS
+1.2 vs 1.3 comparison (render/compare.py), the findings, the actors with their roles, the
+waterfall, the layers and the cheat sheet. :data:`SECTIONS` names the report's sections in
+order. The terminal (render/terminal.py), the HTML report (render/html.py) and the live page
+(web/events.py) read this and only lay it out, so a value is worded once and a verdict is the
+same everywhere.
 
 Theory of operation: analyses (what is good, who is who, where the time went) are computed
 by analysis/ from the document; the view only joins them to the spans they are about (a
@@ -31,6 +32,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
 from whathappens.journey import LAYERS
+from whathappens.render.browser_view import BrowserView, browser_view
 from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
 from whathappens.render.format import bracket, ms
 from whathappens.render.steps import (
@@ -48,7 +50,8 @@ from whathappens.render.steps import (
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
-            ("waterfall", "Waterfall"), ("layers", "Layers"), ("cheatsheet", "Cheat sheet"))
+            ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
+            ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
 
@@ -161,7 +164,8 @@ class JourneyView:
     url_step: UrlView | None
     prepare: PrepareView | None
     legs: list[LegView]
-    order: list[UrlView | PrepareView | LegView | OtherStep]  # the top-level steps, in order
+    browser: BrowserView | None  # the page in headless Chromium (render/browser_view.py)
+    order: list[UrlView | PrepareView | LegView | BrowserView | OtherStep]  # in order
     compare: CompareView | None
     findings: list[FindingView]
     actors: list[Actor]
@@ -195,7 +199,8 @@ def budget_view(v: Verdict) -> BudgetView:
                       guide, v.outcome, rtts, v.mark_ms)
 
 
-def summary_view(doc: JourneyDoc, budgets: list[BudgetView]) -> SummaryView:
+def summary_view(doc: JourneyDoc, budgets: list[BudgetView],
+                 browser: BrowserView | None = None) -> SummaryView:
     s = summarize(doc)
     parts: list[str] = []
     if s.status:
@@ -204,6 +209,9 @@ def summary_view(doc: JourneyDoc, budgets: list[BudgetView]) -> SummaryView:
     parts.append(f"{ms(s.total_ms)} total")
     if s.requests > 1:
         parts.append(f"{s.requests} requests")
+    if browser is not None:
+        parts += [f"{m.label} {m.value}" for m in browser.metrics
+                  if m.key in ("fcp", "lcp") and m.at_ms is not None]
     return SummaryView(parts, problem(doc.error), budgets, s)
 
 
@@ -228,7 +236,7 @@ def waterfall(spans: list[SpanDoc], budgets: dict[int, BudgetView]) -> list[Wate
 def layer_rows(doc: JourneyDoc) -> list[LayerRow]:
     by: dict[str, list[str]] = {}
     for s in doc.all_spans():
-        if s.layer and (s.name in ("url", "dns", "tcp", "tls", "http", "prepare")
+        if s.layer and (s.name in ("url", "dns", "tcp", "tls", "http", "prepare", "browser")
                         or s.name.startswith("server.")):
             names = by.setdefault(s.layer, [])
             if s.name not in names:
@@ -286,7 +294,7 @@ def read(data: Mapping[str, object]) -> JourneyDoc:
 def journey_view(doc: JourneyDoc) -> JourneyView:
     """The whole journey, viewed once for every renderer."""
     budgets = [budget_view(v) for v in verdicts(doc)]
-    order: list[UrlView | PrepareView | LegView | OtherStep] = []
+    order: list[UrlView | PrepareView | LegView | BrowserView | OtherStep] = []
     for s in doc.spans:
         if s.name == "url":
             order.append(url_view(s))
@@ -294,6 +302,8 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
             order.append(leg_view(s))
         elif s.name == "prepare":
             order.append(PrepareView(timing(s), list(facts(s, PrepareFacts).loaded)))
+        elif s.name == "browser":
+            order.append(browser_view(s, doc))
         else:
             order.append(OtherStep(s.name, timing(s), problem(s.error)))
     url = next((x for x in order if isinstance(x, UrlView)), None)
@@ -301,9 +311,11 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
     return JourneyView(
         url=doc.url, clock=doc.clock.name or "unknown clock", total_ms=doc.total_ms,
         exit_code=doc.exit_code, redirects=doc.facts.redirects or 0,
-        summary=summary_view(doc, budgets), url_step=url,
+        summary=summary_view(doc, budgets, next(
+            (x for x in order if isinstance(x, BrowserView)), None)), url_step=url,
         prepare=next((x for x in order if isinstance(x, PrepareView)), None), legs=legs,
-        order=order, compare=compare_view(doc.facts.tls_compare),
+        browser=next((x for x in order if isinstance(x, BrowserView)), None), order=order,
+        compare=compare_view(doc.facts.tls_compare),
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs))

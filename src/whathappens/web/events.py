@@ -37,14 +37,21 @@ from whathappens.render.steps import (
 )
 from whathappens.render.view import budget_view
 from whathappens.render.visible import visible_tree
+from whathappens.web.browser_events import (
+    BROWSER_DETAILS,
+    browser_detail,
+    browser_line,
+    browser_step,
+)
 
 # The spans the page shows as they end, in the order a journey meets them.
-LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg")
-# Inside the DNS step: each question to the resolver and each hop of the walk, as they end.
-DETAIL_SPANS = ("dns.query", "dns.hop")
+LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg", "browser")
+# Inside the DNS step: each question to the resolver and each hop of the walk, as they end;
+# inside the browser phase: each request the page made, each rendering stage, each moment.
+DETAIL_SPANS = ("dns.query", "dns.hop", *BROWSER_DETAILS)
 STEP_TITLE = {
     "url": "URL", "dns": "DNS", "guard": "Address check", "tcp": "TCP", "tls": "TLS",
-    "http": "HTTP", "leg": "Request done",
+    "http": "HTTP", "leg": "Request done", "browser": "The page, in Chromium",
 }
 
 
@@ -109,7 +116,7 @@ def _leg(span: SpanDoc) -> str:
 
 
 SUMMARY = {"url": _url, "dns": _dns, "guard": _guard, "tcp": _tcp, "tls": _tls,
-           "http": _http, "leg": _leg}
+           "http": _http, "leg": _leg, "browser": browser_line}
 
 
 def summary(span: Mapping[str, object]) -> str:
@@ -155,6 +162,7 @@ def step_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
         "beginner": text.beginner if text else "",
         "advanced": text.advanced if text else "",
         "measures": text.measures if text else "",
+        **(browser_step(doc) if doc.name == "browser" else {}),
     })
 
 
@@ -193,8 +201,11 @@ def _query(span: SpanDoc) -> str:
 
 
 def detail_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
-    """One DNS question (to the resolver) or one hop of the walk, as it ends."""
+    """One DNS question (to the resolver) or one hop of the walk, as it ends; or a request,
+    a rendering stage or a moment of the browser phase."""
     doc = read_span(span)
+    if doc.name in BROWSER_DETAILS:
+        return _shown(browser_detail(doc, leg))
     text = _hop(doc) if doc.name == "dns.hop" else _query(doc)
     return _shown({"step": doc.name, "leg": leg, "start_ms": doc.start_ms,
                    "duration_ms": doc.duration_ms, "took": ms(doc.duration_ms),

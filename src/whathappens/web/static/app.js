@@ -46,7 +46,113 @@
     return li;
   }
 
+  // The browser phase's row while its requests, stages and moments arrive (before it ends).
+  // Offsets are counted from the first navigation request, as the reports count them.
+  let navStart = null;
+  function browserLists() {
+    const lists = el("div", "browser-lists");
+    [["requests", "Requests (type · priority · blocking · connection · stream · bytes)"],
+     ["stages", "Rendering path"], ["marks", "Moments"]].forEach(function (pair) {
+      const box = el("div", "browser-list");
+      box.append(el("p", "small", pair[1]));
+      box.append(el("ol", "hops small b-" + pair[0]));
+      lists.append(box);
+    });
+    return lists;
+  }
+
+  function workingBrowser() {
+    let li = steps.querySelector('li.working[data-step="browser"]');
+    if (!li) {
+      li = el("li", "step k-browser working");
+      li.dataset.step = "browser";
+      const head = el("div", "step-head");
+      head.append(el("span", "step-title", "The page, in Chromium"));
+      head.append(el("span", "step-took", "…"));
+      li.append(head);
+      li.append(el("p", "step-sum", "loading the page…"));
+      li.append(browserLists());
+      steps.append(li);
+    }
+    return li;
+  }
+
+  // The browser step's final lists replace what streamed in: the trace's facts (what was
+  // render-blocking, the rendering stages) are known only once the load is over.
+  function fillBrowserList(li, which, items) {
+    if (!Array.isArray(items) || !items.length) return;
+    let lists = li.querySelector(".browser-lists");
+    if (!lists) {
+      lists = browserLists();
+      li.append(lists);
+    }
+    const list = lists.querySelector("ol.b-" + which);
+    list.replaceChildren();
+    items.forEach(function (it) {
+      const text = it.summary + (it.offset ? " at " + it.offset : "") + (it.took ? " (" + it.took + ")" : "");
+      list.append(el("li", it.failed ? "bad" : null, text));
+    });
+  }
+
+  function offset(ev) {
+    if (navStart === null || typeof ev.start_ms !== "number") return "";
+    return "+" + (ev.start_ms - navStart).toFixed(1) + " ms";
+  }
+
+  function addBrowserDetail(ev) {
+    const li = workingBrowser();
+    if (ev.step === "browser.resource" && ev.navigation && navStart === null) navStart = ev.start_ms;
+    const which = ev.step === "browser.resource" ? "requests" : ev.step === "browser.stage" ? "stages" : "marks";
+    const at = offset(ev);
+    const text = ev.summary + (at ? " at " + at : "") + (ev.step === "browser.mark" ? "" : " (" + ev.took + ")");
+    const line = el("li", ev.failed ? "bad" : null, text);
+    if (ev.kind) line.dataset.kind = String(ev.kind);
+    li.querySelector("ol.b-" + which).append(line);
+  }
+
+  // The browser step's end: metrics with their verdicts, the chains, the filmstrip.
+  function browserExtras(li, ev) {
+    fillBrowserList(li, "requests", ev.resources);
+    fillBrowserList(li, "stages", ev.stages);
+    fillBrowserList(li, "marks", ev.marks);
+    if (Array.isArray(ev.metrics) && ev.metrics.length) {
+      const list = el("ul", "metrics small");
+      ev.metrics.forEach(function (m) {
+        const item = el("li", null, m.label + " " + m.value + " ");
+        if (m.outcome) {
+          const tone = m.outcome === "good" ? "ok" : m.outcome === "poor" ? "bad" : "warn";
+          item.append(el("span", tone, m.outcome + " (" + m.guide + ")"));
+        }
+        if (m.detail) item.append(document.createTextNode(": " + m.detail));
+        list.append(item);
+      });
+      li.append(list);
+    }
+    (ev.chains || []).forEach(function (c) { li.append(el("p", "chain", c)); });
+    (ev.notes || []).forEach(function (n) { li.append(el("p", "small warn", "note: " + n)); });
+    const frames = (ev.filmstrip || []).filter(function (f) {
+      return typeof f.image === "string" && f.image.startsWith("data:image/");
+    });
+    if (frames.length) {
+      const strip = el("div", "filmstrip");
+      frames.forEach(function (f) {
+        const fig = el("figure");
+        const img = el("img");
+        img.src = f.image;  // a data: URI (the page's CSP allows img-src data:)
+        img.alt = "the page at " + f.offset;
+        fig.append(img);
+        fig.append(el("figcaption", null, f.offset));
+        strip.append(fig);
+      });
+      li.append(strip);
+    }
+  }
+
   function addDetail(ev) {
+    if (String(ev.step).startsWith("browser.")) {
+      addBrowserDetail(ev);
+      return;
+    }
     const li = workingDns(ev.leg);
     const line = el("li", ev.failed ? "bad" : null, ev.summary + " (" + (ev.took || ms(ev.duration_ms)) + ")");
     li.querySelector("ol.hops").append(line);
@@ -58,6 +164,8 @@
     let working = null;
     if (ev.step === "dns") {
       working = steps.querySelector('li.working[data-step="dns"][data-leg="' + ev.leg + '"]');
+    } else if (ev.step === "browser") {
+      working = steps.querySelector('li.working[data-step="browser"]');
     }
     const li = el("li", "step k-" + String(ev.step).replace(/[^a-z0-9-]/g, ""));
     if (ev.failed) li.classList.add("failed");
@@ -65,7 +173,7 @@
     li.dataset.step = String(ev.step);
     const head = el("div", "step-head");
     head.append(el("span", "step-title", ev.title));
-    if (ev.leg !== null && ev.leg !== undefined && ev.step !== "url") {
+    if (ev.leg !== null && ev.leg !== undefined && ev.step !== "url" && ev.step !== "browser") {
       head.append(el("span", "step-leg muted", ev.leg === 0 ? "request 1" : "request " + (ev.leg + 1)));
     }
     head.append(el("span", "step-took", ev.pending ? "…" : (ev.took || ms(ev.duration_ms))));
@@ -77,7 +185,9 @@
     if (ev.layer) facts.append(el("span", null, ev.layer + " layer"));
     if (ev.budget) facts.append(el("span", "budget", "rule of thumb: " + ev.budget));
     if (facts.childNodes.length) li.append(facts);
-    if (working) li.append(working.querySelector("ol.hops"));
+    if (working && ev.step === "browser") li.append(working.querySelector(".browser-lists"));
+    else if (working) li.append(working.querySelector("ol.hops"));
+    if (ev.step === "browser") browserExtras(li, ev);
     if (ev.beginner) li.append(el("p", "explain beginner", ev.beginner));
     if (ev.advanced) li.append(el("p", "explain advanced", ev.advanced));
     if (ev.measures) li.append(el("p", "explain measures small", "What the time measures: " + ev.measures));
@@ -145,6 +255,7 @@
     running = controller;
     steps.replaceChildren();
     report.replaceChildren();
+    navStart = null;
     downloads.hidden = true;
     status.classList.remove("bad");
     status.textContent = "Starting …";
