@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from browser import ARGS, CHROMIUM, skip_reason
+from browser import ARGS, CHROMIUM, off_the_loop, skip_reason
 from certgen import make_pki, write_server_files
 from whathappens.browser.guard import CONTEXT_OPTIONS, VettingProxy, hardening_args, proxy_thread
 from whathappens.guard import allowing, parse_network
@@ -277,6 +277,11 @@ def _visit(world: World, extra_args: list[str], tried: Callable[[], set[str]],
            context_proxy: str | None = None) -> None:
     """Load the hostile page with these switches, let it run until ``tried()`` names every
     path of ``EXPECTED`` (10 s at most), then navigate it away to the canary."""
+    off_the_loop(_visit_here, world, extra_args, tried, context_proxy)
+
+
+def _visit_here(world: World, extra_args: list[str], tried: Callable[[], set[str]],
+                context_proxy: str | None) -> None:
     from playwright.sync_api import Error, sync_playwright
 
     world.canary.seen.clear()
@@ -373,13 +378,13 @@ def test_serve_runs_the_page_through_its_guard(world: World) -> None:
     opts = Options(dns=DnsOptions(views=frozenset({"system"}), address_policy=policy),
                    tls=TlsOptions(cafile=str(world.cafile)), address_policy=policy,
                    resolve={(PAGE_HOST, port): [PAGE_ADDRESS]})
-    journey = asyncio.run(run_journey(world.page_url, opts))
+    journey = off_the_loop(asyncio.run, run_journey(world.page_url, opts))
     assert journey.error is None, journey.error
     runner = PageRunner(policy, cafile=str(world.cafile), timeout=20.0)
     runner.start()
     try:
-        asyncio.run(runner.run(journey))
-        asyncio.run(runner.run(journey))  # again, in the same warm browser
+        off_the_loop(asyncio.run, runner.run(journey))
+        off_the_loop(asyncio.run, runner.run(journey))  # again, in the same warm browser
     finally:
         runner.close()
     time.sleep(0.3)
