@@ -349,3 +349,16 @@ def test_a_page_that_shifts_endlessly_gets_a_bounded_list_and_a_full_cls() -> No
     assert len(result.layout_shifts) == 100
     assert result.shifts_dropped == 150
     assert result.cls == pytest.approx(0.25)
+
+
+def test_each_request_carries_the_traceparent_it_was_sent_with() -> None:
+    """--lab: the traceparent added at the request stage (CDP Fetch, by Network request id)
+    is on the request's facts, so the lab's tiers can be merged under it."""
+    log = NetworkLog(ORIGIN_NS)
+    log.traceparents[LOADER] = "00-" + "a" * 32 + "-" + "1" * 16 + "-01"
+    log.traceparents["9.2"] = "00-" + "a" * 32 + "-" + "2" * 16 + "-01"
+    feed_page(log)
+    doc, css, img = log.records()
+    assert doc.facts.traceparent == log.traceparents[LOADER]
+    assert css.facts.traceparent == log.traceparents["9.2"]
+    assert img.facts.traceparent is None  # never paused: nothing was added

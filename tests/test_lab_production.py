@@ -16,6 +16,8 @@ import re
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,3 +310,37 @@ def test_the_live_page_follows_the_request_inside_the_lab(production: LabContext
     assert 'id="inside"' in html
     for tier in ("server.edge", "server.lb", "server.app", "server.django", "server.sql"):
         assert tier in html, tier
+
+
+@pytest.mark.browser
+def test_lab_browser_merges_each_page_request_with_its_tiers(production: LabContext) -> None:
+    """``whathappens URL --lab --browser``: every request of the page leaves with its own
+    traceparent, and the tiers that logged it are merged under its span (a MISS reaches the
+    app node's nginx; a HIT stops at the edge)."""
+    from browser import skip_reason
+
+    if (why := skip_reason()) is not None:
+        pytest.skip(why)
+    pytest.importorskip("whathappens.browser.phase")
+    manifest = json.loads((production.state / "lab.json").read_text())
+    front = next(t for t in manifest["tiers"] if t["name"] in ("edge", "nginx"))
+    port = "" if front["port"] == 443 else f":{front['port']}"
+    run = subprocess.run(
+        [sys.executable, "-m", "whathappens", f"https://www.example.com{port}/", "--lab",
+         str(production.state), "--browser", "--json", "--dns-views", "system"],
+        capture_output=True, text=True, timeout=150, check=False)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    [page] = [s for s in doc["spans"] if s["name"] == "browser"]
+    assert page["attrs"]["outcome"] == "loaded", page["attrs"]["why"]
+    resources = [c for c in page["children"] if c["name"] == "browser.resource"]
+    statics = [r for r in resources if "/static/" in r["attrs"]["url"]]
+    assert statics, [r["attrs"]["url"] for r in resources]
+    parents = {r["attrs"]["traceparent"] for r in resources}
+    assert len(parents) == len(resources)  # one of its own each
+    for r in statics:
+        assert r["attrs"]["inside"][0] == "edge", r["attrs"]
+        tiers = [c["name"] for c in r["children"]]
+        assert tiers[:1] == ["server.edge"], tiers
+        if r["attrs"]["cache_status"] == "MISS":
+            assert "lb" in r["attrs"]["inside"], r["attrs"]["inside"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -312,6 +313,8 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
         over = asyncio.Event()
         for method in EVENTS:
             cdp.on(method, _feeder(log, method, over))
+        if options.trace_id:
+            await _trace_requests(cdp, options.trace_id, log)
         await cdp.send("Network.enable")
         await cdp.send("Tracing.start", {
             "transferMode": "ReturnAsStream", "streamFormat": "json",
@@ -328,6 +331,36 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
         else:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(context.close(), 5)
+
+
+async def _trace_requests(cdp: CDPSession, trace_id: str, log: NetworkLog) -> None:
+    """--lab: every request of the page leaves with a W3C traceparent of its own (Trace
+    Context §3.2: one trace id, a new parent id per request), added by pausing it at the
+    request stage (CDP Fetch); the lab's tiers log it, so their spans can be merged under
+    the request's span. Only with --lab: each pause costs a round trip to us."""
+    pending: set[asyncio.Task[Any]] = set()
+
+    def paused(params: dict[str, Any]) -> None:
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        network_id = params.get("networkId")
+        if network_id is not None:
+            log.traceparents[str(network_id)] = traceparent
+        headers = [{"name": str(k), "value": str(v)}
+                   for k, v in (params.get("request", {}).get("headers") or {}).items()
+                   if str(k).lower() != "traceparent"]
+        headers.append({"name": "traceparent", "value": traceparent})
+        task = asyncio.ensure_future(_continue(cdp, params["requestId"], headers))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    cdp.on("Fetch.requestPaused", paused)
+    await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*",
+                                                   "requestStage": "Request"}]})
+
+
+async def _continue(cdp: CDPSession, request_id: str, headers: list[dict[str, str]]) -> None:
+    with contextlib.suppress(Exception):  # the page or the context may be gone by now
+        await cdp.send("Fetch.continueRequest", {"requestId": request_id, "headers": headers})
 
 
 def _feeder(log: NetworkLog, method: str, over: asyncio.Event) -> Any:

@@ -59,6 +59,9 @@ class BrowserOptions:
     viewport: tuple[int, int] = (1280, 900)
     extra_args: list[str] = field(default_factory=list)  # serve --public's hardening
     proxy: str | None = None           # every request through this proxy (per context)
+    # --lab: a W3C trace id; each request of the page then carries a traceparent of its own
+    # (CDP Fetch interception) so the lab's tiers, which log it, can be merged under it.
+    trace_id: str | None = None
 
 
 def find_chromium(executable: str = DEFAULT_EXECUTABLE) -> str | None:

@@ -56,8 +56,11 @@ class NetworkLog:
     over_budget: str | None = None
     # Told of each request as it ends (finished, failed, or redirected): the live page.
     on_done: Callable[[ResourceRecord], None] | None = None
+    # --lab: the traceparent each request was sent with, by its Network request id.
+    traceparents: dict[str, str] = field(default_factory=dict)
 
     def _done(self, record: ResourceRecord) -> None:
+        record.facts.traceparent = self.traceparents.get(record.request_id)
         if self.on_done is not None:
             record.facts.decoded_bytes = self._decoded.get(record.request_id)
             self.on_done(record)
@@ -75,6 +78,7 @@ class NetworkLog:
         for record in self._all:
             record.facts.decoded_bytes = self._decoded.get(record.request_id,
                                                            record.facts.decoded_bytes or 0)
+            record.facts.traceparent = self.traceparents.get(record.request_id)
         return sorted(self._all, key=lambda r: (not r.facts.navigation, r.start_ns))
 
     # -- the events -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from whathappens import __version__
 from whathappens.commands.arguments import (
@@ -15,6 +16,10 @@ from whathappens.commands.arguments import (
 )
 from whathappens.commands.output import render
 from whathappens.errors import EXIT_LAB_FAILED
+
+if TYPE_CHECKING:
+    from whathappens.journey import Journey
+    from whathappens.trace import Options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,14 +53,28 @@ def trace_main(argv: list[str]) -> int:
     if args.lab:
         merge_inside(journey, Path(args.lab).resolve())
     if args.browser:
-        browser = browser_options(args, options.tls.cafile)
-        if options.address_policy is not None:  # --only-public: the page is vetted too
-            from whathappens.browser.guarded import guarded_after_journey
-
-            asyncio.run(guarded_after_journey(journey, browser, options.address_policy))
-        else:
-            from whathappens.browser.phase import after_journey
-
-            asyncio.run(after_journey(journey, browser))
+        _browser_phase(args, options, journey)
     render(journey.to_dict(), args, sys.stdout)
     return journey.exit_code
+
+
+def _browser_phase(args: argparse.Namespace, options: Options, journey: Journey) -> None:
+    """--browser: the page in Chromium; vetted like the journey with --only-public; with
+    --lab each request carries a traceparent and the tiers' spans are merged under it."""
+    browser = browser_options(args, options.tls.cafile)
+    if args.lab:
+        browser.trace_id = journey.facts.trace_id
+    if options.address_policy is not None:  # --only-public: the page is vetted too
+        from whathappens.browser.guarded import guarded_after_journey
+
+        asyncio.run(guarded_after_journey(journey, browser, options.address_policy))
+    else:
+        from whathappens.browser.phase import after_journey
+
+        asyncio.run(after_journey(journey, browser))
+    if args.lab:
+        from pathlib import Path
+
+        from whathappens.lab.client import merge_page_inside
+
+        merge_page_inside(journey, Path(args.lab).resolve())

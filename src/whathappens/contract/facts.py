@@ -539,6 +539,11 @@ class BrowserResourceFacts(Facts):
                                                                 "(X-Cache, Age): HIT, MISS…"))
     failed: str | None = field(default=None, metadata=doc("why the request failed, or was "
                                                           "blocked"))
+    traceparent: str | None = field(
+        default=None, metadata=doc("--lab: the W3C traceparent this request carried, so the "
+                                   "lab's tiers can be merged under it"))
+    inside: list[str] | None = field(
+        default=None, metadata=doc("--lab: the tiers this request went through, in order"))
     note: str | None = field(default=None, metadata=doc("what to know when reading this "
                                                         "request's timing (e.g. a preconnect)"))
 

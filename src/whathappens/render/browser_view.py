@@ -166,7 +166,9 @@ def _lanes(spans: list[tuple[SpanDoc, BrowserResourceFacts]]) -> dict[int, int]:
 def _cache(f: BrowserResourceFacts) -> str:
     if f.from_cache:
         return f"{f.from_cache} cache"
-    return f.cache_status or ""
+    # With --lab, the tiers the request went through (their spans are merged under it).
+    inside = f" via {' → '.join(f.inside)}" if f.inside else ""
+    return (f.cache_status or "") + inside
 
 
 def _connection(f: BrowserResourceFacts) -> int | None:

@@ -117,6 +117,24 @@ def apply(options: Options, state: Path) -> None:
     options.traceparent = True
 
 
+def merge_page_inside(journey: Journey, state: Path) -> None:
+    """After ``--browser``: the tiers' spans of each request the page made, under it."""
+    trace_id = journey.facts.trace_id
+    if not trace_id or not any(s.name == "browser.resource" for s in journey.all_spans()):
+        return
+    try:
+        lab = _open(state)
+    except LabNotRunning:
+        return
+    spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
+    placed = merge(journey, spans, names=("browser.resource",))
+    if placed:
+        journey.note("info", "server", f"{placed} spans from the lab's own logs are merged "
+                     "under the page's requests")
+        if journey.facts.lab is not None:
+            journey.facts.lab.server_spans += placed
+
+
 def merge_inside(journey: Journey, state: Path) -> None:
     """Merge the tiers' spans for this journey's trace; say what was found."""
     try:

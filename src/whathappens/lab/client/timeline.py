@@ -77,11 +77,13 @@ def wait_and_collect(state: Path, trace_id: str, expected: int,
         time.sleep(0.05)
 
 
-def merge(journey: Journey, spans: list[ServerSpan]) -> int:
-    """Put server spans under the HTTP spans they belong to; returns how many were placed."""
+def merge(journey: Journey, spans: list[ServerSpan], names: tuple[str, ...] = ("http",)) -> int:
+    """Put server spans under the request spans they belong to (the journey's ``http``
+    spans, or the page's ``browser.resource`` ones), matched by traceparent; returns how
+    many were placed."""
     t0 = journey.clock.wall_origin_ns
     placed = 0
-    for http in (s for s in journey.all_spans() if s.name == "http"):
+    for http in (s for s in journey.all_spans() if s.name in names):
         traceparent = http.facts.traceparent
         if not traceparent:
             continue
