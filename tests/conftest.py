@@ -41,11 +41,13 @@ def random_ports() -> tuple[int, int, int]:
     return dns, https, http
 
 
-def start_on_free_ports(state_dir: Path, *, delays: bool = False) -> DemoInternet:
+def start_on_free_ports(state_dir: Path, *, delays: bool = False,
+                        delay_overrides: dict[str, float] | None = None) -> DemoInternet:
     error: DemoInternetError | None = None
     for _ in range(8):
         try:
-            return DemoInternet.start(state_dir, ports=random_ports(), delays=delays)
+            return DemoInternet.start(state_dir, ports=random_ports(), delays=delays,
+                                      delay_overrides=delay_overrides)
         except DemoInternetError as e:
             if not e.address_in_use:
                 raise

@@ -24,7 +24,7 @@ import h2.events
 import pytest
 
 from test_demo_internet import WEB, Response, authority, get_h2, tls_socket
-from whathappens.demo.internet import DemoInternet, DemoInternetError
+from whathappens.demo.internet import DemoInternet
 from whathappens.demo.page import SPECS, build_page, delay_words, describe, find_font
 from whathappens.demo.topology import PAGE_DELAYS_MS
 
@@ -147,19 +147,9 @@ def test_no_delay_means_no_wait(quick_internet: DemoInternet, spec: Any) -> None
 def test_a_delay_override_changes_one_file_only(tmp_path: Path) -> None:
     """``--no-delay --delay hero=300``: the hero waits 300 ms, the page says so, nothing
     else waits."""
-    from conftest import random_ports
+    from conftest import start_on_free_ports
 
-    for _ in range(5):
-        try:
-            net = DemoInternet.start(tmp_path, ports=random_ports(), delays=False,
-                                     delay_overrides={"hero": 300})
-            break
-        except DemoInternetError as e:
-            if not e.address_in_use:
-                raise
-    else:
-        pytest.skip("no free ports")
-    with net:
+    with start_on_free_ports(tmp_path, delay_overrides={"hero": 300}) as net:
         assert page_files(net)["/static/hero.png"]["delay_ms"] == 300
         assert page_files(net)["/static/style.css"]["delay_ms"] == 0
         assert timed_get(net, "/static/hero.png")[1] >= 300

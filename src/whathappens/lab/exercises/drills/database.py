@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from whathappens.contract.facts import HttpFacts, ServerFacts
 from whathappens.lab import process
 from whathappens.lab.exercises.drills.common import (
     Browser,
@@ -246,7 +247,7 @@ def timeouts(lab: Lab) -> list[tuple[str, str, str]]:
     return [(t, s, v or "?") for t, s, v in out]
 
 
-def _chain(http: Span[Any]) -> list[Span[Any]]:
+def _chain(http: Span[Any]) -> list[Span[ServerFacts]]:
     out = []
     node = next((c for c in http.children if c.name.startswith("server.")), None)
     while node is not None:
@@ -269,14 +270,16 @@ def lab_journey(lab: Lab, path: str) -> Journey:
     return journey
 
 
-def _http_span(journey: Journey) -> Span[Any] | None:
+def _http_span(journey: Journey) -> Span[HttpFacts] | None:
     spans = [s for s in journey.all_spans() if s.name == "http"]
     return spans[-1] if spans else None
 
 
-def _span_status(span: Span[Any]) -> int | None:
+def _span_status(span: Span[ServerFacts]) -> int | None:
+    """The status a tier logged for the request, when it logged one."""
+    value = span.facts.extra.get("status")  # as the tier logged it: a number or its text
     with contextlib.suppress(TypeError, ValueError):
-        return int(span.attrs.get("status"))  # type: ignore[arg-type]
+        return int(value) if isinstance(value, int | float | str) else None
     return None
 
 
@@ -313,14 +316,14 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
         journey = future.result()
     say(f"    the product page: {product.status} in {ms(product.ms)} ({answered_by(product)})")
     http = _http_span(journey)
-    status = _span_status(http) if http is not None else None
+    status = http.facts.status if http is not None else None
     took = (http.duration_ns or 0) / 1e9 if http is not None else 0.0
     say(f"    the journey: HTTP {status} after {took:.2f} s" +
         (f" ({journey.error.message})" if journey.error is not None else ""))
     chain = _chain(http) if http is not None else []
     say("    inside, from the tiers' logs (same clock):")
     for span in chain:
-        a = span.attrs
+        a = span.facts.extra  # the tier's log fields, as logged
         extra = ""
         if span.name == "server.lb":
             extra = (f"→ {a.get('server')}, server response headers after {a.get('Tr')} ms, "
@@ -342,7 +345,7 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
     for span in chain:
         if _span_status(span) == status:
             origin = span
-    origin_tier = str(origin.attrs.get("tier")) if origin is not None else "?"
+    origin_tier = origin.facts.tier if origin is not None else "?"
     evidence = None
     if origin is not None and origin.name == "server.app":
         evidence = _last_error_line(lab.ctx.log(origin_tier), "upstream timed out")
@@ -360,7 +363,7 @@ def break_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
     _record(lab, "slow-db", {"holder": HOLDER, "trace_id": trace_id, "path": path})
     return {"status": status, "seconds": took, "origin": origin_tier,
             "origin_kind": origin.name if origin is not None else None,
-            "chain": [(s.name, s.attrs.get("tier"), _span_status(s)) for s in chain],
+            "chain": [(s.name, s.facts.tier, _span_status(s)) for s in chain],
             "product": product, "trace_id": trace_id, "journey": journey}
 
 
