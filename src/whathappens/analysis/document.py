@@ -11,7 +11,11 @@ from the typed ``JourneyDoc``):
 - ``resolver_cache``: whether each repeated question came from the resolver's cache
   (analysis/resolver_cache.py);
 - ``browser`` (only with a browser phase): FCP, LCP and CLS against Core Web Vitals'
-  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py).
+  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py);
+- ``security`` (with a response): the security headers and cookies graded with MDN HTTP
+  Observatory's scoring (analysis/security.py);
+- ``who_answered``: CDN, cache, load balancer, proxy, app server and framework inferred from
+  the journey's evidence, each with its confidence (analysis/who_answered.py).
 
 The dataclasses are analysis/model.py; their JSON and :data:`SCHEMA` come from
 contract/codec.py, like every span's facts. The terminal, the HTML report and the live page
@@ -27,7 +31,9 @@ from whathappens.analysis.browser import analyze_browser
 from whathappens.analysis.budgets import verdicts
 from whathappens.analysis.model import Analysis
 from whathappens.analysis.resolver_cache import cache_checks
+from whathappens.analysis.security import security
 from whathappens.analysis.summary import summarize
+from whathappens.analysis.who_answered import who_answered
 from whathappens.contract.codec import JSON, schema_of, to_json
 from whathappens.contract.document import JourneyDoc, read_journey
 
@@ -41,7 +47,8 @@ def analyze_journey(journey: JourneyDoc) -> Analysis:
     """The analyses of the typed journey document."""
     return Analysis(summary=summarize(journey), budgets=verdicts(journey),
                     actors=actors(journey), resolver_cache=cache_checks(journey),
-                    browser=analyze_browser(journey))
+                    browser=analyze_browser(journey), security=security(journey),
+                    who_answered=who_answered(journey))
 
 
 def analyze(data: Mapping[str, object]) -> dict[str, JSON]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from whathappens.analysis.security_model import SecurityAnalysis, WhoAnswered
+
 Outcome = Literal["within", "over", "unknown"]
 Step = Literal["dns", "tcp", "tls", "ttfb"]  # ttfb: the http.wait phase
 
@@ -172,3 +174,12 @@ class Analysis:
         default=None, metadata={"omit_default": True,
                                 "doc": "the browser phase: Core Web Vitals and critical "
                                        "chains (absent without one)"})
+    security: SecurityAnalysis | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "the final response's security headers and the "
+                                       "journey's cookies, graded with MDN HTTP "
+                                       "Observatory's scoring (absent without a response)"})
+    who_answered: list[WhoAnswered] = field(
+        default_factory=list,
+        metadata={"doc": "who answered (CDN, cache, load balancer, proxy, app server, "
+                         "framework), inferred from the journey's evidence"})
