@@ -406,6 +406,16 @@ def _rule_check(header: str, value: str | None, result: str, cite: str) -> Heade
     return _check(header, value, verdict, says, change, cite)
 
 
+def duration(seconds: int) -> str:
+    """``1 hour``, ``365 days``: a max-age a person can read."""
+    if seconds < 3600:
+        return f"{seconds / 60:,.0f} minutes"
+    if seconds < 86400:
+        hours = seconds / 3600
+        return f"{hours:,.0f} hour" + ("" if round(hours) == 1 else "s")
+    return f"{seconds / 86400:,.0f} days"
+
+
 def _hsts_check(final: Exchange) -> HeaderCheck:
     v = joined(final.headers, "strict-transport-security")
     cite = "RFC 6797"
@@ -415,8 +425,7 @@ def _hsts_check(final: Exchange) -> HeaderCheck:
     if h.error is not None:
         return _check("Strict-Transport-Security", v, "invalid", h.error,
                       words.RULES["hsts-header-invalid"][1], cite + " §6.1")
-    days = (h.max_age or 0) / 86400
-    says = (f"remembered for {h.max_age:,} s ({days:,.1f} days)"
+    says = (f"remembered for {h.max_age:,} s ({duration(h.max_age or 0)})"
             + ("; subdomains too" if h.include_subdomains else "")
             + ("; asks to be preloaded" if h.preload else ""))
     if not final.https:

@@ -35,6 +35,7 @@ from whathappens.journey import LAYERS
 from whathappens.render.browser_view import BrowserView, browser_view
 from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
 from whathappens.render.format import bracket, ms
+from whathappens.render.security_view import SecurityView, WhoView, security_view, who_view
 from whathappens.render.steps import (
     LegView,
     Problem,
@@ -50,6 +51,7 @@ from whathappens.render.steps import (
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
+            ("who", "Who answered"), ("security", "Security"),
             ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
 
@@ -172,6 +174,8 @@ class JourneyView:
     waterfall: list[WaterfallRow]
     layers: list[LayerRow]
     commands: list[Command]
+    security: SecurityView | None = None  # render/security_view.py
+    who: WhoView | None = None
 
     @property
     def span_ms(self) -> float:
@@ -318,4 +322,5 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         compare=compare_view(doc.facts.tls_compare),
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
-        layers=layer_rows(doc), commands=commands(doc, url, legs))
+        layers=layer_rows(doc), commands=commands(doc, url, legs),
+        security=security_view(doc), who=who_view(doc))
