@@ -31,6 +31,7 @@ from whathappens.render.html_parts import esc as esc
 from whathappens.render.html_parts import script_json as script_json
 from whathappens.render.html_parts import section as _section
 from whathappens.render.html_parts import table as _table
+from whathappens.render.html_security import security_html, who_html
 from whathappens.render.steps import (
     DnsSource,
     DnsView,
@@ -119,7 +120,8 @@ class HtmlReport:
         return "".join([
             self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(),
             self.tls_compare(), self.http(),
-            self.inside(), self.browser(), self.waterfall(), self.layers(), self.cheatsheet(),
+            self.inside(), who_html(self.v.who), security_html(self.v.security),
+            self.browser(), self.waterfall(), self.layers(), self.cheatsheet(),
         ])
 
     def nav(self) -> str:

@@ -43,6 +43,7 @@ from whathappens.web.browser_events import (
     browser_line,
     browser_step,
 )
+from whathappens.web.security_events import live_note
 
 # The spans the page shows as they end, in the order a journey meets them.
 LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg", "browser")
@@ -104,7 +105,7 @@ def _http(span: SpanDoc) -> str:
     body = f", {h.body_encoded:,} body bytes" if h.body_encoded is not None else ""
     status = "" if h.status is None else h.status
     return (f"{status} {h.reason} over {h.http_version or h.protocol or 'HTTP'}{body}, "
-            f"first byte after {ms(h.wait_ms)}").replace("  ", " ")
+            f"first byte after {ms(h.wait_ms)}").replace("  ", " ") + live_note(span)
 
 
 def _leg(span: SpanDoc) -> str:
