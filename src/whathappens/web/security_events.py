@@ -4,7 +4,8 @@ The page learns about each response as its http span ends, before the journey's 
 requests are known, so this reads that one response alone: who its headers say answered
 (analysis/who_answered.py) and its headers' grade (analysis/security.py) when it is a final
 answer (a 2xx carrying HSTS or a CSP, read as if over https). The report shown at the end
-has the whole journey's grade, with the redirect and every cookie. web/events.py makes the strings visible on their way out.
+has the whole journey's grade, with the redirect and every cookie. web/events.py makes the
+strings visible on their way out.
 """
 
 from __future__ import annotations
