@@ -164,12 +164,14 @@ def test_a_strong_set_earns_every_bonus() -> None:
     assert by["cookies"].result == "cookies-secure-with-httponly-sessions-and-samesite"
     assert by["subresource-integrity"].result == NOT_TESTED
     assert all(r.counted for r in rules)
-    assert score == 100 + 10 + 5 + 5 + 5 + 10 and g == "A+"
+    assert score == 100 + 10 + 5 + 5 + 5 + 10
+    assert g == "A+"
 
 
 def test_no_security_header_at_all_is_a_d() -> None:
     score, g, rules = grade([])
-    assert score == 100 - 25 - 20 - 5 - 20 and g == "D"
+    assert score == 100 - 25 - 20 - 5 - 20
+    assert g == "D"
     assert sum(r.modifier for r in rules) == score - 100
 
 
@@ -259,9 +261,12 @@ def test_hsts_on_each_leg_is_noted() -> None:
         Exchange(2, "https://www.example.com/", []),
     ]
     notes = [(n.leg, n.note) for n in leg_notes(chain)]
-    assert "RFC 6797 §8.1" in notes[0][1] and "ignore" in notes[0][1]
-    assert notes[1][0] == 0 and "plain http" in notes[1][1]
-    assert notes[2][0] == 1 and "remembered for example.com" in notes[2][1]
+    assert "RFC 6797 §8.1" in notes[0][1]
+    assert "ignore" in notes[0][1]
+    assert notes[1][0] == 0
+    assert "plain http" in notes[1][1]
+    assert notes[2][0] == 1
+    assert "remembered for example.com" in notes[2][1]
 
 
 def test_redirection_is_graded_from_the_journey() -> None:
@@ -296,7 +301,8 @@ def test_any_header_values_get_a_verdict_never_an_exception(
     from whathappens.analysis.security import cookie_checks, header_checks
 
     score, g, rules = grade(headers, url)
-    assert score >= 0 and g in {"A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+",
+    assert score >= 0
+    assert g in {"A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+",
                                 "D", "D-", "F"}
     assert len(rules) == 10
     ex = Exchange(0, url, headers)
