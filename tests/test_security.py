@@ -311,3 +311,24 @@ def test_any_header_values_get_a_verdict_never_an_exception(
     cookie_checks([ex])
     leg_notes([ex])
     hsts_reading(ex, Context(chain=[ex]))
+
+
+def test_the_labs_front_sends_a_strong_set() -> None:
+    """The lab's nginx front (lab/tiers/nginx.py) and Django's cookie settings, graded."""
+    from whathappens.lab.site import settings
+    from whathappens.lab.tiers.nginx import HSTS, SECURITY_HEADERS
+
+    def cookie(name: str, secure: bool, http_only: bool, same_site: str) -> str:
+        return (f"{name}=x; Path=/" + ("; Secure" if secure else "")
+                + ("; HttpOnly" if http_only else "") + f"; SameSite={same_site}")
+
+    headers = [("Strict-Transport-Security", HSTS), *SECURITY_HEADERS.items(),
+               ("Set-Cookie", cookie("csrftoken", settings.CSRF_COOKIE_SECURE, False,
+                                     settings.CSRF_COOKIE_SAMESITE)),
+               ("Set-Cookie", cookie("sessionid", settings.SESSION_COOKIE_SECURE,
+                                     settings.SESSION_COOKIE_HTTPONLY,
+                                     settings.SESSION_COOKIE_SAMESITE))]
+    score, g, rules = grade(headers)
+    assert g == "A+"
+    assert [r.result for r in rules if r.modifier < 0] == []
+    assert score == 100 + 5 + 5 + 5 + 5 + 10

@@ -59,6 +59,14 @@ ALLOWED_HOSTS = ["*"]
 # https passes CSRF's origin check (which compares the scheme too).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = [o for o in _env("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Cookies as a production site sets them (RFC 6265bis): Secure, since visitors reach the site
+# over https at the edge (the proxies behind it speak http, cookies only ride along); the
+# session cookie HttpOnly (Django's default); both SameSite=Lax.
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 ROOT_URLCONF = "whathappens.lab.site.urls"
 WSGI_APPLICATION = "whathappens.lab.site.wsgi.application"
 USE_TZ = True

@@ -91,6 +91,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; object-src 'none'; "
                                 "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"),
+    # the powerful features the site never uses, denied; no window handle across origins; no
+    # embedding by other origins (analysis/security.py grades these)
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 HSTS = "max-age=63072000; includeSubDomains"
 STATIC_CACHE_CONTROL = "public, max-age=86400, immutable"
