@@ -339,7 +339,7 @@ def grade_rules(final: Exchange, ctx: Context) -> list[ScoreRule]:
                                            "hsts-implemented-max-age-at-least-six-months"))),
         _rule(cors_test(final.headers)) if joined(final.headers, "access-control-allow-origin")
         else _rule("cross-origin-resource-sharing-not-implemented", words.RULES[
-            "cross-origin-resource-sharing-not-implemented"][0] + "; " + words.CORS_NOT_TESTED),
+            "cross-origin-resource-sharing-not-implemented"][0] + " " + words.CORS_NOT_TESTED),
         _rule(redirect) if redirect else _not_tested("redirection", words.REDIRECTION_NOT_TESTED),
         _rule(referrer_test(final.headers)),
         _rule(hsts),

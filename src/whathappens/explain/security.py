@@ -170,8 +170,7 @@ RULES: dict[str, tuple[str, str | None]] = {
 SRI_NOT_TESTED = ("Subresource Integrity needs the page's HTML and its script tags; this "
                   "journey reads the response, not the page's markup, so it is not graded "
                   "(modifier 0 here; the Observatory's range is -50 to +5)")
-CORS_NOT_TESTED = ("the Observatory's worst CORS case needs a request with a foreign Origin; "
-                   "judged here from the response's own Access-Control-Allow-Origin only")
+CORS_NOT_TESTED = "(its worst case needs a foreign Origin, not sent here)"
 REDIRECTION_NOT_TESTED = ("the journey began on https, so the http → https redirect was not "
                           "seen; run it with http://… to grade it")
 
