@@ -100,3 +100,21 @@ def test_the_live_note_is_escaped_too() -> None:
 def test_the_sections_are_in_the_navigation() -> None:
     ids = [i for i, _ in SECTIONS]
     assert ids.index("http") < ids.index("who") < ids.index("security") < ids.index("browser")
+
+
+def test_explain_words_carry_this_journeys_values() -> None:
+    doc: dict[str, Any] = json.loads((DATA / "journey_demo.json").read_text(encoding="utf-8"))
+    out = io.StringIO()
+    render_terminal(doc, out, color=False, width=100, explain=True)
+    flat = " ".join(out.getvalue().split())
+    assert "remember for 1 hour to come back to www.example.com only over https" in flat
+    assert "max-age 3,600 s" in flat
+    assert "gives 40 points: D+" in flat
+    assert "Here: app server Hypercorn (possible)." in flat
+    plain = io.StringIO()
+    render_terminal(doc, plain, color=False, width=100)
+    assert "gives 40 points" not in plain.getvalue()
+    page = render_html(doc)
+    section = page.split("<section id=\"security\"")[1].split("</section>")[0]
+    assert "explain beginner" in section
+    assert "explain advanced" in section

@@ -183,3 +183,55 @@ COOKIE_OVER_HTTP = "cookie {name} was set over plain http: anyone on the path sa
 WHO_INTRO = ("Who answered, inferred from what the responses carried: certain when the lab's "
              "own spans prove it, likely from a vendor's header, possible from a Server "
              "string or a name alone.")
+
+
+# ---------------------------------------------------- --explain, with this journey's values
+def security_beginner(grade: str, score: int, host: str, hsts_max_age: int | None,
+                      hsts_for: str | None, script_sources: list[str] | None,
+                      cookies: int) -> str:
+    """The grade in plain words, with this response's own values."""
+    if hsts_max_age is not None and hsts_for:
+        hsts = (f"remember for {hsts_for} to come back to {host} only over https (that is "
+                f"HSTS, max-age {hsts_max_age:,} s)")
+    else:
+        hsts = ("nothing about coming back only over https (no HSTS), so a typed http:// "
+                "address goes out unprotected first")
+    named = [{"'self'": "its own origin ('self')", "'none'": "nowhere ('none')"}.get(
+        x.lower(), x) for x in (script_sources or [])]
+    csp = (f"run scripts only from {' '.join(named)}" if named else
+           "nothing about where scripts may come from")
+    jar = f"; it set {cookies} cookie{'s' if cookies != 1 else ''}" if cookies else ""
+    return (f"Besides the page, the server pinned instructions to its answer, like the care "
+            f"label sewn into a coat: they tell your browser how to protect you on this site. "
+            f"This answer told it to {hsts}, and to {csp}{jar}. Adding these up the way MDN's "
+            f"HTTP Observatory does gives {score} points: {grade}.")
+
+
+def security_advanced(penalties: int, bonuses: int, counted: bool, rules: int,
+                      max_age: int | None) -> str:
+    bonus = (f"bonuses +{bonuses} counted (the penalties left 90 or more)" if counted
+             else f"bonuses +{bonuses} not counted (the penalties left less than 90)")
+    hsts = (f"HSTS max-age={max_age} applies from the next request on this host (RFC 6797 "
+            "§8.1, §8.3), and only when it arrived over https; "
+            if max_age is not None else "")
+    return (f"{rules} Observatory tests: penalties {penalties}, {bonus}. {hsts}CSP Level 3 "
+            "falls back from script-src to default-src, ignores 'unsafe-inline' beside a nonce "
+            "or hash, and base-uri and frame-ancestors never fall back. RFC 6265bis: a Secure "
+            "cookie set over http, a __Host- cookie with Domain or a Path other than /, and "
+            "SameSite=None without Secure are rejected by browsers.")
+
+
+def who_beginner(line: str) -> str:
+    found = f" Here: {line}." if line else " Here the answer carried no such marks."
+    return ("A response can pass through several hands before it reaches you — a CDN's "
+            "server near you, a load balancer, a proxy, the program that built the page — "
+            "like a parcel that collects stamps at each depot. Some hands stamp their name on "
+            "it, some hide it." + found)
+
+
+WHO_ADVANCED = ("Via lists each proxy the message went through (RFC 9110 §7.6.3); Age above "
+                "0 says a cache held the response that many seconds (RFC 9111 §5.1); Server "
+                "is free text any program may fill in or omit (RFC 9110 §10.2.4); vendors "
+                "add their own headers (CF-Ray, X-Amz-Cf-Pop, X-Served-By); a CNAME into a "
+                "CDN's zone shows where DNS sent the client. Only the lab's own logs, which "
+                "carry this request's traceparent (W3C Trace Context), prove a tier took part.")

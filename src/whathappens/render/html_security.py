@@ -12,6 +12,12 @@ from whathappens.render.html_parts import code, esc, section, table
 from whathappens.render.security_view import TONE, SecurityView, WhoView
 
 
+def _both(beginner: str, advanced: str) -> str:
+    """The beginner/advanced switch's two texts (the report's CSS shows one)."""
+    return (f"<div class=\"explain beginner\"><p>{esc(beginner)}</p></div>"
+            f"<div class=\"explain advanced\"><p>{esc(advanced)}</p></div>")
+
+
 def _tone(text: str, tone: str) -> str:
     return f"<span class=\"{tone}\">{esc(text)}</span>" if tone else esc(text)
 
@@ -28,7 +34,8 @@ def who_html(who: WhoView | None) -> str:
             for p in who.parties]
     return section("who", "Who answered",
                    f"<p class=\"muted\">{esc(who.intro)}</p>"
-                   + table(["role", "who", "confidence", "evidence"], rows),
+                   + table(["role", "who", "confidence", "evidence"], rows)
+                   + _both(who.beginner, who.advanced),
                    layer="application")
 
 
@@ -84,5 +91,6 @@ def security_html(s: SecurityView | None) -> str:
             + (f"<p class=\"small\">{esc(s.bonus_note)}</p>" if s.bonus_note else "")
             + (f"<h3>What to change</h3><ol>{changes}</ol>" if changes else "")
             + _headers(s) + _hsts(s) + _cookies(s)
-            + (f"<h3>Per request</h3><ul>{notes}</ul>" if notes else ""))
+            + (f"<h3>Per request</h3><ul>{notes}</ul>" if notes else "")
+            + _both(s.beginner, s.advanced))
     return section("security", "Security headers and cookies", body, layer="application")

@@ -11,8 +11,9 @@ escape it on the way out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from whathappens.analysis.security import security
+from whathappens.analysis.security import duration, security
 from whathappens.analysis.security_model import (
     CookieCheck,
     CspDirective,
@@ -24,7 +25,15 @@ from whathappens.analysis.security_model import (
 )
 from whathappens.analysis.who_answered import who_answered
 from whathappens.contract.document import JourneyDoc
-from whathappens.explain.security import NOT_TESTED, SCORING, WHO_INTRO
+from whathappens.explain.security import (
+    NOT_TESTED,
+    SCORING,
+    WHO_ADVANCED,
+    WHO_INTRO,
+    security_advanced,
+    security_beginner,
+    who_beginner,
+)
 
 TONE = {"good": "ok", "weak": "warn", "bad": "bad", "missing": "warn", "invalid": "bad",
         "info": "", "not_tested": ""}
@@ -52,6 +61,8 @@ class SecurityView:
     csp: list[CspDirective]
     cookies: list[CookieCheck]
     legs: list[LegNote]
+    beginner: str = ""
+    advanced: str = ""
 
     @property
     def line(self) -> str:
@@ -107,13 +118,36 @@ def security_view(doc: JourneyDoc) -> SecurityView | None:
     if s is None:
         return None
     return SecurityView(s.url, s.grade, s.score, s.scoring or SCORING, rule_rows(s),
-                        s.headers, s.hsts, s.csp, s.cookies, s.legs)
+                        s.headers, s.hsts, s.csp, s.cookies, s.legs, *texts(s))
+
+
+def texts(s: SecurityAnalysis) -> tuple[str, str]:
+    """The beginner and advanced words, filled with this response's values."""
+    try:
+        host = (urlsplit(s.url).hostname or s.url)
+    except ValueError:
+        host = s.url
+    max_age = s.hsts.max_age if s.hsts is not None else None
+    script = next((d.sources for d in s.csp if d.name == "script-src"), None) or next(
+        (d.sources for d in s.csp if d.name == "default-src"), None)
+    penalties = sum(r.modifier for r in s.rules if r.modifier < 0)
+    bonuses = sum(r.modifier for r in s.rules if r.modifier > 0)
+    counted = all(r.counted for r in s.rules)
+    return (security_beginner(s.grade, s.score, host, max_age,
+                              duration(max_age) if max_age is not None else None, script,
+                              len(s.cookies)),
+            security_advanced(penalties, bonuses, counted, len(s.rules), max_age))
 
 
 @dataclass(frozen=True)
 class WhoView:
     intro: str
     parties: list[WhoAnswered]
+    advanced: str = WHO_ADVANCED
+
+    @property
+    def beginner(self) -> str:
+        return who_beginner(self.line)
 
     @property
     def line(self) -> str:

@@ -137,7 +137,7 @@ class Report:
                 pass  # no line of its own: its time shows on the steps around it
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
-        who_section(self.c, self.v.who)
+        who_section(self.c, self.v.who, self.explain)
         security_section(self.c, self.v.security, self.explain)
         self.findings()
         self.summary()

@@ -24,7 +24,13 @@ def _line(c: Console, text: Text | str, indent: int = 2, style: str = "") -> Non
     c.print(Padding(t, (0, 0, 0, indent), expand=False), overflow="fold")
 
 
-def who_section(c: Console, who: WhoView | None) -> None:
+def explain(c: Console, beginner: str, advanced: str) -> None:
+    """--explain: the section's words, filled with this journey's values."""
+    _line(c, Text(beginner, style="italic"), indent=4)
+    _line(c, Text("Advanced: ", style="bold dim") + Text(advanced, style="dim"), indent=4)
+
+
+def who_section(c: Console, who: WhoView | None, explain_it: bool = False) -> None:
     if who is None or not who.parties:
         return
     c.print()
@@ -38,9 +44,11 @@ def who_section(c: Console, who: WhoView | None) -> None:
         for e in p.evidence:
             leg = f" (request {e.leg + 1})" if e.leg is not None else ""
             _line(c, Text(f"{e.source}: {e.detail}{leg}", style="dim"), indent=18)
+    if explain_it:
+        explain(c, who.beginner, who.advanced)
 
 
-def security_section(c: Console, s: SecurityView | None, explain: bool) -> None:
+def security_section(c: Console, s: SecurityView | None, explain_it: bool) -> None:
     if s is None:
         return
     c.print()
@@ -82,9 +90,11 @@ def security_section(c: Console, s: SecurityView | None, explain: bool) -> None:
         c.print(Text("  what to change:", style="bold"))
         for line in s.changes:
             _line(c, Text(f"→ {line}", style="yellow"), indent=4)
-    if explain and s.csp:
+    if explain_it and s.csp:
         _line(c, Text("CSP directives: " + "; ".join(
             f"{d.name} {' '.join(d.sources)}".strip() for d in s.csp), style="dim"), indent=4)
+    if explain_it:
+        explain(c, s.beginner, s.advanced)
 
 
 def _hsts(c: Console, s: SecurityView) -> None:
