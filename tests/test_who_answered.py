@@ -95,7 +95,8 @@ def test_the_labs_own_spans_are_certain() -> None:
     seen = Seen(lab=[("edge", "edge", "edge (CDN edge)", 40), ("lb", "lb", "lb", 41),
                      ("app", "app-1-nginx", "app-1-nginx", 42),
                      ("django", "app-1", "app-1 gunicorn → Django", 43),
-                     ("sql", "app-1", "SQL", 44)],
+                     ("sql", "app-1", "PostgreSQL (replica) via PgBouncer", 44),
+                     ("redis", "app-1", "Redis", 45), ("connect", "app-1", "new connection", 46)],
                 headers=[(0, [("Server", "nginx"), ("X-Cache", "MISS")])])
     got = {(w.role, w.who): w.confidence for w in infer(seen)}
     assert got[("cdn", "the lab's CDN edge (nginx cache, TLS)")] == "certain"
@@ -103,6 +104,9 @@ def test_the_labs_own_spans_are_certain() -> None:
     assert got[("reverse proxy", "nginx on the app node")] == "certain"
     assert got[("app server", "gunicorn (WSGI) running Django")] == "certain"
     assert got[("framework", "Django")] == "certain"
+    assert got[("database", "PostgreSQL (replica) via PgBouncer")] == "certain"
+    assert got[("cache", "Redis")] == "certain"
+    assert "connect" not in {r for r, _ in got}               # a step, not a party
     assert got[("reverse proxy", "nginx")] == "possible"   # the Server string stays possible
     roles = [w.role for w in infer(seen)]
     assert roles.index("cdn") < roles.index("load balancer") < roles.index("app server")

@@ -132,7 +132,7 @@ class WhoAnswered:
 
     role: str = field(metadata={"doc": "cdn | shared cache | proxy | load balancer | "
                                        "reverse proxy | web server | app server | framework "
-                                       "| database | cache"})
+                                       "| database | cache | queue | worker"})
     who: str
     confidence: Confidence
     evidence: list[Evidence]

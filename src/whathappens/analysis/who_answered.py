@@ -100,6 +100,9 @@ LAB_KINDS = {"edge": ("cdn", "the lab's CDN edge (nginx cache, TLS)"),
              "lb": ("load balancer", "the lab's load balancer (HAProxy)"),
              "app": ("reverse proxy", "nginx on the app node"),
              "django": ("app server", "gunicorn (WSGI) running Django")}
+# Inside the app: the tier's own span names the program (its actor, e.g. "PostgreSQL (replica)
+# via PgBouncer"); other inner spans (a new connection, think time) are steps, not parties.
+LAB_INNER = {"sql": "database", "redis": "cache", "queue": "queue", "celery": "worker"}
 
 _VIA = re.compile(r"^\s*(?:[A-Za-z]+/)?([0-9.]+)\s+(\S+)(?:\s+\((.*)\))?\s*$")
 
@@ -131,7 +134,8 @@ class Board:
 
     def out(self) -> list[WhoAnswered]:
         order = ("cdn", "shared cache", "proxy", "load balancer", "reverse proxy",
-                 "web server", "app server", "framework", "database", "cache")
+                 "web server", "app server", "framework", "database", "cache", "queue",
+                 "worker")
         items = [WhoAnswered(r, w, c, e[:8]) for (r, w), (c, e) in self.found.items()]
         return sorted(items, key=lambda a: (order.index(a.role) if a.role in order else 99))
 
@@ -195,7 +199,9 @@ def infer(seen: Seen) -> list[WhoAnswered]:
     """The inferences from what was seen, strongest role first."""
     board = Board()
     for kind, tier, actor, span_id in seen.lab:
-        role, who = LAB_KINDS.get(kind, (kind, actor))
+        if kind not in LAB_KINDS and kind not in LAB_INNER:
+            continue
+        role, who = LAB_KINDS.get(kind, (LAB_INNER.get(kind, kind), actor))
         if kind == "edge" and tier != "edge":
             role, who = "reverse proxy", "nginx terminating TLS"
         board.add(role, who, "certain",
