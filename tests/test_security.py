@@ -286,6 +286,16 @@ def test_redirection_is_graded_from_the_journey() -> None:
     assert next(r for r in out if r.test == "redirection").result == NOT_TESTED
 
 
+def test_a_journey_cut_after_its_redirect_reads_the_location() -> None:
+    """Leg 2 failed (say, at TLS): the 301's Location still shows where http led."""
+    first = Exchange(0, "http://a.example/x", [("Location", "https://a.example/x")])
+    _, _, out = grade(first.headers, first.url, Context(chain=[first], began_on_http=True))
+    assert next(r for r in out if r.test == "redirection").result == "redirection-to-https"
+    away = Exchange(0, "http://a.example/", [("Location", "//b.example/")])
+    _, _, out = grade(away.headers, away.url, Context(chain=[away], began_on_http=True))
+    assert next(r for r in out if r.test == "redirection").result == "redirection-not-to-https"
+
+
 header_names = st.sampled_from([
     "Strict-Transport-Security", "Content-Security-Policy", "X-Content-Type-Options",
     "Referrer-Policy", "X-Frame-Options", "Permissions-Policy", "Cross-Origin-Opener-Policy",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from whathappens.analysis.security_headers import (
     Csp,
@@ -244,15 +244,28 @@ def redirection_test(ctx: Context) -> str | None:
     """None when the journey did not begin on http (nothing to grade)."""
     if not ctx.began_on_http or not ctx.chain:
         return None
-    first, final = ctx.chain[0], ctx.chain[-1]
+    chain = list(ctx.chain)
+    location = joined(chain[-1].headers, "location")
+    if location:
+        # the journey stopped after a redirect (a later step failed): the Location says where
+        # it led (RFC 9110 §10.2.2, resolved against the request's URL)
+        chain.append(Exchange(chain[-1].leg + 1, _resolve(chain[-1].url, location), []))
+    first, final = chain[0], chain[-1]
     if not final.https:
-        return "redirection-missing" if len(ctx.chain) == 1 else "redirection-not-to-https"
-    second = ctx.chain[1] if len(ctx.chain) > 1 else final
+        return "redirection-missing" if len(chain) == 1 else "redirection-not-to-https"
+    second = chain[1] if len(chain) > 1 else final
     if not second.https:
         return "redirection-not-to-https-on-initial-redirection"
     if second.host != first.host:
         return "redirection-off-host-from-http"
     return "redirection-to-https"
+
+
+def _resolve(base: str, location: str) -> str:
+    try:
+        return urljoin(base, location.strip())
+    except ValueError:
+        return location
 
 
 _COOKIE_ORDER = (  # the Observatory's order, best to worst (cookies.js ``goodness``)
@@ -550,6 +563,8 @@ def leg_notes(chain: list[Exchange]) -> list[LegNote]:
             if not ex.https:
                 out.append(LegNote(ex.leg, ex.url, words.COOKIE_OVER_HTTP.format(
                     name=parse_cookie(raw).name[:80])))
+    if chain and joined(chain[-1].headers, "location"):
+        out.append(LegNote(chain[-1].leg, chain[-1].url, words.ENDED_ON_REDIRECT))
     return out
 
 

@@ -178,6 +178,8 @@ HSTS_OVER_HTTP = ("this Strict-Transport-Security came over plain http: browsers
                   "(RFC 6797 §8.1); only an https response sets HSTS")
 HSTS_ON_REDIRECT = ("HSTS on this https redirect is remembered for {host} (RFC 6797 §8.1), "
                     "before the next request")
+ENDED_ON_REDIRECT = ("the journey ended on this redirect (a later step failed, or redirects "
+                     "were not followed): its headers are the ones graded")
 COOKIE_OVER_HTTP = "cookie {name} was set over plain http: anyone on the path saw it"
 
 WHO_INTRO = ("Who answered, inferred from what the responses carried: certain when the lab's "
