@@ -29,7 +29,8 @@ def found(headers: H) -> set[tuple[str, str, str]]:
      {("cdn", "Amazon CloudFront", "likely"), ("shared cache", "a shared cache on the path",
                                                "likely")}),
     ([("X-Served-By", "cache-ams21030-AMS"), ("X-Fastly-Request-ID", "f00")],
-     {("cdn", "Fastly", "likely"), ("shared cache", "a shared cache on the path", "likely")}),
+     {("cdn", "Fastly", "likely")}),
+    ([("X-Served-By", "app-2")], {("web server", "the node that says it is app-2", "possible")}),
     ([("Age", "120")], {("shared cache", "a shared cache on the path", "likely")}),
     ([("Age", "0")], set()),
     ([("Server", "nginx/1.22.1")], {("reverse proxy", "nginx", "possible")}),
@@ -107,7 +108,10 @@ def test_the_labs_own_spans_are_certain() -> None:
     assert got[("database", "PostgreSQL (replica) via PgBouncer")] == "certain"
     assert got[("cache", "Redis")] == "certain"
     assert "connect" not in {r for r, _ in got}               # a step, not a party
-    assert got[("reverse proxy", "nginx")] == "possible"   # the Server string stays possible
+    # "Server: nginx" names the nginx the lab proved: one party, its evidence added
+    assert ("reverse proxy", "nginx") not in got
+    proxy = next(w for w in infer(seen) if w.who == "nginx on the app node")
+    assert [e.detail for e in proxy.evidence][-1] == "Server: nginx"
     roles = [w.role for w in infer(seen)]
     assert roles.index("cdn") < roles.index("load balancer") < roles.index("app server")
 

@@ -49,7 +49,7 @@ VENDOR_HEADERS = (
     ("cf-ray", "Cloudflare", "cdn"), ("cf-cache-status", "Cloudflare", "cdn"),
     ("x-amz-cf-pop", "Amazon CloudFront", "cdn"), ("x-amz-cf-id", "Amazon CloudFront", "cdn"),
     ("x-akamai-transformed", "Akamai", "cdn"), ("akamai-grn", "Akamai", "cdn"),
-    ("x-fastly-request-id", "Fastly", "cdn"), ("x-served-by", "", "shared cache"),
+    ("x-fastly-request-id", "Fastly", "cdn"),
     ("x-cache", "", "shared cache"), ("x-cache-status", "", "shared cache"),
     ("x-microcache", "", "reverse proxy"), ("x-azure-ref", "Azure Front Door", "cdn"),
     ("x-vercel-cache", "Vercel", "cdn"), ("x-nf-request-id", "Netlify", "cdn"),
@@ -132,7 +132,23 @@ class Board:
             evidence.append(ev)
         self.found[key] = (conf, evidence)
 
+    def fold(self) -> None:
+        """A Server string that names a party already proven ("nginx" beside the lab's
+        "nginx terminating TLS") is more evidence for it, not a party of its own."""
+        for (role, who), (conf, evidence) in list(self.found.items()):
+            if conf != "possible" or not who:
+                continue
+            word = who.lower().split()[0]
+            into = next((k for k, (c, _) in self.found.items() if k != (role, who)
+                         and k[0] == role and RANK[c] > RANK[conf]
+                         and word in k[1].lower()), None)
+            if into is not None:
+                for ev in evidence:
+                    self.add(into[0], into[1], self.found[into][0], ev)
+                del self.found[(role, who)]
+
     def out(self) -> list[WhoAnswered]:
+        self.fold()
         order = ("cdn", "shared cache", "proxy", "load balancer", "reverse proxy",
                  "web server", "app server", "framework", "database", "cache", "queue",
                  "worker")
@@ -149,6 +165,13 @@ def _headers(board: Board, leg: int, headers: Headers) -> None:
         for v in values(headers, name)[:1]:
             board.add(role, vendor or "a shared cache on the path", "likely",
                       Evidence("header", _short(f"{name}: {v}"), leg))
+    for v in values(headers, "x-served-by")[:1]:
+        # Fastly names its cache nodes cache-<pop>…; anything else names a node of the site
+        fastly = v.strip().lower().startswith("cache-")
+        board.add("cdn" if fastly else "web server",
+                  "Fastly" if fastly else f"the node that says it is {_short(v.strip(), 40)}",
+                  "likely" if fastly else "possible",
+                  Evidence("header", _short(f"X-Served-By: {v}"), leg))
     for v in values(headers, "via")[:4]:
         for hop in v.split(",")[:6]:
             m = _VIA.match(hop)
