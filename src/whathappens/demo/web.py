@@ -49,10 +49,11 @@ CANONICAL_HOST = "www.example.com"
 # example.com for long.
 HSTS = b"max-age=3600"
 SESSION_COOKIE = b"demo_session=1; Path=/; Secure; HttpOnly; SameSite=Lax"
-# A strong but plausible set on every https response (analysis/security.py grades it). Two
-# things are left as a real site often has them, so the grade has something to teach: the
-# one-hour HSTS above, and an old Referrer-Policy that still sends the full URL to other
-# https sites. style-src keeps 'unsafe-inline' (loose styles cost nothing in the grade).
+# A strong but plausible set on every https response (analysis/security.py grades it: A-).
+# Two things are as a real site often has them, so the grade has something to teach: the
+# one-hour HSTS above (short for the reason given there) and an old Referrer-Policy that
+# still sends the full URL to other https sites. style-src keeps 'unsafe-inline' (loose
+# styles cost nothing in the grade, and the report says how to drop it).
 SECURITY_HEADERS: Headers = [
     (b"content-security-policy",
      b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
