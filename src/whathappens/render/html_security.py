@@ -79,7 +79,8 @@ def security_html(s: SecurityView | None) -> str:
     if s is None:
         return section("security", "Security", "<p>No response, so no headers to grade.</p>")
     rows = [[esc(r.test), _tone(r.points, r.tone), esc(r.says)
-             + (f"<br><strong>Change:</strong> {esc(r.change)}" if r.change else "")]
+             + (f"<br><strong>Change:</strong> {esc(r.change)}" if r.change else "")
+             + f"<br><span class=\"muted\">{code(r.result)}</span>"]
             for r in s.rows]
     changes = "".join(f"<li>{esc(c)}</li>" for c in s.changes)
     notes = "".join(f"<li>request {esc(n.leg + 1)} ({code(n.url)}): {esc(n.note)}</li>"

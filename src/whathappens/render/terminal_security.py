@@ -62,8 +62,10 @@ def security_section(c: Console, s: SecurityView | None, explain_it: bool) -> No
     grid.add_column(justify="right", no_wrap=True, min_width=6)
     grid.add_column(overflow="fold")
     for r in s.rows:
-        grid.add_row(Text(r.test), Text(r.points, style=STYLE[r.tone]),
-                     Text(r.says, style="dim" if r.tone in ("", "ok") else ""))
+        says = Text(r.says, style="dim" if r.tone in ("", "ok") else "")
+        if explain_it:  # the Observatory's own name for the result (long: --explain only)
+            says.append(f"  [{r.result}]", style="dim")
+        grid.add_row(Text(r.test), Text(r.points, style=STYLE[r.tone]), says)
     c.print(Padding(grid, (0, 0, 0, 2), expand=False))
     if s.bonus_note:
         _line(c, s.bonus_note, style="dim")
