@@ -111,9 +111,11 @@ def test_explain_words_carry_this_journeys_values() -> None:
     assert "max-age 3,600 s" in flat
     assert "gives 40 points: D+" in flat
     assert "Here: app server Hypercorn (possible)." in flat
+    assert "[hsts-implemented-max-age-less-than-six-months]" in flat   # the rule, cited
     plain = io.StringIO()
     render_terminal(doc, plain, color=False, width=100)
     assert "gives 40 points" not in plain.getvalue()
+    assert "[hsts-implemented" not in plain.getvalue()
     page = render_html(doc)
     section = page.split("<section id=\"security\"")[1].split("</section>")[0]
     assert "explain beginner" in section
