@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -38,6 +38,10 @@ CHANGELOG = (
     "the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
     "(step 'browser'), placed on the journey's clock; the page's times count from "
     "navigation_start_ms, as Web Vitals do.",
+    "1.6: lab server spans: db_explain (the main query step by step with X-Explain: 1: "
+    "chosen and rejected plan, buffers, B-tree depth, pg_stat_statements) and connections "
+    "(each hop's connection, new or reused, its connect time); server spans of Django's "
+    "middleware, view and template.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")
