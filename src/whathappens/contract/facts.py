@@ -474,8 +474,10 @@ class ServerFacts(Facts):
     clock: str = ""
     raw_start_ms: float | None = None
     raw_end_ms: float | None = None
-    db_explain: DbExplainFacts | None = None
-    connections: list[HopConnectionFacts] = field(default_factory=list)
+    # Written only when a driver found them (a tier's span stays as its log had it).
+    db_explain: DbExplainFacts | None = field(default=None, metadata={"omit_default": True})
+    connections: list[HopConnectionFacts] = field(default_factory=list,
+                                                  metadata={"omit_default": True})
     extra: dict[str, object] = field(default_factory=dict,
                                      metadata={"flatten": True})
 

@@ -44,15 +44,26 @@ def tier_at(topo: Topology, server: object) -> TierSpec | None:
 def db_actor(topo: Topology, server: object, database: object, alias: object) -> str:
     """Where a query of the site went, from the topology: through PgBouncer to the primary
     or the replica, or straight to a PostgreSQL."""
-    spec = tier_at(topo, server)
+    spec = tier_at(topo, server) if server else routed(topo, alias)
     if spec is None:
         return f"PostgreSQL at {server} ({alias} alias)"
     if spec.kind == "pgbouncer":
-        target = spec.options.get("replica" if str(database).endswith("_ro") else "primary")
-        role = "replica" if str(database).endswith("_ro") else "primary"
-        return f"PostgreSQL {role} ({target}) via PgBouncer ({spec.name})"
+        reads = str(database).endswith("_ro") if database else alias == "replica"
+        role = "replica" if reads else "primary"
+        return f"PostgreSQL {role} ({spec.options.get(role)}) via PgBouncer ({spec.name})"
     role = "replica" if spec.kind == "postgres-replica" else "primary"
     return f"PostgreSQL {role} ({spec.name}), direct"
+
+
+def routed(topo: Topology, alias: object) -> TierSpec | None:
+    """Where an alias goes when the span does not say (a log from before it did): as
+    ``gunicorn.site_env`` routes it, through the pool if the lab has one, else straight to
+    the primary (both aliases: the single profile has no replica)."""
+    for kind in ("pgbouncer", "postgres-primary"):
+        found = topo.of_kind(kind)
+        if found:
+            return found[0]
+    return None
 
 
 def _num(value: Any) -> float | None:

@@ -85,7 +85,7 @@ def requests_on_connection(log: Path, item: dict[str, object]) -> int | None:
     if None in key:
         return None
     n, last = 0, None
-    for line in json_lines(log, f'"client_port":{key[1]}'):
+    for line in json_lines(log, str(key[1])):
         if (line.get("client"), line.get("client_port")) != key:
             continue
         accept = seconds(line.get("accept_time"))
