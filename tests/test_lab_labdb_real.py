@@ -170,7 +170,7 @@ def _answer(j: Journey, stored_by: str | None, cache: str) -> str | None:
     assert len(notes) == 1, [f.message for f in j.findings]
     print(notes[0])
     assert "not merged into this journey" in notes[0]
-    assert "edge log: MISS" in notes[0]
+    assert "edge log: a MISS" in notes[0]
     return notes[0]
 
 

@@ -118,8 +118,9 @@ def _owner(lab: Lab, edge_name: str, facts: HttpFacts, other: str) -> str:
         parts.append("that request is no longer in the edge's log: whose it was cannot be said")
     if entry is not None:
         same = trace_of(entry.get("traceresponse")) == other
-        parts.append(f"the edge's cache entry {'still holds' if same else 'now holds another'}"
-                     f" copy (stored response Date {entry.get('date', '?')})")
+        holds = "still holds that" if same else "now holds another"
+        parts.append(f"the edge's cache entry {holds} copy (stored response Date "
+                     f"{entry.get('date', '?')})")
     parts.append("that trace's spans are not merged into this journey")
     return "; ".join(parts)
 
