@@ -23,6 +23,7 @@ from whathappens.journey import Journey, Span
 from whathappens.lab.client import apply, merge_inside
 from whathappens.lab.client.cached import trace_of
 from whathappens.lab.tier import LabContext
+from whathappens.render.html import render_html
 from whathappens.render.terminal import render_terminal
 from whathappens.trace import run_journey
 
@@ -91,6 +92,10 @@ def test_x_explain_gives_the_database_step_by_step(production: LabContext) -> No
     print(text[text.index("inside"):])
     assert "the database, step by step" in text
     assert "4 B-tree idx_pages_slug: level 0" in text
+    # the HTML report (whose sections the live page shows too)
+    page = render_html(j.to_dict())
+    assert "the database, step by step" in page
+    assert "client → edge: new connection, request 1 on it" in page
     # without the header: no extra statements, no facts
     plain = journey(production, "/?plain", "-H", "X-Explain: 0")
     assert all(s.facts.db_explain is None for s in servers(http_of(plain)))

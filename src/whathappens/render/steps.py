@@ -549,6 +549,8 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
         return f"{g('command', '')} {g('result', '')}"
     if kind == "postgres":
         return f"statement {g('duration_ms')} ms by PostgreSQL's clock"
+    if kind == "middleware":
+        return str(g("middleware", ""))
     return ""
 
 

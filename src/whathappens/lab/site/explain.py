@@ -56,10 +56,14 @@ def explain_query(raw: Any, sql: str, params: Any) -> dict[str, Any]:
         if level is not None:
             out["btree"] = {"index": index, "level": int(level), "depth": int(level) + 1}
     queryid = chosen.get("Query Identifier")
-    if queryid is not None:
-        stats = _step(out, "statements", lambda: _statements(raw, int(queryid)))
-        if stats is not None:
-            out["statements"] = stats
+    if queryid is None:     # compute_query_id is on only where the lab's config loads it
+        out.setdefault("errors", {})["statements"] = (
+            "EXPLAIN named no queryid: pg_stat_statements is not loaded on this server (a lab "
+            "started before it was configured: lab down, then lab up)")
+        return out
+    stats = _step(out, "statements", lambda: _statements(raw, int(queryid)))
+    if stats is not None:
+        out["statements"] = stats
     return out
 
 
