@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from whathappens.contract.codec import from_json, to_json
 from whathappens.contract.facts import DbExplainFacts, HopConnectionFacts, ServerFacts
@@ -28,7 +32,7 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 # What PostgreSQL 15 answers to EXPLAIN (ANALYZE, BUFFERS, VERBOSE, FORMAT JSON) for the
 # home page's query (trimmed to the keys read).
-INDEX_PLAN = {
+INDEX_PLAN: dict[str, Any] = {
     "Plan": {"Node Type": "Limit", "Startup Cost": 0.14, "Total Cost": 8.16, "Plan Rows": 1,
              "Actual Rows": 1, "Shared Hit Blocks": 2, "Shared Read Blocks": 0,
              "Plans": [{"Node Type": "Index Scan", "Index Name": "idx_pages_slug",
@@ -36,7 +40,7 @@ INDEX_PLAN = {
                         "Plan Rows": 1, "Actual Rows": 1, "Shared Hit Blocks": 2,
                         "Shared Read Blocks": 0}]},
     "Planning Time": 0.041, "Execution Time": 0.034, "Query Identifier": 2233312625373722998}
-SEQ_PLAN = {
+SEQ_PLAN: dict[str, Any] = {
     "Plan": {"Node Type": "Seq Scan", "Relation Name": "pages", "Startup Cost": 0.0,
              "Total Cost": 11.38, "Plan Rows": 1, "Actual Rows": 1, "Shared Hit Blocks": 1,
              "Shared Read Blocks": 0},
@@ -167,7 +171,7 @@ def test_sql_labels_name_where_the_connection_went_in_each_profile() -> None:
 
 # ------------------------------------------------------------------ each hop's connection
 def test_nginx_says_new_or_reused_and_times_the_connect_out() -> None:
-    item = {"connection_requests": "3", "connection": "17",
+    item: dict[str, object] = {"connection_requests": "3", "connection": "17",
             "upstream_connect_time": "0.002, 0.001"}
     into, out = hop_facts(item, "lb", "app-1-nginx", ("app-1-gunicorn", False))
     assert (into.hop, into.new, into.requests) == ("lb → app-1-nginx", False, 3)
@@ -266,3 +270,25 @@ def test_the_report_lines_carry_this_requests_figures() -> None:
     assert connection_line(HopConnectionFacts(hop="a → b", new=False, age_ms=1234.5)) == \
         "a → b: reused connection, opened 1,234.5 ms before"
     assert server_details(None, []) == ()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["tree", "node", "rejected", "btree", "statements", "errors", "level",
+                         "calls", "index", "hop", "new", "requests", "x"]), inner, max_size=5),
+    max_leaves=20)
+
+
+@given(JSON, JSON)
+def test_any_log_content_is_read_without_an_exception(explain: object, conns: object) -> None:
+    """The span log is another process's output: whatever it holds, the driver reads it."""
+    line = _line()
+    line["connections"] = conns
+    line["spans"][4]["explain"] = explain   # type: ignore[index]
+    top = django_span(line, "app-1-gunicorn", "app-1", TRACE, production())
+    for span in top.walk():
+        if span.db_explain is not None:
+            explain_lines(span.db_explain)
+    for hop in top.connections:
+        connection_line(hop)
