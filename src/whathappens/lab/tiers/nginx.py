@@ -196,7 +196,9 @@ def hop_facts(item: dict[str, object], client: str, me: str,
         out.append(HopConnectionFacts(
             hop=f"{client} → {me}", new=n == 1, requests=n,
             evidence=f"nginx ({me}): $connection_requests = {n} on connection "
-                     f"#{item.get('connection')}"))
+                     f"#{item.get('connection')}" +
+                     ("; the connect itself is this journey's own TCP and TLS steps"
+                      if client == "client" else "")))
     connect = last_timer(item.get("upstream_connect_time"))
     if connect is not None:
         name, keepalive = upstream
