@@ -3,13 +3,21 @@
 The middleware reads the W3C ``traceparent`` header (keeping its trace id, or making one),
 times the request, and while the view runs records:
 
+- Django's own phases: the middleware's request half (up to the view: ``ViewBoundary``, the
+  innermost middleware, stamps it in its ``process_view``), the view, the middleware's
+  response half; every template render (``templating.py``);
 - every SQL query, on every database alias, through ``connection.execute_wrapper``: the
-  alias, the SQL as sent (parameters bound), its time and row count; with the request
-  header ``X-Explain: 1`` a SELECT also gets its plan (``EXPLAIN (ANALYZE false)``, run on
-  the same connection, outside the span's time). Each query goes to PostgreSQL with a
-  sqlcommenter comment, ``/*traceparent='00-<trace id>-<span id>-01'*/``, so the
-  statement log of the server (PgBouncer passes it through) names the trace and the span;
-- every new database connection (``db/base.py``: the connect and session setup);
+  alias, where its connection goes (host:port, database), the SQL as sent (parameters
+  bound), its time and row count. With the request header ``X-Explain: 1`` the request's
+  main query (its first SELECT) is explained step by step (``explain.py``: EXPLAIN ANALYZE
+  with buffers, the rejected plan really run, the B-tree depth, pg_stat_statements), its
+  cost an ``explain`` span of its own; any later SELECT gets its plain plan (``EXPLAIN
+  (ANALYZE false)``). Each query goes to PostgreSQL with a sqlcommenter comment,
+  ``/*traceparent='00-<trace id>-<span id>-01'*/``, so the statement log of the server
+  (PgBouncer passes it through) names the trace and the span;
+- every new database connection (``db/base.py``: the connect and session setup), and per
+  alias whether the request's connection was new or kept (``CONN_MAX_AGE``), in the line's
+  ``connections`` (with Redis's, from redis-py's pool);
 - every Redis command of the cache and the sessions, from inside the Redis client
   (``cache.py``), so a span is one round trip: ``GET :1:product:3``, ``SETEX …``;
 - the Celery publish of a task (``views.py``).
@@ -22,7 +30,9 @@ It then writes ONE line to the span log (``WHATHAPPENS_SPAN_LOG``, else stderr):
      "spans": [{"name": "sql", "start_ns": …, "end_ns": …, "span_id": "…", "alias": "replica",
                 "sql": "SELECT … WHERE … slug = 'home' …", "rows": 1, "explain": "…"},
                {"name": "redis", "start_ns": …, "end_ns": …, "alias": "default",
-                "command": "GET :1:product:3", "result": "miss"}, …]}
+                "command": "GET :1:product:3", "result": "miss"}, …],
+     "connections": [{"hop": "app → 127.0.93.10:6432 (site_ro)", "alias": "replica",
+                      "new": false, "age_ms": 5120.3, "requests": 7, …}]}
 
 and sets ``Server-Timing: app;dur=3.1, db;dur=0.8;desc="2 queries", cache;dur=0.2;desc="1
 call"`` so a client without the logs still sees the inside durations. Times are wall-clock
