@@ -120,6 +120,7 @@ class Trace:
         connect = next((s for s in reversed(self.spans)
                         if s["name"] == "connect" and s.get("alias") == wrapper.alias), None)
         db = wrapper.settings_dict
+        wrapper.lab_requests = getattr(wrapper, "lab_requests", 0) + 1   # this one included
         self.connections[wrapper.alias] = {
             "hop": f"app → {db['HOST']}:{db['PORT']} ({db['NAME']})",
             "alias": wrapper.alias, "new": connect is not None,
@@ -127,11 +128,9 @@ class Trace:
                            if connect is not None else None),
             "age_ms": (round((time.time_ns() - opened) / 1e6, 1)
                        if opened is not None else None),
-            "requests": getattr(wrapper, "lab_requests", None),
+            "requests": wrapper.lab_requests,
             "conn_max_age_s": db.get("CONN_MAX_AGE"),
         }
-        wrapper.lab_requests = getattr(wrapper, "lab_requests", 0) + 1
-        self.connections[wrapper.alias]["requests"] = wrapper.lab_requests
 
     def totals(self, name: str) -> tuple[int, float]:
         """How many spans named ``name``, and their total time in milliseconds."""
