@@ -292,3 +292,20 @@ def test_any_log_content_is_read_without_an_exception(explain: object, conns: ob
             explain_lines(span.db_explain)
     for hop in top.connections:
         connection_line(hop)
+
+
+def test_each_tier_knows_who_connects_to_it_from_the_topology() -> None:
+    from whathappens.lab.tiers import build
+    from whathappens.lab.tiers.haproxy import HAProxy
+    from whathappens.lab.tiers.nginx import NginxTier
+
+    prod, one = production(), single()
+    app = build(prod, prod.spec("app-2-nginx"))
+    lb = build(prod, prod.spec("lb"))
+    edge = build(one, one.spec("nginx"))
+    assert isinstance(app, NginxTier)
+    assert isinstance(lb, HAProxy)
+    assert isinstance(edge, NginxTier)
+    assert (app.client_tier(), app.upstream_hop()) == ("lb", ("app-2-gunicorn", False))
+    assert lb.client_tier() == "edge"
+    assert (edge.client_tier(), edge.upstream_hop()) == ("client", ("gunicorn", False))

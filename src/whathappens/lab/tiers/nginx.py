@@ -429,9 +429,12 @@ class NginxApp(NginxTier):
         self.depends = (self.upstream,)
 
     def client_tier(self) -> str:
-        lbs = [s.name for s in self.topo.tiers if s.kind == "haproxy"
-               and self.name in [str(b) for b in s.options.get("backends", [])]]  # type: ignore[attr-defined]
-        return lbs[0] if lbs else "client"
+        for spec in self.topo.tiers:
+            backends = spec.options.get("backends")
+            if spec.kind == "haproxy" and isinstance(backends, list | tuple) and \
+                    self.name in [str(b) for b in backends]:
+                return spec.name
+        return "client"
 
     def upstream_hop(self) -> tuple[str, bool]:
         return self.upstream, False
