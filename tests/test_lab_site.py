@@ -289,6 +289,7 @@ def test_home_page_traced_on_the_replica_with_its_plan(site: Site) -> None:
     # the other SELECT keeps the plain plan; the explain's own cost is a span of its own
     assert isinstance(next(s for s in sql_spans(line) if s is not span)["explain"], str)
     assert [s["name"] for s in line["spans"]].count("explain") == 1
+    assert re.search(r'\bexplain;dur=[\d.]+;desc="X-Explain: extra statements"', timing)
     # Django's phases: middleware, view, middleware; the template inside the view
     phases = [s for s in line["spans"] if s["name"] in ("middleware", "view")]
     assert [(s["name"], s.get("phase")) for s in phases] == [

@@ -281,6 +281,9 @@ def server_timing(trace: Trace, total_ms: float) -> str:
     n_think, think_ms = trace.totals("think")
     if n_think:
         parts.append(f'think;dur={think_ms:.2f};desc="injected delay"')
+    n_explain, explain_ms = trace.totals("explain")
+    if n_explain:
+        parts.append(f'explain;dur={explain_ms:.2f};desc="X-Explain: extra statements"')
     n_queue, queue_ms = trace.totals("queue")
     if n_queue:
         parts.append(f"queue;dur={queue_ms:.2f}")
