@@ -271,8 +271,39 @@ def test_home_page_traced_on_the_replica_with_its_plan(site: Site) -> None:
     assert span["alias"] == "replica"
     assert re.search(r"WHERE .*\"slug\" = 'home'", span["sql"])
     assert span["rows"] == 1
-    print("plan of the page query:\n" + span["explain"])
-    assert "Index Scan" in span["explain"] or "Seq Scan" in span["explain"]
+    # X-Explain: 1 — the main query, step by step, by PostgreSQL itself (site/explain.py)
+    plan = span["explain"]
+    print("the page query, step by step:\n" + json.dumps(plan, indent=1))
+    assert "errors" not in plan
+    assert any("Index Scan using idx_pages_slug" in t for t in plan["tree"])
+    assert plan["planning_ms"] > 0
+    assert plan["execution_ms"] > 0
+    assert plan["shared_hit"] + plan["shared_read"] >= 1
+    assert plan["rejected_by"] == ["enable_indexscan", "enable_bitmapscan",
+                                   "enable_indexonlyscan"]
+    assert any("Seq Scan on pages" in t for t in plan["rejected"]["tree"])
+    assert plan["rejected"]["total_cost"] > plan["total_cost"]   # why the index won
+    assert plan["btree"] == {"index": "idx_pages_slug", "level": 0, "depth": 1}
+    assert plan["statements"]["calls"] >= 1
+    assert plan["statements"]["rows"] >= 1
+    # the other SELECT keeps the plain plan; the explain's own cost is a span of its own
+    assert isinstance(next(s for s in sql_spans(line) if s is not span)["explain"], str)
+    assert [s["name"] for s in line["spans"]].count("explain") == 1
+    assert re.search(r'\bexplain;dur=[\d.]+;desc="X-Explain: extra statements"', timing)
+    # Django's phases: middleware, view, middleware; the template inside the view
+    phases = [s for s in line["spans"] if s["name"] in ("middleware", "view")]
+    assert [(s["name"], s.get("phase")) for s in phases] == [
+        ("middleware", "request"), ("view", None), ("middleware", "response")]
+    assert phases[0]["end_ns"] == phases[1]["start_ns"] <= phases[1]["end_ns"] == \
+        phases[2]["start_ns"]
+    [template] = [s for s in line["spans"] if s["name"] == "template"]
+    assert template["template"] == "site/page.html"
+    assert phases[1]["start_ns"] <= template["start_ns"] <= template["end_ns"] <= \
+        phases[1]["end_ns"]
+    [conn] = line["connections"]
+    assert conn["alias"] == "replica"
+    assert isinstance(conn["new"], bool)
+    assert conn["requests"] >= 1
     # Spans nest inside the request, on the wall clock.
     for s in line["spans"]:
         assert line["start_ns"] <= s["start_ns"] <= s["end_ns"] <= line["end_ns"]

@@ -114,7 +114,7 @@ def test_a_renamed_tiers_spans_still_come_through(renamed_lab: LabContext) -> No
     assert django.actor == "app-1 gunicorn → Django"
     assert django.attrs["gunicorn_request_ms"] == 5.1       # gunicorn's own log, same tier
     [sql] = django.children
-    assert sql.actor == "PostgreSQL (replica) via PgBouncer"
+    assert sql.actor == "PostgreSQL replica (pg-2) via PgBouncer (pool)"   # the topology's names
     [statement] = sql.children                               # pg-2's log, by the span id
     assert statement.tier == "pg-2"
     assert statement.attrs["duration_ms"] == 1.5

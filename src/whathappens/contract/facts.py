@@ -403,6 +403,68 @@ class HttpPhaseFacts(Facts):
 
 # -------------------------------------------------------------------------------- lab
 @dataclass(kw_only=True)
+class DbPlanFacts:
+    """One plan of a query as ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` reported it."""
+
+    node: str | None = field(default=None, metadata=doc("the top plan node: Index Scan, …"))
+    relation: str | None = None
+    index: str | None = None
+    startup_cost: float | None = field(default=None, metadata=doc(
+        "the planner's estimate, in its own cost units (seq_page_cost = 1), not time"))
+    total_cost: float | None = None
+    plan_rows: int | None = None
+    actual_rows: int | None = None
+    planning_ms: float | None = None
+    execution_ms: float | None = None
+    shared_hit: int | None = field(default=None, metadata=doc(
+        "8 kB pages found in PostgreSQL's shared buffers"))
+    shared_read: int | None = field(default=None, metadata=doc(
+        "pages read from the kernel (its page cache or the disk)"))
+    tree: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class DbExplainFacts:
+    """The request's main query, step by step (lab, request header ``X-Explain: 1``): the
+    plan PostgreSQL chose, the one it rejected (really run with the chosen access method
+    switched off), the index's B-tree depth and pg_stat_statements for the statement."""
+
+    clock: str = "PostgreSQL's own timers (EXPLAIN ANALYZE), on the server that ran the query"
+    chosen: DbPlanFacts | None = None
+    rejected: DbPlanFacts | None = None
+    rejected_by: list[str] = field(default_factory=list, metadata=doc(
+        "the planner settings switched off (SET LOCAL) to make it show the other plan"))
+    btree_index: str | None = None
+    btree_level: int | None = field(default=None, metadata=doc(
+        "pageinspect's bt_metap level: 0 when the root page is the leaf"))
+    btree_depth: int | None = field(default=None, metadata=doc(
+        "index pages a lookup reads, root to leaf (level + 1)"))
+    stmt_queryid: str | None = None
+    stmt_calls: int | None = field(default=None, metadata=doc(
+        "pg_stat_statements: executions of this statement on this server since its stats "
+        "were reset"))
+    stmt_mean_ms: float | None = None
+    stmt_rows: int | None = None
+    errors: dict[str, str] = field(default_factory=dict, metadata=doc(
+        "a step that could not run, and PostgreSQL's reason"))
+
+
+@dataclass(kw_only=True)
+class HopConnectionFacts:
+    """One hop's connection as the program at one end logged it: new or reused."""
+
+    hop: str = field(metadata=doc("from → to, e.g. 'edge → lb'"))
+    new: bool | None = field(default=None, metadata=doc("None: the logs do not say"))
+    connect_ms: float | None = field(default=None, metadata=doc(
+        "the connect as the connecting program timed it; None when it did not connect"))
+    requests: int | None = field(default=None, metadata=doc(
+        "this request's number on the connection (1: its first)"))
+    age_ms: float | None = field(default=None, metadata=doc(
+        "how long the connection had been open when this request used it"))
+    evidence: str = field(default="", metadata=doc("which log fields or counters say so"))
+
+
+@dataclass(kw_only=True)
 class ServerFacts(Facts):
     """A span from a lab tier's own log, placed on the journey's clock. The tier's log
     fields (status, cache, upstream times, HAProxy's timers, SQL, …) ride along as they
@@ -412,6 +474,10 @@ class ServerFacts(Facts):
     clock: str = ""
     raw_start_ms: float | None = None
     raw_end_ms: float | None = None
+    # Written only when a driver found them (a tier's span stays as its log had it).
+    db_explain: DbExplainFacts | None = field(default=None, metadata={"omit_default": True})
+    connections: list[HopConnectionFacts] = field(default_factory=list,
+                                                  metadata={"omit_default": True})
     extra: dict[str, object] = field(default_factory=dict,
                                      metadata={"flatten": True})
 

@@ -41,7 +41,11 @@ CHANGELOG = (
     "1.6: analysis.security (security headers and cookies graded with MDN HTTP "
     "Observatory's scoring, HSTS preload eligibility, CSP directives, each cookie) and "
     "analysis.who_answered (CDN, cache, load balancer, proxy, app server, framework, each "
-    "with its evidence and confidence).",
+    "with its evidence and confidence)"
+    "; lab server spans: db_explain (the main query step by step with X-Explain: 1: "
+    "chosen and rejected plan, buffers, B-tree depth, pg_stat_statements) and connections "
+    "(each hop's connection, new or reused, its connect time); server spans of Django's "
+    "middleware, view and template.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from whathappens.contract.facts import DbExplainFacts, HopConnectionFacts
+
 TAIL_BYTES = 4 * 1024 * 1024
 
 
@@ -32,6 +34,12 @@ class ServerSpan:
     # span, found by the sqlcommenter traceparent in the statement.
     span_id: str = ""
     parent_id: str = ""
+    # Typed facts a driver read from its program: the main query step by step (X-Explain),
+    # and the connections of the hops into and out of this tier (joined by hop name in
+    # client/timeline.py: the accepting side says new or reused, the connecting side timed
+    # the connect).
+    db_explain: DbExplainFacts | None = None
+    connections: list[HopConnectionFacts] = field(default_factory=list)
 
     def walk(self) -> Iterator[ServerSpan]:
         yield self

@@ -518,6 +518,9 @@ class HtmlReport:
     def server_tree(self, n: ServerNode) -> str:
         facts = " · ".join(f"{esc(k)} {_code(v)}" for k, v in n.fields)
         plan = f"<pre>{esc(n.plan, block=True)}</pre>" if n.plan else ""
+        if n.details:
+            plan += "<ul class=\"small\">" + "".join(f"<li>{esc(d)}</li>" for d in n.details) \
+                + "</ul>"
         kids = "".join(self.server_tree(c) for c in n.children)
         return (f"<li><strong>{esc(n.actor)}</strong> <span class=\"muted\">{esc(n.name)}"
                 f"</span> {esc(ms(n.duration_ms))}<div class=\"small\">{facts}</div>{plan}"

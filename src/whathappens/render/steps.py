@@ -46,6 +46,7 @@ from whathappens.contract.facts import (
     UrlFacts,
 )
 from whathappens.contract.facts import Segment as SegmentFacts
+from whathappens.render.labdb import server_details
 
 F = TypeVar("F", bound=Facts)
 
@@ -495,6 +496,7 @@ class ServerNode:
     fields: list[tuple[str, str]]  # every scalar attribute, for the report
     plan: str | None             # a query plan (EXPLAIN), several lines
     children: list[ServerNode]
+    details: tuple[str, ...] = ()  # each hop's connection, the DB step by step (labdb.py)
 
 
 @dataclass(frozen=True)
@@ -547,6 +549,8 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
         return f"{g('command', '')} {g('result', '')}"
     if kind == "postgres":
         return f"statement {g('duration_ms')} ms by PostgreSQL's clock"
+    if kind == "middleware":
+        return str(g("middleware", ""))
     return ""
 
 
@@ -554,11 +558,13 @@ def server_node(span: SpanDoc) -> ServerNode:
     a = server_fields(facts(span, ServerFacts))
     kind = span.name.removeprefix("server.")
     plan = a.get("explain")
+    typed = facts(span, ServerFacts)
     return ServerNode(
         kind, span.name, span.actor, span.duration_ms, _server_facts(kind, a),
         [(k, str(v)) for k, v in a.items()
          if k != "explain" and not isinstance(v, (dict, list))],
-        str(plan) if plan else None, [server_node(c) for c in span.children])
+        str(plan) if plan else None, [server_node(c) for c in span.children],
+        server_details(typed.db_explain, typed.connections))
 
 
 def http_view(span: SpanDoc) -> HttpView:

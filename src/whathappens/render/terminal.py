@@ -352,6 +352,8 @@ class Report:
         self.detail(t, indent=indent)
         for line in (node.plan or "").splitlines()[:4]:
             self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
+        for line in node.details:
+            self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
         for kid in node.children:
             self.server_tree(kid, indent + 2)
 

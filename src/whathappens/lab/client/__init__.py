@@ -20,6 +20,7 @@ from pathlib import Path
 
 from whathappens.contract.document import LabFacts
 from whathappens.journey import Journey
+from whathappens.lab.client.cached import attribute
 from whathappens.lab.client.timeline import merge, request_kinds, wait_and_collect
 from whathappens.lab.manifest import Manifest
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
@@ -153,6 +154,7 @@ def merge_inside(journey: Journey, state: Path) -> None:
         return
     spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
     placed = merge(journey, spans)
+    attribute(journey, lab)
     journey.facts.lab = LabFacts(state=str(state), profile=lab.manifest.profile,
                                  server_spans=placed)
     if placed:

@@ -30,6 +30,7 @@ from typing import Any
 
 from whathappens.contract.facts import ServerFacts
 from whathappens.journey import Journey, Span
+from whathappens.lab.client.cached import refresh_note, split_refresh
 from whathappens.lab.logs import ServerSpan
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext
@@ -44,7 +45,41 @@ def collect(state: Path, trace_id: str) -> list[ServerSpan]:
         lab = open_lab(LabContext(state=state))
     except LabNotRunning:
         return []
-    return nest([span for tier in lab.tiers() for span in tier.trace_spans(lab.ctx, trace_id)])
+    spans = nest([span for tier in lab.tiers() for span in tier.trace_spans(lab.ctx, trace_id)])
+    for top in spans:
+        if top.kind == "django":
+            settle_backends(top)
+    return spans
+
+
+def settle_backends(django: ServerSpan) -> None:
+    """A PostgreSQL backend that authorized its connection after the request reached
+    Django was opened for this request; one from before was kept (by PgBouncer's pool or
+    Django's CONN_MAX_AGE)."""
+    for span in django.walk():
+        for hop in span.connections:
+            if span.kind == "postgres" and hop.age_ms is not None and hop.new is None:
+                opened = span.start_wall_ns - int(hop.age_ms * 1e6)
+                hop.new = opened >= django.start_wall_ns
+
+
+def join_hops(spans: list[ServerSpan]) -> None:
+    """One fact per hop: where the accepting program said new or reused (nginx's
+    $connection_requests, HAProxy's connection) and the connecting one timed the connect
+    (nginx's $upstream_connect_time, HAProxy's Tc), the two are joined on the accepting
+    tier's span. A connect time is kept only for a new connection: on a kept-alive one
+    the programs report ~0, which is no connect at all."""
+    accepting = {h.hop: h for s in spans for h in s.connections if h.requests is not None}
+    for span in spans:
+        kept = []
+        for hop in span.connections:
+            into = accepting.get(hop.hop)
+            if into is None or into is hop:
+                kept.append(hop)
+                continue
+            into.connect_ms = hop.connect_ms if into.new else None
+            into.evidence = f"{into.evidence}; {hop.evidence}"
+        span.connections = kept
 
 
 def nest(spans: list[ServerSpan]) -> list[ServerSpan]:
@@ -89,6 +124,10 @@ def merge(journey: Journey, spans: list[ServerSpan], names: tuple[str, ...] = ("
             continue
         mine = sorted((s for s in spans if s.traceparent == traceparent),
                       key=lambda s: (ORDER.get(s.kind, 9), s.start_wall_ns))
+        mine, refresh = split_refresh(mine)
+        if refresh:
+            journey.note("info", "server", refresh_note(refresh))
+        join_hops(mine)
         parent = http
         for server in mine:
             parent = _attach(journey, parent, server, t0)
@@ -103,7 +142,8 @@ def _attach(journey: Journey, parent: Span[Any], server: ServerSpan,
     start, end = server.start_wall_ns - t0, server.end_wall_ns - t0
     facts = ServerFacts(tier=server.tier, clock="the tier's log, wall clock of this machine "
                         "aligned at t0", raw_start_ms=round(start / 1e6, 3),
-                        raw_end_ms=round(end / 1e6, 3),
+                        raw_end_ms=round(end / 1e6, 3), db_explain=server.db_explain,
+                        connections=server.connections,
                         extra={k: v for k, v in server.attrs.items()
                                if k not in ("tier", "clock", "raw_start_ms", "raw_end_ms",
                                             "interrupted")})

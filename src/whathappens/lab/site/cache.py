@@ -23,6 +23,8 @@ class TracedRedis(redis.Redis):
         trace = current()
         if trace is None:
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        pool = self.connection_pool
+        made = getattr(pool, "_created_connections", None)   # redis-py's own pool counter
         start = time.time_ns()
         error: str | None = None
         result: Any = None
@@ -40,7 +42,22 @@ class TracedRedis(redis.Redis):
                 span["error"] = error
             elif str(args[0]).upper() == "GET":
                 span["result"] = "miss" if result is None else "hit"
+            if made is not None:
+                # a connection the pool had to open for this command, or one it kept
+                span["new_connection"] = getattr(pool, "_created_connections", made) > made
+                _note_connection(trace, pool, span["new_connection"])
             trace.add(span)
+
+
+def _note_connection(trace: Any, pool: Any, new: bool) -> None:
+    """The request's first Redis command: over a new connection or a pooled one."""
+    if "redis" in trace.connections:
+        return
+    kwargs = getattr(pool, "connection_kwargs", {})
+    trace.connections["redis"] = {
+        "hop": f"app → {kwargs.get('host')}:{kwargs.get('port')} (Redis)", "alias": "redis",
+        "new": new, "connect_ms": None, "age_ms": None, "requests": None,
+        "pooled": "redis-py's connection pool, per worker process"}
 
 
 def _word(arg: Any) -> str:

@@ -83,11 +83,13 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "whathappens.lab.site.tracing.ViewBoundary",        # innermost: where the view starts
 ]
 
 TEMPLATES = [
     {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Django's own template engine; every render is a span (templating.py).
+        "BACKEND": "whathappens.lab.site.templating.TracedDjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {"context_processors": ["django.template.context_processors.csrf",

@@ -3,13 +3,21 @@
 The middleware reads the W3C ``traceparent`` header (keeping its trace id, or making one),
 times the request, and while the view runs records:
 
+- Django's own phases: the middleware's request half (up to the view: ``ViewBoundary``, the
+  innermost middleware, stamps it in its ``process_view``), the view, the middleware's
+  response half; every template render (``templating.py``);
 - every SQL query, on every database alias, through ``connection.execute_wrapper``: the
-  alias, the SQL as sent (parameters bound), its time and row count; with the request
-  header ``X-Explain: 1`` a SELECT also gets its plan (``EXPLAIN (ANALYZE false)``, run on
-  the same connection, outside the span's time). Each query goes to PostgreSQL with a
-  sqlcommenter comment, ``/*traceparent='00-<trace id>-<span id>-01'*/``, so the
-  statement log of the server (PgBouncer passes it through) names the trace and the span;
-- every new database connection (``db/base.py``: the connect and session setup);
+  alias, where its connection goes (host:port, database), the SQL as sent (parameters
+  bound), its time and row count. With the request header ``X-Explain: 1`` the request's
+  main query (its first SELECT) is explained step by step (``explain.py``: EXPLAIN ANALYZE
+  with buffers, the rejected plan really run, the B-tree depth, pg_stat_statements), its
+  cost an ``explain`` span of its own; any later SELECT gets its plain plan (``EXPLAIN
+  (ANALYZE false)``). Each query goes to PostgreSQL with a sqlcommenter comment,
+  ``/*traceparent='00-<trace id>-<span id>-01'*/``, so the statement log of the server
+  (PgBouncer passes it through) names the trace and the span;
+- every new database connection (``db/base.py``: the connect and session setup), and per
+  alias whether the request's connection was new or kept (``CONN_MAX_AGE``), in the line's
+  ``connections`` (with Redis's, from redis-py's pool);
 - every Redis command of the cache and the sessions, from inside the Redis client
   (``cache.py``), so a span is one round trip: ``GET :1:product:3``, ``SETEX …``;
 - the Celery publish of a task (``views.py``).
@@ -22,7 +30,9 @@ It then writes ONE line to the span log (``WHATHAPPENS_SPAN_LOG``, else stderr):
      "spans": [{"name": "sql", "start_ns": …, "end_ns": …, "span_id": "…", "alias": "replica",
                 "sql": "SELECT … WHERE … slug = 'home' …", "rows": 1, "explain": "…"},
                {"name": "redis", "start_ns": …, "end_ns": …, "alias": "default",
-                "command": "GET :1:product:3", "result": "miss"}, …]}
+                "command": "GET :1:product:3", "result": "miss"}, …],
+     "connections": [{"hop": "app → 127.0.93.10:6432 (site_ro)", "alias": "replica",
+                      "new": false, "age_ms": 5120.3, "requests": 7, …}]}
 
 and sets ``Server-Timing: app;dur=3.1, db;dur=0.8;desc="2 queries", cache;dur=0.2;desc="1
 call"`` so a client without the logs still sees the inside durations. Times are wall-clock
@@ -49,6 +59,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
+
+from whathappens.lab.site.explain import explain_query
 
 Span = dict[str, Any]
 SQL_TEXT_MAX = 4000
@@ -79,6 +91,9 @@ class Trace:
     span_id: str = field(default_factory=lambda: new_id(8))
     explain: bool = False
     spans: list[Span] = field(default_factory=list)
+    explained: bool = False          # the main query (the first SELECT) has had its EXPLAIN
+    connections: dict[str, Span] = field(default_factory=dict)   # per database alias
+    view_ns: tuple[int, int | None] | None = None    # ViewBoundary's stamps
 
     @classmethod
     def from_header(cls, traceparent: str | None, *, explain: bool = False) -> Trace:
@@ -94,6 +109,28 @@ class Trace:
 
     def add(self, span: Span) -> None:
         self.spans.append(span)
+
+    def note_connection(self, wrapper: Any) -> None:
+        """The first query on a database alias: was its connection new or reused, and how
+        old? (``db/base.py`` stamps each connection when it opens; a reused one was kept
+        by Django's ``CONN_MAX_AGE`` from an earlier request of this worker thread.)"""
+        if wrapper.alias in self.connections:
+            return
+        opened = getattr(wrapper, "lab_opened_ns", None)
+        connect = next((s for s in reversed(self.spans)
+                        if s["name"] == "connect" and s.get("alias") == wrapper.alias), None)
+        db = wrapper.settings_dict
+        wrapper.lab_requests = getattr(wrapper, "lab_requests", 0) + 1   # this one included
+        self.connections[wrapper.alias] = {
+            "hop": f"app → {db['HOST']}:{db['PORT']} ({db['NAME']})",
+            "alias": wrapper.alias, "new": connect is not None,
+            "connect_ms": (round((connect["end_ns"] - connect["start_ns"]) / 1e6, 3)
+                           if connect is not None else None),
+            "age_ms": (round((time.time_ns() - opened) / 1e6, 1)
+                       if opened is not None else None),
+            "requests": wrapper.lab_requests,
+            "conn_max_age_s": db.get("CONN_MAX_AGE"),
+        }
 
     def totals(self, name: str) -> tuple[int, float]:
         """How many spans named ``name``, and their total time in milliseconds."""
@@ -121,6 +158,7 @@ class SQLRecorder:
         span_id = new_id(8)
         # sqlcommenter: PostgreSQL's statement log then names the trace and this very span.
         comment = f" /*traceparent='00-{self.trace.trace_id}-{span_id}-01'*/"
+        self.trace.note_connection(context["connection"])
         start = time.time_ns()
         error: str | None = None
         try:
@@ -130,18 +168,36 @@ class SQLRecorder:
             raise
         finally:
             end = time.time_ns()
-            cursor = context["cursor"]
-            text = self._text(context, sql, params).removesuffix(comment)
-            span: Span = {"name": "sql", "start_ns": start, "end_ns": end,
-                          "span_id": span_id, "alias": self.alias, "sql": text,
-                          "rows": cursor.rowcount if error is None else None}
-            if many:
-                span["many"] = len(params) if isinstance(params, list | tuple) else None
-            if error is not None:
-                span["error"] = error[:500]
-            elif self.trace.explain and not many and _is_select(sql):
+            self.trace.add(self._span(context, sql, params, many, comment, error,
+                                      (start, end, span_id)))
+
+    def _span(self, context: dict[str, Any], sql: str, params: Any, many: bool, comment: str,
+              error: str | None, when: tuple[int, int, str]) -> Span:
+        cursor = context["cursor"]
+        text = self._text(context, sql, params).removesuffix(comment)
+        db = context["connection"].settings_dict
+        span: Span = {"name": "sql", "start_ns": when[0], "end_ns": when[1],
+                      "span_id": when[2], "alias": self.alias, "sql": text,
+                      "server": f"{db['HOST']}:{db['PORT']}", "database": db["NAME"],
+                      "rows": cursor.rowcount if error is None else None}
+        if many:
+            span["many"] = len(params) if isinstance(params, list | tuple) else None
+        if error is not None:
+            span["error"] = error[:500]
+        elif self.trace.explain and not many and _is_select(sql):
+            if not self.trace.explained:
+                # the request's main query (its first SELECT): the database, step by step
+                self.trace.explained = True
+                began = time.time_ns()
+                span["explain"] = explain_query(context["connection"].connection, sql,
+                                                params)
+                self.trace.add({"name": "explain", "start_ns": began,
+                                "end_ns": time.time_ns(), "alias": self.alias,
+                                "note": "EXPLAIN ANALYZE twice, the B-tree depth and "
+                                        "pg_stat_statements: X-Explain's cost, in the view"})
+            else:
                 span["explain"] = _explain(context, sql, params)
-            self.trace.add(span)
+        return span
 
     @staticmethod
     def _text(context: dict[str, Any], sql: str, params: Any) -> str:
@@ -225,10 +281,57 @@ def server_timing(trace: Trace, total_ms: float) -> str:
     n_think, think_ms = trace.totals("think")
     if n_think:
         parts.append(f'think;dur={think_ms:.2f};desc="injected delay"')
+    n_explain, explain_ms = trace.totals("explain")
+    if n_explain:
+        parts.append(f'explain;dur={explain_ms:.2f};desc="X-Explain: extra statements"')
     n_queue, queue_ms = trace.totals("queue")
     if n_queue:
         parts.append(f"queue;dur={queue_ms:.2f}")
     return ", ".join(parts)
+
+
+MIDDLEWARE_SEEN = "the middleware between tracing and the view (settings.MIDDLEWARE)"
+
+
+def phase_spans(trace: Trace, after_start: int, end: int) -> list[Span]:
+    """Django's own phases, from the stamps ``ViewBoundary`` left: the middleware's request
+    half (with URL routing and the process_view hooks, e.g. the CSRF check), the view (with
+    its queries and template), the middleware's response half."""
+    view = trace.view_ns
+    if view is None or view[1] is None:
+        return []
+    classes = [m.rsplit(".", 1)[-1] for m in settings.MIDDLEWARE[1:] if "ViewBoundary" not in m]
+    return [
+        {"name": "middleware", "phase": "request", "start_ns": after_start,
+         "end_ns": view[0], "middleware": ", ".join(classes),
+         "includes": "each middleware's request half, URL routing, process_view hooks"},
+        {"name": "view", "start_ns": view[0], "end_ns": view[1]},
+        {"name": "middleware", "phase": "response", "start_ns": view[1], "end_ns": end,
+         "middleware": ", ".join(reversed(classes)),
+         "includes": "each middleware's response half, innermost first"},
+    ]
+
+
+class ViewBoundary:
+    """Innermost middleware: stamps where the view starts (its ``process_view`` runs last,
+    after every other middleware's) and where it ends (its response comes back here
+    first), so the middleware and the view are spans of their own."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            return self.get_response(request)
+        finally:
+            trace = current()
+            if trace is not None and trace.view_ns is not None:
+                trace.view_ns = (trace.view_ns[0], time.time_ns())
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        trace = current()
+        if trace is not None:
+            trace.view_ns = (time.time_ns(), None)
 
 
 class TracingMiddleware:
@@ -248,19 +351,26 @@ class TracingMiddleware:
                 think_start = time.time_ns()
                 time.sleep(settings.THINK_MS / 1000)
                 trace.add({"name": "think", "start_ns": think_start, "end_ns": time.time_ns()})
+            inner_start = time.time_ns()
             response = self.get_response(request)
         end = time.time_ns()
         response["Server-Timing"] = server_timing(trace, (end - start) / 1e6)
         response["traceresponse"] = trace.traceparent
         if request.path != "/healthz" or header is not None:
-            match = request.resolver_match
-            span_log.write({
-                "trace_id": trace.trace_id, "parent_id": trace.parent_id,
-                "span_id": trace.span_id, "tier": settings.NODE, "kind": "django",
-                "pid": os.getpid(), "start_ns": start, "end_ns": end,
-                "method": request.method, "path": request.path,
-                "status": response.status_code,
-                "view": match.url_name if match is not None else None,
-                "spans": trace.spans,
-            })
+            self.log(request, response, trace, (start, inner_start, end))
         return response
+
+    @staticmethod
+    def log(request: HttpRequest, response: HttpResponseBase, trace: Trace,
+            times: tuple[int, int, int]) -> None:
+        match = request.resolver_match
+        span_log.write({
+            "trace_id": trace.trace_id, "parent_id": trace.parent_id,
+            "span_id": trace.span_id, "tier": settings.NODE, "kind": "django",
+            "pid": os.getpid(), "start_ns": times[0], "end_ns": times[2],
+            "method": request.method, "path": request.path,
+            "status": response.status_code,
+            "view": match.url_name if match is not None else None,
+            "spans": phase_spans(trace, times[1], times[2]) + trace.spans,
+            "connections": list(trace.connections.values()),
+        })

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from whathappens.lab.logs import ServerSpan, json_lines
 from whathappens.lab.process import LabError, run_checked
 from whathappens.lab.tier import LabContext, SpecTier
+from whathappens.lab.tiers.django_spans import django_span
 
 if TYPE_CHECKING:
     from whathappens.lab.topology import TierSpec, Topology
@@ -161,12 +162,6 @@ def http_status(address: str, port: int, path: str, timeout: float = 1.0) -> int
         conn.close()
 
 
-# Who a span of the site stands for, by the span's name (site/tracing.py).
-INNER_ACTORS = {"sql": "PostgreSQL ({alias}) via PgBouncer", "redis": "Redis",
-                "connect": "new database connection ({alias})",
-                "queue": "Celery task published (Redis broker)"}
-
-
 def gunicorn_requests(path: Path, trace_id: str) -> dict[str, dict[str, Any]]:
     """gunicorn's own access log (JSON lines in the tier's log): per traceparent, the worker
     that served the request and gunicorn's timing of it (from its parser to the last byte)."""
@@ -177,23 +172,6 @@ def gunicorn_requests(path: Path, trace_id: str) -> dict[str, dict[str, Any]]:
                 "gunicorn_worker_pid": str(item.get("pid", "")).strip("<>"),
                 "gunicorn_request_ms": round(int(item["duration_us"]) / 1000, 3)}
     return out
-
-
-def django_span(item: dict[str, Any], tier: str, node: str, trace_id: str) -> ServerSpan:
-    """One request's line of the site's span log: Django's span, with a span per SQL query,
-    Redis call, new connection and published task beneath it."""
-    traceparent = f"00-{trace_id}-{item.get('parent_id')}-01"
-    top = ServerSpan("django", tier, f"{node} gunicorn → Django", int(item["start_ns"]),
-                     int(item["end_ns"]), traceparent,
-                     {k: item.get(k) for k in ("view", "status", "method", "path", "pid")})
-    for s in item.get("spans") or []:
-        kind = str(s.get("name", "span"))
-        actor = INNER_ACTORS[kind].format(alias=s.get("alias")) if kind in INNER_ACTORS \
-            else kind
-        attrs = {k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "name")}
-        top.children.append(ServerSpan(kind, tier, actor, int(s["start_ns"]), int(s["end_ns"]),
-                                       traceparent, attrs, span_id=str(s.get("span_id", ""))))
-    return top
 
 
 class Gunicorn(SpecTier):
@@ -245,7 +223,7 @@ class Gunicorn(SpecTier):
         for item in json_lines(span_log(ctx, self.name), trace_id):
             if item.get("trace_id") != trace_id:
                 continue
-            span = django_span(item, self.name, self.host, trace_id)
+            span = django_span(item, self.name, self.host, trace_id, self.topo)
             # the proxies pass the client's traceparent through unchanged: same key
             span.attrs.update(requests.get(span.traceparent, {}))
             out.append(span)

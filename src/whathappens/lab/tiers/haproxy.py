@@ -42,6 +42,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from whathappens.contract.facts import HopConnectionFacts
 from whathappens.lab.logs import ServerSpan, json_lines, seconds
 from whathappens.lab.process import LabError
 from whathappens.lab.tier import LabContext, SpecTier, port_open, which
@@ -71,6 +72,30 @@ SPAN_FIELDS = ("server", "backend", "status", "Tq", "Tw", "Tc", "Tr", "Ta", "ter
                "retries", "queues", "request_id")
 TIMERS = ("Tw: waited in queue, Tc: connect to the server, Tr: server response headers, "
           "Ta: whole request (ms)")
+
+
+KEEP_ALIVE_S = 10.0      # "timeout http-keep-alive" below
+
+
+def requests_on_connection(log: Path, item: dict[str, object]) -> int | None:
+    """This request's number on its client connection: the lines before it from the same
+    address and port, each starting (accept_time) within the keep-alive timeout of the one
+    before (a port reused later is another connection)."""
+    key = (item.get("client"), item.get("client_port"))
+    if None in key:
+        return None
+    n, last = 0, None
+    for line in json_lines(log, str(key[1])):
+        if (line.get("client"), line.get("client_port")) != key:
+            continue
+        accept = seconds(line.get("accept_time"))
+        if accept is None:
+            continue
+        n = n + 1 if last is not None and accept - last <= KEEP_ALIVE_S else 1
+        last = accept + max(int(str(line.get("Tt") or 0)), 0) / 1000
+        if line.get("request_id") == item.get("request_id"):
+            return n
+    return None
 
 
 def haproxy_binary() -> str:
@@ -145,9 +170,36 @@ class HAProxy(SpecTier):
             attrs = {k: item.get(k) for k in SPAN_FIELDS}
             attrs["algorithm"] = ctx.algorithm
             attrs["timers"] = TIMERS
-            out.append(ServerSpan(self.span_kind, self.name, f"{self.name} ({self.role})",
-                                  int(start * 1e9), int((start + max(ta, 0) / 1000) * 1e9),
-                                  str(item.get("traceparent", "")), attrs))
+            span = ServerSpan(self.span_kind, self.name, f"{self.name} ({self.role})",
+                              int(start * 1e9), int((start + max(ta, 0) / 1000) * 1e9),
+                              str(item.get("traceparent", "")), attrs)
+            span.connections = self.hops(ctx, item)
+            out.append(span)
+        return out
+
+    def client_tier(self) -> str:
+        fronts = [s.name for s in self.topo.tiers if s.options.get("upstream") == self.name]
+        return fronts[0] if fronts else "client"
+
+    def hops(self, ctx: LabContext, item: dict[str, object]) -> list[HopConnectionFacts]:
+        """The hop in (which request this was on the client's connection, from the earlier
+        lines of the same source address and port) and the hop out (HAProxy's Tc)."""
+        out = []
+        n = requests_on_connection(ctx.log(self.name), item)
+        if n is not None:
+            out.append(HopConnectionFacts(
+                hop=f"{self.client_tier()} → {self.name}", new=n == 1, requests=n,
+                evidence=f"HAProxy's log: request {n} from {item.get('client')}:"
+                         f"{item.get('client_port')} (%ci:%cp) kept alive within "
+                         f"{KEEP_ALIVE_S:g} s; Th {item.get('Th')} ms, Ti {item.get('Ti')} ms"))
+        tc = item.get("Tc")
+        server = next((b for b in self.backends
+                       if self.topo.spec(b).host == item.get("server")), None)
+        if isinstance(tc, int) and tc >= 0 and server is not None:
+            out.append(HopConnectionFacts(
+                hop=f"{self.name} → {server}", connect_ms=float(tc),
+                evidence=f"HAProxy's Tc = {tc} ms (whole milliseconds); its conns: "
+                         f"{item.get('conns')}"))
         return out
 
     def servers(self, ctx: LabContext) -> dict[str, str]:

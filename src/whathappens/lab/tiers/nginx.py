@@ -53,6 +53,7 @@ listens on loopback only; the master must be root anyway to bind 80/443.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import ssl
@@ -61,6 +62,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from whathappens.contract.facts import HopConnectionFacts
 from whathappens.demo.ca import ensure_pki
 from whathappens.lab.logs import ServerSpan, json_lines, seconds
 from whathappens.lab.process import LabError
@@ -120,9 +122,14 @@ LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("upstream_response_time", "$upstream_response_time", True),
     ("cache", "$upstream_cache_status", True),
 )
-EDGE_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
+# Which connection the request came on, and its number there (1: the connection's first):
+# logged by both tiers, so each hop into nginx says new or reused.
+CONNECTION_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("connection", "$connection", False),
     ("connection_requests", "$connection_requests", False),
+)
+EDGE_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    *CONNECTION_FIELDS,
     ("ssl_protocol", "$ssl_protocol", True),
     ("ssl_cipher", "$ssl_cipher", True),
     ("ssl_session_reused", "$ssl_session_reused", True),
@@ -146,6 +153,67 @@ def quoted(value: object) -> str:
     """A value as an nginx string literal (paths may hold spaces)."""
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
+
+
+CACHE_HEAD_MAX = 64 * 1024
+
+
+def stored_headers(head: bytes, key: str) -> dict[str, str] | None:
+    """The upstream response headers in an nginx cache file (after its binary header and
+    the ``KEY:`` line), lower-cased names; None when the file is not for ``key``."""
+    marker = f"\nKEY: {key}\n".encode()
+    at = head.find(marker)
+    if at < 0:
+        return None
+    block = head[at + len(marker):].split(b"\r\n\r\n", 1)[0]
+    out = {}
+    for line in block.decode("latin-1").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip().lower()] = value.strip()
+    return out
+
+
+def first_request_number(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def last_timer(value: object) -> float | None:
+    """nginx's upstream timers list every upstream tried ("0.001, 0.000"); the last one is
+    the connection that answered. Seconds, as logged."""
+    text = str(value or "").split(",")[-1].strip()
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def hop_facts(item: dict[str, object], client: str, me: str,
+              upstream: tuple[str, bool]) -> list[HopConnectionFacts]:
+    """The hop into this nginx ($connection_requests: 1 = a new connection) and the hop out
+    to its upstream ($upstream_connect_time, when nginx asked one)."""
+    out = []
+    n = first_request_number(item.get("connection_requests"))
+    if n is not None:
+        out.append(HopConnectionFacts(
+            hop=f"{client} → {me}", new=n == 1, requests=n,
+            evidence=f"nginx ({me}): $connection_requests = {n} on connection "
+                     f"#{item.get('connection')}" +
+                     ("; the connect itself is this journey's own TCP and TLS steps"
+                      if client == "client" else "")))
+    connect = last_timer(item.get("upstream_connect_time"))
+    if connect is not None:
+        name, keepalive = upstream
+        out.append(HopConnectionFacts(
+            hop=f"{me} → {name}", new=None if keepalive else True,
+            connect_ms=round(connect * 1000, 3),
+            evidence=f"nginx ({me}): $upstream_connect_time = {connect:.3f} s" +
+                     ("" if keepalive else "; no keepalive to this upstream, so every "
+                      "request opens a new connection")))
+    return out
 
 
 class NginxTier(SpecTier):
@@ -211,10 +279,21 @@ class NginxTier(SpecTier):
             if end is None or took is None:
                 continue
             attrs = {k: item.get(k) for k in SPAN_FIELDS if item.get(k) not in (None, "", "-")}
-            out.append(ServerSpan(self.span_kind, self.name, f"{self.name} ({self.role})",
-                                  int((end - took) * 1e9), int(end * 1e9),
-                                  str(item.get("traceparent", "")), attrs))
+            span = ServerSpan(self.span_kind, self.name, f"{self.name} ({self.role})",
+                              int((end - took) * 1e9), int(end * 1e9),
+                              str(item.get("traceparent", "")), attrs)
+            span.connections = hop_facts(item, self.client_tier(), self.name,
+                                         self.upstream_hop())
+            out.append(span)
         return out
+
+    @abstractmethod
+    def client_tier(self) -> str:
+        """Who connects to this nginx: the client, or the tier in front."""
+
+    @abstractmethod
+    def upstream_hop(self) -> tuple[str, bool]:
+        """(the upstream tier, does nginx keep connections to it alive?)"""
 
     # -- pieces of configuration ------------------------------------------------------------
 
@@ -354,6 +433,17 @@ class NginxApp(NginxTier):
         self.node = str(self.spec.options.get("node", self.host))
         self.depends = (self.upstream,)
 
+    def client_tier(self) -> str:
+        for spec in self.topo.tiers:
+            backends = spec.options.get("backends")
+            if spec.kind == "haproxy" and isinstance(backends, list | tuple) and \
+                    self.name in [str(b) for b in backends]:
+                return spec.name
+        return "client"
+
+    def upstream_hop(self) -> tuple[str, bool]:
+        return self.upstream, False
+
     def trusted_proxies(self) -> list[str]:
         """Addresses whose X-Forwarded-For nginx believes: the lab's LB and edge hosts."""
         hosts = {s.host for s in self.topo.tiers if s.kind in ("haproxy", "nginx-edge")}
@@ -362,7 +452,7 @@ class NginxApp(NginxTier):
     def config(self, ctx: LabContext) -> str:
         home = ctx.dir(self.name)
         up_addr, up_port = self.topo.endpoint(self.upstream)
-        fields = self.log_fields(self.node, "$lab_request_id")
+        fields = self.log_fields(self.node, "$lab_request_id", CONNECTION_FIELDS)
         return self.main_context(ctx) + f"""
 http {{
 {self.http_common(ctx, fields)}
@@ -460,8 +550,11 @@ http {{
             proxy_cache_use_stale updating;
             # One user's page is never served to another: not for a session or credentials
             # (responses that set a cookie are never stored: Set-Cookie is not ignored).
-            proxy_cache_bypass $cookie_sessionid $http_authorization;
-            proxy_no_cache $cookie_sessionid $http_authorization $lab_uncacheable;
+            # X-Explain: 1 asks the database for its plan: it must reach the database
+            # (never a cached copy), and its answer (slower for it) is not kept for others.
+            proxy_cache_bypass $cookie_sessionid $http_authorization $http_x_explain;
+            proxy_no_cache $cookie_sessionid $http_authorization $lab_uncacheable
+                           $http_x_explain;
         }}
     }}
 """
@@ -489,6 +582,25 @@ class NginxEdge(NginxTier):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "http_port": self.http_port}
+
+    def client_tier(self) -> str:
+        return "client"
+
+    def cache_entry(self, ctx: LabContext, host: str, uri: str) -> dict[str, str] | None:
+        """The response headers the edge cache holds for ``https://host/uri`` (its file in
+        the cache directory: nginx names it by the MD5 of the key, levels=1:2), or None."""
+        key = f"https{host}{uri}"     # proxy_cache_key $scheme$host$request_uri
+        digest = hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
+        path = ctx.dir(self.name) / "cache" / digest[-1] / digest[-3:-1] / digest
+        try:
+            with path.open("rb") as f:
+                head = f.read(CACHE_HEAD_MAX)
+        except OSError:
+            return None
+        return stored_headers(head, key)
+
+    def upstream_hop(self) -> tuple[str, bool]:
+        return self.upstream, not self.single
 
     def modules(self) -> tuple[Path, ...]:
         return (BROTLI_MODULE,) if BROTLI_MODULE.exists() else ()
@@ -656,6 +768,10 @@ http {{
             # (RFC 9111 §3.5); a session cookie is treated the same way.
             proxy_cache_bypass $cookie_sessionid $http_authorization;
             proxy_no_cache $cookie_sessionid $http_authorization;
+            # X-Explain: 1 (the database step by step) always goes to the origin, and its
+            # answer is not stored for others.
+            proxy_cache_bypass $http_x_explain;
+            proxy_no_cache $http_x_explain;
         }
 """
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from whathappens.contract.facts import HopConnectionFacts
 from whathappens.lab.logs import ServerSpan, tail_lines
 from whathappens.lab.process import LabError, run_checked
 from whathappens.lab.tier import LabContext, SpecTier, chown_to, which
@@ -207,6 +208,33 @@ STATEMENT_LINE = re.compile(
     r"duration: (?P<ms>[\d.]+) ms\s+(?:statement|execute [^:]*): .*"
     r"traceparent='00-[0-9a-f]{32}-(?P<span>[0-9a-f]{16})-01'")
 
+# What ``X-Explain: 1`` reads (site/explain.py), made once in the site's database (the replica
+# gets it by replication). pageinspect (in Debian's postgresql-15 package, as contrib) lets
+# only superusers read index pages, so the site gets one narrow SECURITY DEFINER function:
+# the depth of a B-tree index of its own schema. LAB ONLY: a function running as superuser.
+# https://www.postgresql.org/docs/15/pageinspect.html#PAGEINSPECT-B-TREE-FUNCS
+EXPLAIN_SETUP = (
+    "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+    "CREATE EXTENSION IF NOT EXISTS pageinspect",
+    "CREATE OR REPLACE FUNCTION public.lab_btree_level(index_name text) RETURNS integer "
+    "LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS "
+    "$$ SELECT level::integer FROM bt_metap(index_name) $$",
+    "REVOKE ALL ON FUNCTION public.lab_btree_level(text) FROM PUBLIC",
+    f"GRANT EXECUTE ON FUNCTION public.lab_btree_level(text) TO {SITE_ROLE}",
+)
+
+# '2026-11-22 00:56:46.315 UTC [23653] site@site app=[unknown] LOG:  connection authorized: …'
+AUTHORIZED_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC \[(?P<pid>\d+)\].*?"
+    r"LOG:  connection authorized:")
+
+
+def wall_ns(stamp: str) -> int:
+    """A log_line_prefix %m time (UTC, milliseconds) as Unix nanoseconds."""
+    when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return int(when.timestamp() * 1e9)
+
+
 INCLUDE = "include 'lab.conf'   # whathappens lab: per-host settings, rewritten on each start\n"
 
 
@@ -275,6 +303,13 @@ class PostgresBase(SpecTier):
             "log_disconnections = on",
             "log_replication_commands = on",
             "",
+            "# Per-statement statistics (calls, mean time, rows), read back by the site for a",
+            "# request sent with X-Explain: 1. Loading the module needs a restart, so it is here.",
+            "# https://www.postgresql.org/docs/15/pgstatstatements.html",
+            "shared_preload_libraries = 'pg_stat_statements'",
+            "compute_query_id = on        # EXPLAIN VERBOSE then names the statement's queryid",
+            "pg_stat_statements.track = top",
+            "",
         ])
 
     def write_config(self, ctx: LabContext) -> None:
@@ -311,20 +346,40 @@ class PostgresBase(SpecTier):
         span whose id Django put in the statement's comment (sqlcommenter): its
         ``parent_id``."""
         out = []
+        opened: dict[int, int] = {}
         for line in tail_lines(ctx.log(self.name)):
+            if (c := AUTHORIZED_LINE.match(line)) is not None:
+                opened[int(c["pid"])] = wall_ns(c["ts"])
             m = STATEMENT_LINE.match(line) if trace_id in line else None
             if m is None:
                 continue
-            end = datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
-            end_ns = int(end.timestamp() * 1e9)
+            end_ns = wall_ns(m["ts"])
             took_ns = int(float(m["ms"]) * 1e6)
-            out.append(ServerSpan(
+            span = ServerSpan(
                 "postgres", self.name, f"PostgreSQL {self.name} (backend pid {m['pid']})",
                 end_ns - took_ns, end_ns, "",
                 {"duration_ms": float(m["ms"]), "backend_pid": int(m["pid"]),
                  "note": "PostgreSQL's own statement time; its log stamps whole milliseconds"},
-                parent_id=m["span"]))
+                parent_id=m["span"])
+            span.connections = self.backend_hop(int(m["pid"]), opened, span.start_wall_ns)
+            out.append(span)
         return out
+
+    def backend_hop(self, pid: int, opened: dict[int, int],
+                    start_ns: int) -> list[HopConnectionFacts]:
+        """The backend that ran the statement: since when it exists (its "connection
+        authorized" line). Whether that was during this request is settled by the timeline,
+        which knows when the request reached Django."""
+        pools = [s.name for s in self.topo.tiers if s.kind == "pgbouncer"
+                 and self.name in (s.options.get("primary"), s.options.get("replica"))]
+        since = opened.get(pid)
+        when = (datetime.fromtimestamp(since / 1e9, UTC).strftime("at %H:%M:%S.%f")[:-3]
+                if since is not None else "before the part of the log read")
+        return [HopConnectionFacts(
+            hop=f"{pools[0] if pools else 'app'} → {self.name}",
+            age_ms=round((start_ns - since) / 1e6, 1) if since is not None else None,
+            evidence=(f"PostgreSQL's log: backend pid {pid} authorized its connection {when}"
+                      + (" (PgBouncer lends it per transaction)" if pools else "")))]
 
     def describe(self) -> dict[str, object]:
         facts = super().describe()
@@ -369,6 +424,9 @@ class PostgresPrimary(PostgresBase):
                 # pg_database_owner), where Django's migrations create the tables.
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                     sql.Identifier(SITE_DB), sql.Identifier(SITE_ROLE)))
+        with connect(self.address, self.pg_port, SITE_DB, SUPERUSER) as conn:
+            for statement in EXPLAIN_SETUP:
+                conn.execute(statement)
 
 
 class PostgresReplica(PostgresBase):

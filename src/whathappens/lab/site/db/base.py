@@ -15,12 +15,18 @@ from whathappens.lab.site.tracing import current
 
 
 class DatabaseWrapper(PostgresWrapper):
+    # When this connection opened, and how many requests have used it (tracing.py reports
+    # both per request: a connection kept by CONN_MAX_AGE is reused, not opened again).
+    lab_opened_ns: int | None = None
+    lab_requests: int = 0
+
     def connect(self) -> None:
         trace = current()
         start = time.time_ns()
         error: str | None = None
         try:
             super().connect()
+            self.lab_opened_ns, self.lab_requests = time.time_ns(), 0
         except Exception as e:
             error = f"{type(e).__name__}: {e}".strip()[:500]
             raise
