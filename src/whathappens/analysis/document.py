@@ -11,7 +11,9 @@ from the typed ``JourneyDoc``):
 - ``resolver_cache``: whether each repeated question came from the resolver's cache
   (analysis/resolver_cache.py);
 - ``browser`` (only with a browser phase): FCP, LCP and CLS against Core Web Vitals'
-  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py).
+  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py);
+- ``caching`` (when a response came back): who may store each response and for how long,
+  its validators and Vary, and the revalidation made after the journey (analysis/caching.py).
 
 The dataclasses are analysis/model.py; their JSON and :data:`SCHEMA` come from
 contract/codec.py, like every span's facts. The terminal, the HTML report and the live page
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from whathappens.analysis.actors import actors
 from whathappens.analysis.browser import analyze_browser
 from whathappens.analysis.budgets import verdicts
+from whathappens.analysis.caching import analyze_caching
 from whathappens.analysis.model import Analysis
 from whathappens.analysis.resolver_cache import cache_checks
 from whathappens.analysis.summary import summarize
@@ -41,7 +44,7 @@ def analyze_journey(journey: JourneyDoc) -> Analysis:
     """The analyses of the typed journey document."""
     return Analysis(summary=summarize(journey), budgets=verdicts(journey),
                     actors=actors(journey), resolver_cache=cache_checks(journey),
-                    browser=analyze_browser(journey))
+                    browser=analyze_browser(journey), caching=analyze_caching(journey))
 
 
 def analyze(data: Mapping[str, object]) -> dict[str, JSON]:

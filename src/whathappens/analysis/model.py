@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from whathappens.analysis.caching_model import CachingAnalysis
+
 Outcome = Literal["within", "over", "unknown"]
 Step = Literal["dns", "tcp", "tls", "ttfb"]  # ttfb: the http.wait phase
 
@@ -172,3 +174,8 @@ class Analysis:
         default=None, metadata={"omit_default": True,
                                 "doc": "the browser phase: Core Web Vitals and critical "
                                        "chains (absent without one)"})
+    caching: CachingAnalysis | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "HTTP caching (RFC 9111) of each response, and the "
+                                       "revalidation made after the journey "
+                                       "(analysis/caching.py; absent without a response)"})

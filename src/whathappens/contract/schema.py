@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -38,9 +38,14 @@ CHANGELOG = (
     "the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
     "(step 'browser'), placed on the journey's clock; the page's times count from "
     "navigation_start_ms, as Web Vitals do.",
+    "1.6: caching: analysis.caching (each response's RFC 9111 policy: who may store it, for "
+    "how long and by which rule, age, validators, Vary; the revalidation compared with the "
+    "first response) and the revalidate span (step 'revalidate': the final request again "
+    "with If-None-Match / If-Modified-Since, after the journey).",
 )
 
-STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")
+STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",
+         "revalidate")
 LAYERS = ("application", "transport", "internet", "link")
 
 
