@@ -335,8 +335,7 @@ def _explicit(d: _Directives, headers: Fields, cache: CacheKind, receipt: dateti
               problems: list[str]) -> tuple[float, Rule, str, str] | None:
     if cache == "shared" and d.deltas["s-maxage"] is not None:
         v = d.deltas["s-maxage"] or 0
-        return v, "s-maxage", f"s-maxage={v}: shared caches use it before anything else", \
-            "RFC 9111 §5.2.2.10"
+        return v, "s-maxage", f"s-maxage={v}", "RFC 9111 §5.2.2.10"
     if d.deltas["max-age"] is not None:
         v = d.deltas["max-age"] or 0
         return v, "max-age", f"max-age={v}", "RFC 9111 §5.2.2.1"

@@ -33,6 +33,7 @@ from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
 from whathappens.journey import LAYERS
 from whathappens.render.browser_view import BrowserView, browser_view
+from whathappens.render.caching_view import CachingView, caching_view
 from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
 from whathappens.render.format import bracket, ms
 from whathappens.render.steps import (
@@ -50,7 +51,7 @@ from whathappens.render.steps import (
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
-            ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
+            ("caching", "Caching"), ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
@@ -172,6 +173,7 @@ class JourneyView:
     waterfall: list[WaterfallRow]
     layers: list[LayerRow]
     commands: list[Command]
+    caching: CachingView | None = None  # RFC 9111 and the revalidation (caching_view.py)
 
     @property
     def span_ms(self) -> float:
@@ -318,4 +320,4 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         compare=compare_view(doc.facts.tls_compare),
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
-        layers=layer_rows(doc), commands=commands(doc, url, legs))
+        layers=layer_rows(doc), commands=commands(doc, url, legs), caching=caching_view(doc))
