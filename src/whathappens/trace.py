@@ -283,7 +283,13 @@ class Runner:
                 span.facts.outcome, span.facts.why = "skipped", why
                 return
             conditional = dataclasses.replace(hop, headers=(*hop.headers, *fields))
-            await asyncio.wait_for(self._revalidate(span, conditional), left)
+            # The live page shows the revalidation as one step, not its inner steps as if
+            # they were another request of the journey: its listener hears the span only.
+            listener, self.j.listener = self.j.listener, None
+            try:
+                await asyncio.wait_for(self._revalidate(span, conditional), left)
+            finally:
+                self.j.listener = listener
             span.facts.outcome = "made"
         except (JourneyError, TimeoutError, OSError) as exc:
             err = exc if isinstance(exc, JourneyError) else HttpError(

@@ -176,7 +176,7 @@ class _Directives:
                 self.names.add("no-cache")
                 problems.append("no Cache-Control, but Pragma: no-cache: taken as no-cache, "
                                 "as caches do (RFC 9111 §5.4; Pragma is deprecated)")
-        for name, value in self.parsed:
+        for name, _ in self.parsed:
             if not _TOKEN.match(name):
                 problems.append(f"'{name}' is not a valid directive name: ignored "
                                 "(RFC 9111 §5.2)")
@@ -271,8 +271,9 @@ def revalidation_plan(method: str, status: int, headers: Fields) -> tuple[
     """What to send to revalidate the journey's final response, or why not (no I/O)."""
     if method not in ("GET", "HEAD"):
         return [], f"the request was {method}: only GET and HEAD responses are revalidated"
-    if status < 200 or status >= 300 and status not in HEURISTIC_STATUSES:
-        return [], f"the final response was {status}: nothing a cache would revalidate"
+    if status < 200 or (status >= 300 and status not in HEURISTIC_STATUSES):
+        return [], (f"the final response was {status}, not a status a cache keeps and "
+                    "revalidates by default")
     names = {n for n, _ in parse_cache_control(field_values(headers, "cache-control"))}
     if "no-store" in names:
         return [], ("the response said no-store: no cache kept it, so none would revalidate "

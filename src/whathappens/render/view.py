@@ -51,8 +51,8 @@ from whathappens.render.steps import (
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
-            ("caching", "Caching"), ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
-            ("cheatsheet", "Cheat sheet"))
+            ("caching", "Caching"), ("browser", "Browser"), ("waterfall", "Waterfall"),
+            ("layers", "Layers"), ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
 
