@@ -116,13 +116,17 @@ def test_heuristic_freshness_is_labelled_as_modelled() -> None:
     p = policy(("date", DATE),
                ("last-modified", email.utils.formatdate(NOW - 36_000, usegmt=True)))
     c = p.caches[0]
-    assert c.rule == "heuristic" and c.modelled and c.lifetime_s == 3600.0
-    assert "rule of thumb" in c.rule_words and c.cite == "RFC 9111 §4.2.2"
+    assert c.rule == "heuristic"
+    assert c.modelled
+    assert c.lifetime_s == 3600.0
+    assert "rule of thumb" in c.rule_words
+    assert c.cite == "RFC 9111 §4.2.2"
 
 
 def test_age_and_what_is_left() -> None:
     p = policy(("cache-control", "max-age=600"), ("age", "100"), ("date", DATE))
-    assert p.age is not None and p.age.age_header_s == 100
+    assert p.age is not None
+    assert p.age.age_header_s == 100
     # Age + the response delay (2 ms, measured), beats Date's apparent age (0.01 s)
     assert p.age.current_age_s == pytest.approx(100.002, abs=1e-3)
     assert p.caches[0].remaining_s == pytest.approx(499.998, abs=1e-3)
@@ -135,7 +139,8 @@ def test_validators_vary_and_extensions() -> None:
                request=(("accept-encoding", "br"),))
     assert [(v.header, v.strength, v.sent_as) for v in p.validators] == [
         ("ETag", "weak", "If-None-Match"), ("Last-Modified", "weak", "If-Modified-Since")]
-    assert p.vary is not None and p.vary.key == ["GET", "https://x.test/",
+    assert p.vary is not None
+    assert p.vary.key == ["GET", "https://x.test/",
                                                   "Accept-Encoding: br"]
     assert (p.stale_if_error_s, p.stale_while_revalidate_s, p.immutable) == (600, 30, True)
     cites = {d.name: d.cite for d in p.directives}
@@ -143,7 +148,8 @@ def test_validators_vary_and_extensions() -> None:
     assert cites["immutable"] == "RFC 8246 §2"
     assert cites["must-revalidate"] == "RFC 9111 §5.2.2.2"
     star = policy(("vary", "*"))
-    assert star.vary is not None and star.vary.any
+    assert star.vary is not None
+    assert star.vary.any
 
 
 def test_pragma_no_cache_without_cache_control() -> None:
@@ -157,9 +163,11 @@ def test_parsing_helpers() -> None:
                                                                  "max-age=5"]
     assert parse_cache_control(["Max-Age=5, PUBLIC", 'private="a, b"']) == [
         ("max-age", "5"), ("public", None), ("private", "a, b")]
-    assert delta_seconds("12") == 12 and delta_seconds("-1") is None
+    assert delta_seconds("12") == 12
+    assert delta_seconds("-1") is None
     assert delta_seconds("١٢") is None  # digits, but not ASCII ones
-    assert lifetime_words(86400) == "1 day" and lifetime_words(90) == "90 s"
+    assert lifetime_words(86400) == "1 day"
+    assert lifetime_words(90) == "90 s"
 
 
 def test_revalidation_plan() -> None:

@@ -5,11 +5,9 @@ them, close the connection after each answer, or fail the second request."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from journey_helpers import demo_url, options, run, trace
-from threaded_server import raw_server, serving
-
+from threaded_server import Handler, raw_server, serving
 from whathappens.analysis.document import analyze
 from whathappens.contract.facts import HttpFacts, RevalidateFacts
 from whathappens.demo.internet import DemoInternet
@@ -39,7 +37,7 @@ Heads = list[dict[str, str]]
 
 
 def http_server(heads: Heads, *, honour: bool = True, close: bool = False,
-                fail_second: bool = False) -> Callable[..., object]:
+                fail_second: bool = False) -> Handler:
     """An HTTP/1.1 server: 200 with an ETag and Last-Modified; 304 to a matching
     If-None-Match when ``honour``; ``Connection: close`` after each answer when ``close``;
     the second request on a connection gets no answer (the connection is closed) when
@@ -81,25 +79,31 @@ def journey_to(port: int, *args: str) -> Journey:
 def test_the_demo_page_revalidates_to_a_304_on_the_same_connection(
         demo_internet: DemoInternet) -> None:
     journey = trace(demo_internet, demo_url(demo_internet))
-    assert journey.error is None and journey.exit_code == 0
+    assert journey.error is None
+    assert journey.exit_code == 0
     span = revalidate_span(journey)
     facts = span.facts
     assert facts.outcome == "made"
     assert facts.connection == "reused"            # HTTP/2: a new stream (RFC 9113 §5.1.1)
     assert [n for n, _ in facts.conditional] == ["if-none-match", "if-modified-since"]
     again, first = http_of(span).facts, first_http(journey).facts
-    assert again.status == 304 and first.status == 200
+    assert again.status == 304
+    assert first.status == 200
     sent = dict(again.request_headers)
     assert sent["if-none-match"] == dict(first.response_headers)["etag"]
     assert again.body_bytes_encoded == 0
-    assert again.wire_bytes_received is not None and first.wire_bytes_received is not None
+    assert again.wire_bytes_received is not None
+    assert first.wire_bytes_received is not None
     assert again.wire_bytes_received < first.wire_bytes_received
     # on the journey's clock, after the journey's last request
     leg = [s for s in journey.spans if s.name == "leg"][-1]
-    assert leg.end_ns is not None and span.start_ns >= leg.end_ns
+    assert leg.end_ns is not None
+    assert span.start_ns >= leg.end_ns
     check = analyze(journey.to_dict())["caching"]["revalidation"]
-    assert check["outcome"] == "not_modified" and check["status"] == 304
-    assert check["ttfb_ms"] > 0 and check["first_ttfb_ms"] > 0
+    assert check["outcome"] == "not_modified"
+    assert check["status"] == 304
+    assert check["ttfb_ms"] > 0
+    assert check["first_ttfb_ms"] > 0
     assert check["wire_bytes_received"] < check["first_wire_bytes_received"]
 
 
@@ -114,21 +118,24 @@ def test_a_server_that_honours_if_none_match_answers_304_on_the_kept_alive_conne
 ) -> None:
     heads: Heads = []
     connections: list[int] = []
-    with serving(raw_server(http_server(heads), connections)) as port:  # type: ignore[arg-type]
+    with serving(raw_server(http_server(heads), connections)) as port:
         journey = journey_to(port)
     assert journey.exit_code == 0
     span = revalidate_span(journey)
-    assert span.facts.connection == "reused" and len(connections) == 1
-    assert heads[1]["if-none-match"] == ETAG and heads[1]["if-modified-since"] == MODIFIED
+    assert span.facts.connection == "reused"
+    assert len(connections) == 1
+    assert heads[1]["if-none-match"] == ETAG
+    assert heads[1]["if-modified-since"] == MODIFIED
     assert http_of(span).facts.status == 304
     check = analyze(journey.to_dict())["caching"]["revalidation"]
     assert check["outcome"] == "not_modified"
-    assert check["first_body_bytes"] == len(BODY) and check["body_bytes"] == 0
+    assert check["first_body_bytes"] == len(BODY)
+    assert check["body_bytes"] == 0
 
 
 def test_a_server_that_ignores_validators_is_explained() -> None:
     heads: Heads = []
-    with serving(raw_server(http_server(heads, honour=False))) as port:  # type: ignore[arg-type]
+    with serving(raw_server(http_server(heads, honour=False))) as port:
         journey = journey_to(port)
     assert journey.exit_code == 0
     span = revalidate_span(journey)
@@ -143,11 +150,12 @@ def test_a_server_that_ignores_validators_is_explained() -> None:
 def test_a_closed_connection_means_a_new_one_to_the_same_address_without_dns() -> None:
     heads: Heads = []
     connections: list[int] = []
-    with serving(raw_server(http_server(heads, close=True),  # type: ignore[arg-type]
+    with serving(raw_server(http_server(heads, close=True),
                             connections)) as port:
         journey = journey_to(port)
     span = revalidate_span(journey)
-    assert span.facts.connection == "new" and len(connections) == 2
+    assert span.facts.connection == "new"
+    assert len(connections) == 2
     assert "127.0.0.1" in (span.facts.connection_why or "")
     assert [c.name for c in span.children] == ["tcp", "http"]   # no DNS of its own
     assert http_of(span).facts.status == 304
@@ -155,14 +163,17 @@ def test_a_closed_connection_means_a_new_one_to_the_same_address_without_dns() -
 
 def test_a_failed_revalidation_is_its_own_step_and_keeps_the_exit_code() -> None:
     heads: Heads = []
-    with serving(raw_server(http_server(heads, fail_second=True))) as port:  # type: ignore[arg-type]
+    with serving(raw_server(http_server(heads, fail_second=True))) as port:
         journey = journey_to(port)
-    assert journey.error is None and journey.exit_code == 0
+    assert journey.error is None
+    assert journey.exit_code == 0
     span = revalidate_span(journey)
-    assert span.facts.outcome == "failed" and span.error is not None
+    assert span.facts.outcome == "failed"
+    assert span.error is not None
     assert span.facts.why
     check = analyze(journey.to_dict())["caching"]["revalidation"]
-    assert check["outcome"] == "failed" and "journey's result stands" in check["words"]
+    assert check["outcome"] == "failed"
+    assert "journey's result stands" in check["words"]
 
 
 def test_no_validator_no_revalidation_and_says_why() -> None:
@@ -174,6 +185,7 @@ def test_no_validator_no_revalidation_and_says_why() -> None:
     with serving(raw_server(plain)) as port:
         journey = journey_to(port)
     span = revalidate_span(journey)
-    assert span.facts.outcome == "skipped" and span.children == []
+    assert span.facts.outcome == "skipped"
+    assert span.children == []
     assert "no validator" in (span.facts.why or "")
     assert span.end_ns == span.start_ns
