@@ -324,9 +324,9 @@ def age_facts(headers: Fields, http: HttpFacts, t0_wall_ns: int,
     current = max(apparent or 0.0, corrected)
     parts = [f"Age {age} s" if age is not None else "no Age field (no cache said it held it)"]
     if apparent is not None:
-        parts.append(f"{apparent:.1f} s between its Date and its arrival (Date has whole "
-                     "seconds, and two clocks)")
-    words = "; ".join(parts) + f": {current:.1f} s old on arrival (RFC 9111 §4.2.3)"
+        parts.append(f"arrived {apparent:.1f} s after its Date (Date counts whole seconds, "
+                     "on the server's clock)")
+    words = f"{current:.1f} s old on arrival: " + "; ".join(parts) + " (RFC 9111 §4.2.3)"
     return AgeFacts(age, None if apparent is None else round(apparent, 3), round(delay, 6),
                     round(current, 3), words)
 
@@ -410,6 +410,8 @@ def cache_verdict(d: _Directives, headers: Fields, request: Fields, cache: Cache
         words = "no max-age, Expires or Last-Modified: no freshness, stale at once"
     if rule in d.invalid:
         rule = "invalid"
+    if d.has("no-cache"):
+        words, cite = f"no-cache; {words}", "RFC 9111 §5.2.2.4"
     lifetime = round(float(lifetime), 3)
     remaining = round(lifetime - current_age, 3)
     check = d.has("no-cache") or lifetime <= 0
