@@ -322,7 +322,9 @@ def age_facts(headers: Fields, http: HttpFacts, t0_wall_ns: int,
         apparent = max(0.0, received - date.timestamp())
     corrected = (age or 0) + delay
     current = max(apparent or 0.0, corrected)
-    parts = [f"Age {age} s" if age is not None else "no Age field (no cache said it held it)"]
+    parts = [f"Age {age} s (how long a cache on the way had held it)" if age is not None
+             else "no Age field: no cache on the way said it held it (some, nginx among them, "
+                  "never send one)"]
     if apparent is not None:
         parts.append(f"arrived {apparent:.1f} s after its Date (Date counts whole seconds, "
                      "on the server's clock)")

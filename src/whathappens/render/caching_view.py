@@ -78,8 +78,8 @@ class CachingView:
 
 def cache_line(c: CacheVerdict) -> CacheLine:
     who = WHO[c.cache]
-    if not c.may_store:
-        return CacheLine(who, f"may not store it: {c.why}", c.cite, "bad")
+    if not c.may_store:  # the reason names its RFC section
+        return CacheLine(who, f"may not store it: {c.why}", "", "bad")
     life = c.lifetime_s or 0.0
     head = f"may store it · fresh {lifetime_words(life)} ({c.rule_words})"
     if c.modelled:
@@ -95,6 +95,8 @@ def cache_line(c: CacheVerdict) -> CacheLine:
 def response_caching(p: ResponsePolicy) -> ResponseCaching:
     validators = [f"{v.header} {v.value} ({v.strength}) → sent back as {v.sent_as}"
                   for v in p.validators]
+    if not validators and any(c.may_store for c in p.caches):
+        validators = ["none: once stale, it can only be fetched again in full"]
     extras: list[str] = []
     if p.stale_while_revalidate_s is not None:
         extras.append(f"stale-while-revalidate={p.stale_while_revalidate_s}: once stale, "

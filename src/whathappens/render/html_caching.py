@@ -17,10 +17,11 @@ def _response(r: ResponseCaching) -> str:
     out = [f"<h3>{esc(r.label)}{' (final)' if r.final else ''}</h3>",
            f"<p>{esc(r.summary)}</p>"]
     pairs = [("Cache-Control", code(r.cache_control))]
-    pairs += [(esc(c.who), f"<span class=\"{TONE[c.tone]}\">{esc(c.verdict)}</span> "
-                           f"<span class=\"muted\">({esc(c.cite)})</span>") for c in r.caches]
-    pairs.append(("validators", "<br>".join(esc(v) for v in r.validators)
-                  or "none: once stale, only a full fetch"))
+    pairs += [(esc(c.who), f"<span class=\"{TONE[c.tone]}\">{esc(c.verdict)}</span>"
+                           + (f" <span class=\"muted\">({esc(c.cite)})</span>" if c.cite
+                              else "")) for c in r.caches]
+    if r.validators:
+        pairs.append(("validators", "<br>".join(esc(v) for v in r.validators)))
     pairs.append(("age", esc(r.age)))
     if r.vary:
         pairs.append(("Vary", esc(r.vary)))

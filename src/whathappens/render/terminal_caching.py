@@ -52,10 +52,10 @@ def _final(r: Report, resp: ResponseCaching) -> None:
     for line in resp.caches:
         t = Text(f"{line.who:<28}", style="bold")
         t.append(line.verdict, style=TONE[line.tone])
-        t.append(f"  ({line.cite})", style="dim")
+        if line.cite:
+            t.append(f"  ({line.cite})", style="dim")
         r.detail(t, indent=4)
-    for text in resp.validators or ["no validator: once stale it can only be fetched again "
-                                    "in full"]:
+    for text in resp.validators:
         r.detail(Text(f"validator  {text}"), indent=4)
     for text in [resp.age, *( [resp.vary] if resp.vary else []), *resp.extras]:
         r.detail(Text(text, style="dim"), indent=4)
