@@ -5,6 +5,9 @@ them, close the connection after each answer, or fail the second request."""
 from __future__ import annotations
 
 import asyncio
+import io
+import re
+import time
 
 from journey_helpers import demo_url, options, run, trace
 from threaded_server import Handler, raw_server, serving
@@ -12,6 +15,9 @@ from whathappens.analysis.document import analyze
 from whathappens.contract.facts import HttpFacts, RevalidateFacts
 from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey, Span
+from whathappens.render.html import render_html
+from whathappens.render.terminal import render_terminal
+from whathappens.web.events import step_event
 
 BODY = b"<!doctype html><title>cache me</title>" + b"x" * 4000
 ETAG = '"v1"'
@@ -189,3 +195,46 @@ def test_no_validator_no_revalidation_and_says_why() -> None:
     assert span.children == []
     assert "no validator" in (span.facts.why or "")
     assert span.end_ns == span.start_ns
+
+
+def test_a_silent_server_bounds_the_revalidation_by_max_time() -> None:
+    """The second request gets no answer at all: the revalidation gives up when the
+    journey's --max-time runs out, says so, and the journey still succeeds."""
+    async def silent_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(f"HTTP/1.1 200 OK\r\nETag: {ETAG}\r\nContent-Length: 2\r\n\r\nok"
+                     .encode())
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(30)  # never answers
+
+    with serving(raw_server(silent_second)) as port:
+        started = time.monotonic()
+        journey = journey_to(port, "--max-time", "1.5")
+        took = time.monotonic() - started
+    assert journey.error is None
+    assert journey.exit_code == 0
+    span = revalidate_span(journey)
+    assert span.facts.outcome == "failed"
+    assert took < 5
+    assert span.duration_ns is not None
+    assert span.duration_ns < 1.6e9
+
+
+def test_every_renderer_shows_the_revalidation(demo_internet: DemoInternet) -> None:
+    journey = trace(demo_internet, demo_url(demo_internet))
+    doc = journey.to_dict()
+    out = io.StringIO()
+    render_terminal(doc, out, color=False, width=120)
+    text = out.getvalue()
+    assert "Caching (RFC 9111)" in text
+    assert re.search(r" revalidate .* 304 Not Modified · TTFB [\d.]+ ms", text)
+    assert "s-maxage=300" in text
+    page = render_html(doc)
+    assert '<section id="caching"' in page
+    assert "Revalidation, made after the journey" in page
+    span = revalidate_span(journey)
+    event = step_event(span.to_dict(), 1)
+    assert event["title"] == "Revalidation (RFC 9111)"
+    assert event["summary"].startswith("304 ")
+    assert "reused connection" in event["summary"]
