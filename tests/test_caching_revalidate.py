@@ -236,5 +236,5 @@ def test_every_renderer_shows_the_revalidation(demo_internet: DemoInternet) -> N
     span = revalidate_span(journey)
     event = step_event(span.to_dict(), 1)
     assert event["title"] == "Revalidation (RFC 9111)"
-    assert event["summary"].startswith("304 ")
+    assert event["summary"].startswith("304 Not Modified ")
     assert "reused connection" in event["summary"]

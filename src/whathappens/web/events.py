@@ -15,6 +15,7 @@ that follows the last step is the HTML renderer's, escaped there.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from whathappens.analysis.budgets import judge, kernel_rtt
@@ -126,9 +127,17 @@ def _revalidate(span: SpanDoc) -> str:
     if h is None or h.status is None:
         return "no answer"
     sent = " and ".join(n for n, _ in f.conditional)
-    return (f"{h.status} {h.reason} to the same request with {sent}, on a {f.connection} "
+    reason = h.reason or _phrase(h.status)  # HTTP/2 has no reason phrase (RFC 9113 §8.3.2)
+    return (f"{h.status} {reason} to the same request with {sent}, on a {f.connection} "
             f"connection: first byte after {ms(h.wait_ms)}, {size(h.wire_received)} "
             "received").replace("  ", " ")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 SUMMARY = {"url": _url, "dns": _dns, "guard": _guard, "tcp": _tcp, "tls": _tls,
