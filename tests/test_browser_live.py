@@ -78,7 +78,8 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
     # First appearance of each row (the DNS row appears while its hops arrive, and is
     # completed in place when the step ends).
     order = list(dict.fromkeys(s for s, _, pending in seen(page) if not pending))
-    assert order == ["url", "dns", "tcp", "tls", "http", "leg", "revalidate", "tls-compare", "report"]
+    assert order == ["url", "dns", "tcp", "tls", "http", "leg", "revalidate", "tls-compare",
+                     "report"]
     hops = p.locator("#steps li[data-step=dns] ol.hops li")
     assert hops.count() >= 5  # resolver questions and the walk's hops
     text = p.inner_text("#steps li[data-step=dns] ol.hops")

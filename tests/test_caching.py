@@ -152,6 +152,14 @@ def test_validators_vary_and_extensions() -> None:
     assert star.vary.any
 
 
+def test_a_cookie_on_a_shared_cacheable_response_is_flagged() -> None:
+    public = policy(("cache-control", "public, s-maxage=60"), ("set-cookie", "a=1"))
+    assert any(x.startswith("Set-Cookie on a response a shared cache may store")
+               for x in public.problems)
+    private = policy(("cache-control", "private, max-age=60"), ("set-cookie", "a=1"))
+    assert not any("Set-Cookie" in x for x in private.problems)
+
+
 def test_pragma_no_cache_without_cache_control() -> None:
     p = policy(("pragma", "no-cache"))
     assert any("Pragma" in x for x in p.problems)

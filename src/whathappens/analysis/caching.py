@@ -435,6 +435,11 @@ def response_policy(span: SpanDoc, leg: LegFacts, final: bool,
         receipt = datetime.fromtimestamp((t0_wall_ns + http.t_headers_ns) / 1e9, UTC)
     caches = [cache_verdict(d, headers, request, kind, http.status, age.current_age_s,
                             receipt, bool(found), problems) for kind in ("private", "shared")]
+    if caches[1].may_store and field_values(headers, "set-cookie"):
+        problems.append("Set-Cookie on a response a shared cache may store: a CDN that keeps "
+                        "it would hand the same cookie to every visitor (caches store every "
+                        "header field, RFC 9111 §3.1), unless it strips it or, as many do, "
+                        "refuses to cache it; private or no-store avoids that")
     policy = ResponsePolicy(
         span_id=span.id, leg=leg.index, url=leg.url, status=http.status, final=final,
         cache_control=", ".join(d.lines) if d.lines else None, directives=d.views(),
