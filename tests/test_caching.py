@@ -72,6 +72,9 @@ TABLE = [
     ([("cache-control", "max-age=60, s-maxage=30")], 200, (("authorization", "Bearer x"),),
      (True, 60.0, "max-age"), (True, 30.0, "s-maxage")),
     ([("cache-control", "no-cache")], 200, (), (True, 0.0, "none"), (True, 0.0, "none")),
+    # qualified: only the named fields are private; the shared cache may keep the rest
+    ([("cache-control", 'private="Set-Cookie", max-age=60')], 200, (),
+     (True, 60.0, "max-age"), (True, 60.0, "max-age")),
     ([("cache-control", "max-age=abc")], 200, (), (True, 0.0, "invalid"),
      (True, 0.0, "invalid")),
     ([("cache-control", "max-age=60, max-age=120")], 200, (), (True, 0.0, "invalid"),

@@ -166,6 +166,9 @@ class _Directives:
         self.parsed = parse_cache_control(self.lines)
         self.problems = problems
         self.names = {n for n, _ in self.parsed}
+        # private="Set-Cookie" / no-cache="Set-Cookie": only those fields are concerned
+        # (RFC 9111 §5.2.2.4, §5.2.2.7); the response itself is not
+        self.whole = {n for n, v in self.parsed if not v}
         self.invalid: set[str] = set()
         self.deltas: dict[str, int | None] = {}
         for name in _DELTA:
@@ -174,6 +177,7 @@ class _Directives:
             pragma = ", ".join(field_values(headers, "pragma")).lower()
             if "no-cache" in pragma:
                 self.names.add("no-cache")
+                self.whole.add("no-cache")
                 problems.append("no Cache-Control, but Pragma: no-cache: taken as no-cache, "
                                 "as caches do (RFC 9111 §5.4; Pragma is deprecated)")
         for name, _ in self.parsed:
@@ -377,7 +381,7 @@ def _may_store(d: _Directives, cache: CacheKind, status: int | None, request: Fi
         return False, "no-store (RFC 9111 §5.2.2.5)"
     if status is None or status < 200:
         return False, "no final status"
-    if cache == "shared" and d.has("private"):
+    if cache == "shared" and "private" in d.whole:
         return False, "private: only the browser's own cache may keep it (RFC 9111 §5.2.2.7)"
     if cache == "shared" and field_values(request, "authorization") and not (
             d.has("public") or d.has("must-revalidate") or d.deltas["s-maxage"] is not None):
@@ -412,11 +416,11 @@ def cache_verdict(d: _Directives, headers: Fields, request: Fields, cache: Cache
         words = "no max-age, Expires or Last-Modified: no freshness, stale at once"
     if rule in d.invalid:
         rule = "invalid"
-    if d.has("no-cache"):
+    if "no-cache" in d.whole:
         words, cite = f"no-cache; {words}", "RFC 9111 §5.2.2.4"
     lifetime = round(float(lifetime), 3)
     remaining = round(lifetime - current_age, 3)
-    check = d.has("no-cache") or lifetime <= 0
+    check = "no-cache" in d.whole or lifetime <= 0
     return CacheVerdict(cache, True, why, lifetime, rule, words, cite, remaining, check,
                         modelled)
 
