@@ -26,6 +26,7 @@ The rules, in the order a cache applies them:
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import re
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from whathappens.analysis.caching_model import (
     Directive,
     ResponsePolicy,
     RevalidationCheck,
+    RevalidationOutcome,
     Rule,
     Validator,
     VaryFacts,
@@ -464,8 +466,6 @@ def lifetime_words(seconds: float) -> str:
 
 
 def _with_summary(p: ResponsePolicy) -> ResponsePolicy:
-    import dataclasses
-
     parts: list[str] = []
     for c in p.caches:
         who = "browser" if c.cache == "private" else "shared caches (CDN, proxy)"
@@ -502,9 +502,9 @@ def revalidation_check(journey: JourneyDoc, final: SpanDoc | None) -> Revalidati
     err = span.error or (http.error if http is not None else None)
     if err is not None or again is None or again.status is None:
         message = err.message if err is not None else (facts.why or "no response")
-        return _replace(base, outcome="failed", words=f"the revalidation failed: {message}; "
-                        "the journey's result stands")
-    return _replace(
+        return dataclasses.replace(base, outcome="failed", words=f"the revalidation failed: "
+                                   f"{message}; the journey's result stands")
+    return dataclasses.replace(
         base, outcome=_outcome(again.status), words=_words(again, first),
         status=again.status, ttfb_ms=_first_ttfb(http) if http is not None else None,
         first_ttfb_ms=_first_ttfb(final) if final is not None else None,
@@ -514,13 +514,7 @@ def revalidation_check(journey: JourneyDoc, final: SpanDoc | None) -> Revalidati
         first_body_bytes=first.body_bytes_encoded if first else None)
 
 
-def _replace(check: RevalidationCheck, **kw: object) -> RevalidationCheck:
-    import dataclasses
-
-    return dataclasses.replace(check, **kw)  # type: ignore[arg-type]
-
-
-def _outcome(status: int) -> str:
+def _outcome(status: int) -> RevalidationOutcome:
     if status == 304:
         return "not_modified"
     return "full_response" if 200 <= status < 300 else "other_status"
