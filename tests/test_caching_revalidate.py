@@ -180,6 +180,12 @@ def test_a_failed_revalidation_is_its_own_step_and_keeps_the_exit_code() -> None
     check = analyze(journey.to_dict())["caching"]["revalidation"]
     assert check["outcome"] == "failed"
     assert "journey's result stands" in check["words"]
+    out = io.StringIO()
+    render_terminal(journey.to_dict(), out, color=False, width=120)
+    assert re.search(r" revalidate .* failed", out.getvalue())
+    assert "the revalidation failed: " in out.getvalue()
+    assert "revalidation failed" in render_html(journey.to_dict())
+    assert step_event(span.to_dict(), 1)["failed"] is True
 
 
 def test_no_validator_no_revalidation_and_says_why() -> None:
