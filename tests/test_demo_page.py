@@ -25,7 +25,7 @@ import pytest
 
 from test_demo_internet import WEB, Response, authority, get_h2, tls_socket
 from whathappens.demo.internet import DemoInternet
-from whathappens.demo.page import SPECS, build_page, delay_words, describe, find_font
+from whathappens.demo.page import PAGE_CACHE, SPECS, build_page, delay_words, describe, find_font
 from whathappens.demo.topology import PAGE_DELAYS_MS
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def test_the_page_links_every_file_and_states_its_delay(demo_internet: DemoInter
     page, _ = timed_get(demo_internet, "/")
     html = page.body.decode()
     assert page.status == 200
-    assert page.headers["cache-control"] == "no-cache"
+    assert page.headers["cache-control"] == PAGE_CACHE
     for spec in FILES:
         # Each file is named on the page with the wait the server was told to inject.
         assert f"<td><code>{spec.path}</code></td><td>{spec.kind}</td>" \
@@ -186,7 +186,7 @@ def test_file_types_and_contents(quick_internet: DemoInternet) -> None:
     assert get("/static/dns.svg").body.startswith(b"<svg")
     assert get("/static/style.css").headers["content-type"] == "text/css; charset=utf-8"
     banner = get("/api/banner")
-    assert banner.headers["cache-control"] == "no-store"
+    assert banner.headers["cache-control"] == "private, no-store"
     assert "/api/banner" in json.loads(banner.body)["text"]
     font = find_font()
     if font is None:

@@ -34,8 +34,8 @@ def view() -> JourneyView:
 
 def test_sections_in_reading_order() -> None:
     assert [i for i, _ in SECTIONS] == ["glance", "url", "dns", "tcp", "tls", "tls-compare",
-                                        "http", "who", "security", "browser",
-                                        "waterfall", "layers",
+                                        "http", "caching", "who", "security",
+                                        "browser", "waterfall", "layers",
                                         "cheatsheet"]
     page = render_html(load())
     at = [page.index(f"<section id=\"{i}\"") for i, _ in SECTIONS]

@@ -102,7 +102,7 @@ def test_a_demo_journey_streams_every_step_then_the_report(
     assert kinds[0] == "start"
     assert kinds[-2:] == ["report", "end"]
     steps = [s["step"] for s in stream.steps()]
-    assert steps == ["url", "dns", "tcp", "tls", "http", "leg", "tls-compare"]
+    assert steps == ["url", "dns", "tcp", "tls", "http", "leg", "revalidate", "tls-compare"]
     # Inside DNS, each resolver question and each hop of the walk arrives as it ends,
     # before the DNS step itself.
     details = [(i, d) for i, (k, d, _) in enumerate(stream.events) if k == "detail"]

@@ -21,7 +21,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from whathappens.contract.document import Summary
 from whathappens.contract.facts import (
@@ -32,6 +32,7 @@ from whathappens.contract.facts import (
     LegFacts,
     PrepareFacts,
     RedirectFacts,
+    RevalidateFacts,
     TcpFacts,
     TlsFacts,
     UrlFacts,
@@ -100,6 +101,9 @@ class Options:
     compare_tls: bool = False
     # CPU, memory and event-count budgets (whathappens.net.budget); max_time is above.
     resources: budgets.ResourceLimits = field(default_factory=budgets.ResourceLimits)
+    # After the journey, its final request again with the response's validators
+    # (If-None-Match / If-Modified-Since), as a cache revalidates (span "revalidate").
+    revalidate: bool = True
 
 
 @dataclass
@@ -134,6 +138,8 @@ class Runner:
         if self.trace_id:
             journey.facts.trace_id = self.trace_id
         self.prepared: set[str] = set()
+        self.last: tuple[Hop, Exchange] | None = None   # the latest leg's request and answer
+        self.addresses: dict[tuple[str, str, int], str] = {}  # origin → address connected to
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -256,6 +262,79 @@ class Runner:
     def _pooled(self) -> list[PooledConnection]:
         return [conn.facts() for conn in self.pool.values()]
 
+    async def revalidate(self) -> None:
+        """The final request again, conditional, as a cache revalidates its stored copy
+        (RFC 9111 §4.3.1): on the journey's connection when it is still open, else on a new
+        one to the address the journey used. Its own step: a failure is reported on its
+        span and never becomes the journey's error (nor its exit code)."""
+        from whathappens.analysis.caching import revalidation_plan
+
+        if self.last is None or self.j.error is not None:
+            return
+        hop, first = self.last
+        fields, why = revalidation_plan(hop.method, first.status, first.response_headers)
+        span = self.j.span("revalidate", "revalidate", "you", "application",
+                           RevalidateFacts(url=hop.url.shown(), conditional=fields))
+        left = self.opts.max_time - self.j.clock.now() / 1e9
+        if why is None and left < 0.05:
+            why = "no time was left under --max-time"
+        try:
+            if why is not None:
+                span.facts.outcome, span.facts.why = "skipped", why
+                return
+            conditional = dataclasses.replace(hop, headers=(*hop.headers, *fields))
+            # The live page shows the revalidation as one step, not its inner steps as if
+            # they were another request of the journey: its listener hears the span only.
+            listener, self.j.listener = self.j.listener, None
+            try:
+                await asyncio.wait_for(self._revalidate(span, conditional), left)
+            finally:
+                self.j.listener = listener
+            span.facts.outcome = "made"
+        except (JourneyError, TimeoutError, OSError) as exc:
+            err = exc if isinstance(exc, JourneyError) else HttpError(
+                "revalidate.failed", "timed out under --max-time" if isinstance(
+                    exc, TimeoutError) else f"network error: {os_error_words(exc)}")
+            span.fail(err)
+            span.facts.outcome, span.facts.why = "failed", err.message
+        except Exception as exc:  # a bug of ours must not cost the journey its result
+            span.facts.outcome = "failed"
+            span.facts.why = f"an unexpected condition ({type(exc).__name__}: {exc})"
+        finally:
+            span.end_ns = self.j.clock.now() if span.children or why is None else \
+                span.start_ns
+            self.j.close_open(span)
+            self.j.ended(span)
+
+    async def _revalidate(self, span: Span[RevalidateFacts], hop: Hop) -> None:
+        url = hop.url
+        conn = self.pool.get(url.origin)
+        if conn is not None and conn.protocol == "HTTP/1.1":
+            from whathappens.net.http1 import H1Connection
+
+            assert isinstance(conn.http, H1Connection)
+            conn.http.idle_problem()  # a poll: did the server close it while we read?
+        choice = choose_connection(url.origin, self._pooled())
+        if isinstance(choice, Reuse):
+            conn = self.pool[choice.connection.origin]
+            span.facts.connection, span.facts.connection_why = "reused", choice.reason
+            span.facts.reused_from_tcp_span = conn.tcp_span.span_id
+        else:
+            if choice.retire is not None:
+                self._close(self.pool.pop(choice.retire.origin))
+            address = self.addresses.get(url.origin)
+            span.facts.connection = "new"
+            span.facts.connection_why = (
+                f"{choice.reason}: a new connection"
+                + (f" to {address}, the address the journey used (no DNS lookup: a "
+                   "browser's host cache would still hold it)" if address else ""))
+            pinned = None if address is None else Resolution(
+                "none", [address] if ":" in address else [], [] if ":" in address
+                else [address])
+            conn = await self.open_connection(span, url, pinned)
+        conn.legs += 1
+        await self.request(span, conn, hop, findings=False)
+
     async def leg(self, hop: Hop) -> Exchange:
         index, url, method = hop.index, hop.url, hop.method
         self.prepare(url)
@@ -282,7 +361,9 @@ class Runner:
                 leg.facts.connection = "new"
                 conn = await self.open_connection(leg, url)
             conn.legs += 1
-            return await self.request(leg, conn, hop)
+            exchange = await self.request(leg, conn, hop)
+            self.last = (hop, exchange)
+            return exchange
         except asyncio.CancelledError:
             leg.facts.interrupted = True
             raise
@@ -292,8 +373,10 @@ class Runner:
             self.j.ended(leg)
 
     # ------------------------------------------------------------ connection
-    async def open_connection(self, leg: Span[LegFacts], url: UrlAnatomy) -> _Conn:
-        res = await self.dns_step(leg, url)
+    async def open_connection(self, leg: Span[Any], url: UrlAnatomy,
+                              pinned: Resolution | None = None) -> _Conn:
+        """DNS (unless ``pinned`` gives the addresses), TCP, TLS, under ``leg``."""
+        res = pinned if pinned is not None else await self.dns_step(leg, url)
         res = self.vet(leg, url, res)
         with self.j.timed("tcp", "tcp", "you", "transport", TcpFacts(),
                           parent=leg) as tcp_span:
@@ -339,9 +422,11 @@ class Runner:
             http = H1Connection(stream)
         conn = _Conn(url.origin, stream, plain, http, protocol, tcp_span)
         self.pool[url.origin] = conn
+        if tcp_span.facts.address:
+            self.addresses[url.origin] = tcp_span.facts.address
         return conn
 
-    async def tls_step(self, leg: Span[LegFacts], url: UrlAnatomy, plain: PlainStream,
+    async def tls_step(self, leg: Span[Any], url: UrlAnatomy, plain: PlainStream,
                        remote: str) -> TlsStream:
         with self.j.timed("tls", "tls", f"server {remote}", "transport", TlsFacts(),
                           parent=leg) as tls_span:
@@ -358,7 +443,7 @@ class Runner:
         self.chains.append((tls_span, tls.chain, url.host, opts))
         return tls
 
-    def refuse_without_h2(self, leg: Span[LegFacts], stream: Stream, remote: str) -> NoReturn:
+    def refuse_without_h2(self, leg: Span[Any], stream: Stream, remote: str) -> NoReturn:
         """--http2 insists (as a test of the server would): the server's refusal is the
         answer, not a quiet fall-back to HTTP/1.1 (RFC 7301 §3.2: ALPN chose for it)."""
         chosen = stream.obj.selected_alpn_protocol() if isinstance(stream, TlsStream) \
@@ -372,7 +457,7 @@ class Runner:
                             f"server {said} during the TLS handshake: it does not speak "
                             "HTTP/2 here. Without --http2 the journey would use HTTP/1.1.")
 
-    def vet(self, leg: Span[LegFacts], url: UrlAnatomy, res: Resolution) -> Resolution:
+    def vet(self, leg: Span[Any], url: UrlAnatomy, res: Resolution) -> Resolution:
         """Keep only the addresses the policy allows; connect goes to exactly these.
 
         Vetting the resolved addresses, not the name, and then connecting to them leaves no
@@ -420,7 +505,8 @@ class Runner:
             return res
 
     # ------------------------------------------------------------------ http
-    async def request(self, leg: Span[LegFacts], conn: _Conn, hop: Hop) -> Exchange:
+    async def request(self, leg: Span[Any], conn: _Conn, hop: Hop, *,
+                      findings: bool = True) -> Exchange:
         url, method = hop.url, hop.method
         headers = list(hop.headers)
         traceparent = None
@@ -456,7 +542,8 @@ class Runner:
             # TLS 1.3 tickets arrive after the handshake, so the session is taken here,
             # after the response was read (RFC 8446 §4.6.1). Once: each read costs ~0.5 ms.
             self.tls_sessions[(url.host, url.port)] = session
-        self._findings(url, ex)
+        if findings:
+            self._findings(url, ex)
         if getattr(conn.stream, "ragged_eof", False) and ex.header("content-length") is None \
                 and "chunked" not in (ex.header("transfer-encoding") or "").lower():
             # RFC 9112 §9.8 / RFC 8446 §6.1: a body that ends where the connection ends is
@@ -512,6 +599,8 @@ async def run_journey(url_text: str, options: Options | None = None, *,
     token = budgets.install(budget)
     try:
         await asyncio.wait_for(runner.run(url_text), opts.max_time)
+        if opts.revalidate:  # after the journey, bounded by what is left of its time
+            await runner.revalidate()
     except JourneyError as err:
         journey.error = err
     except TimeoutError:

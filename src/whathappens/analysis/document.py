@@ -16,6 +16,8 @@ from the typed ``JourneyDoc``):
   Observatory's scoring (analysis/security.py);
 - ``who_answered``: CDN, cache, load balancer, proxy, app server and framework inferred from
   the journey's evidence, each with its confidence (analysis/who_answered.py).
+- ``caching`` (when a response came back): who may store each response and for how long,
+  its validators and Vary, and the revalidation made after the journey (analysis/caching.py).
 
 The dataclasses are analysis/model.py; their JSON and :data:`SCHEMA` come from
 contract/codec.py, like every span's facts. The terminal, the HTML report and the live page
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 from whathappens.analysis.actors import actors
 from whathappens.analysis.browser import analyze_browser
 from whathappens.analysis.budgets import verdicts
+from whathappens.analysis.caching import analyze_caching
 from whathappens.analysis.model import Analysis
 from whathappens.analysis.resolver_cache import cache_checks
 from whathappens.analysis.security import security
@@ -48,7 +51,7 @@ def analyze_journey(journey: JourneyDoc) -> Analysis:
     return Analysis(summary=summarize(journey), budgets=verdicts(journey),
                     actors=actors(journey), resolver_cache=cache_checks(journey),
                     browser=analyze_browser(journey), security=security(journey),
-                    who_answered=who_answered(journey))
+                    who_answered=who_answered(journey), caching=analyze_caching(journey))
 
 
 def analyze(data: Mapping[str, object]) -> dict[str, JSON]:

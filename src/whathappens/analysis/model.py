@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from whathappens.analysis.caching_model import CachingAnalysis
 from whathappens.analysis.security_model import SecurityAnalysis, WhoAnswered
 
 Outcome = Literal["within", "over", "unknown"]
@@ -183,3 +184,8 @@ class Analysis:
         default_factory=list,
         metadata={"doc": "who answered (CDN, cache, load balancer, proxy, app server, "
                          "framework), inferred from the journey's evidence"})
+    caching: CachingAnalysis | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "HTTP caching (RFC 9111) of each response, and the "
+                                       "revalidation made after the journey "
+                                       "(analysis/caching.py; absent without a response)"})

@@ -224,6 +224,9 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
     http.add_argument("--no-follow", action="store_true", help="do not follow redirects")
     http.add_argument("--no-hsts", action="store_true",
                       help="do not upgrade http:// for HSTS-preloaded hosts")
+    http.add_argument("--no-revalidate", action="store_true",
+                      help="do not make the final request again with its validators "
+                           "(If-None-Match / If-Modified-Since) after the journey")
 
 
 def _add_limit_arguments(p: argparse.ArgumentParser) -> None:
@@ -313,4 +316,5 @@ def options_from(args: argparse.Namespace) -> Options:
         address_policy=policy,
         compare_tls=getattr(args, "compare_tls", False),
         capture=getattr(args, "capture", False),
+        revalidate=not getattr(args, "no_revalidate", False),
     )

@@ -401,6 +401,24 @@ class HttpPhaseFacts(Facts):
     """http.send / http.wait / http.receive: the exchange's three phases."""
 
 
+@dataclass(kw_only=True)
+class RevalidateFacts(Facts):
+    """After the journey, its final request made again as a cache would revalidate a stored
+    copy: with If-None-Match / If-Modified-Since (RFC 9110 §13.1, RFC 9111 §4.3.1). Its
+    children are the connection's steps when a new one was needed, and the ``http`` span."""
+
+    url: str = ""
+    outcome: str = field(default="", metadata=doc("made | skipped | failed"))
+    why: str | None = field(default=None, metadata=doc("why it was skipped or failed"))
+    conditional: list[tuple[str, str]] = field(
+        default_factory=list, metadata=doc("the conditional fields added to the request"))
+    connection: str | None = field(default=None, metadata=doc("reused | new"))
+    connection_why: str | None = field(
+        default=None, metadata=doc("why that connection: the journey's was still open, or "
+                                   "not (and then to the address it had used, without DNS)"))
+    reused_from_tcp_span: int | None = None
+
+
 # -------------------------------------------------------------------------------- lab
 @dataclass(kw_only=True)
 class DbPlanFacts:
@@ -662,6 +680,7 @@ SPAN_FACTS: dict[str, type[Facts]] = {
     "http.send": HttpPhaseFacts,
     "http.wait": HttpPhaseFacts,
     "http.receive": HttpPhaseFacts,
+    "revalidate": RevalidateFacts,
     "browser": BrowserFacts,
     "browser.resource": BrowserResourceFacts,
     "browser.stage": BrowserStageFacts,

@@ -45,10 +45,15 @@ CHANGELOG = (
     "; lab server spans: db_explain (the main query step by step with X-Explain: 1: "
     "chosen and rejected plan, buffers, B-tree depth, pg_stat_statements) and connections "
     "(each hop's connection, new or reused, its connect time); server spans of Django's "
-    "middleware, view and template.",
+    "middleware, view and template"
+    "; caching: analysis.caching (each response's RFC 9111 policy: who may store it, for "
+    "how long and by which rule, age, validators, Vary; the revalidation compared with the "
+    "first response) and the revalidate span (step 'revalidate': the final request again "
+    "with If-None-Match / If-Modified-Since, after the journey).",
 )
 
-STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")
+STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",
+         "revalidate")
 LAYERS = ("application", "transport", "internet", "link")
 
 

@@ -20,7 +20,9 @@ The texts on the page state those delays, so they are rendered from templates (`
 with the delays this server was started with. The font is Liberation Serif Bold read from
 Debian's fonts-liberation package at startup (GPL-2 with the font exception; it is served,
 never copied into this repository); without that package the page has no web font and says
-so. Static files are public and immutable for a day; the page itself is ``no-cache``.
+so. Static files are public and immutable for a day; the page itself may be kept a minute by
+the browser and five by a CDN, and served stale for 30 s while it is checked again
+(``PAGE_CACHE``); the JSON is private and never stored.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ FONT_CANDIDATES = (
     Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf"),
 )
 STATIC_CACHE = "public, max-age=86400, immutable"
+PAGE_CACHE = "public, max-age=60, s-maxage=300, stale-while-revalidate=30"
+DYNAMIC_CACHE = "private, no-store"
 BANNER_TEXT = ("A late banner: its text came from /api/banner, which answered after "
                "{ms} ms, and pushed everything below it down.")
 
@@ -112,12 +116,12 @@ def build_page(delays: Mapping[str, float], font: Path | None) -> dict[str, Page
         bodies["/static/heading.ttf"] = (font_bytes, "font/ttf")
     files = {
         spec.path: PageFile(spec.path, *bodies[spec.path], spec.key, spec.kind, spec.purpose,
-                            "no-store" if spec.kind == "fetch" else STATIC_CACHE)
+                            DYNAMIC_CACHE if spec.kind == "fetch" else STATIC_CACHE)
         for spec in SPECS if spec.path in bodies
     }
     html = _html(ms, font)
     files["/"] = PageFile("/", html, "text/html; charset=utf-8", None, "document",
-                          "the page itself", "no-cache")
+                          "the page itself", PAGE_CACHE)
     return files
 
 

@@ -5,7 +5,8 @@ What a tracer (or a browser) finds there:
     http://…/anything      301 to https://www.example.com/anything (same path and query)
     /                      the HTML page; waits the server's think time first
     /static/…, /api/banner the page's files (demo/page.py), each after its own injected
-                           delay; static ones public and immutable for a day
+                           delay; static ones public and immutable for a day, the API
+                           private and no-store
     /echo                  the request as the server saw it, as JSON
     /redirect/N            N redirects (relative Location), then /
     /loop                  redirects to itself
@@ -13,6 +14,11 @@ What a tracer (or a browser) finds there:
     /gzip-bomb             ~200 KB of gzip that inflates to 200 MiB
     /slow?ms=N             answers after N ms (at most 60 s)
     /status/N              answers with status N
+
+Caching (RFC 9111): the page is ``public, max-age=60, s-maxage=300,
+stale-while-revalidate=30``, every file has an ETag and a Last-Modified (the site's start), and
+a conditional GET or HEAD gets 304 Not Modified when its validator matches: If-None-Match
+first, If-Modified-Since only without it (RFC 9110 §13.2.2).
 
 Text is compressed by Accept-Encoding, br preferred over gzip, with Content-Length and
 ``Vary: Accept-Encoding``. Every https response carries Strict-Transport-Security and a
@@ -23,6 +29,7 @@ SECURITY_HEADERS (RFC 9110 does the rest; hypercorn adds Date and Server).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gzip
 import hashlib
 import json
@@ -114,6 +121,9 @@ class Site:
         self.assets = {path: Asset.of(f) for path, f in files.items()}
         self.assets["/index.html"] = self.assets["/"]
         self._bomb: bytes | None = None
+        # Every file was made now: its Last-Modified, in whole seconds as HTTP-dates are.
+        self.modified = int(time.time())
+        self.last_modified = email.utils.formatdate(self.modified, usegmt=True).encode()
 
     def delay(self, path: str) -> float:
         """Seconds the server waits before answering ``path`` (0 for most paths)."""
@@ -184,7 +194,8 @@ class Site:
             await _respond(send, code, _text(timing), req, f"status {code}\n".encode())
         elif path == "/echo":
             body = json.dumps(req.echo(), indent=2).encode() + b"\n"
-            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            headers = [(b"content-type", b"application/json"),
+                       (b"cache-control", b"private, no-store")]
             await _respond(send, 200, [*headers, *timing], req, body)
         else:
             await _respond(send, 404, _text(timing), req, b"not found\n")
@@ -197,11 +208,14 @@ class Site:
             (b"cache-control", asset.file.cache_control.encode()),
             *extra,
         ]
+        if "no-store" not in asset.file.cache_control:
+            headers.append((b"last-modified", self.last_modified))
         if is_page:
             headers.append((b"set-cookie", SESSION_COOKIE))
         if asset.encoded:
             headers.append((b"vary", b"Accept-Encoding"))
-        if req.header("if-none-match") == asset.etag.decode():
+        if not_modified(req.header("if-none-match"), req.header("if-modified-since"),
+                        asset.etag.decode(), self.modified):
             await _respond(send, 304, headers, req)
             return
         body = asset.file.body
@@ -288,6 +302,24 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def not_modified(if_none_match: str, if_modified_since: str, etag: str,
+                 modified: int) -> bool:
+    """Whether a GET/HEAD's preconditions say the client's copy is current (RFC 9110 §13.2.2):
+    If-None-Match when present (weak comparison, ``*`` matches, §13.1.2), else
+    If-Modified-Since (a valid date no earlier than Last-Modified, §13.1.3)."""
+    if if_none_match.strip():
+        tags = [t.strip() for t in if_none_match.split(",")]
+        mine = etag.removeprefix("W/")
+        return any(t == "*" or t.removeprefix("W/") == mine for t in tags)
+    if if_modified_since.strip():
+        try:
+            since = email.utils.parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False  # an invalid date: the field is ignored (§13.1.3)
+        return since.timestamp() >= modified
+    return False
 
 
 def _choose_encoding(accept: str, available: dict[str, bytes]) -> str | None:

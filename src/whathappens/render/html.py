@@ -25,6 +25,7 @@ from whathappens.render.compare import TITLE as COMPARE_TITLE
 from whathappens.render.compare import Cell, CompareView
 from whathappens.render.format import DASH, at, ms, size, three
 from whathappens.render.html_browser import browser_html
+from whathappens.render.html_caching import caching_html
 from whathappens.render.html_parts import code as _code
 from whathappens.render.html_parts import dl as _dl
 from whathappens.render.html_parts import esc as esc
@@ -119,7 +120,7 @@ class HtmlReport:
         """Every section, in reading order (the live page shows the same ones)."""
         return "".join([
             self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(),
-            self.tls_compare(), self.http(),
+            self.tls_compare(), self.http(), caching_html(self.v.caching),
             self.inside(), who_html(self.v.who), security_html(self.v.security),
             self.browser(), self.waterfall(), self.layers(), self.cheatsheet(),
         ])

@@ -48,6 +48,7 @@ from whathappens.render.steps import (
     UrlView,
 )
 from whathappens.render.terminal_browser import browser_section
+from whathappens.render.terminal_caching import caching_section
 from whathappens.render.terminal_security import security_section, who_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
@@ -137,6 +138,8 @@ class Report:
                 pass  # no line of its own: its time shows on the steps around it
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
+        if self.v.caching is not None:
+            caching_section(self, self.v.caching)
         who_section(self.c, self.v.who, self.explain)
         security_section(self.c, self.v.security, self.explain)
         self.findings()

@@ -33,6 +33,7 @@ from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
 from whathappens.journey import LAYERS
 from whathappens.render.browser_view import BrowserView, browser_view
+from whathappens.render.caching_view import CachingView, caching_view
 from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
 from whathappens.render.format import bracket, ms
 from whathappens.render.security_view import SecurityView, WhoView, security_view, who_view
@@ -51,7 +52,7 @@ from whathappens.render.steps import (
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
-            ("who", "Who answered"), ("security", "Security"),
+            ("caching", "Caching"), ("who", "Who answered"), ("security", "Security"),
             ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
 
@@ -176,6 +177,7 @@ class JourneyView:
     commands: list[Command]
     security: SecurityView | None = None  # render/security_view.py
     who: WhoView | None = None
+    caching: CachingView | None = None  # RFC 9111 and the revalidation (caching_view.py)
 
     @property
     def span_ms(self) -> float:
@@ -323,4 +325,4 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs),
-        security=security_view(doc), who=who_view(doc))
+        security=security_view(doc), who=who_view(doc), caching=caching_view(doc))

@@ -15,15 +15,16 @@ that follows the last step is the HTML renderer's, escaped there.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from whathappens.analysis.budgets import judge, kernel_rtt
 from whathappens.contract.codec import from_json
 from whathappens.contract.document import SpanDoc, TlsCompare, read_span
-from whathappens.contract.facts import GuardFacts
+from whathappens.contract.facts import GuardFacts, RevalidateFacts
 from whathappens.explain.texts import STEPS
 from whathappens.render.compare import SHORT_TITLE, compare_view
-from whathappens.render.format import ms
+from whathappens.render.format import ms, size
 from whathappens.render.steps import (
     dns_view,
     facts,
@@ -46,13 +47,14 @@ from whathappens.web.browser_events import (
 from whathappens.web.security_events import live_note
 
 # The spans the page shows as they end, in the order a journey meets them.
-LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg", "browser")
+LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg", "browser", "revalidate")
 # Inside the DNS step: each question to the resolver and each hop of the walk, as they end;
 # inside the browser phase: each request the page made, each rendering stage, each moment.
 DETAIL_SPANS = ("dns.query", "dns.hop", *BROWSER_DETAILS)
 STEP_TITLE = {
     "url": "URL", "dns": "DNS", "guard": "Address check", "tcp": "TCP", "tls": "TLS",
     "http": "HTTP", "leg": "Request done", "browser": "The page, in Chromium",
+    "revalidate": "Revalidation (RFC 9111)",
 }
 
 
@@ -116,8 +118,31 @@ def _leg(span: SpanDoc) -> str:
     return f"{leg.method} {leg.url} on {conn}"
 
 
+def _revalidate(span: SpanDoc) -> str:
+    """The final request made again with its validators: its answer, time and bytes."""
+    f = facts(span, RevalidateFacts)
+    if f.outcome != "made":
+        return f"not made: {f.why}" if f.why else "not made"
+    http = span.child("http")
+    h = http_view(http) if http is not None else None
+    if h is None or h.status is None:
+        return "no answer"
+    sent = " and ".join(n for n, _ in f.conditional)
+    reason = h.reason or _phrase(h.status)  # HTTP/2 has no reason phrase (RFC 9113 §8.3.2)
+    return (f"{h.status} {reason} to the same request with {sent}, on a {f.connection} "
+            f"connection: first byte after {ms(h.wait_ms)}, {size(h.wire_received)} "
+            "received").replace("  ", " ")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 SUMMARY = {"url": _url, "dns": _dns, "guard": _guard, "tcp": _tcp, "tls": _tls,
-           "http": _http, "leg": _leg, "browser": browser_line}
+           "http": _http, "leg": _leg, "browser": browser_line, "revalidate": _revalidate}
 
 
 def summary(span: Mapping[str, object]) -> str:

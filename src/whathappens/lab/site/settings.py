@@ -80,6 +80,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "whathappens.lab.site.tracing.TracingMiddleware",   # outermost: times everything below
+    # ETag from the body, and 304 to a matching If-None-Match (RFC 9110 §13.1.2); before
+    # anything that changes the body. A no-store response gets none.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods
 from redis.exceptions import RedisError
@@ -19,13 +20,23 @@ from whathappens.lab.site.tracing import current
 
 TASK_DELAY_MAX = 10.0     # seconds; below the broker's visibility timeout (30 s)
 
+# Caching (RFC 9111). A page is the same for every visitor: a browser may keep it a minute,
+# the CDN edge 10 s (s-maxage, the edge's own lifetime before), and serve it stale for 30 s
+# while it checks again (RFC 5861); ConditionalGetMiddleware gives it an ETag and answers a
+# matching If-None-Match with 304. What depends on the visitor (the contact form with its
+# CSRF cookie and session) or on the moment (health) is private and never stored.
+PAGE_CACHE = cache_control(public=True, max_age=60, s_maxage=10, stale_while_revalidate=30)
+DYNAMIC_CACHE = cache_control(private=True, no_store=True)
+
 
 @require_GET
+@PAGE_CACHE
 def home(request: HttpRequest) -> HttpResponse:
     return _page(request, "home")
 
 
 @require_GET
+@PAGE_CACHE
 def page(request: HttpRequest, slug: str) -> HttpResponse:
     return _page(request, slug)
 
@@ -41,6 +52,7 @@ def _page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_GET
+@PAGE_CACHE
 def product(request: HttpRequest, pk: int) -> HttpResponse:
     """A product from Redis if cached (TTL ``PRODUCT_TTL``), else from the replica."""
     key = f"product:{pk}"
@@ -73,6 +85,7 @@ class ContactForm(forms.Form):
 
 
 @require_http_methods(["GET", "POST"])
+@DYNAMIC_CACHE
 @ensure_csrf_cookie
 def contact(request: HttpRequest) -> HttpResponse:
     """GET: the form (and the CSRF cookie). POST: store the message, queue its sending, 202."""
@@ -128,11 +141,13 @@ def _task_delay(request: HttpRequest) -> float:
         return 0.0
 
 
+@DYNAMIC_CACHE
 def healthz(request: HttpRequest) -> HttpResponse:
     """The process answers. No database, no Redis: HAProxy asks every 500 ms."""
     return HttpResponse("ok", content_type="text/plain")
 
 
+@DYNAMIC_CACHE
 def readyz(request: HttpRequest) -> HttpResponse:
     """Both database aliases and Redis answer."""
     checks: dict[str, str] = {}

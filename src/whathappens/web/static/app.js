@@ -173,7 +173,7 @@
     li.dataset.step = String(ev.step);
     const head = el("div", "step-head");
     head.append(el("span", "step-title", ev.title));
-    if (ev.leg !== null && ev.leg !== undefined && ev.step !== "url" && ev.step !== "browser") {
+    if (ev.leg !== null && ev.leg !== undefined && ev.step !== "url" && ev.step !== "browser" && ev.step !== "revalidate") {
       head.append(el("span", "step-leg muted", ev.leg === 0 ? "request 1" : "request " + (ev.leg + 1)));
     }
     head.append(el("span", "step-took", ev.pending ? "…" : (ev.took || ms(ev.duration_ms))));

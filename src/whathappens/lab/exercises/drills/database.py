@@ -271,7 +271,9 @@ def lab_journey(lab: Lab, path: str) -> Journey:
 
 
 def _http_span(journey: Journey) -> Span[HttpFacts] | None:
-    spans = [s for s in journey.all_spans() if s.name == "http"]
+    # the journey's own requests (its legs), not the revalidation made after it
+    spans = [c for leg in journey.spans if leg.name == "leg" for c in leg.children
+             if c.name == "http"]
     return spans[-1] if spans else None
 
 
