@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -38,6 +38,11 @@ CHANGELOG = (
     "the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
     "(step 'browser'), placed on the journey's clock; the page's times count from "
     "navigation_start_ms, as Web Vitals do.",
+    "1.6: http attrs h2_wire (HTTP/2 frames sent and received, bounded, with HPACK header "
+    "block sizes) and chunked (an HTTP/1.1 chunked body's chunks as they arrived), both only "
+    "when there is something to say; dns attrs from_host_cache (a second lookup answered "
+    "from the journey's own host cache); analysis.timing_guide (rules of thumb beside this "
+    "journey's figures); analysis.resolver_cache entries carry the TTL evidence.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")
