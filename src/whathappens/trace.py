@@ -61,6 +61,7 @@ from whathappens.navigation import (
 )
 from whathappens.net import budget as budgets
 from whathappens.net.capture import HandshakeCapture, capture_facts
+from whathappens.net.dns.host_cache import HostCache
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request, os_error_words
@@ -134,6 +135,7 @@ class Runner:
         if self.trace_id:
             journey.facts.trace_id = self.trace_id
         self.prepared: set[str] = set()
+        self.host_cache = HostCache()
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -412,11 +414,21 @@ class Runner:
                 span.facts.view_used, span.facts.note, span.facts.addresses = "none", why, addrs
                 return Resolution("none", [a for a in addrs if ":" in a],
                                   [a for a in addrs if ":" not in a])
+            cached = self.host_cache.lookup(url.host, self.j.clock.now())
+            if cached is not None:
+                res, hit = cached
+                f = span.facts
+                f.view_used, f.host_cache, f.addresses = "host_cache", hit, res.addresses
+                f.https_records = res.https_records
+                f.note = (f"from the journey's host cache, TTL {hit.ttl_left_s:,} s left of "
+                          f"{hit.ttl_s:,}: no question was asked")
+                return res
             res = await resolve(self.j, span, url.host, url.port, self.opts.dns)
             # The step runs from its first query to its last answer: what a view did
             # before and after (reading the hosts file, waking the event loop) is ours.
             span.start_ns = min(c.start_ns for c in span.children)
             span.end_ns = max(c.end_ns or span.start_ns for c in span.children)
+            self.host_cache.store(url.host, res, span, span.end_ns)
             return res
 
     # ------------------------------------------------------------------ http

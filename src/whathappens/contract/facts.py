@@ -98,14 +98,32 @@ class GuardFacts(Facts):
 
 # --------------------------------------------------------------------------------- DNS
 @dataclass(kw_only=True)
+class HostCacheHit:
+    """A lookup answered from the journey's own host cache, as a browser's host cache
+    answers a name it resolved moments ago (its entry lives for the answer's TTL)."""
+
+    dns_span_id: int = field(default=0, metadata=doc("the DNS step that looked it up"))
+    ttl_s: int = field(default=0, metadata=doc("the entry's lifetime"))
+    ttl_source: str = field(default="", metadata=doc(
+        "where the lifetime comes from: the answer's TTL, or 60 s for a system answer "
+        "(getaddrinfo gives no TTL; Chromium's host cache keeps those 60 s)"))
+    age_ms: float = field(default=0.0, metadata=doc("since the entry was stored"))
+    ttl_left_s: int = 0
+
+
+@dataclass(kw_only=True)
 class DnsFacts(Facts):
     """The DNS step: the views that ran and the addresses of the one in use."""
 
     host: str = ""
-    view_used: str | None = field(default=None, metadata=doc("system | resolver | walk | none"))
+    view_used: str | None = field(
+        default=None, metadata=doc("system | resolver | walk | host_cache | none"))
     addresses: list[str] = field(default_factory=list)
     https_records: list[str] = field(default_factory=list)
     note: str | None = None
+    host_cache: HostCacheHit | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "answered from the journey's host cache"})
 
 
 @dataclass(kw_only=True)

@@ -139,7 +139,8 @@ def url_view(span: SpanDoc) -> UrlView:
 # -------------------------------------------------------------------------------- DNS
 SOURCE_NAMES = {"dns.system": "system", "dns.resolver": "resolver", "dns.walk": "walk"}
 USED_WORDS = {"none": "no lookup", "resolver": "the recursive resolver's answer",
-              "walk": "the iterative walk's answer", "system": "the system resolver's answer"}
+              "walk": "the iterative walk's answer", "system": "the system resolver's answer",
+              "host_cache": "the journey's host cache"}
 FASTER = "faster: served from the resolver's cache"
 NOT_FASTER = "not faster: the resolver did not answer from a cache"
 

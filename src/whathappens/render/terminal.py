@@ -185,7 +185,9 @@ class Report:
     # ------------------------------------------------------------------- DNS
     def dns(self, d: DnsView) -> None:
         facts = f"→ {d.answer}"
-        if d.view_used and d.view_used != "none":
+        if d.view_used == "host_cache":
+            facts += f"  ({d.note})"
+        elif d.view_used and d.view_used != "none":
             facts += f"  (using the {d.view_used} view)"
         elif d.note:
             facts += f"  ({d.note})"
