@@ -35,7 +35,8 @@ def test_a_redirect_to_the_same_host_asks_no_second_question(
     assert dns2.facts.view_used == "host_cache"
     assert dns2.children == []  # not one question
     assert dns2.facts.addresses == dns1.facts.addresses
-    assert hit is not None and hit.dns_span_id == dns1.span_id
+    assert hit is not None
+    assert hit.dns_span_id == dns1.span_id
     ttls = [q.facts.ttl for v in dns1.children if v.name == "dns.resolver"
             for q in v.children if q.facts.qtype in ("A", "AAAA")
             and "again" not in q.facts.purpose]
@@ -90,5 +91,6 @@ def test_a_zero_ttl_is_not_cached_and_a_system_answer_lives_60_s() -> None:
     assert answer_ttl(system) is not None
     cache.store("b.test", res, system, 0)
     got = cache.lookup("b.test", 59 * S)
-    assert got is not None and got[1].ttl_s == SYSTEM_TTL_S
+    assert got is not None
+    assert got[1].ttl_s == SYSTEM_TTL_S
     assert cache.lookup("b.test", 60 * S) is None

@@ -34,7 +34,8 @@ def test_every_frame_of_an_exchange_is_recorded_in_order() -> None:
     assert got[0].type == "SETTINGS"
     assert any(f.type == "SETTINGS" and f.flags == ["ACK"] for f in got)
     heads = [f for f in got if f.type == "HEADERS"]
-    assert len(heads) == 1 and heads[0].stream_id == 1
+    assert len(heads) == 1
+    assert heads[0].stream_id == 1
     data = [f for f in got if f.type == "DATA"]
     assert sum(f.length for f in data) == len(TEXT)
     assert data[-1].flags == ["END_STREAM"]
@@ -51,7 +52,8 @@ def test_header_blocks_before_and_after_hpack() -> None:
         first, second = fetch_all(port, request(port, "/a"), request(port, "/a"))
     req = first.h2_wire and first.h2_wire.request_block
     resp = first.h2_wire and first.h2_wire.response_block
-    assert req is not None and resp is not None
+    assert req is not None
+    assert resp is not None
     fields = request_headers_h2(request(port, "/a"))
     octets = sum(len(n) + len(v) for n, v in fields)
     assert (req.fields, req.octets, req.list_size) == (len(fields), octets,
@@ -65,11 +67,13 @@ def test_header_blocks_before_and_after_hpack() -> None:
                and f.type == "HEADERS")
     assert resp.encoded == got.length
     last = second.h2_wire and second.h2_wire.response_block
-    assert last is not None and last.encoded == peers[0].header_frames - 9
+    assert last is not None
+    assert last.encoded == peers[0].header_frames - 9
     assert resp.octets == len(":status") + 3 + len("content-type") + len("text/html")
     # The second request's fields are in the dynamic table (RFC 7541 §2.3.2): far smaller.
     again = second.h2_wire and second.h2_wire.request_block
-    assert again is not None and again.octets == octets
+    assert again is not None
+    assert again.octets == octets
     assert again.encoded < req.encoded / 3
 
 
