@@ -52,6 +52,7 @@ from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey
 from whathappens.render.visible import visible_tree
 
 BAR = 28
+SHOWN_HEADERS = 40  # response headers listed without --explain; the rest are counted
 
 STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
               "http": "blue", "redirect": "magenta", "journey": "white", "browser": "magenta"}
@@ -336,13 +337,25 @@ class Report:
         self.head("HTTP", h.timing, h.error, facts)
         for name, value in h.request_headers:
             self.detail(Text(f"> {name}: {value}", style="dim"))
-        for name, value in h.response_headers[:14]:
-            self.detail(Text(f"< {name}: {value}", style="dim"))
+        self.response_headers(h.response_headers)
         if h.inside:
             self.detail(Text("inside (from the lab's own logs, same clock):", style="bold"))
             for node in h.inside:
                 self.server_tree(node, 10)
         self.explain_step("http")
+
+    def response_headers(self, headers: list[tuple[str, str]]) -> None:
+        """Every response header (HSTS, X-Cache, Content-Encoding… come late in a list);
+        only a very long list is cut, and then the report says how many and where they are.
+        --explain shows them all."""
+        shown = headers if self.explain else headers[:SHOWN_HEADERS]
+        for name, value in shown:
+            self.detail(Text(f"< {name}: {value}", style="dim"))
+        hidden = len(headers) - len(shown)
+        if hidden:
+            self.detail(Text(f"… {plural(hidden, 'more response header')} of {len(headers)} "
+                             "not shown: --explain lists every one, as do --json and --html "
+                             "FILE", style="yellow"))
 
     def server_tree(self, node: ServerNode, indent: int) -> None:
         t = Text(f"└ {node.actor}", style="cyan")
