@@ -78,6 +78,23 @@ class CacheCheck:
     took_ms: float
     first_ms: float = field(metadata={"doc": "the first A question's time"})
     faster: bool = field(metadata={"doc": "took < first / 2: served from the resolver's cache"})
+    first_ttl: int | None = field(default=None,
+                                  metadata={"doc": "the TTL of the first A answer"})
+    ttl: int | None = field(default=None, metadata={"doc": "the TTL of this, the repeat"})
+    original_ttl: int | None = field(default=None, metadata={
+        "doc": "the zone's own TTL for the record, from the iterative walk's authoritative "
+               "answer in the same DNS step; null when the walk did not run"})
+    slack_s: int = field(default=1, metadata={
+        "doc": "how far below the original a fresh answer's TTL can be (whole-second clocks "
+               "and the question's own time): only a TTL lower than this proves a cache"})
+    ttl_proves: bool = field(default=False, metadata={
+        "doc": "this answer's TTL is below the original by more than slack_s: it was "
+               "served from a cache, counting down (RFC 1035 §7.4, RFC 2181 §8)"})
+    first_cached: bool | None = field(default=None, metadata={
+        "doc": "the first answer's TTL proves the resolver had the name before we asked; "
+               "null without the original TTL"})
+    cached: bool = field(default=False, metadata={
+        "doc": "the verdict: served from the resolver's cache (ttl_proves or faster)"})
 
 
 # ------------------------------------------------------------------ the browser phase
