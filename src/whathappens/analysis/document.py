@@ -11,7 +11,9 @@ from the typed ``JourneyDoc``):
 - ``resolver_cache``: whether each repeated question came from the resolver's cache
   (analysis/resolver_cache.py);
 - ``browser`` (only with a browser phase): FCP, LCP and CLS against Core Web Vitals'
-  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py).
+  thresholds, the chain that held FCP back and the LCP element's own (analysis/browser.py);
+- ``timing_guide``: what good timing looks like, the rules of thumb beside this journey's
+  figures (analysis/timing_guide.py).
 
 The dataclasses are analysis/model.py; their JSON and :data:`SCHEMA` come from
 contract/codec.py, like every span's facts. The terminal, the HTML report and the live page
@@ -28,6 +30,7 @@ from whathappens.analysis.budgets import verdicts
 from whathappens.analysis.model import Analysis
 from whathappens.analysis.resolver_cache import cache_checks
 from whathappens.analysis.summary import summarize
+from whathappens.analysis.timing_guide import timing_guide
 from whathappens.contract.codec import JSON, schema_of, to_json
 from whathappens.contract.document import JourneyDoc, read_journey
 
@@ -41,7 +44,7 @@ def analyze_journey(journey: JourneyDoc) -> Analysis:
     """The analyses of the typed journey document."""
     return Analysis(summary=summarize(journey), budgets=verdicts(journey),
                     actors=actors(journey), resolver_cache=cache_checks(journey),
-                    browser=analyze_browser(journey))
+                    browser=analyze_browser(journey), timing_guide=timing_guide(journey))
 
 
 def analyze(data: Mapping[str, object]) -> dict[str, JSON]:

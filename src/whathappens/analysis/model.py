@@ -176,6 +176,38 @@ class BrowserAnalysis:
     lcp_chain: LcpChain | None
 
 
+# -------------------------------------------------------- what good timing looks like
+@dataclass(frozen=True)
+class GuideRow:
+    """A rule of thumb beside this journey's own figure (analysis/timing_guide.py). The rule
+    is guidance from experience and published targets, never a measurement; the figure is
+    measured (or, for CLS, a score)."""
+
+    metric: str = field(metadata={"doc": "dns | tcp | tls | ttfb | navigation_ttfb | fcp | "
+                                         "lcp | cls"})
+    leg: int | None = field(metadata={"doc": "the request's index, from 0; null for the "
+                                             "journey or the page"})
+    span_id: int | None
+    rule: str = field(metadata={"doc": "the rule of thumb, in words"})
+    basis: str = field(metadata={"doc": "where the rule comes from"})
+    value: float | None = field(metadata={"doc": "this journey's figure: ms, or the CLS score"})
+    limit: float | None = field(
+        metadata={"doc": "the rule's mark for this journey (ms, or the score): a fixed "
+                         "limit, or round trips priced with the kernel's RTT"})
+    outcome: str = field(metadata={"doc": "within | over | unknown (network steps); good | "
+                                          "needs_improvement | poor | unknown (the page)"})
+    note: str = field(metadata={"doc": "what this figure was: from a cache or cold, how "
+                                       "many round trips, what it counts from"})
+
+
+@dataclass(frozen=True)
+class TimingGuide:
+    """What good timing looks like, for this journey: one row per judged step and, after a
+    browser phase, per Core Web Vital."""
+
+    rows: list[GuideRow]
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Analyses of the journey (whathappens.analysis): pure functions of the rest of the
@@ -189,3 +221,6 @@ class Analysis:
         default=None, metadata={"omit_default": True,
                                 "doc": "the browser phase: Core Web Vitals and critical "
                                        "chains (absent without one)"})
+    timing_guide: TimingGuide | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "rules of thumb beside this journey's figures"})

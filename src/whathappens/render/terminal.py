@@ -48,6 +48,7 @@ from whathappens.render.steps import (
     UrlView,
 )
 from whathappens.render.terminal_browser import browser_section
+from whathappens.render.terminal_wire import guide_section, wire_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
 
@@ -138,6 +139,7 @@ class Report:
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
         self.findings()
+        guide_section(self, self.v.guide)
         self.summary()
 
     def url(self, u: UrlView) -> None:
@@ -177,6 +179,7 @@ class Report:
                 self.tls(leg.tls)
             elif ref.name == "http" and leg.http is not None:
                 self.http(leg.http)
+                wire_section(self, self.v.wire.get(leg.index))
             else:
                 self.other(ref)
 

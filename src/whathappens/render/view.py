@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from whathappens.analysis.actors import actors
 from whathappens.analysis.budgets import RULES, verdicts
@@ -46,6 +46,7 @@ from whathappens.render.steps import (
     timing,
     url_view,
 )
+from whathappens.render.wire_view import GuideLine, WireView, guide_view, wire_view
 
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
@@ -172,6 +173,9 @@ class JourneyView:
     waterfall: list[WaterfallRow]
     layers: list[LayerRow]
     commands: list[Command]
+    # HTTP on the wire, by request index, and the timing guide (render/wire_view.py)
+    wire: dict[int, WireView] = field(default_factory=dict)
+    guide: list[GuideLine] = field(default_factory=list)
 
     @property
     def span_ms(self) -> float:
@@ -318,4 +322,16 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         compare=compare_view(doc.facts.tls_compare),
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
-        layers=layer_rows(doc), commands=commands(doc, url, legs))
+        layers=layer_rows(doc), commands=commands(doc, url, legs),
+        wire=wires(doc), guide=guide_view(doc))
+
+
+def wires(doc: JourneyDoc) -> dict[int, WireView]:
+    """Each request's HTTP step on the wire, when its driver recorded it."""
+    out: dict[int, WireView] = {}
+    for leg in doc.spans:
+        http = leg.child("http") if leg.name == "leg" else None
+        w = None if http is None else wire_view(http)
+        if w is not None:
+            out[facts(leg, LegFacts).index] = w
+    return out
