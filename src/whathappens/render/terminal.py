@@ -51,6 +51,7 @@ from whathappens.render.terminal_browser import browser_section
 from whathappens.render.terminal_wire import guide_section, wire_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
+from whathappens.render.wire_view import WireView
 
 BAR = 28
 SHOWN_HEADERS = 40  # response headers listed without --explain; the rest are counted
@@ -178,8 +179,7 @@ class Report:
             elif ref.name == "tls" and leg.tls is not None:
                 self.tls(leg.tls)
             elif ref.name == "http" and leg.http is not None:
-                self.http(leg.http)
-                wire_section(self, self.v.wire.get(leg.index))
+                self.http(leg.http, self.v.wire.get(leg.index))
             else:
                 self.other(ref)
 
@@ -329,7 +329,7 @@ class Report:
             self.detail(line)
 
     # ------------------------------------------------------------------ HTTP
-    def http(self, h: HttpView) -> None:
+    def http(self, h: HttpView, wire: WireView | None = None) -> None:
         if not h.answered:
             self.head("HTTP", h.timing, h.error, h.protocol)
             self.explain_step("http")
@@ -345,6 +345,7 @@ class Report:
             self.detail(Text("inside (from the lab's own logs, same clock):", style="bold"))
             for node in h.inside:
                 self.server_tree(node, 10)
+        wire_section(self, wire)
         self.explain_step("http")
 
     def response_headers(self, headers: list[tuple[str, str]]) -> None:

@@ -123,5 +123,8 @@ def guide_section(r: Report, lines: list[GuideLine]) -> None:
                      Text(g.outcome, style=TONE.get(g.tone, "")), Text(g.note, style="dim"))
     r.c.print(Padding(grid, (0, 0, 0, 2), expand=False))
     if r.explain:
+        said: set[str] = set()
         for g in lines:
-            r.detail(Text(f"{g.label}: {g.basis}", style="dim"), indent=4)
+            if g.label not in said:
+                said.add(g.label)
+                r.detail(Text(f"{g.label}: {g.basis}", style="dim"), indent=4)
