@@ -34,7 +34,7 @@ def view() -> JourneyView:
 
 def test_sections_in_reading_order() -> None:
     assert [i for i, _ in SECTIONS] == ["glance", "url", "dns", "tcp", "tls", "tls-compare",
-                                        "http", "browser", "waterfall", "layers",
+                                        "http", "browser", "waterfall", "timing", "layers",
                                         "cheatsheet"]
     page = render_html(load())
     at = [page.index(f"<section id=\"{i}\"") for i, _ in SECTIONS]

@@ -51,7 +51,8 @@ from whathappens.render.wire_view import GuideLine, WireView, guide_view, wire_v
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
-            ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
+            ("browser", "Browser"), ("waterfall", "Waterfall"), ("timing", "Good timing"),
+            ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}

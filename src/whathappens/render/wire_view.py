@@ -149,3 +149,19 @@ def guide_view(doc: JourneyDoc) -> list[GuideLine]:
         _value(r.metric, r.value), "" if r.limit is None else _value(r.metric, r.limit),
         OUTCOME_WORDS.get(r.outcome, r.outcome), OUTCOME_TONE.get(r.outcome, ""), r.note,
         r.basis) for r in rows]
+
+
+def wire_summary(span: SpanDoc) -> str:
+    """A few words on the wire for the live page's line: ``; 9 HTTP/2 frames, response
+    headers 357 B → 205 B with HPACK`` or ``; 3 chunks``; "" when nothing was recorded."""
+    f = span.facts_as(HttpFacts)
+    if f is None:
+        return ""
+    if f.h2_wire is not None:
+        b = f.h2_wire.response_block
+        block = (f", response headers {size(b.octets)} → {size(b.encoded)} with HPACK"
+                 if b is not None else "")
+        return f"; {plural(f.h2_wire.total, 'HTTP/2 frame')}{block}"
+    if f.chunked is not None:
+        return f"; chunked: {plural(f.chunked.total, 'chunk')}"
+    return ""
