@@ -81,7 +81,9 @@ def wire_section(r: Report, w: WireView | None) -> None:
 def frame_table(r: Report, w: WireView) -> None:
     grid = Table.grid(padding=(0, 2))
     for justify in ("left", "left", "right", "left", "right", "right", "left"):
-        grid.add_column(justify=justify, no_wrap=justify == "right")
+        grid.add_column(justify=justify, no_wrap=justify == "right", overflow="fold")
+    grid.columns[3].max_width = len("END_HEADERS")  # flags wrap, one a line
+    grid.columns[6].min_width = len("INITIAL_WINDOW_SIZE=6291456,")
     grid.add_row(*[Text(h, style="bold dim") for h in
                    ("", "frame", "stream", "flags", "length", "at ms", "carries")])
     for f in w.frames:

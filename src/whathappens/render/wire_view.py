@@ -85,7 +85,7 @@ def _h2(f: HttpFacts) -> WireView | None:
                 + " (times: ms since t0; sent = the write returned, received = the read "
                 "that brought its first byte returned)")
     rows = [FrameRow("→" if x.direction == "sent" else "←", x.direction == "sent", x.type,
-                     x.stream_id, ",".join(x.flags), x.length, _at(x.t_ns), x.detail or "")
+                     x.stream_id, " ".join(x.flags), x.length, _at(x.t_ns), x.detail or "")
             for x in w.frames]
     blocks = [b for b in (block_words("request", w.request_block),
                           block_words("response", w.response_block)) if b]
