@@ -31,6 +31,7 @@ _FLAGS: dict[int, tuple[tuple[int, str], ...]] = {
     0x6: ((0x1, "ACK"),),
     0x9: ((0x4, "END_HEADERS"),),
 }
+_SAYS = frozenset({0x3, 0x4, 0x7, 0x8})  # RST_STREAM, SETTINGS, GOAWAY, WINDOW_UPDATE
 SETTINGS_NAMES = {0x1: "HEADER_TABLE_SIZE", 0x2: "ENABLE_PUSH", 0x3: "MAX_CONCURRENT_STREAMS",
                   0x4: "INITIAL_WINDOW_SIZE", 0x5: "MAX_FRAME_SIZE",
                   0x6: "MAX_HEADER_LIST_SIZE", 0x8: "ENABLE_CONNECT_PROTOCOL",
@@ -116,12 +117,14 @@ class FrameLog:
             self.wire.dropped += 1
             return
         type_, flags = data[3], data[4]
-        payload = bytes(data[FRAME_HEADER:])
+        # Only the frames that carry parameters are read past their header (a DATA frame's
+        # 16 KiB is not copied to learn its length).
+        said = detail(type_, flags, bytes(data[FRAME_HEADER:])) if type_ in _SAYS else None
         self.wire.frames.append(WireFrame(
             direction=direction, type=type_name(type_),
             stream_id=int.from_bytes(data[5:9], "big") & 0x7FFFFFFF,
-            flags=flag_names(type_, flags), length=len(payload), t_ns=t_ns,
-            detail=detail(type_, flags, payload)))
+            flags=flag_names(type_, flags), length=len(data) - FRAME_HEADER, t_ns=t_ns,
+            detail=said))
 
     def sent(self, data: bytes, t_ns: int) -> None:
         """What one write carried: whole frames, after the preface on the first."""
