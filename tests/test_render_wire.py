@@ -158,3 +158,17 @@ def test_a_host_cache_answer_is_in_the_cache_band(demo_internet: DemoInternet) -
     text = render(data)
     assert "DNS, request 2" in text
     assert "(from the journey's host cache, TTL" in " ".join(text.split())
+
+
+def test_a_failed_exchange_shows_the_frames_up_to_the_failure() -> None:
+    j = journey()
+    span = http_span(j)
+    span["attrs"].update(status=None, h2_wire={
+        "frames": [{"direction": "received", "type": "RST_STREAM", "stream_id": 1,
+                    "flags": [], "length": 4, "t_ns": 91_000_000, "detail": "CANCEL"}],
+        "total": 1, "dropped": 0, "request_block": None, "response_block": None})
+    span["error"] = {"code": "http.stream_reset", "message": "The server reset the stream",
+                     "step": "http", "exit_code": 7}
+    text = render(j)
+    assert "✗ The server reset the stream" in text
+    assert "← RST_STREAM" in text

@@ -4,8 +4,10 @@ drivers; the lists are bounded, tested against servers that send many frames and
 
 from __future__ import annotations
 
+from h2.errors import ErrorCodes
 from hyperframe.frame import HeadersFrame
 
+from journey_helpers import options, run
 from test_http1 import fetch, replying
 from test_http2 import TEXT, Peer, fetch_all, h2_server, ok
 from threaded_server import raw_server, request, serving
@@ -170,3 +172,40 @@ def test_a_server_that_sends_many_chunks_fills_the_list_and_the_rest_are_counted
     assert (log.total, log.dropped) == (1500, 1500 - CHUNKS_KEPT)
     assert [c.size for c in log.chunks] == [1 + i % 7 for i in range(CHUNKS_KEPT)]
     assert log.body_bytes == sum(1 + i % 7 for i in range(1500)) == len(ex.body)
+
+
+# --- a failed exchange keeps what crossed the wire ----------------------------------------
+def test_the_frames_before_a_reset_are_kept_in_the_journey() -> None:
+    async def reset(peer: Peer, stream_id: int) -> None:
+        await peer.headers(stream_id)
+        peer.conn.send_data(stream_id, b"x" * 100)  # no END_STREAM: the body goes on…
+        peer.conn.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)  # …until the reset
+        await peer.flush()
+
+    with serving(h2_server(reset, [])) as port:
+        j = run(f"http://127.0.0.1:{port}/", options("--http2"))
+    assert j.error is not None
+    assert j.error.code == "http.stream_reset"
+    http = next(c for leg in j.spans if leg.name == "leg" for c in leg.children
+                if c.name == "http")
+    wire = http.facts.h2_wire
+    assert wire is not None
+    got = [(f.direction, f.type, f.detail) for f in wire.frames]
+    assert ("received", "RST_STREAM", "INTERNAL_ERROR") in got
+    assert ("received", "DATA", None) in got
+    # after it, our GOAWAY (RFC 9113 §6.8), before we closed
+    assert got[-1][:2] == ("sent", "GOAWAY")
+
+
+def test_the_chunks_before_a_cut_are_kept_in_the_journey() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with serving(raw_server(replying(head + _chunk(b"a" * 10), 0.02, _chunk(b"b" * 20)))) \
+            as port:
+        j = run(f"http://127.0.0.1:{port}/")
+    assert j.error is not None
+    assert j.error.code == "http.connection_closed"
+    http = next(c for leg in j.spans if leg.name == "leg" for c in leg.children
+                if c.name == "http")
+    chunks = http.facts.chunked
+    assert chunks is not None
+    assert [c.size for c in chunks.chunks] == [10, 20]

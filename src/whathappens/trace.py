@@ -445,7 +445,11 @@ class Runner:
         with self.j.timed("http", "http", f"server {remote}", "application",
                           HttpFacts(protocol=conn.protocol, traceparent=traceparent),
                           parent=leg) as span:
-            ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
+            try:
+                ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
+            except JourneyError:
+                self._wire_so_far(span.facts, conn)
+                raise
             span.start_ns = ex.t_request_start_ns
             span.end_ns = ex.t_body_done_ns
             span.actor = f"server {remote}"
@@ -478,6 +482,14 @@ class Runner:
                         "without TLS close_notify: it may have been cut short, and nothing "
                         "can tell (RFC 9112 §9.8)")
         return ex
+
+    @staticmethod
+    def _wire_so_far(facts: HttpFacts, conn: _Conn) -> None:
+        """A failed exchange keeps what crossed the wire before it failed: the frames up to
+        a RST_STREAM or GOAWAY (and ours after it), the chunks before a cut."""
+        http = conn.http
+        facts.h2_wire = getattr(http, "frames_so_far", None)
+        facts.chunked = getattr(http, "chunks_so_far", None)
 
     def _findings(self, url: UrlAnatomy, ex: Exchange) -> None:
         for note in ex.notes:

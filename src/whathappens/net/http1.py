@@ -220,7 +220,12 @@ class H1Connection:
         self.exchanges = 0
         self._h11: h11.Connection | None = None
         self._failed = False
+        self._reading: _Reading | None = None
 
+    @property
+    def chunks_so_far(self) -> ChunkedWire | None:
+        """The chunks of the last response read, also when it was cut short."""
+        return None if self._reading is None else self._reading.chunks
     @property
     def reusable(self) -> bool:
         """True while another request may go on this connection (RFC 9112 §9.3)."""
@@ -277,6 +282,7 @@ class H1Connection:
         self, conn: h11.Connection, request: Request, clock: Callable[[], int], limits: Limits
     ) -> Exchange:
         stream = self.stream
+        self._reading = None  # until this response is read: not the last one's
         headers = request_headers_h1(request)
         data = _encode_request(conn, request, headers)
         sent0, received0 = stream.wire_sent, stream.wire_received
@@ -337,6 +343,7 @@ class H1Connection:
         """Feed h11 until the response ends; every read bounded, every event counted."""
         progress = _Progress()
         got = _Reading(leftover=len(conn.trailing_data[0]))  # already buffered, this response's
+        self._reading = got
         while True:
             try:
                 event = conn.next_event()

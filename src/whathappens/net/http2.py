@@ -35,7 +35,7 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes, Settings
 
-from whathappens.contract.facts import HeaderBlock
+from whathappens.contract.facts import H2Wire, HeaderBlock
 from whathappens.errors import HttpError
 from whathappens.net import budget
 from whathappens.net.content import content_codings, decode_content
@@ -233,6 +233,12 @@ class H2Connection:
         self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
 
     @property
+    def frames_so_far(self) -> H2Wire | None:
+        """The frames of the last exchange, also when it failed: what came before a
+        RST_STREAM or a GOAWAY, and our own GOAWAY after it."""
+        return None if self._log is None else dataclasses.replace(self._log.wire)
+
+    @property
     def reusable(self) -> bool:
         """True while a new stream may be opened: no GOAWAY, no failure (RFC 9113 §6.8)."""
         return not (self._failed or self.goaway or self.stream.closed)
@@ -265,6 +271,7 @@ class H2Connection:
         self, request: Request, clock: Callable[[], int], limits: Limits
     ) -> Exchange:
         stream = self.stream
+        self._log = None  # until this exchange's first frame: not the last one's
         headers = request_headers_h2(request)
         stream_id = self._h2.get_next_available_stream_id()
         self._rules.opened(stream_id)

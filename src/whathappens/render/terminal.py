@@ -332,6 +332,7 @@ class Report:
     def http(self, h: HttpView, wire: WireView | None = None) -> None:
         if not h.answered:
             self.head("HTTP", h.timing, h.error, h.protocol)
+            wire_section(self, wire)  # what crossed before it failed
             self.explain_step("http")
             return
         facts = (f"{h.http_version} {h.status} {h.reason}  TTFB {ms(h.wait_ms)}  "
