@@ -45,6 +45,7 @@ from whathappens.errors import (
     RedirectError,
     TargetRefused,
 )
+from whathappens.explain.wire import HOST_CACHE_NOTE
 from whathappens.journey import Journey, Span
 from whathappens.navigation import (
     MAX_REDIRECTS,
@@ -420,8 +421,7 @@ class Runner:
                 f = span.facts
                 f.view_used, f.host_cache, f.addresses = "host_cache", hit, res.addresses
                 f.https_records = res.https_records
-                f.note = (f"from the journey's host cache, TTL {hit.ttl_left_s:,} s left of "
-                          f"{hit.ttl_s:,}: no question was asked")
+                f.note = HOST_CACHE_NOTE.format(left=hit.ttl_left_s, ttl=hit.ttl_s)
                 return res
             res = await resolve(self.j, span, url.host, url.port, self.opts.dns)
             # The step runs from its first query to its last answer: what a view did

@@ -4,8 +4,9 @@ escaped by :func:`~whathappens.render.html_parts.esc`."""
 
 from __future__ import annotations
 
+from whathappens.explain.wire import GUIDE_CAPTION, GUIDE_TITLE
 from whathappens.render.html_parts import esc, section, table
-from whathappens.render.wire_view import GUIDE_CAPTION, GUIDE_TITLE, GuideLine, WireView
+from whathappens.render.wire_view import GuideLine, WireView
 
 TONE_CLASS = {"ok": "ok", "bad": "bad", "warn": "warn", "": "muted"}
 

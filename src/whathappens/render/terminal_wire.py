@@ -17,14 +17,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from whathappens.explain.wire import GUIDE_CAPTION, GUIDE_TITLE
 from whathappens.render.format import size
-from whathappens.render.wire_view import (
-    GUIDE_CAPTION,
-    GUIDE_TITLE,
-    FrameRow,
-    GuideLine,
-    WireView,
-)
+from whathappens.render.wire_view import FrameRow, GuideLine, WireView
 
 TONE = {"ok": "green", "bad": "red", "warn": "yellow", "": "dim"}
 COMPACT_CHUNKS = 8

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from whathappens.analysis.timing_guide import timing_guide
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import HeaderBlock, HttpFacts
+from whathappens.explain.wire import CHUNK_TIMES, FRAME_TIMES
 from whathappens.render.format import ms, plural, size
 
-GUIDE_TITLE = "What good timing looks like"
-GUIDE_CAPTION = ("rules of thumb, not measurements: each beside this journey's measured "
-                 "figure; they say where a healthy step on a good network tends to end")
 GUIDE_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB",
                "navigation_ttfb": "TTFB (page)", "fcp": "FCP", "lcp": "LCP", "cls": "CLS"}
 OUTCOME_WORDS = {"within": "within", "over": "over", "unknown": "no verdict", "good": "good",
@@ -82,8 +80,7 @@ def _h2(f: HttpFacts) -> WireView | None:
     split = f"{sent} sent, {len(w.frames) - sent} received"
     headline = (f"{plural(w.total, 'HTTP/2 frame')} on this exchange: "
                 + (f"the first {len(w.frames)} listed ({split})" if w.dropped else split)
-                + " (times: ms since t0; sent = the write returned, received = the read "
-                "that brought its first byte returned)")
+                + f" ({FRAME_TIMES})")
     rows = [FrameRow("→" if x.direction == "sent" else "←", x.direction == "sent", x.type,
                      x.stream_id, " ".join(x.flags), x.length, _at(x.t_ns), x.detail or "")
             for x in w.frames]
@@ -105,8 +102,7 @@ def _chunked(f: HttpFacts) -> WireView | None:
         rows.append(ChunkRow(i + 1, chunk.size, _at(chunk.t_ns), after))
         prev = chunk.t_ns
     headline = (f"chunked transfer (RFC 9112 §7.1): {plural(c.total, 'chunk')}, "
-                f"{size(c.body_bytes)} of body, as they arrived (ms since t0: when the read "
-                "that brought each chunk's start returned)")
+                f"{size(c.body_bytes)} of body, as they arrived ({CHUNK_TIMES})")
     dropped = (f"… {plural(c.dropped, 'more chunk')} not listed (the first {len(c.chunks)} "
                "are)" if c.dropped else "")
     return WireView("chunked", headline, [], [], rows, dropped)
