@@ -209,3 +209,12 @@ def test_the_chunks_before_a_cut_are_kept_in_the_journey() -> None:
     chunks = http.facts.chunked
     assert chunks is not None
     assert [c.size for c in chunks.chunks] == [10, 20]
+
+
+def test_a_settings_frame_stuffed_with_values_is_said_in_a_bounded_line() -> None:
+    payload = b"".join((0x3).to_bytes(2, "big") + i.to_bytes(4, "big") for i in range(2730))
+    said = detail(0x4, 0, payload)
+    assert said is not None
+    assert said.count("MAX_CONCURRENT_STREAMS=") == 12
+    assert said.endswith(", … 2718 more")
+    assert detail(0x4, 0, (0xFF).to_bytes(2, "big") + (1).to_bytes(4, "big")) == "0xff=1"

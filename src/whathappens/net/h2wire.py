@@ -19,6 +19,7 @@ from whathappens.contract.facts import H2Wire, HeaderBlock, WireFrame
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4: not a frame
 FRAME_HEADER = 9
 CAP = 200  # frames kept per exchange; the rest are counted
+SHOWN_SETTINGS = 12  # values of one SETTINGS frame written out; the rest are counted
 
 TYPES = ("DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PROMISE", "PING",
          "GOAWAY", "WINDOW_UPDATE", "CONTINUATION")
@@ -50,6 +51,11 @@ def error_name(code: int) -> str:
     return ERROR_NAMES[code] if code < len(ERROR_NAMES) else f"0x{code:x}"
 
 
+def _setting(code: bytes) -> str:
+    number = int.from_bytes(code, "big")
+    return SETTINGS_NAMES.get(number, f"0x{number:x}")
+
+
 def flag_names(type_: int, flags: int) -> list[str]:
     named = _FLAGS.get(type_, ())
     out = [name for bit, name in named if flags & bit]
@@ -62,10 +68,12 @@ def flag_names(type_: int, flags: int) -> list[str]:
 def detail(type_: int, flags: int, payload: bytes) -> str | None:
     """The parameters a frame carries, in words; None for frames that carry data."""
     if type_ == 0x4 and not flags & 0x1:
-        pairs = [payload[i:i + 6] for i in range(0, len(payload) - len(payload) % 6, 6)]
-        return ", ".join(
-            f"{SETTINGS_NAMES.get(int.from_bytes(p[:2], 'big'), hex(int.from_bytes(p[:2], 'big')))}"
-            f"={int.from_bytes(p[2:], 'big')}" for p in pairs) or "(no values)"
+        count = len(payload) // 6
+        pairs = [payload[i:i + 6] for i in range(0, min(count, SHOWN_SETTINGS) * 6, 6)]
+        said = ", ".join(f"{_setting(p[:2])}={int.from_bytes(p[2:], 'big')}" for p in pairs)
+        if count > SHOWN_SETTINGS:  # a frame can hold 2,730 of them: say so, do not list
+            said += f", … {count - SHOWN_SETTINGS} more"
+        return said or "(no values)"
     if type_ == 0x8 and len(payload) >= 4:
         return f"+{int.from_bytes(payload[:4], 'big') & 0x7FFFFFFF:,}"
     if type_ == 0x3 and len(payload) >= 4:
