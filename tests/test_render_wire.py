@@ -83,7 +83,7 @@ def test_the_frames_of_a_real_h2_exchange_in_every_output(demo_internet: DemoInt
     assert "+15,663,105" in explained  # our connection WINDOW_UPDATE (15 MiB − 65,535)
     # The HTML report (and so the live page's report): a table, a row per frame.
     page = render_html(data)
-    assert page.count("<code>SETTINGS</code>") >= 3
+    assert page.count("<td data-label=\"frame\" class=\"nw\">SETTINGS</td>") >= 3
     assert "On the wire" in page
     # The live page's line for the HTTP step.
     event = step_event(http_span(data), 0)

@@ -19,9 +19,9 @@ def wire_html(w: WireView | None) -> str:
     if w.blocks:
         out.append("<ul>" + "".join(f"<li>{esc(b)}</li>" for b in w.blocks) + "</ul>")
     if w.kind == "h2":
-        rows = [[esc(f.arrow + (" sent" if f.sent else " received")), f"<code>{esc(f.type)}"
-                 "</code>", esc(f.stream), esc(f.flags), esc(f"{f.length:,}"), esc(f.at),
-                 esc(f.detail)] for f in w.frames]
+        rows = [[esc(f.arrow + (" sent" if f.sent else " received")), esc(f.type),
+                 esc(f.stream), esc(f.flags), esc(f"{f.length:,}"), esc(f.at), esc(f.detail)]
+                for f in w.frames]
         out.append(table(["", "frame", "stream", "flags", "length", "at (ms)", "carries"],
                          rows, "frames"))
     else:
