@@ -5,9 +5,10 @@ A second leg to the same host (a redirect from http:// to https://, or back to a
 earlier) opens a new connection but asks no DNS question: the addresses come from here and
 the DNS step says so, with the time left. An entry lives for the answer's TTL (RFC 1035
 §3.2.1: the time a record may be cached), the smallest of the A and AAAA answers of the view
-in use. getaddrinfo gives no TTL; Chromium keeps such answers 60 s (``kCacheEntryTTLSeconds``
-in its host resolver), and so do we. A TTL of 0 means "do not cache" (RFC 1035 §3.2.1): such
-an answer is not stored.
+in use. getaddrinfo gives no TTL; Chromium keeps such answers 60 s (``kCacheEntryTTLSeconds``,
+"default TTL for successful resolutions with HostResolverSystemTask", in
+net/dns/host_resolver_manager_job.cc), and so do we. A TTL of 0 means "do not cache" (RFC 1035
+§3.2.1): such an answer is not stored.
 
 No I/O: the runner stores what the DNS step resolved and asks before the next one.
 """
