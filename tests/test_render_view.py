@@ -35,7 +35,7 @@ def view() -> JourneyView:
 def test_sections_in_reading_order() -> None:
     assert [i for i, _ in SECTIONS] == ["glance", "url", "dns", "tcp", "tls", "tls-compare",
                                         "http", "caching", "who", "security",
-                                        "browser", "waterfall", "layers",
+                                        "browser", "waterfall", "timing", "layers",
                                         "cheatsheet"]
     page = render_html(load())
     at = [page.index(f"<section id=\"{i}\"") for i, _ in SECTIONS]
@@ -56,7 +56,9 @@ def test_the_demo_journey_viewed() -> None:
     resolver, walk = leg.dns.sources
     repeat = resolver.queries[-1]
     assert repeat.cache is not None
-    assert repeat.cache.verdict == "faster: served from the resolver's cache"
+    assert repeat.cache.verdict == ("faster: served from the resolver's cache; its TTL "
+                                    "(3,599 of the zone's 3,600) is within the 2 s a fresh "
+                                    "answer can lose, so it cannot tell")
     hops = [h for q in walk.questions for h in q.hops]
     assert [h.role for h in hops] == ["root", "TLD", "authoritative", "authoritative",
                                       "authoritative"]

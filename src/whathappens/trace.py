@@ -46,6 +46,7 @@ from whathappens.errors import (
     RedirectError,
     TargetRefused,
 )
+from whathappens.explain.wire import HOST_CACHE_NOTE
 from whathappens.journey import Journey, Span
 from whathappens.navigation import (
     MAX_REDIRECTS,
@@ -62,6 +63,7 @@ from whathappens.navigation import (
 )
 from whathappens.net import budget as budgets
 from whathappens.net.capture import HandshakeCapture, capture_facts
+from whathappens.net.dns.host_cache import HostCache
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
 from whathappens.net.dns.views import prepare as prepare_dns
 from whathappens.net.http_types import Exchange, Limits, Request, os_error_words
@@ -140,6 +142,7 @@ class Runner:
         self.prepared: set[str] = set()
         self.last: tuple[Hop, Exchange] | None = None   # the latest leg's request and answer
         self.addresses: dict[tuple[str, str, int], str] = {}  # origin → address connected to
+        self.host_cache = HostCache()
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -497,11 +500,20 @@ class Runner:
                 span.facts.view_used, span.facts.note, span.facts.addresses = "none", why, addrs
                 return Resolution("none", [a for a in addrs if ":" in a],
                                   [a for a in addrs if ":" not in a])
+            cached = self.host_cache.lookup(url.host, self.j.clock.now())
+            if cached is not None:
+                res, hit = cached
+                f = span.facts
+                f.view_used, f.host_cache, f.addresses = "host_cache", hit, res.addresses
+                f.https_records = res.https_records
+                f.note = HOST_CACHE_NOTE.format(left=hit.ttl_left_s, ttl=hit.ttl_s)
+                return res
             res = await resolve(self.j, span, url.host, url.port, self.opts.dns)
             # The step runs from its first query to its last answer: what a view did
             # before and after (reading the hosts file, waking the event loop) is ours.
             span.start_ns = min(c.start_ns for c in span.children)
             span.end_ns = max(c.end_ns or span.start_ns for c in span.children)
+            self.host_cache.store(url.host, res, span, span.end_ns)
             return res
 
     # ------------------------------------------------------------------ http
@@ -519,7 +531,11 @@ class Runner:
         with self.j.timed("http", "http", f"server {remote}", "application",
                           HttpFacts(protocol=conn.protocol, traceparent=traceparent),
                           parent=leg) as span:
-            ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
+            try:
+                ex = await conn.http.exchange(req, self.j.clock.now, self.opts.limits)
+            except JourneyError:
+                self._wire_so_far(span.facts, conn)
+                raise
             span.start_ns = ex.t_request_start_ns
             span.end_ns = ex.t_body_done_ns
             span.actor = f"server {remote}"
@@ -553,6 +569,14 @@ class Runner:
                         "without TLS close_notify: it may have been cut short, and nothing "
                         "can tell (RFC 9112 §9.8)")
         return ex
+
+    @staticmethod
+    def _wire_so_far(facts: HttpFacts, conn: _Conn) -> None:
+        """A failed exchange keeps what crossed the wire before it failed: the frames up to
+        a RST_STREAM or GOAWAY (and ours after it), the chunks before a cut."""
+        http = conn.http
+        facts.h2_wire = getattr(http, "frames_so_far", None)
+        facts.chunked = getattr(http, "chunks_so_far", None)
 
     def _findings(self, url: UrlAnatomy, ex: Exchange) -> None:
         for note in ex.notes:

@@ -18,6 +18,8 @@ from the typed ``JourneyDoc``):
   the journey's evidence, each with its confidence (analysis/who_answered.py).
 - ``caching`` (when a response came back): who may store each response and for how long,
   its validators and Vary, and the revalidation made after the journey (analysis/caching.py).
+- ``timing_guide``: what good timing looks like, the rules of thumb beside this journey's
+  figures (analysis/timing_guide.py).
 
 The dataclasses are analysis/model.py; their JSON and :data:`SCHEMA` come from
 contract/codec.py, like every span's facts. The terminal, the HTML report and the live page
@@ -36,6 +38,7 @@ from whathappens.analysis.model import Analysis
 from whathappens.analysis.resolver_cache import cache_checks
 from whathappens.analysis.security import security
 from whathappens.analysis.summary import summarize
+from whathappens.analysis.timing_guide import timing_guide
 from whathappens.analysis.who_answered import who_answered
 from whathappens.contract.codec import JSON, schema_of, to_json
 from whathappens.contract.document import JourneyDoc, read_journey
@@ -51,7 +54,8 @@ def analyze_journey(journey: JourneyDoc) -> Analysis:
     return Analysis(summary=summarize(journey), budgets=verdicts(journey),
                     actors=actors(journey), resolver_cache=cache_checks(journey),
                     browser=analyze_browser(journey), security=security(journey),
-                    who_answered=who_answered(journey), caching=analyze_caching(journey))
+                    who_answered=who_answered(journey), caching=analyze_caching(journey),
+                    timing_guide=timing_guide(journey))
 
 
 def analyze(data: Mapping[str, object]) -> dict[str, JSON]:

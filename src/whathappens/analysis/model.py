@@ -81,6 +81,23 @@ class CacheCheck:
     took_ms: float
     first_ms: float = field(metadata={"doc": "the first A question's time"})
     faster: bool = field(metadata={"doc": "took < first / 2: served from the resolver's cache"})
+    first_ttl: int | None = field(default=None,
+                                  metadata={"doc": "the TTL of the first A answer"})
+    ttl: int | None = field(default=None, metadata={"doc": "the TTL of this, the repeat"})
+    original_ttl: int | None = field(default=None, metadata={
+        "doc": "the zone's own TTL for the record, from the iterative walk's authoritative "
+               "answer in the same DNS step; null when the walk did not run"})
+    slack_s: int = field(default=1, metadata={
+        "doc": "how far below the original a fresh answer's TTL can be (whole-second clocks "
+               "and the question's own time): only a TTL lower than this proves a cache"})
+    ttl_proves: bool = field(default=False, metadata={
+        "doc": "this answer's TTL is below the original by more than slack_s: it was "
+               "served from a cache, counting down (RFC 1035 §7.4, RFC 2181 §8)"})
+    first_cached: bool | None = field(default=None, metadata={
+        "doc": "the first answer's TTL proves the resolver had the name before we asked; "
+               "null without the original TTL"})
+    cached: bool = field(default=False, metadata={
+        "doc": "the verdict: served from the resolver's cache (ttl_proves or faster)"})
 
 
 # ------------------------------------------------------------------ the browser phase
@@ -162,6 +179,38 @@ class BrowserAnalysis:
     lcp_chain: LcpChain | None
 
 
+# -------------------------------------------------------- what good timing looks like
+@dataclass(frozen=True)
+class GuideRow:
+    """A rule of thumb beside this journey's own figure (analysis/timing_guide.py). The rule
+    is guidance from experience and published targets, never a measurement; the figure is
+    measured (or, for CLS, a score)."""
+
+    metric: str = field(metadata={"doc": "dns | tcp | tls | ttfb | navigation_ttfb | fcp | "
+                                         "lcp | cls"})
+    leg: int | None = field(metadata={"doc": "the request's index, from 0; null for the "
+                                             "journey or the page"})
+    span_id: int | None
+    rule: str = field(metadata={"doc": "the rule of thumb, in words"})
+    basis: str = field(metadata={"doc": "where the rule comes from"})
+    value: float | None = field(metadata={"doc": "this journey's figure: ms, or the CLS score"})
+    limit: float | None = field(
+        metadata={"doc": "the rule's mark for this journey (ms, or the score): a fixed "
+                         "limit, or round trips priced with the kernel's RTT"})
+    outcome: str = field(metadata={"doc": "within | over | unknown (network steps); good | "
+                                          "needs_improvement | poor | unknown (the page)"})
+    note: str = field(metadata={"doc": "what this figure was: from a cache or cold, how "
+                                       "many round trips, what it counts from"})
+
+
+@dataclass(frozen=True)
+class TimingGuide:
+    """What good timing looks like, for this journey: one row per judged step and, after a
+    browser phase, per Core Web Vital."""
+
+    rows: list[GuideRow]
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Analyses of the journey (whathappens.analysis): pure functions of the rest of the
@@ -189,3 +238,6 @@ class Analysis:
                                 "doc": "HTTP caching (RFC 9111) of each response, and the "
                                        "revalidation made after the journey "
                                        "(analysis/caching.py; absent without a response)"})
+    timing_guide: TimingGuide | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "rules of thumb beside this journey's figures"})

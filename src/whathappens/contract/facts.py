@@ -98,14 +98,32 @@ class GuardFacts(Facts):
 
 # --------------------------------------------------------------------------------- DNS
 @dataclass(kw_only=True)
+class HostCacheHit:
+    """A lookup answered from the journey's own host cache, as a browser's host cache
+    answers a name it resolved moments ago (its entry lives for the answer's TTL)."""
+
+    dns_span_id: int = field(default=0, metadata=doc("the DNS step that looked it up"))
+    ttl_s: int = field(default=0, metadata=doc("the entry's lifetime"))
+    ttl_source: str = field(default="", metadata=doc(
+        "where the lifetime comes from: the answer's TTL, or 60 s for a system answer "
+        "(getaddrinfo gives no TTL; Chromium's host cache keeps those 60 s)"))
+    age_ms: float = field(default=0.0, metadata=doc("since the entry was stored"))
+    ttl_left_s: int = 0
+
+
+@dataclass(kw_only=True)
 class DnsFacts(Facts):
     """The DNS step: the views that ran and the addresses of the one in use."""
 
     host: str = ""
-    view_used: str | None = field(default=None, metadata=doc("system | resolver | walk | none"))
+    view_used: str | None = field(
+        default=None, metadata=doc("system | resolver | walk | host_cache | none"))
     addresses: list[str] = field(default_factory=list)
     https_records: list[str] = field(default_factory=list)
     note: str | None = None
+    host_cache: HostCacheHit | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "answered from the journey's host cache"})
 
 
 @dataclass(kw_only=True)
@@ -359,6 +377,68 @@ class TlsFacts(Facts):
 
 # -------------------------------------------------------------------------------- HTTP
 @dataclass(kw_only=True)
+class WireFrame:
+    """One HTTP/2 frame of the exchange as it crossed the connection (RFC 9113 §4.1)."""
+
+    direction: str = field(default="", metadata=doc("sent | received"))
+    type: str = field(default="", metadata=doc("DATA, HEADERS, SETTINGS… or 0xNN"))
+    stream_id: int = 0
+    flags: list[str] = field(default_factory=list)
+    length: int = field(default=0, metadata=doc("the payload's octets (the 9-octet frame "
+                                                "header not counted)"))
+    t_ns: int = field(default=0, metadata=doc(
+        "sent: when the write that carried it returned; received: when its first byte "
+        "arrived (the read that brought it returned); ns since t0"))
+    detail: str | None = field(default=None, metadata=doc(
+        "SETTINGS values, a WINDOW_UPDATE's increment, a GOAWAY's or RST_STREAM's code"))
+
+
+@dataclass(kw_only=True)
+class HeaderBlock:
+    """A header block's size before and after HPACK (RFC 7541)."""
+
+    fields: int = 0
+    octets: int = field(default=0, metadata=doc("names + values, raw octets"))
+    list_size: int = field(default=0, metadata=doc(
+        "RFC 9113 §6.5.2's size: names + values + 32 per field"))
+    encoded: int = field(default=0, metadata=doc(
+        "HPACK's output: the HEADERS + CONTINUATION payloads (frame headers not counted)"))
+    ratio: float | None = field(default=None, metadata=doc("encoded / octets"))
+
+
+@dataclass(kw_only=True)
+class H2Wire:
+    """HTTP/2 on the wire for one exchange: every frame sent and received from the request's
+    first write to the response's end, at most ``kept`` of them (the first ones)."""
+
+    frames: list[WireFrame] = field(default_factory=list)
+    total: int = 0
+    dropped: int = field(default=0, metadata=doc("frames seen but not kept (over the cap)"))
+    request_block: HeaderBlock | None = None
+    response_block: HeaderBlock | None = None
+
+
+@dataclass(kw_only=True)
+class WireChunk:
+    """One chunk of a chunked body, as it arrived (RFC 9112 §7.1)."""
+
+    size: int = 0
+    t_ns: int = field(default=0, metadata=doc("when the read that brought its first byte "
+                                              "returned; ns since t0"))
+
+
+@dataclass(kw_only=True)
+class ChunkedWire:
+    """An HTTP/1.1 chunked body as it arrived: each chunk's size and arrival, the first
+    ``kept`` of them."""
+
+    chunks: list[WireChunk] = field(default_factory=list)
+    total: int = 0
+    dropped: int = field(default=0, metadata=doc("chunks seen but not kept (over the cap)"))
+    body_bytes: int = 0
+
+
+@dataclass(kw_only=True)
 class HttpFacts(Facts):
     """One request and its response (RFC 9110; RFC 9112 or RFC 9113 on the wire)."""
 
@@ -394,6 +474,12 @@ class HttpFacts(Facts):
     connection_legs: int | None = None
     inside: list[str] | None = field(
         default=None, metadata=doc("the lab tiers this request went through, in order"))
+    h2_wire: H2Wire | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "HTTP/2: the exchange's frames and HPACK sizes"})
+    chunked: ChunkedWire | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "HTTP/1.1 chunked: the chunks as they arrived"})
 
 
 @dataclass(kw_only=True)

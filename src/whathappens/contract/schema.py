@@ -49,7 +49,12 @@ CHANGELOG = (
     "; caching: analysis.caching (each response's RFC 9111 policy: who may store it, for "
     "how long and by which rule, age, validators, Vary; the revalidation compared with the "
     "first response) and the revalidate span (step 'revalidate': the final request again "
-    "with If-None-Match / If-Modified-Since, after the journey).",
+    "with If-None-Match / If-Modified-Since, after the journey)"
+    "; http attrs h2_wire (HTTP/2 frames sent and received, bounded, with HPACK header "
+    "block sizes) and chunked (an HTTP/1.1 chunked body's chunks as they arrived), both only "
+    "when there is something to say; dns attrs from_host_cache (a second lookup answered "
+    "from the journey's own host cache); analysis.timing_guide (rules of thumb beside this "
+    "journey's figures); analysis.resolver_cache entries carry the TTL evidence.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import h11
 
+from whathappens.contract.facts import ChunkedWire, WireChunk
 from whathappens.errors import HttpError
 from whathappens.net import budget
 from whathappens.net.content import content_codings, decode_content
@@ -44,6 +45,7 @@ from whathappens.net.stream import Stream, closed_how
 
 _READ_SIZE = 64 * 1024
 _SHOWN_BYTES = 80  # how much of a malformed response an error message shows
+CHUNKS_KEPT = 200  # chunks of a chunked body kept for the report; the rest are counted
 
 
 def request_headers_h1(request: Request) -> list[tuple[str, str]]:
@@ -108,6 +110,22 @@ class _Reading:
         self.t_first: int | None = None
         self.t_headers = 0
         self.t_done = 0
+        self.chunks: ChunkedWire | None = None
+
+    def chunk(self, data: bytes, start: bool, t_ns: int) -> None:
+        """A piece of a chunked body (RFC 9112 §7.1): h11 may hand one chunk over in several
+        pieces; the first (``chunk_start``) opens it, at the time of the read that brought
+        it. Only the first ``CHUNKS_KEPT`` are kept."""
+        log = self.chunks = self.chunks or ChunkedWire()
+        log.body_bytes += len(data)
+        if start:
+            log.total += 1
+            if len(log.chunks) < CHUNKS_KEPT:
+                log.chunks.append(WireChunk(size=0, t_ns=t_ns))
+            else:
+                log.dropped += 1
+        if log.chunks and log.total == len(log.chunks):
+            log.chunks[-1].size += len(data)
 
     def take(self, event: object, consumed: int, progress: _Progress, request: Request,
              limits: Limits, clock: Callable[[], int]) -> None:
@@ -136,6 +154,8 @@ class _Reading:
         elif isinstance(event, h11.Data):
             if event.chunk_start:
                 budget.current().count("h1.chunk")
+            if progress.chunked:
+                self.chunk(event.data, event.chunk_start, _read_time(progress, clock))
             self.body += event.data
             progress.body_bytes = len(self.body)
             if len(self.body) > limits.max_body_bytes:
@@ -200,7 +220,12 @@ class H1Connection:
         self.exchanges = 0
         self._h11: h11.Connection | None = None
         self._failed = False
+        self._reading: _Reading | None = None
 
+    @property
+    def chunks_so_far(self) -> ChunkedWire | None:
+        """The chunks of the last response read, also when it was cut short."""
+        return None if self._reading is None else self._reading.chunks
     @property
     def reusable(self) -> bool:
         """True while another request may go on this connection (RFC 9112 §9.3)."""
@@ -257,6 +282,7 @@ class H1Connection:
         self, conn: h11.Connection, request: Request, clock: Callable[[], int], limits: Limits
     ) -> Exchange:
         stream = self.stream
+        self._reading = None  # until this response is read: not the last one's
         headers = request_headers_h1(request)
         data = _encode_request(conn, request, headers)
         sent0, received0 = stream.wire_sent, stream.wire_received
@@ -308,6 +334,7 @@ class H1Connection:
             alt_svc=joined_field(response_headers, "alt-svc"),
             informational=got.informational,
             notes=notes,
+            chunked=got.chunks,
         )
 
     async def _read_response(
@@ -316,6 +343,7 @@ class H1Connection:
         """Feed h11 until the response ends; every read bounded, every event counted."""
         progress = _Progress()
         got = _Reading(leftover=len(conn.trailing_data[0]))  # already buffered, this response's
+        self._reading = got
         while True:
             try:
                 event = conn.next_event()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +35,12 @@ import h2.exceptions
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes, Settings
 
+from whathappens.contract.facts import H2Wire, HeaderBlock
 from whathappens.errors import HttpError
 from whathappens.net import budget
 from whathappens.net.content import content_codings, decode_content
 from whathappens.net.h2rules import FrameRules
+from whathappens.net.h2wire import FrameLog, block_payload, header_block
 from whathappens.net.http_types import (
     ACCEPT,
     ACCEPT_ENCODING,
@@ -176,6 +179,8 @@ class _StreamProgress:
         self.t_done: int | None = None
         self.head_bytes = 0  # HEADERS + CONTINUATION frames of the head being received
         self.header_bytes = 0
+        self.block_bytes = 0  # HPACK octets of the head being received (no frame headers)
+        self.response_block: HeaderBlock | None = None
         self.status: int | None = None
         self.headers: list[tuple[str, str]] = []
         self.informational: list[int] = []
@@ -207,6 +212,9 @@ class H2Connection:
         self._pending = bytearray()  # the start of a frame not yet complete
         self._pending_t = 0
         self._first = b""
+        # The frames of the running exchange (RFC 9113 §4.1), for the report.
+        self._log: FrameLog | None = None
+        self._clock: Callable[[], int] | None = None
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
         self._h2 = h2.connection.H2Connection(config)
         self._h2.local_settings = Settings(
@@ -223,6 +231,12 @@ class H2Connection:
         # buffer and leave with the first request, in one write.
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+
+    @property
+    def frames_so_far(self) -> H2Wire | None:
+        """The frames of the last exchange, also when it failed: what came before a
+        RST_STREAM or a GOAWAY, and our own GOAWAY after it."""
+        return None if self._log is None else dataclasses.replace(self._log.wire)
 
     @property
     def reusable(self) -> bool:
@@ -257,6 +271,7 @@ class H2Connection:
         self, request: Request, clock: Callable[[], int], limits: Limits
     ) -> Exchange:
         stream = self.stream
+        self._log = None  # until this exchange's first frame: not the last one's
         headers = request_headers_h2(request)
         stream_id = self._h2.get_next_available_stream_id()
         self._rules.opened(stream_id)
@@ -272,6 +287,8 @@ class H2Connection:
             ) from None
         progress = _StreamProgress(stream_id)
         to_send = memoryview(request.body)
+        log = self._log = FrameLog(stream_id)
+        self._clock = clock
 
         sent0, received0 = stream.wire_sent, stream.wire_received
         t_start = clock()
@@ -322,6 +339,9 @@ class H2Connection:
             alt_svc=joined_field(progress.headers, "alt-svc") or progress.alt_svc_frame,
             stream_id=stream_id,
             informational=progress.informational,
+            h2_wire=dataclasses.replace(
+                log.wire, request_block=header_block(headers, log.sent_block),
+                response_block=progress.response_block),
         )
 
     def _queue_body(self, stream_id: int, body: memoryview) -> memoryview:
@@ -370,8 +390,11 @@ class H2Connection:
         stream goes alone, after what came before it, as its size and time are its own."""
         batch: list[bytes] = []
         pace = budget.current()
+        log = self._log
         for frame in frames:
             pace.count("h2.frame")
+            if log is not None:
+                log.frame("received", frame.data, frame.t_start)
             if _is_control(frame, progress.stream_id):
                 pace.count("h2.control")
             broken = self._rules.check(frame.data)
@@ -384,6 +407,8 @@ class H2Connection:
                 self._receive(b"".join(batch), progress, limits)
                 batch.clear()
                 progress.head_bytes += len(frame.data)
+                progress.block_bytes += block_payload(frame.type, frame.data[4],
+                                                      frame.data[_FRAME_HEADER:])
                 if progress.head_bytes > limits.max_header_bytes + _FRAME_HEADER * 64:
                     # Checked per frame: CONTINUATION frames could otherwise grow one
                     # header block without end before h2 ever decodes it.
@@ -448,7 +473,7 @@ class H2Connection:
                 raise _malformed("a 101 (Switching Protocols) response, which HTTP/2 does not "
                                  "have (RFC 9113 §8.6)", self._first)
             progress.informational.append(status)
-            progress.head_bytes = 0
+            progress.head_bytes = progress.block_bytes = 0
             budget.current().count("http.1xx")
             if len(progress.informational) > limits.max_informational:
                 raise HttpError(
@@ -465,6 +490,7 @@ class H2Connection:
             progress.headers = [(n, v) for n, v in fields if not n.startswith(":")]
             progress.t_headers = t
             progress.header_bytes = progress.head_bytes
+            progress.response_block = header_block(event.headers, progress.block_bytes)
         elif isinstance(event, h2.events.StreamEnded) and ours:
             if progress.status is None:  # trailers-only is not a response
                 raise _malformed("the stream ended without a response", self._first)
@@ -573,6 +599,8 @@ class H2Connection:
         if data and not self._send_closed:
             try:
                 await self.stream.send(data)
+                if self._log is not None and self._clock is not None:
+                    self._log.sent(data, self._clock())
             except (BrokenPipeError, ConnectionResetError):
                 # The server closed first. What it sent before closing is still to be read,
                 # and the read says how far the response came: no error here.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from whathappens import __version__
 from whathappens.contract.codec import to_json
-from whathappens.contract.facts import HttpFacts
+from whathappens.contract.facts import ChunkedWire, H2Wire, HttpFacts
 
 USER_AGENT = f"whathappens/{__version__}"
 # What a browser asks for on a top-level navigation (RFC 9110 §12.5.1), and every content
@@ -83,6 +83,8 @@ class Exchange:
     stream_id: int | None = None
     informational: list[int] = field(default_factory=list)  # 1xx statuses seen before it
     notes: list[str] = field(default_factory=list)  # what the reader should know (findings)
+    h2_wire: H2Wire | None = None  # HTTP/2: the frames and HPACK sizes (net/h2wire.py)
+    chunked: ChunkedWire | None = None  # HTTP/1.1: a chunked body's chunks as they arrived
 
     def header(self, name: str) -> str | None:
         """The response field ``name``, repeated lines joined with ", " (RFC 9110 §5.3)."""
@@ -126,6 +128,8 @@ class Exchange:
             reusable=self.reusable,
             alt_svc=self.alt_svc,
             stream_id=self.stream_id,
+            h2_wire=self.h2_wire,
+            chunked=self.chunked,
         )
 
     def to_dict(self) -> dict[str, object]:

@@ -33,6 +33,7 @@ from whathappens.render.html_parts import script_json as script_json
 from whathappens.render.html_parts import section as _section
 from whathappens.render.html_parts import table as _table
 from whathappens.render.html_security import security_html, who_html
+from whathappens.render.html_wire import guide_html, wire_html
 from whathappens.render.steps import (
     DnsSource,
     DnsView,
@@ -122,7 +123,8 @@ class HtmlReport:
             self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(),
             self.tls_compare(), self.http(), caching_html(self.v.caching),
             self.inside(), who_html(self.v.who), security_html(self.v.security),
-            self.browser(), self.waterfall(), self.layers(), self.cheatsheet(),
+            self.browser(), self.waterfall(), guide_html(self.v.guide),
+            self.layers(), self.cheatsheet(),
         ])
 
     def nav(self) -> str:
@@ -496,6 +498,7 @@ class HtmlReport:
         if h.response_headers:
             out.append("<h4>Response headers, as received</h4><pre>" + "\n".join(
                 f"{esc(n)}: {esc(v)}" for n, v in h.response_headers) + "</pre>")
+        out.append(wire_html(self.v.wire.get(leg.index)))
         if h.body_excerpt:
             out.append("<div class=\"advanced\"><h4>Body, first bytes (decoded)</h4><pre>"
                        + esc(h.body_excerpt, block=True) + "</pre></div>")

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from whathappens.analysis.actors import zone_role
 from whathappens.analysis.model import CacheCheck
-from whathappens.analysis.resolver_cache import resolver_checks
+from whathappens.analysis.resolver_cache import original_ttls, resolver_checks
 from whathappens.contract.codec import to_json
 from whathappens.contract.document import ErrorDoc, SpanDoc
 from whathappens.contract.facts import Certificate as CertificateFacts
@@ -140,7 +140,8 @@ def url_view(span: SpanDoc) -> UrlView:
 # -------------------------------------------------------------------------------- DNS
 SOURCE_NAMES = {"dns.system": "system", "dns.resolver": "resolver", "dns.walk": "walk"}
 USED_WORDS = {"none": "no lookup", "resolver": "the recursive resolver's answer",
-              "walk": "the iterative walk's answer", "system": "the system resolver's answer"}
+              "walk": "the iterative walk's answer", "system": "the system resolver's answer",
+              "host_cache": "the journey's host cache"}
 FASTER = "faster: served from the resolver's cache"
 NOT_FASTER = "not faster: the resolver did not answer from a cache"
 
@@ -153,10 +154,44 @@ class CacheView:
     faster: bool
     took_ms: float
     first_ms: float
+    ttl: int | None = None
+    first_ttl: int | None = None
+    original_ttl: int | None = None
+    slack_s: int = 1
+    ttl_proves: bool = False
+    first_cached: bool | None = None
 
     @property
     def verdict(self) -> str:
-        return FASTER if self.faster else NOT_FASTER
+        return (self.ttl_words if self.ttl_proves else
+                FASTER if self.faster else NOT_FASTER) + self.ttl_note + self.first_words
+
+    @property
+    def ttl_words(self) -> str:
+        """RFC 1035 §7.4: a cache hands a record out with its TTL counted down."""
+        if self.original_ttl is not None:
+            base = f"TTL {self.ttl:,} s left of the zone's {self.original_ttl:,}"
+        else:
+            base = f"TTL {self.ttl:,} s, below the first answer's {self.first_ttl:,}"
+        return (f"served from the resolver's cache: {base} (RFC 1035 §7.4)"
+                + (", and faster" if self.faster else ", though not faster"))
+
+    @property
+    def ttl_note(self) -> str:
+        if self.ttl_proves or self.ttl is None:
+            return ""
+        if self.original_ttl is not None:
+            return (f"; its TTL ({self.ttl:,} of the zone's {self.original_ttl:,}) is within "
+                    f"the {self.slack_s} s a fresh answer can lose, so it cannot tell")
+        return ("; without the zone's own TTL (the walk did not run) and within seconds of "
+                "the first answer, the TTL cannot tell")
+
+    @property
+    def first_words(self) -> str:
+        if not self.first_cached or self.first_ttl is None or self.original_ttl is None:
+            return ""
+        return (f"; the first answer came from its cache too (TTL {self.first_ttl:,} of "
+                f"{self.original_ttl:,}): the resolver knew the name before we asked")
 
 
 @dataclass(frozen=True)
@@ -258,7 +293,9 @@ def _records(a: DnsQueryFacts) -> str:
 def query_row(span: SpanDoc, check: CacheCheck | None = None) -> QueryRow:
     """A question to the resolver, and the cache check when it is a repeated one."""
     a = facts(span, DnsQueryFacts)
-    cache = None if check is None else CacheView(check.faster, check.took_ms, check.first_ms)
+    cache = None if check is None else CacheView(
+        check.faster, check.took_ms, check.first_ms, check.ttl, check.first_ttl,
+        check.original_ttl, check.slack_s, check.ttl_proves, check.first_cached)
     return QueryRow(timing(span), problem(span.error), a.qtype, a.qname, _records(a),
                     bool(a.records), a.ttl, a.transport, bool(a.tcp_retry), a.purpose,
                     list(a.answer), cache)
@@ -273,8 +310,8 @@ def hop_row(span: SpanDoc) -> HopRow:
         a.transport or "udp")
 
 
-def _queries(view: SpanDoc) -> list[QueryRow]:
-    checks = resolver_checks(view)
+def _queries(view: SpanDoc, original: dict[tuple[str, str], int]) -> list[QueryRow]:
+    checks = resolver_checks(view, original)
     return [query_row(q, checks.get(q.id)) for q in view.children]
 
 
@@ -287,7 +324,8 @@ def _questions(view: SpanDoc) -> list[WalkQuestion]:
     return out
 
 
-def dns_source(view: SpanDoc, used: str | None) -> DnsSource:
+def dns_source(view: SpanDoc, used: str | None,
+               original: dict[tuple[str, str], int] | None = None) -> DnsSource:
     kind = SOURCE_NAMES.get(view.name, view.name)
     common = (kind, kind == used, timing(view), problem(view.error), view.actor)
     system = view.facts_as(DnsSystemFacts)
@@ -297,7 +335,7 @@ def dns_source(view: SpanDoc, used: str | None) -> DnsSource:
     if resolver is not None:
         return DnsSource(*common, list(resolver.addresses), resolver=resolver.resolver or "",
                          cname_chain=list(resolver.cname_chain or []),
-                         queries=_queries(view))
+                         queries=_queries(view, original or {}))
     walked = facts(view, DnsWalkFacts)
     return DnsSource(*common, list(walked.addresses), root_hints=walked.root_hints,
                      port=walked.port, cname_chain=list(walked.cname_chain),
@@ -308,7 +346,7 @@ def dns_view(span: SpanDoc) -> DnsView:
     a = facts(span, DnsFacts)
     return DnsView(timing(span), problem(span.error), a.host, list(a.addresses), a.view_used,
                    a.note or None, list(a.https_records),
-                   [dns_source(v, a.view_used) for v in span.children])
+                   [dns_source(v, a.view_used, original_ttls(span)) for v in span.children])
 
 
 # -------------------------------------------------------------------------------- TCP

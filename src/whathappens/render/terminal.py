@@ -50,10 +50,13 @@ from whathappens.render.steps import (
 from whathappens.render.terminal_browser import browser_section
 from whathappens.render.terminal_caching import caching_section
 from whathappens.render.terminal_security import security_section, who_section
+from whathappens.render.terminal_wire import guide_section, wire_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
 from whathappens.render.visible import visible_tree
+from whathappens.render.wire_view import WireView
 
 BAR = 28
+SHOWN_HEADERS = 40  # response headers listed without --explain; the rest are counted
 
 STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
               "http": "blue", "redirect": "magenta", "journey": "white", "browser": "magenta"}
@@ -143,6 +146,7 @@ class Report:
         who_section(self.c, self.v.who, self.explain)
         security_section(self.c, self.v.security, self.explain)
         self.findings()
+        guide_section(self, self.v.guide)
         self.summary()
 
     def url(self, u: UrlView) -> None:
@@ -181,7 +185,7 @@ class Report:
             elif ref.name == "tls" and leg.tls is not None:
                 self.tls(leg.tls)
             elif ref.name == "http" and leg.http is not None:
-                self.http(leg.http)
+                self.http(leg.http, self.v.wire.get(leg.index))
             else:
                 self.other(ref)
 
@@ -191,7 +195,9 @@ class Report:
     # ------------------------------------------------------------------- DNS
     def dns(self, d: DnsView) -> None:
         facts = f"→ {d.answer}"
-        if d.view_used and d.view_used != "none":
+        if d.view_used == "host_cache":
+            facts += f"  ({d.note})"
+        elif d.view_used and d.view_used != "none":
             facts += f"  (using the {d.view_used} view)"
         elif d.note:
             facts += f"  ({d.note})"
@@ -329,9 +335,10 @@ class Report:
             self.detail(line)
 
     # ------------------------------------------------------------------ HTTP
-    def http(self, h: HttpView) -> None:
+    def http(self, h: HttpView, wire: WireView | None = None) -> None:
         if not h.answered:
             self.head("HTTP", h.timing, h.error, h.protocol)
+            wire_section(self, wire)  # what crossed before it failed
             self.explain_step("http")
             return
         facts = (f"{h.http_version} {h.status} {h.reason}  TTFB {ms(h.wait_ms)}  "
@@ -340,13 +347,26 @@ class Report:
         self.head("HTTP", h.timing, h.error, facts)
         for name, value in h.request_headers:
             self.detail(Text(f"> {name}: {value}", style="dim"))
-        for name, value in h.response_headers[:14]:
-            self.detail(Text(f"< {name}: {value}", style="dim"))
+        self.response_headers(h.response_headers)
         if h.inside:
             self.detail(Text("inside (from the lab's own logs, same clock):", style="bold"))
             for node in h.inside:
                 self.server_tree(node, 10)
+        wire_section(self, wire)
         self.explain_step("http")
+
+    def response_headers(self, headers: list[tuple[str, str]]) -> None:
+        """Every response header (HSTS, X-Cache, Content-Encoding… come late in a list);
+        only a very long list is cut, and then the report says how many and where they are.
+        --explain shows them all."""
+        shown = headers if self.explain else headers[:SHOWN_HEADERS]
+        for name, value in shown:
+            self.detail(Text(f"< {name}: {value}", style="dim"))
+        hidden = len(headers) - len(shown)
+        if hidden:
+            self.detail(Text(f"… {plural(hidden, 'more response header')} of {len(headers)} "
+                             "not shown: --explain lists every one, as do --json and --html "
+                             "FILE", style="yellow"))
 
     def server_tree(self, node: ServerNode, indent: int) -> None:
         t = Text(f"└ {node.actor}", style="cyan")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from whathappens.analysis.actors import actors
 from whathappens.analysis.budgets import RULES, verdicts
@@ -48,12 +48,14 @@ from whathappens.render.steps import (
     timing,
     url_view,
 )
+from whathappens.render.wire_view import GuideLine, WireView, guide_view, wire_view
 
 # The report's sections, in reading order: (id, title in the navigation).
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
             ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
             ("caching", "Caching"), ("who", "Who answered"), ("security", "Security"),
-            ("browser", "Browser"), ("waterfall", "Waterfall"), ("layers", "Layers"),
+            ("browser", "Browser"), ("waterfall", "Waterfall"), ("timing", "Good timing"),
+            ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
@@ -178,6 +180,9 @@ class JourneyView:
     security: SecurityView | None = None  # render/security_view.py
     who: WhoView | None = None
     caching: CachingView | None = None  # RFC 9111 and the revalidation (caching_view.py)
+    # HTTP on the wire, by request index, and the timing guide (render/wire_view.py)
+    wire: dict[int, WireView] = field(default_factory=dict)
+    guide: list[GuideLine] = field(default_factory=list)
 
     @property
     def span_ms(self) -> float:
@@ -325,4 +330,16 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs),
-        security=security_view(doc), who=who_view(doc), caching=caching_view(doc))
+        security=security_view(doc), who=who_view(doc), caching=caching_view(doc),
+        wire=wires(doc), guide=guide_view(doc))
+
+
+def wires(doc: JourneyDoc) -> dict[int, WireView]:
+    """Each request's HTTP step on the wire, when its driver recorded it."""
+    out: dict[int, WireView] = {}
+    for leg in doc.spans:
+        http = leg.child("http") if leg.name == "leg" else None
+        w = None if http is None else wire_view(http)
+        if w is not None:
+            out[facts(leg, LegFacts).index] = w
+    return out

@@ -38,6 +38,7 @@ from whathappens.render.steps import (
 )
 from whathappens.render.view import budget_view
 from whathappens.render.visible import visible_tree
+from whathappens.render.wire_view import wire_summary
 from whathappens.web.browser_events import (
     BROWSER_DETAILS,
     browser_detail,
@@ -107,7 +108,8 @@ def _http(span: SpanDoc) -> str:
     body = f", {h.body_encoded:,} body bytes" if h.body_encoded is not None else ""
     status = "" if h.status is None else h.status
     return (f"{status} {h.reason} over {h.http_version or h.protocol or 'HTTP'}{body}, "
-            f"first byte after {ms(h.wait_ms)}").replace("  ", " ") + live_note(span)
+            f"first byte after {ms(h.wait_ms)}{wire_summary(span)}"
+            ).replace("  ", " ") + live_note(span)
 
 
 def _leg(span: SpanDoc) -> str:
