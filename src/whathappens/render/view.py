@@ -30,7 +30,9 @@ from whathappens.analysis.model import Actor, AnalysisSummary, Verdict
 from whathappens.analysis.summary import summarize
 from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
+from whathappens.explain.fill import explain_compare, leg_contexts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
+from whathappens.explain.texts import Explanation
 from whathappens.journey import LAYERS
 from whathappens.render.browser_view import BrowserView, browser_view
 from whathappens.render.compare import SHORT_TITLE, CompareView, compare_view
@@ -172,6 +174,7 @@ class JourneyView:
     waterfall: list[WaterfallRow]
     layers: list[LayerRow]
     commands: list[Command]
+    compare_explain: Explanation | None = None  # the TLS comparison's texts, with its medians
 
     @property
     def span_ms(self) -> float:
@@ -295,11 +298,12 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
     """The whole journey, viewed once for every renderer."""
     budgets = [budget_view(v) for v in verdicts(doc)]
     order: list[UrlView | PrepareView | LegView | BrowserView | OtherStep] = []
+    contexts = leg_contexts(doc.spans)
     for s in doc.spans:
         if s.name == "url":
             order.append(url_view(s))
         elif s.name == "leg":
-            order.append(leg_view(s))
+            order.append(leg_view(s, contexts.get(s.id)))
         elif s.name == "prepare":
             order.append(PrepareView(timing(s), list(facts(s, PrepareFacts).loaded)))
         elif s.name == "browser":
@@ -318,4 +322,5 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         compare=compare_view(doc.facts.tls_compare),
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
-        layers=layer_rows(doc), commands=commands(doc, url, legs))
+        layers=layer_rows(doc), commands=commands(doc, url, legs),
+        compare_explain=explain_compare(doc.facts.tls_compare))
