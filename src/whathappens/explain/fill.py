@@ -49,6 +49,7 @@ Value = str | bool | None
 Values = dict[str, Value]
 
 SLOT = re.compile(r"\{(?:(if|not):)?([A-Za-z_][A-Za-z_0-9]*)\}")
+PLAIN_INTS = ("pid", "port", "id", "status", "index", "code", "depth")
 # Every span has these, whatever its kind.
 COMMON = frozenset({"took", "at"})
 
@@ -100,7 +101,8 @@ def value(name: str, v: object) -> Value:
     if v is None or isinstance(v, bool):
         return v
     if isinstance(v, int):
-        return f"{v:,}"
+        # Numbers that name something (a port, a process, a status) are not quantities.
+        return str(v) if name.lower().endswith(PLAIN_INTS) else f"{v:,}"
     if isinstance(v, float):
         return ms(v) if name.endswith("_ms") else f"{v:g}"
     if isinstance(v, str):
@@ -136,7 +138,11 @@ def allowed_slots(name: str) -> frozenset[str]:
     """The value names a template of span ``name`` may use: its facts' fields, what its tier
     logs (lab spans), what ``derive`` gives, and the common ones."""
     from whathappens.explain.texts import LOGGED
-    own = {f.name for f in fields(facts_class(name))}
+    if name == "tls-compare":
+        return COMPARE_SLOTS
+    cls = ServerFacts if name.startswith("server") else HttpFacts if name == "response" \
+        else facts_class(name)
+    own = {f.name for f in fields(cls)}
     kind = name.removeprefix("server.")
     logged = set(LOGGED.get(kind, ())) if name.startswith("server.") else set()
     return frozenset(own | logged | DERIVED_SLOTS.get(name, frozenset()) | COMMON)
@@ -297,7 +303,7 @@ def _alpn_words(alpn: str | None) -> str | None:
 
 @derive("tls", "server_name", "round_trip_words", "alpn_words", "leaf_name", "leaf_issuer",
         "leaf_validity", "version_words", "chain_length", "verification_words",
-        "handshake_ms")
+        "handshake_ms", "handshake_end", "verified")
 def _tls(span: SpanDoc, ctx: Context) -> Values:
     t = span.facts_as(TlsFacts) or TlsFacts()
     leaf = t.chain[0] if t.chain else None
@@ -320,9 +326,16 @@ def _tls(span: SpanDoc, ctx: Context) -> Values:
         "version_words": P.TLS_VERSION.get(t.version or ""),
         "chain_length": (f"{len(t.chain)} certificate" + ("s" if len(t.chain) != 1 else ""))
         if t.chain else None,
-        "verification_words": (v.reason if v is not None else t.verification) or None,
-        "handshake_ms": handshake,
+        "verification_words": ((v.reason if v is not None else t.verification) or "")
+        .rstrip(".") or None,
+        "verified": None if v is None else v.ok,
+        "handshake_ms": handshake, "handshake_end": handshake_end(span.error is None),
     }
+
+
+def handshake_end(ok: bool) -> str:
+    """Where the TLS step's handshake part ends: our Finished, or where it stopped."""
+    return "our Finished sent" if ok else "the handshake stopped"
 
 
 def _header(h: HttpFacts, name: str) -> str | None:

@@ -246,7 +246,8 @@ CLIENT: dict[str, SpanText] = {
         ("Before anything private is sent, your computer and {server_name} agree on secret "
          "keys nobody on the way can learn, and the server proves who it is with a "
          "certificate, checked like a passport against the passport offices your computer "
-         "already trusts. Here that took {round_trip_words}.",
+         "already trusts.",
+         "Here that took {round_trip_words}.",
          "They also agreed, in the same breath, to speak {alpn_words} afterwards.",
          "{if:session_reused}A ticket from an earlier visit was used, so the server did not "
          "send its certificate again.",
@@ -256,10 +257,14 @@ CLIENT: dict[str, SpanText] = {
          "(HelloRetryRequest), one more round trip.",
          "SNI {sni} told the server which certificate to send (RFC 6066 §3); ALPN offered "
          "{alpn_offered}, the server chose {alpn} (RFC 7301).",
-         "The chain of {chain_length} was verified to a trusted root (RFC 5280 §6) and the "
-         "name checked against its subjectAltName entries (RFC 9525): {verification_words}."),
+         "{if:verified}The chain of {chain_length} was verified to a trusted root (RFC 5280 "
+         "§6) and the name checked against its subjectAltName entries (RFC 9525): "
+         "{verification_words}.",
+         "{not:verified}The chain was checked up to a trusted root (RFC 5280 §6) and the name "
+         "against its subjectAltName entries (RFC 9525), and it failed: "
+         "{verification_words}."),
         ("{took} in all: building the TLS context and loading the trust store "
-         "({context_setup_ms}), then ClientHello sent → our Finished sent ({handshake_ms}); "
+         "({context_setup_ms}), then ClientHello sent → {handshake_end} ({handshake_ms}); "
          "monotonic clock. Message times are when OpenSSL handled each message.",),
     ),
     "http": T(
@@ -464,7 +469,7 @@ SERVER: dict[str, SpanText] = {
          "Django's request cycle: middleware in settings.MIDDLEWARE order, the URL "
          "resolver, the view {view}, template rendering, then the middleware again on the "
          "way out.",
-         "gunicorn timed the request at {gunicorn_request_ms} ms, from parsing it to the "
+         "gunicorn timed the request at {gunicorn_request_ms}, from parsing it to the "
          "last byte."),
         ("Django's span: the tracing middleware's wall clock (time.time_ns), aligned at "
          "t0.",),
@@ -486,8 +491,8 @@ SERVER: dict[str, SpanText] = {
     ),
     "server.sql": T(
         "A database query",
-        ("The view needed data, so it asked the database in SQL: {sql_short}. {rows} "
-         "row(s) came back.",
+        ("The view needed data, so it asked the database in SQL: {sql_short}.",
+         "{rows} row(s) came back.",
          "{if:via_pgbouncer}It went through PgBouncer, a pool that keeps database "
          "connections open so that each request borrows one instead of opening its own.",
          "{if:replica}It was read from a replica, a copy of the database that follows the "
@@ -503,7 +508,7 @@ SERVER: dict[str, SpanText] = {
     ),
     "server.postgres": T(
         "PostgreSQL's own time",
-        ("The database itself spent {duration_ms} ms on the statement; the rest of the "
+        ("The database itself spent {duration_ms} on the statement; the rest of the "
          "query's time was the trip there and back.",),
         ("From the server's statement log (log_min_duration_statement = 0), backend pid "
          "{backend_pid}.", "{note}."),

@@ -13,6 +13,11 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if abs(n) == 1 else f"{n:,} {word}s"
 
 
+def ago(days: int) -> str:
+    """``today``, ``1 day ago``, ``30 days ago``: whole days since a date in the past."""
+    return "today" if days == 0 else f"{plural(days, 'day')} ago"
+
+
 def validity(days_left: int | None) -> str:
     """``89 days left``, ``expires today``, ``expired today``, ``expired 30 days ago``.
 
@@ -23,5 +28,5 @@ def validity(days_left: int | None) -> str:
     if days_left > 0:
         return f"{plural(days_left, 'day')} left"
     if days_left == 0:
-        return "expires or expired today"
-    return f"expired {plural(-days_left, 'day')} ago"
+        return "less than a day from its end date (expires or expired today)"
+    return f"expired {ago(-days_left)}"

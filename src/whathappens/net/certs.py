@@ -42,7 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from whathappens.contract.facts import Certificate
-from whathappens.explain.words import validity
+from whathappens.explain.words import ago
 
 __all__ = [
     "TrustRoots",
@@ -385,8 +385,8 @@ def _check_dates(path: list[x509.Certificate], now: dt.datetime) -> Verification
             what = f"The intermediate certificate '{_label(cert)}'"
         not_after, not_before = cert.not_valid_after_utc, cert.not_valid_before_utc
         if now > not_after:
-            left = whole_days(not_after - now)  # the same number the chain table shows
-            return _fail("expired", f"{what} expired on {_day(not_after)} ({validity(left)}).")
+            days = whole_days(now - not_after)  # the same number the chain table shows
+            return _fail("expired", f"{what} expired on {_day(not_after)} ({ago(days)}).")
         if now < not_before:
             days = max(1, whole_days(not_before - now))
             return _fail(

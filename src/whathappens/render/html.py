@@ -20,6 +20,7 @@ from importlib.resources import files
 from typing import Any
 
 from whathappens.explain import report as words
+from whathappens.explain.fill import handshake_end
 from whathappens.explain.texts import STEPS, Explanation
 from whathappens.render.compare import TITLE as COMPARE_TITLE
 from whathappens.render.compare import Cell, CompareView
@@ -408,8 +409,8 @@ class HtmlReport:
             return f"{whole} (building the TLS context, then ClientHello sent → our Finished " \
                    f"sent, {esc(self.v.clock)})"
         return (f"{whole} in all ({esc(self.v.clock)}): building the TLS context and loading "
-                f"the trust store {esc(ms(t.context_setup_ms))}, then ClientHello sent → our "
-                f"Finished sent {esc(ms(t.handshake_ms))}")
+                f"the trust store {esc(ms(t.context_setup_ms))}, then ClientHello sent → "
+                f"{esc(handshake_end(t.error is None))} {esc(ms(t.handshake_ms))}")
 
     def chain(self, t: TlsView) -> str:
         if not t.chain:

@@ -27,6 +27,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from whathappens.explain.fill import handshake_end
 from whathappens.explain.report import COMPARE_HANDSHAKE, COMPARE_REST, RULES_SHORT
 from whathappens.explain.texts import STEPS, Explanation
 from whathappens.render.browser_view import BrowserView
@@ -297,8 +298,8 @@ class Report:
         self.head("TLS", t.timing, t.error, facts)
         if t.handshake_ms is not None and t.context_setup_ms is not None:
             self.detail(f"{ms(t.timing.duration_ms)} = building the TLS context "
-                        f"{ms(t.context_setup_ms)} + ClientHello sent → our Finished sent "
-                        f"{ms(t.handshake_ms)}", style="dim")
+                        f"{ms(t.context_setup_ms)} + ClientHello sent → "
+                        f"{handshake_end(t.error is None)} {ms(t.handshake_ms)}", style="dim")
         if t.messages:
             self.detail(Text("handshake (→ sent, ← received; ms since t0):", style="dim"))
             for i in range(0, len(t.messages), 3):
