@@ -206,7 +206,9 @@ def test_tls_text_shows_the_context_setup_apart(demo_internet: DemoInternet) -> 
     net = demo_internet
     j = trace(net, demo_url(net))
     tls = next(s for s in _doc(j).all_spans() if s.name == "tls")
-    setup = tls.facts_as(TlsFacts).context_setup_ms  # type: ignore[union-attr]
+    facts = tls.facts_as(TlsFacts)
+    assert facts is not None
+    setup = facts.context_setup_ms
     text = _text(j, 0, "tls")
     assert "building the TLS context and loading the trust store" in text
     assert f"({ms(setup)})" in text
