@@ -379,7 +379,7 @@ def _http(span: SpanDoc, ctx: Context) -> Values:
         "wire_bytes_received", "server_timing", "server_header")
 def _response(span: SpanDoc, ctx: Context) -> Values:
     h = span.facts_as(HttpFacts) or HttpFacts()
-    tiers = [c.actor for c in _server_chain(span)]
+    tiers = [tier_name(c) for c in _server_chain(span)]
     back = " → ".join(reversed(tiers))
     return {
         "inside_return": back or None, "has_inside": bool(back),
@@ -389,6 +389,12 @@ def _response(span: SpanDoc, ctx: Context) -> Values:
         "wire_bytes_received": value("n", h.wire_bytes_received),
         "server_timing": _header(h, "server-timing"),
     }
+
+
+def tier_name(span: SpanDoc) -> str:
+    """``Django on app-1-gunicorn``, ``lb``: the tier as its lab host calls it."""
+    tier = (span.facts_as(ServerFacts) or ServerFacts()).tier or span.actor
+    return f"Django on {tier}" if span.name == "server.django" else tier
 
 
 def _server_chain(span: SpanDoc) -> list[SpanDoc]:
@@ -413,9 +419,10 @@ def server_values(span: SpanDoc) -> dict[str, object]:
 
 
 def _seconds_ms(v: object) -> str | None:
-    """nginx's ``0.004`` (seconds, ms resolution) as ``4.00 ms``; None when not one number."""
+    """nginx's ``0.004`` (seconds, millisecond resolution) as ``4 ms``: whole milliseconds,
+    as precise as the log; None when it is not one number."""
     try:
-        return ms(float(str(v)) * 1000) if v not in (None, "", "-") else None
+        return f"{round(float(str(v)) * 1000):,} ms" if v not in (None, "", "-") else None
     except ValueError:
         return None
 
@@ -452,11 +459,13 @@ def _lb(span: SpanDoc, ctx: Context) -> Values:
 def _sql(span: SpanDoc, ctx: Context) -> Values:
     a = server_values(span)
     sql = " ".join(str(a.get("sql") or "").split())
-    plan = str(a.get("explain") or "").strip().splitlines()
+    plan = [line.strip().removeprefix("->").strip()
+            for line in str(a.get("explain") or "").strip().splitlines()]
+    scan = next((line for line in plan if "Scan" in line), plan[0] if plan else None)
     return {"sql_short": (sql[:117] + "…" if len(sql) > 120 else sql) or None,
             "via_pgbouncer": "PgBouncer" in span.actor,
             "replica": a.get("alias") == "replica",
-            "plan_first": plan[0].strip() if plan else None}
+            "plan_first": scan or None}
 
 
 @derive("server.redis", "result_words")

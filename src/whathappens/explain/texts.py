@@ -500,8 +500,8 @@ SERVER: dict[str, SpanText] = {
         ("Database alias {alias} (Django's DATABASES, chosen by the site's router).",
          "{if:via_pgbouncer}PgBouncer in transaction pooling (pool_mode = transaction, "
          "PgBouncer docs): a server connection is lent for one transaction, then goes back.",
-         "The plan PostgreSQL chose: {plan_first} (EXPLAIN, PostgreSQL docs, Using "
-         "EXPLAIN).",
+         "How PostgreSQL planned to find the rows: {plan_first} (EXPLAIN, PostgreSQL docs, "
+         "Using EXPLAIN).",
          "Failed: {error}."),
         ("Django's side of the query, {took}: the round trip to the pool and the server "
          "plus the driver's work.",),
