@@ -230,6 +230,8 @@ def test_terminal_explain_fills_every_leg(demo_internet: DemoInternet) -> None:
     assert "Wall time on the journey's monotonic clock" in text
     assert "CPU time to parse" not in text
     assert "= building the TLS context" in text           # the TLS row, in two parts
+    assert "What a browser does next" in text
+    assert "The answer is text/html" in text
     assert "None" not in text
 
 

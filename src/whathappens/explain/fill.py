@@ -140,8 +140,8 @@ def allowed_slots(name: str) -> frozenset[str]:
     from whathappens.explain.texts import LOGGED
     if name == "tls-compare":
         return COMPARE_SLOTS
-    cls = ServerFacts if name.startswith("server") else HttpFacts if name == "response" \
-        else facts_class(name)
+    cls = ServerFacts if name.startswith("server") else HttpFacts \
+        if name in ("response", "page") else facts_class(name)
     own = {f.name for f in fields(cls)}
     kind = name.removeprefix("server.")
     logged = set(LOGGED.get(kind, ())) if name.startswith("server.") else set()
@@ -211,7 +211,7 @@ def resolver_ttl_words(resolver: SpanDoc, walk: SpanDoc | None) -> str | None:
 
 
 @derive("dns", "views_ran", "system_ran", "resolver_ran", "walk_ran", "resolver",
-        "used_words", "walk_path", "resolver_cache_words")
+        "used_words", "walk_path", "resolver_cache_words", "first_lookup")
 def _dns(span: SpanDoc, ctx: Context) -> Values:
     d = span.facts_as(DnsFacts) or DnsFacts()
     views = _views(span)
@@ -222,6 +222,7 @@ def _dns(span: SpanDoc, ctx: Context) -> Values:
         "views_ran": ", ".join(P.VIEW[n] for n in views if n in P.VIEW) or None,
         "system_ran": "dns.system" in views, "resolver_ran": resolver is not None,
         "walk_ran": walk is not None,
+        "first_lookup": None if ctx.leg is None else ctx.leg.index == 0,
         "resolver": r.resolver if r else None,
         "used_words": P.USED.get(d.view_used or "", d.view_used),
         "walk_path": walk_path(walk) if walk else None,
@@ -523,6 +524,24 @@ def explain_span(span: SpanDoc, ctx: Context | None = None) -> Explanation | Non
 def explain_response(http: SpanDoc, ctx: Context | None = None) -> Explanation:
     """The answer's way back out, from an ``http`` span (and the lab tiers under it)."""
     return fill_text(SPAN_TEXTS["response"], span_values(http, ctx or Context(), "response"))
+
+
+@derive("page", "content_type", "html")
+def _page(span: SpanDoc, ctx: Context) -> Values:
+    h = span.facts_as(HttpFacts) or HttpFacts()
+    kind = (_header(h, "content-type") or "").split(";")[0].strip()
+    return {"content_type": kind or None, "html": "html" in kind if kind else None}
+
+
+def explain_page(spans: Iterable[SpanDoc]) -> Explanation | None:
+    """After the last answer, what a browser would do with it (when the journey did not
+    load the page in a browser itself)."""
+    https = [s for top in spans if top.name == "leg" for s in top.children if s.name == "http"]
+    final = https[-1] if https else None
+    h = final.facts_as(HttpFacts) if final is not None else None
+    if final is None or h is None or h.status is None or not 200 <= h.status < 300:
+        return None
+    return fill_text(SPAN_TEXTS["page"], span_values(final, Context(), "page"))
 
 
 def leg_contexts(spans: Iterable[SpanDoc]) -> dict[int, Context]:

@@ -116,6 +116,9 @@ CLIENT: dict[str, SpanText] = {
         "Finding the server's address (DNS)",
         ("Machines find each other by number (an IP address), not by name, so {host} had "
          "to be looked up first, like finding a number in the phone book before calling.",
+         "{if:first_lookup}A browser would first look in its own memory of recent names, "
+         "then the operating system's; this journey starts with an empty memory, so the "
+         "name is looked up.",
          "{if:resolver_ran}A recursive resolver, {resolver}, does the legwork for you: when "
          "it already knows the answer it replies at once from its memory (its cache); if "
          "not, it asks the root servers, which point to the servers of the top-level "
@@ -321,6 +324,23 @@ CLIENT: dict[str, SpanText] = {
          "sender's congestion window decide how much may be in flight (RFC 9293, RFC 5681).",
          "Server-Timing from the server: {server_timing}."),
         ("First response byte and download time, on the client's monotonic clock.",),
+    ),
+    "page": T(
+        "What a browser does next",
+        ("The answer is {content_type}, {body_bytes_decoded} bytes once unpacked. A browser "
+         "now reads it top to bottom and builds the page's tree (the DOM), fetches every "
+         "stylesheet, script, font and image it names (usually over this same connection), "
+         "works out each element's style and position (layout) and paints: first some text "
+         "(FCP), then the largest picture or block of text (LCP).",
+         "{not:html}This answer is not HTML, so there is no page to lay out: a browser shows "
+         "or saves it as it is."),
+        ("{if:html}The critical rendering path (HTML Standard §8.1.4, CSSOM): head "
+         "stylesheets block the first paint, classic scripts block the parser; "
+         "subresources from the same origin can share the connection, as HTTP/2 streams "
+         "when HTTP/2 was agreed (RFC 9113 §5): here {http_version}.",
+         "This journey did not load the page in a browser: run it again with --browser to "
+         "have headless Chromium do all this on the same clock, with every step measured."),
+        (),
     ),
     "tls-compare": T(
         "TLS 1.2 vs TLS 1.3, tried for real",

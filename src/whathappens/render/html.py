@@ -530,7 +530,9 @@ class HtmlReport:
     # ------------------------------------------------------------------ browser
     def browser(self) -> str:
         """The page in headless Chromium (render/html_browser.py)."""
-        return browser_html(self.v.browser, self.place, _explain("browser"))
+        explain = _explain("browser") if self.v.page_explain is None else \
+            _explained(self.v.page_explain)
+        return browser_html(self.v.browser, self.place, explain)
 
     # ------------------------------------------------------------ inside (lab)
     def inside(self) -> str:

@@ -141,6 +141,9 @@ class Report:
                 browser_section(self, step)
             elif isinstance(step, OtherStep):
                 pass  # no line of its own: its time shows on the steps around it
+        if self.v.page_explain is not None and self.explain:
+            self.c.print()
+            self.explained(self.v.page_explain, indent=2)
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
         self.findings()

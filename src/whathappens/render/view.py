@@ -30,7 +30,7 @@ from whathappens.analysis.model import Actor, AnalysisSummary, Verdict
 from whathappens.analysis.summary import summarize
 from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
-from whathappens.explain.fill import explain_compare, leg_contexts
+from whathappens.explain.fill import explain_compare, explain_page, leg_contexts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
 from whathappens.explain.texts import Explanation
 from whathappens.journey import LAYERS
@@ -175,6 +175,7 @@ class JourneyView:
     layers: list[LayerRow]
     commands: list[Command]
     compare_explain: Explanation | None = None  # the TLS comparison's texts, with its medians
+    page_explain: Explanation | None = None     # what a browser does next (no browser phase)
 
     @property
     def span_ms(self) -> float:
@@ -323,4 +324,6 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         findings=[FindingView(f.severity, f.step, f.message) for f in doc.findings],
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs),
-        compare_explain=explain_compare(doc.facts.tls_compare))
+        compare_explain=explain_compare(doc.facts.tls_compare),
+        page_explain=None if any(s.name == "browser" for s in doc.spans)
+        else explain_page(doc.spans))
