@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from whathappens.explain.report import COMPARE_ADVANCED, COMPARE_BEGINNER
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -344,14 +346,10 @@ CLIENT: dict[str, SpanText] = {
     ),
     "tls-compare": T(
         "TLS 1.2 vs TLS 1.3, tried for real",
-        ("With TLS 1.2 your computer greets the server and waits, then sends its keys and "
-         "waits again: two round trips. With TLS 1.3 it greets and offers its key in one "
-         "breath, so it waits once.",
+        (COMPARE_BEGINNER,
          "Here TLS 1.2 took {v12_ms} ({v12_round_trips} round trips) and TLS 1.3 {v13_ms} "
          "({v13_round_trips})."),
-        ("TLS 1.2 (RFC 5246 §7.3) finishes its key exchange in the second flight; TLS 1.3 "
-         "(RFC 8446 §2) sends a key share in the ClientHello. Round trips are counted from "
-         "the recorded messages, not assumed.",
+        (COMPARE_ADVANCED,
          "Modelled, not measured: {round_trip_difference} round trip × kernel RTT {rtt} = "
          "{expected}; the measured difference was {measured}."),
         ("ClientHello written → handshake complete on our side, median of {rounds} rounds; "

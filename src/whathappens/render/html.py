@@ -440,8 +440,7 @@ class HtmlReport:
         """--compare-tls: two more handshakes with the same server, after the journey."""
         intro = _both(words.COMPARE_BEGINNER, words.COMPARE_ADVANCED)
         if self.v.compare_explain is not None:
-            intro = (_explained(self.v.compare_explain) + "<div class=\"explain advanced\"><p>"
-                     f"{esc(words.COMPARE_ADVANCED)}</p></div>")
+            intro = _explained(self.v.compare_explain)
         tc = self.v.compare
         if tc is None:
             return _section("tls-compare", COMPARE_TITLE,
