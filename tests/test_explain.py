@@ -348,3 +348,19 @@ def test_leg_context_names_the_previous_response() -> None:
     assert e is not None
     assert "The answer to request 1 was 308" in e.beginner
     assert "it moved for good, ask the same way" in e.beginner
+
+
+def test_the_tls_comparison_is_explained_with_its_medians() -> None:
+    from whathappens.contract.codec import from_json
+    from whathappens.contract.document import TlsCompare
+    from whathappens.explain.fill import explain_compare
+
+    data = json.loads((ROOT / "tests/data/tls_compare.json").read_text(encoding="utf-8"))
+    e = explain_compare(from_json(TlsCompare, data))
+    assert e is not None
+    assert "Here TLS 1.2 took 2.36 ms (2 round trips) and TLS 1.3 1.71 ms (1 round trip)" \
+        in e.beginner
+    assert "not faster" not in e.beginner                 # 1.3 was faster in this run
+    assert "RFC 8446" in e.advanced
+    not_measured = from_json(TlsCompare, {"measured": False, "reason": "plain http"})
+    assert explain_compare(not_measured) is None

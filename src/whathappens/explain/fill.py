@@ -42,7 +42,7 @@ from whathappens.contract.facts import (
 from whathappens.explain import phrases as P
 from whathappens.explain.browser import STAGES
 from whathappens.explain.texts import SPAN_TEXTS, Explanation, SpanText
-from whathappens.explain.words import validity
+from whathappens.explain.words import plural, validity
 from whathappens.render.format import ms, precise_ms
 
 Value = str | bool | None
@@ -562,7 +562,8 @@ def leg_contexts(spans: Iterable[SpanDoc]) -> dict[int, Context]:
 
 # ------------------------------------------------------------------ TLS 1.2 vs TLS 1.3
 COMPARE_SLOTS = frozenset({"v12_ms", "v13_ms", "v12_round_trips", "v13_round_trips",
-                           "round_trip_difference", "rtt", "expected", "measured", "rounds"})
+                           "round_trip_difference", "rtt", "expected", "measured", "rounds",
+                           "slower_13"})
 
 
 def explain_compare(tc: TlsCompare | None) -> Explanation | None:
@@ -574,12 +575,16 @@ def explain_compare(tc: TlsCompare | None) -> Explanation | None:
         key = "v12" if v.version == "1.2" else "v13" if v.version == "1.3" else None
         if key and v.handshake_ms is not None:
             values[f"{key}_ms"] = ms(v.handshake_ms)
-            values[f"{key}_round_trips"] = value("n", v.round_trips)
+            if v.round_trips is not None:
+                values[f"{key}_round_trips"] = plural(v.round_trips, "round trip")
+    took = {v.version: v.handshake_ms for v in tc.versions if v.handshake_ms is not None}
+    if "1.2" in took and "1.3" in took:
+        values["slower_13"] = took["1.3"] >= took["1.2"]
     m = tc.model
     if m is not None and m.available:
         values |= {"round_trip_difference": value("n", m.round_trip_difference),
                    "rtt": precise_ms(m.rtt_ms) if m.rtt_ms is not None else None,
-                   "expected": ms(m.expected_difference_ms)
+                   "expected": precise_ms(m.expected_difference_ms)
                    if m.expected_difference_ms is not None else None,
                    "measured": ms(m.measured_difference_ms)
                    if m.measured_difference_ms is not None else None}

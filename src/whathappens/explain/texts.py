@@ -347,8 +347,10 @@ CLIENT: dict[str, SpanText] = {
     "tls-compare": T(
         "TLS 1.2 vs TLS 1.3, tried for real",
         (COMPARE_BEGINNER,
-         "Here TLS 1.2 took {v12_ms} ({v12_round_trips} round trips) and TLS 1.3 {v13_ms} "
-         "({v13_round_trips})."),
+         "Here TLS 1.2 took {v12_ms} ({v12_round_trips}) and TLS 1.3 {v13_ms} "
+         "({v13_round_trips}).",
+         "{if:slower_13}TLS 1.3 was not faster here: with round trips this short, the time "
+         "is the work on both sides (cryptography, scheduling), not the wire."),
         (COMPARE_ADVANCED,
          "Modelled, not measured: {round_trip_difference} round trip × kernel RTT {rtt} = "
          "{expected}; the measured difference was {measured}."),
@@ -368,8 +370,9 @@ BROWSER: dict[str, SpanText] = {
          "blank. Then the browser works out each element's style, where every box goes "
          "(layout) and paints it: the first text appears (FCP), then the largest picture "
          "or block of text (LCP).",
-         "Here {browser} made {requests} requests; first text at {fcp_ms}, the largest "
-         "element at {lcp_ms}."),
+         "Here {browser} made {requests} requests for the page.",
+         "The first text appeared {fcp_ms} after the navigation started, the largest "
+         "element {lcp_ms} after it."),
         ("Chromium's critical rendering path: ParseHTML (DOM), ParseAuthorStyleSheet "
          "(CSSOM), UpdateLayoutTree (style), Layout, PrePaint, Paint, Layerize, Commit, "
          "then the compositor draws the frame. Head stylesheets are render-blocking and "
