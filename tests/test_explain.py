@@ -180,6 +180,11 @@ def test_a_plain_http_leg_and_its_https_redirect(demo_internet: DemoInternet) ->
     assert "The answer: 301" in first
     assert "HTTP/1.1" in first
     assert "It pointed to https://www.example.com" in first
+    doc = _doc(j)
+    first_leg = next(s for s in doc.spans if s.name == "leg")
+    back = explain_response(first_leg.child("http"), leg_contexts(doc.spans)[first_leg.id])
+    assert "in the clear (plain http" in back.beginner
+    assert "encryption" not in back.beginner
     second = _text(j, 1, "leg")
     assert "The answer to request 1 was 301" in second
     assert "HTTP/2" in _text(j, 1, "http")

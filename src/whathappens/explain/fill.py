@@ -157,14 +157,19 @@ def _url(span: SpanDoc, ctx: Context) -> Values:
     return {"hsts_words": words.format(host=u.host)}
 
 
+STEP_WORDS = {"dns": "a DNS lookup", "tcp": "a TCP handshake", "tls": "a TLS handshake"}
+
+
 @derive("leg", "first", "redirected", "reused", "number", "previous_number",
-        "previous_status", "previous_status_words")
+        "previous_status", "previous_status_words", "steps_words")
 def _leg(span: SpanDoc, ctx: Context) -> Values:
     leg = span.facts_as(LegFacts) or LegFacts()
     prev = ctx.previous
     out: Values = {"first": leg.index == 0, "redirected": prev is not None,
                    "number": str(leg.index + 1),
-                   "reused": None if leg.connection is None else leg.connection == "reused"}
+                   "reused": None if leg.connection is None else leg.connection == "reused",
+                   "steps_words": ", ".join(STEP_WORDS[c.name] for c in span.children
+                                            if c.name in STEP_WORDS) or None}
     if prev is not None and prev.status is not None:
         out["previous_number"] = str(ctx.previous_number or leg.index)
         out["previous_status"] = f"{prev.status} {prev.reason or ''}".strip()
@@ -274,12 +279,13 @@ def _hop(span: SpanDoc, ctx: Context) -> Values:
 
 
 @derive("tcp", "rtt", "rttvar", "mss", "cwnd", "segments_words", "segs_out", "segs_in",
-        "retransmits", "rtt_near", "rtt_multiple")
+        "retransmits", "rtt_near", "rtt_multiple", "attempts_words")
 def _tcp(span: SpanDoc, ctx: Context) -> Values:
     t = span.facts_as(TcpFacts) or TcpFacts()
     info = next((c.tcp_info for c in (x.facts_as(TcpConnectFacts) for x in span.children)
                  if c is not None and c.outcome == "connected" and c.tcp_info), None)
-    out: Values = {}
+    out: Values = {"attempts_words": plural(t.attempts, "attempt")
+                   if t.attempts is not None else None}
     if info is not None:
         out |= {"rtt": precise_ms(info.rtt_ms), "rttvar": precise_ms(info.rttvar_ms),
                 "mss": f"{info.snd_mss:,}", "cwnd": f"{info.snd_cwnd:,}"}
@@ -349,7 +355,7 @@ def _request_header(h: HttpFacts, name: str) -> str | None:
 
 @derive("http", "method", "path", "host", "status_line", "status_words", "status_class",
         "location", "encoding_words", "protocol_words", "server_timing", "shared_by",
-        "server_header")
+        "server_header", "body_words")
 def _http(span: SpanDoc, ctx: Context) -> Values:
     h = span.facts_as(HttpFacts) or HttpFacts()
     url = urlsplit(ctx.leg.url) if ctx.leg is not None and ctx.leg.url else None
@@ -365,6 +371,7 @@ def _http(span: SpanDoc, ctx: Context) -> Values:
     return {
         "method": method, "path": path, "host": host,
         "status_line": f"{status} {h.reason or ''}".strip() if status is not None else None,
+        "body_words": plural(h.body_bytes_decoded, "byte") if h.body_bytes_decoded else None,
         "shared_by": f"{h.connection_legs:,}" if (h.connection_legs or 0) > 1 else None,
         "status_words": P.STATUS.get(status) if status is not None else None,
         "status_class": P.STATUS_CLASS.get(status // 100) if status is not None else None,
@@ -377,13 +384,14 @@ def _http(span: SpanDoc, ctx: Context) -> Values:
 
 
 @derive("response", "inside_return", "has_inside", "wait_ms", "receive_ms",
-        "wire_bytes_received", "server_timing", "server_header")
+        "wire_bytes_received", "server_timing", "server_header", "encryption_words")
 def _response(span: SpanDoc, ctx: Context) -> Values:
     h = span.facts_as(HttpFacts) or HttpFacts()
     tiers = [tier_name(c) for c in _server_chain(span)]
     back = " → ".join(reversed(tiers))
     return {
         "inside_return": back or None, "has_inside": bool(back),
+        "encryption_words": _encryption(ctx),
         "server_header": _header(h, "server"),
         "wait_ms": ms(h.wait_ms) if h.wait_ms is not None else None,
         "receive_ms": ms(h.receive_ms) if h.receive_ms is not None else None,
@@ -396,6 +404,13 @@ def tier_name(span: SpanDoc) -> str:
     """``Django on app-1-gunicorn``, ``lb``: the tier as its lab host calls it."""
     tier = (span.facts_as(ServerFacts) or ServerFacts()).tier or span.actor
     return f"Django on {tier}" if span.name == "server.django" else tier
+
+
+def _encryption(ctx: Context) -> str:
+    """How the answer travels the last stretch: in TLS, or readable by anyone on the path."""
+    scheme = urlsplit(ctx.leg.url).scheme if ctx.leg is not None and ctx.leg.url else ""
+    return {"https": ", inside the same encryption",
+            "http": ", in the clear (plain http: anyone on the path can read it)"}.get(scheme, "")
 
 
 def _server_chain(span: SpanDoc) -> list[SpanDoc]:

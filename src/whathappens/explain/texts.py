@@ -98,8 +98,7 @@ CLIENT: dict[str, SpanText] = {
          "as a browser does on its own.",
          "{if:reused}It travels on the connection already open to {origin}: no new lookup, "
          "no new handshake, no new keys.",
-         "{not:reused}It needs a connection of its own to {origin}: look-up, handshake and "
-         "keys again."),
+         "{not:reused}It needs a connection of its own to {origin}: {steps_words}."),
         ("{if:redirected}A redirect (RFC 9110 §15.4): status {previous_status}; the Location "
          "is resolved against the old URL (RFC 3986 §5) and followed with {method}, as "
          "browsers do (303, and 301/302 after a POST, become GET).",
@@ -227,8 +226,8 @@ CLIENT: dict[str, SpanText] = {
          "counts the kernel's and this program's own work, which dominates when the server "
          "is this close.",
          "{if:happy_eyeballs}Both IPv6 and IPv4 addresses were known, so they were tried "
-         "Happy Eyeballs style, IPv6 first and IPv4 only if IPv6 was slow: {attempts} "
-         "attempt(s), {family} won."),
+         "Happy Eyeballs style, IPv6 first and IPv4 only if IPv6 was slow: "
+         "{attempts_words}, {family} won."),
         ("connect() from {local} to {remote} ({family}) returns when the SYN-ACK arrives: one "
          "round trip plus the kernel's work (RFC 9293 §3.5).",
          "TCP_INFO: smoothed RTT {rtt} ± {rttvar} (RFC 6298), MSS {mss} bytes, congestion "
@@ -279,12 +278,12 @@ CLIENT: dict[str, SpanText] = {
          "It pointed to {location}, so the browser asks again there.",
          "The first byte of the answer came {wait_ms} after the question was sent: the trip "
          "there and back plus the server's thinking time.",
-         "The content was {body_bytes_decoded} bytes once unpacked{encoding_words}."),
+         "The content was {body_words} once unpacked{encoding_words}."),
         ("{http_version}: {protocol_words}.",
          "Status {status}: {status_class} (RFC 9110 §15).",
          "send {send_ms}, wait (TTFB) {wait_ms}, receive {receive_ms}; {wire_bytes_sent} "
-         "bytes sent and {wire_bytes_received} received on the wire (framing and TLS records "
-         "included), body {body_bytes_encoded} bytes as sent.",
+         "bytes sent and {wire_bytes_received} received on the wire (headers and framing "
+         "included, and TLS records on https), body {body_bytes_encoded} bytes as sent.",
          "The server timed its own work (Server-Timing, W3C): {server_timing}.",
          "The server calls itself {server_header}.",
          "{if:reusable}The connection stays open for more requests.",
@@ -313,9 +312,9 @@ CLIENT: dict[str, SpanText] = {
         "The answer's trip back",
         ("{if:inside_return}The answer travels back the way the question came, each server "
          "handing it to the one that called it: {inside_return}; then over the same "
-         "connection, inside the same encryption, to you.",
+         "connection{encryption_words}, to you.",
          "{not:has_inside}The server ({server_header}) wrote its answer back onto the same "
-         "connection, inside the same encryption, to you.",
+         "connection{encryption_words}, to you.",
          "Its first byte reached you {wait_ms} after the question left; the whole answer was "
          "{wire_bytes_received} bytes on the wire, the last of them {receive_ms} after the "
          "first."),
