@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from journey_helpers import demo_url, legs, trace
 from test_lab_timeline import TRACE, TRACEPARENT, renamed_lab  # noqa: F401  (a fixture)
@@ -369,3 +371,17 @@ def test_the_tls_comparison_is_explained_with_its_medians() -> None:
     assert "RFC 8446" in e.advanced
     not_measured = from_json(TlsCompare, {"measured": False, "reason": "plain http"})
     assert explain_compare(not_measured) is None
+
+
+@given(st.dictionaries(st.sampled_from(["took", "path", "status", "reused", "host"]),
+                       st.one_of(st.none(), st.booleans(), st.text(max_size=8))))
+def test_a_filled_sentence_is_whole_or_left_out(values: dict[str, Any]) -> None:
+    """Whatever a span has, each template either comes out with every value in place or not
+    at all: no brace, no "None" where a value was absent."""
+    for name, text in SPAN_TEXTS.items():
+        for template in templates(text):
+            out = sentence(template, values)
+            if out is None:
+                continue
+            assert not slots(out) or any("{" in str(v) for v in values.values())
+            assert all(values.get(n) is not None for n in slots(template)), name

@@ -173,8 +173,13 @@ def _leg(span: SpanDoc, ctx: Context) -> Values:
     if prev is not None and prev.status is not None:
         out["previous_number"] = str(ctx.previous_number or leg.index)
         out["previous_status"] = f"{prev.status} {prev.reason or ''}".strip()
-        out["previous_status_words"] = P.STATUS.get(prev.status)
+        out["previous_status_words"] = status_words(prev.status)
     return out
+
+
+def status_words(status: int) -> str | None:
+    """What a status says, in plain words; its class's words for a rarer one."""
+    return P.STATUS.get(status) or P.STATUS_CLASS.get(status // 100)
 
 
 @derive("redirect", "error_message")
@@ -373,7 +378,7 @@ def _http(span: SpanDoc, ctx: Context) -> Values:
         "status_line": f"{status} {h.reason or ''}".strip() if status is not None else None,
         "body_words": plural(h.body_bytes_decoded, "byte") if h.body_bytes_decoded else None,
         "shared_by": f"{h.connection_legs:,}" if (h.connection_legs or 0) > 1 else None,
-        "status_words": P.STATUS.get(status) if status is not None else None,
+        "status_words": status_words(status) if status is not None else None,
         "status_class": P.STATUS_CLASS.get(status // 100) if status is not None else None,
         "location": _header(h, "location") if status and 300 <= status < 400 else None,
         "encoding_words": f", sent compressed with {', '.join(enc)}" if enc else "",
