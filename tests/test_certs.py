@@ -86,9 +86,12 @@ def test_describe_server_certificate(pki: Pki) -> None:
     assert info.sha256 == hashlib.sha256(leaf.der).hexdigest()
 
 
-def test_days_left_is_negative_once_expired(pki: Pki) -> None:
+def test_days_left_is_whole_days_toward_zero(pki: Pki) -> None:
+    # Whole days, truncated toward zero: the number the verification reason words too.
     now = pki.leaf.cert.not_valid_after_utc + dt.timedelta(hours=1)
-    assert describe_certificate(pki.leaf.der, now).days_left == -1
+    assert describe_certificate(pki.leaf.der, now).days_left == 0
+    now = pki.leaf.cert.not_valid_after_utc + dt.timedelta(days=30, hours=12)
+    assert describe_certificate(pki.leaf.der, now).days_left == -30
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from journey_helpers import demo_args, demo_url, schema_errors
 from whathappens import __version__
 from whathappens.demo.internet import DemoInternet
 from whathappens.errors import EXIT_CODES, EXIT_USAGE
-from whathappens.explain.texts import STEPS
+from whathappens.explain.texts import SPAN_TEXTS
 
 TIMEOUT = 60
 
@@ -80,9 +80,10 @@ def test_explain_adds_the_beginner_paragraphs(demo_internet: DemoInternet) -> No
     assert explained.returncode == 0
     flat = " ".join(explained.stdout.split())
     for step in ("url", "dns", "tcp", "tls", "http"):
-        opening = " ".join(STEPS[step].beginner.split()[:8])
-        assert opening in flat, step
-        assert opening not in " ".join(plain.stdout.split())
+        title = SPAN_TEXTS[step].title    # then its texts, filled with this journey's values
+        assert title in flat, step
+        assert title not in " ".join(plain.stdout.split())
+    assert "“GET / on www.example.com" in flat
     assert len(explained.stdout) > len(plain.stdout) + 1000
 
 

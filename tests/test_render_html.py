@@ -119,12 +119,19 @@ def test_every_section_with_the_journeys_values() -> None:
                   "rules of thumb, not measurements", "monotonic (time.perf_counter_ns)",
                   "system resolver view is skipped"):
         assert value in text, value
-    # beginner text from texts.py, and the advanced text beside it
-    from whathappens.explain.texts import STEPS
+    # each step's texts (explain/), filled with this journey's values, beginner and advanced
+    from whathappens.render.view import journey_view, read
 
-    for e in STEPS.values():
+    view = journey_view(read(j))
+    leg = view.legs[0]
+    for e in (view.url_step.explain if view.url_step else None, leg.explain,
+              leg.dns.explain if leg.dns else None, leg.tcp.explain if leg.tcp else None,
+              leg.tls.explain if leg.tls else None, leg.http.explain if leg.http else None,
+              view.page_explain):
+        assert e is not None
         assert e.beginner in text
         assert e.advanced in text
+    assert "“GET / on www.example.com:10443, please”" in text
     # layers: each step's recorded layer
     assert "transport layer" in text
     assert "application layer" in text

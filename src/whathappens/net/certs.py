@@ -42,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from whathappens.contract.facts import Certificate
+from whathappens.explain.words import ago
 
 __all__ = [
     "TrustRoots",
@@ -199,7 +200,7 @@ def _describe(der: bytes, now: dt.datetime) -> Certificate:
         san_ip=ips,
         not_before=_iso(cert.not_valid_before_utc),
         not_after=_iso(not_after),
-        days_left=(not_after - _utc(now)) // dt.timedelta(days=1),
+        days_left=whole_days(not_after - _utc(now)),
         key=_key_description(cert),
         signature_algorithm=_SIGNATURE_NAMES.get(
             cert.signature_algorithm_oid, cert.signature_algorithm_oid.dotted_string
@@ -276,6 +277,12 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def whole_days(delta: dt.timedelta) -> int:
+    """Whole days in ``delta``, truncated toward zero: the one computation of a certificate's
+    days left (negative once expired), for the chain table and the verification reason."""
+    return int(delta / dt.timedelta(days=1))
+
+
 def _fail(code: str, reason: str) -> Verification:
     return Verification(False, code, reason)
 
@@ -300,7 +307,7 @@ def _as_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _dns_name_matches(pattern: str, host: str) -> bool:
-    """RFC 6125 §6.4.3: a wildcard is only a whole left-most label and stands for one label."""
+    """RFC 9525 §6.3: a wildcard is only a whole left-most label and stands for one label."""
     pattern = pattern.lower().rstrip(".")
     if pattern == host:
         return True
@@ -314,7 +321,7 @@ def _dns_name_matches(pattern: str, host: str) -> bool:
 def _host_matches(cert: x509.Certificate, host: str) -> bool:
     dns, ips = _sans(cert)
     ip = _as_ip(host)
-    if ip is not None:  # RFC 6125 §6.2.1 / RFC 5280 §4.2.1.6: IPs match iPAddress entries only
+    if ip is not None:  # RFC 9525 §6.4 / RFC 5280 §4.2.1.6: IPs match iPAddress entries only
         return any(ipaddress.ip_address(i) == ip for i in ips)
     return any(_dns_name_matches(name, host) for name in dns)
 
@@ -378,11 +385,10 @@ def _check_dates(path: list[x509.Certificate], now: dt.datetime) -> Verification
             what = f"The intermediate certificate '{_label(cert)}'"
         not_after, not_before = cert.not_valid_after_utc, cert.not_valid_before_utc
         if now > not_after:
-            days = (now - not_after) // dt.timedelta(days=1)
-            ago = "today" if days == 0 else f"{_plural(days, 'day')} ago"
-            return _fail("expired", f"{what} expired on {_day(not_after)} ({ago}).")
+            days = whole_days(now - not_after)  # the same number the chain table shows
+            return _fail("expired", f"{what} expired on {_day(not_after)} ({ago(days)}).")
         if now < not_before:
-            days = -((now - not_before) // dt.timedelta(days=1))
+            days = max(1, whole_days(not_before - now))
             return _fail(
                 "not_yet_valid",
                 f"{what} is not yet valid: it is not valid until {_day(not_before)} "

@@ -20,7 +20,8 @@ from importlib.resources import files
 from typing import Any
 
 from whathappens.explain import report as words
-from whathappens.explain.texts import STEPS
+from whathappens.explain.fill import handshake_end
+from whathappens.explain.texts import STEPS, Explanation
 from whathappens.render.compare import TITLE as COMPARE_TITLE
 from whathappens.render.compare import Cell, CompareView
 from whathappens.render.format import DASH, at, ms, size, three
@@ -67,6 +68,18 @@ def _explain(step: str) -> str:
             f"<div class=\"explain advanced\"><p>{esc(e.advanced)}</p></div>"
             f"<p class=\"measures\"><strong>What the time measures:</strong> "
             f"{esc(e.measures)}</p>")
+
+
+def _explained(e: Explanation | None) -> str:
+    """A span's texts, filled with this journey's values (explain/fill.py)."""
+    if e is None:
+        return ""
+    measures = (f"<p class=\"measures\"><strong>What the time measures:</strong> "
+                f"{esc(e.measures)}</p>") if e.measures else ""
+    advanced = f"<div class=\"explain advanced\"><p>{esc(e.advanced)}</p></div>" \
+        if e.advanced else ""
+    return (f"<div class=\"explain beginner\"><p><strong>{esc(e.title)}.</strong> "
+            f"{esc(e.beginner)}</p></div>" + advanced + measures)
 
 
 def _both(beginner: str, advanced: str) -> str:
@@ -195,7 +208,7 @@ class HtmlReport:
             return _section("url", "URL anatomy", "<p>No URL step was recorded.</p>")
         if not u.parsed:
             return _section("url", "URL anatomy", f"<p>{_code(u.input)}</p>" + _error(u.error)
-                            + _explain("url"), layer=u.timing.layer)
+                            + _explained(u.explain), layer=u.timing.layer)
         host = _code(u.host)
         if u.typed_as:
             host += f" (typed as {_code(u.typed_as)}; punycode on the wire)"
@@ -216,10 +229,12 @@ class HtmlReport:
         if u.upgraded_from_http:
             pairs.append(("HSTS upgrade", "http was switched to https before any packet"))
         timing = (f"<p class=\"measures\">Parsing took <strong>{esc(ms(u.timing.duration_ms))}"
-                  f"</strong> (CPU time, {esc(self.v.clock)}).</p>")
+                  f"</strong> (wall time, {esc(self.v.clock)}; includes loading the HSTS "
+                  "preload table on first use).</p>")
         return _section("url", "URL anatomy",
                         f"<p class=\"bigurl\">{_code(u.url)}</p>" + _dl(pairs)
-                        + timing + _error(u.error) + _explain("url"), layer=u.timing.layer)
+                        + timing + _error(u.error) + _explained(u.explain),
+                        layer=u.timing.layer)
 
     # ---------------------------------------------------------------------- DNS
     def dns(self) -> str:
@@ -229,8 +244,8 @@ class HtmlReport:
                 parts.append(self.dns_step(leg, leg.dns))
         if not parts:
             return _section("dns", "DNS", "<p>No DNS lookup happened (an IP address, or the "
-                            "name was given with --resolve).</p>" + _explain("dns"))
-        return _section("dns", "DNS", "".join(parts) + _explain("dns"),
+                            "name was given with --resolve).</p>")
+        return _section("dns", "DNS", "".join(parts),
                         layer=self.v.layer_of("dns"))
 
     def dns_step(self, leg: LegView, d: DnsView) -> str:
@@ -243,7 +258,7 @@ class HtmlReport:
         if d.note:
             info.append(("note", esc(d.note)))
         return (head + _dl(info) + _error(d.error)
-                + "".join(self.dns_source(s) for s in d.sources))
+                + "".join(self.dns_source(s) for s in d.sources) + _explained(d.explain))
 
     def dns_source(self, s: DnsSource) -> str:
         mark = " (answer used)" if s.used else ""
@@ -326,7 +341,7 @@ class HtmlReport:
                              "connection: no new TCP handshake.</p>")
         if not parts:
             parts.append("<p>No TCP connection was opened.</p>")
-        return _section("tcp", "TCP", "".join(parts) + _explain("tcp"),
+        return _section("tcp", "TCP", "".join(parts),
                         layer=self.v.layer_of("tcp"))
 
     def tcp_step(self, leg: LegView, t: TcpView) -> str:
@@ -358,14 +373,14 @@ class HtmlReport:
                 rows = [[_code(k), esc(v)] for k, v in tcp_info_fields(d)]
                 out.append(f"<div class=\"advanced\"><p class=\"muted\">{title}:</p>"
                            + _table(["field", "value"], rows) + "</div>")
-        return "".join(out)
+        return "".join(out) + _explained(t.explain)
 
     # ---------------------------------------------------------------------- TLS
     def tls(self) -> str:
         parts = [self.tls_step(leg, leg.tls) for leg in self.v.legs if leg.tls is not None]
         if not parts:
             parts.append("<p>No TLS handshake (plain http, or the connection was reused).</p>")
-        return _section("tls", "TLS", "".join(parts) + _explain("tls"),
+        return _section("tls", "TLS", "".join(parts),
                         layer=self.v.layer_of("tls"))
 
     def tls_step(self, leg: LegView, t: TlsView) -> str:
@@ -378,8 +393,7 @@ class HtmlReport:
                      f"agreed {_code(t.alpn or 'none')}"),
             ("SNI", _code(t.sni or DASH)),
             ("resumed session", "yes" if t.resumed else "no"),
-            ("handshake time", f"<strong>{esc(ms(t.timing.duration_ms))}</strong> "
-                               f"(ClientHello sent → our Finished sent, {esc(self.v.clock)})"),
+            ("handshake time", self.tls_time(t)),
         ]
         out = [f"<h3>{self.leg_label(leg)}</h3>", _dl(pairs), _error(t.error)]
         if t.messages:
@@ -391,7 +405,17 @@ class HtmlReport:
                        f"{esc(t.verified_by)})</span></p>")
         elif t.verification:
             out.append(f"<p class=\"muted\">Verification: {esc(t.verification)}</p>")
-        return "".join(out)
+        return "".join(out) + _explained(t.explain)
+
+    def tls_time(self, t: TlsView) -> str:
+        """The step's time, with the context set-up it includes shown apart."""
+        whole = f"<strong>{esc(ms(t.timing.duration_ms))}</strong>"
+        if t.handshake_ms is None:
+            return f"{whole} (building the TLS context, then ClientHello sent → our Finished " \
+                   f"sent, {esc(self.v.clock)})"
+        return (f"{whole} in all ({esc(self.v.clock)}): building the TLS context and loading "
+                f"the trust store {esc(ms(t.context_setup_ms))}, then ClientHello sent → "
+                f"{esc(handshake_end(t.error is None))} {esc(ms(t.handshake_ms))}")
 
     def chain(self, t: TlsView) -> str:
         if not t.chain:
@@ -405,7 +429,7 @@ class HtmlReport:
             rows.append([
                 kind, f"{who}<br><span class=\"muted\">{esc(c.subject)}</span>",
                 esc(c.issuer), f"{esc(c.not_before)} → {esc(c.not_after)} "
-                               f"({esc(c.days_left)} days left)",
+                               f"({esc(c.validity)})",
                 esc(f"{c.key}, {c.signature_algorithm}"), esc(", ".join(c.names)) or DASH])
         adv = [[esc(c.who), _code(c.serial), _code(c.sha256), esc(c.sct_count)]
                for c in t.chain]
@@ -420,6 +444,8 @@ class HtmlReport:
     def tls_compare(self) -> str:
         """--compare-tls: two more handshakes with the same server, after the journey."""
         intro = _both(words.COMPARE_BEGINNER, words.COMPARE_ADVANCED)
+        if self.v.compare_explain is not None:
+            intro = _explained(self.v.compare_explain)
         tc = self.v.compare
         if tc is None:
             return _section("tls-compare", COMPARE_TITLE,
@@ -467,13 +493,14 @@ class HtmlReport:
             parts.append("<p>No HTTP request was sent.</p>")
         intro = (f"<p>{esc(len(self.v.legs))} request(s); {esc(self.v.redirects)} redirect(s) "
                  "followed, each a leg of its own.</p>")
-        return _section("http", "HTTP", intro + "".join(parts) + _explain("http"),
+        return _section("http", "HTTP", intro + "".join(parts),
                         layer=self.v.layer_of("http"))
 
     def http_step(self, leg: LegView, h: HttpView | None) -> str:
         out = [f"<h3>{self.leg_label(leg)}: {esc(leg.method)} "
                f"<span class=\"url\">{esc(leg.url)}</span></h3>",
-               f"<p class=\"muted\">{esc(leg.connection)} connection</p>"]
+               f"<p class=\"muted\">{esc(leg.connection)} connection</p>",
+               _explained(leg.explain)]
         if h is None:
             return "".join(out) + _error(leg.error)
         out.append(_error(h.error))
@@ -502,12 +529,15 @@ class HtmlReport:
         if h.body_excerpt:
             out.append("<div class=\"advanced\"><h4>Body, first bytes (decoded)</h4><pre>"
                        + esc(h.body_excerpt, block=True) + "</pre></div>")
+        out += [_explained(h.explain), _explained(h.response)]
         return "<div class=\"leg\">" + "".join(out) + "</div>"
 
     # ------------------------------------------------------------------ browser
     def browser(self) -> str:
         """The page in headless Chromium (render/html_browser.py)."""
-        return browser_html(self.v.browser, self.place, _explain("browser"))
+        explain = _explain("browser") if self.v.page_explain is None else \
+            _explained(self.v.page_explain)
+        return browser_html(self.v.browser, self.place, explain)
 
     # ------------------------------------------------------------ inside (lab)
     def inside(self) -> str:
@@ -520,14 +550,18 @@ class HtmlReport:
                         + "</ul>")
 
     def server_tree(self, n: ServerNode) -> str:
+        """A tier in words (its texts filled with what its log said), then the raw log
+        fields for the advanced reader."""
         facts = " · ".join(f"{esc(k)} {_code(v)}" for k, v in n.fields)
         plan = f"<pre>{esc(n.plan, block=True)}</pre>" if n.plan else ""
         if n.details:
             plan += "<ul class=\"small\">" + "".join(f"<li>{esc(d)}</li>" for d in n.details) \
                 + "</ul>"
         kids = "".join(self.server_tree(c) for c in n.children)
+        words = _explained(n.explain)
         return (f"<li><strong>{esc(n.actor)}</strong> <span class=\"muted\">{esc(n.name)}"
-                f"</span> {esc(ms(n.duration_ms))}<div class=\"small\">{facts}</div>{plan}"
+                f"</span> {esc(ms(n.duration_ms))}{words}<div class=\"small advanced\">"
+                f"<span class=\"muted\">From its log:</span> {facts}</div>{plan}"
                 + (f"<ul>{kids}</ul>" if kids else "") + "</li>")
 
     # ---------------------------------------------------------------- waterfall

@@ -46,6 +46,9 @@ from whathappens.contract.facts import (
     UrlFacts,
 )
 from whathappens.contract.facts import Segment as SegmentFacts
+from whathappens.explain.fill import Context, explain_response, explain_span
+from whathappens.explain.texts import Explanation
+from whathappens.explain.words import validity
 from whathappens.render.labdb import server_details
 
 F = TypeVar("F", bound=Facts)
@@ -114,6 +117,7 @@ class UrlView:
     public_suffix: str | None = None
     hsts_preloaded: bool = False
     upgraded_from_http: bool = False
+    explain: Explanation | None = None   # this step's texts, filled with its values
 
     @property
     def origin_line(self) -> str:
@@ -125,7 +129,7 @@ def url_view(span: SpanDoc) -> UrlView:
     a = facts(span, UrlFacts)
     t, err = timing(span), problem(span.error)
     if not a.host:
-        return UrlView(t, err, a.input, parsed=False)
+        return UrlView(t, err, a.input, parsed=False, explain=explain_span(span))
     uni = a.host_unicode
     return UrlView(
         t, err, a.input, parsed=True, url=a.url, scheme=a.scheme,
@@ -134,7 +138,8 @@ def url_view(span: SpanDoc) -> UrlView:
         port=a.port, port_explicit=a.port_explicit, path=a.path, query=a.query,
         fragment=a.fragment, request_target=a.request_target,
         registrable_domain=a.registrable_domain, public_suffix=a.public_suffix,
-        hsts_preloaded=a.hsts_preloaded, upgraded_from_http=a.upgraded_from_http)
+        hsts_preloaded=a.hsts_preloaded, upgraded_from_http=a.upgraded_from_http,
+        explain=explain_span(span))
 
 
 # -------------------------------------------------------------------------------- DNS
@@ -273,6 +278,7 @@ class DnsView:
     note: str | None
     https_records: list[str]
     sources: list[DnsSource]
+    explain: Explanation | None = None
 
     @property
     def answer(self) -> str:
@@ -342,11 +348,12 @@ def dns_source(view: SpanDoc, used: str | None,
                      questions=_questions(view))
 
 
-def dns_view(span: SpanDoc) -> DnsView:
+def dns_view(span: SpanDoc, ctx: Context | None = None) -> DnsView:
     a = facts(span, DnsFacts)
     return DnsView(timing(span), problem(span.error), a.host, list(a.addresses), a.view_used,
                    a.note or None, list(a.https_records),
-                   [dns_source(v, a.view_used, original_ttls(span)) for v in span.children])
+                   [dns_source(v, a.view_used, original_ttls(span)) for v in span.children],
+                   explain_span(span, ctx))
 
 
 # -------------------------------------------------------------------------------- TCP
@@ -401,6 +408,7 @@ class TcpView:
     captured: bool | None                # None: no capture was tried
     capture_how: str
     capture_why: str
+    explain: Explanation | None = None
 
     @property
     def show_attempts(self) -> bool:
@@ -420,7 +428,7 @@ def _segment(seg: SegmentFacts) -> Segment:
                    dict(seg.options), seg.t_ms)
 
 
-def tcp_view(span: SpanDoc) -> TcpView:
+def tcp_view(span: SpanDoc, ctx: Context | None = None) -> TcpView:
     a = facts(span, TcpFacts)
     tries = [(c, facts(c, TcpConnectFacts)) for c in span.children]
     info = next((f.tcp_info for _, f in tries if f.outcome == "connected"), None)
@@ -432,7 +440,8 @@ def tcp_view(span: SpanDoc) -> TcpView:
         info, a.tcp_info_end,
         [_segment(x) for x in a.handshake_segments or a.segments_seen or []],
         None if capture is None else capture.captured,
-        (capture.how if capture else None) or "", (capture.why if capture else None) or "")
+        (capture.how if capture else None) or "", (capture.why if capture else None) or "",
+        explain_span(span, ctx))
 
 
 def tcp_info_fields(info: TcpInfo) -> list[tuple[str, str]]:
@@ -477,6 +486,11 @@ class Certificate:
     serial: str
     sha256: str
 
+    @property
+    def validity(self) -> str:
+        """``89 days left``, ``expired 30 days ago``: one wording (explain/words.py)."""
+        return validity(self.days_left)
+
 
 @dataclass(frozen=True)
 class TlsView:
@@ -495,6 +509,14 @@ class TlsView:
     verified: bool | None        # None: the chain was not verified separately
     verification: str            # the reason, in words
     verified_by: str
+    context_setup_ms: float | None = None  # building the context, inside the step's time
+    explain: Explanation | None = None
+
+    @property
+    def handshake_ms(self) -> float | None:
+        """ClientHello sent → our Finished sent: the step's time less the context set-up."""
+        d, c = self.timing.duration_ms, self.context_setup_ms
+        return None if d is None or c is None else max(d - c, 0.0)
 
 
 def message(m: TlsMessage) -> Message:
@@ -509,7 +531,7 @@ def certificate(i: int, c: CertificateFacts) -> Certificate:
         c.serial, c.sha256)
 
 
-def tls_view(span: SpanDoc) -> TlsView:
+def tls_view(span: SpanDoc, ctx: Context | None = None) -> TlsView:
     a = facts(span, TlsFacts)
     v = a.chain_verification
     return TlsView(
@@ -518,7 +540,7 @@ def tls_view(span: SpanDoc) -> TlsView:
         a.sni or None, bool(a.session_reused), [message(m) for m in a.messages],
         [certificate(i, c) for i, c in enumerate(a.chain or [])],
         None if v is None else v.ok, v.reason if v is not None else a.verification,
-        v.by if v is not None else "")
+        v.by if v is not None else "", a.context_setup_ms, explain_span(span, ctx))
 
 
 # ------------------------------------------------------------------------------- HTTP
@@ -535,6 +557,7 @@ class ServerNode:
     plan: str | None             # a query plan (EXPLAIN), several lines
     children: list[ServerNode]
     details: tuple[str, ...] = ()  # each hop's connection, the DB step by step (labdb.py)
+    explain: Explanation | None = None   # what this tier did, in words, with its values
 
 
 @dataclass(frozen=True)
@@ -560,6 +583,8 @@ class HttpView:
     reusable: bool
     connection_legs: int | None
     inside: list[ServerNode]
+    explain: Explanation | None = None
+    response: Explanation | None = None  # the answer's trip back out
 
 
 def server_fields(a: ServerFacts) -> dict[str, object]:
@@ -602,10 +627,10 @@ def server_node(span: SpanDoc) -> ServerNode:
         [(k, str(v)) for k, v in a.items()
          if k != "explain" and not isinstance(v, (dict, list))],
         str(plan) if plan else None, [server_node(c) for c in span.children],
-        server_details(typed.db_explain, typed.connections))
+        server_details(typed.db_explain, typed.connections), explain_span(span))
 
 
-def http_view(span: SpanDoc) -> HttpView:
+def http_view(span: SpanDoc, ctx: Context | None = None) -> HttpView:
     a = facts(span, HttpFacts)
     return HttpView(
         timing(span), problem(span.error), a.status is not None, a.protocol,
@@ -614,7 +639,8 @@ def http_view(span: SpanDoc) -> HttpView:
         ",".join(a.content_encoding) or "identity",
         [(n, v) for n, v in a.request_headers], [(n, v) for n, v in a.response_headers],
         a.body_excerpt or None, bool(a.reusable), a.connection_legs or None,
-        [server_node(c) for c in span.children if c.name.startswith("server.")])
+        [server_node(c) for c in span.children if c.name.startswith("server.")],
+        explain_span(span, ctx), explain_response(span, ctx))
 
 
 # -------------------------------------------------------------------------------- leg
@@ -645,15 +671,20 @@ class LegView:
     http: HttpView | None
     order: list[StepRef]         # every step of the request, in order
     incomplete: bool             # a step of it failed
+    explain: Explanation | None = None
 
 
-def leg_view(span: SpanDoc) -> LegView:
+def leg_view(span: SpanDoc, ctx: Context | None = None) -> LegView:
+    """One request; ``ctx`` (explain/fill.leg_contexts) says which response led to it."""
     a = facts(span, LegFacts)
+    ctx = ctx or Context(leg=a)
     dns, tcp, tls, http = (span.child(n) for n in ("dns", "tcp", "tls", "http"))
     return LegView(
         timing(span), problem(span.error), a.index, a.index + 1, a.method, a.url,
         a.connection or "new",
-        None if dns is None else dns_view(dns), None if tcp is None else tcp_view(tcp),
-        None if tls is None else tls_view(tls), None if http is None else http_view(http),
+        None if dns is None else dns_view(dns, ctx),
+        None if tcp is None else tcp_view(tcp, ctx),
+        None if tls is None else tls_view(tls, ctx),
+        None if http is None else http_view(http, ctx),
         [StepRef(c.name, timing(c), problem(c.error)) for c in span.children],
-        any(c.error is not None for c in span.children))
+        any(c.error is not None for c in span.children), explain_span(span, ctx))

@@ -27,8 +27,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from whathappens.explain.fill import handshake_end
 from whathappens.explain.report import COMPARE_HANDSHAKE, COMPARE_REST, RULES_SHORT
-from whathappens.explain.texts import STEPS
+from whathappens.explain.texts import STEPS, Explanation
 from whathappens.render.browser_view import BrowserView
 from whathappens.render.compare import CompareView
 from whathappens.render.format import ms, plural, size
@@ -111,15 +112,21 @@ class Report:
         self.c.print(Padding(t, (0, 0, 0, indent), expand=False), overflow="fold")
 
     def explain_step(self, step: str) -> None:
-        if not self.explain or step not in STEPS:
+        """A step's unfilled paragraph (the browser section's)."""
+        self.explained(STEPS.get(step))
+
+    def explained(self, e: Explanation | None, indent: int = 8) -> None:
+        """--explain: a span's texts, filled with this journey's values (explain/fill.py)."""
+        if not self.explain or e is None:
             return
-        e = STEPS[step]
-        for text in (Text(e.title, style="bold"),
-                     Text(e.beginner, style="italic"),
-                     Text("Advanced: ", style="bold dim") + Text(e.advanced, style="dim"),
-                     Text("What the number includes: ", style="bold dim") +
-                     Text(e.measures, style="dim")):
-            self.c.print(Padding(text, (0, 2, 0, 8), expand=False))
+        texts = [Text(e.title, style="bold"), Text(e.beginner, style="italic")]
+        if e.advanced:
+            texts.append(Text("Advanced: ", style="bold dim") + Text(e.advanced, style="dim"))
+        if e.measures:
+            texts.append(Text("What the number includes: ", style="bold dim")
+                         + Text(e.measures, style="dim"))
+        for text in texts:
+            self.c.print(Padding(text, (0, 2, 0, indent), expand=False))
 
     # ----------------------------------------------------------------- steps
     def render(self) -> None:
@@ -139,6 +146,9 @@ class Report:
                 browser_section(self, step)
             elif isinstance(step, OtherStep):
                 pass  # no line of its own: its time shows on the steps around it
+        if self.v.page_explain is not None and self.explain:
+            self.c.print()
+            self.explained(self.v.page_explain, indent=2)
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
         if self.v.caching is not None:
@@ -153,7 +163,7 @@ class Report:
         self.c.print()
         if not u.parsed:
             self.head("URL", u.timing, u.error, u.input)
-            self.explain_step("url")
+            self.explained(u.explain)
             return
         how = "explicit" if u.port_explicit else "implied"
         self.head("URL", u.timing, u.error, f"{u.origin_line} · port {u.port} ({how})")
@@ -170,13 +180,14 @@ class Report:
                  f"public suffix {u.public_suffix or '—'}",
                  f"HSTS preloaded: {'yes' if u.hsts_preloaded else 'no'}"]
         self.detail(" · ".join(extra), style="dim")
-        self.explain_step("url")
+        self.explained(u.explain)
 
     def leg(self, leg: LegView) -> None:
         self.c.print()
         title = Text(f"leg {leg.number}: {leg.method} {leg.url}", style="bold")
         title.append(f"  ({leg.connection} connection)", style="dim")
         self.c.print(title, overflow="fold")
+        self.explained(leg.explain, indent=2)
         for ref in leg.order:
             if ref.name == "dns" and leg.dns is not None:
                 self.dns(leg.dns)
@@ -204,7 +215,7 @@ class Report:
         self.head("DNS", d.timing, d.error, facts)
         for source in d.sources:
             self.dns_source(source)
-        self.explain_step("dns")
+        self.explained(d.explain)
 
     def dns_source(self, s: DnsSource) -> None:
         label = Text(f"   {'●' if s.used else '○'} {s.kind}", style="bold" if s.used else "")
@@ -288,7 +299,7 @@ class Report:
             self.detail(f"after the exchange: rtt {end.rtt_ms:.3f} ms, cwnd {end.snd_cwnd}, "
                         f"retransmits {end.total_retrans}, segments out/in "
                         f"{end.segs_out}/{end.segs_in}", style="dim")
-        self.explain_step("tcp")
+        self.explained(t.explain)
 
     # ------------------------------------------------------------------- TLS
     def tls(self, t: TlsView) -> None:
@@ -300,6 +311,10 @@ class Report:
         if t.resumed:
             facts += "  (resumed)"
         self.head("TLS", t.timing, t.error, facts)
+        if t.handshake_ms is not None and t.context_setup_ms is not None:
+            self.detail(f"{ms(t.timing.duration_ms)} = building the TLS context "
+                        f"{ms(t.context_setup_ms)} + ClientHello sent → "
+                        f"{handshake_end(t.error is None)} {ms(t.handshake_ms)}", style="dim")
         if t.messages:
             self.detail(Text("handshake (→ sent, ← received; ms since t0):", style="dim"))
             for i in range(0, len(t.messages), 3):
@@ -314,7 +329,7 @@ class Report:
         if t.verified is not None:
             self.detail(Text(f"verification: {t.verification} (by {t.verified_by})",
                              style="green" if t.verified else "red"))
-        self.explain_step("tls")
+        self.explained(t.explain)
 
     def chain(self, t: TlsView) -> None:
         for cert in t.chain:
@@ -326,7 +341,7 @@ class Report:
                 continue
             line.append(f"  issued by {cert.issuer}", style="dim")
             line.append(f"  {cert.key}, {cert.signature_algorithm}, valid until "
-                        f"{cert.not_after} ({cert.days_left} days)", style="dim")
+                        f"{cert.not_after} ({cert.validity})", style="dim")
             if cert.leaf and cert.names:
                 more = f" +{len(cert.names) - 4}" if len(cert.names) > 4 else ""
                 line.append(f"  SANs {', '.join(cert.names[:4])}{more}", style="dim")
@@ -339,7 +354,7 @@ class Report:
         if not h.answered:
             self.head("HTTP", h.timing, h.error, h.protocol)
             wire_section(self, wire)  # what crossed before it failed
-            self.explain_step("http")
+            self.explained(h.explain)
             return
         facts = (f"{h.http_version} {h.status} {h.reason}  TTFB {ms(h.wait_ms)}  "
                  f"download {ms(h.receive_ms)}  {size(h.wire_received)} on the wire, "
@@ -353,7 +368,8 @@ class Report:
             for node in h.inside:
                 self.server_tree(node, 10)
         wire_section(self, wire)
-        self.explain_step("http")
+        self.explained(h.explain)
+        self.explained(h.response)
 
     def response_headers(self, headers: list[tuple[str, str]]) -> None:
         """Every response header (HSTS, X-Cache, Content-Encoding… come late in a list);
@@ -377,6 +393,7 @@ class Report:
             self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
         for line in node.details:
             self.detail(Text(f"  {line}", style="dim"), indent=indent + 2)
+        self.explained(node.explain, indent=indent + 2)
         for kid in node.children:
             self.server_tree(kid, indent + 2)
 
@@ -392,6 +409,7 @@ class Report:
         title.append(f"  (more connections to {tc.where} after the journey, one after the "
                      f"other, {tc.rounds} round(s); no session resumed)", style="dim")
         self.c.print(title, overflow="fold")
+        self.explained(self.v.compare_explain)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, style="dim")
         for _ in tc.versions:

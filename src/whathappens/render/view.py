@@ -30,7 +30,9 @@ from whathappens.analysis.model import Actor, AnalysisSummary, Verdict
 from whathappens.analysis.summary import summarize
 from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
+from whathappens.explain.fill import explain_compare, explain_page, leg_contexts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
+from whathappens.explain.texts import Explanation
 from whathappens.journey import LAYERS
 from whathappens.render.browser_view import BrowserView, browser_view
 from whathappens.render.caching_view import CachingView, caching_view
@@ -183,6 +185,8 @@ class JourneyView:
     # HTTP on the wire, by request index, and the timing guide (render/wire_view.py)
     wire: dict[int, WireView] = field(default_factory=dict)
     guide: list[GuideLine] = field(default_factory=list)
+    compare_explain: Explanation | None = None  # the TLS comparison's texts, with its medians
+    page_explain: Explanation | None = None     # what a browser does next (no browser phase)
 
     @property
     def span_ms(self) -> float:
@@ -306,11 +310,12 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
     """The whole journey, viewed once for every renderer."""
     budgets = [budget_view(v) for v in verdicts(doc)]
     order: list[UrlView | PrepareView | LegView | BrowserView | OtherStep] = []
+    contexts = leg_contexts(doc.spans)
     for s in doc.spans:
         if s.name == "url":
             order.append(url_view(s))
         elif s.name == "leg":
-            order.append(leg_view(s))
+            order.append(leg_view(s, contexts.get(s.id)))
         elif s.name == "prepare":
             order.append(PrepareView(timing(s), list(facts(s, PrepareFacts).loaded)))
         elif s.name == "browser":
@@ -331,7 +336,10 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         actors=actors(doc), waterfall=waterfall(doc.spans, {b.span_id: b for b in budgets}),
         layers=layer_rows(doc), commands=commands(doc, url, legs),
         security=security_view(doc), who=who_view(doc), caching=caching_view(doc),
-        wire=wires(doc), guide=guide_view(doc))
+        wire=wires(doc), guide=guide_view(doc),
+        compare_explain=explain_compare(doc.facts.tls_compare),
+        page_explain=None if any(s.name == "browser" for s in doc.spans)
+        else explain_page(doc.spans))
 
 
 def wires(doc: JourneyDoc) -> dict[int, WireView]:

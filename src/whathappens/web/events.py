@@ -22,7 +22,7 @@ from whathappens.analysis.budgets import judge, kernel_rtt
 from whathappens.contract.codec import from_json
 from whathappens.contract.document import SpanDoc, TlsCompare, read_span
 from whathappens.contract.facts import GuardFacts, RevalidateFacts
-from whathappens.explain.texts import STEPS
+from whathappens.explain.fill import explain_compare, explain_span
 from whathappens.render.compare import SHORT_TITLE, compare_view
 from whathappens.render.format import ms, size
 from whathappens.render.steps import (
@@ -173,7 +173,7 @@ def budget(span: SpanDoc) -> str:
 # -------------------------------------------------------------------------------- events
 def step_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
     doc = read_span(span)
-    text = STEPS.get(doc.name)
+    text = explain_span(doc)   # filled with this span's values (explain/fill.py)
     return _shown({
         "step": doc.name,
         "title": STEP_TITLE.get(doc.name, doc.name),
@@ -196,13 +196,17 @@ def step_event(span: Mapping[str, object], leg: int | None) -> dict[str, Any]:
 
 def compare_event(result: Mapping[str, object]) -> dict[str, Any]:
     """The TLS 1.2 vs 1.3 comparison as one live step (the report has the whole table)."""
-    view = compare_view(from_json(TlsCompare, dict(result)))
+    compared = from_json(TlsCompare, dict(result))
+    view = compare_view(compared)
+    text = explain_compare(compared)
     return _shown({"step": "tls-compare", "title": SHORT_TITLE, "leg": None,
                    "actor": None, "layer": "transport", "start_ms": None, "duration_ms": None,
                    "took": "", "starts": "",
                    "summary": view.summary if view is not None else "not measured",
-                   "budget": "", "failed": False, "beginner": "", "advanced": "",
-                   "measures": ""})
+                   "budget": "", "failed": False,
+                   "beginner": text.beginner if text else "",
+                   "advanced": text.advanced if text else "",
+                   "measures": text.measures if text else ""})
 
 
 def _hop(span: SpanDoc) -> str:

@@ -148,6 +148,8 @@ def _inner(s: dict[str, Any], tier: str, traceparent: str, topo: Topology,
     else:
         actor = kind
     attrs = {k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "name")}
+    if kind == "view" and view_name:
+        attrs["view"] = view_name  # the explanation names it (explain/texts.py)
     span = ServerSpan(kind, tier, actor, int(s["start_ns"]), int(s["end_ns"]), traceparent,
                       attrs, span_id=str(s.get("span_id", "")))
     raw = attrs.get("explain")
