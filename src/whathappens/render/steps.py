@@ -596,7 +596,8 @@ def server_fields(a: ServerFacts) -> dict[str, object]:
 def _server_facts(kind: str, a: dict[str, object]) -> str:
     g = a.get
     if kind == "edge":
-        return f"cache {g('cache', '-')}  status {g('status')}"
+        return (f"cache {g('cache', '-')}  status {g('status')}"
+                + (f"  WAF (ModSecurity) {g('waf')}" if "waf" in a else ""))
     if kind == "lb":
         return (f"{g('algorithm')} → {g('server')}  queue {g('Tw')} ms, connect {g('Tc')} ms, "
                 f"response {g('Tr')} ms")

@@ -19,6 +19,12 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      task is delivered again and completes
     worker-all       the whole worker is killed mid-task and stays down; ``heal`` restarts
                      it and measures when the unacknowledged task comes back (minutes)
+    waf              ModSecurity + the OWASP CRS switched on at the edge: an attack gets 403
+                     from the edge and never reaches HAProxy; a clean request passes
+    rate-limit       limit_req at the edge (per client address, 429), under a load from two
+                     addresses: which requests were refused, when, from where
+    stale            a page changed at the origin: the edge serves its old copy until it
+                     expires (the stale window, measured), or until it is purged
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
@@ -59,6 +65,14 @@ from whathappens.lab.exercises.drills.database import (
     heal_slow_db,
     hold_lock,
 )
+from whathappens.lab.exercises.drills.edge import (
+    break_rate_limit,
+    break_stale,
+    break_waf,
+    heal_rate_limit,
+    heal_stale,
+    heal_waf,
+)
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
@@ -78,7 +92,8 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 
 
 TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
-           "worker-all")
+           "worker-all",
+           "waf", "rate-limit", "stale")           # the CDN edge (drills/edge.py)
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -105,6 +120,9 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "slow-db": (break_slow_db, heal_slow_db),
         "worker": (break_worker, heal_worker),
         "worker-all": (break_worker_all, heal_worker_all),
+        "waf": (break_waf, heal_waf),
+        "rate-limit": (break_rate_limit, heal_rate_limit),
+        "stale": (break_stale, heal_stale),
     }
     if target not in table:
         raise KeyError(target)
