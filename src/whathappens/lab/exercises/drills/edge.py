@@ -433,6 +433,8 @@ def _rl_client(name: str, source: str, result: Any, rate: float) -> dict[str, An
             "first_refused_s": first_refused,
             "last_refused_s": refused[-1].start if refused else None,
             "accepted_rate": steady, "seconds": last,
+            "accepted_p50_ms": pct([s.latency_ms for s in accepted], 50),
+            "refused_p50_ms": pct([s.latency_ms for s in refused], 50),
             "per_second": _per_second(samples)}
 
 
@@ -502,6 +504,8 @@ def _say_rate_limit(clients: list[dict[str, Any]], logs: dict[str, Any], say: Sa
         say(f"    {c['client']:<8} {c['address']:<15} sent {c['sent']:>3} at "
             f"{c['offered_rate']:g}/s: accepted {c['accepted']}, refused (429) "
             f"{c['refused']}, other {c['other']}; {when}{rate}")
+        say(f"      latency p50 (client's clock): accepted {ms(c['accepted_p50_ms'])} (to "
+            f"the origin), refused {ms(c['refused_p50_ms'])}")
         say("      per second (accepted/refused): " + "  ".join(
             f"{k}s {a}/{r}" for k, a, r in c["per_second"]))
     say(f"  the edge's access log, 429s by client address: {logs['edge_429_by_client']}")
@@ -515,8 +519,8 @@ def _say_rate_limit(clients: list[dict[str, Any]], logs: dict[str, Any], say: Sa
     say("  what it means:")
     say(f"    limit_req is a leaky bucket per client address: {RL_BURST} requests above the "
         f"rate are let through at once (burst, nodelay), then one every "
-        f"{1000 // RL_RATE} ms; everything beyond is answered 429 by the edge in well "
-        f"under a millisecond, without a trip to the origin. The client under the limit "
+        f"{1000 // RL_RATE} ms; everything beyond is answered 429 by the edge itself, "
+        f"without a trip to the origin (see the latencies above). The client under the limit "
         f"is never refused: the key is the address, so one noisy client does not use up "
         f"another's share. Behind a NAT or a proxy many users share one address: then "
         f"they share one bucket too.")
@@ -612,12 +616,17 @@ def valid_until(lab: Lab, path: str) -> tuple[int, int] | None:
     return (valid, updating) if version == NGINX_CACHE_VERSION else None
 
 
-def _age(reply: Any) -> float | None:
-    """now − the copy's Date (RFC 9111 §4.2.3 apparent age; nginx adds no Age header)."""
+def _age(lab: Lab) -> float | None:
+    """now − the Date the origin gave the edge's copy (RFC 9111 §4.2.3's apparent age),
+    read from the cache file: nginx puts its own Date on every response it sends and adds
+    no Age header, so a client cannot see how old a cached copy is."""
     from email.utils import parsedate_to_datetime
 
+    from whathappens.lab.topology import SITE
+
+    stored = _edge(lab).cache_entry(lab.ctx, SITE, STALE_PATH) or {}
     try:
-        return time.time() - parsedate_to_datetime(reply.header("date")).timestamp()
+        return time.time() - parsedate_to_datetime(stored.get("date", "")).timestamp()
     except (TypeError, ValueError):
         return None
 
@@ -626,7 +635,7 @@ def _look(lab: Lab, title: str, t_pub: float) -> dict[str, Any]:
     reply = Browser(lab).get(STALE_PATH)
     return {"t": time.time() - t_pub, "status": reply.status,
             "x_cache": reply.header("x-cache"), "microcache": reply.header("x-microcache"),
-            "new": f"<h1>{title}</h1>" in reply.body, "age": _age(reply)}
+            "new": f"<h1>{title}</h1>" in reply.body, "age": _age(lab)}
 
 
 def _stale_window(lab: Lab, title: str, t_pub: float, expires: float) -> dict[str, Any]:
@@ -693,12 +702,14 @@ def break_stale(lab: Lab, say: Say) -> dict[str, Any]:
     fill = _fill(lab, say)
     stamp = time.strftime("%H:%M:%S")
     title_v2 = f"About this site (edition of {stamp})"
+    t0 = time.time()
     pub = publish(lab, title_v2)
     t_pub = float(pub["committed"])
+    took = time.time() - t0
     validity = fill["validity"]
     expires = float(validity[0] + 1) if validity else time.time() + 11
-    say(f"  published '{title_v2}' (was '{pub['before']}'); committed "
-        f"{t_pub - time.time():+.2f} s from now")
+    say(f"  published '{title_v2}' (was '{pub['before']}'): the command took {took:.1f} s "
+        f"(Django's start-up), its commit is the zero of the times below")
     if validity:
         say(f"  the edge's cache file says: fresh while nginx's clock ≤ {validity[0]} "
             f"(whole seconds), i.e. for {expires - t_pub:.1f} s after the publish; then "
@@ -716,8 +727,8 @@ def break_stale(lab: Lab, say: Say) -> dict[str, Any]:
 
 
 def _say_window(window: dict[str, Any], refresh: dict[str, Any], say: Say) -> None:
-    say(f"  the edge, every {POLL_S:g} s (seconds after the publish; age = now − the copy's "
-        f"Date, 1 s resolution):")
+    say(f"  the edge, every {POLL_S:g} s (seconds after the publish; age = now − the Date "
+        f"the origin gave the cached copy, from the edge's cache file, 1 s resolution):")
     for x in window["looks"]:
         title = {True: "new title", False: "OLD title", None: "?"}[x["new"]]
         age = f"age {x['age']:.1f} s" if x.get("age") is not None else ""
