@@ -50,6 +50,7 @@ from whathappens.lab.exercises.drills.common import (
 )
 from whathappens.lab.logs import json_lines, tail_lines
 from whathappens.lab.running import Lab
+from whathappens.lab.tier import LabContext
 from whathappens.lab.tiers.nginx import NginxEdge, access_log, waf_log
 
 if TYPE_CHECKING:
@@ -123,9 +124,10 @@ def reload_edge(lab: Lab, edge: NginxEdge) -> float:
     return time.monotonic() - t0
 
 
-def write_snippets(edge: NginxEdge, lab: Lab, name: str, snippets: dict[str, str]) -> None:
+def write_snippets(edge: NginxEdge, ctx: LabContext, name: str,
+                   snippets: dict[str, str]) -> None:
     for level, text in snippets.items():
-        where = edge.overlay_dir(lab.ctx, level)
+        where = edge.overlay_dir(ctx, level)
         where.mkdir(parents=True, exist_ok=True)
         (where / f"{name}.conf").write_text(f"# written by whathappens lab break {name}\n"
                                             f"{text}")
@@ -147,7 +149,7 @@ def _switch(lab: Lab, edge: NginxEdge, name: str, snippets: dict[str, str] | Non
     if snippets is None:
         remove_snippets(edge, lab, name)
     else:
-        write_snippets(edge, lab, name, snippets)
+        write_snippets(edge, lab.ctx, name, snippets)
     try:
         checked = check_config(lab, edge)
     except DrillError:
@@ -200,11 +202,11 @@ def _waf_log(lab: Lab, edge: NginxEdge) -> Path:
     return waf_log(lab.ctx, edge.name)
 
 
-def modsecurity_conf(lab: Lab, edge: NginxEdge) -> str:
+def modsecurity_conf(ctx: LabContext, edge: NginxEdge) -> str:
     """Our ModSecurity setup: Debian's recommended one, blocking, with the CRS. The
     response body is not inspected (the edge's job here is requests), the audit log is
     JSON, and nothing is reported anywhere (SecStatusEngine Off)."""
-    work = edge.overlay_dir(lab.ctx) / "waf"
+    work = edge.overlay_dir(ctx) / "waf"
     work.mkdir(parents=True, exist_ok=True)
     lines = [
         "SecRuleEngine On",
@@ -217,7 +219,7 @@ def modsecurity_conf(lab: Lab, edge: NginxEdge) -> str:
         "SecAuditLogParts ABHZ",
         "SecAuditLogType Serial",
         "SecAuditLogFormat JSON",
-        f"SecAuditLog {_waf_log(lab, edge)}",
+        f"SecAuditLog {waf_log(ctx, edge.name)}",
         f"SecTmpDir {work}",
         f"SecDataDir {work}",
         "SecArgumentSeparator &",
@@ -234,10 +236,10 @@ def modsecurity_conf(lab: Lab, edge: NginxEdge) -> str:
     return str(conf)
 
 
-def waf_snippets(lab: Lab, edge: NginxEdge) -> dict[str, str]:
+def waf_snippets(ctx: LabContext, edge: NginxEdge) -> dict[str, str]:
     return {"main": f'load_module "{MODSECURITY_MODULE}";\n',
             "server": ("modsecurity on;\n"
-                       f'modsecurity_rules_file "{modsecurity_conf(lab, edge)}";\n')}
+                       f'modsecurity_rules_file "{modsecurity_conf(ctx, edge)}";\n')}
 
 
 def waf_entries(lab: Lab, edge: NginxEdge, needle: str) -> list[dict[str, Any]]:
@@ -281,7 +283,7 @@ def break_waf(lab: Lab, say: Say) -> dict[str, Any]:
     say("drill waf: ModSecurity with the OWASP Core Rule Set switched on at the edge "
         "(blocking mode, anomaly scoring, paranoia level 1), by a reload of its nginx")
     before = _clean_latency(lab)
-    checked, took = _switch(lab, edge, "waf", waf_snippets(lab, edge))
+    checked, took = _switch(lab, edge, "waf", waf_snippets(lab.ctx, edge))
     loaded = re.search(r"rules loaded inline/local/remote: (\d+)/(\d+)/(\d+)", checked)
     say(f"  nginx -t: {loaded[2] if loaded else '?'} rules loaded from the CRS; reload "
         f"(SIGHUP, new workers) took {took * 1000:.0f} ms")
