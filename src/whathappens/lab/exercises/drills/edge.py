@@ -294,7 +294,7 @@ def break_waf(lab: Lab, say: Say) -> dict[str, Any]:
     sqli, clean = _waf_probes(lab, edge, say)
     say("  what it means:")
     say("    ModSecurity inspects each request before nginx looks in its cache or asks the "
-        "origin (it runs in nginx's rewrite and access phases): a request that scores "
+        "origin (it runs in nginx's rewrite and preaccess phases): a request that scores "
         "≥ 5 on the CRS's inbound anomaly score (rule 949110) is answered 403 by the edge "
         "itself. The load balancer, the app nodes and Django never see it: the merged "
         "timeline has the edge's span alone, and HAProxy's log has no line for it.")
