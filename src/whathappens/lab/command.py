@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
     brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
     brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
-                                    "worker")
+                                    "worker"
+                                    "; at the CDN edge: waf, rate-limit, stale")
     heal = sub.add_parser("heal", help="undo 'lab break TARGET'")
     heal.add_argument("target")
     exp = sub.add_parser("experiment", help="measure a comparison the articles assert")
