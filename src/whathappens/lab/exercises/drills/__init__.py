@@ -36,7 +36,8 @@ lab's latest ``lab up`` is ignored.
 The package: ``common`` (the lab, if it is one the drills can use, drills.json, HTTPS
 probes and what answered them, formatting, stopping and starting tiers), one module per
 family of drills (``app``, ``database``: db-primary and slow-db, ``cache``: redis,
-``worker``: worker and worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
+``worker``: worker and worker-all, ``edge``: waf, rate-limit and stale), and here the
+dispatcher (``lab break`` / ``lab heal``).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from whathappens.lab.exercises.drills.common import (
 from whathappens.lab.logs import json_lines, tail_lines
 from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
-from whathappens.lab.tiers.nginx import NginxEdge, access_log, waf_log
+from whathappens.lab.tiers.nginx import OVERLAY_LEVELS, NginxEdge, access_log, waf_log
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey
@@ -133,11 +133,11 @@ def write_snippets(edge: NginxEdge, ctx: LabContext, name: str,
                                             f"{text}")
 
 
-def remove_snippets(edge: NginxEdge, lab: Lab, name: str) -> bool:
+def remove_snippets(edge: NginxEdge, ctx: LabContext, name: str) -> bool:
     removed = False
-    for level in ("main", "http", "server"):
+    for level in OVERLAY_LEVELS:
         with contextlib.suppress(FileNotFoundError):
-            (edge.overlay_dir(lab.ctx, level) / f"{name}.conf").unlink()
+            (edge.overlay_dir(ctx, level) / f"{name}.conf").unlink()
             removed = True
     return removed
 
@@ -147,13 +147,13 @@ def _switch(lab: Lab, edge: NginxEdge, name: str, snippets: dict[str, str] | Non
     """Write (or with None remove) drill ``name``'s snippets, check, reload: (nginx -t's
     output, seconds the reload took). A config nginx rejects is taken back out."""
     if snippets is None:
-        remove_snippets(edge, lab, name)
+        remove_snippets(edge, lab.ctx, name)
     else:
         write_snippets(edge, lab.ctx, name, snippets)
     try:
         checked = check_config(lab, edge)
     except DrillError:
-        remove_snippets(edge, lab, name)
+        remove_snippets(edge, lab.ctx, name)
         raise
     return checked, reload_edge(lab, edge)
 
