@@ -59,6 +59,8 @@ from whathappens.lab.exercises.drills.database import (
     heal_slow_db,
     hold_lock,
 )
+from whathappens.lab.exercises.drills.pool import break_pool, heal_pool
+from whathappens.lab.exercises.drills.slowquery import break_slow_query, heal_slow_query
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
@@ -68,6 +70,13 @@ from whathappens.lab.exercises.drills.worker import (
 from whathappens.lab.process import LabError
 from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
+
+# The database and Redis drills (pool.py, slowquery.py, replica.py, evict.py, redis_slow.py).
+DATA_DRILLS: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
+                             Callable[[Lab, Say], dict[str, Any]]]] = {
+    "db-pool": (break_pool, heal_pool),
+    "slow-query": (break_slow_query, heal_slow_query),
+}
 
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
            "status_lines"]
@@ -79,6 +88,7 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 
 TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
            "worker-all")
+TARGETS += ("db-pool", "slow-query", "replica-lag", "redis-evict", "redis-slow")
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -106,6 +116,7 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "worker": (break_worker, heal_worker),
         "worker-all": (break_worker_all, heal_worker_all),
     }
+    table.update(DATA_DRILLS)
     if target not in table:
         raise KeyError(target)
     breaker, healer = table[target]
