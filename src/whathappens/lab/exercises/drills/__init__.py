@@ -60,6 +60,7 @@ from whathappens.lab.exercises.drills.database import (
     hold_lock,
 )
 from whathappens.lab.exercises.drills.pool import break_pool, heal_pool
+from whathappens.lab.exercises.drills.replica import break_replica, heal_replica
 from whathappens.lab.exercises.drills.slowquery import break_slow_query, heal_slow_query
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
@@ -76,6 +77,7 @@ DATA_DRILLS: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
                              Callable[[Lab, Say], dict[str, Any]]]] = {
     "db-pool": (break_pool, heal_pool),
     "slow-query": (break_slow_query, heal_slow_query),
+    "replica-lag": (break_replica, heal_replica),
 }
 
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
