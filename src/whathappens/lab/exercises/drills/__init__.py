@@ -59,6 +59,7 @@ from whathappens.lab.exercises.drills.database import (
     heal_slow_db,
     hold_lock,
 )
+from whathappens.lab.exercises.drills.evict import break_evict, heal_evict
 from whathappens.lab.exercises.drills.pool import break_pool, heal_pool
 from whathappens.lab.exercises.drills.replica import break_replica, heal_replica
 from whathappens.lab.exercises.drills.slowquery import break_slow_query, heal_slow_query
@@ -78,6 +79,7 @@ DATA_DRILLS: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
     "db-pool": (break_pool, heal_pool),
     "slow-query": (break_slow_query, heal_slow_query),
     "replica-lag": (break_replica, heal_replica),
+    "redis-evict": (break_evict, heal_evict),
 }
 
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
