@@ -19,6 +19,17 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      task is delivered again and completes
     worker-all       the whole worker is killed mid-task and stays down; ``heal`` restarts
                      it and measures when the unacknowledged task comes back (minutes)
+    db-pool          PgBouncer's read pool capped at 2 server connections, 16 clients whose
+                     queries hold one 400 ms: they queue (SHOW POOLS), and past
+                     query_wait_timeout Django answers 500
+    slow-query       the page lookup's index dropped from a grown table: p95 up,
+                     pg_stat_statements names the statement, EXPLAIN shows the Seq Scan
+    replica-lag      WAL replay paused on the replica: a write, then stale reads through
+                     the site; lag in bytes and in time
+    redis-evict      Redis capped below its working set (volatile-lru): evictions, the hit
+                     ratio falls (INFO stats, X-Cache-Product)
+    redis-slow       a client runs an 800 ms Lua script every 1.6 s: other clients wait
+                     behind it (PING, product pages); SLOWLOG names it
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
@@ -61,6 +72,11 @@ from whathappens.lab.exercises.drills.database import (
 )
 from whathappens.lab.exercises.drills.evict import break_evict, heal_evict
 from whathappens.lab.exercises.drills.pool import break_pool, heal_pool
+from whathappens.lab.exercises.drills.redis_slow import (
+    break_redis_slow,
+    heal_redis_slow,
+    run_slow_client,
+)
 from whathappens.lab.exercises.drills.replica import break_replica, heal_replica
 from whathappens.lab.exercises.drills.slowquery import break_slow_query, heal_slow_query
 from whathappens.lab.exercises.drills.worker import (
@@ -80,6 +96,7 @@ DATA_DRILLS: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
     "slow-query": (break_slow_query, heal_slow_query),
     "replica-lag": (break_replica, heal_replica),
     "redis-evict": (break_evict, heal_evict),
+    "redis-slow": (break_redis_slow, heal_redis_slow),
 }
 
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
@@ -90,8 +107,8 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 # lab break / lab heal
 
 
-TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
-           "worker-all")
+TARGETS: tuple[str, ...] = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db",
+                             "worker", "worker-all")
 TARGETS += ("db-pool", "slow-query", "replica-lag", "redis-evict", "redis-slow")
 
 
@@ -148,7 +165,9 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
 def _cli(argv: list[str]) -> int:
     if len(argv) == 4 and argv[0] == "hold-lock":
         return hold_lock(argv[1], int(argv[2]), float(argv[3]))
-    print("usage: python -m whathappens.lab.exercises.drills hold-lock ADDRESS PORT SECONDS",
-          file=sys.stderr)
+    if len(argv) == 4 and argv[0] == "redis-slow":
+        return run_slow_client(argv[1], int(argv[2]), float(argv[3]))
+    print("usage: python -m whathappens.lab.exercises.drills hold-lock|redis-slow ADDRESS PORT "
+          "SECONDS", file=sys.stderr)
     return EXIT_USAGE
 

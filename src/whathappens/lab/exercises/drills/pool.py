@@ -3,6 +3,7 @@ for a server connection and, past query_wait_timeout, fail with a 5xx."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -87,10 +88,8 @@ class PoolWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(Exception):    # a sample missed is only that
                 self.samples.append(_read_pool(self.lab, "POOLS"))
-            except Exception:  # a sample missed is only a sample missed
-                pass
             self._stop.wait(0.1)
 
     def peak(self) -> dict[str, float]:

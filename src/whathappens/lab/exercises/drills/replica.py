@@ -139,7 +139,8 @@ def break_replica(lab: Lab, say: Say) -> dict[str, Any]:
     _record(lab, "replica-lag", {"title": old, "new_title": new, "message_id": message_id})
     _say_meaning(say, before)
     say("  undo: whathappens lab heal replica-lag")
-    return {"before": before, "unseen_s": unseen, "write": write, "reads": reads, "stale_reads": stale, "old": old, "new": new,
+    return {"before": before, "unseen_s": unseen, "write": write, "reads": reads,
+            "stale_reads": stale, "old": old, "new": new,
             "on_primary": on_primary, "on_replica": on_replica, "lag": now}
 
 
