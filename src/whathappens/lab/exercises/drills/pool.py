@@ -16,6 +16,7 @@ from whathappens.lab.exercises.drills.common import (
     _nonce,
     _record,
     ms,
+    pct,
 )
 from whathappens.lab.exercises.drills.measure import (
     bouncer_command,
@@ -123,25 +124,42 @@ def _say_phase(say: Say, label: str, result: load.LoadResult, peak: dict[str, fl
         f"{peak['maxwait_s']:.2f} s (maxwait)")
 
 
-def _wait_log(lab: Lab, since: int) -> int:
-    """Lines PgBouncer logged for clients it closed on query_wait_timeout, after byte
-    ``since`` of its log."""
-    path = lab.ctx.log("pgbouncer")
+def _gunicorns(lab: Lab) -> list[str]:
+    return [t for node in lab.app_nodes() for t in lab.node_tiers(node)
+            if t.endswith("-gunicorn")]
+
+
+def _log_sizes(lab: Lab) -> dict[str, int]:
+    """Where each log ends now (PgBouncer's, each gunicorn's)."""
+    out = {}
+    for name in ["pgbouncer", *_gunicorns(lab)]:
+        try:
+            out[name] = lab.ctx.log(name).stat().st_size
+        except OSError:
+            out[name] = 0
+    return out
+
+
+def _count_since(lab: Lab, name: str, since: int, needle: str) -> int:
+    """Lines of tier ``name``'s log after byte ``since`` that contain ``needle``."""
     try:
-        with path.open("rb") as f:
+        with lab.ctx.log(name).open("rb") as f:
             f.seek(since)
-            text = f.read(4 << 20).decode(errors="replace")
+            text = f.read(8 << 20).decode(errors="replace")
     except OSError:
         return 0
-    return sum(1 for line in text.splitlines()
-               if "closing because: query_wait_timeout" in line)
+    return sum(1 for line in text.splitlines() if needle in line)
 
 
-def _log_size(lab: Lab) -> int:
-    try:
-        return lab.ctx.log("pgbouncer").stat().st_size
-    except OSError:
-        return 0
+def _evidence(lab: Lab, marks: dict[str, int]) -> tuple[int, int]:
+    """(clients PgBouncer closed on query_wait_timeout, OperationalErrors Django logged)
+    since ``marks``."""
+    closed = _count_since(lab, "pgbouncer", marks.get("pgbouncer", 0),
+                          "closing because: query_wait_timeout")
+    django = sum(_count_since(lab, g, marks.get(g, 0),
+                              "OperationalError: query_wait_timeout")
+                 for g in _gunicorns(lab))
+    return closed, django
 
 
 def break_pool(lab: Lab, say: Say) -> dict[str, Any]:
@@ -176,18 +194,21 @@ def break_pool(lab: Lab, say: Say) -> dict[str, Any]:
     within, within_peak = _load(lab, POOL_SIZE, 10)
     say("  during:")
     _say_phase(say, f"{POOL_SIZE} clients (as many as the pool)", within, within_peak)
-    mark = _log_size(lab)
+    marks = _log_sizes(lab)
     above, above_peak = _load(lab, CLIENTS, REQUESTS)
     _say_phase(say, f"{CLIENTS} clients ({CLIENTS // POOL_SIZE} × the pool)", above,
                above_peak)
-    closed = _wait_log(lab, mark)
+    closed, django = _evidence(lab, marks)
     say(f"      PgBouncer's log: {closed} client connection(s) closed 'because: "
         f"query_wait_timeout' (each waited over {WAIT_TIMEOUT} s for a server connection)")
+    say(f"      gunicorn's logs: {django} × django.db.utils.OperationalError: "
+        f"query_wait_timeout (the error PgBouncer sent before closing)")
     _say_pool_meaning(say, above, above_peak, closed)
     say("  undo: whathappens lab heal db-pool")
     return {"before": summary(before), "before_peak": before_peak,
             "within": summary(within), "within_peak": within_peak,
             "above": summary(above), "above_peak": above_peak, "log_timeouts": closed,
+            "django_errors": django,
             "pool_size": db.get("pool_size")}
 
 
@@ -215,7 +236,7 @@ def _say_pool_meaning(say: Say, above: load.LoadResult, peak: dict[str, float],
         ok = [s.latency_ms for s in above.ok]
         if ok:
             say(f"    The requests that got through waited too: p50 "
-                f"{ms(sorted(ok)[len(ok) // 2])} against {QUERY_SECONDS * 1000:.0f} ms of "
+                f"{ms(pct(ok, 50))} against {QUERY_SECONDS * 1000:.0f} ms of "
                 f"query.")
     say("    The fix is not only a bigger pool (PostgreSQL pays per connection): shorter "
         "transactions, a timeout that fails fast with a clear 503, and limits on the "
