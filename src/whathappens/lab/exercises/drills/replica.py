@@ -134,7 +134,7 @@ def break_replica(lab: Lab, say: Say) -> dict[str, Any]:
     unseen = time.monotonic() - written
     say(f"  one second later: {lag_line(now)}")
     say(f"  the write is {unseen:.2f} s old (the drill's clock) and "
-        f"{'still not' if not _has_message(lab, 'db-replica', int(message_id or 0)) else ''}"
+        f"{'already' if _has_message(lab, 'db-replica', int(message_id or 0)) else 'still not'}"
         f" on the replica")
     _record(lab, "replica-lag", {"title": old, "new_title": new, "message_id": message_id})
     _say_meaning(say, before)
@@ -155,8 +155,8 @@ def _say_meaning(say: Say, before: dict[str, Any]) -> None:
         "is the age of the last commit replayed, which grows while the primary is idle too "
         f"(before the pause it read {'-' if age is None else f'{age:.2f} s'} with "
         f"{before['behind_primary_bytes']:,} bytes behind), and the primary's "
-        "pg_stat_replication.replay_lag is updated only when the replica reports progress, "
-        "so it does not grow while replay is paused. Streaming did not stop: the WAL "
+        "pg_stat_replication.replay_lag is measured for WAL the replica has replayed, so it "
+        "does not count what waits behind the pause. Streaming did not stop: the WAL "
         "arrives, it is only not applied.")
     say("    The cures: read-your-writes (send a session's reads to the primary for a while "
         "after it writes), or refuse a replica whose lag passes a bound.")
