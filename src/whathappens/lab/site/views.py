@@ -19,6 +19,7 @@ from whathappens.lab.site.models import ContactMessage, Page, Product
 from whathappens.lab.site.tracing import current
 
 TASK_DELAY_MAX = 10.0     # seconds; below the broker's visibility timeout (30 s)
+DB_SLEEP_MAX = 2.0        # seconds; X-Lab-DB-Sleep (the db-pool drill)
 
 # Caching (RFC 9111). A page is the same for every visitor: a browser may keep it a minute,
 # the CDN edge 10 s (s-maxage, the edge's own lifetime before), and serve it stale for 30 s
@@ -42,6 +43,7 @@ def page(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _page(request: HttpRequest, slug: str) -> HttpResponse:
+    _lab_db_sleep(request)
     # SELECT id, title, content FROM pages WHERE slug = … (on the replica, by the router)
     found = get_object_or_404(Page.objects.only("id", "title", "content"),
                               slug=slug, published=True)
@@ -49,6 +51,19 @@ def _page(request: HttpRequest, slug: str) -> HttpResponse:
     if slug == "home":
         products = list(Product.objects.only("id", "name", "price").order_by("id")[:10])
     return render(request, "site/page.html", {"page": found, "products": products})
+
+
+def _lab_db_sleep(request: HttpRequest) -> None:
+    """LAB ONLY: ``X-Lab-DB-Sleep: SECONDS`` (at most ``DB_SLEEP_MAX``) runs ``SELECT
+    pg_sleep(SECONDS)`` on the replica before the page's query: a slow query that holds one
+    of PgBouncer's pooled server connections that long (the db-pool drill)."""
+    try:
+        seconds = min(float(request.headers.get("X-Lab-DB-Sleep", "0")), DB_SLEEP_MAX)
+    except ValueError:
+        return
+    if seconds > 0:
+        with connections["replica"].cursor() as cur:
+            cur.execute("SELECT pg_sleep(%s)", [seconds])
 
 
 @require_GET

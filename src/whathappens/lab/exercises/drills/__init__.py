@@ -25,6 +25,17 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      addresses: which requests were refused, when, from where
     stale            a page changed at the origin: the edge serves its old copy until it
                      expires (the stale window, measured), or until it is purged
+    db-pool          PgBouncer's read pool capped at 2 server connections, 16 clients whose
+                     queries hold one 400 ms: they queue (SHOW POOLS), and past
+                     query_wait_timeout Django answers 500
+    slow-query       the page lookup's index dropped from a grown table: p95 up,
+                     pg_stat_statements names the statement, EXPLAIN shows the Seq Scan
+    replica-lag      WAL replay paused on the replica: a write, then stale reads through
+                     the site; lag in bytes and in time
+    redis-evict      Redis capped below its working set (volatile-lru): evictions, the hit
+                     ratio falls (INFO stats, X-Cache-Product)
+    redis-slow       a client runs an 800 ms Lua script every 1.6 s: other clients wait
+                     behind it (PING, product pages); SLOWLOG names it
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
@@ -74,6 +85,15 @@ from whathappens.lab.exercises.drills.edge import (
     heal_stale,
     heal_waf,
 )
+from whathappens.lab.exercises.drills.evict import break_evict, heal_evict
+from whathappens.lab.exercises.drills.pool import break_pool, heal_pool
+from whathappens.lab.exercises.drills.redis_slow import (
+    break_redis_slow,
+    heal_redis_slow,
+    run_slow_client,
+)
+from whathappens.lab.exercises.drills.replica import break_replica, heal_replica
+from whathappens.lab.exercises.drills.slowquery import break_slow_query, heal_slow_query
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
@@ -84,6 +104,16 @@ from whathappens.lab.process import LabError
 from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
 
+# The database and Redis drills (pool.py, slowquery.py, replica.py, evict.py, redis_slow.py).
+DATA_DRILLS: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
+                             Callable[[Lab, Say], dict[str, Any]]]] = {
+    "db-pool": (break_pool, heal_pool),
+    "slow-query": (break_slow_query, heal_slow_query),
+    "replica-lag": (break_replica, heal_replica),
+    "redis-evict": (break_evict, heal_evict),
+    "redis-slow": (break_redis_slow, heal_redis_slow),
+}
+
 __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
            "status_lines"]
 
@@ -92,9 +122,10 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 # lab break / lab heal
 
 
-TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
-           "worker-all",
-           "waf", "rate-limit", "stale")           # the CDN edge (drills/edge.py)
+TARGETS: tuple[str, ...] = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db",
+                             "worker", "worker-all")
+TARGETS += ("waf", "rate-limit", "stale")           # the CDN edge (drills/edge.py)
+TARGETS += ("db-pool", "slow-query", "replica-lag", "redis-evict", "redis-slow")
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -125,6 +156,7 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "rate-limit": (break_rate_limit, heal_rate_limit),
         "stale": (break_stale, heal_stale),
     }
+    table.update(DATA_DRILLS)
     if target not in table:
         raise KeyError(target)
     breaker, healer = table[target]
@@ -152,7 +184,9 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
 def _cli(argv: list[str]) -> int:
     if len(argv) == 4 and argv[0] == "hold-lock":
         return hold_lock(argv[1], int(argv[2]), float(argv[3]))
-    print("usage: python -m whathappens.lab.exercises.drills hold-lock ADDRESS PORT SECONDS",
-          file=sys.stderr)
+    if len(argv) == 4 and argv[0] == "redis-slow":
+        return run_slow_client(argv[1], int(argv[2]), float(argv[3]))
+    print("usage: python -m whathappens.lab.exercises.drills hold-lock|redis-slow ADDRESS PORT "
+          "SECONDS", file=sys.stderr)
     return EXIT_USAGE
 
