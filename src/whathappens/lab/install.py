@@ -26,6 +26,7 @@ NEEDS: tuple[Need, ...] = (
     Need("libnginx-mod-http-brotli-filter",
          "/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so", "brotli at the edge"),
     Need("haproxy", "/usr/sbin/haproxy", "load balancer"),
+    Need("caddy", "/usr/bin/caddy", "second CDN POP: HTTP/3 (QUIC), HTTP/2"),
     Need("postgresql", "/usr/lib/postgresql/15/bin/postgres", "database primary + replica"),
     Need("pgbouncer", "/usr/sbin/pgbouncer", "connection pool"),
     Need("redis-server", "/usr/bin/redis-server", "cache, sessions, Celery broker"),

@@ -597,6 +597,8 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
     g = a.get
     if kind == "edge":
         return f"cache {g('cache', '-')}  status {g('status')}"
+    if kind == "pop":
+        return f"{g('protocol')} over {g('transport')}  no cache  status {g('status')}"
     if kind == "lb":
         return (f"{g('algorithm')} → {g('server')}  queue {g('Tw')} ms, connect {g('Tc')} ms, "
                 f"response {g('Tr')} ms")
