@@ -37,6 +37,10 @@ The access log is Caddy's own JSON (``logs/<tier>.access.jsonl``, logger
     status, size    the response status and body bytes
     resp_headers    the response headers (with HAProxy's X-Request-Id)
 
+For a request over HTTP/3, Caddy 2.6 logs the TLS fields as zeros and empty strings (its
+QUIC library's TLS state does not reach the request it logs): such a span says
+``transport: QUIC (UDP)`` and ``protocol: HTTP/3.0`` and no TLS details, rather than wrong ones.
+
 A request's span is [ts − duration, ts].
 """
 
@@ -88,9 +92,11 @@ def tls_words(tls: dict[str, Any]) -> dict[str, object]:
     """Caddy's numeric TLS fields as the names nginx and OpenSSL print."""
     version, suite = tls.get("version"), tls.get("cipher_suite")
     out: dict[str, object] = {}
+    if not version:
+        return out      # an HTTP/3 request: Caddy 2.6 logs zeros (see the module docstring)
     if isinstance(version, int):
         out["tls_version"] = TLS_VERSIONS.get(version, f"0x{version:04x}")
-    if isinstance(suite, int):
+    if isinstance(suite, int) and suite:
         out["tls_cipher"] = TLS_SUITES.get(suite, f"0x{suite:04x}")
     if isinstance(tls.get("resumed"), bool):
         out["tls_resumed"] = tls["resumed"]
