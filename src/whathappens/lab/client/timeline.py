@@ -39,12 +39,12 @@ from whathappens.lab.tier import LabContext
 
 ORDER = {"edge": 0, "pop": 0, "lb": 1, "app": 2, "django": 3}
 # Front doors: a request passes one of them (the nginx edge or the Caddy POP), so they count
-# as one kind when the timeline waits for a request's spans.
+# as one step, the edge's, when the timeline waits for a request's spans.
 FRONT_KINDS = frozenset({"edge", "pop"})
 
 
 def step_kind(kind: str) -> str:
-    return "front" if kind in FRONT_KINDS else kind
+    return "edge" if kind in FRONT_KINDS else kind
 
 
 def collect(state: Path, trace_id: str) -> list[ServerSpan]:
