@@ -484,7 +484,7 @@ SERVER: dict[str, SpanText] = {
          "transport and TLS 1.3 together (RFC 9001), and a lost packet stalls only its own "
          "stream. The lab's DNS announces it with an HTTPS record (RFC 9460, alpn h3,h2).",
          "Request id {request_id}."),
-        ("Caddy's access log: duration {duration_ms} ms, from the request reaching its "
+        ("Caddy's access log: duration {duration_ms}, from the request reaching its "
          "handlers to the log line after the last byte (nanosecond resolution); placed on "
          "the journey's clock.",),
     ),
