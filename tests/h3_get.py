@@ -20,6 +20,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import HandshakeCompleted, QuicEvent
+from aioquic.quic.logger import QuicLogger
 
 
 @dataclass
@@ -30,6 +31,14 @@ class H3Result:
     ttfb_ms: float = 0.0            # connect → response HEADERS
     total_ms: float = 0.0           # connect → last DATA
     body_bytes: int = 0
+    # From aioquic's qlog (its time.time() in ms, each packet logged as it is processed):
+    # the first Initial sent → the server's first packet, and → the last packet of the
+    # server's handshake flight (its Initial and Handshake packets that came before our first
+    # 1-RTT packet, which we can send only once the handshake is done). Python's own crypto
+    # (the certificate check after the flight) is outside both: they count round trips.
+    first_reply_ms: float = 0.0
+    flight_ms: float = 0.0
+    packets: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,6 +79,7 @@ async def h3_get(address: str, port: int, name: str, cafile: str, traceparent: s
                  path: str = "/", timeout: float = 10.0) -> H3Result:
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=name)
     config.load_verify_locations(cafile)
+    config.quic_logger = QuicLogger()
     async with connect(address, port, configuration=config, create_protocol=_Client,
                        wait_connected=False) as client:
         assert isinstance(client, _Client)
@@ -82,7 +92,26 @@ async def h3_get(address: str, port: int, name: str, cafile: str, traceparent: s
             end_stream=True)
         client.transmit()
         await asyncio.wait_for(client.done, timeout)
-        return client.result
+    result = client.result
+    _flight(result, config.quic_logger)
+    return result
+
+
+def _flight(result: H3Result, logger: QuicLogger) -> None:
+    events = [e for trace in logger.to_dict()["traces"] for e in trace["events"]]
+    sent = [e for e in events if e["name"] == "transport:packet_sent"]
+    got = [e for e in events if e["name"] == "transport:packet_received"]
+    if not sent or not got:
+        return
+    t0 = sent[0]["time"]
+    done = next((e["time"] for e in sent if e["data"]["header"]["packet_type"] == "1RTT"),
+                float("inf"))
+    handshake = [e for e in got if e["time"] < done
+                 and e["data"]["header"]["packet_type"] in ("initial", "handshake")]
+    result.first_reply_ms = round(got[0]["time"] - t0, 3)
+    result.flight_ms = round((handshake or got)[-1]["time"] - t0, 3)
+    result.packets = [f"{'→' if e in sent else '←'} {e['data']['header']['packet_type']} "
+                      f"{e['time'] - t0:.1f}" for e in events if e in sent or e in got][:12]
 
 
 if __name__ == "__main__":
