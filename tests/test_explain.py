@@ -37,7 +37,7 @@ from whathappens.explain.words import validity
 from whathappens.journey import Journey
 from whathappens.lab.client.timeline import collect, merge
 from whathappens.lab.tier import LabContext
-from whathappens.lab.tiers import haproxy, nginx
+from whathappens.lab.tiers import caddy, haproxy, nginx
 from whathappens.lab.tiers.django_spans import INNER_ACTORS
 from whathappens.net.certs import whole_days
 from whathappens.render.format import ms
@@ -52,8 +52,8 @@ NONE = re.compile(r"(?<![\w=-])None(?![\w-])")
 ROOT = Path(__file__).resolve().parents[1]
 
 # Every kind of span the lab's tiers and the site can leave (lab/tiers/*, lab/site/*).
-LAB_KINDS = {"edge", "lb", "app", "django", "postgres", "celery", "sql", "connect", *INNER_ACTORS,
-             "think"}
+LAB_KINDS = {"edge", "pop", "lb", "app", "django", "postgres", "celery", "sql", "connect",
+             *INNER_ACTORS, "think"}
 
 
 def templates(text: SpanText) -> list[str]:
@@ -90,6 +90,7 @@ def test_the_check_catches_a_value_the_facts_do_not_carry() -> None:
 def test_the_logged_fields_are_the_ones_the_tiers_log() -> None:
     assert set(LOGGED["edge"]) == set(nginx.SPAN_FIELDS) == set(LOGGED["app"])
     assert set(LOGGED["lb"]) == {*haproxy.SPAN_FIELDS, "algorithm", "timers"}
+    assert set(LOGGED["pop"]) == set(caddy.SPAN_FIELDS)
 
 
 def test_derived_names_are_declared_for_a_known_span() -> None:

@@ -137,7 +137,7 @@ def test_every_driver_that_names_a_span_kind_reads_its_log() -> None:
     drivers = build_all(production())
     assert {type(t).__name__ for t in drivers} >= {k[1] for k in KINDS.values()} - {"WanLink"}
     readers = [t for t in drivers if type(t).trace_spans is not Tier.trace_spans]
-    assert {t.span_kind for t in drivers if t.span_kind} == {"edge", "lb", "app", "django"}
+    assert {t.span_kind for t in drivers if t.span_kind} == {"edge", "pop", "lb", "app", "django"}
     assert {t.name for t in drivers if t.span_kind} <= {t.name for t in readers}
     # PostgreSQL's statements nest under Django's: a reader without a request kind of its own
     assert {t.name for t in readers if not t.span_kind} == {"db-primary", "db-replica"}

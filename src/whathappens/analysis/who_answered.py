@@ -97,6 +97,7 @@ ISSUERS = (("cloudflare", "Cloudflare", "cdn"), ("amazon", "Amazon (CloudFront o
 
 # A lab span's kind → (role, who).
 LAB_KINDS = {"edge": ("cdn", "the lab's CDN edge (nginx cache, TLS)"),
+             "pop": ("cdn", "the lab's second CDN POP (Caddy: HTTP/3, HTTP/2, TLS)"),
              "lb": ("load balancer", "the lab's load balancer (HAProxy)"),
              "app": ("reverse proxy", "nginx on the app node"),
              "django": ("app server", "gunicorn (WSGI) running Django")}

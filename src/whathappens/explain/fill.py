@@ -429,7 +429,7 @@ def _server_chain(span: SpanDoc) -> list[SpanDoc]:
     return out
 
 
-OUTER_TIERS = ("server.edge", "server.lb", "server.app", "server.django")
+OUTER_TIERS = ("server.edge", "server.pop", "server.lb", "server.app", "server.django")
 
 
 # ------------------------------------------------------------------------------ the lab

@@ -446,6 +446,10 @@ LOGGED: dict[str, tuple[str, ...]] = {
     "explain": ("alias", "note"),
 }
 LOGGED["app"] = LOGGED["edge"]
+# The second POP (Caddy's JSON access log: lab/tiers/caddy.py SPAN_FIELDS).
+LOGGED["pop"] = ("status", "protocol", "alpn", "transport", "tls_version", "tls_cipher",
+                 "tls_resumed", "server_name", "request_id", "duration_ms", "bytes", "node",
+                 "uri", "upstream")
 
 SERVER: dict[str, SpanText] = {
     "server.edge": T(
@@ -464,6 +468,25 @@ SERVER: dict[str, SpanText] = {
         ("The edge's access log: request_time {request_ms} (nginx counts from the first "
          "byte read to the last byte sent, in whole milliseconds); placed on the journey's "
          "clock.",),
+    ),
+    "server.pop": T(
+        "The second CDN POP (Caddy, HTTP/3)",
+        ("This request reached a second point of presence of the CDN ({tier}), another "
+         "front door to the same site: it speaks the newest HTTP, HTTP/3 over QUIC, as well "
+         "as HTTP/2, and hands every request to the same load balancer.",
+         "It arrived as {protocol} over {transport}.",
+         "This POP keeps no copies: every request goes on to the load balancer."),
+        ("Caddy's reverse_proxy to {upstream} (HTTP/1.1, kept-alive connections); Debian's "
+         "Caddy has no cache handler, so it caches nothing.",
+         "TLS ended here: {tls_version}, {tls_cipher}, ALPN {alpn}, SNI {server_name}; "
+         "resumed: {tls_resumed}.",
+         "HTTP/3 (RFC 9114) runs on QUIC (RFC 9000) over UDP: one handshake sets up the "
+         "transport and TLS 1.3 together (RFC 9001), and a lost packet stalls only its own "
+         "stream. The lab's DNS announces it with an HTTPS record (RFC 9460, alpn h3,h2).",
+         "Request id {request_id}."),
+        ("Caddy's access log: duration {duration_ms}, from the request reaching its "
+         "handlers to the log line after the last byte (nanosecond resolution); placed on "
+         "the journey's clock.",),
     ),
     "server.lb": T(
         "The load balancer (HAProxy)",

@@ -31,6 +31,7 @@ NEEDS: tuple[Need, ...] = (
     Need("modsecurity-crs", "/usr/share/modsecurity-crs/rules/REQUEST-949-BLOCKING-EVALUATION.conf",
          "the OWASP Core Rule Set the WAF runs"),
     Need("haproxy", "/usr/sbin/haproxy", "load balancer"),
+    Need("caddy", "/usr/bin/caddy", "second CDN POP: HTTP/3 (QUIC), HTTP/2"),
     Need("postgresql", "/usr/lib/postgresql/15/bin/postgres", "database primary + replica"),
     Need("pgbouncer", "/usr/sbin/pgbouncer", "connection pool"),
     Need("redis-server", "/usr/bin/redis-server", "cache, sessions, Celery broker"),

@@ -1,8 +1,9 @@
 """The lab's topology, as data: hosts, their loopback addresses, and the tiers on each.
 
 The production profile draws the seeds' picture: DNS (root, TLD and example.com servers, an
-Unbound resolver) → CDN edge → load balancer → two app nodes (nginx → gunicorn → Django) →
-Redis, PgBouncer → PostgreSQL primary + streaming replica, a Celery worker on a Redis broker.
+Unbound resolver) → CDN edge (and a second POP, Caddy with HTTP/3) → load balancer → two
+app nodes (nginx → gunicorn → Django) → Redis, PgBouncer → PostgreSQL primary + streaming
+replica, a Celery worker on a Redis broker.
 The single profile is the seeds' one-server setup: nginx (TLS) → gunicorn → Django →
 PostgreSQL and Redis on one host. Both have the same DNS: it is the world around the site,
 not part of it.
@@ -24,6 +25,7 @@ PROFILES = ("production", "single")
 # PKI's first name, ``demo.ca.SERVER_NAMES[0]``) and every client of the lab asks for.
 SITE = "www.example.com"
 FRONT_KIND = "nginx-edge"       # the front door: the CDN edge, or the single server's nginx
+POP_KIND = "caddy-edge"         # a second front door, with HTTP/3 (tiers/caddy.py)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def dns_tiers() -> list[TierSpec]:
 def production() -> Topology:
     hosts = [
         Host("edge", "127.0.90.1", "CDN edge (nginx cache, TLS)"),
+        Host("edge-2", "127.0.90.2", "CDN POP 2 (Caddy: HTTP/3, HTTP/2; no cache)"),
         Host("lb", "127.0.91.1", "load balancer (HAProxy)"),
         Host("app-1", "127.0.92.1", "app node: nginx → gunicorn → Django"),
         Host("app-2", "127.0.92.2", "app node: nginx → gunicorn → Django"),
@@ -142,6 +145,11 @@ def production() -> Topology:
                  {"backends": ["app-1-nginx", "app-2-nginx"]}),
         TierSpec("nginx-edge", "edge", "edge", https,
                  {"upstream": "lb", "http_port": http}),
+        # The second POP: its own name in the lab's DNS (pop2.example.com, an HTTPS record
+        # with alpn h3,h2: tiers/dns.py). Debian's Caddy 2.6 cannot bind its upstream
+        # connections to its host's address: they come from the loopback route's source.
+        TierSpec(POP_KIND, "pop-2", "edge-2", https,
+                 {"upstream": "lb", "dns_name": "pop2", "connects_from": "127.0.0.1"}),
     ]
     return Topology("production", {h.name: h for h in hosts}, tiers)
 

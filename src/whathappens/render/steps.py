@@ -598,6 +598,8 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
     if kind == "edge":
         return (f"cache {g('cache', '-')}  status {g('status')}"
                 + (f"  WAF (ModSecurity) {g('waf')}" if "waf" in a else ""))
+    if kind == "pop":
+        return f"{g('protocol')} over {g('transport')}  no cache  status {g('status')}"
     if kind == "lb":
         return (f"{g('algorithm')} → {g('server')}  queue {g('Tw')} ms, connect {g('Tc')} ms, "
                 f"response {g('Tr')} ms")

@@ -5,6 +5,8 @@ logs it beside its own timers:
 
 - nginx (edge, app nodes): ``logs/<tier>.access.jsonl``; a request spans
   ``[time − request_time, time]`` (seconds, millisecond resolution);
+- Caddy (the second POP): ``logs/<tier>.access.jsonl``; a request spans
+  ``[ts − duration, ts]`` (seconds, nanosecond resolution);
 - HAProxy: JSON lines in its ``logs/<tier>.log``; a request starts at ``accept_time + (Th + Ti)`` ms
   and lasts ``Ta`` ms, with the queue (Tw), connect (Tc) and response (Tr) timers;
 - Django (behind gunicorn): ``logs/<gunicorn tier>.spans.jsonl``, one line per request with
@@ -35,7 +37,14 @@ from whathappens.lab.logs import ServerSpan
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext
 
-ORDER = {"edge": 0, "lb": 1, "app": 2, "django": 3}
+ORDER = {"edge": 0, "pop": 0, "lb": 1, "app": 2, "django": 3}
+# Front doors: a request passes one of them (the nginx edge or the Caddy POP), so they count
+# as one step, the edge's, when the timeline waits for a request's spans.
+FRONT_KINDS = frozenset({"edge", "pop"})
+
+
+def step_kind(kind: str) -> str:
+    return "edge" if kind in FRONT_KINDS else kind
 
 
 def collect(state: Path, trace_id: str) -> list[ServerSpan]:
@@ -98,7 +107,7 @@ def nest(spans: list[ServerSpan]) -> list[ServerSpan]:
 
 def request_kinds(lab: Lab) -> set[str]:
     """The kinds of span a request through the whole lab leaves (one per tier it passes)."""
-    return {t.span_kind for t in lab.tiers() if t.span_kind}
+    return {step_kind(t.span_kind) for t in lab.tiers() if t.span_kind}
 
 
 def wait_and_collect(state: Path, trace_id: str, expected: int,
@@ -107,7 +116,7 @@ def wait_and_collect(state: Path, trace_id: str, expected: int,
     deadline = time.monotonic() + timeout
     while True:
         spans = collect(state, trace_id)
-        if len({s.kind for s in spans}) >= expected or time.monotonic() > deadline:
+        if len({step_kind(s.kind) for s in spans}) >= expected or time.monotonic() > deadline:
             return spans
         time.sleep(0.05)
 

@@ -17,6 +17,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "celery": ("celery", "CeleryWorker"),
     "nginx-app": ("nginx", "NginxApp"),
     "nginx-edge": ("nginx", "NginxEdge"),
+    "caddy-edge": ("caddy", "CaddyEdge"),
     "haproxy": ("haproxy", "HAProxy"),
     "dns-authoritative": ("dns", "DnsAuthoritative"),
     "unbound": ("dns", "Unbound"),

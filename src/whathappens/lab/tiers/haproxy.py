@@ -177,9 +177,14 @@ class HAProxy(SpecTier):
             out.append(span)
         return out
 
-    def client_tier(self) -> str:
-        fronts = [s.name for s in self.topo.tiers if s.options.get("upstream") == self.name]
-        return fronts[0] if fronts else "client"
+    def client_tier(self, address: object = None) -> str:
+        """The front tier that connected from ``address`` (its host's, or the one its spec
+        says it ``connects_from``); the first front when none matches."""
+        fronts = [s for s in self.topo.tiers if s.options.get("upstream") == self.name]
+        for spec in fronts:
+            if address in (self.topo.address(spec.host), spec.options.get("connects_from")):
+                return spec.name
+        return fronts[0].name if fronts else "client"
 
     def hops(self, ctx: LabContext, item: dict[str, object]) -> list[HopConnectionFacts]:
         """The hop in (which request this was on the client's connection, from the earlier
@@ -188,7 +193,7 @@ class HAProxy(SpecTier):
         n = requests_on_connection(ctx.log(self.name), item)
         if n is not None:
             out.append(HopConnectionFacts(
-                hop=f"{self.client_tier()} → {self.name}", new=n == 1, requests=n,
+                hop=f"{self.client_tier(item.get('client'))} → {self.name}", new=n == 1, requests=n,
                 evidence=f"HAProxy's log: request {n} from {item.get('client')}:"
                          f"{item.get('client_port')} (%ci:%cp) kept alive within "
                          f"{KEEP_ALIVE_S:g} s; Th {item.get('Th')} ms, Ti {item.get('Ti')} ms"))

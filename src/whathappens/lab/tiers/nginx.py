@@ -473,8 +473,12 @@ class NginxApp(NginxTier):
 
     def trusted_proxies(self) -> list[str]:
         """Addresses whose X-Forwarded-For nginx believes: the lab's LB and edge hosts."""
-        hosts = {s.host for s in self.topo.tiers if s.kind in ("haproxy", "nginx-edge")}
-        return sorted({self.topo.address(h) for h in hosts} - {self.address})
+        hosts = {s.host for s in self.topo.tiers
+                 if s.kind in ("haproxy", "nginx-edge", "caddy-edge")}
+        # A POP that cannot bind its host's address connects from another (tiers/caddy.py).
+        sources = {str(s.options["connects_from"]) for s in self.topo.tiers
+                   if s.options.get("connects_from")}
+        return sorted(({self.topo.address(h) for h in hosts} | sources) - {self.address})
 
     def config(self, ctx: LabContext) -> str:
         home = ctx.dir(self.name)

@@ -17,6 +17,11 @@ an interface opt in). So the lab's zones, its root hints and its front door stay
 are: the client simply reaches them over the slow link, and every tier sees the client as
 100.127.<N>.2.
 
+The relay moves whole IP packets, whatever they carry: UDP crosses the delay line exactly as
+TCP does — the lab's DNS queries from the client, and QUIC to the Caddy POP (HTTP/3 on UDP
+443), each datagram delayed rtt/2 each way and dropped by ``--loss`` like any segment
+(tests/test_lab_pop.py times a QUIC handshake at ≈ 1 RTT through it).
+
 The relay creates everything it needs and removes it on SIGTERM (``lab down``): the
 namespace (which takes ``whc<N>`` with it) and the TUN devices (non-persistent: gone when
 their fds close). The tier is ready when the relay has built all that and written its

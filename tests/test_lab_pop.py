@@ -1,0 +1,256 @@
+"""The lab's second CDN POP (Debian's Caddy): HTTP/2 through the whole stack with its own
+span in front of HAProxy's, HTTP/3 on UDP (aioquic's client), its name and HTTPS record in
+the lab's DNS, UDP across the WAN link (QUIC handshake ≈ 1 RTT where TCP + TLS 1.3 ≈ 2), and
+``lab down`` leaving nothing. One production lab with a 40 ms link serves the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.zone
+import pytest
+
+from journey_helpers import check_universal, child, legs, options
+from lab_helpers import bring_up, needs_lab
+from whathappens.journey import Span
+from whathappens.lab import lab, process
+from whathappens.lab.client import apply, merge_inside
+from whathappens.lab.client.timeline import wait_and_collect
+from whathappens.lab.tier import LabContext
+from whathappens.lab.tiers.caddy import span_attrs, tls_words
+from whathappens.lab.tiers.dns import add_pops, lab_pops
+from whathappens.lab.topology import WanNames, topology
+from whathappens.trace import run_journey
+
+RTT = 40.0          # ms
+POP = "pop2.example.com"
+HERE = Path(__file__).resolve().parent
+
+ROOT_AND_TUN = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+    reason="the WAN link needs root (network namespace) and /dev/net/tun",
+)
+
+
+# ------------------------------------------------------------------ pure
+def test_the_pop_is_a_second_front_door_to_the_same_lb() -> None:
+    topo = topology("production", 201)
+    spec = topo.spec("pop-2")
+    assert (spec.kind, spec.host, spec.options["upstream"]) == ("caddy-edge", "edge-2", "lb")
+    assert topo.address("edge-2") == "127.201.90.2"
+    assert lab_pops(topo) == [("pop2", "127.201.90.2", spec.port)]
+    assert lab_pops(topology("single")) == []
+
+
+def test_the_zone_gets_the_pops_address_and_https_record() -> None:
+    zone = dns.zone.from_text("@ 3600 IN SOA ns1 h 1 2 3 4 5\n@ 3600 IN NS ns1\n",
+                              origin="example.com.", relativize=False)
+    zones = {"example.com.zone": zone}
+    add_pops(zones, [("pop2", "127.0.90.2", 443), ("pop3", "127.0.90.3", 8443)])
+    https = zone.find_rdataset("pop2.example.com.", "HTTPS")
+    assert https.to_text().endswith('1 . alpn="h3,h2"')
+    assert [r.address for r in zone.find_rdataset("pop2.example.com.", "A")] == ["127.0.90.2"]
+    # Not on 443 (a lab run without root): the record says which port (RFC 9460 §7.2).
+    assert 'port="8443"' in zone.find_rdataset("pop3.example.com.", "HTTPS").to_text()
+
+
+def test_caddys_log_line_becomes_span_attributes() -> None:
+    line = {"ts": 1.5, "duration": 0.0125, "size": 935, "status": 200,
+            "request": {"proto": "HTTP/2.0", "uri": "/",
+                        "tls": {"resumed": False, "version": 772, "cipher_suite": 4865,
+                                "proto": "h2", "server_name": POP}},
+            "resp_headers": {"X-Request-Id": ["7F000001:ABCD"]}}
+    attrs = span_attrs(line, "edge-2", "lb")
+    assert attrs["tls_version"] == "TLSv1.3"
+    assert attrs["tls_cipher"] == "TLS_AES_128_GCM_SHA256"
+    assert (attrs["alpn"], attrs["transport"], attrs["duration_ms"]) == ("h2", "TCP", 12.5)
+    assert attrs["request_id"] == "7F000001:ABCD"
+    # Caddy 2.6 logs zeros for an HTTP/3 request's TLS: no TLS details rather than wrong ones.
+    assert tls_words({"resumed": False, "version": 0, "cipher_suite": 0, "proto": ""}) == {}
+
+
+# ------------------------------------------------------------------ the lab, for real
+
+@pytest.fixture(scope="module")
+def pop_lab() -> Iterator[LabContext]:
+    yield from bring_up("production", "whathappens-lab-pop-", wan={"rtt": f"{RTT:g}ms"})
+
+
+def pop_endpoint(ctx: LabContext) -> tuple[str, int]:
+    manifest = json.loads((ctx.state / "lab.json").read_text())
+    pop = next(t for t in manifest["tiers"] if t["name"] == "pop-2")
+    return str(pop["address"]), int(pop["port"])
+
+
+def url(ctx: LabContext, path: str = "/") -> str:
+    port = pop_endpoint(ctx)[1]
+    return f"https://{POP}{'' if port == 443 else f':{port}'}{path}"
+
+
+def chain(span: Span[Any]) -> list[Span[Any]]:
+    out = []
+    node = next((c for c in span.children if c.name.startswith("server.")), None)
+    while node is not None:
+        out.append(node)
+        node = next((c for c in node.children if c.name.startswith("server.")), None)
+    return out
+
+
+def traceparent(n: int) -> str:
+    return f"00-{os.urandom(12).hex()}{n:08x}-{os.urandom(8).hex()}-01"
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_status_lists_the_pop_healthy(pop_lab: LabContext) -> None:
+    rows = {r.name: r for r in lab.status(pop_lab)}
+    assert rows["pop-2"].healthy
+    assert rows["edge"].healthy
+    assert rows["pop-2"].address == pop_endpoint(pop_lab)[0]
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_an_h2_journey_goes_pop_then_haproxy_then_the_app(pop_lab: LabContext) -> None:
+    opts = options("--dns-views", "system")
+    apply(opts, pop_lab.state)
+    j = asyncio.run(run_journey(url(pop_lab), opts))
+    merge_inside(j, pop_lab.state)
+    assert j.error is None, j.error and j.error.to_dict()
+    check_universal(j)
+    http = child(legs(j)[0], "http")
+    assert http.attrs["status"] == 200
+    assert http.attrs["protocol"] == "HTTP/2"
+    hops = chain(http)
+    assert [s.name for s in hops][:4] == ["server.pop", "server.lb", "server.app",
+                                         "server.django"]
+    pop, lb = hops[0], hops[1]
+    assert pop.attrs["protocol"] == "HTTP/2.0"
+    assert pop.attrs["alpn"] == "h2"
+    assert pop.attrs["tls_version"] == "TLSv1.3"
+    assert pop.attrs["transport"] == "TCP"
+    assert pop.attrs["request_id"] == lb.attrs["request_id"]     # HAProxy's id, sent back
+    # HAProxy names the hop in by the address Caddy connects from (127.0.0.1).
+    hops_in = [h.hop for h in lb.facts.connections]
+    assert "pop-2 → lb" in hops_in, hops_in
+    assert pop.start_ns <= lb.start_ns
+    assert lb.end_ns is not None
+    assert pop.end_ns is not None
+    assert lb.end_ns <= pop.end_ns
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_http3_on_udp_and_its_spans_reach_the_app(pop_lab: LabContext) -> None:
+    from h3_get import h3_get
+
+    address, port = pop_endpoint(pop_lab)
+    tp = traceparent(3)
+    # A URL of its own: the app node's 1 s micro-cache must not answer for Django.
+    result = asyncio.run(h3_get(address, port, POP, str(pop_lab.pki / "ca.pem"), tp,
+                                path="/?via=h3"))
+    assert (result.status, result.alpn) == (200, "h3")
+    assert result.headers["x-served-by-pop"] == "edge-2"
+    assert result.body_bytes > 0
+    spans = wait_and_collect(pop_lab.state, tp.split("-")[1], expected=4)
+    [pop] = [s for s in spans if s.kind == "pop"]
+    assert pop.attrs["protocol"] == "HTTP/3.0"
+    assert pop.attrs["transport"] == "QUIC (UDP)"
+    assert {s.kind for s in spans} >= {"pop", "lb", "app", "django"}
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_the_lab_dns_serves_the_pops_https_record(pop_lab: LabContext) -> None:
+    manifest = json.loads((pop_lab.state / "lab.json").read_text())
+    resolver = next(t for t in manifest["tiers"] if t["name"] == "resolver")
+    answers = {}
+    for qtype in ("A", "HTTPS"):
+        reply = dns.query.udp(dns.message.make_query(POP, qtype), resolver["address"],
+                              port=resolver["port"], timeout=2)
+        answers[qtype] = [r.to_text() for rrset in reply.answer for r in rrset]
+    assert answers["A"] == [pop_endpoint(pop_lab)[0]]
+    port = pop_endpoint(pop_lab)[1]
+    assert answers["HTTPS"] == ['1 . alpn="h3,h2"' + ("" if port == 443 else f' port="{port}"')]
+
+
+def _in_namespace(ctx: LabContext, *argv: str) -> str:
+    ns = WanNames(ctx.subnet).namespace
+    done = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _span(journey: dict[str, Any], name: str) -> dict[str, Any]:
+    stack = list(journey["spans"])
+    while stack:
+        span = stack.pop(0)
+        if span["name"] == name:
+            return span
+        stack += span.get("children", [])
+    raise KeyError(name)
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_through_the_wan_quic_takes_one_round_trip_where_tcp_and_tls_take_two(
+        pop_lab: LabContext) -> None:
+    address, port = pop_endpoint(pop_lab)
+    quic = [json.loads(_in_namespace(
+        pop_lab, sys.executable, str(HERE / "h3_get.py"), address, str(port), POP,
+        str(pop_lab.pki / "ca.pem"), traceparent(n))) for n in range(3)]
+    journey = json.loads(_in_namespace(
+        pop_lab, sys.executable, "-m", "whathappens", url(pop_lab), "--lab",
+        str(pop_lab.state), "--json"))
+    assert journey["error"] is None
+    connect, tls = (_span(journey, n)["duration_ms"] for n in ("tcp.connect", "tls"))
+    print(f"\nRTT {RTT:g} ms: QUIC (aioquic) first reply {[q['first_reply_ms'] for q in quic]}"
+          f", whole server flight {[q['flight_ms'] for q in quic]}, handshake done "
+          f"{[q['handshake_ms'] for q in quic]}, TTFB {[q['ttfb_ms'] for q in quic]} ms; "
+          f"TCP connect {connect:.1f} + TLS 1.3 {tls:.1f} ms (the tracer)")
+    best = min(quic, key=lambda q: q["first_reply_ms"])
+    # The datagrams crossed the delay line: the server's first packet after one round trip…
+    assert RTT - 2 <= best["first_reply_ms"] <= RTT + 15
+    # …and its whole handshake flight in that same round trip (RFC 9001: one flight each
+    # way sets up QUIC and TLS 1.3 together; the client's crypto after it is not the wire's).
+    for q in quic:
+        assert q["handshake_ms"] >= RTT - 2
+        assert q["flight_ms"] - q["first_reply_ms"] < RTT / 2, q["packets"]
+    # TCP + TLS 1.3: two round trips one after the other (SYN/SYN-ACK, then TLS's).
+    assert connect >= RTT - 2
+    assert tls >= RTT - 2
+    # Caddy saw the client namespace's address: the UDP came over the link, not loopback.
+    log = (pop_lab.state / "logs" / "pop-2.access.jsonl").read_text().splitlines()
+    h3 = [json.loads(x) for x in log if '"HTTP/3.0"' in x]
+    assert h3
+    assert h3[-1]["request"]["remote_ip"] == WanNames(pop_lab.subnet).client_address
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_down_leaves_no_caddy_no_socket_no_namespace(pop_lab: LabContext) -> None:
+    address, port = pop_endpoint(pop_lab)
+    recs = process.records(pop_lab)
+    assert "pop-2" in {r.tier for r in recs}
+    lab.down(pop_lab)
+    time.sleep(0.2)
+    for rec in recs:
+        assert not process.alive(rec.pid), rec.tier
+    sockets = subprocess.run(["ss", "-Htuln", "src", address], capture_output=True,
+                             text=True, check=True).stdout
+    assert f"{address}:{port}" not in sockets           # neither TCP nor UDP
+    assert not Path("/run/netns", WanNames(pop_lab.subnet).namespace).exists()
+    assert process.records(pop_lab) == []
