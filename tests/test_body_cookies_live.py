@@ -69,7 +69,8 @@ def test_307_sends_the_body_again_and_no_jar_means_no_cookies() -> None:
     with serving(site(seen)) as port:
         j = run(port, "/form", method="POST", body=b'{"a":1}')
         j2 = run(port, "/login", method="POST", body=b"x")
-    assert j.error is None and j2.error is None
+    assert j.error is None
+    assert j2.error is None
     assert [(s["method"], s["body"]) for s in seen[:2]] == [("POST", b'{"a":1}'),
                                                             ("POST", b'{"a":1}')]
     assert seen[3]["cookie"] is None                     # the cookie engine was off
@@ -89,6 +90,7 @@ def test_cli_data_and_cookie_jar_round_trip(tmp_path: Path) -> None:
         code = trace_main([f"{base}/home", "-b", str(jar), "--no-revalidate", "--json"])
         assert code == 0
         code = trace_main([f"{base}/home", "-b", "a=1; b=2", "--no-revalidate", "--json"])
-    assert seen[0]["body"] == b"user=a&pw=p%20w" and seen[0]["method"] == "POST"
+    assert seen[0]["body"] == b"user=a&pw=p%20w"
+    assert seen[0]["method"] == "POST"
     assert seen[2]["cookie"] == "sid=s3cr3t"
     assert seen[3]["cookie"] == "a=1; b=2"

@@ -29,16 +29,21 @@ def test_domain_and_path_matching() -> None:
     assert domain_match("example.com", "example.com")
     assert not domain_match("badexample.com", "example.com")
     assert not domain_match("1.2.3.4", "2.3.4")            # never for an IP address
-    assert path_match("/a/b", "/a") and path_match("/a/", "/a/") and path_match("/a", "/a")
+    assert path_match("/a/b", "/a")
+    assert path_match("/a/", "/a/")
+    assert path_match("/a", "/a")
     assert not path_match("/ab", "/a")
-    assert default_path("/a/b/c") == "/a/b" and default_path("/a") == "/"
+    assert default_path("/a/b/c") == "/a/b"
+    assert default_path("/a") == "/"
     assert default_path("") == "/"
 
 
 def test_parse_set_cookie_is_lenient_and_ignores_nameless() -> None:
     p = parse_set_cookie("sid = abc ; Path=/x; Secure; HttpOnly; SameSite=Lax")
-    assert p is not None and (p.name, p.value) == ("sid", "abc")
-    assert dict(p.attrs)["path"] == "/x" and "secure" in dict(p.attrs)
+    assert p is not None
+    assert (p.name, p.value) == ("sid", "abc")
+    assert dict(p.attrs)["path"] == "/x"
+    assert "secure" in dict(p.attrs)
     assert parse_set_cookie("novalue") is None
     assert parse_set_cookie("=x") is None
 
@@ -67,7 +72,8 @@ def test_expiry_max_age_wins_and_deletion() -> None:
     assert jar.header(u, NOW + 30) == "a=1"
     assert jar.header(u, NOW + 61) is None
     jar = jar.store(u, ["a=2"], NOW + 1)                 # replaced, keeps creation time
-    assert jar.cookies[0].value == "2" and jar.cookies[0].created == NOW
+    assert jar.cookies[0].value == "2"
+    assert jar.cookies[0].created == NOW
     jar = jar.store(u, ["a=; Max-Age=0"], NOW + 2)       # deleted
     assert len(jar) == 0
     jar = CookieJar().store(u, ["old=1; Expires=Wed, 09 Jun 2021 10:18:14 GMT"], NOW)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from whathappens.commands.trace import _parser
 from whathappens.commands.arguments import options_from
+from whathappens.commands.trace import _parser
 from whathappens.request_body import (
     FORM,
     JSON,
@@ -42,13 +42,17 @@ def test_data_file_drops_newlines_binary_keeps_them(tmp_path: Path) -> None:
 
 def test_join_and_implied_fields() -> None:
     body = join([make_part("data", "a=1"), make_part("data-urlencode", "b=x y")])
-    assert body is not None and body.data == b"a=1&b=x%20y" and body.content_type == FORM
+    assert body is not None
+    assert body.data == b"a=1&b=x%20y"
+    assert body.content_type == FORM
     assert body.headers([("content-type", "text/plain")]) == []
     js = join([make_part("data-json", '{"a":'), make_part("data-json", "1}")])
-    assert js is not None and js.data == b'{"a":1}'
+    assert js is not None
+    assert js.data == b'{"a":1}'
     assert js.headers([]) == [("Content-Type", JSON), ("Accept", JSON)]
     assert join([]) is None
-    assert method_for(None, body) == "POST" and method_for("put", body) == "PUT"
+    assert method_for(None, body) == "POST"
+    assert method_for("put", body) == "PUT"
     assert method_for(None, None) == "GET"
 
 
@@ -68,10 +72,13 @@ def test_cli_options_become_the_request(tmp_path: Path) -> None:
                                  "m=x y", "-H", "X-A: b", "--json"])
     opts = options_from(args)
     assert args.json is True                      # the output flag still means output
-    assert opts.method == "POST" and opts.body == b"a=1&m=x%20y"
-    assert ("Content-Type", FORM) in opts.headers and ("X-A", "b") in opts.headers
+    assert opts.method == "POST"
+    assert opts.body == b"a=1&m=x%20y"
+    assert ("Content-Type", FORM) in opts.headers
+    assert ("X-A", "b") in opts.headers
     plain = options_from(_parser().parse_args(["http://127.0.0.1/"]))
-    assert plain.method == "GET" and plain.body == b""
+    assert plain.method == "GET"
+    assert plain.body == b""
 
 
 def test_cli_unreadable_file_is_a_usage_error(tmp_path: Path,
