@@ -96,7 +96,8 @@ def _attempts(runs: list[dict[str, Any]], received: list[int], start: int, tier:
         took = max((r for r in received if since <= r <= begin), default=None)
         retry = i > 0
         what = ("the retry's countdown, then the queue again" if retry else
-                "waiting in the queue (Redis list 'celery') for the worker")
+                "from the publisher's stamp (just before the publish, so the publish is "
+                "in it) to the worker taking it off the queue (Redis list 'celery')")
         wait_end = took if took is not None else begin
         out.append(ServerSpan("queue-wait", tier, f"the broker (Redis): {what}", since,
                               max(since, wait_end), traceparent,
