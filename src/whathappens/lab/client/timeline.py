@@ -43,7 +43,7 @@ from whathappens.lab.tier import LabContext
 
 ORDER = {"edge": 0, "lb": 1, "app": 2, "django": 3}
 TASK_WAIT = 8.0           # seconds the client waits for a published task to finish
-FINAL = ("succeeded", "dead-lettered")
+FINAL = ("succeeded", "dead-lettered", "succeeded after a replay from the dead-letter queue")
 
 
 def collect(state: Path, trace_id: str) -> list[ServerSpan]:

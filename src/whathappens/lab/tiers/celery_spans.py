@@ -72,9 +72,10 @@ def task_span(task_id: str, lines: list[dict[str, Any]], tier: str,
     children = _attempts(runs, received, start, tier, traceparent, dead)
     end = max([start, *(c.end_wall_ns for c in children)])
     name = str(first.get("task") or "?")
-    outcome = ("dead-lettered" if dead is not None else
-               "succeeded" if runs and str(runs[-1].get("status")) == "ok" else
-               "failed" if runs else "waiting")
+    ok = bool(runs) and str(runs[-1].get("status")) == "ok"
+    outcome = ("succeeded after a replay from the dead-letter queue" if dead is not None and ok
+               else "dead-lettered" if dead is not None else
+               "succeeded" if ok else "failed" if runs else "waiting")
     waits = [c for c in children if c.kind == "queue-wait"]
     attrs: dict[str, Any] = {
         "task": name, "task_id": task_id, "outcome": outcome, "attempts": len(runs),

@@ -19,6 +19,11 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      task is delivered again and completes
     worker-all       the whole worker is killed mid-task and stays down; ``heal`` restarts
                      it and measures when the unacknowledged task comes back (minutes)
+    queue-backlog    tasks arrive faster than the worker does them: the queue's depth (Redis
+                     LLEN) sampled as it grows; ``heal`` waits for the drain, measures it
+                     and plots the depth over time
+    queue-dlq        a task whose dependency refuses fails every retry and lands in the
+                     dead-letter queue; ``heal`` restores the dependency and replays it
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
@@ -30,7 +35,8 @@ lab's latest ``lab up`` is ignored.
 The package: ``common`` (the lab, if it is one the drills can use, drills.json, HTTPS
 probes and what answered them, formatting, stopping and starting tiers), one module per
 family of drills (``app``, ``database``: db-primary and slow-db, ``cache``: redis,
-``worker``: worker and worker-all), and here the dispatcher (``lab break`` / ``lab heal``).
+``worker``: worker and worker-all, ``queue``: queue-backlog and queue-dlq), and here the
+dispatcher (``lab break`` / ``lab heal``).
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ from whathappens.lab.exercises.drills.database import (
     heal_slow_db,
     hold_lock,
 )
+from whathappens.lab.exercises.drills.queue import (
+    break_backlog,
+    break_dlq,
+    heal_backlog,
+    heal_dlq,
+)
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
@@ -78,7 +90,7 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 
 
 TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
-           "worker-all")
+           "worker-all", "queue-backlog", "queue-dlq")
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -105,6 +117,8 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "slow-db": (break_slow_db, heal_slow_db),
         "worker": (break_worker, heal_worker),
         "worker-all": (break_worker_all, heal_worker_all),
+        "queue-backlog": (break_backlog, heal_backlog),
+        "queue-dlq": (break_dlq, heal_dlq),
     }
     if target not in table:
         raise KeyError(target)
