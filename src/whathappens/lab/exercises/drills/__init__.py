@@ -81,8 +81,8 @@ from whathappens.lab.process import LabError
 from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
 
-__all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
-           "status_lines"]
+__all__ = ["HOLDER", "answered_by", "break_app", "dlq_main", "do", "in_force", "main",
+           "open_lab", "status_lines"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +141,34 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     except (DrillError, LabError, OSError) as err:
         print(f"whathappens lab {action} {target}: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
+    except Exception as err:  # the broker's client (redis, kombu) raises its own kinds
+        if type(err).__module__.split(".")[0] not in ("redis", "kombu", "celery"):
+            raise
+        print(f"whathappens lab {action} {target}: the broker: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    return 0
+
+
+def dlq_main(ctx: LabContext, action: str) -> int:
+    """``lab dlq list`` / ``lab dlq replay``."""
+    import redis
+
+    from whathappens.lab.exercises.drills.queue import dead_letters, replay
+
+    try:
+        lab = open_lab(ctx)
+        if action == "replay":
+            done = replay(lab, print)
+            print(f"{len(done)} task(s) published again")
+            return 0
+        letters = dead_letters(lab)
+    except (DrillError, LabError, OSError, redis.RedisError) as err:
+        print(f"whathappens lab dlq {action}: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    for e in letters:
+        print(f"{e.get('task')} {e.get('task_id')} args {e.get('args')} retries "
+              f"{e.get('retries')}: {str(e.get('error'))[:120]}")
+    print(f"{len(letters)} task(s) in the dead-letter queue")
     return 0
 
 
