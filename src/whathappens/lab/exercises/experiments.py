@@ -574,11 +574,13 @@ def retry_storm(bench: Bench) -> Outcome:
     lines.append("peak/50ms: the most requests that reached the dependency in one 50 ms "
                  "bucket; peak after: the same once it had recovered. done: clients served "
                  "within their tries; median s / all by s: when they were (seconds).")
+    # one time axis for both: each series runs to the later one's last bucket (zeros after)
+    end = max(s.facts["buckets"][-1][0] for s in settings if s.facts["buckets"])
     svg = plot.figure(
         "Retry storm: exponential backoff without and with full jitter", method,
         [plot.LinePanel(f"Arrivals at the dependency ({s.name})", "seconds",
                         f"requests per {rs.BUCKET * 1000:.0f} ms",
-                        [plot.Series(s.name, [], s.facts["buckets"])])
+                        [plot.Series(s.name, [], [*s.facts["buckets"], (end, 0.0)])])
          for s in settings]
         + [plot.BarPanel("Requests the dependency had to answer", "requests",
                          [s.name for s in settings],
