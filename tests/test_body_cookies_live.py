@@ -61,7 +61,10 @@ def test_303_drops_the_body_and_cookies_follow_the_legs() -> None:
     # for another domain and the Secure one (set over http) do not.
     assert (home["method"], home["body"], home["type"]) == ("GET", b"", None)
     assert home["cookie"] == "sid=s3cr3t"
-    assert any("Set-Cookie" in f.message for f in j.findings)
+    note = next(f.message for f in j.findings if "Set-Cookie" in f.message)
+    assert "far: Domain=other.example does not cover 127.0.0.1" in note
+    assert "sec: Secure, but set over http" in note
+    assert any("carried a body of 11 bytes" in f.message for f in j.findings)
 
 
 def test_307_sends_the_body_again_and_no_jar_means_no_cookies() -> None:

@@ -116,3 +116,14 @@ def test_any_set_cookie_lines_never_raise(lines: list[str]) -> None:
     header = jar.header(url("https://www.example.com/p"), NOW)
     assert header is None or isinstance(header, str)
     read_netscape(write_netscape(jar), NOW)
+
+
+def test_refusals_say_why() -> None:
+    from whathappens.cookies import refusals
+
+    why = refusals(url("http://www.example.com/"), ["a=1; Domain=other.com", "s=1; Secure",
+                                                    "junk", "ok=1; Domain=example.com"])
+    assert len(why) == 3
+    assert "Domain=other.com does not cover www.example.com" in why[0]
+    assert "Secure, but set over http" in why[1]
+    assert "no name=value pair" in why[2]

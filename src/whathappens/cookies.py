@@ -140,6 +140,32 @@ def _expiry(attrs: Iterable[tuple[str, str]], now: float) -> tuple[bool, float |
     return expires is not None, expires
 
 
+def refusal(url: UrlAnatomy, parsed: Parsed) -> str | None:
+    """Why a browser would not store this cookie from ``url`` (§5.3), or None."""
+    host = url.host.lower().rstrip(".")
+    attrs = dict(parsed.attrs)
+    domain = attrs.get("domain", "").lstrip(".").lower().rstrip(".")
+    if domain and (not domain_match(host, domain) or (_is_ip(host) and domain != host)):
+        return (f"{parsed.name}: Domain={domain} does not cover {host} (RFC 6265 §5.3 "
+                "step 6)")
+    if "secure" in attrs and url.scheme != "https":
+        return (f"{parsed.name}: Secure, but set over {url.scheme} (RFC 6265bis §5.7: only "
+                "a secure origin sets a Secure cookie)")
+    return None
+
+
+def refusals(url: UrlAnatomy, lines: Iterable[str]) -> list[str]:
+    """Why each refused Set-Cookie line of a response was refused (unparsable ones too)."""
+    out = []
+    for line in lines:
+        parsed = parse_set_cookie(line)
+        if parsed is None:
+            out.append(f"'{line[:40]}': no name=value pair (RFC 6265 §5.2), ignored")
+        elif (why := refusal(url, parsed)) is not None:
+            out.append(why)
+    return out
+
+
 @dataclass(frozen=True)
 class CookieJar:
     cookies: tuple[Cookie, ...] = field(default_factory=tuple)
@@ -158,22 +184,18 @@ class CookieJar:
         return jar
 
     def put(self, url: UrlAnatomy, parsed: Parsed, now: float) -> CookieJar:
-        """§5.3, one cookie."""
+        """§5.3, one cookie (a refused one leaves the jar as it was: see ``refusal``)."""
+        if refusal(url, parsed) is not None:
+            return self
         host = url.host.lower().rstrip(".")
         attrs = dict(parsed.attrs)      # the last of each attribute counts
         domain = attrs.get("domain", "").lstrip(".").lower().rstrip(".")
-        if domain:
-            if not domain_match(host, domain) or (_is_ip(host) and domain != host):
-                return self             # a domain this host may not set cookies for
-            host_only = False
-        else:
-            domain, host_only = host, True
+        host_only = not domain
+        domain = domain or host
         path = attrs.get("path", "")
         if not path.startswith("/"):
             path = default_path(_path_of(url))
         secure = "secure" in attrs
-        if secure and url.scheme != "https":
-            return self                 # RFC 6265bis §5.7: only a secure origin sets these
         _, expires = _expiry(parsed.attrs, now)
         cookie = Cookie(parsed.name, parsed.value, domain, path, host_only, secure,
                         "httponly" in attrs, expires, now,

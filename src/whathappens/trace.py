@@ -38,7 +38,7 @@ from whathappens.contract.facts import (
     TlsFacts,
     UrlFacts,
 )
-from whathappens.cookies import CookieJar, write_netscape
+from whathappens.cookies import CookieJar, refusals, write_netscape
 from whathappens.errors import (
     ConnectError,
     HttpError,
@@ -534,6 +534,10 @@ class Runner:
             traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
             headers.append(("traceparent", traceparent))
         headers = self._with_cookies(url, headers)
+        if hop.body and findings:
+            kind = next((v for n, v in headers if n.lower() == "content-type"), "no type")
+            self.j.note("info", "http", f"{method} {url.shown()} carried a body of "
+                        f"{len(hop.body)} bytes ({kind})")
         req = Request(method=method, authority=url.authority, target=url.request_target,
                       scheme=url.scheme, headers=headers, body=hop.body)
         remote = conn.tcp_span.facts.remote or ""
@@ -602,9 +606,11 @@ class Runner:
         if lines:
             before = len(self.jar)
             self.jar = self.jar.store(url, lines, time.time())
+            refused = refusals(url, lines)
             self.j.note("info", "http", f"cookies: {len(lines)} Set-Cookie line(s) from "
                         f"{url.authority}; the jar holds {len(self.jar)} cookie(s) "
-                        f"(was {before})")
+                        f"(was {before})" + (f"; refused: {'; '.join(refused)}"
+                                             if refused else ""))
 
     def save_cookies(self) -> None:
         """-c FILE: the jar as a Netscape cookie file, as curl writes it."""
