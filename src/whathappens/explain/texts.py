@@ -620,7 +620,7 @@ SERVER: dict[str, SpanText] = {
         ("The worker's own span: {took}.",),
     ),
     "server.task": T(
-        "Background work, after the response",
+        "Background work, outside the response",
         ("The request did not do this work itself: it put a task ({task}) in a queue and "
          "answered at once. A worker picked the task up later; this is that task's life, "
          "from the moment it was queued to its end: it {outcome} after {attempts} run(s).",

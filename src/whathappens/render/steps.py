@@ -621,7 +621,7 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
 def _queue_facts(kind: str, g: Callable[..., object]) -> str:
     """The background task's line (lab/tiers/celery_spans.py): not inside the response."""
     if kind == "task":
-        return (f"background, after the response: {g('outcome')} after {g('attempts')} "
+        return (f"background, outside the response: {g('outcome')} after {g('attempts')} "
                 f"run(s), {g('queue_wait_ms')} ms in the queue, on {g('worker')}")
     if kind == "celery":
         return f"attempt {g('retries')}: {g('outcome') or g('status')}"

@@ -100,7 +100,9 @@ def _attempts(runs: list[dict[str, Any]], received: list[int], start: int, tier:
                 "from the publisher's stamp (just before the publish, so the publish is "
                 "in it) to the worker taking it off the queue (Redis list 'celery')")
         wait_end = took if took is not None else begin
-        out.append(ServerSpan("queue-wait", tier, f"the broker (Redis): {what}", since,
+        actor = ("the retry's countdown and the queue (Redis list 'celery')" if retry else
+                 "the queue (Redis list 'celery')")
+        out.append(ServerSpan("queue-wait", tier, actor, since,
                               max(since, wait_end), traceparent,
                               {"wait_ms": _ms(since, wait_end), "retry": retry,
                                "what": what, "received": took is not None}))
