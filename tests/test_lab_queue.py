@@ -86,11 +86,16 @@ def test_queue_backlog_grows_then_drains(production: LabContext) -> None:
         assert facts["peak"] >= 20                 # 30/s in, about 10/s out
         assert facts["growth_per_s"] > 5
         assert "queue-backlog" in drills.in_force(ctx)
+        assert facts["visitor"]["status"] == 202             # the web side still answers
+        assert facts["visitor"]["ms"] < 2000
     finally:
         healed = drills.do(production, "heal", "queue-backlog", say=print)
     assert healed["drained"]
     assert 2 < healed["drain_rate"] < 15           # one process, 0.1 s a task
     assert Path(healed["svg"]).read_text().startswith("<svg")
+    # … but the visitor's task waited behind the backlog (about 4 s of it here)
+    assert healed["visitor_s"] is not None
+    assert healed["visitor_s"] > 1.0
     assert "queue-backlog" not in drills.in_force(ctx)
 
 

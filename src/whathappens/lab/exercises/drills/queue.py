@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from whathappens.lab.exercises.drills.common import DrillError, Say, _record, in_force, wait_for
+from whathappens.lab.exercises.drills.common import (
+    Browser,
+    DrillError,
+    Say,
+    _message,
+    _record,
+    _wait_sent,
+    in_force,
+    wait_for,
+)
 from whathappens.lab.logs import json_lines
 from whathappens.lab.running import Lab
 from whathappens.lab.site.deadletter import (
@@ -82,6 +91,34 @@ def _needs_worker(lab: Lab, target: str) -> None:
 # queue-backlog
 
 
+def _visitor_post(lab: Lab, say: Say) -> dict[str, Any]:
+    """A visitor sends the contact form now, through the edge: what do they see, and (in
+    heal) when does its task run?"""
+    t_wall = time.time()
+    post = Browser(lab).post_contact("queue-backlog drill")
+    message_id = post.json().get("message_id") if post.status == 202 else None
+    say(f"  a visitor's contact POST meanwhile: {post.status or post.error} in {post.ms:.0f} ms "
+        f"(the web request only queues the task; it does not wait for it)")
+    return {"status": post.status, "ms": round(post.ms, 1), "message_id": message_id,
+            "t_wall": t_wall}
+
+
+def _visitor_sent(lab: Lab, visitor: dict[str, Any], say: Say) -> float | None:
+    """Seconds from the visitor's POST to its message being sent (the row's sent_at)."""
+    message_id = visitor.get("message_id")
+    if message_id is None:
+        return None
+    if _wait_sent(lab, int(message_id), timeout=10) is None:
+        return None
+    row = _message(lab, int(message_id))
+    if row is None or row[1] is None:
+        return None
+    delay = float(row[1].timestamp()) - float(visitor["t_wall"])
+    say(f"  the visitor's message (answered {visitor.get('status')} in {visitor.get('ms')} ms) "
+        f"was sent {delay:.1f} s after the POST: its task waited behind the backlog")
+    return round(delay, 2)
+
+
 def _burst(app: Any, trace_id: str, rate: float, seconds: float, work: float,
            out: list[float]) -> None:
     """Publish ``rate`` tasks a second for ``seconds``, on a schedule (no drift)."""
@@ -128,6 +165,7 @@ def break_backlog(lab: Lab, say: Say, *, rate: float = BACKLOG_RATE,
         f"{samples[-1][1]} (peak {peak}), growing {growth:.1f}/s; taken but unacknowledged: "
         f"{samples[-1][2]}")
     say("    " + _sparkline([s[1] for s in samples]))
+    visitor = _visitor_post(lab, say)
     say("  what it means:")
     say("    Work arrived faster than the worker does it, so the difference piles up in the "
         "broker: every new task now waits for all the tasks before it. Nothing is lost and "
@@ -138,7 +176,7 @@ def break_backlog(lab: Lab, say: Say, *, rate: float = BACKLOG_RATE,
     facts = {"trace_id": trace_id, "published": len(sent), "rate": rate, "seconds": seconds,
              "work": work, "t_wall": t_wall, "samples": samples, "peak": peak,
              "growth_per_s": round(growth, 2), "done_during": done,
-             "start_depth": list(start_depth)}
+             "start_depth": list(start_depth), "visitor": visitor}
     _record(lab, "queue-backlog", facts)
     return facts
 
@@ -176,12 +214,14 @@ def heal_backlog(lab: Lab, say: Say, *, timeout: float = DRAIN_TIMEOUT) -> dict[
             f"each task works {facts.get('work', '?')} s)")
     else:
         say(f"  still {samples[-1][1]} waiting after {timeout:.0f} s")
+    visitor_s = _visitor_sent(lab, dict(facts.get("visitor") or {}), say) if drained else None
     svg = _plot(lab.ctx.state / "drills" / "queue-backlog.svg", samples, facts, offset)
     say(f"  depth over time: {svg}")
     _record(lab, "queue-backlog", None)
     return {"drained": drained, "drain_s": round(drain, 3), "at_heal": list(at_heal),
             "drain_rate": round(rate, 2) if rate else None, "samples": samples,
-            "svg": str(svg), "published": facts.get("published")}
+            "svg": str(svg), "published": facts.get("published"), "visitor_s": visitor_s,
+            "visitor": facts.get("visitor")}
 
 
 def _plot(out: Path, samples: list[tuple[Any, ...]], facts: dict[str, Any],
