@@ -22,7 +22,9 @@ from whathappens.contract.document import LabFacts
 from whathappens.journey import Journey
 from whathappens.lab.client.cached import attribute
 from whathappens.lab.client.timeline import (
+    TASK_WAIT,
     merge,
+    published,
     request_kinds,
     wait_and_collect,
     wait_for_tasks,
@@ -159,6 +161,11 @@ def merge_inside(journey: Journey, state: Path) -> None:
         return
     spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
     spans = wait_for_tasks(state, str(trace_id), spans)
+    waiting = published(spans) - sum(1 for s in spans if s.kind == "task")
+    if waiting > 0:
+        journey.note("info", "server", f"{waiting} task(s) this request published had not "
+                     f"been taken by the worker {TASK_WAIT:g} s later (a backlog in the queue, "
+                     "or no worker running): their spans are not on this timeline")
     placed = merge(journey, spans)
     attribute(journey, lab)
     journey.facts.lab = LabFacts(state=str(state), profile=lab.manifest.profile,

@@ -207,8 +207,12 @@ def heal_backlog(lab: Lab, say: Say, *, timeout: float = DRAIN_TIMEOUT) -> dict[
         time.sleep(SAMPLE_EVERY)
     drain = time.monotonic() - t0
     drained = samples[-1][1] == 0 and samples[-1][2] == 0
-    rate = (at_heal[0] + at_heal[1]) / drain if drain > 0 else None
-    if drained:
+    backlog = at_heal[0] + at_heal[1]
+    rate = backlog / drain if drain > 0 and backlog else None
+    if drained and not backlog:
+        say("  the queue was already empty when heal began: the drain happened before it "
+            "and is not measured here (run heal right after break to measure it)")
+    elif drained and rate is not None:
         say(f"  {at_heal[0]} waiting + {at_heal[1]} in the worker's hands when heal began; "
             f"empty {drain:.2f} s later: the worker drained {rate:.1f} tasks/s (measured; "
             f"each task works {facts.get('work', '?')} s)")
