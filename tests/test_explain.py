@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Every kind of span the lab's tiers and the site can leave (lab/tiers/*, lab/site/*).
 LAB_KINDS = {"edge", "pop", "lb", "app", "django", "postgres", "celery", "sql", "connect",
-             *INNER_ACTORS, "think"}
+             *INNER_ACTORS, "think", "task", "queue-wait", "dead-letter"}
 
 
 def templates(text: SpanText) -> list[str]:

@@ -139,6 +139,7 @@ def test_every_driver_that_names_a_span_kind_reads_its_log() -> None:
     readers = [t for t in drivers if type(t).trace_spans is not Tier.trace_spans]
     assert {t.span_kind for t in drivers if t.span_kind} == {"edge", "pop", "lb", "app", "django"}
     assert {t.name for t in drivers if t.span_kind} <= {t.name for t in readers}
-    # PostgreSQL's statements nest under Django's: a reader without a request kind of its own
-    assert {t.name for t in readers if not t.span_kind} == {"db-primary", "db-replica"}
+    # PostgreSQL's statements nest under Django's, and the Celery worker's task spans go beside
+    # the request that published them: readers without a request kind of their own
+    assert {t.name for t in readers if not t.span_kind} == {"db-primary", "db-replica", "worker"}
     assert build(production(), production().spec("db-replica")).span_kind == ""

@@ -151,6 +151,10 @@ class Hop:
     url: UrlAnatomy
     method: str
     headers: tuple[Field, ...] = ()
+    # The request's content (-d and friends). A redirect that keeps the method (307, 308)
+    # sends it again; one that turns it into GET drops it with its fields (Fetch,
+    # "HTTP-redirect fetch", step 12).
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -226,8 +230,9 @@ class Navigation:
 
     @classmethod
     def start(cls, url: UrlAnatomy, *, method: str = "GET", headers: Sequence[Field] = (),
-              policy: Policy | None = None, hsts: HstsMemory | None = None) -> Navigation:
-        return cls(Hop(0, url, method, tuple(headers)), policy or Policy(),
+              policy: Policy | None = None, hsts: HstsMemory | None = None,
+              body: bytes = b"") -> Navigation:
+        return cls(Hop(0, url, method, tuple(headers), body), policy or Policy(),
                    hsts or HstsMemory(), ((method, url.url(), url.shown()),))
 
     def after(self, response: Response) -> Outcome:
@@ -261,7 +266,8 @@ class Navigation:
             notes += (f"{', '.join(dropped)} not sent to {origin}: fields that carry "
                       "credentials stay with the origin they were given for (as browsers "
                       "and curl do)",)
-        nxt = Navigation(Hop(hop.index + 1, url, method, headers), policy, hsts,
+        body = hop.body if method == hop.method else b""
+        nxt = Navigation(Hop(hop.index + 1, url, method, headers, body), policy, hsts,
                          (*self.visited, (method, target, url.shown())))
         return Follow(nxt, notes)
 

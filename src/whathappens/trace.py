@@ -19,6 +19,7 @@ import re
 import secrets
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -37,6 +38,7 @@ from whathappens.contract.facts import (
     TlsFacts,
     UrlFacts,
 )
+from whathappens.cookies import CookieJar, refusals, write_netscape
 from whathappens.errors import (
     ConnectError,
     HttpError,
@@ -106,6 +108,11 @@ class Options:
     # After the journey, its final request again with the response's validators
     # (If-None-Match / If-Modified-Since), as a cache revalidates (span "revalidate").
     revalidate: bool = True
+    # The request's content (-d, --data-binary …; request_body.py) and the cookie jar
+    # (-b/-c; cookies.py): None when the cookie engine is off, as curl's is without -b/-c.
+    body: bytes = b""
+    cookies: CookieJar | None = None
+    cookie_jar_out: str | None = None    # -c FILE: the jar written there after the journey
 
 
 @dataclass
@@ -143,6 +150,7 @@ class Runner:
         self.last: tuple[Hop, Exchange] | None = None   # the latest leg's request and answer
         self.addresses: dict[tuple[str, str, int], str] = {}  # origin → address connected to
         self.host_cache = HostCache()
+        self.jar = options.cookies      # the journey's cookies, as they stand (RFC 6265)
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -201,7 +209,7 @@ class Runner:
         response, until it says the journey arrived or stops."""
         url = self.url_step(url_text)
         nav = Navigation.start(url, method=self.opts.method, headers=self.opts.headers,
-                               policy=Policy(self.opts.max_redirects,
+                               body=self.opts.body, policy=Policy(self.opts.max_redirects,
                                              self.opts.follow_redirects,
                                              self.opts.hsts_upgrade))
         while True:
@@ -525,8 +533,13 @@ class Runner:
         if self.trace_id:
             traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
             headers.append(("traceparent", traceparent))
+        headers = self._with_cookies(url, headers)
+        if hop.body and findings:
+            kind = next((v for n, v in headers if n.lower() == "content-type"), "no type")
+            self.j.note("info", "http", f"{method} {url.shown()} carried a body of "
+                        f"{len(hop.body)} bytes ({kind})")
         req = Request(method=method, authority=url.authority, target=url.request_target,
-                      scheme=url.scheme, headers=headers)
+                      scheme=url.scheme, headers=headers, body=hop.body)
         remote = conn.tcp_span.facts.remote or ""
         with self.j.timed("http", "http", f"server {remote}", "application",
                           HttpFacts(protocol=conn.protocol, traceparent=traceparent),
@@ -536,6 +549,7 @@ class Runner:
             except JourneyError:
                 self._wire_so_far(span.facts, conn)
                 raise
+            self._keep_cookies(url, ex)
             span.start_ns = ex.t_request_start_ns
             span.end_ns = ex.t_body_done_ns
             span.actor = f"server {remote}"
@@ -569,6 +583,46 @@ class Runner:
                         "without TLS close_notify: it may have been cut short, and nothing "
                         "can tell (RFC 9112 §9.8)")
         return ex
+
+    def _with_cookies(self, url: UrlAnatomy,
+                      headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The jar's Cookie field for this request (RFC 6265 §5.4), joined to one the user
+        gave with -H (one Cookie field per request, §5.4 step 4)."""
+        if self.jar is None:
+            return headers
+        mine = self.jar.header(url, time.time())
+        if mine is None:
+            return headers
+        given = [v for n, v in headers if n.lower() == "cookie"]
+        rest = [(n, v) for n, v in headers if n.lower() != "cookie"]
+        return [*rest, ("Cookie", "; ".join([*given, mine]))]
+
+    def _keep_cookies(self, url: UrlAnatomy, ex: Exchange) -> None:
+        """Every Set-Cookie of the response into the jar (RFC 6265 §5.3), as a browser
+        keeps them across a redirect chain."""
+        if self.jar is None:
+            return
+        lines = [v for n, v in ex.response_headers if n.lower() == "set-cookie"]
+        if lines:
+            before = len(self.jar)
+            self.jar = self.jar.store(url, lines, time.time())
+            refused = refusals(url, lines)
+            self.j.note("info", "http", f"cookies: {len(lines)} Set-Cookie line(s) from "
+                        f"{url.authority}; the jar holds {len(self.jar)} cookie(s) "
+                        f"(was {before})" + (f"; refused: {'; '.join(refused)}"
+                                             if refused else ""))
+
+    def save_cookies(self) -> None:
+        """-c FILE: the jar as a Netscape cookie file, as curl writes it."""
+        path = self.opts.cookie_jar_out
+        if path is None or self.jar is None:
+            return
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(write_netscape(self.jar.expire(time.time())))
+        except OSError as e:
+            self.j.note("warning", "journey", f"the cookie jar could not be written to "
+                        f"{path}: {e.strerror or e}")
 
     @staticmethod
     def _wire_so_far(facts: HttpFacts, conn: _Conn) -> None:
@@ -638,6 +692,7 @@ async def run_journey(url_text: str, options: Options | None = None, *,
                                       "bug, please report it", detail=repr(exc))
     finally:
         runner.close_all()
+        runner.save_cookies()
         budgets.uninstall(token)
         journey.facts.resources = budget.report()
     try:

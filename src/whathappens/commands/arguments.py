@@ -19,6 +19,7 @@ from whathappens.guard import Network, parse_network  # small: ipaddress only
 
 if TYPE_CHECKING:
     from whathappens.browser.chromium import BrowserOptions
+    from whathappens.cookies import CookieJar
     from whathappens.net.budget import ResourceLimits
     from whathappens.trace import Options
 
@@ -211,7 +212,8 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
                      help="offer only HTTP/1.1 in ALPN")
     ver.add_argument("--http2", dest="http_version", action="store_const", const="2",
                      help="insist on HTTP/2 (prior knowledge for http://)")
-    http.add_argument("-X", "--request", dest="method", default="GET", help="method")
+    http.add_argument("-X", "--request", dest="method", default=None,
+                      help="method (default GET, or POST with a body, as curl)")
     http.add_argument("-H", "--header", action="append", default=[], type=_header,
                       help="extra request header 'Name: value'")
     http.add_argument("--lab", nargs="?", const="lab", default=None, metavar="DIR",
@@ -227,6 +229,68 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
     http.add_argument("--no-revalidate", action="store_true",
                       help="do not make the final request again with its validators "
                            "(If-None-Match / If-Modified-Since) after the journey")
+
+
+class _BodyPart(argparse.Action):
+    """Each body option appends (kind, bytes) to ``args.body_parts``, in the order given;
+    a file that cannot be read is a usage error here, before any packet."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from whathappens.request_body import BodyError, make_part
+
+        kind = (option_string or "--data").lstrip("-")
+        kind = "data" if kind == "d" else kind
+        try:
+            part = make_part(kind, str(values))
+        except BodyError as err:
+            parser.error(f"{option_string}: {err}")
+        parts = list(getattr(namespace, self.dest, None) or [])
+        parts.append(part)
+        setattr(namespace, self.dest, parts)
+
+
+def add_body_cookie_arguments(p: argparse.ArgumentParser) -> None:
+    """A request body and a cookie jar, as curl's -d/--data-* and -b/-c (``whathappens URL``
+    only: the demo and the live page make plain GETs)."""
+    body = p.add_argument_group("request body (as curl; implies POST unless -X)")
+    for flags, text in (
+            (("-d", "--data"), "form data, 'a=1&b=2' or @FILE (newlines dropped); "
+                               "Content-Type: application/x-www-form-urlencoded"),
+            (("--data-raw",), "as -d, but @ is not special"),
+            (("--data-binary",), "as -d, but @FILE is sent byte for byte"),
+            (("--data-urlencode",), "percent-encoded: 'content', 'name=content', "
+                                    "'name@FILE' or '@FILE'"),
+            (("--data-json",), "a JSON body (curl's --json; --json here is the output "
+                               "flag): Content-Type and Accept application/json")):
+        body.add_argument(*flags, dest="body_parts", action=_BodyPart, metavar="DATA",
+                          default=[], help=text)
+    jar = p.add_argument_group("cookies (RFC 6265, kept across the journey's legs)")
+    jar.add_argument("-b", "--cookie", metavar="DATA|FILE",
+                     help="'name=value; n2=v2' sent to the URL's host, or a Netscape cookie "
+                          "file to start from ('' turns the jar on empty, as in curl)")
+    jar.add_argument("-c", "--cookie-jar", metavar="FILE",
+                     help="write every cookie the journey holds at its end to FILE "
+                          "(Netscape format, as curl)")
+
+
+def cookie_jar(args: argparse.Namespace, host: str | None) -> CookieJar | None:
+    """The journey's starting jar from -b/-c (None: the cookie engine stays off)."""
+    import time
+
+    from whathappens.cookies import CookieJar, parse_cookie_string, read_netscape
+    from whathappens.request_body import BodyError, read_bounded
+
+    given = getattr(args, "cookie", None)
+    if given is None:
+        return CookieJar() if getattr(args, "cookie_jar", None) else None
+    if "=" in given or not given:
+        return parse_cookie_string(given, host or "", time.time())
+    try:
+        text = read_bounded(given, 1024 * 1024).decode("utf-8", errors="replace")
+    except BodyError as err:
+        raise argparse.ArgumentTypeError(f"-b: {err}") from None
+    return read_netscape(text, time.time())
 
 
 def _add_limit_arguments(p: argparse.ArgumentParser) -> None:
@@ -277,8 +341,10 @@ def options_from(args: argparse.Namespace) -> Options:
     from whathappens.net.dns.views import DnsOptions
     from whathappens.net.http_types import Limits
     from whathappens.net.tls import TlsOptions
+    from whathappens.request_body import join, method_for
     from whathappens.trace import Options
 
+    body = join(getattr(args, "body_parts", None) or [])
     tls_versions = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
     views = frozenset(v.strip() for v in args.dns_views.split(",") if v.strip())
     policy = address_policy(args, public=getattr(args, "only_public", False))
@@ -308,8 +374,9 @@ def options_from(args: argparse.Namespace) -> Options:
         max_time=args.max_time,
         max_redirects=args.max_redirects,
         follow_redirects=not args.no_follow,
-        method=args.method.upper(),
-        headers=list(args.header),
+        method=method_for(args.method, body),
+        headers=[*args.header, *(body.headers(args.header) if body else [])],
+        body=body.data if body else b"",
         hsts_upgrade=not args.no_hsts,
         traceparent=args.traceparent,
         resume=args.resume,

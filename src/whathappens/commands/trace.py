@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from whathappens import __version__
 from whathappens.commands.arguments import (
+    add_body_cookie_arguments,
     add_trace_arguments,
     browser_options,
     command_parser,
+    cookie_jar,
     options_from,
 )
 from whathappens.commands.output import render
-from whathappens.errors import EXIT_LAB_FAILED
+from whathappens.errors import EXIT_LAB_FAILED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey
@@ -31,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("url", help="the URL, e.g. https://www.example.com/")
     p.add_argument("--version", action="version", version=f"whathappens {__version__}")
     add_trace_arguments(p)
+    add_body_cookie_arguments(p)
     return p
 
 
@@ -39,6 +43,12 @@ def trace_main(argv: list[str]) -> int:
     from whathappens.trace import run_journey
 
     options = options_from(args)
+    try:
+        options.cookies = cookie_jar(args, urllib.parse.urlsplit(args.url).hostname)
+    except (argparse.ArgumentTypeError, ValueError) as err:
+        print(f"whathappens: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    options.cookie_jar_out = args.cookie_jar
     if args.lab:
         from pathlib import Path
 

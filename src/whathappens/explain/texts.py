@@ -439,7 +439,12 @@ LOGGED: dict[str, tuple[str, ...]] = {
     "queue": ("alias", "command", "task_id", "error"),
     "think": (),
     "postgres": ("duration_ms", "backend_pid", "note"),
-    "celery": ("task", "task_id", "retries", "status", "enqueued_ns"),
+    "celery": ("task", "task_id", "retries", "status", "enqueued_ns", "outcome", "worker",
+               "pid", "handover_ms", "queries"),
+    "task": ("task", "task_id", "outcome", "attempts", "worker", "queue_wait_ms",
+             "background"),
+    "queue-wait": ("wait_ms", "retry", "what", "received"),
+    "dead-letter": ("task_id", "retries", "error"),
     "middleware": ("phase", "middleware", "includes"),
     "template": ("template",),
     "view": ("view",),
@@ -629,9 +634,43 @@ SERVER: dict[str, SpanText] = {
     ),
     "server.celery": T(
         "The worker",
-        ("A Celery worker took the task {task} from the queue and ran it: {status}.",),
-        ("Task {task_id}, retried {retries} times.",),
+        ("A Celery worker took the task {task} from the queue and ran it: {status}.",
+         "{if:outcome}This run {outcome}."),
+        ("Task {task_id}, attempt {retries} (0 is the first run), on {worker}, pool "
+         "process {pid}.",
+         "{if:handover_ms}From the main process taking the message to the pool process "
+         "starting it: {handover_ms} ms.",),
         ("The worker's own span: {took}.",),
+    ),
+    "server.task": T(
+        "Background work, outside the response",
+        ("The request did not do this work itself: it put a task ({task}) in a queue and "
+         "answered at once. A worker picked the task up later; this is that task's life, "
+         "from the moment it was queued to its end: it {outcome} after {attempts} run(s).",
+         "It is drawn beside the response, at the times it really ran: the page you got "
+         "never waited for it."),
+        ("Celery on a Redis broker: the message waited in the list 'celery' for "
+         "{queue_wait_ms} ms, then {worker} ran it; acks_late means the message is "
+         "acknowledged only after the run, so a crash puts it back (Celery docs, Tasks).",
+         "{background}."),
+        ("From the publication (the web request's clock) to the last run's end (the "
+         "worker's clock, the same machine): {took}.",),
+    ),
+    "server.queue-wait": T(
+        "Waiting in the queue",
+        ("The task sat in the queue until a worker was free to take it: {what}.",),
+        ("With one worker process and a prefetch of one, a task waits for every task "
+         "queued before it; a retry first waits out its countdown, then queues again.",),
+        ("{wait_ms} ms, from the publication (or the previous attempt's end) to the worker's "
+         "main process taking the message.",),
+    ),
+    "server.dead-letter": T(
+        "Put aside: the dead-letter queue",
+        ("The task failed every time it was tried, so instead of being thrown away it was "
+         "put aside in a dead-letter queue, where someone can look at it and send it again.",),
+        ("After {retries} retries, on_failure pushed the task (name, arguments, trace "
+         "headers, the error) onto the Redis list 'dead_letter': {error}.",),
+        ("An instant, by the worker's clock.",),
     ),
     "server.think": T(
         "A delay put there on purpose",

@@ -42,12 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
     brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
     brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
-                                    "worker"
-                                    "; at the CDN edge: waf, rate-limit, stale")
+                                    "worker, queue-backlog, queue-dlq"
+                                    "; at the CDN edge: waf, rate-limit, stale; data: "
+                                    "db-pool, slow-query, replica-lag, redis-evict, "
+                                    "redis-slow")
     heal = sub.add_parser("heal", help="undo 'lab break TARGET'")
     heal.add_argument("target")
+    dlq = sub.add_parser("dlq", help="the dead-letter queue: tasks that failed every retry")
+    dlq.add_argument("dlq_action", choices=("list", "replay"),
+                     help="list: show them; replay: publish each again (then it is removed)")
     exp = sub.add_parser("experiment", help="measure a comparison the articles assert")
-    exp.add_argument("name", help="lb-algorithms, pooling or microcache")
+    exp.add_argument("name", help="lb-algorithms, pooling, microcache or retry-storm")
     exp.add_argument("--requests", type=int, default=200, help="per setting (bounded)")
     exp.add_argument("--concurrency", type=int, default=8)
     exp.add_argument("--out", default=None, metavar="DIR", help="where plots go "
@@ -76,6 +81,10 @@ def lab_main(argv: list[str]) -> int:
         from whathappens.lab.exercises.drills import main as drill
 
         return drill(ctx, args)
+    if args.action == "dlq":
+        from whathappens.lab.exercises.drills import dlq_main
+
+        return dlq_main(ctx, str(args.dlq_action))
     if args.action == "experiment":
         from whathappens.lab.exercises.experiments import main as experiment
 

@@ -17,6 +17,7 @@ Strings are the journey's own, not yet made safe: each renderer does that at its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
@@ -617,6 +618,18 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
         return f"statement {g('duration_ms')} ms by PostgreSQL's clock"
     if kind == "middleware":
         return str(g("middleware", ""))
+    return _queue_facts(kind, g)
+
+
+def _queue_facts(kind: str, g: Callable[..., object]) -> str:
+    """The background task's line (lab/tiers/celery_spans.py): not inside the response."""
+    if kind == "task":
+        return (f"background, outside the response: {g('outcome')} after {g('attempts')} "
+                f"run(s), {g('queue_wait_ms')} ms in the queue, on {g('worker')}")
+    if kind == "celery":
+        return f"attempt {g('retries')}: {g('outcome') or g('status')}"
+    if kind == "dead-letter":
+        return f"after {g('retries')} retries: {g('error')}"
     return ""
 
 

@@ -21,7 +21,14 @@ from pathlib import Path
 from whathappens.contract.document import LabFacts
 from whathappens.journey import Journey
 from whathappens.lab.client.cached import attribute
-from whathappens.lab.client.timeline import merge, request_kinds, wait_and_collect
+from whathappens.lab.client.timeline import (
+    TASK_WAIT,
+    merge,
+    published,
+    request_kinds,
+    wait_and_collect,
+    wait_for_tasks,
+)
 from whathappens.lab.manifest import Manifest
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext
@@ -153,6 +160,12 @@ def merge_inside(journey: Journey, state: Path) -> None:
     if not trace_id:
         return
     spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
+    spans = wait_for_tasks(state, str(trace_id), spans)
+    waiting = published(spans) - sum(1 for s in spans if s.kind == "task")
+    if waiting > 0:
+        journey.note("info", "server", f"{waiting} task(s) this request published had not "
+                     f"been taken by the worker {TASK_WAIT:g} s later (a backlog in the queue, "
+                     "or no worker running): their spans are not on this timeline")
     placed = merge(journey, spans)
     attribute(journey, lab)
     journey.facts.lab = LabFacts(state=str(state), profile=lab.manifest.profile,

@@ -84,6 +84,7 @@ def attribute(journey: Journey, lab: Lab) -> None:
     if not fronts:
         return
     edge_name = fronts[0].name
+    said: set[str] = set()   # the revalidation's answer may carry the same copy's: say it once
     for http in (s for s in journey.all_spans() if s.name == "http"):
         facts = http.facts
         mine, other = trace_of(facts.traceparent), trace_of(_header(facts, "traceresponse"))
@@ -91,7 +92,9 @@ def attribute(journey: Journey, lab: Lab) -> None:
             continue
         edge = next((c for c in http.children if c.name == "server.edge"), None)
         text = _owner(lab, edge_name, facts, other)
-        journey.note("info", "server", text)
+        if text not in said:
+            said.add(text)
+            journey.note("info", "server", text)
         if edge is not None and isinstance(edge.facts, ServerFacts):
             edge.facts.extra["response_trace"] = other
             edge.facts.extra["response_trace_owner"] = text

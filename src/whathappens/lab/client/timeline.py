@@ -22,6 +22,12 @@ nginx and HAProxy log whole milliseconds, so a span can stick out of its parent 
 a millisecond; it is clipped to the parent and its raw times are kept in its attributes.
 Each tier's driver reads its own log (``Tier.trace_spans``, helpers in ``logs.py``); reads
 are bounded to the last ``logs.TAIL_BYTES`` of each log.
+
+Background work is not nested: a Celery task the request published (``tiers/celery_spans.py``)
+names the request's Django span as its parent, but it ran later, in another process. It is
+placed beside the response — under the request's HTTP span, with its own real times, never
+clipped into the span — marked ``background``, and a note says when it ran relative to the
+response. The client waits for it a bounded ``TASK_WAIT`` seconds after the response.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ FRONT_KINDS = frozenset({"edge", "pop"})
 
 def step_kind(kind: str) -> str:
     return "edge" if kind in FRONT_KINDS else kind
+
+
+TASK_WAIT = 8.0           # seconds the client waits for a published task to finish
+FINAL = ("succeeded", "dead-lettered", "succeeded after a replay from the dead-letter queue")
 
 
 def collect(state: Path, trace_id: str) -> list[ServerSpan]:
@@ -101,8 +111,32 @@ def nest(spans: list[ServerSpan]) -> list[ServerSpan]:
             out.append(span)
         elif (parent := by_id.get(span.parent_id)) is not None:
             span.traceparent = parent.traceparent
-            parent.children.append(span)
+            if span.attrs.get("background"):
+                out.append(span)        # it names the request, but ran outside it
+            else:
+                parent.children.append(span)
     return out
+
+
+def published(spans: list[ServerSpan]) -> int:
+    """How many tasks the requests of these spans published (Django's ``queue`` spans)."""
+    return sum(1 for top in spans for s in top.walk()
+               if s.kind == "queue" and not s.attrs.get("error"))
+
+
+def wait_for_tasks(state: Path, trace_id: str, spans: list[ServerSpan],
+                   timeout: float = TASK_WAIT) -> list[ServerSpan]:
+    """When a request published tasks, wait (bounded) until each has finished: succeeded,
+    or dead-lettered after its retries."""
+    want = published(spans)
+    deadline = time.monotonic() + timeout
+    while want:
+        done = [s for s in spans if s.kind == "task" and s.attrs.get("outcome") in FINAL]
+        if len(done) >= want or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+        spans = collect(state, trace_id)
+    return spans
 
 
 def request_kinds(lab: Lab) -> set[str]:
@@ -133,6 +167,8 @@ def merge(journey: Journey, spans: list[ServerSpan], names: tuple[str, ...] = ("
             continue
         mine = sorted((s for s in spans if s.traceparent == traceparent),
                       key=lambda s: (ORDER.get(s.kind, 9), s.start_wall_ns))
+        background = [s for s in mine if s.attrs.get("background")]
+        mine = [s for s in mine if not s.attrs.get("background")]
         mine, refresh = split_refresh(mine)
         if refresh:
             journey.note("info", "server", refresh_note(refresh))
@@ -143,7 +179,44 @@ def merge(journey: Journey, spans: list[ServerSpan], names: tuple[str, ...] = ("
             placed += sum(1 for _ in parent.walk())
         if mine:
             http.facts.inside = [s.tier for s in mine]
+        for task in background:
+            placed += sum(1 for _ in _beside(journey, http, task, t0).walk())
+            journey.note("info", "server", background_note(task, http, t0))
     return placed
+
+
+def _beside(journey: Journey, http: Span[Any], server: ServerSpan,
+            t0: int) -> Span[ServerFacts]:
+    """A background span under the request it came from, with its own times: not clipped
+    into the request's span, which ended before it did."""
+    start, end = server.start_wall_ns - t0, server.end_wall_ns - t0
+    facts = ServerFacts(tier=server.tier, clock="the worker's span log, wall clock of this "
+                        "machine aligned at t0 (not clipped: background work)",
+                        raw_start_ms=round(start / 1e6, 3), raw_end_ms=round(end / 1e6, 3),
+                        extra=dict(server.attrs))
+    span = journey.span(f"server.{server.kind}", "server", server.actor, "application",
+                        facts, parent=http, start_ns=start)
+    span.end_ns = max(end, start)
+    for child in server.children:
+        _beside(journey, span, child, t0)
+    return span
+
+
+def background_note(task: ServerSpan, http: Span[Any], t0: int) -> str:
+    """When the task ran, against the response it was published from."""
+    end = http.end_ns if http.end_ns is not None else http.start_ns
+    run = next((c for c in task.children if c.kind == "celery"), None)
+    began = (run.start_wall_ns - t0 - end) / 1e6 if run is not None else None
+    a = task.attrs
+    when = (f"its first run began {began:.1f} ms after the response ended" if began is not None
+            and began >= 0 else f"its first run began {-began:.1f} ms before the response "
+            "ended" if began is not None else "it had not run yet")
+    return (f"background: task {a.get('task')} ({a.get('task_id')}) was published by this "
+            f"request and ran in the Celery worker: {when}; it waited "
+            f"{a.get('queue_wait_ms')} ms in the queue, ran {a.get('attempts')} time(s) and "
+            f"{a.get('outcome')}, {(task.end_wall_ns - task.start_wall_ns) / 1e6:.1f} ms "
+            "from publication to its end (the worker's log). Shown beside the response "
+            "with its own times: the response did not wait for it")
 
 
 def _attach(journey: Journey, parent: Span[Any], server: ServerSpan,

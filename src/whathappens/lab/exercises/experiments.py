@@ -19,6 +19,11 @@ Three experiments, each a bounded load run per setting against a production lab 
     toggle is the one nginx already honours: a ``sessionid`` cookie bypasses the cache (as
     for a logged-in user), so nothing is reconfigured. Requests per second and latency.
 
+``retry-storm``
+    Many clients retry a dependency that is coming back, with exponential backoff without
+    and with full jitter; the dependency stamps every arrival (``retry_storm.py``). The
+    dependency is a stand-in server on loopback, not a lab tier, and says so.
+
 Every experiment puts the lab back as it found it (app nodes' normal environment, the
 original balance algorithm) in a ``finally``, so an error or Ctrl-C restores it too. While
 one runs, ``lab.json`` says what is changed: the algorithm in use, and an ``env_overrides``
@@ -59,7 +64,7 @@ from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.topology import SITE, Topology
 
-NAMES = ("lb-algorithms", "pooling", "microcache")
+NAMES = ("lb-algorithms", "pooling", "microcache", "retry-storm")
 ALGORITHMS = ("roundrobin", "leastconn", "source")
 THINK_MS = 100            # app-2's extra time per request: a few times a normal request
 RUN_SECONDS = 20.0        # one setting's load run stops here whatever --requests says
@@ -538,8 +543,59 @@ def microcache(bench: Bench) -> Outcome:
     return Outcome("microcache", "Micro-cache on and off", method, lines, settings, svg)
 
 
+def retry_storm(bench: Bench) -> Outcome:
+    """Exponential backoff without and with full jitter (retry_storm.py)."""
+    from whathappens.lab.exercises import retry_storm as rs
+
+    settings: list[Setting] = []
+    for name, jitter in (("no jitter", False), ("full jitter", True)):
+        result, dep, done = rs.run(jitter)
+        settings.append(Setting(name, result, rs.facts(dep, done)))
+        bench.log(f"  {name}: {len(dep.arrivals)} requests reached the dependency in "
+                  f"{result.seconds:.2f} s")
+    rows = []
+    for s in settings:
+        f = s.facts
+        rows.append([s.name, str(f["arrivals"]), str(f["refused"]),
+                     f"{f['peak_per_bucket']:.0f}", f"{f['peak_after_recovery']:.0f}",
+                     f"{f['clients_done']}/{rs.CLIENTS}", ms(f["median_done_s"], 6),
+                     ms(f["all_done_s"], 6)])
+    method = (f"{rs.CLIENTS} clients (threads of this process, one connection per attempt) "
+              f"ask a dependency at the same moment; it refuses (503) until {rs.RECOVER_AT:g} s, "
+              f"then serves {rs.CAPACITY:g}/s (token bucket, burst {rs.BURST}; a stand-in HTTP "
+              f"server on loopback, not a lab tier). Retries wait min({rs.CAP:g} s, "
+              f"{rs.BASE:g} s × 2^n), or a uniform random share of it (full jitter), up to "
+              f"{rs.MAX_ATTEMPTS} tries. Arrivals are stamped by the dependency "
+              f"(time.monotonic) in {rs.BUCKET * 1000:.0f} ms buckets. The lab itself is not "
+              f"used: the question is the clients' timing, which needs a dependency whose "
+              f"recovery and capacity are known.")
+    lines = table([("setting", 11), ("requests", 8), ("refused", 7), ("peak/50ms", 9),
+                   ("peak after", 10), ("done", 6), ("median s", 8), ("all by s", 8)], rows)
+    lines.append("peak/50ms: the most requests that reached the dependency in one 50 ms "
+                 "bucket; peak after: the same once it had recovered. done: clients served "
+                 "within their tries; median s / all by s: when they were (seconds).")
+    # one time axis for both: each series runs to the later one's last bucket (zeros after)
+    end = max(s.facts["buckets"][-1][0] for s in settings if s.facts["buckets"])
+    svg = plot.figure(
+        "Retry storm: exponential backoff without and with full jitter", method,
+        [plot.LinePanel(f"Arrivals at the dependency ({s.name})", "seconds",
+                        f"requests per {rs.BUCKET * 1000:.0f} ms",
+                        [plot.Series(s.name, [], [*s.facts["buckets"], (end, 0.0)])])
+         for s in settings]
+        + [plot.BarPanel("Requests the dependency had to answer", "requests",
+                         [s.name for s in settings],
+                         [plot.Series("refused (503)", [s.facts["refused"] for s in settings],
+                                      color="#D55E00"),
+                          plot.Series("served", [s.facts["served"] for s in settings],
+                                      color="#009E73")], stacked=True, fmt="{:.0f}")])
+    return Outcome("retry-storm", "Retry storm: no jitter vs full jitter", method, lines,
+                   settings, svg, {"clients": rs.CLIENTS, "recover_at_s": rs.RECOVER_AT,
+                                   "capacity_per_s": rs.CAPACITY, "burst": rs.BURST})
+
+
 EXPERIMENTS: dict[str, Callable[[Bench], Outcome]] = {
     "lb-algorithms": lb_algorithms, "pooling": pooling, "microcache": microcache,
+    "retry-storm": retry_storm,
 }
 
 

@@ -17,10 +17,13 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from whathappens.lab.logs import json_lines
 from whathappens.lab.tier import LabContext, SpecTier
-from whathappens.lab.tiers.gunicorn import site_env
+from whathappens.lab.tiers.celery_spans import group, task_span
+from whathappens.lab.tiers.gunicorn import site_env, span_log
 
 if TYPE_CHECKING:
+    from whathappens.lab.logs import ServerSpan
     from whathappens.lab.topology import TierSpec, Topology
 
 APP = "whathappens.lab.site.celery_app"
@@ -60,6 +63,13 @@ class CeleryWorker(SpecTier):
             return False
         since_start = tail.rsplit(START_MARK, 1)[-1]
         return "ready." in since_start
+
+    def trace_spans(self, ctx: LabContext, trace_id: str) -> list[ServerSpan]:
+        """The tasks of the trace, from the worker's span lines (``celery_spans.py``)."""
+        lines = json_lines(span_log(ctx, self.name), trace_id)
+        spans = (task_span(task_id, items, self.name, trace_id)
+                 for task_id, items in group(lines, trace_id).items())
+        return [s for s in spans if s is not None]
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "node": self.node, "concurrency": 1, "pool": "prefork"}

@@ -168,7 +168,8 @@ def django_span(item: dict[str, Any], tier: str, node: str, trace_id: str,
     traceparent = f"00-{trace_id}-{item.get('parent_id')}-01"
     top = ServerSpan("django", tier, f"{node} gunicorn → Django", int(item["start_ns"]),
                      int(item["end_ns"]), traceparent,
-                     {k: item.get(k) for k in ("view", "status", "method", "path", "pid")})
+                     {k: item.get(k) for k in ("view", "status", "method", "path", "pid")},
+                     span_id=str(item.get("span_id") or ""))
     top.connections = connection_facts(item.get("connections"), tier, topo)
     inner = [_inner(s, tier, traceparent, topo, item.get("view")) for s in item.get("spans") or []
              if isinstance(s, dict) and "start_ns" in s and "end_ns" in s]

@@ -36,6 +36,11 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      ratio falls (INFO stats, X-Cache-Product)
     redis-slow       a client runs an 800 ms Lua script every 1.6 s: other clients wait
                      behind it (PING, product pages); SLOWLOG names it
+    queue-backlog    tasks arrive faster than the worker does them: the queue's depth (Redis
+                     LLEN) sampled as it grows; ``heal`` waits for the drain, measures it
+                     and plots the depth over time
+    queue-dlq        a task whose dependency refuses fails every retry and lands in the
+                     dead-letter queue; ``heal`` restores the dependency and replays it
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
@@ -47,7 +52,8 @@ lab's latest ``lab up`` is ignored.
 The package: ``common`` (the lab, if it is one the drills can use, drills.json, HTTPS
 probes and what answered them, formatting, stopping and starting tiers), one module per
 family of drills (``app``, ``database``: db-primary and slow-db, ``cache``: redis,
-``worker``: worker and worker-all, ``edge``: waf, rate-limit and stale), and here the
+``worker``: worker and worker-all, ``edge``: waf, rate-limit and stale, ``queue``:
+queue-backlog and queue-dlq), and here the
 dispatcher (``lab break`` / ``lab heal``).
 """
 
@@ -87,6 +93,12 @@ from whathappens.lab.exercises.drills.edge import (
 )
 from whathappens.lab.exercises.drills.evict import break_evict, heal_evict
 from whathappens.lab.exercises.drills.pool import break_pool, heal_pool
+from whathappens.lab.exercises.drills.queue import (
+    break_backlog,
+    break_dlq,
+    heal_backlog,
+    heal_dlq,
+)
 from whathappens.lab.exercises.drills.redis_slow import (
     break_redis_slow,
     heal_redis_slow,
@@ -114,8 +126,8 @@ DATA_DRILLS: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
     "redis-slow": (break_redis_slow, heal_redis_slow),
 }
 
-__all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open_lab",
-           "status_lines"]
+__all__ = ["HOLDER", "answered_by", "break_app", "dlq_main", "do", "in_force", "main",
+           "open_lab", "status_lines"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +138,7 @@ TARGETS: tuple[str, ...] = ("app-N", "app-N-gunicorn", "db-primary", "redis", "s
                              "worker", "worker-all")
 TARGETS += ("waf", "rate-limit", "stale")           # the CDN edge (drills/edge.py)
 TARGETS += ("db-pool", "slow-query", "replica-lag", "redis-evict", "redis-slow")
+TARGETS += ("queue-backlog", "queue-dlq")          # the task queue (drills/queue.py)
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -155,6 +168,8 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "waf": (break_waf, heal_waf),
         "rate-limit": (break_rate_limit, heal_rate_limit),
         "stale": (break_stale, heal_stale),
+        "queue-backlog": (break_backlog, heal_backlog),
+        "queue-dlq": (break_dlq, heal_dlq),
     }
     table.update(DATA_DRILLS)
     if target not in table:
@@ -178,6 +193,34 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     except (DrillError, LabError, OSError) as err:
         print(f"whathappens lab {action} {target}: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
+    except Exception as err:  # the broker's client (redis, kombu) raises its own kinds
+        if type(err).__module__.split(".")[0] not in ("redis", "kombu", "celery"):
+            raise
+        print(f"whathappens lab {action} {target}: the broker: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    return 0
+
+
+def dlq_main(ctx: LabContext, action: str) -> int:
+    """``lab dlq list`` / ``lab dlq replay``."""
+    import redis
+
+    from whathappens.lab.exercises.drills.queue import dead_letters, replay
+
+    try:
+        lab = open_lab(ctx)
+        if action == "replay":
+            done = replay(lab, print)
+            print(f"{len(done)} task(s) published again")
+            return 0
+        letters = dead_letters(lab)
+    except (DrillError, LabError, OSError, redis.RedisError) as err:
+        print(f"whathappens lab dlq {action}: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    for e in letters:
+        print(f"{e.get('task')} {e.get('task_id')} args {e.get('args')} retries "
+              f"{e.get('retries')}: {str(e.get('error'))[:120]}")
+    print(f"{len(letters)} task(s) in the dead-letter queue")
     return 0
 
 
