@@ -7,10 +7,16 @@ The only I/O of the browser phase: launch Chromium (``launch``), or borrow a run
    timing, connection and protocol, its bytes, its end) fed into ``network.NetworkLog``;
 2. ``Tracing.start`` with the timeline, loading, user-timing and screenshot categories,
    streamed (``transferMode: ReturnAsStream``);
-3. navigate, wait for ``load`` and a short settle (late layout shifts and LCP candidates);
-4. ``Tracing.end``, then the stream read back with ``IO.read`` in 1 MiB pieces, at most
+3. the live sources (``live.py``): ``Page.lifecycleEvent`` (paints, DOMContentLoaded, load)
+   and a PerformanceObserver in an isolated world of ours (LCP candidates, layout shifts,
+   long tasks, user timing), told to ``on_mark`` as they happen, for the live page;
+4. navigate, wait for ``load``, then settle until the page is quiet: no request in flight and
+   no new LCP candidate or layout shift for ``BrowserOptions.quiet`` seconds, at most
+   ``settle_max`` (late shifts and LCP candidates arrive after load); how long it took and
+   why it ended are recorded;
+5. ``Tracing.end``, then the stream read back with ``IO.read`` in 1 MiB pieces, at most
    ``max_trace_bytes``, parsed by ``trace.parse_trace`` at most ``max_trace_events``;
-5. the LCP element and moved elements described (``DOM.resolveNode``), the context closed.
+6. the LCP element and moved elements described (``DOM.resolveNode``), the context closed.
 
 Everything is bounded by one deadline (``BrowserOptions.timeout``): a page that never
 finishes loading is stopped, and what was recorded until then is still read. Past the
@@ -38,6 +44,7 @@ from whathappens.browser.chromium import (
     missing_reason,
     throwaway_home,
 )
+from whathappens.browser.live import BINDING, LIVE_WORLD, OBSERVER_JS, LiveMark, LiveMoments
 from whathappens.browser.network import EVENTS, NetworkLog, ResourceRecord
 from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace, wanted_nodes
 
@@ -55,6 +62,7 @@ TRACE_CATEGORIES = [
 IO_CHUNK = 1024 * 1024
 MAX_NETLOG_BYTES = 32 * 1024 * 1024
 TRACE_RESERVE_S = 3.0   # of the deadline, kept for ending the trace and reading it back
+SETTLE_POLL_S = 0.025   # how often the settle looks whether the page has gone quiet
 DESCRIBE = """function () {
   const el = this.nodeType === 1 ? this : this.parentElement;
   if (!el) return [String(this.nodeName).toLowerCase(), null];
@@ -257,12 +265,14 @@ class WarmBrowser:
                 and self.chromium.key == launch_key(options))
 
     async def load(self, url: str, options: BrowserOptions, origin_ns: int, deadline: float,
-                   on_done: Callable[[ResourceRecord], None] | None = None) -> Capture:
+                   on_done: Callable[[ResourceRecord], None] | None = None,
+                   on_mark: Callable[[LiveMark], None] | None = None) -> Capture:
         """``load_page`` in a fresh context of the warm browser."""
         chromium = self.chromium
         if chromium is None:
             raise RuntimeError("the warm browser is not running")
-        return await self._call(load_page(chromium, url, options, origin_ns, deadline, on_done))
+        return await self._call(load_page(chromium, url, options, origin_ns, deadline, on_done,
+                                          on_mark))
 
     async def close(self) -> None:
         if self._loop is None:
@@ -297,30 +307,40 @@ class Capture:
     stopped: str | None = None      # why the page was stopped before it finished
     notes: list[str] = field(default_factory=list)
     netlog: str | None = None       # a cold browser's NetLog (HTTP/2 streams)
+    settle_ms: float | None = None  # waited after load for the page to be quiet …
+    settle_ended: str | None = None  # … and why the wait ended
+    live: LiveMoments | None = None  # what was seen live (the report uses the trace)
 
 
 async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origin_ns: int,
                     deadline: float,
-                    on_done: Callable[[ResourceRecord], None] | None = None) -> Capture:
+                    on_done: Callable[[ResourceRecord], None] | None = None,
+                    on_mark: Callable[[LiveMark], None] | None = None) -> Capture:
     """Load ``url`` in a fresh context of ``chromium``; ``deadline`` is ``time.monotonic()``
     by which everything, the trace's read-back included, is over. ``on_done`` hears of each
-    request as it ends."""
+    request as it ends, ``on_mark`` of each moment seen live (``live.py``)."""
     context, page = await chromium.page_for(options)
     try:
         cdp = await context.new_cdp_session(page)
         log = NetworkLog(origin_ns, options.max_requests, options.max_bytes, on_done=on_done)
         capture = Capture(log, PageId(url))
-        over = asyncio.Event()
+        watch = _Watch(cdp, log, LiveMoments(origin_ns))
+        watch.moments.on_mark = watch.heard(on_mark)
+        capture.live = watch.moments
         for method in EVENTS:
-            cdp.on(method, _feeder(log, method, over))
+            cdp.on(method, _feeder(log, method, watch))
         if options.trace_id:
             await _trace_requests(cdp, options.trace_id, log)
+        await watch.start()
         await cdp.send("Network.enable")
         await cdp.send("Tracing.start", {
             "transferMode": "ReturnAsStream", "streamFormat": "json",
             "traceConfig": {"includedCategories": TRACE_CATEGORIES,
                             "recordMode": "recordAsMuchAsPossible"}})
-        await _navigate(page, cdp, url, capture, over, deadline, options.settle)
+        await _navigate(page, cdp, url, capture, watch, deadline)
+        if capture.load_error is None and capture.stopped is None:
+            await _settle(cdp, capture, watch, options, deadline)
+        await watch.close()
         capture.trace, capture.trace_bytes = await _read_trace(cdp, options, deadline)
         _name_the_page(capture)
         capture.nodes = await _describe(cdp, wanted_nodes(capture.trace.events), deadline)
@@ -363,11 +383,81 @@ async def _continue(cdp: CDPSession, request_id: str, headers: list[dict[str, st
         await cdp.send("Fetch.continueRequest", {"requestId": request_id, "headers": headers})
 
 
-def _feeder(log: NetworkLog, method: str, over: asyncio.Event) -> Any:
+class _Watch:
+    """The live sources of one load (``live.py``) and when the page last did something: a
+    request sent, a byte received or a request ended, an LCP candidate or a layout shift
+    (``time.monotonic()`` when we heard of it)."""
+
+    def __init__(self, cdp: CDPSession, log: NetworkLog, moments: LiveMoments) -> None:
+        self.cdp, self.log, self.moments = cdp, log, moments
+        self.over = asyncio.Event()
+        self.last_network = self.last_visual = time.monotonic()
+        self._asking: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Before the navigation: the main frame, lifecycle events, the observer's world."""
+        tree = await self.cdp.send("Page.getFrameTree")
+        self.moments.frame_id = str(tree["frameTree"]["frame"]["id"])
+        self.cdp.on("Page.lifecycleEvent", self.moments.lifecycle)
+        self.cdp.on("Runtime.bindingCalled", self.binding)
+        await self.cdp.send("Page.enable")
+        await self.cdp.send("Page.setLifecycleEventsEnabled", {"enabled": True})
+        await self.cdp.send("Runtime.enable")
+        await self.cdp.send("Runtime.addBinding", {"name": BINDING,
+                                                   "executionContextName": LIVE_WORLD})
+        await self.cdp.send("Page.addScriptToEvaluateOnNewDocument",
+                            {"source": OBSERVER_JS, "worldName": LIVE_WORLD})
+
+    def heard(self, on_mark: Callable[[LiveMark], None] | None) -> Callable[[LiveMark], None]:
+        def tell(mark: LiveMark) -> None:
+            if mark.mark in ("lcp", "layout_shift"):
+                self.last_visual = time.monotonic()
+            if on_mark is not None:
+                on_mark(mark)
+        return tell
+
+    def network(self, method: str, params: dict[str, Any]) -> None:
+        self.last_network = time.monotonic()
+        if method == "Network.requestWillBeSent":
+            self.moments.navigation(params)
+
+    def binding(self, params: dict[str, Any]) -> None:
+        self.moments.binding(params)
+        origin = self.moments.wants_navigation_start
+        if origin is not None and self._asking is None:
+            self._asking = asyncio.ensure_future(self._navigation_start(origin))
+
+    async def _navigation_start(self, origin: float) -> None:
+        """The document's navigationStart on CLOCK_MONOTONIC (``Performance.getMetrics``),
+        asked once a report of that document has arrived, so it is that document's."""
+        try:
+            await self.cdp.send("Performance.enable")
+            metrics = await self.cdp.send("Performance.getMetrics")
+            values = {m.get("name"): m.get("value") for m in metrics.get("metrics", [])}
+            start = values.get("NavigationStart")
+            self.moments.set_navigation_start(start if isinstance(start, float) else None,
+                                              origin)
+        except Exception:  # the page or its session is gone: the live marks stay unplaced
+            return
+        finally:
+            self._asking = None
+        again = self.moments.wants_navigation_start
+        if again is not None and again != origin:
+            self._asking = asyncio.ensure_future(self._navigation_start(again))
+
+    async def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+            with contextlib.suppress(BaseException):
+                await self._asking
+
+
+def _feeder(log: NetworkLog, method: str, watch: _Watch) -> Any:
     def feed(params: dict[str, Any]) -> None:
         log.feed(method, params)
+        watch.network(method, params)
         if log.over_budget is not None:
-            over.set()
+            watch.over.set()
     return feed
 
 
@@ -376,10 +466,10 @@ def _left(deadline: float, reserve: float = 0.0) -> float:
 
 
 async def _navigate(page: Page, cdp: CDPSession, url: str, capture: Capture,
-                    over: asyncio.Event, deadline: float, settle: float) -> None:
+                    watch: _Watch, deadline: float) -> None:
     budget = _left(deadline, TRACE_RESERVE_S)
     nav = asyncio.ensure_future(page.goto(url, wait_until="load", timeout=budget * 1000))
-    stop = asyncio.ensure_future(over.wait())
+    stop = asyncio.ensure_future(watch.over.wait())
     done, _ = await asyncio.wait({nav, stop}, timeout=budget + 1,
                                  return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
@@ -405,14 +495,41 @@ async def _navigate(page: Page, cdp: CDPSession, url: str, capture: Capture,
             await cdp.send("Page.stopLoading")
         with contextlib.suppress(BaseException):
             await nav
-    if capture.load_error is None and capture.stopped is None:
-        # Late layout shifts and LCP candidates arrive after load.
+
+
+async def _settle(cdp: CDPSession, capture: Capture, watch: _Watch, options: BrowserOptions,
+                  deadline: float) -> None:
+    """After load, wait until the page is quiet: no request in flight, and no new LCP
+    candidate or layout shift heard, for ``options.quiet`` seconds (late shifts and LCP
+    candidates arrive after load). At most ``options.settle_max``, and never into the time
+    kept for the trace; the page's budget running out ends it too."""
+    started = time.monotonic()
+    bound = min(options.settle_max, _left(deadline, TRACE_RESERVE_S))
+    quiet_ms = round(options.quiet * 1000)
+    while True:
+        now = time.monotonic()
+        calm = now - max(watch.last_network, watch.last_visual, started)
+        if watch.over.is_set():
+            capture.settle_ended = "the page's budget ran out"
+            break
+        if watch.log.in_flight == 0 and calm >= options.quiet:
+            capture.settle_ended = (f"quiet: no request in flight and no new LCP candidate "
+                                    f"or layout shift for {quiet_ms} ms")
+            break
+        if now - started >= bound:
+            open_now = watch.log.in_flight
+            capture.settle_ended = (
+                f"its bound of {bound:.1f} s" + (f", with {open_now} request"
+                                                 f"{'s' if open_now != 1 else ''} still in "
+                                                 "flight" if open_now else ""))
+            break
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(over.wait(), min(settle, _left(deadline, TRACE_RESERVE_S)))
-        if capture.network.over_budget:
-            capture.stopped = capture.network.over_budget
-            with contextlib.suppress(Exception):
-                await cdp.send("Page.stopLoading")
+            await asyncio.wait_for(watch.over.wait(), SETTLE_POLL_S)
+    capture.settle_ms = round((time.monotonic() - started) * 1000, 3)
+    if capture.network.over_budget:
+        capture.stopped = capture.network.over_budget
+        with contextlib.suppress(Exception):
+            await cdp.send("Page.stopLoading")
 
 
 def _first_line(text: str) -> str:

@@ -50,7 +50,11 @@ class BrowserOptions:
     host: str | None = None            # the URL's host …
     address: str | None = None         # … and the address the journey connected to
     timeout: float = 20.0              # the whole phase (launch, load, trace), seconds
-    settle: float = 0.6                # after load: late layout shifts and LCP candidates
+    # After load, until the page is quiet (late layout shifts and LCP candidates arrive after
+    # load): no request in flight and no new LCP candidate or layout shift for ``quiet``
+    # seconds, at most ``settle_max``.
+    quiet: float = 0.5
+    settle_max: float = 3.0
     max_requests: int = 300            # requests the page may make
     max_bytes: int = 50 * 1024 * 1024  # bytes on the wire the page may pull
     max_trace_bytes: int = 96 * 1024 * 1024  # the trace read back (IO.read), at most

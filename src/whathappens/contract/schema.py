@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -38,6 +38,9 @@ CHANGELOG = (
     "the browser phase: spans browser, browser.resource, browser.stage, browser.mark "
     "(step 'browser'), placed on the journey's clock; the page's times count from "
     "navigation_start_ms, as Web Vitals do.",
+    "1.6: the browser phase: browser.settle_ms and settle_ended (the measured wait after "
+    "load); browser.stage font_load, image_decode, user_measure and its name; browser.mark "
+    "user_mark and its name.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")
