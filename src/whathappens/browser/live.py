@@ -57,7 +57,7 @@ OBSERVER_JS = """(() => {
   const origin = performance.timeOrigin;
   // The binding is looked up when a report is sent: it may be installed after this runs.
   const send = (o) => {
-    try { o.origin = origin; globalThis[%(binding)s](JSON.stringify(o)); } catch (e) {}
+    try { o.origin = origin; globalThis[BINDING_NAME](JSON.stringify(o)); } catch (e) {}
   };
   const kinds = {
     'largest-contentful-paint': (e) => ({kind: 'lcp', t: e.startTime, element: name(e.element),
@@ -77,7 +77,7 @@ OBSERVER_JS = """(() => {
         .observe({type, buffered: true});
     } catch (e) { /* an entry type this Chromium does not have */ }
   }
-})();""" % {"binding": json.dumps(BINDING)}
+})();""".replace("BINDING_NAME", json.dumps(BINDING))
 
 
 @dataclass

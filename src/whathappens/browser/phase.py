@@ -205,6 +205,9 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
         facts.trace_events, facts.trace_bytes = capture.trace.seen, capture.trace_bytes
         if capture.trace.truncated:
             facts.notes.append(capture.trace.truncated)
+    if result.work_dropped:
+        facts.notes.append(f"{result.work_dropped} later font loads, image decodes and "
+                           "measures left out")
     if result.stages_dropped:
         facts.notes.append(f"{result.stages_dropped} later rendering stages left out")
     if result.shifts_dropped:
@@ -247,8 +250,9 @@ def _host(url: str) -> str:
 
 
 def _stages(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> None:
-    for s in result.stages:
-        facts = BrowserStageFacts(stage=s.stage, event=s.event, url=s.url, count=s.count)
+    for s in sorted(result.stages + result.work, key=lambda s: (s.start_ns, s.end_ns)):
+        facts = BrowserStageFacts(stage=s.stage, event=s.event, url=s.url, count=s.count,
+                                  name=s.name)
         child = _child(journey, span, "browser.stage", "Chromium renderer", facts, s.start_ns)
         journey.end(child, s.end_ns)
         journey.ended(child)  # the live page shows it (the trace is read after the load)
@@ -257,7 +261,8 @@ def _stages(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> 
 def _marks(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> None:
     for m in result.marks:
         facts = BrowserMarkFacts(mark=m.mark, element=m.element, url=m.url,
-                                 value=m.value if m.mark == "layout_shift" else None)
+                                 value=m.value if m.mark == "layout_shift" else None,
+                                 name=m.name)
         journey.ended(journey.end(_child(journey, span, "browser.mark", "Chromium renderer",
                                          facts, m.t_ns), m.t_ns))
     for shift in result.layout_shifts:
