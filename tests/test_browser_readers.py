@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from whathappens.browser.chromium import BrowserOptions, host_rule, launch_args
+from whathappens.browser.chromium import BrowserOptions, dropped_defaults, host_rule, launch_args
 from whathappens.browser.live import BINDING, MAX_LIVE, LiveMark, LiveMoments
 from whathappens.browser.netlog import assign_streams, h2_streams
 from whathappens.browser.network import DOCUMENT_TIMING_NOTE, NetworkLog, initiator_words
@@ -340,6 +340,13 @@ def test_the_netlog_names_each_request_s_http2_stream() -> None:
     assert assign_streams(records, h2_streams(netlog)) == 4
     assert [r.facts.stream_id for r in records] == [1, 3, 5, 7, None]
     assert h2_streams("not json") == {}
+    # A NetLog still being written, as Chromium leaves it on disk while it runs: one event a
+    # line, no closing brackets, the last event cut mid-way: the events before it count.
+    lines = [json.dumps({"constants": {"logEventTypes": types}})[:-1] + ',\n"events": [']
+    lines += [json.dumps(e) + "," for e in json.loads(netlog)["events"][:4]]
+    partial = "\n".join(lines) + "\n" + json.dumps(send(7, "/a.css"))[:30]
+    assert h2_streams(partial) == {(65, "x.test:8443/"): [1], (65, "x.test:8443/a.css"): [3],
+                                   (65, "x.test:8443/img?x=1"): [5]}
 
 
 def test_a_page_that_shifts_endlessly_gets_a_bounded_list_and_a_full_cls() -> None:
@@ -482,3 +489,10 @@ def test_a_flood_of_reports_is_bounded() -> None:
     for i in range(MAX_LIVE + 50):
         moments.binding(report(kind="user_mark", t=i, name=str(i)))
     assert len(heard) == MAX_LIVE
+
+
+def test_chromium_keeps_its_shared_memory_in_dev_shm_when_there_is_room(tmp_path: Any) -> None:
+    """Playwright's --disable-dev-shm-usage is left out where /dev/shm has room (it moves
+    Chromium's shared memory to /tmp files, slower where /tmp is a disk)."""
+    assert dropped_defaults(tmp_path) == ["--disable-dev-shm-usage"]
+    assert dropped_defaults(tmp_path / "missing") == []

@@ -39,6 +39,7 @@ from whathappens.browser.chromium import (
     BrowserOptions,
     BrowserUnavailable,
     browser_env,
+    dropped_defaults,
     launch_args,
     launch_key,
     missing_reason,
@@ -198,7 +199,8 @@ async def launch(options: BrowserOptions, *, netlog: bool = False) -> Chromium:
         browser = await pw.chromium.launch(
             executable_path=options.executable, args=args, headless=True,
             env=dict[str, str | float | bool](browser_env(home)),
-            timeout=options.timeout * 1000, handle_sigint=False)
+            ignore_default_args=dropped_defaults(), timeout=options.timeout * 1000,
+            handle_sigint=False)
     except BaseException:
         with contextlib.suppress(Exception):
             await pw.stop()

@@ -22,18 +22,54 @@ from whathappens.browser.network import ResourceRecord
 Streams = dict[tuple[int, str], list[int]]
 
 
-def h2_streams(text: str) -> Streams:
-    """(connection id, authority + path) → the stream ids that carried it, in send order."""
+def read_netlog(text: str) -> tuple[dict[str, Any], list[Any]]:
+    """The NetLog's constants and events; a NetLog still being written (no closing ``]}``,
+    a half-written last event) gives the events written so far."""
     try:
         doc = json.loads(text)
     except ValueError:
-        return {}
+        return _read_partial(text)
     if not isinstance(doc, dict):
-        return {}
-    types = {v: k for k, v in (doc.get("constants", {}).get("logEventTypes") or {}).items()}
+        return {}, []
+    constants, events = doc.get("constants"), doc.get("events")
+    return (constants if isinstance(constants, dict) else {},
+            events if isinstance(events, list) else [])
+
+
+def _read_partial(text: str) -> tuple[dict[str, Any], list[Any]]:
+    decoder = json.JSONDecoder()
+    constants: dict[str, Any] = {}
+    at = text.find('"constants"')
+    if at >= 0:
+        start = text.find("{", at)
+        try:
+            found, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            return {}, []
+        constants = found if isinstance(found, dict) else {}
+    at = text.find('"events"')
+    i = text.find("[", at) + 1 if at >= 0 else 0
+    events: list[Any] = []
+    while 0 < i < len(text):
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            break
+        try:
+            event, i = decoder.raw_decode(text, i)
+        except ValueError:
+            break  # the event being written when we read
+        events.append(event)
+    return constants, events
+
+
+def h2_streams(text: str) -> Streams:
+    """(connection id, authority + path) → the stream ids that carried it, in send order."""
+    constants, events = read_netlog(text)
+    types = {v: k for k, v in (constants.get("logEventTypes") or {}).items()}
     socket_of: dict[int, int] = {}
     out: Streams = {}
-    for e in doc.get("events") or []:
+    for e in events:
         if not isinstance(e, dict):
             continue
         name = types.get(e.get("type"))
