@@ -28,6 +28,7 @@ import pytest
 from browser import off_the_loop, skip_reason
 from journey_helpers import check_universal, demo_url, schema_errors, trace
 from page_server import HOST, Part, Site, page_site, png
+from whathappens.browser import capture
 from whathappens.browser.chromium import BrowserOptions, chromium_version
 from whathappens.browser.phase import WarmBrowser, after_journey, browser_phase
 from whathappens.demo.internet import DemoInternet
@@ -265,8 +266,50 @@ def test_a_warm_browser_is_reused_without_a_launch(site: Site) -> None:
         assert span.facts.launch_ms is None
         assert span.facts.fcp_ms >= CSS_DELAY_MS
         assert span.facts.lcp_element == "img#hero.lcp"
-        assert any("stream ids" in n for n in span.facts.notes)  # no NetLog while warm
+        # the streams, from the warm browser's NetLog as Chromium writes it
+        assert not any("stream ids" in n for n in span.facts.notes), span.facts.notes
+        assert h2_stream_ids(span)[0] == 1  # a fresh context: a connection of its own
     assert spans[0].facts.browser == spans[1].facts.browser
+
+
+def h2_stream_ids(span: Span[Any]) -> list[int]:
+    """Each HTTP/2 request's stream, the document's first; every one known, each once."""
+    resources = [c.facts for c in span.children if c.name == "browser.resource"
+                 and c.facts.protocol == "h2" and not c.facts.from_cache]
+    streams = [r.stream_id for r in resources]
+    assert all(isinstance(n, int) and n % 2 == 1 for n in streams), streams
+    assert len(set(streams)) == len(streams)
+    return [n for n in streams if n is not None]
+
+
+def test_a_warm_browser_whose_netlog_grew_is_replaced_between_pages(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-running serve keeps its NetLog bounded: past the size, the next page gets a
+    fresh browser (and NetLog) and the old one is closed once its pages are done."""
+    monkeypatch.setattr(capture, "WARM_NETLOG_ROTATE", 1)
+    opts = options(site)
+    warm = WarmBrowser(opts)
+
+    async def two() -> tuple[list[Span[Any]], bool, bool]:
+        try:
+            first = await browser_phase(Journey(site.url("/")), site.url("/"), opts, warm=warm)
+            old = warm.chromium
+            second = await browser_phase(Journey(site.url("/")), site.url("/"), opts, warm=warm)
+            assert old is not None
+            for _ in range(50):  # the old one closes in the background
+                if not old.browser.is_connected():
+                    break
+                await asyncio.sleep(0.1)
+            return [first, second], warm.chromium is not old, old.browser.is_connected()
+        finally:
+            await warm.close()
+
+    spans, replaced, old_connected = off_the_loop(asyncio.run, two())
+    assert replaced
+    assert not old_connected
+    for span in spans:
+        assert span.facts.outcome == "loaded", span.facts.why
+        assert h2_stream_ids(span)[0] == 1
 
 
 def test_the_first_journey_starts_a_warm_browser_and_pays_its_launch(site: Site) -> None:

@@ -11,7 +11,13 @@ import pytest
 
 from whathappens.browser.chromium import BrowserOptions, dropped_defaults, host_rule, launch_args
 from whathappens.browser.live import BINDING, MAX_LIVE, LiveMark, LiveMoments
-from whathappens.browser.netlog import assign_streams, h2_streams
+from whathappens.browser.netlog import (
+    assign_streams,
+    events_in,
+    h2_streams,
+    netlog_constants,
+    streams_from,
+)
 from whathappens.browser.network import DOCUMENT_TIMING_NOTE, NetworkLog, initiator_words
 from whathappens.browser.trace import (
     NodeInfo,
@@ -347,6 +353,14 @@ def test_the_netlog_names_each_request_s_http2_stream() -> None:
     partial = "\n".join(lines) + "\n" + json.dumps(send(7, "/a.css"))[:30]
     assert h2_streams(partial) == {(65, "x.test:8443/"): [1], (65, "x.test:8443/a.css"): [3],
                                    (65, "x.test:8443/img?x=1"): [5]}
+    # A warm browser reads only what was written since its page started: a piece cut at any
+    # byte, with the constants from the head.
+    start = partial.index('{"type": 1') - 7  # mid-line: the cut line is skipped
+    piece = "xx\n" + partial[partial.index('{"type": 1'):]
+    constants = netlog_constants(partial[:start])
+    assert constants == {"logEventTypes": types}
+    assert streams_from(constants, events_in(piece)) == h2_streams(partial)
+    assert events_in(partial[start + 3:]) == events_in(piece)
 
 
 def test_a_page_that_shifts_endlessly_gets_a_bounded_list_and_a_full_cls() -> None:

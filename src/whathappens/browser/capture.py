@@ -46,6 +46,7 @@ from whathappens.browser.chromium import (
     throwaway_home,
 )
 from whathappens.browser.live import BINDING, LIVE_WORLD, OBSERVER_JS, LiveMark, LiveMoments
+from whathappens.browser.netlog import Streams, events_in, netlog_constants, streams_from
 from whathappens.browser.network import EVENTS, NetworkLog, ResourceRecord
 from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace, wanted_nodes
 
@@ -62,6 +63,10 @@ TRACE_CATEGORIES = [
 ]
 IO_CHUNK = 1024 * 1024
 MAX_NETLOG_BYTES = 32 * 1024 * 1024
+MAX_NETLOG_HEAD = 8 * 1024 * 1024    # where a NetLog's constants are, at its start
+# A warm browser's NetLog grows with every page (~0.2 MiB for the demo page): past this the
+# browser is replaced by a fresh one once no page is loading in it.
+WARM_NETLOG_ROTATE = 64 * 1024 * 1024
 TRACE_RESERVE_S = 3.0   # of the deadline, kept for ending the trace and reading it back
 SETTLE_POLL_S = 0.025   # how often the settle looks whether the page has gone quiet
 DESCRIBE = """function () {
@@ -98,6 +103,31 @@ class Chromium:
     _spare: asyncio.Future[tuple[BrowserContext, Page]] | None = None
     _spare_for: tuple[str | None, tuple[int, int]] | None = None
     _closing: set[asyncio.Future[Any]] = field(default_factory=set)
+    active: int = 0                   # pages loading in it now (a warm browser's)
+    _constants: dict[str, Any] | None = None   # its NetLog's constants, read once
+
+    def netlog_size(self) -> int | None:
+        """How far Chromium has written its NetLog (None: it writes none)."""
+        try:
+            return self.netlog_path.stat().st_size if self.netlog_path is not None else None
+        except OSError:
+            return None
+
+    def streams_since(self, offset: int) -> Streams | None:
+        """A running browser's HTTP/2 streams from the part of its NetLog written since
+        ``offset`` (at most MAX_NETLOG_BYTES of it); None when it cannot be read."""
+        if self.netlog_path is None:
+            return None
+        try:
+            with self.netlog_path.open("rb") as f:
+                if self._constants is None:
+                    self._constants = netlog_constants(
+                        f.read(MAX_NETLOG_HEAD).decode("utf-8", "replace"))
+                f.seek(offset)
+                piece = f.read(MAX_NETLOG_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return None
+        return streams_from(self._constants, events_in(piece)) if self._constants else None
 
     async def page_for(self, options: BrowserOptions) -> tuple[BrowserContext, Page]:
         """A fresh context and page: the spare one if it was made for these options."""
@@ -137,7 +167,8 @@ class Chromium:
                 await asyncio.wait_for(self.browser.close(), 10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.playwright.stop(), 10)
-            self.netlog = _read_bounded(self.netlog_path)
+            if not self.warm:  # a warm one was read as it went (streams_since)
+                self.netlog = _read_bounded(self.netlog_path)
         finally:
             self._home.close()
 
@@ -228,6 +259,7 @@ class WarmBrowser:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self._rotating: asyncio.Future[None] | None = None
 
     @property
     def started(self) -> bool:
@@ -256,10 +288,13 @@ class WarmBrowser:
             if self.chromium is not None:
                 await self.chromium.close()
             self.chromium = None
-            chromium = await launch(self.options)
-            chromium.warm = True
-            chromium.open_spare(self.options)
-            self.chromium = chromium
+            self.chromium = await self._launch()
+
+    async def _launch(self) -> Chromium:
+        chromium = await launch(self.options, netlog=True)
+        chromium.warm = True
+        chromium.open_spare(self.options)
+        return chromium
 
     def serves(self, options: BrowserOptions) -> bool:
         """Whether a journey with these options can use this browser as it runs."""
@@ -270,11 +305,42 @@ class WarmBrowser:
                    on_done: Callable[[ResourceRecord], None] | None = None,
                    on_mark: Callable[[LiveMark], None] | None = None) -> Capture:
         """``load_page`` in a fresh context of the warm browser."""
+        return await self._call(self._load(url, options, origin_ns, deadline, on_done,
+                                           on_mark))
+
+    async def _load(self, url: str, options: BrowserOptions, origin_ns: int, deadline: float,
+                    on_done: Callable[[ResourceRecord], None] | None,
+                    on_mark: Callable[[LiveMark], None] | None) -> Capture:
         chromium = self.chromium
         if chromium is None:
             raise RuntimeError("the warm browser is not running")
-        return await self._call(load_page(chromium, url, options, origin_ns, deadline, on_done,
-                                          on_mark))
+        chromium.active += 1
+        try:
+            return await load_page(chromium, url, options, origin_ns, deadline, on_done,
+                                   on_mark)
+        finally:
+            chromium.active -= 1
+            size = chromium.netlog_size()
+            if (chromium is self.chromium and size is not None and size > WARM_NETLOG_ROTATE
+                    and self._rotating is None):
+                self._rotating = asyncio.ensure_future(self._rotate(chromium))
+
+    async def _rotate(self, old: Chromium) -> None:
+        """A fresh browser (and NetLog) in place of ``old``, which is closed once the pages
+        loading in it are done: the NetLog of a long-running ``serve`` stays bounded."""
+        try:
+            self.chromium = await self._launch()
+        except Exception:  # keep the old one: its pages still load, their streams unknown
+            self._rotating = None
+            return
+        try:
+            while old.active:
+                await asyncio.sleep(0.1)
+        finally:  # also when the warm browser is closed meanwhile
+            with contextlib.suppress(Exception):
+                await old.close()
+            self._rotating = None
+
 
     async def close(self) -> None:
         if self._loop is None:
@@ -289,6 +355,10 @@ class WarmBrowser:
         loop.close()
 
     async def _close(self) -> None:
+        if self._rotating is not None:
+            self._rotating.cancel()
+            with contextlib.suppress(BaseException):
+                await self._rotating
         if self.chromium is not None:
             chromium, self.chromium = self.chromium, None
             await chromium.close()
@@ -309,6 +379,7 @@ class Capture:
     stopped: str | None = None      # why the page was stopped before it finished
     notes: list[str] = field(default_factory=list)
     netlog: str | None = None       # a cold browser's NetLog (HTTP/2 streams)
+    streams: Streams | None = None  # a warm browser's: from its NetLog as it is written
     settle_ms: float | None = None  # waited after load for the page to be quiet …
     settle_ended: str | None = None  # … and why the wait ended
     live: LiveMoments | None = None  # what was seen live (the report uses the trace)
@@ -321,6 +392,7 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
     """Load ``url`` in a fresh context of ``chromium``; ``deadline`` is ``time.monotonic()``
     by which everything, the trace's read-back included, is over. ``on_done`` hears of each
     request as it ends, ``on_mark`` of each moment seen live (``live.py``)."""
+    netlog_at = chromium.netlog_size() if chromium.warm else None
     context, page = await chromium.page_for(options)
     try:
         cdp = await context.new_cdp_session(page)
@@ -346,6 +418,8 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
         capture.trace, capture.trace_bytes = await _read_trace(cdp, options, deadline)
         _name_the_page(capture)
         capture.nodes = await _describe(cdp, wanted_nodes(capture.trace.events), deadline)
+        if netlog_at is not None:  # read after the trace: the NetLog's last batch is written
+            capture.streams = chromium.streams_since(netlog_at)
         return capture
     finally:
         if chromium.warm:

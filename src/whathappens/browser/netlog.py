@@ -7,8 +7,11 @@ socket, the same id as CDP's ``connectionId``), and each ``HTTP2_SESSION_SEND_HE
 the ``stream_id`` and the request's ``:authority`` and ``:path``. Requests are matched to
 streams by (connection, authority, path) in the order they were sent.
 
-The NetLog is complete only once the browser has closed, so only a cold browser's phase
-(launched for one journey) has it; a warm browser's requests keep ``stream_id`` null.
+A cold browser's NetLog is read whole once the browser has closed. A warm browser (``serve``)
+keeps one NetLog for its whole life; Chromium writes it as it goes (one event a line, in
+small batches: measured on 156, every request's headers were on disk by the time the page
+had settled), so each journey reads only the part written since its page started
+(``events_in``), with the constants from the file's head (``netlog_constants``).
 """
 
 from __future__ import annotations
@@ -63,9 +66,43 @@ def _read_partial(text: str) -> tuple[dict[str, Any], list[Any]]:
     return constants, events
 
 
+def netlog_constants(head: str) -> dict[str, Any]:
+    """The ``constants`` object at the head of a NetLog (written first, whole)."""
+    at = head.find('"constants"')
+    start = head.find("{", at) if at >= 0 else -1
+    if start < 0:
+        return {}
+    try:
+        found, _ = json.JSONDecoder().raw_decode(head, start)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def events_in(piece: str) -> list[Any]:
+    """The events of a piece cut out of a NetLog being written: one event a line (``{…},``);
+    the lines cut at either end, and anything else that is not an event, are skipped."""
+    out: list[Any] = []
+    for line in piece.splitlines():
+        line = line.strip().removesuffix(",")
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "type" in event:
+            out.append(event)
+    return out
+
+
 def h2_streams(text: str) -> Streams:
     """(connection id, authority + path) → the stream ids that carried it, in send order."""
-    constants, events = read_netlog(text)
+    return streams_from(*read_netlog(text))
+
+
+def streams_from(constants: dict[str, Any], events: list[Any]) -> Streams:
+    """``h2_streams`` from a NetLog's constants and (some of) its events."""
     types = {v: k for k, v in (constants.get("logEventTypes") or {}).items()}
     socket_of: dict[int, int] = {}
     out: Streams = {}

@@ -181,9 +181,11 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
     facts.navigation_start_ms = ms(nav_ns)
     if capture.netlog is not None:
         assign_streams(records, h2_streams(capture.netlog))
+    elif capture.streams is not None:
+        assign_streams(records, capture.streams)
     elif any(r.facts.protocol == "h2" for r in records):
-        facts.notes.append("HTTP/2 stream ids are known only when the browser was launched "
-                           "for this journey (a warm browser's NetLog is not complete)")
+        facts.notes.append("HTTP/2 stream ids are unknown: Chromium's NetLog could not be "
+                           "read")
     for r in records:  # the requests still open, and the trace's word on each
         r.facts.render_blocking = result.render_blocking.get(r.request_id,
                                                              r.facts.render_blocking)
