@@ -382,7 +382,6 @@ class Capture:
     streams: Streams | None = None  # a warm browser's: from its NetLog as it is written
     settle_ms: float | None = None  # waited after load for the page to be quiet …
     settle_ended: str | None = None  # … and why the wait ended
-    live: LiveMoments | None = None  # what was seen live (the report uses the trace)
 
 
 async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origin_ns: int,
@@ -400,7 +399,6 @@ async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origi
         capture = Capture(log, PageId(url))
         watch = _Watch(cdp, log, LiveMoments(origin_ns))
         watch.moments.on_mark = watch.heard(on_mark)
-        capture.live = watch.moments
         for method in EVENTS:
             cdp.on(method, _feeder(log, method, watch))
         if options.trace_id:
