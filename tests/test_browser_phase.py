@@ -392,11 +392,12 @@ def test_a_page_that_never_loads_is_cut_at_the_time_budget(tmp_path: Path) -> No
     stalled = {"/": Part(b"<!doctype html><p>waiting<img src='/never.png'>", "text/html"),
                "/never.png": Part(png(10, 10), "image/png", 30_000)}
     with page_site(tmp_path, stalled) as slow:
-        _, span, before, after = run_phase(slow.url("/"), options(slow, timeout=6))
+        # 9 s: 3 are kept for the trace, and a launch can take 2-3 s on a busy 2-core box
+        _, span, before, after = run_phase(slow.url("/"), options(slow, timeout=9))
     f = span.facts
     assert f.outcome == "failed"
     assert "had not finished loading" in f.why
-    assert (after - before) / 1e9 < 6 + 2
+    assert (after - before) / 1e9 < 9 + 2
     never = resource(span, "/never.png")
     assert never.facts.failed == "net::ERR_ABORTED (cancelled)"  # stopped with the page
     assert f.fcp_ms is not None  # what happened before the cut is still there
