@@ -120,7 +120,7 @@ class Chromium:
             return None
         try:
             with self.netlog_path.open("rb") as f:
-                if self._constants is None:
+                if not self._constants:  # written first, at launch; read once found
                     self._constants = netlog_constants(
                         f.read(MAX_NETLOG_HEAD).decode("utf-8", "replace"))
                 f.seek(offset)
