@@ -30,6 +30,7 @@ from journey_helpers import check_universal, demo_url, schema_errors, trace
 from page_server import HOST, Part, Site, page_site, png
 from whathappens.browser import capture
 from whathappens.browser.chromium import BrowserOptions, chromium_version
+from whathappens.browser.live import MAX_LIVE
 from whathappens.browser.phase import WarmBrowser, after_journey, browser_phase
 from whathappens.demo.internet import DemoInternet
 from whathappens.demo.page import FONT_CANDIDATES
@@ -563,3 +564,19 @@ def test_chromium_s_version_without_starting_a_browser(loaded: Any) -> None:
     _, span, *_ = loaded
     assert chromium_version() == span.facts.browser  # "Chromium 156.0.…", as launched
     assert chromium_version("/nonexistent/chromium") is None
+
+
+def test_a_page_marking_in_a_loop_is_heard_a_bounded_number_of_times(tmp_path: Path) -> None:
+    """performance.mark() 5,000 times: the observer in our world stops reporting at
+    MAX_LIVE, the report lists the first 50 marks, and the page loads as any other."""
+    flood = {"/": Part(b"<!doctype html><h1>marks</h1><script>"
+                       b"for (let i = 0; i < 5000; i++) performance.mark('m' + i);</script>",
+                       "text/html")}
+    with page_site(tmp_path, flood) as s:
+        _, span, *_ = run_phase(s.url("/"), options(s))
+        heard = list(HEARD)
+    assert span.facts.outcome == "loaded", span.facts.why
+    live = [x for _, x in heard if x.span_id == 0 and x.name == "browser.mark"
+            and x.facts.mark == "user_mark"]
+    assert 0 < len(live) <= MAX_LIVE
+    assert [m.facts.name for m in marks(span, "user_mark")] == [f"m{i}" for i in range(50)]

@@ -55,8 +55,11 @@ OBSERVER_JS = """(() => {
     return s.slice(0, 200);
   };
   const origin = performance.timeOrigin;
+  // At most MAX_LIVE reports a document: a page marking in a loop costs us nothing more.
+  let left = MAX_LIVE_COUNT;
   // The binding is looked up when a report is sent: it may be installed after this runs.
   const send = (o) => {
+    if (left-- <= 0) return;
     try { o.origin = origin; globalThis[BINDING_NAME](JSON.stringify(o)); } catch (e) {}
   };
   const kinds = {
@@ -77,7 +80,7 @@ OBSERVER_JS = """(() => {
         .observe({type, buffered: true});
     } catch (e) { /* an entry type this Chromium does not have */ }
   }
-})();""".replace("BINDING_NAME", json.dumps(BINDING))
+})();""".replace("BINDING_NAME", json.dumps(BINDING)).replace("MAX_LIVE_COUNT", str(MAX_LIVE))
 
 
 @dataclass
