@@ -125,6 +125,7 @@ def test_the_lcp_elements_own_chain() -> None:
     assert (r.requested_ms, r.sent_ms, r.loaded_ms, lcp.painted_ms) == (317.0, 318.1, 930.2,
                                                                        945.2)
     assert lcp.render_delay_ms == pytest.approx(15.0)
+    assert lcp.decoded_ms == pytest.approx(2.9)  # the hero's Decode Image, within that delay
 
 
 def test_the_analysis_key_carries_the_browser_part_only_with_a_browser_phase() -> None:

@@ -40,7 +40,7 @@ CHANGELOG = (
     "navigation_start_ms, as Web Vitals do.",
     "1.6: the browser phase: browser.settle_ms and settle_ended (the measured wait after "
     "load); browser.stage font_load, image_decode, user_measure and its name; browser.mark "
-    "user_mark and its name.",
+    "user_mark and its name; analysis.browser.lcp_chain.decoded_ms.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser")

@@ -380,8 +380,9 @@ def chains(a: BrowserAnalysis) -> ChainsView:
                      ChainStep("requested", r.sent_ms, after(r.sent_ms, nav)),
                      ChainStep("loaded", r.loaded_ms, after(r.loaded_ms, nav))]
             lcp = (f"LCP {lc.element or 'element'}: its image {short_name(r.url)} was "
-                   f"discovered at {after(r.requested_ms, nav)}, loaded in {ms(r.took_ms)} "
-                   f"and painted {ms(lc.render_delay_ms)} later, at "
+                   f"discovered at {after(r.requested_ms, nav)}, loaded in {ms(r.took_ms)}"
+                   + (f", decoded in {ms(lc.decoded_ms)}" if lc.decoded_ms is not None else "")
+                   + f" and painted {ms(lc.render_delay_ms)} later, at "
                    f"{after(lc.painted_ms, nav)}.")
         else:
             lcp = (f"LCP {lc.element or 'element'} (no resource of its own: text) painted "
