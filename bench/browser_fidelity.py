@@ -78,8 +78,9 @@ whathappens (``--ours``)
    (``launch_ms``: the throwaway profile and its NSS database, Playwright, Chromium; none
    when warm), the span's start → navigationStart (launch, context, page, CDP session, trace
    start), navigationStart → the load event (``load_ms``), and load → the span's end (the
-   settle wait for late LCP candidates and layout shifts, ``Tracing.end`` and reading the
-   trace back, describing the LCP element, closing the context).
+   settle — until the page is quiet, ``settle_ms``, its own row — for late LCP candidates
+   and layout shifts, ``Tracing.end`` and reading the trace back, describing the LCP
+   element, closing the context).
 
    Peak memory: a thread sums, over the descendants of the process it watches that are
    Chromium (comm ``chrom…``), the resident set (RSS from statm, every 50 ms; shared pages
@@ -623,6 +624,7 @@ class OurSample(PageSample):
     before_nav_ms: float | None = None
     nav_to_load_ms: float | None = None
     after_load_ms: float | None = None
+    settle_ms: float | None = None
     requests: int = 0
     browser: str | None = None
 
@@ -739,7 +741,7 @@ def our_sample(journey: Mapping[str, Any], wall_ms: float) -> OurSample:
         phase_ms=browser.duration_ms, launch_ms=facts.launch_ms, warm=facts.warm,
         before_nav_ms=origin - browser.start_ms, nav_to_load_ms=load,
         after_load_ms=end - (origin + load) if end is not None and load is not None else None,
-        requests=facts.requests, browser=facts.browser)
+        settle_ms=facts.settle_ms, requests=facts.requests, browser=facts.browser)
 
 
 def fidelity_series(tools: Tools, ours: str, cfg: Config
@@ -1021,6 +1023,7 @@ COST_ROWS = (
     ("before_nav_ms", "  span start → navigation start (launch, context, page, trace)"),
     ("nav_to_load_ms", "  navigation start → load event"),
     ("after_load_ms", "  load event → span end (settling, trace collection, close)"),
+    ("settle_ms", "    of which the settle: until quiet (settle_ms)"),
     ("wall_ms", "whathappens' run (cold: the process; warm: journey + phase)"),
 )
 

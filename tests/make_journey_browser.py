@@ -143,6 +143,14 @@ STAGES: list[tuple[str, str, float, float, str | None, int]] = [
     ("paint", "Paint", 1101.8, 1102.9, None, 2),
 ]
 
+# What the page waited on or timed itself: (stage, event, start, end, url, name)
+WORK: list[tuple[str, str, float, float, str | None, str | None]] = [
+    ("user_measure", "performance.measure", 626.0, 640.2, None, "app:boot"),
+    ("font_load", "BeginRemoteFontLoad → RemoteFontLoaded", 641.0, 905.5,
+     f"{SITE}/static/font.woff2", "Example Sans"),
+    ("image_decode", "Decode Image", 940.1, 943.0, f"{SITE}/static/hero.jpg", "jpeg"),
+]
+
 # (mark, at, element, url, value)
 MARKS: list[tuple[str, float, str | None, str | None, float | None]] = [
     ("dom_content_loaded", 632.4, None, None, None),
@@ -163,6 +171,11 @@ def browser_span(first_id: int) -> dict[str, Any]:
     children += [s.span("browser.mark", "Chromium renderer", at, at,
                         BrowserMarkFacts(mark=mark, element=el, url=url, value=value))
                  for mark, at, el, url, value in MARKS]
+    children += [s.span("browser.stage", "Chromium renderer", start, end,
+                        BrowserStageFacts(stage=stage, event=event, url=url, name=name))
+                 for stage, event, start, end, url, name in WORK]
+    children.append(s.span("browser.mark", "Chromium renderer", 640.2, 640.2,
+                           BrowserMarkFacts(mark="user_mark", name="app:ready")))
     children.sort(key=lambda c: (c["start_ms"], c["id"]))
     frames = [FilmstripFrame(t_ms=402.0, image=png(8, 6, [WHITE]), width=8, height=6),
               FilmstripFrame(t_ms=645.6, image=png(8, 6, [TEXT, WHITE, WHITE]), width=8,
@@ -180,7 +193,9 @@ def browser_span(first_id: int) -> dict[str, Any]:
                                                                         "footer"])],
         long_tasks=1, requests=9, bytes_on_wire=94960, filmstrip=frames,
         trace_events=6968, trace_bytes=1281771,
-        notes=["the trace was read back whole (6,968 events)"])
+        notes=["the trace was read back whole (6,968 events)"], settle_ms=512.3,
+        settle_ended="quiet: no request in flight and no new LCP candidate or layout shift "
+                     "for 500 ms")
     return {"id": first_id, "name": "browser", "step": "browser", "actor": "headless Chromium",
             "layer": "application", "start_ms": 95.0, "end_ms": 1160.0, "duration_ms": 1065.0,
             "attrs": to_json(facts), "error": None, "children": children}
@@ -188,7 +203,7 @@ def browser_span(first_id: int) -> dict[str, Any]:
 
 def main() -> None:
     journey: dict[str, Any] = json.loads((DATA / "journey_demo.json").read_text())
-    journey["schema_version"] = "1.5"
+    journey["schema_version"] = "1.6"
 
     def ids(spans: list[dict[str, Any]]) -> list[int]:
         return [i for sp in spans for i in [sp["id"], *ids(sp["children"])]]

@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
-from whathappens.browser.chromium import BrowserOptions, host_rule, launch_args
-from whathappens.browser.netlog import assign_streams, h2_streams
+from whathappens.browser.chromium import BrowserOptions, dropped_defaults, host_rule, launch_args
+from whathappens.browser.live import BINDING, MAX_LIVE, LiveMark, LiveMoments
+from whathappens.browser.netlog import (
+    assign_streams,
+    events_in,
+    h2_streams,
+    netlog_constants,
+    streams_from,
+)
 from whathappens.browser.network import DOCUMENT_TIMING_NOTE, NetworkLog, initiator_words
 from whathappens.browser.trace import (
     NodeInfo,
@@ -339,6 +346,21 @@ def test_the_netlog_names_each_request_s_http2_stream() -> None:
     assert assign_streams(records, h2_streams(netlog)) == 4
     assert [r.facts.stream_id for r in records] == [1, 3, 5, 7, None]
     assert h2_streams("not json") == {}
+    # A NetLog still being written, as Chromium leaves it on disk while it runs: one event a
+    # line, no closing brackets, the last event cut mid-way: the events before it count.
+    lines = [json.dumps({"constants": {"logEventTypes": types}})[:-1] + ',\n"events": [']
+    lines += [json.dumps(e) + "," for e in json.loads(netlog)["events"][:4]]
+    partial = "\n".join(lines) + "\n" + json.dumps(send(7, "/a.css"))[:30]
+    assert h2_streams(partial) == {(65, "x.test:8443/"): [1], (65, "x.test:8443/a.css"): [3],
+                                   (65, "x.test:8443/img?x=1"): [5]}
+    # A warm browser reads only what was written since its page started: a piece cut at any
+    # byte, with the constants from the head.
+    start = partial.index('{"type": 1') - 7  # mid-line: the cut line is skipped
+    piece = "xx\n" + partial[partial.index('{"type": 1'):]
+    constants = netlog_constants(partial[:start])
+    assert constants == {"logEventTypes": types}
+    assert streams_from(constants, events_in(piece)) == h2_streams(partial)
+    assert events_in(partial[start + 3:]) == events_in(piece)
 
 
 def test_a_page_that_shifts_endlessly_gets_a_bounded_list_and_a_full_cls() -> None:
@@ -362,3 +384,129 @@ def test_each_request_carries_the_traceparent_it_was_sent_with() -> None:
     assert doc.facts.traceparent == log.traceparents[LOADER]
     assert css.facts.traceparent == log.traceparents["9.2"]
     assert img.facts.traceparent is None  # never paused: nothing was added
+
+
+# ------------------------------------------------------- fonts, image decodes, user timing
+RASTER = TID + 7  # a raster worker of the renderer
+WORK_TRACE = [
+    *TRACE[4:9],  # the page's navigationStart and first ParseHTML: the renderer is known
+    ev("BeginRemoteFontLoad", 320, dur_ms=0.5, url=URL + "f.ttf", display="swap"),
+    {**ev("RemoteFontLoaded", 580, dur_ms=0.01, url=URL + "f.ttf"),
+     "args": {"url": URL + "f.ttf", "name": "Serif Bold"}},
+    ev("BeginRemoteFontLoad", 330, dur_ms=0.5, url=URL + "never.ttf"),
+    # the hero painted on the main thread, decoded on a raster thread (LazyPixelRef 8)
+    ev("PaintImage", 690, dur_ms=1, data={"url": URL + "hero.png", "nodeId": 7}),
+    ev("Draw LazyPixelRef", 690.5, LazyPixelRef=8),
+    ev("Decode LazyPixelRef", 692, dur_ms=21, tid=RASTER, LazyPixelRef=8),
+    ev("Decode Image", 692.5, dur_ms=20, tid=RASTER, imageType="png"),
+    # a decode inside the main thread's PaintImage of the logo
+    ev("PaintImage", 400, dur_ms=2, data={"url": URL + "logo.png"}),
+    ev("Decode Image", 400.5, dur_ms=0.5, imageType="png"),
+    # one the trace does not link to any image
+    ev("Decode Image", 800, dur_ms=0.1, tid=RASTER, imageType="webp"),
+    # user timing: the page's marks (instant events with the navigation's id) and measure
+    {**ev("app-start", 200, data={"navigationId": LOADER, "startTime": 100.0}),
+     "cat": "blink.user_timing"},
+    {**ev("responseEnd", 130, frame=FRAME), "cat": "blink.user_timing", "ph": "R"},
+    {**ev("other-doc", 210, data={"navigationId": "BLANK"}), "cat": "blink.user_timing"},
+    {**ev("boot", 200), "cat": "blink.user_timing", "ph": "b", "id2": {"local": "0x28"}},
+    {**ev("boot", 450), "cat": "blink.user_timing", "ph": "e", "id2": {"local": "0x28"}},
+]
+
+
+def test_font_loads_image_decodes_and_measures_from_the_trace() -> None:
+    parsed = parse_trace(json.dumps({"traceEvents": WORK_TRACE}), 1000)
+    assert len(parsed.events) == len(WORK_TRACE) - 1  # responseEnd (an R event) left out
+    r = analyze(parsed.events, PAGE, ORIGIN_NS)
+    work = [(w.stage, round(ms_of(w.start_ns), 1), round(ms_of(w.end_ns), 1), w.url, w.name)
+            for w in r.work]
+    assert work == [
+        ("user_measure", 200.0, 450.0, None, "boot"),
+        ("font_load", 320.0, 580.0, URL + "f.ttf", "Serif Bold"),
+        ("font_load", 330.0, 330.0, URL + "never.ttf", None),   # never loaded
+        ("image_decode", 400.5, 401.0, URL + "logo.png", "png"),
+        ("image_decode", 692.5, 712.5, URL + "hero.png", "png"),
+        ("image_decode", 800.0, 800.1, None, "webp"),
+    ]
+    users = [(m.name, ms_of(m.t_ns)) for m in r.marks if m.mark == "user_mark"]
+    assert users == [("app-start", 200.0)]  # not Chromium's responseEnd, not another document
+
+
+def test_a_page_marking_endlessly_gets_a_bounded_list() -> None:
+    marks = [{**ev(f"m{i}", 200 + i / 100, data={"navigationId": LOADER}),
+              "cat": "blink.user_timing"} for i in range(500)]
+    r = analyze([*TRACE[4:9], *marks], PAGE, ORIGIN_NS)
+    assert sum(1 for m in r.marks if m.mark == "user_mark") == 50
+
+
+# ------------------------------------------------------------- the live sources (live.py)
+def live_moments() -> tuple[LiveMoments, list[LiveMark]]:
+    heard: list[LiveMark] = []
+    moments = LiveMoments(ORIGIN_NS, heard.append, frame_id=FRAME)
+    moments.navigation({"requestId": LOADER, "loaderId": LOADER, "type": "Document",
+                        "frameId": FRAME})
+    moments.navigation({"requestId": "IFR", "loaderId": "IFR", "type": "Document",
+                        "frameId": "an iframe"})
+    return moments, heard
+
+
+def report(**fields: Any) -> dict[str, Any]:
+    return {"name": BINDING, "payload": json.dumps({"origin": 1.7e12, **fields})}
+
+
+def test_lifecycle_events_of_the_navigation_on_the_journey_s_clock() -> None:
+    moments, heard = live_moments()
+    at = (ORIGIN_NS + 400_000_000) / 1e9  # CDP's seconds of CLOCK_MONOTONIC
+    moments.lifecycle({"name": "firstContentfulPaint", "timestamp": at, "loaderId": LOADER})
+    moments.lifecycle({"name": "load", "timestamp": at, "loaderId": "BLANK"})  # the empty doc
+    moments.lifecycle({"name": "load", "timestamp": at, "loaderId": "IFR"})    # an iframe
+    moments.lifecycle({"name": "networkIdle", "timestamp": at, "loaderId": LOADER})
+    assert [(m.mark, m.t_ns) for m in heard] == [("fcp", 400_000_000)]
+
+
+def test_observer_reports_wait_for_the_navigation_start_then_are_placed() -> None:
+    moments, heard = live_moments()
+    moments.binding(report(kind="lcp", t=600.5, element="img#hero", url=URL + "hero.png",
+                           value=90000))
+    moments.binding(report(kind="user_measure", t=100, duration=250, name="boot"))
+    assert heard == []
+    assert moments.wants_navigation_start == 1.7e12
+    nav_s = (ORIGIN_NS + 100_000_000) / 1e9  # navigationStart at +100 ms
+    moments.set_navigation_start(nav_s, 1.7e12)
+    assert moments.wants_navigation_start is None
+    assert [(m.mark, round(ms_of(m.t_ns), 3), m.end_ns and round(ms_of(m.end_ns), 3))
+            for m in heard] == [("lcp", 700.5, None), ("user_measure", 200.0, 450.0)]
+    assert heard[0].element == "img#hero"
+    assert heard[0].url == URL + "hero.png"
+    moments.binding(report(kind="layout_shift", t=800, value=0.04, element="p"))
+    assert heard[-1].mark == "layout_shift"
+    assert heard[-1].value == 0.04
+
+
+@pytest.mark.parametrize("payload", [
+    "not json", "[1, 2]", json.dumps({"kind": "lcp"}), json.dumps({"kind": "exploit", "t": 1}),
+    json.dumps({"kind": "lcp", "t": "soon"}), "x" * 5000,
+    json.dumps({"kind": "layout_shift", "t": 5, "value": 0.5, "recent_input": True}),
+])
+def test_malformed_or_forgiven_reports_are_dropped(payload: str) -> None:
+    moments, heard = live_moments()
+    moments.set_navigation_start(1.0, 1.7e12)
+    moments.binding({"name": BINDING, "payload": payload})
+    moments.binding({"name": "someone else's binding",
+                     "payload": json.dumps({"kind": "lcp", "t": 1})})
+    assert heard == []
+
+
+def test_a_flood_of_reports_is_bounded() -> None:
+    moments, heard = live_moments()
+    moments.set_navigation_start(1.0, 1.7e12)
+    for i in range(MAX_LIVE + 50):
+        moments.binding(report(kind="user_mark", t=i, name=str(i)))
+    assert len(heard) == MAX_LIVE
+
+
+def test_chromium_keeps_its_shared_memory_in_dev_shm_when_there_is_room(tmp_path: Any) -> None:
+    """Playwright's --disable-dev-shm-usage is left out where /dev/shm has room (it moves
+    Chromium's shared memory to /tmp files, slower where /tmp is a disk)."""
+    assert dropped_defaults(tmp_path) == ["--disable-dev-shm-usage"]
+    assert dropped_defaults(tmp_path / "missing") == []

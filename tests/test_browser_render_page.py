@@ -23,6 +23,7 @@ from serve_helpers import demo_args, serve
 from test_browser_report import DEVTOOLS
 from whathappens.demo.command import demo_url
 from whathappens.demo.internet import DemoInternet
+from whathappens.demo.page import FONT_CANDIDATES
 from whathappens.render.har import to_har
 from whathappens.render.html import HtmlReport, render_html
 from whathappens.web.app import PAGE_CSP, _sse
@@ -220,6 +221,25 @@ def test_browser_section_on_a_phone(browser: Browser, tmp_path: Path, mode: str)
         bp.context.close()
 
 
+# When the browser row's first live moment and its final form appeared (performance.now()),
+# and the moments listed while the page was still loading.
+WATCH_BROWSER = """() => {
+  const seen = window.__browserLive = {marks: null, done: null, texts: []};
+  new MutationObserver(() => {
+    const working = document.querySelectorAll(
+      '#steps li.working[data-step=browser] .b-marks li');
+    if (working.length) {
+      if (seen.marks === null) seen.marks = performance.now();
+      seen.texts = [...working].map((li) => li.textContent);
+    }
+    if (seen.done === null
+        && document.querySelector('#steps li[data-step=browser]:not(.working)')) {
+      seen.done = performance.now();
+    }
+  }).observe(document.getElementById('steps'), {childList: true, subtree: true});
+}"""
+
+
 def test_a_real_journey_streams_its_browser_phase_to_the_live_page(
         page: BrowserPage, demo_internet: DemoInternet) -> None:
     """``serve`` with the browser phase (on where Chromium is) against the demo internet:
@@ -230,6 +250,7 @@ def test_a_real_journey_streams_its_browser_phase_to_the_live_page(
     with serve(*demo_args(demo_internet), browser=True) as served:
         p = page.page
         p.goto(served.base + "/", wait_until="load")
+        p.evaluate(WATCH_BROWSER)
         p.locator("#url").fill(demo_url(demo_internet, None))
         p.locator("#url").press("Enter")
         p.wait_for_selector("#downloads:not([hidden]), #status.bad", timeout=120_000)
@@ -245,6 +266,16 @@ def test_a_real_journey_streams_its_browser_phase_to_the_live_page(
         assert p.evaluate("""() => [...document.querySelectorAll('#steps .filmstrip img')]
             .every(i => i.complete && i.naturalWidth > 0)""")
         assert p.locator("#report section#browser .filmstrip img").count() >= 1
+        # The page's moments were on the live page while it loaded, before the browser
+        # step ended and the trace's final lists replaced them.
+        seen = p.evaluate("window.__browserLive")
+        assert seen["marks"] is not None, seen
+        assert seen["marks"] < seen["done"]
+        assert any(t.startswith("FCP") for t in seen["texts"]), seen["texts"]
+        assert any(t.startswith("LCP") for t in seen["texts"]), seen["texts"]
+        assert "waited " in text
+        assert "after load for the page to settle" in text
+        assert "Font heading.ttf" in text or not any(f.exists() for f in FONT_CANDIDATES)
         row.screenshot(path=str(ARTIFACTS / "live-browser-phase-real.png"))
         assert page.console_errors() == []
         assert page.errors == []

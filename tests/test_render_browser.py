@@ -125,6 +125,7 @@ def test_the_lcp_elements_own_chain() -> None:
     assert (r.requested_ms, r.sent_ms, r.loaded_ms, lcp.painted_ms) == (317.0, 318.1, 930.2,
                                                                        945.2)
     assert lcp.render_delay_ms == pytest.approx(15.0)
+    assert lcp.decoded_ms == pytest.approx(2.9)  # the hero's Decode Image, within that delay
 
 
 def test_the_analysis_key_carries_the_browser_part_only_with_a_browser_phase() -> None:
@@ -324,8 +325,10 @@ def test_live_events_for_the_browser_spans() -> None:
     assert css["summary"] == ("css style.css · VeryHigh · render-blocking · conn 42 · stream 3 "
                               "· 2,411 B · MISS")
     assert [d["summary"] for d in details if d["step"] == "browser.mark"] == [
-        "DOMContentLoaded", "first paint", "FCP", "LCP: img.hero", "load",
+        "DOMContentLoaded", "mark 'app:ready'", "first paint", "FCP", "LCP: img.hero", "load",
         "layout shift 0.12: div.content moved"]
+    stages = {d["summary"] for d in details if d["step"] == "browser.stage"}
+    assert {"Measure 'app:boot'", "Font font.woff2", "Decode hero.jpg"} <= stages
     step = step_event(span, 1)
     assert step["title"] == "The page, in Chromium"
     assert step["summary"].startswith("https://www.example.com/ in Chromium 130")
@@ -336,11 +339,15 @@ def test_live_events_for_the_browser_spans() -> None:
     # the final lists, in place of what streamed in before the trace was read
     assert len(step["resources"]) == 9
     assert "render-blocking" in step["resources"][1]["summary"]
-    assert [x["summary"] for x in step["stages"]][-2:] == [
+    assert [x["summary"] for x in step["stages"]][-5:] == [
         "Long task async.js",
         "after FCP, until +801.8 ms: 6 more stages, 1 frame drawn — Long task ×1 (65.0 ms), "
-        "Layout ×2 (2.60 ms), Paint ×4 (2.70 ms), Composite ×1 (0.30 ms)"]
-    assert [x["offset"] for x in step["marks"]][:3] == ["+332.4 ms", "+345.2 ms", "+345.2 ms"]
+        "Layout ×2 (2.60 ms), Paint ×4 (2.70 ms), Composite ×1 (0.30 ms)",
+        "Measure 'app:boot'", "Font font.woff2 (Example Sans)", "Decode hero.jpg"]
+    assert step["settle"].startswith("waited 512.3 ms after load for the page to settle (quiet")
+    assert [x["offset"] for x in step["marks"]][:4] == ["+332.4 ms", "+340.2 ms", "+345.2 ms",
+                                                        "+345.2 ms"]
+    assert step["marks"][1]["summary"] == "mark 'app:ready'"
 
 
 # ------------------------------------------------------------------------------- skipped

@@ -39,7 +39,12 @@ from whathappens.analysis.model import (
     VitalVerdict,
 )
 from whathappens.contract.document import JourneyDoc, SpanDoc
-from whathappens.contract.facts import BrowserFacts, BrowserMarkFacts, BrowserResourceFacts
+from whathappens.contract.facts import (
+    BrowserFacts,
+    BrowserMarkFacts,
+    BrowserResourceFacts,
+    BrowserStageFacts,
+)
 
 
 @dataclass(frozen=True)
@@ -136,8 +141,13 @@ def lcp_chain(span: SpanDoc, nav: float, lcp_at: float, facts: BrowserFacts) -> 
     before = [(c, f) for c, f in found if c.end_ms is not None and c.end_ms <= lcp_at]
     pick = before or found
     res = link(*pick[-1]) if pick else None
+    decodes = [c.duration_ms or 0.0 for c in span.children
+               if (f := c.facts_as(BrowserStageFacts)) is not None and f.stage == "image_decode"
+               and res is not None and f.url == url
+               and res.loaded_ms <= c.start_ms <= lcp_at]
     return LcpChain(element, url, nav, res, lcp_at,
-                    None if res is None else round(lcp_at - res.loaded_ms, 3))
+                    None if res is None else round(lcp_at - res.loaded_ms, 3),
+                    round(sum(decodes), 3) if decodes else None)
 
 
 def vital(t: Threshold, value: float | None, at_ms: float | None = None,

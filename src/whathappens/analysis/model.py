@@ -163,6 +163,10 @@ class LcpChain:
     painted_ms: float = field(metadata={"doc": "LCP, on the journey's clock"})
     render_delay_ms: float | None = field(
         metadata={"doc": "from the resource's last byte to the paint"})
+    decoded_ms: float | None = field(
+        default=None, metadata={"doc": "of that delay, the image's decode (Decode Image) "
+                                       "between its last byte and the paint, when the trace "
+                                       "ties one to the image"})
 
 
 @dataclass(frozen=True)

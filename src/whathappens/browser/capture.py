@@ -7,10 +7,16 @@ The only I/O of the browser phase: launch Chromium (``launch``), or borrow a run
    timing, connection and protocol, its bytes, its end) fed into ``network.NetworkLog``;
 2. ``Tracing.start`` with the timeline, loading, user-timing and screenshot categories,
    streamed (``transferMode: ReturnAsStream``);
-3. navigate, wait for ``load`` and a short settle (late layout shifts and LCP candidates);
-4. ``Tracing.end``, then the stream read back with ``IO.read`` in 1 MiB pieces, at most
+3. the live sources (``live.py``): ``Page.lifecycleEvent`` (paints, DOMContentLoaded, load)
+   and a PerformanceObserver in an isolated world of ours (LCP candidates, layout shifts,
+   long tasks, user timing), told to ``on_mark`` as they happen, for the live page;
+4. navigate, wait for ``load``, then settle until the page is quiet: no request in flight and
+   no new LCP candidate or layout shift for ``BrowserOptions.quiet`` seconds, at most
+   ``settle_max`` (late shifts and LCP candidates arrive after load); how long it took and
+   why it ended are recorded;
+5. ``Tracing.end``, then the stream read back with ``IO.read`` in 1 MiB pieces, at most
    ``max_trace_bytes``, parsed by ``trace.parse_trace`` at most ``max_trace_events``;
-5. the LCP element and moved elements described (``DOM.resolveNode``), the context closed.
+6. the LCP element and moved elements described (``DOM.resolveNode``), the context closed.
 
 Everything is bounded by one deadline (``BrowserOptions.timeout``): a page that never
 finishes loading is stopped, and what was recorded until then is still read. Past the
@@ -33,11 +39,14 @@ from whathappens.browser.chromium import (
     BrowserOptions,
     BrowserUnavailable,
     browser_env,
+    dropped_defaults,
     launch_args,
     launch_key,
     missing_reason,
     throwaway_home,
 )
+from whathappens.browser.live import BINDING, LIVE_WORLD, OBSERVER_JS, LiveMark, LiveMoments
+from whathappens.browser.netlog import Streams, events_in, netlog_constants, streams_from
 from whathappens.browser.network import EVENTS, NetworkLog, ResourceRecord
 from whathappens.browser.trace import NodeInfo, PageId, ParsedTrace, parse_trace, wanted_nodes
 
@@ -54,7 +63,12 @@ TRACE_CATEGORIES = [
 ]
 IO_CHUNK = 1024 * 1024
 MAX_NETLOG_BYTES = 32 * 1024 * 1024
+MAX_NETLOG_HEAD = 8 * 1024 * 1024    # where a NetLog's constants are, at its start
+# A warm browser's NetLog grows with every page (~0.2 MiB for the demo page): past this the
+# browser is replaced by a fresh one once no page is loading in it.
+WARM_NETLOG_ROTATE = 64 * 1024 * 1024
 TRACE_RESERVE_S = 3.0   # of the deadline, kept for ending the trace and reading it back
+SETTLE_POLL_S = 0.025   # how often the settle looks whether the page has gone quiet
 DESCRIBE = """function () {
   const el = this.nodeType === 1 ? this : this.parentElement;
   if (!el) return [String(this.nodeName).toLowerCase(), null];
@@ -89,6 +103,31 @@ class Chromium:
     _spare: asyncio.Future[tuple[BrowserContext, Page]] | None = None
     _spare_for: tuple[str | None, tuple[int, int]] | None = None
     _closing: set[asyncio.Future[Any]] = field(default_factory=set)
+    active: int = 0                   # pages loading in it now (a warm browser's)
+    _constants: dict[str, Any] | None = None   # its NetLog's constants, read once
+
+    def netlog_size(self) -> int | None:
+        """How far Chromium has written its NetLog (None: it writes none)."""
+        try:
+            return self.netlog_path.stat().st_size if self.netlog_path is not None else None
+        except OSError:
+            return None
+
+    def streams_since(self, offset: int) -> Streams | None:
+        """A running browser's HTTP/2 streams from the part of its NetLog written since
+        ``offset`` (at most MAX_NETLOG_BYTES of it); None when it cannot be read."""
+        if self.netlog_path is None:
+            return None
+        try:
+            with self.netlog_path.open("rb") as f:
+                if not self._constants:  # written first, at launch; read once found
+                    self._constants = netlog_constants(
+                        f.read(MAX_NETLOG_HEAD).decode("utf-8", "replace"))
+                f.seek(offset)
+                piece = f.read(MAX_NETLOG_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return None
+        return streams_from(self._constants, events_in(piece)) if self._constants else None
 
     async def page_for(self, options: BrowserOptions) -> tuple[BrowserContext, Page]:
         """A fresh context and page: the spare one if it was made for these options."""
@@ -128,7 +167,8 @@ class Chromium:
                 await asyncio.wait_for(self.browser.close(), 10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.playwright.stop(), 10)
-            self.netlog = _read_bounded(self.netlog_path)
+            if not self.warm:  # a warm one was read as it went (streams_since)
+                self.netlog = _read_bounded(self.netlog_path)
         finally:
             self._home.close()
 
@@ -190,7 +230,8 @@ async def launch(options: BrowserOptions, *, netlog: bool = False) -> Chromium:
         browser = await pw.chromium.launch(
             executable_path=options.executable, args=args, headless=True,
             env=dict[str, str | float | bool](browser_env(home)),
-            timeout=options.timeout * 1000, handle_sigint=False)
+            ignore_default_args=dropped_defaults(), timeout=options.timeout * 1000,
+            handle_sigint=False)
     except BaseException:
         with contextlib.suppress(Exception):
             await pw.stop()
@@ -218,6 +259,7 @@ class WarmBrowser:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self._rotating: asyncio.Future[None] | None = None
 
     @property
     def started(self) -> bool:
@@ -246,10 +288,13 @@ class WarmBrowser:
             if self.chromium is not None:
                 await self.chromium.close()
             self.chromium = None
-            chromium = await launch(self.options)
-            chromium.warm = True
-            chromium.open_spare(self.options)
-            self.chromium = chromium
+            self.chromium = await self._launch()
+
+    async def _launch(self) -> Chromium:
+        chromium = await launch(self.options, netlog=True)
+        chromium.warm = True
+        chromium.open_spare(self.options)
+        return chromium
 
     def serves(self, options: BrowserOptions) -> bool:
         """Whether a journey with these options can use this browser as it runs."""
@@ -257,12 +302,45 @@ class WarmBrowser:
                 and self.chromium.key == launch_key(options))
 
     async def load(self, url: str, options: BrowserOptions, origin_ns: int, deadline: float,
-                   on_done: Callable[[ResourceRecord], None] | None = None) -> Capture:
+                   on_done: Callable[[ResourceRecord], None] | None = None,
+                   on_mark: Callable[[LiveMark], None] | None = None) -> Capture:
         """``load_page`` in a fresh context of the warm browser."""
+        return await self._call(self._load(url, options, origin_ns, deadline, on_done,
+                                           on_mark))
+
+    async def _load(self, url: str, options: BrowserOptions, origin_ns: int, deadline: float,
+                    on_done: Callable[[ResourceRecord], None] | None,
+                    on_mark: Callable[[LiveMark], None] | None) -> Capture:
         chromium = self.chromium
         if chromium is None:
             raise RuntimeError("the warm browser is not running")
-        return await self._call(load_page(chromium, url, options, origin_ns, deadline, on_done))
+        chromium.active += 1
+        try:
+            return await load_page(chromium, url, options, origin_ns, deadline, on_done,
+                                   on_mark)
+        finally:
+            chromium.active -= 1
+            size = chromium.netlog_size()
+            if (chromium is self.chromium and size is not None and size > WARM_NETLOG_ROTATE
+                    and self._rotating is None):
+                self._rotating = asyncio.ensure_future(self._rotate(chromium))
+
+    async def _rotate(self, old: Chromium) -> None:
+        """A fresh browser (and NetLog) in place of ``old``, which is closed once the pages
+        loading in it are done: the NetLog of a long-running ``serve`` stays bounded."""
+        try:
+            self.chromium = await self._launch()
+        except Exception:  # keep the old one: its pages still load, their streams unknown
+            self._rotating = None
+            return
+        try:
+            while old.active:
+                await asyncio.sleep(0.1)
+        finally:  # also when the warm browser is closed meanwhile
+            with contextlib.suppress(Exception):
+                await old.close()
+            self._rotating = None
+
 
     async def close(self) -> None:
         if self._loop is None:
@@ -277,6 +355,10 @@ class WarmBrowser:
         loop.close()
 
     async def _close(self) -> None:
+        if self._rotating is not None:
+            self._rotating.cancel()
+            with contextlib.suppress(BaseException):
+                await self._rotating
         if self.chromium is not None:
             chromium, self.chromium = self.chromium, None
             await chromium.close()
@@ -297,33 +379,45 @@ class Capture:
     stopped: str | None = None      # why the page was stopped before it finished
     notes: list[str] = field(default_factory=list)
     netlog: str | None = None       # a cold browser's NetLog (HTTP/2 streams)
+    streams: Streams | None = None  # a warm browser's: from its NetLog as it is written
+    settle_ms: float | None = None  # waited after load for the page to be quiet …
+    settle_ended: str | None = None  # … and why the wait ended
 
 
 async def load_page(chromium: Chromium, url: str, options: BrowserOptions, origin_ns: int,
                     deadline: float,
-                    on_done: Callable[[ResourceRecord], None] | None = None) -> Capture:
+                    on_done: Callable[[ResourceRecord], None] | None = None,
+                    on_mark: Callable[[LiveMark], None] | None = None) -> Capture:
     """Load ``url`` in a fresh context of ``chromium``; ``deadline`` is ``time.monotonic()``
     by which everything, the trace's read-back included, is over. ``on_done`` hears of each
-    request as it ends."""
+    request as it ends, ``on_mark`` of each moment seen live (``live.py``)."""
+    netlog_at = chromium.netlog_size() if chromium.warm else None
     context, page = await chromium.page_for(options)
     try:
         cdp = await context.new_cdp_session(page)
         log = NetworkLog(origin_ns, options.max_requests, options.max_bytes, on_done=on_done)
         capture = Capture(log, PageId(url))
-        over = asyncio.Event()
+        watch = _Watch(cdp, log, LiveMoments(origin_ns))
+        watch.moments.on_mark = watch.heard(on_mark)
         for method in EVENTS:
-            cdp.on(method, _feeder(log, method, over))
+            cdp.on(method, _feeder(log, method, watch))
         if options.trace_id:
             await _trace_requests(cdp, options.trace_id, log)
+        await watch.start()
         await cdp.send("Network.enable")
         await cdp.send("Tracing.start", {
             "transferMode": "ReturnAsStream", "streamFormat": "json",
             "traceConfig": {"includedCategories": TRACE_CATEGORIES,
                             "recordMode": "recordAsMuchAsPossible"}})
-        await _navigate(page, cdp, url, capture, over, deadline, options.settle)
+        await _navigate(page, cdp, url, capture, watch, deadline)
+        if capture.load_error is None and capture.stopped is None:
+            await _settle(cdp, capture, watch, options, deadline)
+        await watch.close()
         capture.trace, capture.trace_bytes = await _read_trace(cdp, options, deadline)
         _name_the_page(capture)
         capture.nodes = await _describe(cdp, wanted_nodes(capture.trace.events), deadline)
+        if netlog_at is not None:  # read after the trace: the NetLog's last batch is written
+            capture.streams = chromium.streams_since(netlog_at)
         return capture
     finally:
         if chromium.warm:
@@ -363,11 +457,81 @@ async def _continue(cdp: CDPSession, request_id: str, headers: list[dict[str, st
         await cdp.send("Fetch.continueRequest", {"requestId": request_id, "headers": headers})
 
 
-def _feeder(log: NetworkLog, method: str, over: asyncio.Event) -> Any:
+class _Watch:
+    """The live sources of one load (``live.py``) and when the page last did something: a
+    request sent, a byte received or a request ended, an LCP candidate or a layout shift
+    (``time.monotonic()`` when we heard of it)."""
+
+    def __init__(self, cdp: CDPSession, log: NetworkLog, moments: LiveMoments) -> None:
+        self.cdp, self.log, self.moments = cdp, log, moments
+        self.over = asyncio.Event()
+        self.last_network = self.last_visual = time.monotonic()
+        self._asking: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Before the navigation: the main frame, lifecycle events, the observer's world."""
+        tree = await self.cdp.send("Page.getFrameTree")
+        self.moments.frame_id = str(tree["frameTree"]["frame"]["id"])
+        self.cdp.on("Page.lifecycleEvent", self.moments.lifecycle)
+        self.cdp.on("Runtime.bindingCalled", self.binding)
+        await self.cdp.send("Page.enable")
+        await self.cdp.send("Page.setLifecycleEventsEnabled", {"enabled": True})
+        await self.cdp.send("Runtime.enable")
+        await self.cdp.send("Runtime.addBinding", {"name": BINDING,
+                                                   "executionContextName": LIVE_WORLD})
+        await self.cdp.send("Page.addScriptToEvaluateOnNewDocument",
+                            {"source": OBSERVER_JS, "worldName": LIVE_WORLD})
+
+    def heard(self, on_mark: Callable[[LiveMark], None] | None) -> Callable[[LiveMark], None]:
+        def tell(mark: LiveMark) -> None:
+            if mark.mark in ("lcp", "layout_shift"):
+                self.last_visual = time.monotonic()
+            if on_mark is not None:
+                on_mark(mark)
+        return tell
+
+    def network(self, method: str, params: dict[str, Any]) -> None:
+        self.last_network = time.monotonic()
+        if method == "Network.requestWillBeSent":
+            self.moments.navigation(params)
+
+    def binding(self, params: dict[str, Any]) -> None:
+        self.moments.binding(params)
+        origin = self.moments.wants_navigation_start
+        if origin is not None and self._asking is None:
+            self._asking = asyncio.ensure_future(self._navigation_start(origin))
+
+    async def _navigation_start(self, origin: float) -> None:
+        """The document's navigationStart on CLOCK_MONOTONIC (``Performance.getMetrics``),
+        asked once a report of that document has arrived, so it is that document's."""
+        try:
+            await self.cdp.send("Performance.enable")
+            metrics = await self.cdp.send("Performance.getMetrics")
+            values = {m.get("name"): m.get("value") for m in metrics.get("metrics", [])}
+            start = values.get("NavigationStart")
+            self.moments.set_navigation_start(start if isinstance(start, float) else None,
+                                              origin)
+        except Exception:  # the page or its session is gone: the live marks stay unplaced
+            return
+        finally:
+            self._asking = None
+        again = self.moments.wants_navigation_start
+        if again is not None and again != origin:
+            self._asking = asyncio.ensure_future(self._navigation_start(again))
+
+    async def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+            with contextlib.suppress(BaseException):
+                await self._asking
+
+
+def _feeder(log: NetworkLog, method: str, watch: _Watch) -> Any:
     def feed(params: dict[str, Any]) -> None:
         log.feed(method, params)
+        watch.network(method, params)
         if log.over_budget is not None:
-            over.set()
+            watch.over.set()
     return feed
 
 
@@ -376,10 +540,10 @@ def _left(deadline: float, reserve: float = 0.0) -> float:
 
 
 async def _navigate(page: Page, cdp: CDPSession, url: str, capture: Capture,
-                    over: asyncio.Event, deadline: float, settle: float) -> None:
+                    watch: _Watch, deadline: float) -> None:
     budget = _left(deadline, TRACE_RESERVE_S)
     nav = asyncio.ensure_future(page.goto(url, wait_until="load", timeout=budget * 1000))
-    stop = asyncio.ensure_future(over.wait())
+    stop = asyncio.ensure_future(watch.over.wait())
     done, _ = await asyncio.wait({nav, stop}, timeout=budget + 1,
                                  return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
@@ -405,14 +569,41 @@ async def _navigate(page: Page, cdp: CDPSession, url: str, capture: Capture,
             await cdp.send("Page.stopLoading")
         with contextlib.suppress(BaseException):
             await nav
-    if capture.load_error is None and capture.stopped is None:
-        # Late layout shifts and LCP candidates arrive after load.
+
+
+async def _settle(cdp: CDPSession, capture: Capture, watch: _Watch, options: BrowserOptions,
+                  deadline: float) -> None:
+    """After load, wait until the page is quiet: no request in flight, and no new LCP
+    candidate or layout shift heard, for ``options.quiet`` seconds (late shifts and LCP
+    candidates arrive after load). At most ``options.settle_max``, and never into the time
+    kept for the trace; the page's budget running out ends it too."""
+    started = time.monotonic()
+    bound = min(options.settle_max, _left(deadline, TRACE_RESERVE_S))
+    quiet_ms = round(options.quiet * 1000)
+    while True:
+        now = time.monotonic()
+        calm = now - max(watch.last_network, watch.last_visual, started)
+        if watch.over.is_set():
+            capture.settle_ended = "the page's budget ran out"
+            break
+        if watch.log.in_flight == 0 and calm >= options.quiet:
+            capture.settle_ended = (f"quiet: no request in flight and no new LCP candidate "
+                                    f"or layout shift for {quiet_ms} ms")
+            break
+        if now - started >= bound:
+            open_now = watch.log.in_flight
+            capture.settle_ended = (
+                f"its bound of {bound:.1f} s" + (f", with {open_now} request"
+                                                 f"{'s' if open_now != 1 else ''} still in "
+                                                 "flight" if open_now else ""))
+            break
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(over.wait(), min(settle, _left(deadline, TRACE_RESERVE_S)))
-        if capture.network.over_budget:
-            capture.stopped = capture.network.over_budget
-            with contextlib.suppress(Exception):
-                await cdp.send("Page.stopLoading")
+            await asyncio.wait_for(watch.over.wait(), SETTLE_POLL_S)
+    capture.settle_ms = round((time.monotonic() - started) * 1000, 3)
+    if capture.network.over_budget:
+        capture.stopped = capture.network.over_budget
+        with contextlib.suppress(Exception):
+            await cdp.send("Page.stopLoading")
 
 
 def _first_line(text: str) -> str:

@@ -65,6 +65,11 @@ class NetworkLog:
             record.facts.decoded_bytes = self._decoded.get(record.request_id)
             self.on_done(record)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet ended (finished, failed or redirected)."""
+        return len(self._live)
+
     def ns(self, seconds: float) -> int:
         return round(seconds * 1e9) - self.origin_ns
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from whathappens.browser.capture import Capture, WarmBrowser, launch, load_page
 from whathappens.browser.chromium import BrowserOptions, BrowserUnavailable
+from whathappens.browser.live import LiveMark
 from whathappens.browser.netlog import assign_streams, h2_streams
 from whathappens.browser.network import ResourceRecord
 from whathappens.browser.trace import TraceResult, analyze
@@ -31,9 +32,10 @@ from whathappens.contract.facts import (
     BrowserStageFacts,
     Facts,
 )
+from whathappens.journey import Span
 
 if TYPE_CHECKING:
-    from whathappens.journey import Journey, Span
+    from whathappens.journey import Journey
 
 __all__ = ["BrowserOptions", "WarmBrowser", "after_journey", "browser_phase"]
 
@@ -93,14 +95,15 @@ async def _load(journey: Journey, span: Span[BrowserFacts], url: str, options: B
     if warm is not None and warm.serves(options):
         facts.warm = facts.launch_ms is None
         span.actor = facts.browser = warm.version
-        return await warm.load(url, options, journey.clock.origin_ns, deadline, live.done)
+        return await warm.load(url, options, journey.clock.origin_ns, deadline, live.done,
+                               live.mark)
     started = journey.clock.now()
     chromium = await launch(options, netlog=True)
     facts.launch_ms = ms(journey.clock.now() - started)
     span.actor = facts.browser = chromium.version
     try:
         capture = await load_page(chromium, url, options, journey.clock.origin_ns, deadline,
-                                  on_done=live.done)
+                                  on_done=live.done, on_mark=live.mark)
     finally:
         await chromium.close()  # inside the phase: its NetLog is complete once it has closed
     capture.netlog = chromium.netlog
@@ -122,7 +125,12 @@ def net_error_words(error: str) -> str:
 
 class _LiveResources:
     """Each request's span as soon as it ends, told to the journey's listener (the live
-    page streams them); the trace's facts (render-blocking) are added when the load is over."""
+    page streams them); the trace's facts (render-blocking) are added when the load is over.
+
+    The page's moments seen live (``live.LiveMark``: paints, DOMContentLoaded, load, LCP
+    candidates, layout shifts, long tasks, user timing) are told to the listener too, as
+    spans that are not kept: the journey's own marks and stages come from the trace, exact
+    and complete, once the load is over."""
 
     def __init__(self, journey: Journey, span: Span[BrowserFacts]) -> None:
         self.journey, self.span = journey, span
@@ -131,6 +139,22 @@ class _LiveResources:
     def done(self, record: ResourceRecord) -> None:
         child = self.add(record)
         self.journey.ended(child)
+
+    def mark(self, mark: LiveMark) -> None:
+        facts: Facts
+        if mark.mark in ("long_task", "user_measure"):
+            name = "browser.stage"
+            facts = BrowserStageFacts(stage=mark.mark, event="PerformanceObserver",
+                                      name=mark.name)
+        else:
+            name = "browser.mark"
+            facts = BrowserMarkFacts(mark=mark.mark, element=mark.element, url=mark.url,
+                                     value=mark.value if mark.mark == "layout_shift" else None,
+                                     name=mark.name)
+        start = max(mark.t_ns, self.span.start_ns)
+        end = max(mark.end_ns if mark.end_ns is not None else start, start)
+        self.journey.ended(Span(name=name, step="browser", actor="Chromium renderer",
+                                layer="application", start_ns=start, end_ns=end, facts=facts))
 
     def add(self, record: ResourceRecord) -> Span[BrowserResourceFacts]:
         found = self.spans.get(id(record))
@@ -157,9 +181,11 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
     facts.navigation_start_ms = ms(nav_ns)
     if capture.netlog is not None:
         assign_streams(records, h2_streams(capture.netlog))
+    elif capture.streams is not None:
+        assign_streams(records, capture.streams)
     elif any(r.facts.protocol == "h2" for r in records):
-        facts.notes.append("HTTP/2 stream ids are known only when the browser was launched "
-                           "for this journey (a warm browser's NetLog is not complete)")
+        facts.notes.append("HTTP/2 stream ids are unknown: Chromium's NetLog could not be "
+                           "read")
     for r in records:  # the requests still open, and the trace's word on each
         r.facts.render_blocking = result.render_blocking.get(r.request_id,
                                                              r.facts.render_blocking)
@@ -171,6 +197,7 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
     _stages(journey, span, result)
     _marks(journey, span, result)
     _page_numbers(facts, result, nav_ns)
+    facts.settle_ms, facts.settle_ended = capture.settle_ms, capture.settle_ended
     facts.requests = len(records)
     facts.bytes_on_wire = sum(r.facts.encoded_bytes or 0 for r in records)
     document = next((r for r in reversed(records) if r.facts.navigation), None)
@@ -180,6 +207,9 @@ def _record(journey: Journey, span: Span[BrowserFacts], capture: Capture,
         facts.trace_events, facts.trace_bytes = capture.trace.seen, capture.trace_bytes
         if capture.trace.truncated:
             facts.notes.append(capture.trace.truncated)
+    if result.work_dropped:
+        facts.notes.append(f"{result.work_dropped} later font loads, image decodes and "
+                           "measures left out")
     if result.stages_dropped:
         facts.notes.append(f"{result.stages_dropped} later rendering stages left out")
     if result.shifts_dropped:
@@ -222,8 +252,9 @@ def _host(url: str) -> str:
 
 
 def _stages(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> None:
-    for s in result.stages:
-        facts = BrowserStageFacts(stage=s.stage, event=s.event, url=s.url, count=s.count)
+    for s in sorted(result.stages + result.work, key=lambda s: (s.start_ns, s.end_ns)):
+        facts = BrowserStageFacts(stage=s.stage, event=s.event, url=s.url, count=s.count,
+                                  name=s.name)
         child = _child(journey, span, "browser.stage", "Chromium renderer", facts, s.start_ns)
         journey.end(child, s.end_ns)
         journey.ended(child)  # the live page shows it (the trace is read after the load)
@@ -232,7 +263,8 @@ def _stages(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> 
 def _marks(journey: Journey, span: Span[BrowserFacts], result: TraceResult) -> None:
     for m in result.marks:
         facts = BrowserMarkFacts(mark=m.mark, element=m.element, url=m.url,
-                                 value=m.value if m.mark == "layout_shift" else None)
+                                 value=m.value if m.mark == "layout_shift" else None,
+                                 name=m.name)
         journey.ended(journey.end(_child(journey, span, "browser.mark", "Chromium renderer",
                                          facts, m.t_ns), m.t_ns))
     for shift in result.layout_shifts:

@@ -13,7 +13,14 @@ over 50 ms) and stops at a cap, so a hostile page cannot make us hold an unbound
   style, ``Layout``, ``PrePaint``, ``Paint``, ``Layerize``, ``Commit``, ``DrawFrame`` →
   composite, ``EvaluateScript`` → script, ``RunTask`` over 50 ms → long_task), adjacent ones
   of the same stage merged;
-- marks: first paint, FCP, the last LCP candidate, DOMContentLoaded, load, layout shifts;
+- what the page waited on or timed itself (``work``): each web font's load
+  (``BeginRemoteFontLoad`` → ``RemoteFontLoaded`` of the same URL), each image decode
+  (``Decode Image``; its image found through the ``Decode LazyPixelRef`` around it, whose id
+  a ``Draw LazyPixelRef`` inside a main-thread ``PaintImage`` carries with the image's URL),
+  and each ``performance.measure`` (a ``blink.user_timing`` async begin/end pair);
+- marks: first paint, FCP, the last LCP candidate, DOMContentLoaded, load, layout shifts,
+  the page's own ``performance.mark``s (``blink.user_timing`` instant events; Chromium's
+  navigation-timing marks in that category are ``R`` events, left out);
   CLS is the largest session window of shifts (Layout Instability API: shifts less than 1 s
   apart, a window at most 5 s long; shifts right after input do not count);
 - the filmstrip: ``Screenshot`` events (JPEG, one per visual change), at most ``max_frames``
@@ -60,8 +67,14 @@ MARKS = {
     "LayoutShift": "layout_shift",
 }
 OTHER = {"Screenshot", "ResourceSendRequest", "navigationStart", "RunTask"}
-KEPT = frozenset(STAGES) | frozenset(MARKS) | OTHER
+FONTS = {"BeginRemoteFontLoad", "RemoteFontLoaded"}
+DECODES = {"Decode Image", "Decode LazyPixelRef", "Draw LazyPixelRef", "PaintImage"}
+KEPT = frozenset(STAGES) | frozenset(MARKS) | OTHER | FONTS | DECODES
+USER_TIMING = "blink.user_timing"
 MAX_STAGES = 300           # stage spans kept after merging (the earliest: the critical path)
+MAX_WORK = 100             # font loads, image decodes and measures listed (the earliest)
+MAX_USER_MARKS = 50        # performance.mark()s listed (the earliest)
+MAX_LINKED = 1000          # paint and decode events looked at to link a decode to its image
 MAX_SHIFTS = 100           # layout shifts listed (all of them count in CLS)
 SESSION_GAP_US = 1_000_000  # Layout Instability: a session window ends after 1 s without shifts
 SESSION_MAX_US = 5_000_000  # … or when it is 5 s long
@@ -81,7 +94,9 @@ def _wanted(event: Any) -> bool:
     name = event.get("name")
     if name == "RunTask":
         return bool(event.get("dur", 0) > LONG_TASK_US)
-    return name in KEPT
+    if name in KEPT:
+        return True
+    return event.get("cat") == USER_TIMING and event.get("ph") in ("I", "b", "e")
 
 
 def parse_trace(text: str, max_events: int) -> ParsedTrace:
@@ -134,6 +149,7 @@ class StageRecord:
     end_ns: int
     url: str | None = None
     count: int = 1
+    name: str | None = None
 
 
 @dataclass
@@ -143,6 +159,7 @@ class MarkRecord:
     element: str | None = None
     url: str | None = None
     value: float | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -160,6 +177,8 @@ class TraceResult:
     navigation_start_ns: int | None = None
     stages: list[StageRecord] = field(default_factory=list)
     stages_dropped: int = 0
+    work: list[StageRecord] = field(default_factory=list)   # fonts, decodes, measures
+    work_dropped: int = 0
     shifts_dropped: int = 0                     # counted in CLS, not listed
     marks: list[MarkRecord] = field(default_factory=list)
     layout_shifts: list[LayoutShiftFacts] = field(default_factory=list)
@@ -240,7 +259,10 @@ def analyze(events: list[Event], page: PageId, origin_ns: int, *, max_frames: in
         out.navigation_start_ns = ns(float(nav[-1]["ts"]))
     out.stages, out.stages_dropped = _stages(ours, tid, ns)
     out.long_tasks = sum(1 for s in out.stages if s.stage == "long_task")
-    out.marks = _marks(ours, page, ns, nodes)
+    out.marks = _marks(ours, page, ns, nodes) + user_marks(ours, page, ns)
+    work = sorted(font_loads(ours, ns) + image_decodes(ours, ns) + user_measures(ours, ns),
+                  key=lambda w: (w.start_ns, w.end_ns))
+    out.work, out.work_dropped = work[:MAX_WORK], max(len(work) - MAX_WORK, 0)
     shifts = _shifts(ours, page, ns, nodes)
     out.cls = cumulative_layout_shift(shifts) if out.marks else None
     out.layout_shifts, out.shifts_dropped = shifts[:MAX_SHIFTS], max(len(shifts) - MAX_SHIFTS, 0)
@@ -345,6 +367,96 @@ def _shifts(ours: list[Event], page: PageId, ns: Clock,
             t_ms=round(ns(float(e["ts"])) / 1e6, 3), score=round(float(score), 6),
             had_recent_input=bool(data.get("had_recent_input")), moved=moved))
     return shifts
+
+
+def font_loads(ours: list[Event], ns: Clock) -> list[StageRecord]:
+    """Each web font from the request Blink began (``BeginRemoteFontLoad``) to the font
+    being ready (``RemoteFontLoaded``, which names its family); one never loaded ends where
+    it began."""
+    out: list[StageRecord] = []
+    open_: dict[str, StageRecord] = {}
+    for e in sorted(ours, key=lambda e: float(e.get("ts", 0))):
+        args = e.get("args") or {}
+        url = str(args.get("url") or "")[:2000] or None
+        if e.get("name") == "BeginRemoteFontLoad" and url:
+            start = ns(float(e["ts"]))
+            record = StageRecord("font_load", "BeginRemoteFontLoad", start, start, url,
+                                 name=None)
+            open_[url] = record
+            out.append(record)
+        elif e.get("name") == "RemoteFontLoaded" and url and url in open_:
+            record = open_.pop(url)
+            record.end_ns = max(ns(float(e["ts"])), record.start_ns)
+            record.event = "BeginRemoteFontLoad → RemoteFontLoaded"
+            family = args.get("name")
+            record.name = str(family)[:200] if family else None
+    return out
+
+
+def _within(outer: Event, inner: Event) -> bool:
+    start, ts = float(outer.get("ts", 0)), float(inner.get("ts", 0))
+    return outer.get("tid") == inner.get("tid") and start <= ts <= start + float(
+        outer.get("dur", 0))
+
+
+def image_decodes(ours: list[Event], ns: Clock) -> list[StageRecord]:
+    """Each ``Decode Image``, with the image it decoded when the trace links it: a decode on
+    a raster thread runs inside a ``Decode LazyPixelRef`` whose id a ``Draw LazyPixelRef``
+    inside the main thread's ``PaintImage`` of that image carries; a decode on the main
+    thread runs inside the ``PaintImage`` itself."""
+    paints = [e for e in ours if e.get("name") == "PaintImage"][:MAX_LINKED]
+    by_ref: dict[Any, str] = {}
+    for draw in [e for e in ours if e.get("name") == "Draw LazyPixelRef"][:MAX_LINKED]:
+        paint = next((p for p in paints if _within(p, draw)), None)
+        if paint is not None and _data(paint).get("url"):
+            by_ref[(draw.get("args") or {}).get("LazyPixelRef")] = str(_data(paint)["url"])
+    lazies = [e for e in ours if e.get("name") == "Decode LazyPixelRef"][:MAX_LINKED]
+    out: list[StageRecord] = []
+    for e in [e for e in ours if e.get("name") == "Decode Image"][:MAX_WORK]:
+        url = None
+        lazy = next((z for z in lazies if _within(z, e)), None)
+        if lazy is not None:
+            url = by_ref.get((lazy.get("args") or {}).get("LazyPixelRef"))
+        else:
+            paint = next((p for p in paints if _within(p, e)), None)
+            url = str(_data(paint).get("url") or "") or None if paint is not None else None
+        start = ns(float(e["ts"]))
+        kind = (e.get("args") or {}).get("imageType")
+        out.append(StageRecord("image_decode", "Decode Image", start,
+                               start + round(float(e.get("dur", 0)) * 1000),
+                               url[:2000] if url else None,
+                               name=str(kind)[:40] if kind else None))
+    return out
+
+
+def user_marks(ours: list[Event], page: PageId, ns: Clock) -> list[MarkRecord]:
+    """The page's own ``performance.mark()``s (User Timing), the earliest MAX_USER_MARKS."""
+    out = [MarkRecord("user_mark", ns(float(e["ts"])), name=str(e.get("name"))[:200])
+           for e in ours if e.get("cat") == USER_TIMING and e.get("ph") == "I"
+           and _ours(e, page)]
+    return sorted(out, key=lambda m: m.t_ns)[:MAX_USER_MARKS]
+
+
+def user_measures(ours: list[Event], ns: Clock) -> list[StageRecord]:
+    """The page's own ``performance.measure()``s: begin and end events paired by id."""
+    def key(e: Event) -> tuple[str, str]:
+        ident = e.get("id2") or e.get("id") or ""
+        return str(e.get("name")), json.dumps(ident, sort_keys=True, default=str)
+
+    begun: dict[tuple[str, str], Event] = {}
+    out: list[StageRecord] = []
+    for e in sorted(ours, key=lambda e: float(e.get("ts", 0))):
+        if e.get("cat") != USER_TIMING:
+            continue
+        if e.get("ph") == "b":
+            begun[key(e)] = e
+        elif e.get("ph") == "e" and key(e) in begun:
+            b = begun.pop(key(e))
+            start = ns(float(b["ts"]))
+            out.append(StageRecord("user_measure", "performance.measure", start,
+                                   max(ns(float(e["ts"])), start),
+                                   name=str(e.get("name"))[:200]))
+    return out
 
 
 def cumulative_layout_shift(shifts: list[LayoutShiftFacts]) -> float:

@@ -662,6 +662,13 @@ class BrowserFacts(Facts):
     notes: list[str] = field(default_factory=list,
                              metadata=doc("what to know when reading these numbers: a cut "
                                           "trace, a stopped page, stages left out"))
+    settle_ms: float | None = field(
+        default=None, metadata=doc("how long the capture waited after load for the page to "
+                                   "be quiet (late LCP candidates and layout shifts), ms"))
+    settle_ended: str | None = field(
+        default=None, metadata=doc("why that wait ended: quiet (no request in flight and no "
+                                   "new LCP candidate or layout shift for a while), its "
+                                   "bound, or the page's budget"))
 
 
 @dataclass(kw_only=True)
@@ -722,13 +729,19 @@ class BrowserResourceFacts(Facts):
 class BrowserStageFacts(Facts):
     """One step of the critical rendering path, script work or a long task, from the trace:
     ParseHTML (DOM), ParseAuthorStyleSheet (CSSOM), UpdateLayoutTree (style), Layout,
-    PrePaint, Paint, Layerize, Commit, DrawFrame (composite), EvaluateScript, long task."""
+    PrePaint, Paint, Layerize, Commit, DrawFrame (composite), EvaluateScript, long task; and
+    what the page waited on or asked for: a web font's load (BeginRemoteFontLoad →
+    RemoteFontLoaded), an image's decode (Decode Image), a performance.measure."""
 
     stage: str = field(default="", metadata=doc("dom | cssom | style | layout | prepaint | "
                                                 "paint | layerize | commit | composite | "
-                                                "script | long_task"))
+                                                "script | long_task | font_load | "
+                                                "image_decode | user_measure"))
     event: str = field(default="", metadata=doc("the trace event's name"))
-    url: str | None = field(default=None, metadata=doc("the stylesheet or script, when one"))
+    url: str | None = field(default=None, metadata=doc("the stylesheet, script, font or "
+                                                       "image, when one"))
+    name: str | None = field(default=None, metadata=doc("a performance.measure's name, a "
+                                                        "font's family, an image's type"))
     count: int = field(default=1, metadata=doc("events of this stage merged into the span "
                                                "(adjacent ones, to keep the tree readable)"))
 
@@ -736,13 +749,14 @@ class BrowserStageFacts(Facts):
 @dataclass(kw_only=True)
 class BrowserMarkFacts(Facts):
     """A moment of the page's life (a zero-length span): first paint, FCP, LCP,
-    DOMContentLoaded, load, a layout shift."""
+    DOMContentLoaded, load, a layout shift, a mark the page made (User Timing)."""
 
     mark: str = field(default="", metadata=doc("first_paint | fcp | lcp | dom_content_loaded "
-                                               "| load | layout_shift"))
+                                               "| load | layout_shift | user_mark"))
     element: str | None = None
     url: str | None = None
     value: float | None = field(default=None, metadata=doc("a layout shift's score"))
+    name: str | None = field(default=None, metadata=doc("a performance.mark's name"))
 
 
 # The facts class of every span name; "server.<kind>" spans all use ServerFacts.

@@ -54,7 +54,10 @@ CHANGELOG = (
     "block sizes) and chunked (an HTTP/1.1 chunked body's chunks as they arrived), both only "
     "when there is something to say; dns attrs from_host_cache (a second lookup answered "
     "from the journey's own host cache); analysis.timing_guide (rules of thumb beside this "
-    "journey's figures); analysis.resolver_cache entries carry the TTL evidence.",
+    "journey's figures); analysis.resolver_cache entries carry the TTL evidence"
+    "; the browser phase: browser.settle_ms and settle_ended (the measured wait after "
+    "load); browser.stage font_load, image_decode, user_measure and its name; browser.mark "
+    "user_mark and its name; analysis.browser.lcp_chain.decoded_ms.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",

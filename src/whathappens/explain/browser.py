@@ -66,6 +66,30 @@ STAGES: dict[str, StageText] = {
         "input and rendering wait behind it."),
 }
 
+# What the page waited on or timed itself, shown beside the rendering path. ``{what}`` is the
+# font, image or measure, ``{took}`` its time, ``{at}`` when it began.
+ASIDES: dict[str, StageText] = {
+    "font_load": StageText(
+        "Font", "a web font is fetched and made ready",
+        "The web font {what} took {took} from the moment the browser asked for it ({at}) to "
+        "being ready; text in it is drawn in a fallback font meanwhile (font-display: swap) "
+        "or not at all (block)."),
+    "image_decode": StageText(
+        "Decode", "an image's compressed bytes are turned into pixels",
+        "{what} was decoded in {took} at {at}: the image's bytes became pixels, often on a "
+        "raster thread, before it could be drawn."),
+    "user_measure": StageText(
+        "Measure", "a stretch the page timed itself (performance.measure)",
+        "The page's own measure {what} lasted {took}, from {at}."),
+    "user_mark": StageText(
+        "Mark", "a moment the page marked itself (performance.mark)",
+        "The page marked {what} at {at}."),
+}
+LIVE_NOTE = ("While the page loads, its moments arrive live from Chromium's own events; the "
+             "report's values come from the trace, read once the page is done.")
+SETTLE_NOTE = ("After load the capture waits for the page to go quiet, because late layout "
+               "shifts and LCP candidates still arrive after it.")
+
 BROWSER_NOTE = ("The same URL, loaded in headless Chromium after the network journey, on the "
                 "journey's own clock (Chromium's trace and CDP timestamps are the same "
                 "monotonic clock). Times marked + count from the navigation's start.")

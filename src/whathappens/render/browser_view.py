@@ -23,7 +23,7 @@ medium; strings are the journey's own, made safe by each renderer at its exit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from whathappens.analysis.browser import BLOCKING, browser_analysis, moment, navigation_start
@@ -31,10 +31,11 @@ from whathappens.analysis.model import BrowserAnalysis, ChainLink, VitalVerdict
 from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import (
     BrowserFacts,
+    BrowserMarkFacts,
     BrowserResourceFacts,
     BrowserStageFacts,
 )
-from whathappens.explain.browser import SKIPPED_HINT, STAGES
+from whathappens.explain.browser import ASIDES, SKIPPED_HINT, STAGES
 from whathappens.render.format import ms, size
 from whathappens.render.steps import Problem, Timing, problem, timing
 
@@ -230,7 +231,8 @@ def times(n: int) -> str:
 def stage_rows(span: SpanDoc, nav: float | None, fcp_at: float | None) -> list[StageRow]:
     out: list[StageRow] = []
     stages = sorted(((c, f) for c in span.children
-                     if (f := c.facts_as(BrowserStageFacts)) is not None),
+                     if (f := c.facts_as(BrowserStageFacts)) is not None
+                     and f.stage not in ASIDES),
                     key=lambda x: (x[0].start_ms, x[0].id))
     for c, f in stages:
         text = STAGES.get(f.stage)
@@ -242,6 +244,53 @@ def stage_rows(span: SpanDoc, nav: float | None, fcp_at: float | None) -> list[S
                             text.does if text else "", f.event, f.url or "", f.count, words,
                             fcp_at is None or c.start_ms <= fcp_at))
     return out
+
+
+# ---------------------------------------------------------- beside the rendering path
+@dataclass(frozen=True)
+class AsideRow:
+    """What the page waited on or timed itself: a web font's load, an image's decode, a
+    ``performance.measure`` (stretches) or a ``performance.mark`` (a moment)."""
+
+    kind: str                    # font_load, image_decode, user_measure, user_mark
+    label: str                   # Font, Decode, Measure, Mark
+    what: str                    # the font file and family, the image, the measure's name
+    offset: str
+    timing: Timing
+    words: str                   # this page's values in a sentence (--explain)
+
+    @property
+    def line(self) -> str:
+        took = "" if self.kind == "user_mark" else f" ({ms(self.timing.duration_ms)})"
+        return f"{self.label} {self.what} at {self.offset}{took}"
+
+
+def _aside_what(kind: str, url: str | None, name: str | None) -> str:
+    if kind == "font_load":
+        return (short_name(url) if url else "a font") + (f" ({name})" if name else "")
+    if kind == "image_decode":
+        return short_name(url) if url else f"an image ({name or 'unknown type'})"
+    return repr(name) if name else "(no name)"
+
+
+def aside_rows(span: SpanDoc, nav: float | None) -> list[AsideRow]:
+    """Font loads, image decodes and the page's own user timing, in the order they began."""
+    out: list[tuple[float, int, AsideRow]] = []
+    for c in span.children:
+        stage, mark = c.facts_as(BrowserStageFacts), c.facts_as(BrowserMarkFacts)
+        if stage is not None and stage.stage in ASIDES:
+            kind, url, name = stage.stage, stage.url, stage.name
+        elif mark is not None and mark.mark == "user_mark":
+            kind, url, name = "user_mark", None, mark.name
+        else:
+            continue
+        text = ASIDES[kind]
+        what = _aside_what(kind, url, name)
+        words = text.template.format(what=what, took=ms(c.duration_ms),
+                                     at=after(c.start_ms, nav))
+        out.append((c.start_ms, c.id, AsideRow(kind, text.label, what, after(c.start_ms, nav),
+                                                timing(c), words)))
+    return [row for *_, row in sorted(out, key=lambda x: (x[0], x[1]))]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -331,8 +380,9 @@ def chains(a: BrowserAnalysis) -> ChainsView:
                      ChainStep("requested", r.sent_ms, after(r.sent_ms, nav)),
                      ChainStep("loaded", r.loaded_ms, after(r.loaded_ms, nav))]
             lcp = (f"LCP {lc.element or 'element'}: its image {short_name(r.url)} was "
-                   f"discovered at {after(r.requested_ms, nav)}, loaded in {ms(r.took_ms)} "
-                   f"and painted {ms(lc.render_delay_ms)} later, at "
+                   f"discovered at {after(r.requested_ms, nav)}, loaded in {ms(r.took_ms)}"
+                   + (f", decoded in {ms(lc.decoded_ms)}" if lc.decoded_ms is not None else "")
+                   + f" and painted {ms(lc.render_delay_ms)} later, at "
                    f"{after(lc.painted_ms, nav)}.")
         else:
             lcp = (f"LCP {lc.element or 'element'} (no resource of its own: text) painted "
@@ -388,6 +438,17 @@ class BrowserView:
     chains: ChainsView
     filmstrip: list[FrameView]
     notes: list[str]             # what to know when reading the numbers (a cut trace…)
+    asides: list[AsideRow] = field(default_factory=list)
+    settle_ms: float | None = None   # the wait after load for the page to go quiet
+    settle_ended: str = ""           # why it ended
+
+    @property
+    def settle_line(self) -> str:
+        """``waited 532.1 ms after load for the page to settle (quiet: …)``."""
+        if self.settle_ms is None:
+            return ""
+        why = f" ({self.settle_ended})" if self.settle_ended else ""
+        return f"waited {ms(self.settle_ms)} after load for the page to settle{why}"
 
     @property
     def loaded(self) -> bool:
@@ -507,4 +568,5 @@ def browser_view(span: SpanDoc, doc: JourneyDoc | None = None) -> BrowserView:
         metric_rows(span, f, nav, vitals) if f.outcome == "loaded" else [],
         chains(a) if a is not None else ChainsView("", [], "", []),
         [FrameView(x.t_ms, after(x.t_ms, nav), x.image, x.width, x.height)
-         for x in f.filmstrip], list(f.notes))
+         for x in f.filmstrip], list(f.notes), aside_rows(span, nav), f.settle_ms,
+        f.settle_ended or "")

@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from whathappens.explain.browser import (
+    ASIDES,
     BROWSER_NOTE,
     FILMSTRIP_NOTE,
     LANES_NOTE,
     NAVIGATION_NOTE,
     NAVIGATION_OWN,
     PHASES_NOTE,
+    SETTLE_NOTE,
     VITALS_CAVEAT,
 )
 from whathappens.render.browser_view import (
@@ -139,7 +141,29 @@ class BrowserSection:
                 + self.stage_table(later) + "</details>") if later else ""
         return ("<h3>The rendering path</h3><p class=\"small\">The trace's stages up to FCP, "
                 "in the order they ran (what each one did here, in the advanced view).</p>"
-                + self.stage_table([s for s in b.stages if s.critical]) + rest)
+                + self.stage_table([s for s in b.stages if s.critical]) + rest
+                + self.asides() + self.settle())
+
+    def asides(self) -> str:
+        """Fonts, image decodes and the page's own user timing, beside the path."""
+        if not self.b.asides:
+            return ""
+        rows = [[f"<strong>{esc(a.label)}</strong> {code(a.what)}",
+                 f"<div class=\"track\">{self.bar(a.timing, 'k-stage')}</div>",
+                 esc("" if a.kind == "user_mark" else ms(a.timing.duration_ms)),
+                 esc(a.offset), f"<span class=\"beginner-text\">{esc(ASIDES[a.kind].does)}"
+                 f"</span><div class=\"advanced small\">{esc(a.words)}</div>"]
+                for a in self.b.asides]
+        return ("<h4>Fonts, image decodes and the page's own timings</h4>"
+                + table(["what", "on the page's timeline", "took", "at", "what it is"], rows,
+                        "asides"))
+
+    def settle(self) -> str:
+        line = self.b.settle_line
+        if not line:
+            return ""
+        return (f"<p class=\"small\">{esc(line)}. <span class=\"advanced\">"
+                f"{esc(SETTLE_NOTE)}</span></p>")
 
     def metrics(self) -> str:
         rows = []

@@ -102,6 +102,22 @@ def stage(r: Report, b: BrowserView, s: StageRow) -> None:
         r.c.print(Padding(Text(s.words, style="italic dim"), (0, 2, 0, 8), expand=False))
 
 
+def asides(r: Report, b: BrowserView) -> None:
+    """Fonts, image decodes and the page's own user timing; then how long the capture
+    waited after load, and why it stopped."""
+    if b.asides:
+        r.detail(Text("fonts, image decodes and the page's own timings:", style="bold"))
+    for a in b.asides:
+        label = Text(f"   {a.label}", style="bold")
+        took = "" if a.kind == "user_mark" else ms(a.timing.duration_ms)
+        grid_row(r, label, page_bar(b, a.timing, "cyan"), took,
+                 Text(f"{a.offset}  ") + Text(a.what, style="dim"))
+        if r.explain:
+            r.c.print(Padding(Text(a.words, style="italic dim"), (0, 2, 0, 8), expand=False))
+    if b.settle_line:
+        r.detail(Text(b.settle_line, style="dim"))
+
+
 def navigation(r: Report, b: BrowserView) -> None:
     n = b.navigation
     if n is None:
@@ -171,6 +187,7 @@ def browser_section(r: Report, b: BrowserView) -> None:
         stage(r, b, s)
     if b.later_line:
         r.detail(Text(b.later_line, style="dim"))
+    asides(r, b)
     metrics(r, b)
     chains(r, b)
     if b.filmstrip:

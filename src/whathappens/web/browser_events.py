@@ -1,8 +1,11 @@
 """What the live page is told about the browser phase (web/events.py sends it).
 
-Each request the page made, each rendering stage and each moment (FCP, LCP, a layout shift…)
-is a ``detail`` event as its span ends; the ``browser`` span's own ``step`` event, at the end,
-carries the metrics with their verdicts, the chains in words and the filmstrip (its frames as
+Each request the page made is a ``detail`` event as its span ends, and so is each moment
+seen live while the page loads (paints, DOMContentLoaded, load, LCP candidates, layout shifts,
+long tasks, the page's user timing: browser/live.py). The rendering stages come from the
+trace, which Chromium hands over only once tracing ends. The ``browser`` span's own ``step``
+event, at the end, carries the final lists (the trace's values replace the live ones), the
+metrics with their verdicts, the chains in words and the filmstrip (its frames as
 ``data:image/`` URIs: the live page's CSP allows ``img-src data:``, and app.js sets no other
 ``src``). Worded by the view (render/browser_view.py), like the reports; events.py makes every
 string visible on the way out.
@@ -14,7 +17,7 @@ from typing import Any
 
 from whathappens.contract.document import SpanDoc
 from whathappens.contract.facts import BrowserMarkFacts, BrowserResourceFacts, BrowserStageFacts
-from whathappens.explain.browser import STAGES
+from whathappens.explain.browser import ASIDES, STAGES
 from whathappens.render.browser_view import (
     METRIC_LABEL,
     ResourceRow,
@@ -47,7 +50,11 @@ def browser_step(span: SpanDoc) -> dict[str, Any]:
         "stages": [{"summary": s.line, "offset": s.offset, "took": ms(s.timing.duration_ms),
                     "failed": False} for s in b.shown_stages]
         + ([{"summary": b.later_line, "offset": "", "took": "", "failed": False}]
-           if b.later_line else []),
+           if b.later_line else [])
+        + [{"summary": f"{a.label} {a.what}", "offset": a.offset,
+            "took": "" if a.kind == "user_mark" else ms(a.timing.duration_ms),
+            "failed": False} for a in b.asides if a.kind != "user_mark"],  # a moment
+        "settle": b.settle_line,
         "marks": [{"summary": _mark(f), "offset": after(c.start_ms, b.navigation_ms),
                    "took": "", "failed": False}
                   for c, f in sorted(marks, key=lambda x: x[0].start_ms)],
@@ -71,6 +78,8 @@ def _resource(r: ResourceRow) -> str:
 
 
 def _mark(f: BrowserMarkFacts) -> str:
+    if f.mark == "user_mark":
+        return f"mark {f.name!r}" if f.name else "mark"
     label = METRIC_LABEL.get(f.mark, f.mark.replace("_", " "))
     if f.mark == "layout_shift":
         score = "" if f.value is None else f" {f.value:.3g}"
@@ -91,11 +100,11 @@ def browser_detail(span: SpanDoc, leg: int | None) -> dict[str, Any]:
                    connection=r.connection, stream=r.stream,
                    failed=out["failed"] or bool(r.failed))
     elif stage is not None:
-        text = STAGES.get(stage.stage)
+        text = STAGES.get(stage.stage) or ASIDES.get(stage.stage)
         label = text.label if text else stage.stage
-        out.update(kind=stage.stage,
-                   summary=label + (f" {short_name(stage.url)}" if stage.url else ""),
-                   does=text.does if text else "")
+        what = (f" {short_name(stage.url)}" if stage.url else "") + (
+            f" {stage.name!r}" if stage.name and stage.stage == "user_measure" else "")
+        out.update(kind=stage.stage, summary=label + what, does=text.does if text else "")
     else:
         mark = span.facts_as(BrowserMarkFacts)
         out.update(kind="mark", summary=_mark(mark) if mark is not None else span.name)

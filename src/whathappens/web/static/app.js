@@ -129,6 +129,7 @@
       li.append(list);
     }
     (ev.chains || []).forEach(function (c) { li.append(el("p", "chain", c)); });
+    if (ev.settle) li.append(el("p", "small muted", ev.settle));
     (ev.notes || []).forEach(function (n) { li.append(el("p", "small warn", "note: " + n)); });
     const frames = (ev.filmstrip || []).filter(function (f) {
       return typeof f.image === "string" && f.image.startsWith("data:image/");
