@@ -59,6 +59,12 @@ from whathappens.lab.exercises.drills.database import (
     heal_slow_db,
     hold_lock,
 )
+from whathappens.lab.exercises.drills.serving import (
+    break_lb_mistarget,
+    break_nginx_saturation,
+    heal_lb_mistarget,
+    heal_nginx_saturation,
+)
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
     break_worker_all,
@@ -77,8 +83,17 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 # lab break / lab heal
 
 
-TARGETS = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
-           "worker-all")
+TARGETS: tuple[str, ...] = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
+                           "worker-all")
+# The load balancer, nginx and app drills (serving.py, appfaults.py)
+TARGETS += ("lb-mistarget", "nginx-saturation")
+
+
+SERVING: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
+                         Callable[[Lab, Say], dict[str, Any]]]] = {
+    "lb-mistarget": (break_lb_mistarget, heal_lb_mistarget),
+    "nginx-saturation": (break_nginx_saturation, heal_nginx_saturation),
+}
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -106,6 +121,7 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "worker": (break_worker, heal_worker),
         "worker-all": (break_worker_all, heal_worker_all),
     }
+    table.update(SERVING)
     if target not in table:
         raise KeyError(target)
     breaker, healer = table[target]
