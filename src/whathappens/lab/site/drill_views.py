@@ -3,7 +3,11 @@
 the lab's normal gunicorn does not, and nothing outside the lab ever runs this site.
 
 ``/drill/slow?ms=N``  sleeps N ms (at most ``SLOW_MAX_MS``), then answers 200: a view slower
-                      than a timeout, to see which tier cuts it.
+                      than a timeout, to see which tier cuts it. ``&cpu=1``: instead of
+                      sleeping, one call into C (PBKDF2 in OpenSSL) of at least about N ms
+                      (N ≤ ``CPU_MAX_MS``): the interpreter runs no Python signal handler
+                      until it returns, as with a view stuck in a C extension or a
+                      catastrophic regex.
 ``/drill/leak?mb=N``  keeps N MiB (at most ``LEAK_MAX_MB`` per request) in a module-level
                       list that is never emptied, touching every page so the memory is
                       really resident: the process grows by N MiB per request until
@@ -12,6 +16,7 @@ the lab's normal gunicorn does not, and nothing outside the lab ever runs this s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -20,6 +25,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
 SLOW_MAX_MS = 60_000
+CPU_MAX_MS = 10_000
 LEAK_MAX_MB = 64
 PAGE = 4096
 
@@ -42,9 +48,23 @@ def slow(request: HttpRequest) -> HttpResponse:
     if wait is None:
         return JsonResponse({"error": f"ms must be 0..{SLOW_MAX_MS}"}, status=400)
     start = time.monotonic()
-    time.sleep(wait / 1000)
+    if request.GET.get("cpu") == "1":
+        _cpu(min(wait, CPU_MAX_MS) / 1000)
+    else:
+        time.sleep(wait / 1000)
     return JsonResponse({"slept_ms": round((time.monotonic() - start) * 1000, 1),
                          "pid": os.getpid()})
+
+
+def _cpu(seconds: float) -> None:
+    """At least about ``seconds`` inside one C call. Its size comes from a short call timed
+    first, which on a busy machine misjudges the long one by up to a factor of three (both
+    are wall-clock times shared with other processes): it is sized for three times as long."""
+    probe = 100_000
+    t0 = time.perf_counter()
+    hashlib.pbkdf2_hmac("sha256", b"drill", b"salt", probe)
+    rate = probe / max(time.perf_counter() - t0, 1e-6)
+    hashlib.pbkdf2_hmac("sha256", b"drill", b"salt", max(1, int(3 * rate * seconds)))
 
 
 @require_GET

@@ -42,6 +42,12 @@ from typing import Any
 
 from whathappens.errors import EXIT_LAB_FAILED, EXIT_USAGE
 from whathappens.lab.exercises.drills.app import break_app, heal_app
+from whathappens.lab.exercises.drills.appfaults import (
+    break_app_leak,
+    break_app_timeout,
+    heal_app_leak,
+    heal_app_timeout,
+)
 from whathappens.lab.exercises.drills.cache import break_redis, heal_redis
 from whathappens.lab.exercises.drills.common import (
     DrillError,
@@ -86,13 +92,15 @@ __all__ = ["HOLDER", "answered_by", "break_app", "do", "in_force", "main", "open
 TARGETS: tuple[str, ...] = ("app-N", "app-N-gunicorn", "db-primary", "redis", "slow-db", "worker",
                            "worker-all")
 # The load balancer, nginx and app drills (serving.py, appfaults.py)
-TARGETS += ("lb-mistarget", "nginx-saturation")
+TARGETS += ("lb-mistarget", "nginx-saturation", "app-timeout", "app-leak")
 
 
 SERVING: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
                          Callable[[Lab, Say], dict[str, Any]]]] = {
     "lb-mistarget": (break_lb_mistarget, heal_lb_mistarget),
     "nginx-saturation": (break_nginx_saturation, heal_nginx_saturation),
+    "app-timeout": (break_app_timeout, heal_app_timeout),
+    "app-leak": (break_app_leak, heal_app_leak),
 }
 
 
