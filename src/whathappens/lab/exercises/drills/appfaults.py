@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,14 @@ class Cut:
     news: list[str] = field(default_factory=list)       # gunicorn's log
     nginx_error: str = ""
 
+    def answered_by(self) -> str:
+        """answered_by, but a 500 that gunicorn wrote itself (no Django timing, its own
+        'Internal Server Error' page) is named as gunicorn's."""
+        origin = self.origin()
+        if origin.endswith("-gunicorn") and "app" not in self.reply.timing():
+            return f"{origin} itself (its own error page: Django never answered)"
+        return answered_by(self.reply)
+
     def origin(self) -> str:
         """The innermost tier that logged the status the client got."""
         found = "?"
@@ -222,14 +231,14 @@ def break_app_timeout(lab: Lab, say: Say) -> dict[str, Any]:
         f"(try: GET /drill/slow?ms={SLOW_MS}).  undo: whathappens lab heal app-timeout")
     return {"node": node, "cuts": [{"setting": c.setting, "status": c.reply.status,
                                     "seconds": c.reply.ms / 1000, "origin": c.origin(),
-                                    "answered_by": answered_by(c.reply), "tiers": c.tiers,
+                                    "answered_by": c.answered_by(), "tiers": c.tiers,
                                     "gunicorn": c.news, "nginx_error": c.nginx_error}
                                    for c in cuts]}
 
 
 def _say_cut(say: Say, cut: Cut) -> None:
     say(f"  {cut.setting}: HTTP {cut.reply.status} after {cut.reply.ms / 1000:.2f} s, "
-        f"answered by {answered_by(cut.reply)}; produced by {cut.origin()}")
+        f"answered by {cut.answered_by()}")
     for tier, status, detail in cut.tiers:
         say(f"      {tier:<16} {status:>4}  {detail}")
     if cut.nginx_error:
@@ -396,8 +405,11 @@ def cap_gunicorn(lab: Lab, tier: str, say: Say) -> tuple[Cgroup, int]:
     cap = group.usage() + (HEADROOM_MB << 20)
     group.limit(cap)
     say(f"  capped {tier} (master {master} and its workers) at {cap >> 20} MiB: cgroup "
-        f"{'v2 memory.max' if group.v2 else 'v1 memory.limit_in_bytes'} at {group.path} "
-        f"(charged now {group.usage() >> 20} MiB, plus {HEADROOM_MB} MiB of headroom)")
+        f"{'v2 memory.max' if group.v2 else 'v1 memory.limit_in_bytes'} at {group.path}; "
+        f"charged to it now: {group.usage() >> 20} MiB, plus {HEADROOM_MB} MiB of headroom"
+        + ("" if group.v2 else " (cgroup v1 leaves what a process used before the move "
+                               "charged where it was: the cap counts what is allocated "
+                               "from now on)"))
     return group, cap
 
 
@@ -474,6 +486,9 @@ def _say_leak(lab: Lab, say: Say, run: LeakRun) -> dict[str, Any]:
     say("  gunicorn's workers (children of its master, polled every 50 ms):")
     for t, kind, pid in run.watch.events:
         say(f"    {t:6.2f} s  {'worker gone' if kind == 'gone' else 'new worker':<12} {pid}")
+    if t_gone is not None and t_new is not None:
+        say(f"  the master forked the replacement {1000 * (t_new - t_gone):.0f} ms after the "
+            f"worker was seen gone (± 50 ms, the polling)")
     say(f"  the cgroup's OOM kills: {run.oom_kills}")
     for line in run.news[:6]:
         say(f"  gunicorn: {line[:170]}")
@@ -485,7 +500,8 @@ def _say_leak(lab: Lab, say: Say, run: LeakRun) -> dict[str, Any]:
         kind = "the leaking request" if "/drill/leak" in str(x.get("uri")) else "a page"
         at = float(x.get("time") or 0) - float(x.get("request_time") or 0) - run.t0_wall
         say(f"    {x.get('status')}  {kind:<20} {str(x.get('uri'))[:44]:<44} started "
-            f"{at:5.2f} s, upstream gave up after {x.get('upstream_response_time') or '-'} s")
+            f"{at:5.2f} s, gunicorn's side ended after "
+            f"{x.get('upstream_response_time') or '-'} s")
     for line in run.nginx_errors[:3]:
         say(f"  nginx's error log: {line[:170]}")
     after = [s for s in samples if t_gone is not None and s.start > t_gone + 0.5]
@@ -494,6 +510,7 @@ def _say_leak(lab: Lab, say: Say, run: LeakRun) -> dict[str, Any]:
                 {s.status: sum(1 for x in samples if x.status == s.status)
                  for s in samples}.items())),
             "failed": [(x.get("status"), x.get("uri")) for x in failed_lines],
+            "nginx_errors": run.nginx_errors,
             "failed_after": sum(1 for s in after if not 200 <= s.status < 400),
             "answered_failed": sorted({s.served_by for s in run.result.failed}),
             "summary": run.result.summary()}
@@ -509,10 +526,15 @@ def _say_leak_means(say: Say, facts: dict[str, Any]) -> None:
             "memory?') and booted a new worker at once.")
     else:
         say("    No worker was killed during the run: the cap was not reached.")
+    leaking = sum(1 for _, uri in facts["failed"] if "/drill/leak" in str(uri))
+    why = Counter("connection reset" if "reset by peer" in e else "closed early"
+                  if "prematurely closed" in e else "other" for e in facts["nginx_errors"])
     say(f"    What failed: the requests that worker was serving when it died — "
-        f"{len(facts['failed'])} here, the leaking one among them — each a 502 from the app "
-        f"node's nginx ('upstream prematurely closed connection'); HAProxy does not retry "
-        f"an answer. The other worker served everything else: "
+        f"{len(facts['failed'])} here ({leaking} of them leaking ones: the kill comes "
+        f"at whichever allocation crosses the cap, not necessarily the leak's), each a 502 "
+        f"from the app node's nginx, whose connection to gunicorn was "
+        f"{', '.join(f'{k} × {v}' for k, v in why.items()) or 'cut'}. HAProxy does not "
+        f"retry an answer. The other worker served everything else: "
         f"{facts['failed_after']} failed after the replacement.")
     say("    A leak is not fixed by restarts, only hidden: gunicorn's --max-requests "
         "(2000 ± 200 in the lab) recycles workers gracefully before they grow, without "
