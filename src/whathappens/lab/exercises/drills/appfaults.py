@@ -75,14 +75,11 @@ class Reargued(Adjusted):
 
 
 def restart_gunicorn(lab: Lab, tier: str, args: dict[str, str], say: Say) -> None:
-    """Stop ``tier`` and start it again with ``args`` and the drill views; lab.json notes
-    the override (so the experiments refuse to run on a changed node)."""
+    """Stop ``tier`` and start it again with ``args`` and the drill views. drills.json says
+    so, not lab.json: rewriting lab.json would make every drill in force look older than
+    the lab (its mtime is the lab's id)."""
     t0 = time.monotonic()
     process.stop(lab.ctx, tier)
-    entry = lab.manifest.tier(tier)
-    if entry is not None:
-        entry.env_overrides = dict(DRILL_ENV)
-        lab.save_manifest()
     process.start(Reargued(lab.tier(tier), args), lab.ctx)
     node_up(lab, tier)
     shown = " ".join(f"{k} {v}" for k, v in args.items()) or "its usual arguments"
@@ -101,10 +98,6 @@ def node_up(lab: Lab, tier: str, timeout: float = 15) -> None:
 def restore_gunicorn(lab: Lab, tier: str, say: Say) -> None:
     t0 = time.monotonic()
     process.stop(lab.ctx, tier)
-    entry = lab.manifest.tier(tier)
-    if entry is not None:
-        entry.env_overrides = {}
-        lab.save_manifest()
     process.start(lab.tier(tier), lab.ctx)
     node_up(lab, tier)
     say(f"  restarted {tier} as the lab builds it; its node UP "
@@ -292,7 +285,8 @@ def heal_app_timeout(lab: Lab, say: Say) -> dict[str, Any]:
 
 
 LEAK_MB = 16             # leaked per leaking request
-LEAK_EVERY = 3           # every 3rd request of the load run leaks
+LEAK_MAX = 40            # leaking requests at most (640 MiB: far past the cap)
+LEAK_PAUSE = 0.1         # seconds between two leaking requests (one at a time)
 HEADROOM_MB = 160        # the cap: what gunicorn used when capped, plus this
 LEAK_REQUESTS = 120
 LEAK_RATE = 20.0
@@ -415,7 +409,8 @@ def cap_gunicorn(lab: Lab, tier: str, say: Say) -> tuple[Cgroup, int]:
 
 @dataclass
 class LeakRun:
-    result: load.LoadResult
+    result: load.LoadResult                  # the pages
+    leaks: list[tuple[float, int, str]]      # the leaking requests: start, status, who
     watch: PidWatch
     run_id: str
     nginx_lines: list[dict[str, Any]]
@@ -427,8 +422,8 @@ class LeakRun:
 
 def leak_load(lab: Lab, node: str, group: Cgroup, *, requests: int,
               rate: float) -> LeakRun:
-    """A paced load through the edge, every LEAK_EVERY-th request a leaking one, until the
-    first worker is gone (then only pages: one kill, bounded)."""
+    """A paced load of pages through the edge and, beside it, leaking requests one at a
+    time (so one allocation at a time crosses the cap) until a worker is gone."""
     gun, ngx = gunicorn_of(lab, node), nginx_of(lab, node)
     master = lab.pid(gun)
     assert master is not None
@@ -436,22 +431,32 @@ def leak_load(lab: Lab, node: str, group: Cgroup, *, requests: int,
                log_size(lab.ctx.log(ngx)))
     run_id = secrets.token_hex(4)
     watch, t0_wall = PidWatch(master, time.monotonic()), time.time()
-
-    def path(n: int) -> str:
-        if n % LEAK_EVERY == 0 and watch.first("gone") is None:
-            return f"/drill/leak?mb={LEAK_MB}&drill={run_id}-{n}"
-        return f"/p/about/?drill={run_id}-{n}"
-
+    box: dict[str, load.LoadResult] = {}
     address, port = lab.front
+    pages = threading.Thread(target=lambda: box.update(r=load.run(
+        address, port, lambda n: f"/p/about/?drill={run_id}-{n}", requests=requests,
+        concurrency=4, rate=rate, cafile=lab.cafile, host=SITE,
+        seconds=requests / rate + 20)), daemon=True)
     thread = watch.run()
-    result = load.run(address, port, path, requests=requests, concurrency=4, rate=rate,
-                      cafile=lab.cafile, host=SITE, seconds=requests / rate + 20)
+    pages.start()
+    leaks: list[tuple[float, int, str]] = []
+    browser = Browser(lab)
+    deadline = time.monotonic() + requests / rate
+    while watch.first("gone") is None and len(leaks) < LEAK_MAX and \
+            time.monotonic() < deadline:
+        t = time.monotonic() - watch.t0
+        reply = browser.get(f"/drill/leak?mb={LEAK_MB}&drill={run_id}-leak{len(leaks)}")
+        leaks.append((t, reply.status, answered_by(reply)))
+        time.sleep(LEAK_PAUSE)
+    pages.join(requests / rate + 40)
     time.sleep(0.5)
     watch.stop()
     thread.join(2)
+    if "r" not in box:
+        raise DrillError("the load run did not finish")
     errors = [line.split("] ", 1)[-1] for line in lines_since(lab.ctx.log(ngx), offsets[2])
               if "upstream" in line]
-    return LeakRun(result, watch, run_id,
+    return LeakRun(box["r"], leaks, watch, run_id,
                    json_since(access_log(lab.ctx, ngx), offsets[1], f"drill={run_id}-"),
                    errors, gunicorn_news(lab, gun, offsets[0]), group.oom_kills(), t0_wall)
 
@@ -469,9 +474,9 @@ def break_app_leak(lab: Lab, say: Say, *, requests: int = LEAK_REQUESTS,
     restart_gunicorn(lab, gun, {}, say)
     group, cap = cap_gunicorn(lab, gun, say)
     _record(lab, "app-leak", {"node": node, "gunicorn": gun, "cgroup": str(group.path)})
-    say(f"  load: {requests} GETs through the edge, {rate:g} per second, 4 at a time; every "
-        f"{LEAK_EVERY}rd is /drill/leak?mb={LEAK_MB} until a worker is gone, the others "
-        f"pages (unique URLs)")
+    say(f"  load: {requests} page GETs through the edge, {rate:g} per second, 4 at a time "
+        f"(unique URLs), and beside them /drill/leak?mb={LEAK_MB} one at a time, "
+        f"{LEAK_PAUSE * 1000:.0f} ms apart, until a worker is gone")
     with only_node(lab, node, say):
         run = leak_load(lab, node, group, requests=requests, rate=rate)
     facts = _say_leak(lab, say, run)
@@ -493,7 +498,10 @@ def _say_leak(lab: Lab, say: Say, run: LeakRun) -> dict[str, Any]:
     for line in run.news[:6]:
         say(f"  gunicorn: {line[:170]}")
     samples = run.result.samples
-    say(f"  what the load saw: {counts([s.status for s in samples])}")
+    say(f"  the leaking requests: {len(run.leaks)} sent, "
+        f"{counts([status for _, status, _ in run.leaks])}; the last answered by "
+        f"{run.leaks[-1][2] if run.leaks else '-'}")
+    say(f"  the pages: {counts([s.status for s in samples])}")
     failed_lines = [x for x in run.nginx_lines if str(x.get("status", "")).startswith("5")]
     say(f"  the requests that failed, from the app node's nginx log ({len(failed_lines)}):")
     for x in failed_lines[:8]:
@@ -513,7 +521,8 @@ def _say_leak(lab: Lab, say: Say, run: LeakRun) -> dict[str, Any]:
             "nginx_errors": run.nginx_errors,
             "failed_after": sum(1 for s in after if not 200 <= s.status < 400),
             "answered_failed": sorted({s.served_by for s in run.result.failed}),
-            "summary": run.result.summary()}
+            "summary": run.result.summary(),
+            "leaks": [(round(t, 3), status) for t, status, _ in run.leaks]}
 
 
 def _say_leak_means(say: Say, facts: dict[str, Any]) -> None:
