@@ -19,6 +19,14 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      task is delivered again and completes
     worker-all       the whole worker is killed mid-task and stays down; ``heal`` restarts
                      it and measures when the unacknowledged task comes back (minutes)
+    lb-mistarget     every HAProxy backend moved to a port where nothing listens (runtime
+                     API): HAProxy's own 503, <NOSRV> and SC in its log
+    nginx-saturation an app node's nginx with worker_connections 16 (reload): the latency
+                     curve as concurrency rises, before and after, with a plot
+    app-timeout      a lab-only slow view behind gunicorn's and nginx's timeouts: which tier
+                     cuts it (200, 500, 502 or 504) with which worker class
+    app-leak         a lab-only leaking view under a memory cgroup: the OOM killer, the
+                     master's new worker, the requests that failed
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
