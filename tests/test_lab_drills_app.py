@@ -22,6 +22,7 @@ from lab_helpers import bring_up, needs_lab
 from whathappens.lab import lab
 from whathappens.lab.exercises import drills
 from whathappens.lab.exercises.drills.appfaults import Cgroup, NoCgroup, cgroup_name
+from whathappens.lab.exercises.drills.common import DrillError
 from whathappens.lab.tier import LabContext
 
 pytestmark = needs_lab
@@ -108,6 +109,9 @@ def test_app_timeout_which_tier_cuts_first(production: LabContext) -> None:
         assert short_read["origin"] == f"{node}-nginx"
         assert "timed out" in short_read["nginx_error"]
         assert "app-timeout" in in_force(production)
+        # another drill on the same node's gunicorn waits for this one's heal
+        with pytest.raises(DrillError, match="app-timeout is in force"):
+            drills.do(production, "break", "app-leak", say=print)
     assert healed["slow_view"] == 404          # the lab-only view left with the restart
     assert set(healed["servers"].values()) == {"UP"}
 

@@ -42,6 +42,7 @@ from whathappens.lab.exercises.drills.serving import (
     log_size,
     nginx_of,
     only_node,
+    refuse_if_busy,
     reload_nginx,
     restore_nginx,
 )
@@ -190,8 +191,9 @@ def _detail(tier: str, x: dict[str, Any]) -> str:
 
 
 def break_app_timeout(lab: Lab, say: Say) -> dict[str, Any]:
-    all_up(lab)
     node = lab.app_nodes()[0]
+    refuse_if_busy(lab, node, "app-timeout")
+    all_up(lab)
     gun, ngx = gunicorn_of(lab, node), nginx_of(lab, node)
     say(f"drill app-timeout: a view that takes {SLOW_MS / 1000:g} s (/drill/slow, lab only) "
         f"behind timeouts shorter than that; which tier cuts it, with which worker class")
@@ -463,8 +465,9 @@ def leak_load(lab: Lab, node: str, group: Cgroup, *, requests: int,
 
 def break_app_leak(lab: Lab, say: Say, *, requests: int = LEAK_REQUESTS,
                    rate: float = LEAK_RATE) -> dict[str, Any]:
-    all_up(lab)
     node = lab.app_nodes()[0]
+    refuse_if_busy(lab, node, "app-leak")
+    all_up(lab)
     gun = gunicorn_of(lab, node)
     say(f"drill app-leak: a view that keeps {LEAK_MB} MiB per request (/drill/leak, lab "
         f"only) on {node}, whose gunicorn runs under a memory cap; the kernel's OOM killer "

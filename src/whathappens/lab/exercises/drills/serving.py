@@ -153,6 +153,16 @@ def only_node(lab: Lab, node: str, say: Say) -> Iterator[None]:
         wait_for(lambda: set(lb.servers(lab.ctx).values()) == {"UP"}, timeout=10)
 
 
+def refuse_if_busy(lab: Lab, node: str, target: str) -> None:
+    """A drill that changes ``node``'s nginx or gunicorn does not run over another one that
+    changed or stopped them (heal that first)."""
+    busy = {"nginx-saturation", "app-timeout", "app-leak", node, f"{node}-gunicorn"} - {target}
+    found = sorted(busy & set(in_force(lab)))
+    if found:
+        raise DrillError(f"{found[0]} is in force on {node}: heal it first "
+                         f"(whathappens lab heal {found[0]})")
+
+
 def all_up(lab: Lab, timeout: float = 10) -> None:
     lb = lab.haproxy()
     if wait_for(lambda: set(lb.servers(lab.ctx).values()) == {"UP"}, timeout) is None:
@@ -384,8 +394,9 @@ def _table(say: Say, rows: list[dict[str, Any]]) -> None:
 
 def break_nginx_saturation(lab: Lab, say: Say, *, steps: tuple[int, ...] = STEPS,
                            connections: int = SATURATED_CONNECTIONS) -> dict[str, Any]:
-    all_up(lab)
     node = lab.app_nodes()[0]
+    refuse_if_busy(lab, node, "nginx-saturation")
+    all_up(lab)
     tier = nginx_of(lab, node)
     say(f"drill nginx-saturation: {tier} keeps worker_processes 1 and gets worker_connections "
         f"{connections} (from 1024), reloaded (SIGHUP); the latency curve as concurrency "
