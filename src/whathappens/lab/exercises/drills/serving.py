@@ -118,11 +118,16 @@ def reload_nginx(lab: Lab, tier: str, text: str) -> float:
 
 def restore_nginx(lab: Lab, tier: str) -> bool:
     """``tier``'s nginx back on the configuration the lab generates; True if it changed."""
-    normal = lab.tier(tier).config(lab.ctx)   # type: ignore[attr-defined]
+    from whathappens.lab.tiers.nginx import NginxTier
+
+    driver = lab.tier(tier)
+    if not isinstance(driver, NginxTier):
+        raise DrillError(f"{tier} is not an nginx tier")
+    normal = driver.config(lab.ctx)
     conf = lab.ctx.dir(tier) / "nginx.conf"
     if conf.read_text() == normal:
         return False
-    reload_nginx(lab, tier, str(normal))
+    reload_nginx(lab, tier, normal)
     return True
 
 
