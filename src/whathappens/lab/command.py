@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "worker, queue-backlog, queue-dlq"
                                     "; at the CDN edge: waf, rate-limit, stale; data: "
                                     "db-pool, slow-query, replica-lag, redis-evict, "
-                                    "redis-slow")
+                                    "redis-slow; serving: lb-mistarget, nginx-saturation, "
+                                    "app-timeout, app-leak")
     heal = sub.add_parser("heal", help="undo 'lab break TARGET'")
     heal.add_argument("target")
     dlq = sub.add_parser("dlq", help="the dead-letter queue: tasks that failed every retry")

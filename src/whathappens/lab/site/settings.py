@@ -20,6 +20,8 @@ WHATHAPPENS_SECRET_KEY      Django's secret key (the same on every app node)    
 WHATHAPPENS_PRODUCT_TTL     seconds a product stays in the Redis cache                 30
 WHATHAPPENS_THINK_MS        LAB ONLY: milliseconds every request but /healthz sleeps   0
                             (the slow node of ``lab experiment lb-algorithms``)
+WHATHAPPENS_DRILL_VIEWS     LAB ONLY: ``1`` adds the drills' views ``/drill/slow`` and  off
+                            ``/drill/leak`` (only a gunicorn a drill restarted has it)
 =========================== ========================================================== ==========
 
 The Redis URL defaults to ``redis://127.0.0.1:6379/0``; ``WHATHAPPENS_CSRF_TRUSTED_ORIGINS``
@@ -51,6 +53,7 @@ NODE = _env("NODE", "local")
 SPAN_LOG = os.environ.get("WHATHAPPENS_SPAN_LOG", "")
 PRODUCT_TTL = int(_env("PRODUCT_TTL", "30"))
 THINK_MS = float(_env("THINK_MS", "0"))
+DRILL_VIEWS = _env("DRILL_VIEWS", "0") == "1"
 
 SECRET_KEY = _env("SECRET_KEY", "lab-only-not-secret-" + "x" * 40)
 DEBUG = False

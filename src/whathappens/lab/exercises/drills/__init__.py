@@ -41,6 +41,14 @@ broken and says, in plain words, where the failure surfaced and what it means;
                      and plots the depth over time
     queue-dlq        a task whose dependency refuses fails every retry and lands in the
                      dead-letter queue; ``heal`` restores the dependency and replays it
+    lb-mistarget     every HAProxy backend moved to a port where nothing listens (runtime
+                     API): HAProxy's own 503, <NOSRV> and SC in its log
+    nginx-saturation an app node's nginx with worker_connections 16 (reload): the latency
+                     curve as concurrency rises, before and after, with a plot
+    app-timeout      a lab-only slow view behind gunicorn's and nginx's timeouts: which tier
+                     cuts it (200, 500, 502 or 504) with which worker class
+    app-leak         a lab-only leaking view under a memory cgroup: the OOM killer, the
+                     master's new worker, the requests that failed
 
 Drills act only through the lab's own means: ``process`` to stop and start tiers (a tier
 started by ``heal`` is recorded like any other, so ``lab down`` stops it), HAProxy's admin
@@ -66,6 +74,12 @@ from typing import Any
 
 from whathappens.errors import EXIT_LAB_FAILED, EXIT_USAGE
 from whathappens.lab.exercises.drills.app import break_app, heal_app
+from whathappens.lab.exercises.drills.appfaults import (
+    break_app_leak,
+    break_app_timeout,
+    heal_app_leak,
+    heal_app_timeout,
+)
 from whathappens.lab.exercises.drills.cache import break_redis, heal_redis
 from whathappens.lab.exercises.drills.common import (
     DrillError,
@@ -105,6 +119,12 @@ from whathappens.lab.exercises.drills.redis_slow import (
     run_slow_client,
 )
 from whathappens.lab.exercises.drills.replica import break_replica, heal_replica
+from whathappens.lab.exercises.drills.serving import (
+    break_lb_mistarget,
+    break_nginx_saturation,
+    heal_lb_mistarget,
+    heal_nginx_saturation,
+)
 from whathappens.lab.exercises.drills.slowquery import break_slow_query, heal_slow_query
 from whathappens.lab.exercises.drills.worker import (
     break_worker,
@@ -139,6 +159,17 @@ TARGETS: tuple[str, ...] = ("app-N", "app-N-gunicorn", "db-primary", "redis", "s
 TARGETS += ("waf", "rate-limit", "stale")           # the CDN edge (drills/edge.py)
 TARGETS += ("db-pool", "slow-query", "replica-lag", "redis-evict", "redis-slow")
 TARGETS += ("queue-backlog", "queue-dlq")          # the task queue (drills/queue.py)
+# The load balancer, nginx and app drills (serving.py, appfaults.py)
+TARGETS += ("lb-mistarget", "nginx-saturation", "app-timeout", "app-leak")
+
+
+SERVING: dict[str, tuple[Callable[[Lab, Say], dict[str, Any]],
+                         Callable[[Lab, Say], dict[str, Any]]]] = {
+    "lb-mistarget": (break_lb_mistarget, heal_lb_mistarget),
+    "nginx-saturation": (break_nginx_saturation, heal_nginx_saturation),
+    "app-timeout": (break_app_timeout, heal_app_timeout),
+    "app-leak": (break_app_leak, heal_app_leak),
+}
 
 
 def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str, Any]:
@@ -172,6 +203,7 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
         "queue-dlq": (break_dlq, heal_dlq),
     }
     table.update(DATA_DRILLS)
+    table.update(SERVING)
     if target not in table:
         raise KeyError(target)
     breaker, healer = table[target]
