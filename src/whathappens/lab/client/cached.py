@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whathappens.contract.facts import HttpFacts, ServerFacts
-from whathappens.journey import Journey
+from whathappens.journey import Journey, Span
 from whathappens.lab.logs import ServerSpan, json_lines
 from whathappens.lab.running import Lab
 from whathappens.lab.topology import SITE
@@ -84,20 +84,27 @@ def attribute(journey: Journey, lab: Lab) -> None:
     if not fronts:
         return
     edge_name = fronts[0].name
-    said: set[str] = set()   # the revalidation's answer may carry the same copy's: say it once
-    for http in (s for s in journey.all_spans() if s.name == "http"):
-        facts = http.facts
-        mine, other = trace_of(facts.traceparent), trace_of(_header(facts, "traceresponse"))
-        if mine is None or other is None or other == mine:
-            continue
-        edge = next((c for c in http.children if c.name == "server.edge"), None)
-        text = _owner(lab, edge_name, facts, other)
-        if text not in said:
-            said.add(text)
-            journey.note("info", "server", text)
-        if edge is not None and isinstance(edge.facts, ServerFacts):
-            edge.facts.extra["response_trace"] = other
-            edge.facts.extra["response_trace_owner"] = text
+    for top in journey.spans:
+        for http in (s for s in top.walk() if s.name == "http"):
+            _attribute_one(journey, lab, edge_name, http,
+                           "the revalidation: " if top.name == "revalidate" else "")
+
+
+def _attribute_one(journey: Journey, lab: Lab, edge_name: str, http: Span[Any],
+                   whose: str) -> None:
+    """One request's answer: whose copy its traceresponse names, in a note and on its edge."""
+    facts = http.facts
+    if not isinstance(facts, HttpFacts):
+        return
+    mine, other = trace_of(facts.traceparent), trace_of(_header(facts, "traceresponse"))
+    if mine is None or other is None or other == mine:
+        return
+    edge = next((c for c in http.children if c.name == "server.edge"), None)
+    text = whose + _owner(lab, edge_name, facts, other)
+    journey.note("info", "server", text)
+    if edge is not None and isinstance(edge.facts, ServerFacts):
+        edge.facts.extra["response_trace"] = other
+        edge.facts.extra["response_trace_owner"] = text
 
 
 def _owner(lab: Lab, edge_name: str, facts: HttpFacts, other: str) -> str:
