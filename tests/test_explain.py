@@ -207,7 +207,7 @@ def test_dns_text_says_which_views_ran_and_how_browsers_resolve(
     assert "did not run here" in text
     assert "RFC 8484" in text
     assert "what a browser uses" not in text
-    assert re.search(r"TTL [\d,]+ s left of [\d,]+|the zone's full TTL", text)
+    assert re.search(r"TTL [\d,]+ s left of [\d,]+|[\d,]+ s of the zone's [\d,]+, is within", text)
     only = trace(net, demo_url(net), "--dns-views", "resolver")
     text = _text(only, 0, "dns")
     assert "Views that ran for this journey: recursive resolver;" in text

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 from whathappens.analysis.actors import zone_role
-from whathappens.analysis.resolver_cache import resolver_checks
+from whathappens.analysis.resolver_cache import original_ttls, resolver_checks
 from whathappens.contract.codec import to_json
 from whathappens.contract.document import SpanDoc, TlsCompare
 from whathappens.contract.facts import (
@@ -28,7 +28,6 @@ from whathappens.contract.facts import (
     DnsHopFacts,
     DnsQueryFacts,
     DnsResolverFacts,
-    DnsWalkQuestionFacts,
     Facts,
     HttpFacts,
     LegFacts,
@@ -202,22 +201,18 @@ def walk_path(walk: SpanDoc) -> str | None:
     return " → ".join(names) or None
 
 
-def _zone_ttl(walk: SpanDoc | None, qtype: str = "A") -> int | None:
-    for q in walk.children if walk is not None else []:
-        f = q.facts_as(DnsWalkQuestionFacts)
-        if f is not None and f.qtype == qtype and f.ttl is not None:
-            return f.ttl
-    return None
-
-
-def resolver_ttl_words(resolver: SpanDoc, walk: SpanDoc | None) -> str | None:
-    """The resolver's A answer judged by its TTL against the zone's own (RFC 1035 §7.4)."""
+def resolver_ttl_words(resolver: SpanDoc, dns: SpanDoc) -> str | None:
+    """The resolver's first A answer judged by its TTL against the zone's own (RFC 1035 §7.4),
+    with analysis/resolver_cache.py's allowance for a fresh answer's whole-second loss."""
     r = resolver.facts_as(DnsResolverFacts)
-    full = _zone_ttl(walk)
-    if r is None or r.first_ttl is None or full is None:
+    original = original_ttls(dns)
+    check = next(iter(resolver_checks(resolver, original).values()), None)
+    if r is None or r.first_ttl is None or check is None or check.first_cached is None \
+            or check.original_ttl is None:
         return None
-    words = P.TTL_CACHED if r.first_ttl < full else P.TTL_FRESH
-    return words.format(left=f"{r.first_ttl:,}", full=f"{full:,}")
+    words = P.TTL_CACHED if check.first_cached else P.TTL_FRESH
+    return words.format(left=f"{r.first_ttl:,}", full=f"{check.original_ttl:,}",
+                        slack=check.slack_s)
 
 
 @derive("dns", "views_ran", "system_ran", "resolver_ran", "walk_ran", "resolver",
@@ -236,7 +231,7 @@ def _dns(span: SpanDoc, ctx: Context) -> Values:
         "resolver": r.resolver if r else None,
         "used_words": P.USED.get(d.view_used or "", d.view_used),
         "walk_path": walk_path(walk) if walk else None,
-        "resolver_cache_words": (resolver_ttl_words(resolver, walk) if resolver else None)
+        "resolver_cache_words": (resolver_ttl_words(resolver, span) if resolver else None)
         or (_repeat_words(resolver) if resolver else None),
     }
 

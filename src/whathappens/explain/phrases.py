@@ -69,8 +69,9 @@ VIEW: dict[str, str] = {"dns.system": "system (getaddrinfo)",
 # The resolver's answer, judged by its TTL against the zone's own (the walk saw it).
 TTL_CACHED = ("Your resolver answered from its cache: TTL {left} s left of {full} (the "
               "authoritative server's own TTL, seen by the walk).")
-TTL_FRESH = ("The TTL your resolver gave, {left} s, is the zone's full TTL: a fresh answer, "
-             "fetched for this question (or cached less than a second before).")
+TTL_FRESH = ("The TTL your resolver gave, {left} s of the zone's {full}, is within the "
+             "{slack} s a fresh answer can lose to whole-second counting: fetched for this "
+             "question, or cached a moment before.")
 REPEAT_FASTER = ("Asked again, it answered in {again} instead of {first}, from its cache "
                  "(TTL {ttl} s left).")
 REPEAT_NOT_FASTER = ("Asked again, it answered in {again} (first time {first}): not faster, "
