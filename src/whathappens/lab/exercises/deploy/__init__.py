@@ -79,6 +79,13 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     return 0 if facts.get("failed", 0) == 0 else 1
 
 
+def do(ctx: LabContext, how: str, *, version: str = "v2",
+       say: Callable[[str], None] = print) -> dict[str, Any]:
+    """One deploy action, its facts (what ``main`` prints; for the tests)."""
+    args = argparse.Namespace(how=how, version=version, json=False)
+    return ACTION[how](open_lab(ctx), args, say)
+
+
 def load_report(result: load.LoadResult, run: LoadRun, say: Callable[[str], None]) -> None:
     rows = phases(result, run.marks)
     say(f"what the load saw ({len(result.samples)} GETs through the edge, "

@@ -56,6 +56,7 @@ class Switch:
     first_new_ms: float | None      # first answer of the new version after the switch
     last_old_ms: float | None       # last answer of the old version after the switch
     failed_after: int
+    old_after: int             # requests started after the switch answered by the old one
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -70,7 +71,7 @@ def switch(lab: Lab, run: LoadRun, to_green: bool) -> Switch:
     t = run.mark(f"switch to {'green' if to_green else 'blue'}")
     took = runtime(lab, [*(set_state(s, "ready") for s in live),
                          *(set_state(s, "drain") for s in off)])
-    return Switch("green" if to_green else "blue", t, took, before, 0, 0, None, None, 0)
+    return Switch("green" if to_green else "blue", t, took, before, 0, 0, None, None, 0, 0)
 
 
 def measure_switch(sw: Switch, result: load.LoadResult, new: str, old: str) -> Switch:
@@ -84,6 +85,7 @@ def measure_switch(sw: Switch, result: load.LoadResult, new: str, old: str) -> S
     sw.first_new_ms = (min(new_ends) - sw.t) * 1000 if new_ends else None
     sw.last_old_ms = (max(old_ends) - sw.t) * 1000 if old_ends else None
     sw.failed_after = sum(1 for s in result.failed if s.start >= sw.t)
+    sw.old_after = sum(1 for s in result.ok if s.start >= sw.t and version(s) == old)
     return sw
 
 
@@ -131,5 +133,6 @@ def switch_lines(sw: Switch, new: str, old: str) -> list[str]:
         f"failed); they finished where they were",
         f"    first {new} answer after it: {at(sw.first_new_ms)}; last {old} answer after "
         f"it: {at(sw.last_old_ms)} (a request that started before)",
-        f"    failed requests after it: {sw.failed_after}",
+        f"    requests started after it: {sw.failed_after} failed, {sw.old_after} answered "
+        f"by {old} (every new request goes to the new side at once)",
     ]
