@@ -170,4 +170,8 @@ def _status(ctx: LabContext) -> int:
 
     for line in status_lines(ctx):     # a tier down on purpose says so
         print(line)
+    from whathappens.lab.exercises.deploy import status_lines as deploy_lines
+
+    for line in deploy_lines(ctx):     # a version a deploy put in place
+        print(line)
     return 0 if all(r.healthy for r in rows) else 1

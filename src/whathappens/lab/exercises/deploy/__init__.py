@@ -67,6 +67,28 @@ def write_state(lab: Lab, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def status_lines(ctx: LabContext) -> list[str]:
+    """For ``lab status``: what a deploy changed and still holds."""
+    from whathappens.lab.tier import LabContext as Context
+
+    try:
+        state = read_state(open_lab(Context(state=ctx.state)))
+    except DrillError:
+        return []
+    lines = []
+    changed = {n: v for n, v in state.get("versions", {}).items() if v != BASE_VERSION}
+    if changed:
+        lines.append("deploy in force: " + ", ".join(f"{n} runs {v}" for n, v in
+                                                     sorted(changed.items()))
+                     + " (undo: whathappens lab deploy reset)")
+    green = state.get("green") or {}
+    if green:
+        lines.append(f"deploy in force: blue-green, green ({green.get('version')}) beside blue "
+                     f"({green.get('old')}), {green.get('live')} live (switch: whathappens "
+                     f"lab deploy rollback; remove green: whathappens lab deploy reset)")
+    return lines
+
+
 def main(ctx: LabContext, args: argparse.Namespace) -> int:
     try:
         lab = open_lab(ctx)
