@@ -37,7 +37,8 @@ from whathappens.lab.exercises.deploy.runtime import (
     servers,
     set_state,
 )
-from whathappens.lab.exercises.drills.common import DrillError, open_lab
+from whathappens.lab.running import LabNotRunning
+from whathappens.lab.running import open_lab as open_running_lab
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,7 +48,19 @@ if TYPE_CHECKING:
     from whathappens.lab.tier import LabContext
 
 STATE_FILE = "deploy.json"
+EXIT_INTERRUPTED = 130
 ACTIONS = ("rolling", "blue-green", "rollback", "reset")
+
+
+def open_lab(ctx: LabContext) -> Lab:
+    """The running lab, if a deploy can run on it: the production profile."""
+    try:
+        return open_running_lab(
+            ctx, profile="production",
+            why="deploys need the production profile (HAProxy in front of two app nodes): "
+                "whathappens lab up --profile production")
+    except LabNotRunning as err:
+        raise DeployError(str(err)) from None
 
 
 def read_state(lab: Lab) -> dict[str, Any]:
@@ -73,7 +86,7 @@ def status_lines(ctx: LabContext) -> list[str]:
 
     try:
         state = read_state(open_lab(Context(state=ctx.state)))
-    except DrillError:
+    except DeployError:
         return []
     lines = []
     changed = {n: v for n, v in state.get("versions", {}).items() if v != BASE_VERSION}
@@ -93,9 +106,13 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     try:
         lab = open_lab(ctx)
         facts = ACTION[str(args.how)](lab, args, print)
-    except (DeployError, DrillError, OSError) as err:
+    except (DeployError, OSError) as err:
         print(f"whathappens lab deploy {args.how}: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
+    except KeyboardInterrupt:
+        print(f"whathappens lab deploy {args.how}: interrupted; 'whathappens lab deploy "
+              f"reset' undoes what was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if getattr(args, "json", False):
         print(json.dumps(facts, indent=2, default=str))
     return 0 if facts.get("failed", 0) == 0 else 1
@@ -159,7 +176,12 @@ def do_blue_green(lab: Lab, args: argparse.Namespace, say: Callable[[str], None]
     try:
         run.mark("blue live")
         time.sleep(1.0)
-        green = bring_green(lab, args.version, say, run)
+        try:
+            green = bring_green(lab, args.version, say, run)
+        except DeployError:
+            for node in lab.app_nodes():      # nothing of green stays behind a failure
+                remove_green(lab, node)
+            raise
         write_state(lab, {**state, "green": {"version": args.version, "old": old,
                                              "live": "blue"}})
         time.sleep(1.0)
