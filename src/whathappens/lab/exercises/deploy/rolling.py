@@ -4,9 +4,10 @@ For each app node in turn: drain it in HAProxy (``set server app/NODE state drai
 request goes there, the ones in flight finish), wait until its sessions (``show stat``
 scur) are 0, switch (stop its gunicorn with SIGTERM — gunicorn's graceful stop: workers
 finish what they hold, up to its 10 s graceful timeout — and start a new master with
-``WHATHAPPENS_SITE_VERSION``; a new master rather than a HUP, because a HUP keeps the
-master's environment, and with no request reaching a drained node a restart costs
-nothing), health-check it (``/healthz`` through its nginx, and the version it answers
+``WHATHAPPENS_SITE_VERSION``; a new master rather than a HUP: a HUP re-reads gunicorn's
+configuration and forks new workers from the same master, whose environment — where the lab
+puts the version — no signal changes; and with no request reaching a drained node a restart
+costs nothing), health-check it (``/healthz`` through its nginx, and the version it answers
 with), wait until HAProxy's own checks pass again, and re-enable it (``state ready``).
 """
 
