@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--concurrency", type=int, default=8)
     exp.add_argument("--out", default=None, metavar="DIR", help="where plots go "
                      "(default <state>/experiments)")
+    dep = sub.add_parser("deploy", help="a new version of the site under a paced load: "
+                                        "rolling, blue-green, rollback, reset")
+    dep.add_argument("how", choices=("rolling", "blue-green", "rollback", "reset"))
+    dep.add_argument("--version", default="v2", help="the new version (default v2)")
+    dep.add_argument("--json", action="store_true", help="also print the facts as JSON")
     downp = sub.add_parser("down", help="stop everything; no process or port is left")
     downp.add_argument("--purge", action="store_true", help="also remove the state dir")
     return p
@@ -90,6 +95,10 @@ def lab_main(argv: list[str]) -> int:
         from whathappens.lab.exercises.experiments import main as experiment
 
         return experiment(ctx, args)
+    if args.action == "deploy":
+        from whathappens.lab.exercises.deploy import main as deploy
+
+        return deploy(ctx, args)
     from whathappens.lab.lab import down
 
     stopped = down(ctx, purge=args.purge)
@@ -160,5 +169,9 @@ def _status(ctx: LabContext) -> int:
     from whathappens.lab.exercises.drills import status_lines
 
     for line in status_lines(ctx):     # a tier down on purpose says so
+        print(line)
+    from whathappens.lab.exercises.deploy import status_lines as deploy_lines
+
+    for line in deploy_lines(ctx):     # a version a deploy put in place
         print(line)
     return 0 if all(r.healthy for r in rows) else 1

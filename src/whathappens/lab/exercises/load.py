@@ -75,7 +75,8 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
         concurrency: int = 4, seconds: float = 30.0, cafile: str | None = None,
         host: str = SITE, tls: bool = True,
         headers: dict[str, str] | None = None, rate: float | None = None,
-        sources: tuple[str, ...] = (), capture: tuple[str, ...] = ()) -> LoadResult:
+        sources: tuple[str, ...] = (), capture: tuple[str, ...] = (),
+        stop: threading.Event | None = None) -> LoadResult:
     """``requests`` GETs of ``path`` (stops early at ``seconds``), ``concurrency`` at once.
 
     ``path`` may be a function of the request's number (0, 1, …), e.g. a query string of
@@ -85,12 +86,14 @@ def run(address: str, port: int, path: str | Callable[[int], str], *, requests: 
     rate limit (50 r/s per app node) accepts. ``sources``: worker k connects from
     ``sources[k % len(sources)]``, so C workers are C clients to that limit (how a hot page
     is really hit: by many clients at once). ``capture``: response headers kept per sample.
+    ``stop``: once set, no further request starts (a run as long as what it watches).
     """
     for where in (address, *sources):
         if not ipaddress.ip_address(where).is_loopback:
             raise ValueError(f"load runs only between loopback addresses, not {where}")
     seconds = min(seconds, MAX_SECONDS)
     tickets = _Tickets(min(requests, MAX_REQUESTS), rate, time.monotonic(), seconds)
+    tickets.stop = stop
     tls_context = ssl.create_default_context(cafile=cafile) if tls else None
     result = LoadResult()
 
@@ -135,17 +138,22 @@ class _Tickets:
         self.deadline = t0 + seconds
         self.issued = 0
         self.lock = threading.Lock()
+        self.stop: threading.Event | None = None
 
     def next(self) -> int | None:
         with self.lock:
-            if self.issued >= self.requests or time.monotonic() > self.deadline:
+            if self.issued >= self.requests or time.monotonic() > self.deadline or \
+                    (self.stop is not None and self.stop.is_set()):
                 return None
             self.issued += 1
             ticket = self.issued - 1
         if self.rate:
             wait = min(self.t0 + ticket / self.rate, self.deadline) - time.monotonic()
             if wait > 0:
-                time.sleep(wait)
+                if self.stop is not None:
+                    self.stop.wait(wait)
+                else:
+                    time.sleep(wait)
         return ticket
 
 

@@ -22,6 +22,8 @@ WHATHAPPENS_THINK_MS        LAB ONLY: milliseconds every request but /healthz sl
                             (the slow node of ``lab experiment lb-algorithms``)
 WHATHAPPENS_DRILL_VIEWS     LAB ONLY: ``1`` adds the drills' views ``/drill/slow`` and  off
                             ``/drill/leak`` (only a gunicorn a drill restarted has it)
+WHATHAPPENS_SITE_VERSION    the site's version, sent as ``X-Site-Version`` and shown    ``v1``
+                            in the footer (``lab deploy`` starts gunicorns with ``v2``)
 =========================== ========================================================== ==========
 
 The Redis URL defaults to ``redis://127.0.0.1:6379/0``; ``WHATHAPPENS_CSRF_TRUSTED_ORIGINS``
@@ -54,6 +56,7 @@ SPAN_LOG = os.environ.get("WHATHAPPENS_SPAN_LOG", "")
 PRODUCT_TTL = int(_env("PRODUCT_TTL", "30"))
 THINK_MS = float(_env("THINK_MS", "0"))
 DRILL_VIEWS = _env("DRILL_VIEWS", "0") == "1"
+SITE_VERSION = _env("SITE_VERSION", "v1")
 
 SECRET_KEY = _env("SECRET_KEY", "lab-only-not-secret-" + "x" * 40)
 DEBUG = False
@@ -83,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "whathappens.lab.site.tracing.TracingMiddleware",   # outermost: times everything below
+    "whathappens.lab.site.version.SiteVersionMiddleware",   # X-Site-Version (lab deploy)
     # ETag from the body, and 304 to a matching If-None-Match (RFC 9110 §13.1.2); before
     # anything that changes the body. A no-store response gets none.
     "django.middleware.http.ConditionalGetMiddleware",
