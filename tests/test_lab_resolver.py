@@ -58,7 +58,9 @@ def test_a_log_line_without_stamps_or_of_the_wrong_shape_is_skipped() -> None:
             "records": ["example.com. 172800 IN NS ns1.example.com."],
             "received_ns": 10, "sent_ns": 20}
     up = parse_line(good)
-    assert up is not None and up.qname == "com." and up.sent_ns == 20
+    assert up is not None
+    assert up.qname == "com."
+    assert up.sent_ns == 20
     assert parse_line({**good, "received_ns": None}) is None
     assert parse_line({k: v for k, v in good.items() if k != "sent_ns"}) is None
     assert parse_line({**good, "received_ns": "soon"}) is None
@@ -127,7 +129,8 @@ def test_a_warm_lookup_is_answered_from_unbounds_cache(lab_up: LabContext) -> No
     j = _journey(lab_up, None)
     _, rec = _recursion(j)
     assert rec.attrs["from_cache"] is True
-    assert rec.attrs["upstream_queries"] == 0 and rec.children == []
+    assert rec.attrs["upstream_queries"] == 0
+    assert rec.children == []
     assert any("answered from Unbound's cache: no upstream queries" in f.message
                for f in j.findings)
 
