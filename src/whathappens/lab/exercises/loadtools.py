@@ -25,7 +25,6 @@ loopback (``check_loopback``), whose certificate the rest of the lab checks.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import shutil
 import subprocess
@@ -173,10 +172,10 @@ def _log_durations_ms(lines: list[str]) -> list[float]:
 
 
 def percentile(sorted_ms: list[float], p: float) -> float:
-    """Nearest-rank percentile (the one load.py uses): the smallest value with at least p%
-    of the values at or below it."""
-    rank = max(1, math.ceil(p / 100 * len(sorted_ms)))
-    return round(sorted_ms[rank - 1], 3)
+    """The same rule as the Python client's (``load.LoadResult.percentile``): the value at
+    index round(p% × (n − 1)) of the sorted times, so every row of a table means the same."""
+    k = min(len(sorted_ms) - 1, max(0, round(p / 100 * (len(sorted_ms) - 1))))
+    return round(sorted_ms[k], 3)
 
 
 def _tail(text: str) -> str:
