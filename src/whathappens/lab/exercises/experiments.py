@@ -57,7 +57,7 @@ from typing import Any
 
 from whathappens.errors import EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_USAGE
 from whathappens.lab import process
-from whathappens.lab.exercises import load, plot, throughput
+from whathappens.lab.exercises import load, loadtools, plot, throughput
 from whathappens.lab.exercises.https import server_timing
 from whathappens.lab.lab import status
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
@@ -563,7 +563,10 @@ def microcache(bench: Bench) -> Outcome:
 def edge_clients(bench: Bench) -> tuple[list[str], dict[str, Any]]:
     """The hot page at the edge from the Python client, wrk and h2load (throughput.py)."""
     bench.run("edge", "/", tls=True, requests=1)       # the edge cache holds it from now
-    python = bench.run("edge", "/", tls=True)
+    # As many requests as h2load sends (about a second's worth), whatever --requests says:
+    # a run of 200 would be mostly the 8 TLS handshakes.
+    python = bench.run("edge", "/", tls=True, requests=min(
+        load.MAX_REQUESTS, bench.concurrency * loadtools.PER_CONNECTION))
     address, port = bench.lab.endpoint("edge")
     bench.log(f"  edge: python {len(python.samples)} requests; now wrk and h2load")
     return throughput.compare(python, address, port, bench.concurrency)

@@ -81,7 +81,8 @@ def table_lines(rows: list[ToolResult], connections: int) -> list[str]:
     head = (f"{'client':<17}  {'protocol':<8}  {'req/s':>7}  {'p50 ms':>7}  {'p95 ms':>7}  "
             f"{'p99 ms':>7}  {'requests':>8}  {'failed':>6}")
     out = [f"The same hot page at the edge (TLS, loopback, edge cache HIT), {connections} "
-           "connections per client:", head, "-" * len(head)]
+           "connections per client (python and h2load: a count of requests; wrk: "
+           f"{TOOL_SECONDS:g} s):", head, "-" * len(head)]
     for r in rows:
         out.append(f"{r.tool:<17}  {r.protocol:<8}  {r.rps:>7.0f}  {_ms(r.p50_ms)}  "
                    f"{_ms(r.p95_ms)}  {_ms(r.p99_ms)}  {r.requests:>8}  {r.failed:>6}")
