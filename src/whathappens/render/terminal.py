@@ -256,7 +256,8 @@ class Report:
         self.detail(head, indent=12)
         for q in r.queries:
             t = Text(f"{q.server + ' (' + q.role + ')':<40}", style="cyan")
-            t.append(f"{ms(q.timing.duration_ms):>10}  {q.qtype} {q.qname}: ")
+            t.append(f"at {ms(q.timing.start_ms):>9}{ms(q.timing.duration_ms):>10}  "
+                     f"{q.qtype} {q.qname}: ")
             t.append(q.kind, style=HOP_STYLE.get(q.kind, "") or "bold")
             self.detail(t, indent=14)
         self.detail(Text(f"matched by {r.matched_by}; clock: {r.clock}", style="dim"),
