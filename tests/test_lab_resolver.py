@@ -66,6 +66,13 @@ def test_a_log_line_without_stamps_or_of_the_wrong_shape_is_skipped() -> None:
     assert parse_line({**good, "received_ns": "soon"}) is None
 
 
+def test_lab_cold_without_a_lab_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from whathappens.commands.trace import trace_main
+
+    assert trace_main(["https://www.example.com/", "--lab-cold"]) == 2
+    assert "--lab-cold flushes the lab's resolver: it needs --lab" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------- the real lab
 @pytest.fixture(scope="module")
 def lab_up() -> Iterator[LabContext]:

@@ -50,6 +50,10 @@ def trace_main(argv: list[str]) -> int:
         return EXIT_USAGE
     options.cookie_jar_out = args.cookie_jar
     flushed: str | None = None
+    if args.lab_cold and not args.lab:
+        print("whathappens: --lab-cold flushes the lab's resolver: it needs --lab",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.lab:
         from pathlib import Path
 
