@@ -126,6 +126,8 @@ def test_a_cold_lookup_shows_unbound_walking_root_tld_authoritative(
         assert 0 <= u.attrs["server_ms"] < 50
     assert [u.start_ns for u in ups] == sorted(u.start_ns for u in ups)
     assert rec.start_ns == ups[0].start_ns
+    # The repeated A question (asked to see the cache) sent nothing upstream.
+    assert rec.attrs["repeat_upstream"] == 0
     # The journey's own walk asked the same servers, from another address: not counted.
     assert len([h for h in j.all_spans() if h.name == "dns.hop"]) >= 3
 
@@ -161,3 +163,4 @@ def test_the_cli_renders_the_resolvers_queries(lab_up: LabContext) -> None:
     assert "upstream queries" in done.stdout, done.stdout + done.stderr
     assert "a.gtld-servers.net (tld)" in done.stdout
     assert "matched by name and time window" in done.stdout
+    assert "the A question asked again sent nothing upstream" in done.stdout

@@ -240,6 +240,9 @@ class DnsRecursionFacts(Facts):
         "what was flushed from Unbound's cache before the journey (--lab-cold)"))
     other_queries: list[str] = field(default_factory=list, metadata=doc(
         "queries Unbound sent in the window for names outside this name's chain"))
+    repeat_upstream: int | None = field(default=None, metadata=doc(
+        "upstream queries received while the repeated A question waited: 0 means Unbound "
+        "answered it from its cache"))
     matched_by: str = ""
     clock: str = ""
 

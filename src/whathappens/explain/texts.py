@@ -220,7 +220,8 @@ CLIENT: dict[str, SpanText] = {
          "{name} up before and the records' TTL had not run out.",
          "{not:from_cache}To answer, the resolver itself asked {upstream_queries} question(s) "
          "upstream: {servers}.",
-         "Before the journey its cache was flushed of {flushed} (a cold lookup)."),
+         "Before the journey its cache was flushed of {flushed} (a cold lookup).",
+         "{repeat_words}"),
         ("Matched to this journey by {matched_by}.",
          "Unbound also asked, in the same window, about: {other_queries}.",
          "Clock: {clock}."),

@@ -304,6 +304,8 @@ class HtmlReport:
                 f"{esc(ms(r.timing.duration_ms))}{cold}:</p>"
                 + _table(["server", "role", "question", "kind", "records", "over", "at",
                           "time"], rows, "hops")
+                + ("<p>The A question asked again sent nothing upstream: Unbound's cache "
+                   "answered it.</p>" if r.repeat_upstream == 0 else "")
                 + f"<p class=\"muted\">Matched by {esc(r.matched_by)}. Clock: "
                   f"{esc(r.clock)}.</p>")
 

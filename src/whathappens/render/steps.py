@@ -278,6 +278,7 @@ class RecursionView:
     other_queries: list[str]
     matched_by: str
     clock: str
+    repeat_upstream: int | None = None
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,7 @@ def recursion_view(view: SpanDoc) -> RecursionView | None:
             rows.append(UpstreamRow(timing(up), u.server, u.role, u.qname, u.qtype, u.kind,
                                     list(u.records), u.transport))
     return RecursionView(timing(span), a.resolver, a.from_cache, a.flushed or "", rows,
-                         list(a.other_queries), a.matched_by, a.clock)
+                         list(a.other_queries), a.matched_by, a.clock, a.repeat_upstream)
 
 
 def _questions(view: SpanDoc) -> list[WalkQuestion]:

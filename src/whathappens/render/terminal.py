@@ -260,6 +260,9 @@ class Report:
                      f"{q.qtype} {q.qname}: ")
             t.append(q.kind, style=HOP_STYLE.get(q.kind, "") or "bold")
             self.detail(t, indent=14)
+        if r.repeat_upstream == 0:
+            self.detail(Text("the A question asked again sent nothing upstream: Unbound's "
+                             "cache answered it", style="green"), indent=14)
         self.detail(Text(f"matched by {r.matched_by}; clock: {r.clock}", style="dim"),
                     indent=14)
 

@@ -164,6 +164,7 @@ def _place(journey: Journey, view: Span[Any], found: LabResolver, lines: list[Up
         matched_by=f"name and time window: queries from {found.address} received while this "
                    f"view waited, for {name} or an ancestor (DNS carries no trace context)",
         clock=CLOCK)
+    facts.repeat_upstream = _repeat_upstream(view, mine, t0)
     start = mine[0].received_ns - t0 if mine else view.start_ns
     span = journey.span("dns.recursion", "dns", f"recursive resolver {found.address}",
                         "application", facts, parent=view, start_ns=start)
@@ -185,3 +186,14 @@ def _place(journey: Journey, view: Span[Any], found: LabResolver, lines: list[Up
         journey.note("info", "dns", f"answered from Unbound's cache: no upstream queries for "
                      f"{name} while the resolver view waited")
     return 1 + len(mine)
+
+
+def _repeat_upstream(view: Span[Any], mine: list[Upstream], t0: int) -> int | None:
+    """How many of the upstream queries arrived while the repeated question (asked to see
+    the resolver's cache) waited; None when there was no repeat."""
+    repeat = next((c for c in view.children if c.name == "dns.query"
+                   and "cache" in str(c.facts.purpose) and c.end_ns is not None), None)
+    if repeat is None or repeat.end_ns is None:
+        return None
+    lo, hi = t0 + repeat.start_ns, t0 + repeat.end_ns
+    return sum(1 for u in mine if lo <= u.received_ns <= hi)
