@@ -178,6 +178,19 @@ def test_microcache(production: LabContext, tmp_path: Path,
     assert cached["p50_ms"] < uncached["p50_ms"]
     labels = texts(svg)
     assert {"micro-cache", "no micro-cache", "req/s", "p50", "p95"} <= labels
+    # The throughput question: the same hot page at the edge from three clients, side by
+    # side, and a line saying which one was the limit.
+    assert "client: the Python client (load.py) for the micro-cache rows" in printed
+    edge = {c["client"]: c for c in data["edge_clients"]}
+    assert set(edge) == {"python (load.py)", "wrk", "h2load"}, data["edge_problems"]
+    assert edge["wrk"]["protocol"] == "http/1.1"
+    assert edge["h2load"]["protocol"] == "h2"
+    for row in edge.values():
+        assert row["failed"] == 0, row
+        assert row["rps"] > 0
+        assert 0 < row["p50_ms"] <= row["p95_ms"]
+    assert data["edge_limit"] in printed
+    assert data["edge_limit"].startswith(("the limit was the client", "all clients within"))
 
 
 def test_interrupted_experiment_puts_the_lab_back(

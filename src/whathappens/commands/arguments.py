@@ -219,6 +219,11 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
     http.add_argument("--lab", nargs="?", const="lab", default=None, metavar="DIR",
                       help="go to the lab's front door (whathappens lab up; state in DIR, "
                            "default ./lab) and merge every tier's spans into the timeline")
+    http.add_argument("--lab-cold", nargs="?", const="name", default=None,
+                      choices=("name", "all"),
+                      help="with --lab: flush the lab's Unbound first (unbound-control "
+                           "flush_zone): the name (default) or all, so its upstream queries "
+                           "show on the timeline")
     http.add_argument("--traceparent", action="store_true",
                       help="send a W3C traceparent header (servers that log it can be "
                            "matched to this journey)")

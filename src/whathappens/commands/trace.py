@@ -49,19 +49,28 @@ def trace_main(argv: list[str]) -> int:
         print(f"whathappens: {err}", file=sys.stderr)
         return EXIT_USAGE
     options.cookie_jar_out = args.cookie_jar
+    flushed: str | None = None
+    if args.lab_cold and not args.lab:
+        print("whathappens: --lab-cold flushes the lab's resolver: it needs --lab",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.lab:
         from pathlib import Path
 
         from whathappens.lab.client import LabNotRunning, apply, merge_inside
+        from whathappens.lab.client.resolver import flush
+        from whathappens.lab.process import LabError
 
         try:
             apply(options, Path(args.lab).resolve())
-        except LabNotRunning as err:
+            flushed = flush(Path(args.lab).resolve(), urllib.parse.urlsplit(args.url).hostname
+                            or "", args.lab_cold) if args.lab_cold else None
+        except (LabNotRunning, LabError) as err:
             print(f"whathappens: {err}", file=sys.stderr)
             return EXIT_LAB_FAILED
     journey = asyncio.run(run_journey(args.url, options))
     if args.lab:
-        merge_inside(journey, Path(args.lab).resolve())
+        merge_inside(journey, Path(args.lab).resolve(), flushed)
     if args.browser:
         _browser_phase(args, options, journey)
     render(journey.to_dict(), args, sys.stdout)

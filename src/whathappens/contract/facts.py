@@ -224,6 +224,47 @@ class DnsHopFacts(Facts):
     note: str | None = None
 
 
+@dataclass(kw_only=True)
+class DnsRecursionFacts(Facts):
+    """The recursive resolver's own work for this lookup (the lab's Unbound): the queries it
+    sent upstream, as the lab's authoritative servers logged them. DNS carries no trace
+    context, so they are matched to the journey by name and time window."""
+
+    resolver: str = ""
+    name: str = ""
+    upstream_queries: int = 0
+    from_cache: bool = field(default=False, metadata=doc(
+        "no upstream query in the window: Unbound answered from its cache"))
+    servers: list[str] = field(default_factory=list)
+    flushed: str | None = field(default=None, metadata=doc(
+        "what was flushed from Unbound's cache before the journey (--lab-cold)"))
+    other_queries: list[str] = field(default_factory=list, metadata=doc(
+        "queries Unbound sent in the window for names outside this name's chain"))
+    repeat_upstream: int | None = field(default=None, metadata=doc(
+        "upstream queries received while the repeated A question waited: 0 means Unbound "
+        "answered it from its cache"))
+    matched_by: str = ""
+    clock: str = ""
+
+
+@dataclass(kw_only=True)
+class DnsUpstreamFacts(Facts):
+    """One query the resolver sent to a name server, from the server's log."""
+
+    server: str = ""
+    role: str = field(default="", metadata=doc("root | tld | authoritative"))
+    client: str | None = None
+    qname: str = ""
+    qtype: str = ""
+    transport: str = "udp"
+    kind: str = field(default="", metadata=doc("answer | referral | nodata | nxdomain | ..."))
+    rcode: str | None = None
+    authoritative: bool = False
+    records: list[str] = field(default_factory=list)
+    server_ms: float | None = field(default=None, metadata=doc(
+        "received → answer ready, by the server's wall clock (ns stamps)"))
+
+
 # --------------------------------------------------------------------------------- TCP
 @dataclass(kw_only=True)
 class TcpInfo:
@@ -773,6 +814,8 @@ SPAN_FACTS: dict[str, type[Facts]] = {
     "dns.walk": DnsWalkFacts,
     "dns.walk.question": DnsWalkQuestionFacts,
     "dns.hop": DnsHopFacts,
+    "dns.recursion": DnsRecursionFacts,
+    "dns.upstream": DnsUpstreamFacts,
     "tcp": TcpFacts,
     "tcp.connect": TcpConnectFacts,
     "tls": TlsFacts,

@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -58,6 +58,9 @@ CHANGELOG = (
     "; the browser phase: browser.settle_ms and settle_ended (the measured wait after "
     "load); browser.stage font_load, image_decode, user_measure and its name; browser.mark "
     "user_mark and its name; analysis.browser.lcp_chain.decoded_ms.",
+    "1.7: the resolver on the timeline (--lab): spans dns.recursion (the lab's Unbound's "
+    "upstream work for the name, matched by name and time window) and dns.upstream (each "
+    "query it sent, from the authoritative server's log).",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",

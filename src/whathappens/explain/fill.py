@@ -27,6 +27,7 @@ from whathappens.contract.facts import (
     DnsFacts,
     DnsHopFacts,
     DnsQueryFacts,
+    DnsRecursionFacts,
     DnsResolverFacts,
     Facts,
     HttpFacts,
@@ -254,6 +255,19 @@ def _resolver(span: SpanDoc, ctx: Context) -> Values:
 @derive("dns.walk", "walk_path")
 def _walk(span: SpanDoc, ctx: Context) -> Values:
     return {"walk_path": walk_path(span)}
+
+
+@derive("dns.recursion", "repeat_words")
+def _recursion(span: SpanDoc, ctx: Context) -> Values:
+    r = span.facts_as(DnsRecursionFacts) or DnsRecursionFacts()
+    if r.repeat_upstream is None:
+        return {"repeat_words": None}
+    if r.repeat_upstream == 0:
+        return {"repeat_words": "The same question asked again sent nothing upstream: Unbound "
+                                "answered it from its cache (what the TTL alone could not "
+                                "always tell)."}
+    return {"repeat_words": f"Even the question asked again made it ask {r.repeat_upstream} "
+                            "question(s) upstream: the first answer was not cached yet."}
 
 
 @derive("dns.query", "answer_words")

@@ -214,6 +214,28 @@ CLIENT: dict[str, SpanText] = {
          "{note}"),
         ("Query sent → reply: {took}.",),
     ),
+    "dns.recursion": T(
+        "What the resolver did for you (the lab's Unbound)",
+        ("{if:from_cache}Answered from Unbound's cache: no upstream queries. It had looked "
+         "{name} up before and the records' TTL had not run out.",
+         "{not:from_cache}To answer, the resolver itself asked {upstream_queries} question(s) "
+         "upstream: {servers}.",
+         "Before the journey its cache was flushed of {flushed} (a cold lookup).",
+         "{repeat_words}"),
+        ("Matched to this journey by {matched_by}.",
+         "Unbound also asked, in the same window, about: {other_queries}.",
+         "Clock: {clock}."),
+        ("First upstream query received → last answer ready: {took}.",),
+    ),
+    "dns.upstream": T(
+        "One query the resolver sent",
+        ("The resolver asked {server}, a {role} server, for {qtype} {qname}: it gave {kind}.",),
+        ("Sent from {client} over {transport}; rcode {rcode}.",
+         "{if:authoritative}AA set: this server holds the zone itself (RFC 1035 §4.1.1).",
+         "Records: {records}."),
+        ("The server's own log: received → answer ready {server_ms} (wall clock, integer "
+         "nanoseconds); the span is placed on the journey's clock at those stamps.",),
+    ),
     "tcp": T(
         "Opening a connection (TCP)",
         ("Now that the address is known, your computer opens a line to {address} port "

@@ -36,6 +36,8 @@ NEEDS: tuple[Need, ...] = (
     Need("pgbouncer", "/usr/sbin/pgbouncer", "connection pool"),
     Need("redis-server", "/usr/bin/redis-server", "cache, sessions, Celery broker"),
     Need("unbound", "/usr/sbin/unbound", "recursive resolver (walks the lab's own root)"),
+    Need("wrk", "/usr/bin/wrk", "load generator (HTTP/1.1) for the throughput experiments"),
+    Need("nghttp2-client", "/usr/bin/h2load", "h2load, an HTTP/2 load generator"),
 )
 
 PYTHON_MODULES = ("django", "gunicorn", "celery", "psycopg", "redis")

@@ -42,6 +42,7 @@ from whathappens.render.steps import (
     LegView,
     Message,
     Problem,
+    RecursionView,
     ServerNode,
     TcpView,
     TlsView,
@@ -286,7 +287,27 @@ class HtmlReport:
                        "received:</p><pre>" + "\n".join(raw) + "</pre></div>")
         if s.cname_chain:
             out.append(f"<p>CNAME chain: {esc(' ; '.join(s.cname_chain))}</p>")
+        if s.recursion is not None:
+            out.append(self.recursion(s.recursion))
         return "".join(out)
+
+    def recursion(self, r: RecursionView) -> str:
+        """The lab's Unbound's own upstream queries, from the servers' logs."""
+        if r.from_cache:
+            return "<p>Answered from Unbound's cache: no upstream queries.</p>"
+        cold = f" (cold: flushed {esc(r.flushed)})" if r.flushed else ""
+        rows = [[esc(q.server), esc(q.role), _code(f"{q.qtype} {q.qname}"), esc(q.kind),
+                 esc("; ".join(q.records[:3])), esc(q.transport),
+                 esc(ms(q.timing.start_ms)), esc(ms(q.timing.duration_ms))]
+                for q in r.queries]
+        return (f"<p>Inside {esc(r.resolver)}: {len(r.queries)} upstream queries, "
+                f"{esc(ms(r.timing.duration_ms))}{cold}:</p>"
+                + _table(["server", "role", "question", "kind", "records", "over", "at",
+                          "time"], rows, "hops")
+                + ("<p>The A question asked again sent nothing upstream: Unbound's cache "
+                   "answered it.</p>" if r.repeat_upstream == 0 else "")
+                + f"<p class=\"muted\">Matched by {esc(r.matched_by)}. Clock: "
+                  f"{esc(r.clock)}.</p>")
 
     def walk(self, s: DnsSource) -> str:
         out = [f"<p>Iterative walk (no recursion) starting from the root hints "

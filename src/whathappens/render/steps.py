@@ -31,8 +31,10 @@ from whathappens.contract.facts import (
     DnsFacts,
     DnsHopFacts,
     DnsQueryFacts,
+    DnsRecursionFacts,
     DnsResolverFacts,
     DnsSystemFacts,
+    DnsUpstreamFacts,
     DnsWalkFacts,
     DnsWalkQuestionFacts,
     Facts,
@@ -251,6 +253,35 @@ class WalkQuestion:
 
 
 @dataclass(frozen=True)
+class UpstreamRow:
+    """One query the lab's resolver sent upstream, from the server's own log."""
+
+    timing: Timing
+    server: str
+    role: str
+    qname: str
+    qtype: str
+    kind: str
+    records: list[str]
+    transport: str
+
+
+@dataclass(frozen=True)
+class RecursionView:
+    """What the resolver itself asked for this lookup (--lab: the lab's Unbound)."""
+
+    timing: Timing
+    resolver: str
+    from_cache: bool
+    flushed: str
+    queries: list[UpstreamRow]
+    other_queries: list[str]
+    matched_by: str
+    clock: str
+    repeat_upstream: int | None = None
+
+
+@dataclass(frozen=True)
 class DnsSource:
     """One of the DNS step's views: the system resolver, one recursive resolver, the walk."""
 
@@ -267,6 +298,7 @@ class DnsSource:
     cname_chain: list[str] = field(default_factory=list)
     queries: list[QueryRow] = field(default_factory=list)
     questions: list[WalkQuestion] = field(default_factory=list)
+    recursion: RecursionView | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +351,23 @@ def hop_row(span: SpanDoc) -> HopRow:
 
 def _queries(view: SpanDoc, original: dict[tuple[str, str], int]) -> list[QueryRow]:
     checks = resolver_checks(view, original)
-    return [query_row(q, checks.get(q.id)) for q in view.children]
+    return [query_row(q, checks.get(q.id)) for q in view.children if q.name == "dns.query"]
+
+
+def recursion_view(view: SpanDoc) -> RecursionView | None:
+    """The resolver's upstream queries merged under this view (lab/client/resolver.py)."""
+    span = view.child("dns.recursion")
+    a = None if span is None else span.facts_as(DnsRecursionFacts)
+    if span is None or a is None:
+        return None
+    rows = []
+    for up in span.children:
+        u = up.facts_as(DnsUpstreamFacts)
+        if u is not None:
+            rows.append(UpstreamRow(timing(up), u.server, u.role, u.qname, u.qtype, u.kind,
+                                    list(u.records), u.transport))
+    return RecursionView(timing(span), a.resolver, a.from_cache, a.flushed or "", rows,
+                         list(a.other_queries), a.matched_by, a.clock, a.repeat_upstream)
 
 
 def _questions(view: SpanDoc) -> list[WalkQuestion]:
@@ -342,7 +390,8 @@ def dns_source(view: SpanDoc, used: str | None,
     if resolver is not None:
         return DnsSource(*common, list(resolver.addresses), resolver=resolver.resolver or "",
                          cname_chain=list(resolver.cname_chain or []),
-                         queries=_queries(view, original or {}))
+                         queries=_queries(view, original or {}),
+                         recursion=recursion_view(view))
     walked = facts(view, DnsWalkFacts)
     return DnsSource(*common, list(walked.addresses), root_hints=walked.root_hints,
                      port=walked.port, cname_chain=list(walked.cname_chain),

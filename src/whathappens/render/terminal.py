@@ -41,6 +41,7 @@ from whathappens.render.steps import (
     LegView,
     Problem,
     QueryRow,
+    RecursionView,
     ServerNode,
     StepRef,
     TcpView,
@@ -239,6 +240,31 @@ class Report:
                 self.walk_hop(hop)
         if s.kind == "resolver" and s.cname_chain:
             self.detail("CNAME chain: " + " ; ".join(s.cname_chain), indent=12)
+        if s.recursion is not None:
+            self.recursion(s.recursion)
+
+    def recursion(self, r: RecursionView) -> None:
+        """The lab's Unbound's own upstream queries, from the servers' logs."""
+        if r.from_cache:
+            self.detail(Text("answered from Unbound's cache: no upstream queries",
+                             style="green"), indent=12)
+            return
+        head = Text(f"inside {r.resolver}: {len(r.queries)} upstream queries", style="bold")
+        head.append(f"{ms(r.timing.duration_ms):>10}")
+        if r.flushed:
+            head.append(f"  (cold: flushed {r.flushed})", style="dim")
+        self.detail(head, indent=12)
+        for q in r.queries:
+            t = Text(f"{q.server + ' (' + q.role + ')':<40}", style="cyan")
+            t.append(f"at {ms(q.timing.start_ms):>9}{ms(q.timing.duration_ms):>10}  "
+                     f"{q.qtype} {q.qname}: ")
+            t.append(q.kind, style=HOP_STYLE.get(q.kind, "") or "bold")
+            self.detail(t, indent=14)
+        if r.repeat_upstream == 0:
+            self.detail(Text("the A question asked again sent nothing upstream: Unbound's "
+                             "cache answered it", style="green"), indent=14)
+        self.detail(Text(f"matched by {r.matched_by}; clock: {r.clock}", style="dim"),
+                    indent=14)
 
     def resolver_query(self, q: QueryRow) -> None:
         t = Text(f"{q.qtype:<6}", style="bold")

@@ -21,6 +21,7 @@ from pathlib import Path
 from whathappens.contract.document import LabFacts
 from whathappens.journey import Journey
 from whathappens.lab.client.cached import attribute
+from whathappens.lab.client.resolver import merge_resolver
 from whathappens.lab.client.timeline import (
     TASK_WAIT,
     merge,
@@ -143,12 +144,14 @@ def merge_page_inside(journey: Journey, state: Path) -> None:
             journey.facts.lab.server_spans += placed
 
 
-def merge_inside(journey: Journey, state: Path) -> None:
-    """Merge the tiers' spans for this journey's trace; say what was found."""
+def merge_inside(journey: Journey, state: Path, flushed: str | None = None) -> None:
+    """Merge the tiers' spans for this journey's trace; say what was found. ``flushed``:
+    what ``--lab-cold`` emptied from Unbound's cache before the journey."""
     try:
         lab = _open(state)
     except LabNotRunning:
         return
+    merge_resolver(journey, state, flushed)
     if (wan := outside_note(lab.manifest, state)) is not None:
         journey.note("info", "wan", wan)
     views = {s.name for s in journey.all_spans()} & {"dns.system", "dns.resolver", "dns.walk"}

@@ -57,7 +57,7 @@ from typing import Any
 
 from whathappens.errors import EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_USAGE
 from whathappens.lab import process
-from whathappens.lab.exercises import load, plot
+from whathappens.lab.exercises import load, loadtools, plot, throughput
 from whathappens.lab.exercises.https import server_timing
 from whathappens.lab.lab import status
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
@@ -65,6 +65,20 @@ from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.topology import SITE, Topology
 
 NAMES = ("lb-algorithms", "pooling", "microcache", "retry-storm")
+# Which client drives each experiment, and why (printed with its method).
+CLIENTS = {
+    "lb-algorithms": "the Python client (load.py): the question is per request (which node "
+                     "served it, how long it waited), which only a client that keeps every "
+                     "response can answer; a few hundred req/s, far below its limit",
+    "pooling": "the Python client (load.py): each response's Server-Timing says whether it "
+               "opened a database connection; wrk and h2load keep no headers",
+    "microcache": "the Python client (load.py) for the micro-cache rows (each response's "
+                  "X-Microcache, a client address per worker for the app node's 50 r/s "
+                  "per-client limit); for the throughput question the same hot page at the "
+                  "edge from the Python client, wrk and h2load side by side (throughput.py)",
+    "retry-storm": "its own clients (retry_storm.py): the question is when each retry is "
+                   "sent, not how many requests per second a server takes",
+}
 ALGORITHMS = ("roundrobin", "leastconn", "source")
 THINK_MS = 100            # app-2's extra time per request: a few times a normal request
 RUN_SECONDS = 20.0        # one setting's load run stops here whatever --requests says
@@ -523,8 +537,10 @@ def microcache(bench: Bench) -> Outcome:
                  "lives 1 to 2 s, so a run of T s sends Django about T + 1 requests; one "
                  "request before the run filled the cache.")
     lines.append("With the cache, the client (Python threads on the same 2 cores) is the "
-                 "bottleneck: its req/s is a lower bound for nginx.")
+                 "bottleneck: its req/s is a lower bound for nginx (see the edge rows below).")
     lines += failure_notes(settings)
+    edge_lines, edge_extra = edge_clients(bench)
+    lines += ["", *edge_lines]
     names = [s.name for s in settings]
     svg = plot.figure(
         "A hot GET on an app node with and without nginx's 1 s micro-cache",
@@ -540,7 +556,20 @@ def microcache(bench: Bench) -> Outcome:
                         "requests answered within (%)",
                         [plot.Series(s.name, [], plot.cdf([x.latency_ms for x in s.result.ok]))
                          for s in settings], log_x=True, y_max=100)])
-    return Outcome("microcache", "Micro-cache on and off", method, lines, settings, svg)
+    return Outcome("microcache", "Micro-cache on and off", method, lines, settings, svg,
+                   edge_extra)
+
+
+def edge_clients(bench: Bench) -> tuple[list[str], dict[str, Any]]:
+    """The hot page at the edge from the Python client, wrk and h2load (throughput.py)."""
+    bench.run("edge", "/", tls=True, requests=1)       # the edge cache holds it from now
+    # As many requests as h2load sends (about a second's worth), whatever --requests says:
+    # a run of 200 would be mostly the 8 TLS handshakes.
+    python = bench.run("edge", "/", tls=True, requests=min(
+        load.MAX_REQUESTS, bench.concurrency * loadtools.PER_CONNECTION))
+    address, port = bench.lab.endpoint("edge")
+    bench.log(f"  edge: python {len(python.samples)} requests; now wrk and h2load")
+    return throughput.compare(python, address, port, bench.concurrency)
 
 
 def retry_storm(bench: Bench) -> Outcome:
@@ -627,6 +656,7 @@ def save(outcome: Outcome, bench: Bench, out: Path, seconds: float) -> tuple[Pat
         "experiment": outcome.name,
         "title": outcome.title,
         "method": outcome.method,
+        "client": CLIENTS.get(outcome.name),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "lab": {"state": str(bench.ctx.state), "subnet": bench.ctx.subnet,
                 "algorithm": bench.ctx.algorithm},
@@ -679,6 +709,7 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     print()
     print(f"{outcome.title}")
     print(outcome.method)
+    print(f"client: {CLIENTS[name]}")
     print()
     print("\n".join(outcome.table))
     print()

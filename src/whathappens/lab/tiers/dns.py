@@ -26,7 +26,12 @@ gets ``--dns-port`` for the same reason.
 
 The authoritative servers log every answer as one JSON line in
 ``logs/<tier>.queries.jsonl``: time (Unix seconds), server, transport, qname, qtype, rcode,
-aa, kind (answer, referral, nodata, nxdomain, refused, servfail, dropped), and the records.
+aa, kind (answer, referral, nodata, nxdomain, refused, servfail, dropped), and the records;
+and, for the resolver on the journey's timeline (``lab/client/resolver.py``), who asked
+(``client``, address:port) and two wall-clock stamps in integer nanoseconds
+(``time.time_ns()``, CLOCK_REALTIME, the clock every tier's log is aligned on):
+``received_ns`` when the datagram was handed to the server (the event loop's read callback,
+before parsing) and ``sent_ns`` when its answer was ready to send.
 Unbound logs each client query and reply (``log-queries``, ``log-replies``) on stderr, which
 ``process.py`` puts in ``logs/<tier>.log``.
 """
@@ -42,6 +47,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -56,6 +62,7 @@ import dns.zone
 
 from whathappens.demo.authoritative import AuthoritativeServer
 from whathappens.demo.authority import Authority
+from whathappens.demo.dns_transport import DnsServerTransport
 from whathappens.demo.topology import NAME_SERVERS, SPECIAL_NAMES, WEB_ADDRESS
 from whathappens.lab.process import LabError
 from whathappens.lab.tier import LabContext, SpecTier, port_open, which
@@ -347,7 +354,15 @@ class Unbound(SpecTier):
                 for file in server["zones"]:
                     lines += ["stub-zone:", f'    name: "{origin_of(file)}"',
                               f"    stub-addr: {server['address']}@{upstream}"]
+        # unbound-control over a Unix socket in the tier directory (no TLS keys to make: a
+        # local socket needs none, unbound.conf(5) control-interface), so a journey that
+        # asks for a cold lookup can flush the name first (whathappens URL --lab --lab-cold).
+        lines += ["remote-control:", "    control-enable: yes",
+                  f'    control-interface: "{self.control_socket(ctx)}"']
         return "\n".join(lines) + "\n"
+
+    def control_socket(self, ctx: LabContext) -> Path:
+        return ctx.dir(self.name) / "control.sock"
 
     def prepare(self, ctx: LabContext) -> None:
         tier_dir = ctx.dir(self.name)
@@ -395,18 +410,47 @@ def version_of_unbound() -> str:
 
 
 # ------------------------------------------- the process: python -m ...tiers.dns
+# Who asked, and when the query reached the server: set where the transport reads it, read
+# where the answer is logged. asyncio copies the context into each query's task (UDP) or
+# connection handler (TCP), so concurrent queries never see each other's values.
+PEER: ContextVar[tuple[str, int] | None] = ContextVar("peer", default=None)
+RECEIVED_NS: ContextVar[int | None] = ContextVar("received_ns", default=None)
+
+
+class PeerTransport(DnsServerTransport):
+    """The demo's transport, remembering each query's peer and arrival time for the log."""
+
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        PEER.set(addr)
+        RECEIVED_NS.set(time.time_ns())
+        super()._datagram(data, addr)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        PEER.set((str(peer[0]), int(peer[1])) if peer else None)
+        RECEIVED_NS.set(None)   # per query: stamped when its answer is asked for
+        await super()._serve_tcp(reader, writer)
+
+
 class LoggedServer(AuthoritativeServer):
     """The demo's server, also writing one JSON line per answer (or deliberate drop)."""
 
     def __init__(self, authority: Authority, name: str, log: TextIO) -> None:
         super().__init__(authority)
+        self.transport = PeerTransport(self._respond, self.transport.limits)
         self.server_name = name
         self.log = log
 
     def answer(self, wire: bytes, *, max_size: int | None) -> bytes | None:
+        received = RECEIVED_NS.get() if max_size else None
+        received = received if received is not None else time.time_ns()
         reply = super().answer(wire, max_size=max_size)
         line = query_line(self.server_name, "udp" if max_size else "tcp", wire, reply)
         if line is not None:
+            peer = PEER.get()
+            line.update(received_ns=received, sent_ns=time.time_ns(),
+                        client=f"{peer[0]}:{peer[1]}" if peer else None)
             self.log.write(json.dumps(line) + "\n")
             self.log.flush()
         return reply
