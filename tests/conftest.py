@@ -16,8 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 from whathappens.demo.internet import DemoInternet, DemoInternetError
+
+# Tests assert behaviour, not speed (speed lives in bench/): Hypothesis' per-example deadline
+# (200 ms) only made property tests fail when the 2 cores were busy with something else.
+settings.register_profile("whathappens", deadline=None)
+settings.load_profile("whathappens")
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
