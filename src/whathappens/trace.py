@@ -75,8 +75,12 @@ from whathappens.url import UrlAnatomy, parse_url, public_suffix_of
 if TYPE_CHECKING:
     from whathappens.net.http1 import H1Connection
     from whathappens.net.http2 import H2Connection
+    from whathappens.net.quic import QuicClient
 
-STEP_SPANS = frozenset({"dns", "tcp", "tls", "http"})
+STEP_SPANS = frozenset({"dns", "tcp", "tls", "http", "quic"})
+# How long a forced QUIC attempt waits for any answer to its Initial (aioquic resends it on
+# each probe timeout meanwhile, RFC 9002 §6.2.4), when --connect-timeout allows that long.
+QUIC_INITIAL_TIMEOUT = 3.0
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 but tab, DEL, C1
 
 
@@ -86,7 +90,7 @@ class Options:
     tls: TlsOptions = field(default_factory=TlsOptions)
     limits: Limits = field(default_factory=Limits)
     resolve: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # --resolve
-    http_version: str | None = None      # "1.1" | "2" | None (ALPN decides)
+    http_version: str | None = None      # "1.1" | "2" | "3" (QUIC, no TCP) | None (ALPN)
     connect_timeout: float = 10.0
     max_time: float = 60.0
     max_redirects: int = MAX_REDIRECTS
@@ -106,6 +110,7 @@ class Options:
     # After the journey, its final request again with the response's validators
     # (If-None-Match / If-Modified-Since), as a cache revalidates (span "revalidate").
     revalidate: bool = True
+    qlog: str | None = None              # --qlog FILE: the QUIC connection's qlog
 
 
 @dataclass
@@ -143,6 +148,7 @@ class Runner:
         self.last: tuple[Hop, Exchange] | None = None   # the latest leg's request and answer
         self.addresses: dict[tuple[str, str, int], str] = {}  # origin → address connected to
         self.host_cache = HostCache()
+        self.quic_pool: dict[tuple[str, str, int], QuicClient] = {}
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -155,6 +161,8 @@ class Runner:
         if lookup and needs_dnspython(self.opts.dns):
             need.append("dnspython")
         need.append("h11")
+        if self._h3(url):
+            need.append("aioquic")
         if url.scheme == "https":
             need.append("OpenSSL")
             if self.opts.http_version != "1.1":
@@ -175,6 +183,8 @@ class Runner:
                     from whathappens.net import http1  # noqa: F401
                 elif item == "h2":
                     from whathappens.net import http2  # noqa: F401
+                elif item == "aioquic":
+                    from whathappens.net import quic  # noqa: F401
                 else:
                     ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # OpenSSL's one-time start-up
                 self.prepared.add(item)
@@ -311,6 +321,16 @@ class Runner:
 
     async def _revalidate(self, span: Span[RevalidateFacts], hop: Hop) -> None:
         url = hop.url
+        if self._h3(url):
+            client = self.quic_pool.get(url.origin)
+            if client is not None and client.reusable:
+                span.facts.connection, span.facts.connection_why = "reused", \
+                    "the journey's QUIC connection was still open"
+            else:
+                span.facts.connection = "new"
+                client = await self.quic_step(span, url)
+            await self.h3_request(span, client, hop, findings=False)
+            return
         conn = self.pool.get(url.origin)
         if conn is not None and conn.protocol == "HTTP/1.1":
             from whathappens.net.http1 import H1Connection
@@ -345,6 +365,10 @@ class Runner:
                           LegFacts(index=index, url=url.shown(), method=method,
                                    origin=f"{url.scheme}://{url.authority}"))
         try:
+            if self._h3(url):
+                exchange = await self.h3_leg(leg, hop)
+                self.last = (hop, exchange)
+                return exchange
             conn = self.pool.get(url.origin)
             if conn is not None and conn.protocol == "HTTP/1.1":
                 from whathappens.net.http1 import H1Connection
@@ -536,22 +560,7 @@ class Runner:
             except JourneyError:
                 self._wire_so_far(span.facts, conn)
                 raise
-            span.start_ns = ex.t_request_start_ns
-            span.end_ns = ex.t_body_done_ns
-            span.actor = f"server {remote}"
-            span.facts = ex.facts(span.facts)
-            f = span.facts
-            f.send_ms = (ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6
-            f.wait_ms = (ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6
-            f.receive_ms = (ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6
-            f.connection_legs = conn.legs
-            for name, a, b in (("http.send", ex.t_request_start_ns, ex.t_request_sent_ns),
-                               ("http.wait", ex.t_request_sent_ns, ex.t_first_byte_ns),
-                               ("http.receive", ex.t_first_byte_ns, ex.t_body_done_ns)):
-                child = self.j.span(name, "http", "you" if name == "http.send" else
-                                    span.actor, "application", HttpPhaseFacts(), parent=span,
-                                    start_ns=a)
-                child.end_ns = b
+            self._exchanged(span, ex, remote, conn.legs)
         conn.tcp_span.facts.tcp_info_end = tcp_info(conn.plain.sock)
         tls_obj = getattr(conn.stream, "obj", None)
         if isinstance(tls_obj, ssl.SSLObject) and (session := tls_obj.session) is not None:
@@ -568,6 +577,92 @@ class Runner:
             self.j.note("warning", "http", "the body ended where the connection ended, but "
                         "without TLS close_notify: it may have been cut short, and nothing "
                         "can tell (RFC 9112 §9.8)")
+        return ex
+
+    def _exchanged(self, span: Span[HttpFacts], ex: Exchange, remote: str, legs: int) -> None:
+        """The HTTP span's times and facts from the exchange, and its three phases."""
+        span.start_ns = ex.t_request_start_ns
+        span.end_ns = ex.t_body_done_ns
+        span.actor = f"server {remote}"
+        span.facts = ex.facts(span.facts)
+        f = span.facts
+        f.send_ms = (ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6
+        f.wait_ms = (ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6
+        f.receive_ms = (ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6
+        f.connection_legs = legs
+        for name, a, b in (("http.send", ex.t_request_start_ns, ex.t_request_sent_ns),
+                           ("http.wait", ex.t_request_sent_ns, ex.t_first_byte_ns),
+                           ("http.receive", ex.t_first_byte_ns, ex.t_body_done_ns)):
+            child = self.j.span(name, "http", "you" if name == "http.send" else
+                                span.actor, "application", HttpPhaseFacts(), parent=span,
+                                start_ns=a)
+            child.end_ns = b
+
+    # ------------------------------------------------------------------ HTTP/3
+    def _h3(self, url: UrlAnatomy) -> bool:
+        """--http3: HTTP/3 over QUIC, no TCP at all (RFC 9114 needs https)."""
+        return self.opts.http_version == "3" and url.scheme == "https"
+
+    async def h3_leg(self, leg: Span[LegFacts], hop: Hop) -> Exchange:
+        url = hop.url
+        client = self.quic_pool.get(url.origin)
+        if client is not None and client.reusable:
+            leg.facts.connection = "reused"
+            leg.facts.reused_from_tcp_span = client.span.span_id
+        else:
+            leg.facts.connection = "new"
+            client = await self.quic_step(leg, url)
+        return await self.h3_request(leg, client, hop)
+
+    async def quic_step(self, parent: Span[Any], url: UrlAnatomy) -> QuicClient:
+        """DNS (or the address the journey used), then the QUIC handshake: step "quic",
+        in place of TCP + TLS."""
+        from whathappens.contract.facts import QuicFacts
+        from whathappens.net import quic
+
+        address = self.addresses.get(url.origin)
+        if address is None:
+            res = self.vet(parent, url, await self.dns_step(parent, url))
+            # One address, IPv6 first as Happy Eyeballs prefers it (RFC 8305 §4): QUIC's
+            # own racing of families is left out.
+            address = (res.ipv6 or res.ipv4)[0]
+        loop = asyncio.get_running_loop()
+        timeout = self.opts.connect_timeout
+        with self.j.timed("quic", "quic", f"server {address}", "transport", QuicFacts(),
+                          parent=parent) as span:
+            client = await quic.connect(self.j, span, address, url.port, url.host,
+                                        self.opts.tls, deadline=loop.time() + timeout,
+                                        initial_timeout=min(timeout, QUIC_INITIAL_TIMEOUT))
+        old = self.quic_pool.pop(url.origin, None)
+        if old is not None:
+            old.close()
+        self.quic_pool[url.origin] = client
+        self.addresses[url.origin] = address
+        return client
+
+    async def h3_request(self, parent: Span[Any], client: QuicClient, hop: Hop, *,
+                         findings: bool = True) -> Exchange:
+        url = hop.url
+        headers = list(hop.headers)
+        traceparent = None
+        if self.trace_id:
+            traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
+            headers.append(("traceparent", traceparent))
+        req = Request(method=hop.method, authority=url.authority, target=url.request_target,
+                      scheme=url.scheme, headers=headers)
+        remote = client.facts.remote or ""
+        client.legs += 1
+        deadline = asyncio.get_running_loop().time() + self.opts.max_time
+        with self.j.timed("http", "http", f"server {remote}", "application",
+                          HttpFacts(protocol="HTTP/3", traceparent=traceparent),
+                          parent=parent) as span:
+            try:
+                ex = await client.exchange(req, self.j.clock.now, self.opts.limits, deadline)
+            finally:
+                client.facts.path_end = client.path()
+            self._exchanged(span, ex, remote, client.legs)
+        if findings:
+            self._findings(url, ex)
         return ex
 
     @staticmethod
@@ -589,7 +684,8 @@ class Runner:
                         "which HTTP does not allow (RFC 9110 §5.5); reports show them escaped")
         if ex.alt_svc:
             self.j.note("info", "http", f"the server advertises alternative services: "
-                        f"{ex.alt_svc} (HTTP/3 is not tried in this version)")
+                        f"{ex.alt_svc}" + ("" if ex.http_version == "HTTP/3" else
+                                          " (HTTP/3 is tried with --http3)"))
         if ex.status >= 500:
             self.j.note("warning", "http", f"the server answered {ex.status}: a server-side "
                         "error")
@@ -606,6 +702,12 @@ class Runner:
         for conn in self.pool.values():
             self._close(conn)
         self.pool.clear()
+        for n, client in enumerate(self.quic_pool.values(), 1):
+            if self.opts.qlog:
+                _write_qlog(self.j, self.opts.qlog if n == 1 else f"{self.opts.qlog}.{n}",
+                            client)
+            client.close()
+        self.quic_pool.clear()
 
 
 async def run_journey(url_text: str, options: Options | None = None, *,
@@ -652,6 +754,19 @@ async def run_journey(url_text: str, options: Options | None = None, *,
         await compare_after_journey(journey, opts.tls, timeout=opts.connect_timeout,
                                     address_policy=opts.address_policy)
     return journey
+
+
+def _write_qlog(journey: Journey, target: str, client: QuicClient) -> None:
+    """--qlog FILE: the connection's events as qlog JSON, which qvis and other QUIC tools
+    read (aioquic's own trace; a second connection writes FILE.2, …)."""
+    import json
+
+    try:
+        with open(target, "w", encoding="utf-8") as out:
+            json.dump(client.logger.qlog(), out)
+        journey.note("info", "quic", f"qlog of the QUIC connection written to {target}")
+    except OSError as exc:
+        journey.note("warning", "quic", f"the qlog could not be written to {target}: {exc}")
 
 
 def _close_open_spans(journey: Journey, err: JourneyError | None) -> None:

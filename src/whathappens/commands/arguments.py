@@ -211,6 +211,10 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
                      help="offer only HTTP/1.1 in ALPN")
     ver.add_argument("--http2", dest="http_version", action="store_const", const="2",
                      help="insist on HTTP/2 (prior knowledge for http://)")
+    ver.add_argument("--http3", dest="http_version", action="store_const", const="3",
+                     help="HTTP/3 over QUIC on UDP for https:// (no TCP at all)")
+    http.add_argument("--qlog", metavar="FILE", default=None,
+                      help="with --http3: write the QUIC connection's qlog (JSON) to FILE")
     http.add_argument("-X", "--request", dest="method", default="GET", help="method")
     http.add_argument("-H", "--header", action="append", default=[], type=_header,
                       help="extra request header 'Name: value'")
@@ -317,4 +321,5 @@ def options_from(args: argparse.Namespace) -> Options:
         compare_tls=getattr(args, "compare_tls", False),
         capture=getattr(args, "capture", False),
         revalidate=not getattr(args, "no_revalidate", False),
+        qlog=getattr(args, "qlog", None),
     )

@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -55,10 +55,16 @@ CHANGELOG = (
     "when there is something to say; dns attrs from_host_cache (a second lookup answered "
     "from the journey's own host cache); analysis.timing_guide (rules of thumb beside this "
     "journey's figures); analysis.resolver_cache entries carry the TTL evidence.",
+    "1.7: HTTP/3 over QUIC (--http3): the quic span (step 'quic', in place of tcp + tls: "
+    "version, ALPN, cipher, group, connection IDs, Retry, transport parameters both ways, "
+    "every packet with its number space, number, size and frames, the TLS messages, QUIC's "
+    "view of the path from loss recovery, a CONNECTION_CLOSE) with quic.flight children "
+    "(the handshake's flights); http attr h3_wire (HTTP/3 frames and QPACK sizes); error "
+    "codes quic.*.",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",
-         "revalidate")
+         "revalidate", "quic")
 LAYERS = ("application", "transport", "internet", "link")
 
 

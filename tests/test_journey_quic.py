@@ -1,0 +1,211 @@
+"""End to end: --http3 against a real aioquic server on 127.0.0.1 (tests/quic_server.py):
+the QUIC step, its flights and packets, HTTP/3, and each way it can fail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from certgen import make_leaf, make_pki, utcnow, write_cafile, write_server_files
+from journey_helpers import child, legs, options, run
+from quic_server import serve_h3, udp_black_hole
+from whathappens.journey import Journey
+
+HOST = "h3.test"
+
+
+@pytest.fixture(scope="module")
+def pki_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    d = tmp_path_factory.mktemp("quicpki")
+    pki = make_pki([HOST, "127.0.0.1"])
+    cert, key = write_server_files(d, pki.chain)
+    return cert, key, write_cafile(d, [pki.root])
+
+
+def h3(port: int, cafile: str, *args: str, host: str = HOST) -> Journey:
+    return run(f"https://{host}:{port}/", options(
+        "--http3", "--resolve", f"{host}:{port}:127.0.0.1", "--cacert", cafile,
+        "--no-revalidate", *args))
+
+
+@pytest.fixture
+def server(pki_files: tuple[str, str, str]) -> Iterator[int]:
+    cert, key, _ = pki_files
+    with serve_h3(cert, key) as s:
+        yield s.address[1]
+
+
+def test_http3_journey(server: int, pki_files: tuple[str, str, str]) -> None:
+    j = h3(server, pki_files[2])
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    assert [c.name for c in leg.children] == ["dns", "quic", "http"]  # no TCP, no TLS span
+    quic = child(leg, "quic")
+    a = quic.attrs
+    assert a["version"] == "QUIC v1 (0x00000001)"
+    assert a["alpn"] == "h3"
+    assert a["cipher"].startswith("TLS_")
+    assert a["group"]
+    assert a["retry"] is False
+    assert a["chain_verification"]["ok"] is True
+    types = [m["type"] for m in a["messages"]]
+    assert types[0] == "client_hello"
+    assert "server_hello" in types
+    assert "finished" in types
+    flights = [c.attrs["flight"] for c in quic.children]
+    assert flights[0] == "client_initial"
+    assert "server_handshake" in flights
+    assert flights[-1] == "client_finished"
+    first = a["packets"][0]
+    assert first["direction"] == "sent"
+    assert first["space"] == "initial"
+    assert first["number"] == 0
+    assert first["datagram_bytes"] >= 1200  # RFC 9000 §14.1: a client Initial is padded
+    assert a["server_transport_parameters"]
+    assert a["local_transport_parameters"]
+    assert a["path_after_handshake"]["smoothed_rtt_ms"] is not None
+    assert a["path_end"]["packets_sent"] > 0
+    http = child(leg, "http")
+    assert http.attrs["status"] == 200
+    assert http.attrs["http_version"] == "HTTP/3"
+    assert http.attrs["body_bytes_decoded"] > 0
+    wire = http.attrs["h3_wire"]
+    assert any(f["type"] == "HEADERS" for f in wire["frames"])
+    assert wire["request_block"]["encoded"] > 0
+
+
+def test_retry_costs_a_round_trip(pki_files: tuple[str, str, str]) -> None:
+    cert, key, ca = pki_files
+    with serve_h3(cert, key, retry=True) as s:
+        j = h3(s.address[1], ca)
+    assert j.error is None, j.error
+    quic = child(legs(j)[0], "quic")
+    assert quic.attrs["retry"] is True
+    assert quic.attrs["retry_token_bytes"] > 0
+    flights = [c.attrs["flight"] for c in quic.children]
+    assert flights[:3] == ["client_initial", "retry", "client_initial"]
+    retry = [p for p in quic.attrs["packets"] if p["space"] == "retry"]
+    assert len(retry) == 1
+    assert retry[0]["direction"] == "received"
+
+
+def test_no_answer_on_udp(pki_files: tuple[str, str, str]) -> None:
+    with udp_black_hole() as (_, port):
+        j = h3(port, pki_files[2], "--connect-timeout", "0.6")
+    assert j.error is not None
+    assert j.error.step == "quic"
+    assert j.error.code == "quic.no_answer"
+    assert j.exit_code == 5  # the class of a TCP connect failure
+    assert "no answer to the Initial within 600 ms" in j.error.message
+    quic = child(legs(j)[0], "quic")
+    # aioquic sent the Initial again on each probe timeout (RFC 9002 §6.2.4)
+    assert quic.attrs["datagrams_sent"] >= 2
+    assert quic.attrs["datagrams_received"] == 0
+    assert [c.name for c in legs(j)[0].children] == ["dns", "quic"]  # no TCP fallback
+
+
+def test_handshake_timeout_when_the_server_stops_answering(
+        pki_files: tuple[str, str, str]) -> None:
+    """A server that only ever sends one (stale) datagram: heard, but no handshake."""
+    import socket
+    import threading
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+
+    def answer_once() -> None:
+        try:
+            _, peer = sock.recvfrom(65535)
+            sock.sendto(b"\x40" + b"\x00" * 40, peer)  # a short header packet: dropped
+        except OSError:
+            pass
+
+    t = threading.Thread(target=answer_once, daemon=True)
+    t.start()
+    try:
+        j = h3(sock.getsockname()[1], pki_files[2], "--connect-timeout", "0.6")
+    finally:
+        t.join(3)
+        sock.close()
+    assert j.error is not None
+    assert j.error.step == "quic"
+    assert j.error.code == "quic.timeout"
+    assert j.exit_code == 5
+    assert "did not finish in time" in j.error.message
+
+
+def test_expired_certificate_over_quic(tmp_path: Path) -> None:
+    pki = make_pki([HOST])
+    old = make_leaf(pki.intermediate, [HOST], not_before=utcnow() - dt.timedelta(days=100),
+                    not_after=utcnow() - dt.timedelta(days=10))
+    cert, key = write_server_files(tmp_path, [old, pki.intermediate])
+    ca = write_cafile(tmp_path, [pki.root])
+    with serve_h3(cert, key) as s:
+        j = h3(s.address[1], ca)
+    assert j.error is not None
+    assert j.error.step == "quic"
+    assert j.error.code == "tls.cert_expired"
+    assert j.exit_code == 6  # the class of TLS
+    assert f"certificate of {HOST} was rejected" in j.error.message
+    assert "expired" in j.error.message
+    quic = child(legs(j)[0], "quic")
+    assert quic.attrs["chain"], "the chain the server sent is described"
+    assert quic.attrs["close"]["by"] == "client"
+    assert quic.attrs["close"]["error_code"] >= 0x100  # a TLS alert in CONNECTION_CLOSE
+
+
+def test_insecure_goes_on_with_an_untrusted_certificate(tmp_path: Path) -> None:
+    pki = make_pki([HOST])
+    cert, key = write_server_files(tmp_path, pki.chain)
+    other = make_pki([HOST], root_cn="Someone Else")
+    ca = write_cafile(tmp_path, [other.root])
+    with serve_h3(cert, key) as s:
+        j = h3(s.address[1], ca, "-k")
+    assert j.error is None, j.error
+    assert child(legs(j)[0], "http").attrs["status"] == 200
+
+
+def test_connection_close_with_its_code_and_reason(pki_files: tuple[str, str, str]) -> None:
+    cert, key, ca = pki_files
+    with serve_h3(cert, key, behaviour="close") as s:
+        j = h3(s.address[1], ca)
+    assert j.error is not None
+    assert j.error.step == "http"
+    assert j.error.code == "http.h3_closed"
+    assert j.exit_code == 7
+    assert "0x102 H3_INTERNAL_ERROR" in j.error.message
+    assert "test server gives up" in j.error.message
+    close = child(legs(j)[0], "quic").attrs["close"]
+    assert close["by"] == "server"
+    assert close["error_space"] == "application"
+
+
+def test_stream_reset(pki_files: tuple[str, str, str]) -> None:
+    cert, key, ca = pki_files
+    with serve_h3(cert, key, behaviour="reset") as s:
+        j = h3(s.address[1], ca)
+    assert j.error is not None
+    assert j.error.step == "http"
+    assert j.error.code == "http.h3_stream_reset"
+    assert j.exit_code == 7
+    assert "H3_REQUEST_REJECTED" in j.error.message
+
+
+def test_gzip_body_decoded_and_qlog_written(pki_files: tuple[str, str, str],
+                                           tmp_path: Path) -> None:
+    cert, key, ca = pki_files
+    qlog = tmp_path / "c.qlog"
+    with serve_h3(cert, key, behaviour="gzip") as s:
+        j = h3(s.address[1], ca, "--qlog", str(qlog))
+    assert j.error is None, j.error
+    http = child(legs(j)[0], "http").attrs
+    assert http["content_encoding"] == ["gzip"]
+    assert http["body_bytes_decoded"] > http["body_bytes_encoded"]
+    doc = json.loads(qlog.read_text())
+    events = doc["traces"][0]["events"]
+    assert any(e["name"] == "transport:packet_sent" for e in events)
