@@ -162,8 +162,8 @@ class Runner:
             need.append("dnspython")
         need.append("h11")
         if self._h3(url):
-            need.append("aioquic")
-        if url.scheme == "https":
+            need.append("aioquic")  # and no OpenSSL, no h2: QUIC carries its own TLS
+        elif url.scheme == "https":
             need.append("OpenSSL")
             if self.opts.http_version != "1.1":
                 need.append("h2")

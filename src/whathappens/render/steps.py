@@ -18,7 +18,7 @@ Strings are the journey's own, not yet made safe: each renderer does that at its
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from whathappens.analysis.actors import zone_role
 from whathappens.analysis.model import CacheCheck
@@ -50,6 +50,9 @@ from whathappens.explain.fill import Context, explain_response, explain_span
 from whathappens.explain.texts import Explanation
 from whathappens.explain.words import validity
 from whathappens.render.labdb import server_details
+
+if TYPE_CHECKING:
+    from whathappens.render.quic_view import QuicView
 
 F = TypeVar("F", bound=Facts)
 
@@ -672,6 +675,7 @@ class LegView:
     order: list[StepRef]         # every step of the request, in order
     incomplete: bool             # a step of it failed
     explain: Explanation | None = None
+    quic: QuicView | None = None  # HTTP/3: the QUIC step, in place of TCP + TLS
 
 
 def leg_view(span: SpanDoc, ctx: Context | None = None) -> LegView:
@@ -687,4 +691,11 @@ def leg_view(span: SpanDoc, ctx: Context | None = None) -> LegView:
         None if tls is None else tls_view(tls, ctx),
         None if http is None else http_view(http, ctx),
         [StepRef(c.name, timing(c), problem(c.error)) for c in span.children],
-        any(c.error is not None for c in span.children), explain_span(span, ctx))
+        any(c.error is not None for c in span.children), explain_span(span, ctx),
+        _quic(span.child("quic"), ctx))
+
+
+def _quic(span: SpanDoc | None, ctx: Context) -> QuicView | None:
+    from whathappens.render.quic_view import quic_view  # it builds on this module's rows
+
+    return None if span is None else quic_view(span, ctx)

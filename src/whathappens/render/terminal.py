@@ -50,6 +50,7 @@ from whathappens.render.steps import (
 )
 from whathappens.render.terminal_browser import browser_section
 from whathappens.render.terminal_caching import caching_section
+from whathappens.render.terminal_quic import quic_step
 from whathappens.render.terminal_security import security_section, who_section
 from whathappens.render.terminal_wire import guide_section, wire_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
@@ -59,7 +60,7 @@ from whathappens.render.wire_view import WireView
 BAR = 28
 SHOWN_HEADERS = 40  # response headers listed without --explain; the rest are counted
 
-STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
+STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow", "quic": "green",
               "http": "blue", "redirect": "magenta", "journey": "white", "browser": "magenta"}
 HOP_STYLE = {"referral": "", "answer": "green", "nxdomain": "red", "timeout": "red",
              "servfail": "red", "truncated": "yellow", "cname": "yellow"}
@@ -195,6 +196,8 @@ class Report:
                 self.tcp(leg.tcp)
             elif ref.name == "tls" and leg.tls is not None:
                 self.tls(leg.tls)
+            elif ref.name == "quic" and leg.quic is not None:
+                quic_step(self, leg.quic)
             elif ref.name == "http" and leg.http is not None:
                 self.http(leg.http, self.v.wire.get(leg.index))
             else:
