@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from certgen import make_leaf, make_pki, utcnow, write_cafile, write_server_files
-from journey_helpers import child, legs, options, run
+from journey_helpers import child, demo_url, legs, options, run, trace
 from quic_server import serve_h3, udp_black_hole
+from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey
 
 HOST = "h3.test"
@@ -209,3 +210,23 @@ def test_gzip_body_decoded_and_qlog_written(pki_files: tuple[str, str, str],
     doc = json.loads(qlog.read_text())
     events = doc["traces"][0]["events"]
     assert any(e["name"] == "transport:packet_sent" for e in events)
+
+
+def test_the_demo_internet_answers_http3(demo_internet: DemoInternet) -> None:
+    """www.example.com answers HTTP/3 on UDP at its https port (hypercorn through aioquic),
+    advertised by Alt-Svc and by the HTTPS record."""
+    net = demo_internet
+    j = trace(net, demo_url(net), "--http3", "--no-revalidate")
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    assert [c.name for c in leg.children] == ["dns", "quic", "http"]
+    dns = child(leg, "dns").attrs
+    assert any('alpn="h3,h2"' in r for r in dns["https_records"])
+    assert child(leg, "quic").attrs["sni"] == "www.example.com"
+    http = child(leg, "http").attrs
+    assert http["http_version"] == "HTTP/3"
+    assert http["status"] == 200
+    # Over TCP the same server advertises HTTP/3, once, on the port it serves QUIC on.
+    j = trace(net, demo_url(net), "--no-revalidate")
+    h = child(legs(j)[0], "http").attrs
+    assert h["alt_svc"] == f'h3=":{net.https_port}"; ma=3600'

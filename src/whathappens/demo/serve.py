@@ -205,9 +205,11 @@ class _Internet:
                     for spec in topology.BAD_TLS_SERVERS]
         site = Site(https_port=https, think_ms=self.delays["web"],  # one app, many servers
                     page_delays=self.page_delays(), font=self.font)
-        for _spec, files, secure, insecure in servers:
-            coro = serve_site(site, binds=secure, insecure_binds=insecure, chain=files.chain,
-                              key=files.key, shutdown=self.web_shutdown)
+        for spec, files, secure, insecure in servers:
+            # www.example.com also answers HTTP/3 on UDP, on the https port (issue 12).
+            quic = secure if spec is topology.WEB_SERVER else []
+            coro = serve_site(site, binds=secure, insecure_binds=insecure, quic_binds=quic,
+                              chain=files.chain, key=files.key, shutdown=self.web_shutdown)
             self.web_tasks.append(asyncio.get_running_loop().create_task(coro))
 
     async def _start_resolver(self, hints: Path) -> None:
