@@ -230,3 +230,39 @@ def test_the_demo_internet_answers_http3(demo_internet: DemoInternet) -> None:
     j = trace(net, demo_url(net), "--no-revalidate")
     h = child(legs(j)[0], "http").attrs
     assert h["alt_svc"] == f'h3=":{net.https_port}"; ma=3600'
+
+
+def test_every_output_carries_the_quic_step(server: int, pki_files: tuple[str, str, str]) -> None:
+    import io
+
+    from whathappens.render.har import to_har
+    from whathappens.render.html import render_html
+    from whathappens.render.terminal import render_terminal
+    from whathappens.web.events import step_event
+
+    j = h3(server, pki_files[2])
+    doc = json.loads(json.dumps(j.to_dict()))
+    entry = to_har(doc)["log"]["entries"][0]
+    quic = child(legs(j)[0], "quic")
+    assert entry["response"]["httpVersion"] == "h3"
+    assert entry["request"]["httpVersion"] == "h3"
+    # HAR 1.2: connect covers ssl; in QUIC they are one handshake, so both are its time
+    assert entry["timings"]["connect"] == entry["timings"]["ssl"] > 0
+    assert abs(entry["timings"]["connect"] - quic.duration_ns / 1e6) < 0.01
+    assert entry["serverIPAddress"] == "127.0.0.1"
+    out = io.StringIO()
+    render_terminal(doc, out, explain=True)
+    text = out.getvalue()
+    assert " QUIC " in text
+    assert "client_initial" in text
+    assert "server_handshake" in text
+    assert "HTTP/3 200" in text
+    assert "Connecting and making it private at once (QUIC)" in text
+    html = render_html(doc)
+    assert 'id="quic"' in html
+    assert "Flights" in html
+    assert "client_finished" in html
+    event = step_event(quic.to_dict(), 0)
+    assert event["title"].startswith("QUIC")
+    assert "QUIC v1" in event["summary"]
+    assert "client_initial" in event["summary"]

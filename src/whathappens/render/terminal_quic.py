@@ -10,8 +10,7 @@ from rich.text import Text
 
 from whathappens.explain.texts import Explanation
 from whathappens.render.format import ms
-from whathappens.render.quic_view import QuicView
-from whathappens.render.steps import Problem, Timing
+from whathappens.render.steps import Problem, QuicView, Timing
 
 
 class Report(Protocol):
