@@ -31,6 +31,7 @@ from whathappens.contract.facts import (
     HttpPhaseFacts,
     LegFacts,
     PrepareFacts,
+    QuicFacts,
     RedirectFacts,
     RevalidateFacts,
     TcpFacts,
@@ -149,6 +150,7 @@ class Runner:
         self.addresses: dict[tuple[str, str, int], str] = {}  # origin → address connected to
         self.host_cache = HostCache()
         self.quic_pool: dict[tuple[str, str, int], QuicClient] = {}
+        self.quic_chains: list[tuple[Span[QuicFacts], list[bytes]]] = []
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -193,6 +195,11 @@ class Runner:
         """Analysis that no packet waits for, done after the network steps."""
         for span, chain, host, opts in self.chains:
             describe_chain(self.j, span, chain, host, opts)
+        if self.quic_chains:
+            from whathappens.net import quic
+
+            for qspan, der in self.quic_chains:
+                quic.describe_chain(qspan, der)
         self.public_suffix()
 
     def public_suffix(self) -> None:
@@ -617,7 +624,6 @@ class Runner:
     async def quic_step(self, parent: Span[Any], url: UrlAnatomy) -> QuicClient:
         """DNS (or the address the journey used), then the QUIC handshake: step "quic",
         in place of TCP + TLS."""
-        from whathappens.contract.facts import QuicFacts
         from whathappens.net import quic
 
         address = self.addresses.get(url.origin)
@@ -632,7 +638,8 @@ class Runner:
                           parent=parent) as span:
             client = await quic.connect(self.j, span, address, url.port, url.host,
                                         self.opts.tls, deadline=loop.time() + timeout,
-                                        initial_timeout=min(timeout, QUIC_INITIAL_TIMEOUT))
+                                        initial_timeout=min(timeout, QUIC_INITIAL_TIMEOUT),
+                                        chains=self.quic_chains)
         old = self.quic_pool.pop(url.origin, None)
         if old is not None:
             old.close()
@@ -798,6 +805,9 @@ def _summarize(journey: Journey) -> None:
                                                                 f.http_version)
     if tls is not None:
         summary.tls_version = tls.facts.version
+    quic = next((c for leg in reversed(legs) for c in leg.children if c.name == "quic"), None)
+    if tls is None and quic is not None and quic.facts.cipher is not None:
+        summary.tls_version = "TLSv1.3"  # inside QUIC (RFC 9001)
     if journey.error is not None:
         summary.failed_step = journey.error.step
     journey.facts.summary = summary

@@ -708,11 +708,24 @@ def _messages(data: bytes) -> list[tuple[str, int]]:
     return out
 
 
+def describe_chain(span: Span[QuicFacts], chain: list[bytes]) -> None:
+    """The certificates the server sent, described (analysis after the journey, as over TCP:
+    reading X.509 fields is not the handshake's time)."""
+    from datetime import UTC, datetime
+
+    from whathappens.net import certs
+
+    now = datetime.now(UTC)
+    span.facts.chain = [certs.describe_certificate(der, now) for der in chain] or None
+
+
 async def connect(journey: Journey, span: Span[QuicFacts], address: str, port: int,
                   server_name: str, opts: TlsOptions, *, deadline: float,
-                  initial_timeout: float) -> QuicClient:
+                  initial_timeout: float,
+                  chains: list[tuple[Span[QuicFacts], list[bytes]]]) -> QuicClient:
     """The QUIC handshake with ``address``: facts on ``span`` (ended when our Finished left),
-    its flights as children; raises a JourneyError of step "quic" on failure."""
+    its flights as children; raises a JourneyError of step "quic" on failure. The server's
+    chain goes to ``chains``, to be described after the journey (describe_chain)."""
     f = span.facts
     f.address, f.port, f.family = address, port, "IPv6" if ":" in address else "IPv4"
     f.remote = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
@@ -751,9 +764,11 @@ async def connect(journey: Journey, span: Span[QuicFacts], address: str, port: i
         await _handshake(client, initial_timeout, deadline)
     except BaseException:
         _describe(client)
+        chains.append((span, client.chain()))
         client.close()
         raise
     _describe(client)
+    chains.append((span, client.chain()))
     f.path_after_handshake = client.path()
     return client
 
@@ -821,14 +836,6 @@ def _describe(client: QuicClient) -> None:
     if client.server_hello is not None:
         with contextlib.suppress(tlsmsg.TlsParseError):
             f.group = tlsmsg.parse_server_hello(client.server_hello).key_share_group
-    chain = client.chain()
-    if chain:
-        from datetime import UTC, datetime
-
-        from whathappens.net import certs
-
-        now = datetime.now(UTC)
-        f.chain = [certs.describe_certificate(der, now) for der in chain]
     if client.handshake_complete and not client.insecure:
         f.chain_verification = ChainVerification(ok=True, code="ok", reason="trusted: chain "
                                                  "and name verified", by="aioquic in the handshake")
