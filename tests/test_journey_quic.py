@@ -266,3 +266,42 @@ def test_every_output_carries_the_quic_step(server: int, pki_files: tuple[str, s
     assert event["title"].startswith("QUIC")
     assert "QUIC v1" in event["summary"]
     assert "client_initial" in event["summary"]
+
+
+def test_auto_uses_http3_when_the_https_record_advertises_it(
+        demo_internet: DemoInternet) -> None:
+    net = demo_internet
+    j = trace(net, demo_url(net), "--http3=auto", "--no-revalidate")
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    names = [c.name for c in leg.children]
+    assert names[:2] == ["dns", "quic"]
+    quic = child(leg, "quic")
+    assert quic.attrs["advertised_by"].startswith("the HTTPS record advertises it")
+    assert quic.attrs["race"] in ("won", "lost")  # a race: on a busy machine TCP may win
+    http = child(leg, "http").attrs
+    assert http["http_version"] == ("HTTP/3" if quic.attrs["race"] == "won" else "HTTP/2")
+    assert any("QUIC raced TCP" in f.message for f in j.findings)
+
+
+def test_auto_falls_back_to_tcp_when_udp_is_silent(demo_internet: DemoInternet) -> None:
+    net = demo_internet
+    j = trace(net, demo_url(net, host="h3-down.example.com"), "--http3=auto",
+              "--no-revalidate")
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    assert [c.name for c in leg.children] == ["dns", "quic", "tcp", "tls", "http"]
+    quic = child(leg, "quic").attrs
+    assert quic["race"] == "lost"
+    assert quic["datagrams_received"] == 0
+    assert quic["datagrams_sent"] >= 1
+    assert child(leg, "http").attrs["status"] == 200
+    note = next(f.message for f in j.findings if "QUIC unreachable" in f.message)
+    assert "no answer to the Initial within" in note
+    assert "fell back to TCP" in note
+
+
+def test_off_never_tries(demo_internet: DemoInternet) -> None:
+    net = demo_internet
+    j = trace(net, demo_url(net), "--http3=off", "--no-revalidate")
+    assert "quic" not in [c.name for c in legs(j)[0].children]

@@ -63,6 +63,7 @@ from whathappens.navigation import (
     choose_connection,
 )
 from whathappens.net import budget as budgets
+from whathappens.net.altsvc import Advertised, AltSvcCache, https_record_h3
 from whathappens.net.capture import HandshakeCapture, capture_facts
 from whathappens.net.dns.host_cache import HostCache
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
@@ -82,6 +83,9 @@ STEP_SPANS = frozenset({"dns", "tcp", "tls", "http", "quic"})
 # How long a forced QUIC attempt waits for any answer to its Initial (aioquic resends it on
 # each probe timeout meanwhile, RFC 9002 §6.2.4), when --connect-timeout allows that long.
 QUIC_INITIAL_TIMEOUT = 3.0
+# --http3=auto: how long QUIC runs alone before TCP starts beside it. Our choice (Chromium
+# derives its delay from the RTT it remembers for the server); a QUIC failure starts TCP at once.
+QUIC_HEAD_START = 0.25
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 but tab, DEL, C1
 
 
@@ -112,6 +116,9 @@ class Options:
     # (If-None-Match / If-Modified-Since), as a cache revalidates (span "revalidate").
     revalidate: bool = True
     qlog: str | None = None              # --qlog FILE: the QUIC connection's qlog
+    # --http3=auto: HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, raced
+    # against TCP; "force" is http_version "3"; "off" never tries.
+    http3: str = "off"
 
 
 @dataclass
@@ -151,6 +158,7 @@ class Runner:
         self.host_cache = HostCache()
         self.quic_pool: dict[tuple[str, str, int], QuicClient] = {}
         self.quic_chains: list[tuple[Span[QuicFacts], list[bytes]]] = []
+        self.alt_svc = AltSvcCache()
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -163,6 +171,8 @@ class Runner:
         if lookup and needs_dnspython(self.opts.dns):
             need.append("dnspython")
         need.append("h11")
+        if self._auto(url):
+            need.append("aioquic")  # QUIC may be tried: loaded now, not inside a step
         if self._h3(url):
             need.append("aioquic")  # and no OpenSSL, no h2: QUIC carries its own TLS
         elif url.scheme == "https":
@@ -171,7 +181,7 @@ class Runner:
                 need.append("h2")
         elif self.opts.http_version == "2":
             need.append("h2")
-        need = [n for n in need if n not in self.prepared]
+        need = list(dict.fromkeys(n for n in need if n not in self.prepared))
         if not need:
             return
         with self.j.timed("prepare", "journey", "whathappens", "application",
@@ -372,9 +382,11 @@ class Runner:
                           LegFacts(index=index, url=url.shown(), method=method,
                                    origin=f"{url.scheme}://{url.authority}"))
         try:
-            if self._h3(url):
-                exchange = await self.h3_leg(leg, hop)
+            if self._h3(url) or (self._auto(url) and url.origin not in self.pool):
+                exchange = await (self.h3_leg(leg, hop) if self._h3(url) else
+                                  self.auto_leg(leg, hop))
                 self.last = (hop, exchange)
+                self._heard_alt_svc(url, exchange)
                 return exchange
             conn = self.pool.get(url.origin)
             if conn is not None and conn.protocol == "HTTP/1.1":
@@ -397,6 +409,7 @@ class Runner:
             conn.legs += 1
             exchange = await self.request(leg, conn, hop)
             self.last = (hop, exchange)
+            self._heard_alt_svc(url, exchange)
             return exchange
         except asyncio.CancelledError:
             leg.facts.interrupted = True
@@ -607,8 +620,114 @@ class Runner:
 
     # ------------------------------------------------------------------ HTTP/3
     def _h3(self, url: UrlAnatomy) -> bool:
-        """--http3: HTTP/3 over QUIC, no TCP at all (RFC 9114 needs https)."""
-        return self.opts.http_version == "3" and url.scheme == "https"
+        """--http3: HTTP/3 over QUIC, no TCP at all (RFC 9114 needs https); with
+        --http3=auto, once a QUIC connection to the origin is open."""
+        if url.scheme != "https":
+            return False
+        client = self.quic_pool.get(url.origin)
+        return self.opts.http_version == "3" or (
+            self._auto(url) and client is not None and client.reusable)
+
+    def _auto(self, url: UrlAnatomy) -> bool:
+        return self.opts.http3 == "auto" and url.scheme == "https" and \
+            self.opts.http_version is None
+
+    def _heard_alt_svc(self, url: UrlAnatomy, ex: Exchange) -> None:
+        """A browser's Alt-Svc cache (RFC 7838): kept per origin for its ma."""
+        if ex.alt_svc and url.scheme == "https":
+            self.alt_svc.store(url.origin, ex.alt_svc, self.j.clock.now())
+
+    async def auto_leg(self, leg: Span[LegFacts], hop: Hop) -> Exchange:
+        """--http3=auto: HTTP/3 when it is advertised, raced against TCP; else TCP."""
+        url = hop.url
+        leg.facts.connection = "new"
+        address = self.addresses.get(url.origin)
+        res = Resolution("none", [address] if ":" in address else [],
+                         [] if ":" in address else [address]) if address else \
+            self.vet(leg, url, await self.dns_step(leg, url))
+        adv = self.alt_svc.lookup(url.origin, self.j.clock.now()) or \
+            https_record_h3(res.https_records, url.port)
+        if adv is None:
+            conn = await self.open_connection(leg, url, res)
+        else:
+            won = await self.race(leg, url, res, adv)
+            if not isinstance(won, _Conn):
+                return await self.h3_request(leg, won, hop)
+            conn = won
+        conn.legs += 1
+        return await self.request(leg, conn, hop)
+
+    async def race(self, leg: Span[LegFacts], url: UrlAnatomy, res: Resolution,
+                   adv: Advertised) -> QuicClient | _Conn:
+        """QUIC first, TCP + TLS QUIC_HEAD_START later (or as soon as QUIC fails), as
+        Chromium races them; the first connection ready carries the request."""
+        go = asyncio.Event()
+
+        async def by_quic() -> QuicClient:
+            try:
+                return await self.quic_step(leg, url, (res.ipv6 or res.ipv4)[0], adv.port)
+            except JourneyError:
+                go.set()
+                raise
+
+        async def by_tcp() -> _Conn:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(go.wait(), QUIC_HEAD_START)
+            return await self.open_connection(leg, url, res)
+
+        quic_task, tcp_task = asyncio.create_task(by_quic()), asyncio.create_task(by_tcp())
+        try:
+            await asyncio.wait({quic_task, tcp_task}, return_when=asyncio.FIRST_COMPLETED)
+            if quic_task.done() and quic_task.exception() is not None:
+                await asyncio.wait({tcp_task})
+        finally:
+            for task in (quic_task, tcp_task):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(quic_task, tcp_task, return_exceptions=True)
+        return self._raced(url, adv, quic_task, tcp_task)
+
+    def _raced(self, url: UrlAnatomy, adv: Advertised, quic_task: asyncio.Task[QuicClient],
+               tcp_task: asyncio.Task[_Conn]) -> QuicClient | _Conn:
+        """The race's outcome, in the report; the loser's connection closed."""
+        quic_ok = not quic_task.cancelled() and quic_task.exception() is None
+        tcp_ok = not tcp_task.cancelled() and tcp_task.exception() is None
+        quic_span = next((c for c in reversed(list(self.j.all_spans())) if c.name == "quic"),
+                         None)
+        why = f"HTTP/3 was tried because {adv.why}; QUIC raced TCP (TCP started " \
+              f"{QUIC_HEAD_START * 1e3:.0f} ms later, or at once if QUIC failed)"
+        if quic_ok:
+            if tcp_ok:
+                self._close(self.pool.pop(url.origin))
+            self._race_facts(quic_span, "won", adv)
+            self.j.note("info", "quic", f"{why}: QUIC won, HTTP/3 carried the request")
+            return quic_task.result()
+        if not tcp_ok:
+            err = tcp_task.exception() if not tcp_task.cancelled() else None
+            raise err if isinstance(err, JourneyError) else ConnectError(
+                "tcp.failed", "neither QUIC nor TCP connected")
+        qerr = quic_task.exception() if not quic_task.cancelled() else None
+        if isinstance(qerr, JourneyError):
+            self._race_facts(quic_span, "failed", adv)
+            self.j.note("warning", "quic", f"QUIC unreachable: {qerr.message}; fell back to "
+                        "TCP")
+        else:
+            self._race_facts(quic_span, "lost", adv)
+            f = quic_span.facts if quic_span is not None else None
+            if f is not None and f.server_first_ms is None and quic_span is not None:
+                waited = ((quic_span.end_ns or quic_span.start_ns) - quic_span.start_ns) / 1e6
+                self.j.note("warning", "quic", f"{why}. QUIC unreachable: no answer to the "
+                            f"Initial within {waited:.0f} ms ({f.datagrams_sent} datagram(s) "
+                            "sent); fell back to TCP, which was ready")
+            else:
+                self.j.note("info", "quic", f"{why}: TCP and TLS were ready first, so QUIC's "
+                            "handshake was abandoned and the request went over TCP")
+        return tcp_task.result()
+
+    @staticmethod
+    def _race_facts(span: Span[Any] | None, outcome: str, adv: Advertised) -> None:
+        if span is not None:
+            span.facts.race, span.facts.advertised_by = outcome, adv.why
 
     async def h3_leg(self, leg: Span[LegFacts], hop: Hop) -> Exchange:
         url = hop.url
@@ -621,12 +740,13 @@ class Runner:
             client = await self.quic_step(leg, url)
         return await self.h3_request(leg, client, hop)
 
-    async def quic_step(self, parent: Span[Any], url: UrlAnatomy) -> QuicClient:
+    async def quic_step(self, parent: Span[Any], url: UrlAnatomy, address: str | None = None,
+                        port: int | None = None) -> QuicClient:
         """DNS (or the address the journey used), then the QUIC handshake: step "quic",
         in place of TCP + TLS."""
         from whathappens.net import quic
 
-        address = self.addresses.get(url.origin)
+        address = address or self.addresses.get(url.origin)
         if address is None:
             res = self.vet(parent, url, await self.dns_step(parent, url))
             # One address, IPv6 first as Happy Eyeballs prefers it (RFC 8305 §4): QUIC's
@@ -636,7 +756,7 @@ class Runner:
         timeout = self.opts.connect_timeout
         with self.j.timed("quic", "quic", f"server {address}", "transport", QuicFacts(),
                           parent=parent) as span:
-            client = await quic.connect(self.j, span, address, url.port, url.host,
+            client = await quic.connect(self.j, span, address, port or url.port, url.host,
                                         self.opts.tls, deadline=loop.time() + timeout,
                                         initial_timeout=min(timeout, QUIC_INITIAL_TIMEOUT),
                                         chains=self.quic_chains)

@@ -211,8 +211,11 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
                      help="offer only HTTP/1.1 in ALPN")
     ver.add_argument("--http2", dest="http_version", action="store_const", const="2",
                      help="insist on HTTP/2 (prior knowledge for http://)")
-    ver.add_argument("--http3", dest="http_version", action="store_const", const="3",
-                     help="HTTP/3 over QUIC on UDP for https:// (no TCP at all)")
+    ver.add_argument("--http3", nargs="?", const="force", default="off",
+                     choices=("force", "auto", "off"), metavar="MODE",
+                     help="HTTP/3 over QUIC on UDP for https://: --http3 (or =force) with no "
+                          "TCP at all; =auto when the HTTPS record or an earlier Alt-Svc "
+                          "advertises it, raced against TCP; =off never (the default)")
     http.add_argument("--qlog", metavar="FILE", default=None,
                       help="with --http3: write the QUIC connection's qlog (JSON) to FILE")
     http.add_argument("-X", "--request", dest="method", default="GET", help="method")
@@ -307,7 +310,8 @@ def options_from(args: argparse.Namespace) -> Options:
                       max_informational=args.max_1xx, read_timeout=args.read_timeout),
         resources=resource_limits(args),
         resolve=dict(args.resolve),
-        http_version=args.http_version,
+        http_version="3" if args.http3 == "force" else args.http_version,
+        http3=args.http3,
         connect_timeout=args.connect_timeout,
         max_time=args.max_time,
         max_redirects=args.max_redirects,

@@ -622,6 +622,12 @@ class QuicFacts(Facts):
     path_end: QuicPath | None = field(default=None, metadata=doc(
         "after the last exchange on the connection"))
     close: QuicClose | None = None
+    race: str | None = field(default=None, metadata={
+        "omit_default": True, "doc": "--http3=auto: won | lost (TCP + TLS were ready first) | "
+        "failed (the request fell back to TCP)"})
+    advertised_by: str | None = field(default=None, metadata={
+        "omit_default": True, "doc": "--http3=auto: why HTTP/3 was tried (the HTTPS record, "
+        "an earlier Alt-Svc)"})
 
 
 @dataclass(kw_only=True)

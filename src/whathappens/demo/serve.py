@@ -161,6 +161,7 @@ class _Internet:
         self.dns: list[AuthoritativeServer] = []
         self.web_shutdown = asyncio.Event()
         self.web_tasks: list[asyncio.Task[None]] = []
+        self.udp_sink: socket.socket | None = None
         self.resolver: Any = None
         self.ipv6 = False
         self.pki: Pki | None = None
@@ -203,6 +204,12 @@ class _Internet:
         servers = [(topology.WEB_SERVER, self.pki.server, binds, plain)]
         servers += [(spec, self.pki.bad[spec.certificate], [f"{spec.address}:{https}"], [])
                     for spec in topology.BAD_TLS_SERVERS]
+        down = topology.H3_DOWN_SERVER  # TCP only: its HTTP/3 is advertised, never served
+        servers.append((down, self.pki.server, [f"{down.address}:{https}"], []))
+        # A UDP socket on its https port that reads nothing: a QUIC Initial meets silence
+        # (not an ICMP "port unreachable"), as behind a firewall that drops UDP.
+        self.udp_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp_sink.bind((down.address, https))
         site = Site(https_port=https, think_ms=self.delays["web"],  # one app, many servers
                     page_delays=self.page_delays(), font=self.font)
         for spec, files, secure, insecure in servers:
@@ -249,6 +256,8 @@ class _Internet:
         for address in addresses:
             checks.append(web_accepts(address, self.ports.https, trusted, topology.WEB_HOST, tasks))
         checks.append(web_accepts(topology.WEB_ADDRESS, self.ports.http, None, None, tasks))
+        down = topology.H3_DOWN_SERVER
+        checks.append(web_accepts(down.address, self.ports.https, trusted, down.name, tasks))
         anything = ssl.create_default_context()
         anything.check_hostname = False
         anything.verify_mode = ssl.CERT_NONE
@@ -323,6 +332,8 @@ class _Internet:
 
     async def stop(self) -> None:
         self.web_shutdown.set()
+        if self.udp_sink is not None:
+            self.udp_sink.close()
         if self.web_tasks:
             # A TLS client that never answers our close_notify would hold a server until
             # the SSL shutdown timeout (30 s): wait a moment, then cancel.
