@@ -22,6 +22,7 @@ from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ProtocolNegotiated, QuicEvent
+from aioquic.tls import SessionTicket
 
 BODY = b"<!doctype html><title>h3</title><p>hello over HTTP/3</p>\n" * 20
 
@@ -86,9 +87,12 @@ def serve_h3(certfile: str, keyfile: str, *, behaviour: str = "ok",
         asyncio.set_event_loop(loop)
 
         async def start() -> None:
+            tickets: dict[bytes, SessionTicket] = {}  # so a client can resume (and 0-RTT)
             holder["server"] = await serve("127.0.0.1", port, configuration=config,
                                            create_protocol=_protocol(behaviour, server),
-                                           retry=retry)
+                                           retry=retry, session_ticket_fetcher=tickets.pop,
+                                           session_ticket_handler=lambda t: tickets.__setitem__(
+                                               t.ticket, t))
             ready.set()
 
         loop.run_until_complete(start())

@@ -305,3 +305,21 @@ def test_off_never_tries(demo_internet: DemoInternet) -> None:
     net = demo_internet
     j = trace(net, demo_url(net), "--http3=off", "--no-revalidate")
     assert "quic" not in [c.name for c in legs(j)[0].children]
+
+
+def test_resume_sends_the_request_in_0rtt(server: int, pki_files: tuple[str, str, str]) -> None:
+    j = h3(server, pki_files[2], "--resume")
+    assert j.error is None, j.error
+    first, second = legs(j)
+    q1, q2 = child(first, "quic"), child(second, "quic")
+    assert q1.attrs["session_offered"] is False
+    assert q2.attrs["session_offered"] is True
+    assert q2.attrs["session_resumed"] is True
+    assert q2.attrs["early_data"] == "accepted"
+    assert any(p["space"] == "0RTT" and p["direction"] == "sent" for p in q2.attrs["packets"])
+    # no certificate in a resumed handshake (RFC 8446 §2.2)
+    assert "certificate" not in [m["type"] for m in q2.attrs["messages"]]
+    http2 = child(second, "http")
+    assert http2.attrs["status"] == 200
+    # the request left before the handshake was done: it rode in the first flight
+    assert http2.start_ns < q2.end_ns

@@ -622,6 +622,12 @@ class QuicFacts(Facts):
     path_end: QuicPath | None = field(default=None, metadata=doc(
         "after the last exchange on the connection"))
     close: QuicClose | None = None
+    session_offered: bool = field(default=False, metadata=doc(
+        "--resume: a session ticket from the first connection was offered"))
+    session_resumed: bool | None = None
+    early_data: str | None = field(default=None, metadata=doc(
+        "--resume: sent (the request rode in 0-RTT packets) then accepted | rejected; or "
+        "why it was not offered"))
     race: str | None = field(default=None, metadata={
         "omit_default": True, "doc": "--http3=auto: won | lost (TCP + TLS were ready first) | "
         "failed (the request fell back to TCP)"})

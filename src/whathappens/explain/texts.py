@@ -280,6 +280,9 @@ CLIENT: dict[str, SpanText] = {
          "took {took}.",
          "{if:retry}The server first asked your computer to prove its address (a Retry with "
          "a token), which cost one more round trip before the real greeting.",
+         "{if:session_resumed}This was a return visit: a ticket from the first connection "
+         "let both sides skip the certificate, and the question could travel with the very "
+         "first letter (0-RTT, {early_data}).",
          "Both sides named the connection with IDs ({our_cid} for us, {server_cid} for the "
          "server) rather than by addresses, so it could survive a change of network, say "
          "from Wi-Fi to mobile."),

@@ -36,6 +36,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.logger import QuicLogger, QuicLoggerTrace
 from aioquic.quic.packet import QuicErrorCode
+from aioquic.tls import SessionTicket
 from cryptography.hazmat.primitives import serialization
 
 from whathappens.contract.facts import (
@@ -147,6 +148,19 @@ class _Flight:
 
 
 @dataclass
+class _Sent:
+    """A request sent on its stream: what the exchange measures from."""
+
+    stream: _Stream
+    headers: list[tuple[str, str]]
+    sent0: int
+    received0: int
+    first_event: int
+    t_start: int
+    t_sent: int = 0
+
+
+@dataclass
 class _Stream:
     """One request's progress on its HTTP/3 stream."""
 
@@ -200,6 +214,9 @@ class QuicClient:
         self.max_pto = 0
         self.now_ns = 0
         self.retry_seen = False
+        self.early: _Sent | None = None  # a request sent as 0-RTT data, awaiting its answer
+        self.early_request: Request | None = None
+        self.early_traceparent: str | None = None
         self.legs = 0
         self.first_heard: asyncio.Future[None] = self.loop.create_future()
         self.alert: Exception | None = None     # a TLS alert raised on our side
@@ -379,8 +396,12 @@ class QuicClient:
         while (event := self.conn.next_event()) is not None:
             if isinstance(event, qe.HandshakeCompleted):
                 self.handshake_complete = True
-                self.facts.alpn = event.alpn_protocol
-                self.h3 = H3Connection(self.conn)
+                f = self.facts
+                f.alpn, f.session_resumed = event.alpn_protocol, event.session_resumed
+                if self.early is not None:
+                    f.early_data = "accepted" if event.early_data_accepted else "rejected"
+                if self.h3 is None:
+                    self.h3 = H3Connection(self.conn)
             elif isinstance(event, qe.ConnectionTerminated):
                 self._terminated(event)
             elif isinstance(event, qe.StreamReset):
@@ -477,22 +498,32 @@ class QuicClient:
             s.header_bytes = sum(len(n) + len(v) for n, v in fields)
         # later HEADERS on the stream are trailers (RFC 9114 §4.1): counted, not shown
 
-    async def exchange(self, request: Request, clock: Callable[[], int], limits: Limits,
-                       deadline: float) -> Exchange:
-        if not self.reusable or self.h3 is None:
-            raise HttpError("http.connection_closed", "the QUIC connection is closed")
+    def send(self, request: Request, clock: Callable[[], int]) -> _Sent:
+        """Open a request stream and send the request (in 0-RTT packets before the
+        handshake completes, when a resumed session allows early data, RFC 9001 §4.6)."""
+        if self.h3 is None:
+            self.h3 = H3Connection(self.conn)
         headers = request_headers_h3(request)
         stream_id = self.conn.get_next_available_stream_id()
         s = self.streams[stream_id] = _Stream(stream_id, done=self.loop.create_future())
-        sent0, received0 = self.facts.udp_bytes_sent, self.facts.udp_bytes_received
-        first_event = self.logger.trace.seen if self.logger.trace else 0
-        t_start = clock()
+        sent = _Sent(s, headers, self.facts.udp_bytes_sent, self.facts.udp_bytes_received,
+                     self.logger.trace.seen if self.logger.trace else 0, clock())
         self.h3.send_headers(stream_id, [(n.encode(), v.encode()) for n, v in headers],
                              end_stream=not request.body)
         if request.body:
             self.h3.send_data(stream_id, request.body, end_stream=True)
         self.transmit()
-        t_sent = clock()
+        sent.t_sent = clock()
+        return sent
+
+    async def exchange(self, request: Request, clock: Callable[[], int], limits: Limits,
+                       deadline: float) -> Exchange:
+        early, self.early = self.early, None
+        if early is None and (not self.reusable or self.h3 is None):
+            raise HttpError("http.connection_closed", "the QUIC connection is closed")
+        sent = early or self.send(request, clock)
+        s, headers, sent0, received0 = sent.stream, sent.headers, sent.sent0, sent.received0
+        first_event, t_start, t_sent = sent.first_event, sent.t_start, sent.t_sent
         await self._wait_body(s, limits, deadline)
         assert s.status is not None
         assert s.t_headers is not None
@@ -509,7 +540,7 @@ class QuicClient:
             wire_bytes_received=self.facts.udp_bytes_received - received0,
             body_bytes_encoded=len(s.body), body_bytes_decoded=decoded.size,
             content_encoding=codings, header_bytes=s.header_bytes, reusable=self.reusable,
-            alt_svc=joined_field(s.headers, "alt-svc"), stream_id=stream_id,
+            alt_svc=joined_field(s.headers, "alt-svc"), stream_id=s.stream_id,
             informational=s.informational, h3_wire=self._wire(first_event, headers, s))
 
     async def _wait_body(self, s: _Stream, limits: Limits, deadline: float) -> None:
@@ -722,7 +753,10 @@ def describe_chain(span: Span[QuicFacts], chain: list[bytes]) -> None:
 async def connect(journey: Journey, span: Span[QuicFacts], address: str, port: int,
                   server_name: str, opts: TlsOptions, *, deadline: float,
                   initial_timeout: float,
-                  chains: list[tuple[Span[QuicFacts], list[bytes]]]) -> QuicClient:
+                  chains: list[tuple[Span[QuicFacts], list[bytes]]],
+                  ticket: SessionTicket | None = None,
+                  tickets: Callable[[SessionTicket], None] | None = None,
+                  early: Request | None = None) -> QuicClient:
     """The QUIC handshake with ``address``: facts on ``span`` (ended when our Finished left),
     its flights as children; raises a JourneyError of step "quic" on failure. The server's
     chain goes to ``chains``, to be described after the journey (describe_chain)."""
@@ -745,8 +779,16 @@ async def connect(journey: Journey, span: Span[QuicFacts], address: str, port: i
     except (OSError, ValueError) as exc:
         raise QuicTlsError("tls.trust_store", f"cannot load the CA certificates "
                            f"{opts.cafile or 'of the system'}: {exc}") from None
-    conn = QuicConnection(configuration=config)
+    # A session ticket from an earlier connection resumes the session (RFC 8446 §2.2, no
+    # certificate sent); one that allows early data lets the request ride in 0-RTT packets.
+    config.session_ticket = ticket
+    f.session_offered = ticket is not None
+    conn = QuicConnection(configuration=config, session_ticket_handler=tickets)
     client = QuicClient(journey, span, conn, logger, server_name)
+    if early is not None and ticket is not None and ticket.max_early_data_size:
+        client.early_request = early
+    elif ticket is not None:
+        f.early_data = "not offered: the ticket allows no early data"
     client.cafile, client.insecure, client.peer = opts.cafile, opts.insecure, (address, port)
     f.initial_timeout_ms = round(initial_timeout * 1e3, 1)
     loop = client.loop
@@ -778,7 +820,11 @@ async def _handshake(client: QuicClient, initial_timeout: float, deadline: float
     client.now_ns = journey_t = client.j.clock.now()
     client.conn.connect(client.peer, now=loop.time())
     _hook_tls(client)
-    client.transmit()
+    if client.early_request is not None:
+        client.early = client.send(client.early_request, client.j.clock.now)
+        f.early_data = "sent"
+    else:
+        client.transmit()
     # The step starts when our first Initial left; building the ClientHello (key shares)
     # before it is our own work, kept apart as OpenSSL's context set-up is over TCP.
     client.span.start_ns = client.flights[0].start_ns if client.flights else journey_t

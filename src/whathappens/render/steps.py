@@ -784,6 +784,8 @@ class QuicView:
     local_params: list[tuple[str, str]]
     close: str | None
     explain: Explanation | None = None
+    resumed: bool = False
+    early_data: str | None = None
 
     @property
     def headline(self) -> str:
@@ -795,6 +797,8 @@ class QuicView:
             parts.append(f"SNI {self.sni}")
         if self.retry:
             parts.append("Retry")
+        if self.resumed:
+            parts.append("(resumed" + (f", 0-RTT {self.early_data})" if self.early_data else ")"))
         return "  ".join(p for p in parts if p)
 
 
@@ -836,7 +840,7 @@ def quic_view(span: SpanDoc, ctx: Context | None = None) -> QuicView:
         v.by if v is not None else "", path_words(a.path_after_handshake),
         path_words(a.path_end), a.handshake_done_ms, a.client_hello_build_ms,
         _params(a.server_transport_parameters), _params(a.local_transport_parameters), close,
-        explain_span(span, ctx))
+        explain_span(span, ctx), bool(a.session_resumed), a.early_data)
 
 
 def _flight(span: SpanDoc) -> FlightRow:
