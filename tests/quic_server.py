@@ -3,7 +3,7 @@ with its own event loop, presenting a certificate from tests/certgen.py.
 
 ``behaviour`` picks what it does with a request: ``ok`` (200 with a body), ``reset`` (the
 response's headers, then RESET_STREAM), ``close`` (CONNECTION_CLOSE with an HTTP/3 code and a
-reason), ``gzip`` (a compressed body). ``retry=True`` makes it validate the address with a Retry
+reason), ``badframe`` (a DATA frame before any HEADERS), ``gzip`` (a compressed body). ``retry=True`` makes it validate the address with a Retry
 first. ``udp_black_hole()`` is a UDP socket that reads and drops everything.
 """
 
@@ -58,6 +58,8 @@ def _protocol(behaviour: str, server: QuicServer) -> type[QuicConnectionProtocol
             if behaviour == "close":
                 self._quic.close(error_code=ErrorCode.H3_INTERNAL_ERROR,
                                  reason_phrase="test server gives up")
+            elif behaviour == "badframe":  # DATA before HEADERS: H3_FRAME_UNEXPECTED
+                self._quic.send_stream_data(stream_id, b"\x00\x03abc", end_stream=True)
             elif behaviour == "reset":
                 self.h3.send_headers(stream_id, head)
                 self._quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)

@@ -323,3 +323,59 @@ def test_resume_sends_the_request_in_0rtt(server: int, pki_files: tuple[str, str
     assert http2.attrs["status"] == 200
     # the request left before the handshake was done: it rode in the first flight
     assert http2.start_ns < q2.end_ns
+
+
+def test_version_negotiation_with_no_common_version(pki_files: tuple[str, str, str]) -> None:
+    """A server that answers every Initial with Version Negotiation listing a version we do
+    not speak (RFC 9000 §6, §17.2.1)."""
+    import socket
+    import threading
+
+    from aioquic.quic.packet import encode_quic_version_negotiation
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(65535)
+            except OSError:
+                continue
+            dlen = data[5]
+            dcid = data[6:6 + dlen]
+            scid = data[7 + dlen:7 + dlen + data[6 + dlen]]
+            sock.sendto(encode_quic_version_negotiation(source_cid=dcid, destination_cid=scid,
+                                                        supported_versions=[0x1A2A3A4A]), peer)
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        j = h3(sock.getsockname()[1], pki_files[2], "--connect-timeout", "2")
+    finally:
+        stop.set()
+        t.join(3)
+        sock.close()
+    assert j.error is not None
+    assert j.error.step == "quic"
+    assert j.error.code == "quic.version_negotiation"
+    assert j.exit_code == 5
+    assert "0x1a2a3a4a" in j.error.message
+    assert "no common QUIC version" in j.error.message
+    quic = child(legs(j)[0], "quic")
+    assert any(p["space"] == "version_negotiation" for p in quic.attrs["packets"])
+
+
+def test_a_malformed_http3_frame(pki_files: tuple[str, str, str]) -> None:
+    cert, key, ca = pki_files
+    with serve_h3(cert, key, behaviour="badframe") as s:
+        j = h3(s.address[1], ca)
+    assert j.error is not None
+    assert j.error.step == "http"
+    assert j.error.code == "http.h3_malformed"
+    assert j.exit_code == 7
+    assert "H3_FRAME_UNEXPECTED" in j.error.message
+    close = child(legs(j)[0], "quic").attrs["close"]
+    assert close["by"] == "client"

@@ -216,6 +216,7 @@ class QuicClient:
         self.retry_seen = False
         self.early: _Sent | None = None  # a request sent as 0-RTT data, awaiting its answer
         self.early_request: Request | None = None
+        self.no_common_version: tuple[list[int], list[int]] | None = None
         self.early_traceparent: str | None = None
         self.legs = 0
         self.first_heard: asyncio.Future[None] = self.loop.create_future()
@@ -335,6 +336,9 @@ class QuicClient:
                     f.local_transport_parameters = params
             elif name == "recovery:packet_lost":
                 self.lost += 1
+            elif name == "transport:version_information" and d.get("chosen_version") is None:
+                self.no_common_version = (list(d.get("server_versions", [])),
+                                          list(d.get("client_versions", [])))
 
     def _record(self, direction: str, packets: list[dict[str, Any]], t: int, datagram: int,
                 size: int) -> None:
@@ -389,10 +393,11 @@ class QuicClient:
     # ----------------------------------------------------------------------- events
     def _events(self) -> None:
         close = self.conn._close_event
-        if self.alert is not None and self.closed is None and close is not None:
-            # Our TLS refused the handshake: aioquic sent CONNECTION_CLOSE with the alert
-            # and reports it only after the draining period (RFC 9000 §10.2); say it now.
-            self._terminated(close)
+        if self.closed is None and close is not None and self.transport is not None:
+            # We closed (our TLS refused the handshake, our HTTP/3 a malformed frame):
+            # aioquic sent CONNECTION_CLOSE and reports it only after the draining period
+            # (RFC 9000 §10.2); say it now.
+            self._terminated(close, by_us=self._closing_ourselves())
         while (event := self.conn.next_event()) is not None:
             if isinstance(event, qe.HandshakeCompleted):
                 self.handshake_complete = True
@@ -413,6 +418,9 @@ class QuicClient:
                 except (H3Error, UnicodeDecodeError, ValueError) as exc:
                     self.fail(HttpError("http.h3_malformed", f"the server's HTTP/3 could not "
                                         f"be read: {exc or type(exc).__name__}"))
+        close = self.conn._close_event
+        if self.closed is None and close is not None and self.transport is not None:
+            self._terminated(close, by_us=self._closing_ourselves())  # our HTTP/3 refused what it read
 
     def message(self, direction: str, name: str, size: int, t: int) -> None:
         """A TLS handshake message inside the CRYPTO frames (RFC 9001 §4.1.3)."""
@@ -421,8 +429,12 @@ class QuicClient:
                                                   type=name, bytes=size))
         self.pending_msgs[direction].append(name)
 
-    def _terminated(self, event: qe.ConnectionTerminated) -> None:
-        by_us = self.alert is not None or self.failure is not None
+    def _closing_ourselves(self) -> bool:
+        """aioquic drains after the peer's CONNECTION_CLOSE, and is closing after its own
+        (RFC 9000 §10.2.1, §10.2.2)."""
+        return self.conn._state.name != "DRAINING"
+
+    def _terminated(self, event: qe.ConnectionTerminated, *, by_us: bool = False) -> None:
         # An application close (frame 0x1d) carries no frame type (RFC 9000 §19.19).
         space = "application" if event.frame_type is None else "transport"
         if self.closed is None:
@@ -433,6 +445,13 @@ class QuicClient:
             self.facts.close = self.closed
         if self.alert is not None:
             self.fail(_alert_error(self.alert, self.chain(), self.server_name, self.cafile))
+        if self.no_common_version is not None:
+            theirs, ours = self.no_common_version
+            self.fail(QuicConnectError(
+                "quic.version_negotiation", f"{self.server_name} answered our Initial with "
+                "Version Negotiation (RFC 9000 §6) offering only "
+                f"{', '.join(f'0x{v:08x}' for v in theirs) or 'nothing'}, and we speak "
+                f"{', '.join(version_words(v) or '' for v in ours)}: no common QUIC version"))
         self.fail(_close_error(self.closed, self.server_name, self.handshake_complete))
 
     def chain(self) -> list[bytes]:
@@ -675,6 +694,10 @@ def _close_error(close: QuicClose, server: str, established: bool) -> JourneyErr
         return QuicConnectError("quic.closed", f"{who} closed the QUIC connection during the "
                                 f"handshake: CONNECTION_CLOSE ({close.error_space}) "
                                 f"{code}{said}")
+    if close.by == "client" and close.error_space == "application":
+        return HttpError("http.h3_malformed", f"{server} sent HTTP/3 that breaks the protocol, "
+                         f"so we closed the connection: CONNECTION_CLOSE ({close.error_space}) "
+                         f"{code}{said} (RFC 9114 §8)")
     return HttpError("http.h3_closed", f"{who} closed the QUIC connection before the response "
                      f"was complete: CONNECTION_CLOSE ({close.error_space}) {code}{said}")
 
