@@ -3,8 +3,10 @@ with its own event loop, presenting a certificate from tests/certgen.py.
 
 ``behaviour`` picks what it does with a request: ``ok`` (200 with a body), ``reset`` (the
 response's headers, then RESET_STREAM), ``close`` (CONNECTION_CLOSE with an HTTP/3 code and a
-reason), ``badframe`` (a DATA frame before any HEADERS), ``gzip`` (a compressed body). ``retry=True`` makes it validate the address with a Retry
-first. ``udp_black_hole()`` is a UDP socket that reads and drops everything.
+reason), ``badframe`` (a DATA frame before any HEADERS), ``gzip`` (a compressed body).
+``retry=True`` makes it validate the address with a Retry first; it keeps session tickets, so
+a client can resume and send 0-RTT data. ``udp_black_hole()`` is a UDP socket that reads and
+drops everything.
 """
 
 from __future__ import annotations

@@ -420,7 +420,7 @@ class QuicClient:
                                         f"be read: {exc or type(exc).__name__}"))
         close = self.conn._close_event
         if self.closed is None and close is not None and self.transport is not None:
-            self._terminated(close, by_us=self._closing_ourselves())  # our HTTP/3 refused what it read
+            self._terminated(close, by_us=self._closing_ourselves())  # ours: a bad frame
 
     def message(self, direction: str, name: str, size: int, t: int) -> None:
         """A TLS handshake message inside the CRYPTO frames (RFC 9001 §4.1.3)."""
