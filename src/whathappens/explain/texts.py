@@ -285,7 +285,14 @@ CLIENT: dict[str, SpanText] = {
          "first letter (0-RTT, {early_data}).",
          "Both sides named the connection with IDs ({our_cid} for us, {server_cid} for the "
          "server) rather than by addresses, so it could survive a change of network, say "
-         "from Wi-Fi to mobile."),
+         "from Wi-Fi to mobile.",
+         "Why UDP: TCP lives in the operating system and changes slowly, so QUIC builds its "
+         "own reliable, encrypted streams on plain UDP datagrams. A lost packet then holds up "
+         "only the stream it carried, not every file on the connection as with HTTP/2 over "
+         "TCP.",
+         "{advertised_by}: a browser only tries HTTP/3 when it has been told the server speaks "
+         "it, by the HTTPS record in DNS or an Alt-Svc header on an earlier answer; there is "
+         "no way to ask over UDP first without risking a long wait."),
         ("{version}, TLS 1.3 carried in CRYPTO frames (RFC 9001) with {cipher}, key exchange "
          "{group}; ALPN {alpn} (RFC 9114 §3.1).",
          "The Initial is padded to at least 1200 bytes (RFC 9000 §14.1) so a forged source "

@@ -26,7 +26,7 @@ class Report(Protocol):
 def quic_step(r: Report, q: QuicView) -> None:
     r.head("QUIC", q.timing, q.error, q.headline)
     if q.our_cid:
-        r.detail(f"connection IDs: ours {q.our_cid}, the server's {q.server_cid or '?'} "
+        r.detail(f"connection IDs: ours {q.our_cid}, the server's {q.server_cid or 'none yet'} "
                  f"(our first Initial went to {q.original_dcid})", style="dim")
     if q.client_hello_build_ms is not None:
         r.detail(f"building the ClientHello before the first Initial: "
