@@ -379,3 +379,18 @@ def test_a_malformed_http3_frame(pki_files: tuple[str, str, str]) -> None:
     assert "H3_FRAME_UNEXPECTED" in j.error.message
     close = child(legs(j)[0], "quic").attrs["close"]
     assert close["by"] == "client"
+
+
+def test_the_http3_frames_in_the_report(server: int, pki_files: tuple[str, str, str]) -> None:
+    import io
+
+    from whathappens.render.terminal import render_terminal
+
+    j = h3(server, pki_files[2])
+    wire = child(legs(j)[0], "http").attrs["h3_wire"]
+    assert [f["type"] for f in wire["frames"]][:1] == ["HEADERS"]
+    assert wire["response_block"]["fields"] == 4  # :status and three fields
+    out = io.StringIO()
+    render_terminal(json.loads(json.dumps(j.to_dict())), out, color=False, width=300)
+    assert "HTTP/3 frames on this exchange" in out.getvalue()
+    assert "after QPACK" in out.getvalue()

@@ -101,15 +101,23 @@ class _Trace(QuicLoggerTrace):
     """aioquic's qlog trace, kept bounded (for --qlog), with each event also queued for the
     driver to read right after the call that logged it."""
 
-    def __init__(self, *, is_client: bool, odcid: bytes) -> None:
+    def __init__(self, *, is_client: bool, odcid: bytes, clock: Callable[[], int]) -> None:
         super().__init__(is_client=is_client, odcid=odcid)
         self.odcid = odcid
+        self.clock = clock
         self.pending: list[tuple[str, dict[str, Any]]] = []
         self.seen = 0
+        # HTTP/3 frames as aioquic made or parsed them, on the journey's clock (bounded).
+        self.h3_frames: list[tuple[int, bool, dict[str, Any]]] = []
+        self.h3_frames_seen = 0
 
     def log_event(self, *, category: str, event: str, data: dict[str, Any]) -> None:
         self.seen += 1
         self.pending.append((f"{category}:{event}", data))
+        if category == "http" and event in ("frame_created", "frame_parsed"):
+            self.h3_frames_seen += 1
+            if len(self.h3_frames) < MAX_QLOG_EVENTS:
+                self.h3_frames.append((self.clock(), event == "frame_created", data))
         if len(self._events) < MAX_QLOG_EVENTS:
             super().log_event(category=category, event=event, data=data)
 
@@ -119,12 +127,13 @@ class _Trace(QuicLoggerTrace):
 
 
 class _Logger(QuicLogger):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], int]) -> None:
         super().__init__()
+        self.clock = clock
         self.trace: _Trace | None = None
 
     def start_trace(self, is_client: bool, odcid: bytes) -> QuicLoggerTrace:
-        self.trace = _Trace(is_client=is_client, odcid=odcid)
+        self.trace = _Trace(is_client=is_client, odcid=odcid, clock=self.clock)
         self._traces.append(self.trace)  # end_trace checks it is one of ours
         return self.trace
 
@@ -155,7 +164,7 @@ class _Sent:
     headers: list[tuple[str, str]]
     sent0: int
     received0: int
-    first_event: int
+    first_frame: int
     t_start: int
     t_sent: int = 0
 
@@ -526,7 +535,7 @@ class QuicClient:
         stream_id = self.conn.get_next_available_stream_id()
         s = self.streams[stream_id] = _Stream(stream_id, done=self.loop.create_future())
         sent = _Sent(s, headers, self.facts.udp_bytes_sent, self.facts.udp_bytes_received,
-                     self.logger.trace.seen if self.logger.trace else 0, clock())
+                     self.logger.trace.h3_frames_seen if self.logger.trace else 0, clock())
         self.h3.send_headers(stream_id, [(n.encode(), v.encode()) for n, v in headers],
                              end_stream=not request.body)
         if request.body:
@@ -542,7 +551,7 @@ class QuicClient:
             raise HttpError("http.connection_closed", "the QUIC connection is closed")
         sent = early or self.send(request, clock)
         s, headers, sent0, received0 = sent.stream, sent.headers, sent.sent0, sent.received0
-        first_event, t_start, t_sent = sent.first_event, sent.t_start, sent.t_sent
+        first_frame, t_start, t_sent = sent.first_frame, sent.t_start, sent.t_sent
         await self._wait_body(s, limits, deadline)
         assert s.status is not None
         assert s.t_headers is not None
@@ -560,7 +569,7 @@ class QuicClient:
             body_bytes_encoded=len(s.body), body_bytes_decoded=decoded.size,
             content_encoding=codings, header_bytes=s.header_bytes, reusable=self.reusable,
             alt_svc=joined_field(s.headers, "alt-svc"), stream_id=s.stream_id,
-            informational=s.informational, h3_wire=self._wire(first_event, headers, s))
+            informational=s.informational, h3_wire=self._wire(first_frame, headers, s))
 
     async def _wait_body(self, s: _Stream, limits: Limits, deadline: float) -> None:
         assert s.done is not None
@@ -585,18 +594,16 @@ class QuicClient:
                                 f"{limits.max_header_bytes} bytes (the limit)")
         s.done.result()  # raises the connection's error when it failed
 
-    def _wire(self, first_event: int, headers: list[tuple[str, str]], s: _Stream) -> H2Wire:
-        """The exchange's HTTP/3 frames from the qlog events (frame_created / frame_parsed)."""
+    def _wire(self, first_frame: int, headers: list[tuple[str, str]], s: _Stream) -> H2Wire:
+        """The exchange's HTTP/3 frames (RFC 9114 §7.2), as aioquic made or parsed them, from
+        the request's first one on: type, stream, length; times on the journey's clock (when
+        aioquic made or parsed the frame)."""
         trace = self.logger.trace
+        kept = trace.h3_frames[first_frame:] if trace is not None else []
+        total = (trace.h3_frames_seen - first_frame) if trace is not None else 0
         frames: list[WireFrame] = []
-        total, sent_block, got_block = 0, 0, 0
-        events = list(trace._events)[max(first_event - (trace.seen - len(trace._events)), 0):] \
-            if trace is not None else []
-        for ev in events:
-            name, d = ev.get("name"), ev.get("data", {})
-            if name not in ("http:frame_created", "http:frame_parsed"):
-                continue
-            sent = name == "http:frame_created"
+        sent_block, got_block = 0, 0
+        for t_ns, sent, d in kept:
             kind = str(d.get("frame", {}).get("frame_type", "?")).upper()
             length = int(d.get("length", 0))
             if kind == "HEADERS" and d.get("stream_id") == s.stream_id:
@@ -604,19 +611,14 @@ class QuicClient:
                     sent_block = sent_block or length
                 else:
                     got_block = got_block or length
-            total += 1
             if len(frames) < MAX_FRAMES:
-                frames.append(WireFrame(
-                    direction="sent" if sent else "received", type=kind,
-                    stream_id=int(d.get("stream_id", 0)), length=length,
-                    t_ns=int((float(ev.get("time", 0)) / 1e3 - self._wall0()) * 1e9)))
+                frames.append(WireFrame(direction="sent" if sent else "received", type=kind,
+                                        stream_id=int(d.get("stream_id", 0)), length=length,
+                                        t_ns=t_ns))
         return H2Wire(frames=frames, total=total, dropped=max(total - len(frames), 0),
                       request_block=_block(headers, sent_block),
-                      response_block=_block(s.headers, got_block) if got_block else None)
-
-    def _wall0(self) -> float:
-        """The journey's t0 on the wall clock (qlog stamps events with time.time())."""
-        return self.j.clock.wall_origin_ns / 1e9
+                      response_block=_block([(":status", str(s.status)), *s.headers],
+                                            got_block) if got_block else None)
 
     # ----------------------------------------------------------------------- closing
     def path(self) -> QuicPath:
@@ -789,7 +791,7 @@ async def connect(journey: Journey, span: Span[QuicFacts], address: str, port: i
     f.sni = server_name if _is_name(server_name) else None
     f.alpn_offered = list(H3_ALPN)
     f.tls_version = "TLSv1.3"
-    logger = _Logger()
+    logger = _Logger(journey.clock.now)
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=server_name,
                                quic_logger=logger,
                                verify_mode=ssl.CERT_NONE if opts.insecure else ssl.CERT_REQUIRED)
