@@ -211,11 +211,16 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
                      help="offer only HTTP/1.1 in ALPN")
     ver.add_argument("--http2", dest="http_version", action="store_const", const="2",
                      help="insist on HTTP/2 (prior knowledge for http://)")
-    ver.add_argument("--http3", nargs="?", const="force", default="off",
-                     choices=("force", "auto", "off"), metavar="MODE",
-                     help="HTTP/3 over QUIC on UDP for https://: --http3 (or =force) with no "
-                          "TCP at all; =auto when the HTTPS record or an earlier Alt-Svc "
-                          "advertises it, raced against TCP; =off never (the default)")
+    # Each spelling its own flag (argparse matches an exact option string before splitting at
+    # "="), so a bare --http3 never swallows the URL that follows it.
+    ver.add_argument("--http3", "--http3=force", dest="http3", action="store_const",
+                     const="force", default="off",
+                     help="HTTP/3 over QUIC on UDP for https://, with no TCP at all")
+    ver.add_argument("--http3=auto", dest="http3", action="store_const", const="auto",
+                     help="HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, "
+                          "raced against TCP + TLS (a browser's choice)")
+    ver.add_argument("--http3=off", dest="http3", action="store_const", const="off",
+                     help="never try HTTP/3 (the default)")
     http.add_argument("--qlog", metavar="FILE", default=None,
                       help="with --http3: write the QUIC connection's qlog (JSON) to FILE")
     http.add_argument("-X", "--request", dest="method", default="GET", help="method")
