@@ -89,6 +89,10 @@ def test_retry_costs_a_round_trip(pki_files: tuple[str, str, str]) -> None:
     assert quic.attrs["retry_token_bytes"] > 0
     flights = [c.attrs["flight"] for c in quic.children]
     assert flights[:3] == ["client_initial", "retry", "client_initial"]
+    # aioquic starts over: a second ClientHello, in the Initial that carries the token
+    types = [m["type"] for m in quic.attrs["messages"]]
+    assert types.count("client_hello") == 2
+    assert "finished" in types
     retry = [p for p in quic.attrs["packets"] if p["space"] == "retry"]
     assert len(retry) == 1
     assert retry[0]["direction"] == "received"
@@ -394,3 +398,15 @@ def test_the_http3_frames_in_the_report(server: int, pki_files: tuple[str, str, 
     render_terminal(json.loads(json.dumps(j.to_dict())), out, color=False, width=300)
     assert "HTTP/3 frames on this exchange" in out.getvalue()
     assert "after QPACK" in out.getvalue()
+
+
+def test_the_demo_retry_host(demo_internet: DemoInternet) -> None:
+    net = demo_internet
+    j = trace(net, demo_url(net, host="retry.example.com"), "--http3", "--no-revalidate")
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    quic = child(leg, "quic")
+    assert quic.attrs["retry"] is True
+    assert [c.attrs["flight"] for c in quic.children][:3] == [
+        "client_initial", "retry", "client_initial"]
+    assert child(leg, "http").attrs["status"] == 200

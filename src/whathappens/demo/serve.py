@@ -162,6 +162,7 @@ class _Internet:
         self.web_shutdown = asyncio.Event()
         self.web_tasks: list[asyncio.Task[None]] = []
         self.udp_sink: socket.socket | None = None
+        self.retry_server: Any = None
         self.resolver: Any = None
         self.ipv6 = False
         self.pki: Pki | None = None
@@ -189,6 +190,7 @@ class _Internet:
             await _listening(server.start(spec.address, self.ports.dns),
                              f"{spec.address}:{self.ports.dns}")
         self._start_web()
+        await self._start_retry()
         await self._start_resolver(hints)
         await asyncio.wait_for(self._check_ready(zones), READY_TIMEOUT)
         self._write_internet_json()
@@ -218,6 +220,15 @@ class _Internet:
             coro = serve_site(site, binds=secure, insecure_binds=insecure, quic_binds=quic,
                               chain=files.chain, key=files.key, shutdown=self.web_shutdown)
             self.web_tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def _start_retry(self) -> None:
+        """retry.example.com: HTTP/3 only, every client validated with a Retry."""
+        from whathappens.demo.quic_retry import serve_retry
+
+        assert self.pki is not None
+        spec = topology.RETRY_SERVER
+        self.retry_server = await serve_retry(spec.address, self.ports.https,
+                                              self.pki.server.chain, self.pki.server.key)
 
     async def _start_resolver(self, hints: Path) -> None:
         try:
@@ -334,6 +345,8 @@ class _Internet:
         self.web_shutdown.set()
         if self.udp_sink is not None:
             self.udp_sink.close()
+        if self.retry_server is not None:
+            self.retry_server.close()
         if self.web_tasks:
             # A TLS client that never answers our close_notify would hold a server until
             # the SSL shutdown timeout (30 s): wait a moment, then cancel.

@@ -233,6 +233,7 @@ class QuicClient:
         self.server_hello: bytes | None = None
         self.hello_bytes = 0
         self.cafile: str | None = None
+        self.hooked: object = None  # the TLS context whose messages are recorded
         self.insecure = False
         self.peer: tuple[str, int] = ("", 0)
 
@@ -259,6 +260,11 @@ class QuicClient:
                                        now=self.loop.time())
         finally:
             self._packets("received", self._drain(), t, self.datagram_no, len(data))
+        if getattr(self.conn, "tls", None) is not self.hooked:
+            # A Retry: aioquic starts over with a new TLS context and a new ClientHello
+            # (RFC 9000 §17.2.5.2), sent in the Initial that carries the token.
+            _hook_tls(self)
+            self.message("sent", "client_hello", None, t)
         self._events()
         self.transmit()
 
@@ -431,7 +437,7 @@ class QuicClient:
         if self.closed is None and close is not None and self.transport is not None:
             self._terminated(close, by_us=self._closing_ourselves())  # ours: a bad frame
 
-    def message(self, direction: str, name: str, size: int, t: int) -> None:
+    def message(self, direction: str, name: str, size: int | None, t: int) -> None:
         """A TLS handshake message inside the CRYPTO frames (RFC 9001 §4.1.3)."""
         if len(self.facts.messages) < 64:
             self.facts.messages.append(TlsMessage(direction=direction, t_ms=round(t / 1e6, 3),
@@ -728,7 +734,7 @@ def _alert_error(alert: Exception, chain: list[bytes], server: str,
 def _hook_tls(client: QuicClient) -> None:
     """Record each TLS message aioquic's TLS context reads or writes, at the time of the
     datagram that brought it (aioquic hands complete messages to this one method)."""
-    ctx = client.conn.tls
+    ctx = client.hooked = client.conn.tls
     handle = ctx._handle_reassembled_message
 
     def recorded(message_type: int, input_buf: Buffer,
