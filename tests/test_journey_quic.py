@@ -410,3 +410,13 @@ def test_the_demo_retry_host(demo_internet: DemoInternet) -> None:
     assert [c.attrs["flight"] for c in quic.children][:3] == [
         "client_initial", "retry", "client_initial"]
     assert child(leg, "http").attrs["status"] == 200
+
+
+def test_auto_on_an_http3_only_host(demo_internet: DemoInternet) -> None:
+    """retry.example.com has no TCP server: QUIC must carry the request, whatever TCP does."""
+    net = demo_internet
+    j = trace(net, demo_url(net, host="retry.example.com"), "--http3=auto", "--no-revalidate")
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    assert child(leg, "quic").attrs["race"] == "won"
+    assert child(leg, "http").attrs["http_version"] == "HTTP/3"

@@ -713,9 +713,12 @@ class Runner:
 
         quic_task, tcp_task = asyncio.create_task(by_quic()), asyncio.create_task(by_tcp())
         try:
-            await asyncio.wait({quic_task, tcp_task}, return_when=asyncio.FIRST_COMPLETED)
-            if quic_task.done() and quic_task.exception() is not None:
-                await asyncio.wait({tcp_task})
+            pending: set[asyncio.Task[Any]] = {quic_task, tcp_task}
+            while pending:  # until one connects, or both have failed
+                done, pending = await asyncio.wait(pending,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if any(t.exception() is None for t in done):
+                    break
         finally:
             for task in (quic_task, tcp_task):
                 if not task.done():
