@@ -420,3 +420,28 @@ def test_auto_on_an_http3_only_host(demo_internet: DemoInternet) -> None:
     leg = legs(j)[0]
     assert child(leg, "quic").attrs["race"] == "won"
     assert child(leg, "http").attrs["http_version"] == "HTTP/3"
+
+
+def test_compare_http_versions(demo_internet: DemoInternet) -> None:
+    import io
+
+    from whathappens.render.terminal import render_terminal
+
+    net = demo_internet
+    j = trace(net, demo_url(net), "--compare-http", "--no-revalidate")
+    assert j.error is None, j.error
+    hc = j.facts.http_compare
+    assert hc is not None
+    assert [v.version for v in hc.versions] == ["HTTP/1.1", "HTTP/2", "HTTP/3"]
+    for v in hc.versions:
+        assert len(v.samples) == hc.rounds == 3
+        assert all(s.error is None for s in v.samples), v.samples
+        assert v.median_first_byte_ms is not None
+    trips = {v.version: v.round_trips for v in hc.versions}
+    assert trips == {"HTTP/1.1": 3, "HTTP/2": 3, "HTTP/3": 2}  # TCP + TLS 1.3 + request
+    assert all(line.startswith("modelled, not measured") for line in hc.modelled)
+    # the comparison is outside the journey: its steps are the journey's own
+    assert [s.name for s in j.spans].count("leg") == 1
+    out = io.StringIO()
+    render_terminal(json.loads(json.dumps(j.to_dict())), out, color=False, width=200)
+    assert "HTTP/1.1 vs HTTP/2 vs HTTP/3, measured on this host" in out.getvalue()

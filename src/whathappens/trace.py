@@ -121,6 +121,8 @@ class Options:
     # --http3=auto: HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, raced
     # against TCP; "force" is http_version "3"; "off" never tries.
     http3: str = "off"
+    # After the journey, HTTP/1.1 vs HTTP/2 vs HTTP/3 to the same address (facts.http_compare).
+    compare_http: bool = False
 
 
 @dataclass
@@ -935,6 +937,13 @@ async def run_journey(url_text: str, options: Options | None = None, *,
 
         await compare_after_journey(journey, opts.tls, timeout=opts.connect_timeout,
                                     address_policy=opts.address_policy)
+    if opts.compare_http:  # likewise outside the journey's spans
+        from whathappens.probes.http_compare import compare_http
+
+        try:
+            await asyncio.wait_for(compare_http(journey, opts, run_journey), opts.max_time)
+        except TimeoutError:
+            journey.note("warning", "journey", "--compare-http ran out of time (--max-time)")
     return journey
 
 

@@ -221,6 +221,9 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
                           "raced against TCP + TLS (a browser's choice)")
     ver.add_argument("--http3=off", dest="http3", action="store_const", const="off",
                      help="never try HTTP/3 (the default)")
+    http.add_argument("--compare-http", action="store_true",
+                      help="after the journey, HTTP/1.1, HTTP/2 and HTTP/3 to the same address "
+                           "on fresh connections, 3 rounds in alternating order (https)")
     http.add_argument("--qlog", metavar="FILE", default=None,
                       help="with --http3: write the QUIC connection's qlog (JSON) to FILE")
     http.add_argument("-X", "--request", dest="method", default="GET", help="method")
@@ -331,4 +334,5 @@ def options_from(args: argparse.Namespace) -> Options:
         capture=getattr(args, "capture", False),
         revalidate=not getattr(args, "no_revalidate", False),
         qlog=getattr(args, "qlog", None),
+        compare_http=getattr(args, "compare_http", False),
     )

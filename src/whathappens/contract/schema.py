@@ -60,7 +60,8 @@ CHANGELOG = (
     "every packet with its number space, number, size and frames, the TLS messages, QUIC's "
     "view of the path from loss recovery, a CONNECTION_CLOSE) with quic.flight children "
     "(the handshake's flights); http attr h3_wire (HTTP/3 frames and QPACK sizes); error "
-    "codes quic.*.",
+    "codes quic.*; facts.http_compare (--compare-http: HTTP/1.1, HTTP/2 and HTTP/3 on fresh "
+    "connections, medians, samples, round trips, a labelled model).",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",

@@ -50,7 +50,7 @@ from whathappens.render.steps import (
 )
 from whathappens.render.terminal_browser import browser_section
 from whathappens.render.terminal_caching import caching_section
-from whathappens.render.terminal_quic import quic_step
+from whathappens.render.terminal_quic import http_compare_block, quic_step
 from whathappens.render.terminal_security import security_section, who_section
 from whathappens.render.terminal_wire import guide_section, wire_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
@@ -152,6 +152,8 @@ class Report:
             self.explained(self.v.page_explain, indent=2)
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
+        if self.v.http_compare is not None:
+            http_compare_block(self, self.v.http_compare)
         if self.v.caching is not None:
             caching_section(self, self.v.caching)
         who_section(self.c, self.v.who, self.explain)

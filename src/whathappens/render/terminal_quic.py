@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
+from whathappens.contract.document import HttpCompare
 from whathappens.explain.texts import Explanation
 from whathappens.render.format import ms
 from whathappens.render.steps import Problem, QuicView, Timing
@@ -77,3 +81,36 @@ def _chain_and_path(r: Report, q: QuicView) -> None:
             f"{k} {v}" for k, v in q.server_params), style="dim")
     if q.close:
         r.detail(Text(q.close, style="red"))
+
+
+class Printer(Protocol):
+    """What the HTTP versions block uses of the terminal report."""
+
+    c: Console
+
+
+def http_compare_block(r: Printer, hc: HttpCompare) -> None:
+    """--compare-http: the medians side by side, every sample, the round trips and the
+    clearly labelled model."""
+    r.c.print()
+    title = Text("HTTP/1.1 vs HTTP/2 vs HTTP/3, measured on this host", style="bold blue")
+    title.append(f"  (fresh connections to {hc.address} for {hc.url}, {hc.rounds} rounds in "
+                 "alternating order; each its own short journey, times on its own clock)",
+                 style="dim")
+    r.c.print(title, overflow="fold")
+    grid = Table.grid(padding=(0, 2))
+    for _ in range(5):
+        grid.add_column(no_wrap=True, justify="right")
+    grid.add_row(*(Text(h, style="bold") for h in (
+        "", "set-up", "TTFB", "first byte from first packet", "round trips")))
+    for v in hc.versions:
+        grid.add_row(v.version, ms(v.median_setup_ms), ms(v.median_ttfb_ms),
+                     ms(v.median_first_byte_ms),
+                     "?" if v.round_trips is None else str(v.round_trips))
+    r.c.print(Padding(grid, (0, 0, 0, 2)))
+    for v in hc.versions:
+        shown = ", ".join(s.error or ms(s.first_byte_ms) for s in v.samples)
+        r.c.print(Padding(Text(f"{v.version} samples (first byte from first packet): {shown}",
+                               style="dim"), (0, 0, 0, 2)), overflow="fold")
+    for line in hc.modelled:
+        r.c.print(Padding(Text(line, style="yellow"), (0, 0, 0, 2)), overflow="fold")
