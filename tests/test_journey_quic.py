@@ -445,3 +445,8 @@ def test_compare_http_versions(demo_internet: DemoInternet) -> None:
     out = io.StringIO()
     render_terminal(json.loads(json.dumps(j.to_dict())), out, color=False, width=200)
     assert "HTTP/1.1 vs HTTP/2 vs HTTP/3, measured on this host" in out.getvalue()
+    from whathappens.render.html import render_html
+
+    html = render_html(json.loads(json.dumps(j.to_dict())))
+    assert 'id="http-compare"' in html
+    assert "modelled, not measured" in html

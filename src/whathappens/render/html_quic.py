@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from whathappens.contract.document import HttpCompare
 from whathappens.explain.texts import Explanation
 from whathappens.render.format import ms, three
 from whathappens.render.html_parts import code, dl, esc, section, table
@@ -66,3 +67,22 @@ def quic_step(title: str, q: QuicView, explained: Callable[[Explanation | None],
                        + table(["parameter", "value"], [[code(k), esc(v)] for k, v in params])
                        + "</div>")
     return "".join(out) + explained(q.explain)
+
+
+def http_compare_html(hc: HttpCompare | None) -> str:
+    """--compare-http: medians side by side, every sample, round trips, the labelled model."""
+    if hc is None:
+        return ""
+    rows = [[esc(v.version), esc(ms(v.median_setup_ms)), esc(ms(v.median_ttfb_ms)),
+             f"<strong>{esc(ms(v.median_first_byte_ms))}</strong>",
+             esc("?" if v.round_trips is None else v.round_trips),
+             esc(", ".join(s.error or ms(s.first_byte_ms) for s in v.samples))]
+            for v in hc.versions]
+    body = (f"<p class=\"muted\">Fresh connections to {code(hc.address)} for {code(hc.url)}, "
+            f"{esc(hc.rounds)} rounds in alternating order; each its own short journey, "
+            "times on its own clock (medians; every sample listed).</p>"
+            + table(["", "set-up", "TTFB", "first byte from the first packet",
+                     "round trips", "samples (first byte)"], rows)
+            + "".join(f"<p class=\"warn\">{esc(line)}</p>" for line in hc.modelled))
+    return section("http-compare", "HTTP/1.1 vs HTTP/2 vs HTTP/3, measured on this host",
+                   body, layer="application")
