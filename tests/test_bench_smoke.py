@@ -30,3 +30,16 @@ def test_fidelity_quick_run_prints_the_tables() -> None:
         assert title in out, out
     for phase in ("DNS", "TCP", "TLS", "TTFB", "download", "total"):
         assert re.search(rf"^\s+{re.escape(phase)}\s+\d+\.\d{{3}}\s", out, re.M), phase
+
+
+def test_quic_bench_quick_run_prints_its_tables() -> None:
+    """bench/quic.py starts the demo internet, makes one journey of each kind and aioquic's
+    own client's request, and prints the medians (figures unjudged)."""
+    done = subprocess.run([sys.executable, str(BENCH.parent / "quic.py"), "--runs", "1"],
+                          capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for title in ("whathappens --http3", "whathappens --http2",
+                  "aioquic's own client (reference)", "Cold start"):
+        assert title in done.stdout, done.stdout
+    assert re.search(r"^\s+setup\s+\d+\.\d\d\s", done.stdout, re.M), done.stdout

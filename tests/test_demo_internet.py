@@ -174,7 +174,7 @@ def test_https_record(demo_internet: DemoInternet) -> None:
     response = udp(demo_internet, EXAMPLE, "www.example.com", "HTTPS")
     (rrset,) = response.answer
     assert rrset.rdtype == dns.rdatatype.HTTPS
-    assert rrset[0].to_text() == '1 . alpn="h2,http/1.1"'
+    assert rrset[0].to_text() == '1 . alpn="h3,h2"'
 
 
 def test_two_step_cname_chain_is_chased_in_zone(demo_internet: DemoInternet) -> None:

@@ -10,7 +10,9 @@ everything measured before it.
     ├── UrlError            exit 3   malformed URL, unsupported scheme, bad host or port
     ├── DnsError            exit 4   NXDOMAIN, NODATA, SERVFAIL, REFUSED, resolver timeout
     ├── ConnectError        exit 5   refused, unreachable, connect timeout
+    │   └── QuicConnectError exit 5  QUIC: no answer on UDP, handshake timeout, closed (step "quic")
     ├── TlsError            exit 6   handshake failure, certificate problems
+    │   └── QuicTlsError    exit 6   the same, in QUIC's handshake (step "quic")
     ├── HttpError           exit 7   malformed response, size limits, decoding
     ├── RedirectError       exit 8   too many redirects, redirect loop, bad Location
     ├── JourneyTimeout      exit 9   the whole journey ran out of time (--max-time)
@@ -69,6 +71,19 @@ class TlsError(JourneyError):
     exit_code = 6
 
 
+class QuicConnectError(ConnectError):
+    """QUIC could not set up the connection: the class of a TCP connect failure (exit 5),
+    in the step that replaces TCP + TLS."""
+
+    step = "quic"
+
+
+class QuicTlsError(TlsError):
+    """QUIC's TLS handshake failed (a certificate, a TLS alert): the class of TLS (exit 6)."""
+
+    step = "quic"
+
+
 class HttpError(JourneyError):
     step = "http"
     exit_code = 7
@@ -91,7 +106,7 @@ class InternalError(JourneyError):
 
 # The exit code of a failure in each step (LimitExceeded takes the step it happened in).
 STEP_EXIT_CODES = {"url": 3, "dns": 4, "tcp": 5, "tls": 6, "http": 7, "redirect": 8,
-                   "journey": 9}
+                   "journey": 9, "quic": 5}
 
 
 class LimitExceeded(JourneyError):

@@ -32,6 +32,7 @@ from whathappens.contract.facts import (
     HttpPhaseFacts,
     LegFacts,
     PrepareFacts,
+    QuicFacts,
     RedirectFacts,
     RevalidateFacts,
     TcpFacts,
@@ -64,6 +65,7 @@ from whathappens.navigation import (
     choose_connection,
 )
 from whathappens.net import budget as budgets
+from whathappens.net.altsvc import Advertised, AltSvcCache, https_record_h3
 from whathappens.net.capture import HandshakeCapture, capture_facts
 from whathappens.net.dns.host_cache import HostCache
 from whathappens.net.dns.views import DnsOptions, Resolution, needs_dnspython, resolve
@@ -75,10 +77,19 @@ from whathappens.net.tls import TlsOptions, TlsStream, describe_chain, handshake
 from whathappens.url import UrlAnatomy, parse_url, public_suffix_of
 
 if TYPE_CHECKING:
+    from aioquic.tls import SessionTicket
+
     from whathappens.net.http1 import H1Connection
     from whathappens.net.http2 import H2Connection
+    from whathappens.net.quic import QuicClient
 
-STEP_SPANS = frozenset({"dns", "tcp", "tls", "http"})
+STEP_SPANS = frozenset({"dns", "tcp", "tls", "http", "quic"})
+# How long a forced QUIC attempt waits for any answer to its Initial (aioquic resends it on
+# each probe timeout meanwhile, RFC 9002 §6.2.4), when --connect-timeout allows that long.
+QUIC_INITIAL_TIMEOUT = 3.0
+# --http3=auto: how long QUIC runs alone before TCP starts beside it. Our choice (Chromium
+# derives its delay from the RTT it remembers for the server); a QUIC failure starts TCP at once.
+QUIC_HEAD_START = 0.25
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 but tab, DEL, C1
 
 
@@ -88,7 +99,7 @@ class Options:
     tls: TlsOptions = field(default_factory=TlsOptions)
     limits: Limits = field(default_factory=Limits)
     resolve: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # --resolve
-    http_version: str | None = None      # "1.1" | "2" | None (ALPN decides)
+    http_version: str | None = None      # "1.1" | "2" | "3" (QUIC, no TCP) | None (ALPN)
     connect_timeout: float = 10.0
     max_time: float = 60.0
     max_redirects: int = MAX_REDIRECTS
@@ -113,6 +124,12 @@ class Options:
     body: bytes = b""
     cookies: CookieJar | None = None
     cookie_jar_out: str | None = None    # -c FILE: the jar written there after the journey
+    qlog: str | None = None              # --qlog FILE: the QUIC connection's qlog
+    # --http3=auto: HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, raced
+    # against TCP; "force" is http_version "3"; "off" never tries.
+    http3: str = "off"
+    # After the journey, HTTP/1.1 vs HTTP/2 vs HTTP/3 to the same address (facts.http_compare).
+    compare_http: bool = False
 
 
 @dataclass
@@ -151,6 +168,12 @@ class Runner:
         self.addresses: dict[tuple[str, str, int], str] = {}  # origin → address connected to
         self.host_cache = HostCache()
         self.jar = options.cookies      # the journey's cookies, as they stand (RFC 6265)
+        self.quic_pool: dict[tuple[str, str, int], QuicClient] = {}
+        self.quic_chains: list[tuple[Span[QuicFacts], list[bytes]]] = []
+        self.alt_svc = AltSvcCache()
+        self.quic_tickets: dict[tuple[str, int], SessionTicket] = {}
+        self.resuming = False  # --resume over QUIC: the next QUIC leg offers the ticket
+        self.qlogs = 0
 
     def prepare(self, url: UrlAnatomy) -> None:
         """Load what this leg's network steps will need before the first of them starts.
@@ -163,13 +186,17 @@ class Runner:
         if lookup and needs_dnspython(self.opts.dns):
             need.append("dnspython")
         need.append("h11")
-        if url.scheme == "https":
+        if self._auto(url):
+            need.append("aioquic")  # QUIC may be tried: loaded now, not inside a step
+        if self._h3(url):
+            need.append("aioquic")  # and no OpenSSL, no h2: QUIC carries its own TLS
+        elif url.scheme == "https":
             need.append("OpenSSL")
             if self.opts.http_version != "1.1":
                 need.append("h2")
         elif self.opts.http_version == "2":
             need.append("h2")
-        need = [n for n in need if n not in self.prepared]
+        need = list(dict.fromkeys(n for n in need if n not in self.prepared))
         if not need:
             return
         with self.j.timed("prepare", "journey", "whathappens", "application",
@@ -183,6 +210,8 @@ class Runner:
                     from whathappens.net import http1  # noqa: F401
                 elif item == "h2":
                     from whathappens.net import http2  # noqa: F401
+                elif item == "aioquic":
+                    from whathappens.net import quic  # noqa: F401
                 else:
                     ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # OpenSSL's one-time start-up
                 self.prepared.add(item)
@@ -191,6 +220,11 @@ class Runner:
         """Analysis that no packet waits for, done after the network steps."""
         for span, chain, host, opts in self.chains:
             describe_chain(self.j, span, chain, host, opts)
+        if self.quic_chains:
+            from whathappens.net import quic
+
+            for qspan, der in self.quic_chains:
+                quic.describe_chain(qspan, der)
         self.public_suffix()
 
     def public_suffix(self) -> None:
@@ -263,12 +297,43 @@ class Runner:
 
     async def resume(self, hop: Hop) -> None:
         """A second, fresh connection to the same server, offering the first one's session."""
+        if self._h3(hop.url):
+            client = self.quic_pool.pop(hop.url.origin)
+            self._write_qlog_of(client)
+            client.close()
+            self.j.note("info", "quic", "--resume: a second QUIC connection to the same "
+                        "server, offering the first one's session ticket; the request rides "
+                        "in 0-RTT packets when the ticket allows early data (RFC 9001 §4.6)")
+            self.resuming = True
+            await self.leg(hop)
+            self._saved_by_0rtt()
+            return
         choice = choose_connection(hop.url.origin, self._pooled(), fresh=True)
         if isinstance(choice, OpenNew) and choice.retire is not None:
             self._close(self.pool.pop(choice.retire.origin))
         self.j.note("info", "tls", "--resume: a second connection to the same server, "
                     "offering the TLS session of the first")
         await self.leg(hop)
+
+    def _saved_by_0rtt(self) -> None:
+        """--resume over QUIC: the first response byte counted from each connection's first
+        Initial, the first connection's against the resumed one's."""
+        times: list[tuple[float, QuicFacts]] = []
+        for leg in [s for s in self.j.spans if s.name == "leg"][-2:]:
+            quic = next((c for c in leg.children if c.name == "quic"), None)
+            http = next((c for c in leg.children if c.name == "http"), None)
+            if quic is None or http is None or http.facts.t_first_byte_ns is None:
+                return
+            times.append(((http.facts.t_first_byte_ns - quic.start_ns) / 1e6, quic.facts))
+        if len(times) != 2:
+            return
+        (full, _), (resumed, f) = times
+        rtt = f.path_end.smoothed_rtt_ms if f.path_end is not None else None
+        self.j.note("info", "quic", f"0-RTT {f.early_data or 'not used'}: the first response "
+                    f"byte came {resumed:.1f} ms after the resumed connection's first Initial, "
+                    f"against {full:.1f} ms on the first connection ({full - resumed:+.1f} ms "
+                    "saved, measured; the model is one round trip"
+                    + (f", QUIC's smoothed RTT {rtt:.1f} ms)" if rtt else ")"))
 
     def _pooled(self) -> list[PooledConnection]:
         return [conn.facts() for conn in self.pool.values()]
@@ -319,6 +384,16 @@ class Runner:
 
     async def _revalidate(self, span: Span[RevalidateFacts], hop: Hop) -> None:
         url = hop.url
+        if self._h3(url):
+            client = self.quic_pool.get(url.origin)
+            if client is not None and client.reusable:
+                span.facts.connection, span.facts.connection_why = "reused", \
+                    "the journey's QUIC connection was still open"
+            else:
+                span.facts.connection = "new"
+                client = await self.quic_step(span, url)
+            await self.h3_request(span, client, hop, findings=False)
+            return
         conn = self.pool.get(url.origin)
         if conn is not None and conn.protocol == "HTTP/1.1":
             from whathappens.net.http1 import H1Connection
@@ -353,6 +428,12 @@ class Runner:
                           LegFacts(index=index, url=url.shown(), method=method,
                                    origin=f"{url.scheme}://{url.authority}"))
         try:
+            if self._h3(url) or (self._auto(url) and url.origin not in self.pool):
+                exchange = await (self.h3_leg(leg, hop) if self._h3(url) else
+                                  self.auto_leg(leg, hop))
+                self.last = (hop, exchange)
+                self._heard_alt_svc(url, exchange)
+                return exchange
             conn = self.pool.get(url.origin)
             if conn is not None and conn.protocol == "HTTP/1.1":
                 from whathappens.net.http1 import H1Connection
@@ -374,6 +455,7 @@ class Runner:
             conn.legs += 1
             exchange = await self.request(leg, conn, hop)
             self.last = (hop, exchange)
+            self._heard_alt_svc(url, exchange)
             return exchange
         except asyncio.CancelledError:
             leg.facts.interrupted = True
@@ -527,19 +609,8 @@ class Runner:
     # ------------------------------------------------------------------ http
     async def request(self, leg: Span[Any], conn: _Conn, hop: Hop, *,
                       findings: bool = True) -> Exchange:
-        url, method = hop.url, hop.method
-        headers = list(hop.headers)
-        traceparent = None
-        if self.trace_id:
-            traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
-            headers.append(("traceparent", traceparent))
-        headers = self._with_cookies(url, headers)
-        if hop.body and findings:
-            kind = next((v for n, v in headers if n.lower() == "content-type"), "no type")
-            self.j.note("info", "http", f"{method} {url.shown()} carried a body of "
-                        f"{len(hop.body)} bytes ({kind})")
-        req = Request(method=method, authority=url.authority, target=url.request_target,
-                      scheme=url.scheme, headers=headers, body=hop.body)
+        url = hop.url
+        req, traceparent = self._request(hop, findings=findings)
         remote = conn.tcp_span.facts.remote or ""
         with self.j.timed("http", "http", f"server {remote}", "application",
                           HttpFacts(protocol=conn.protocol, traceparent=traceparent),
@@ -550,22 +621,7 @@ class Runner:
                 self._wire_so_far(span.facts, conn)
                 raise
             self._keep_cookies(url, ex)
-            span.start_ns = ex.t_request_start_ns
-            span.end_ns = ex.t_body_done_ns
-            span.actor = f"server {remote}"
-            span.facts = ex.facts(span.facts)
-            f = span.facts
-            f.send_ms = (ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6
-            f.wait_ms = (ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6
-            f.receive_ms = (ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6
-            f.connection_legs = conn.legs
-            for name, a, b in (("http.send", ex.t_request_start_ns, ex.t_request_sent_ns),
-                               ("http.wait", ex.t_request_sent_ns, ex.t_first_byte_ns),
-                               ("http.receive", ex.t_first_byte_ns, ex.t_body_done_ns)):
-                child = self.j.span(name, "http", "you" if name == "http.send" else
-                                    span.actor, "application", HttpPhaseFacts(), parent=span,
-                                    start_ns=a)
-                child.end_ns = b
+            self._exchanged(span, ex, remote, conn.legs)
         conn.tcp_span.facts.tcp_info_end = tcp_info(conn.plain.sock)
         tls_obj = getattr(conn.stream, "obj", None)
         if isinstance(tls_obj, ssl.SSLObject) and (session := tls_obj.session) is not None:
@@ -623,6 +679,220 @@ class Runner:
         except OSError as e:
             self.j.note("warning", "journey", f"the cookie jar could not be written to "
                         f"{path}: {e.strerror or e}")
+    def _exchanged(self, span: Span[HttpFacts], ex: Exchange, remote: str, legs: int) -> None:
+        """The HTTP span's times and facts from the exchange, and its three phases."""
+        span.start_ns = ex.t_request_start_ns
+        span.end_ns = ex.t_body_done_ns
+        span.actor = f"server {remote}"
+        span.facts = ex.facts(span.facts)
+        f = span.facts
+        f.send_ms = (ex.t_request_sent_ns - ex.t_request_start_ns) / 1e6
+        f.wait_ms = (ex.t_first_byte_ns - ex.t_request_sent_ns) / 1e6
+        f.receive_ms = (ex.t_body_done_ns - ex.t_first_byte_ns) / 1e6
+        f.connection_legs = legs
+        for name, a, b in (("http.send", ex.t_request_start_ns, ex.t_request_sent_ns),
+                           ("http.wait", ex.t_request_sent_ns, ex.t_first_byte_ns),
+                           ("http.receive", ex.t_first_byte_ns, ex.t_body_done_ns)):
+            child = self.j.span(name, "http", "you" if name == "http.send" else
+                                span.actor, "application", HttpPhaseFacts(), parent=span,
+                                start_ns=a)
+            child.end_ns = b
+
+    # ------------------------------------------------------------------ HTTP/3
+    def _h3(self, url: UrlAnatomy) -> bool:
+        """--http3: HTTP/3 over QUIC, no TCP at all (RFC 9114 needs https); with
+        --http3=auto, once a QUIC connection to the origin is open."""
+        if url.scheme != "https":
+            return False
+        client = self.quic_pool.get(url.origin)
+        return self.opts.http_version == "3" or (
+            self._auto(url) and client is not None and client.reusable)
+
+    def _auto(self, url: UrlAnatomy) -> bool:
+        return self.opts.http3 == "auto" and url.scheme == "https" and \
+            self.opts.http_version is None
+
+    def _heard_alt_svc(self, url: UrlAnatomy, ex: Exchange) -> None:
+        """A browser's Alt-Svc cache (RFC 7838): kept per origin for its ma."""
+        if ex.alt_svc and url.scheme == "https":
+            self.alt_svc.store(url.origin, ex.alt_svc, self.j.clock.now())
+
+    async def auto_leg(self, leg: Span[LegFacts], hop: Hop) -> Exchange:
+        """--http3=auto: HTTP/3 when it is advertised, raced against TCP; else TCP."""
+        url = hop.url
+        leg.facts.connection = "new"
+        address = self.addresses.get(url.origin)
+        res = Resolution("none", [address] if ":" in address else [],
+                         [] if ":" in address else [address]) if address else \
+            self.vet(leg, url, await self.dns_step(leg, url))
+        adv = self.alt_svc.lookup(url.origin, self.j.clock.now()) or \
+            https_record_h3(res.https_records, url.port)
+        if adv is None:
+            conn = await self.open_connection(leg, url, res)
+        else:
+            won = await self.race(leg, url, res, adv)
+            if not isinstance(won, _Conn):
+                return await self.h3_request(leg, won, hop)
+            conn = won
+        conn.legs += 1
+        return await self.request(leg, conn, hop)
+
+    async def race(self, leg: Span[LegFacts], url: UrlAnatomy, res: Resolution,
+                   adv: Advertised) -> QuicClient | _Conn:
+        """QUIC first, TCP + TLS QUIC_HEAD_START later (or as soon as QUIC fails), as
+        Chromium races them; the first connection ready carries the request."""
+        go = asyncio.Event()
+
+        async def by_quic() -> QuicClient:
+            try:
+                return await self.quic_step(leg, url, (res.ipv6 or res.ipv4)[0], adv.port)
+            except JourneyError:
+                go.set()
+                raise
+
+        async def by_tcp() -> _Conn:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(go.wait(), QUIC_HEAD_START)
+            return await self.open_connection(leg, url, res)
+
+        quic_task, tcp_task = asyncio.create_task(by_quic()), asyncio.create_task(by_tcp())
+        try:
+            pending: set[asyncio.Task[Any]] = {quic_task, tcp_task}
+            while pending:  # until one connects, or both have failed
+                done, pending = await asyncio.wait(pending,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                if any(t.exception() is None for t in done):
+                    break
+        finally:
+            for task in (quic_task, tcp_task):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(quic_task, tcp_task, return_exceptions=True)
+        return self._raced(url, adv, quic_task, tcp_task)
+
+    def _raced(self, url: UrlAnatomy, adv: Advertised, quic_task: asyncio.Task[QuicClient],
+               tcp_task: asyncio.Task[_Conn]) -> QuicClient | _Conn:
+        """The race's outcome, in the report; the loser's connection closed."""
+        quic_ok = not quic_task.cancelled() and quic_task.exception() is None
+        tcp_ok = not tcp_task.cancelled() and tcp_task.exception() is None
+        quic_span = next((c for c in reversed(list(self.j.all_spans())) if c.name == "quic"),
+                         None)
+        why = f"HTTP/3 was tried because {adv.why}; QUIC raced TCP (TCP started " \
+              f"{QUIC_HEAD_START * 1e3:.0f} ms later, or at once if QUIC failed)"
+        if quic_ok:
+            if tcp_ok:
+                self._close(self.pool.pop(url.origin))
+            self._race_facts(quic_span, "won", adv)
+            self.j.note("info", "quic", f"{why}: QUIC won, HTTP/3 carried the request")
+            return quic_task.result()
+        if not tcp_ok:
+            err = tcp_task.exception() if not tcp_task.cancelled() else None
+            raise err if isinstance(err, JourneyError) else ConnectError(
+                "tcp.failed", "neither QUIC nor TCP connected")
+        qerr = quic_task.exception() if not quic_task.cancelled() else None
+        if isinstance(qerr, JourneyError):
+            self._race_facts(quic_span, "failed", adv)
+            self.j.note("warning", "quic", f"QUIC unreachable: {qerr.message}; fell back to "
+                        "TCP")
+        else:
+            self._race_facts(quic_span, "lost", adv)
+            f = quic_span.facts if quic_span is not None else None
+            if f is not None and f.server_first_ms is None and quic_span is not None:
+                waited = ((quic_span.end_ns or quic_span.start_ns) - quic_span.start_ns) / 1e6
+                self.j.note("warning", "quic", f"{why}. QUIC unreachable: no answer to the "
+                            f"Initial within {waited:.0f} ms ({f.datagrams_sent} datagram(s) "
+                            "sent); fell back to TCP, which was ready")
+            else:
+                self.j.note("info", "quic", f"{why}: TCP and TLS were ready first, so QUIC's "
+                            "handshake was abandoned and the request went over TCP")
+        return tcp_task.result()
+
+    @staticmethod
+    def _race_facts(span: Span[Any] | None, outcome: str, adv: Advertised) -> None:
+        if span is not None:
+            span.facts.race, span.facts.advertised_by = outcome, adv.why
+
+    async def h3_leg(self, leg: Span[LegFacts], hop: Hop) -> Exchange:
+        url = hop.url
+        client = self.quic_pool.get(url.origin)
+        if client is not None and client.reusable:
+            leg.facts.connection = "reused"
+            leg.facts.reused_from_tcp_span = client.span.span_id
+        else:
+            leg.facts.connection = "new"
+            early = self._request(hop) if self.resuming else None
+            client = await self.quic_step(leg, url, early=early[0] if early else None)
+            client.early_traceparent = early[1] if early else None
+        return await self.h3_request(leg, client, hop)
+
+    async def quic_step(self, parent: Span[Any], url: UrlAnatomy, address: str | None = None,
+                        port: int | None = None, early: Request | None = None) -> QuicClient:
+        """DNS (or the address the journey used), then the QUIC handshake: step "quic",
+        in place of TCP + TLS."""
+        from whathappens.net import quic
+
+        address = address or self.addresses.get(url.origin)
+        if address is None:
+            res = self.vet(parent, url, await self.dns_step(parent, url))
+            # One address, IPv6 first as Happy Eyeballs prefers it (RFC 8305 §4): QUIC's
+            # own racing of families is left out.
+            address = (res.ipv6 or res.ipv4)[0]
+        loop = asyncio.get_running_loop()
+        timeout = self.opts.connect_timeout
+        key = (url.host, url.port)
+        with self.j.timed("quic", "quic", f"server {address}", "transport", QuicFacts(),
+                          parent=parent) as span:
+            client = await quic.connect(self.j, span, address, port or url.port, url.host,
+                                        self.opts.tls, deadline=loop.time() + timeout,
+                                        initial_timeout=min(timeout, QUIC_INITIAL_TIMEOUT),
+                                        chains=self.quic_chains, early=early,
+                                        ticket=self.quic_tickets.get(key)
+                                        if self.resuming else None,
+                                        tickets=lambda t: self.quic_tickets.__setitem__(key, t))
+        old = self.quic_pool.pop(url.origin, None)
+        if old is not None:
+            old.close()
+        self.quic_pool[url.origin] = client
+        self.addresses[url.origin] = address
+        return client
+
+    async def h3_request(self, parent: Span[Any], client: QuicClient, hop: Hop, *,
+                         findings: bool = True) -> Exchange:
+        url = hop.url
+        req, traceparent = self._request(hop, findings=findings)
+        if client.early is not None:
+            req, traceparent = client.early_request or req, client.early_traceparent
+        remote = client.facts.remote or ""
+        client.legs += 1
+        deadline = asyncio.get_running_loop().time() + self.opts.max_time
+        with self.j.timed("http", "http", f"server {remote}", "application",
+                          HttpFacts(protocol="HTTP/3", traceparent=traceparent),
+                          parent=parent) as span:
+            try:
+                ex = await client.exchange(req, self.j.clock.now, self.opts.limits, deadline)
+            finally:
+                client.facts.path_end = client.path()
+            self._keep_cookies(url, ex)
+            self._exchanged(span, ex, remote, client.legs)
+        if findings:
+            self._findings(url, ex)
+        return ex
+
+    def _request(self, hop: Hop, *, findings: bool = False) -> tuple[Request, str | None]:
+        """The request of ``hop``: a new traceparent when the journey sends them, the jar's
+        cookies, the body (said once, with ``findings``)."""
+        url, headers = hop.url, list(hop.headers)
+        traceparent = None
+        if self.trace_id:
+            traceparent = f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
+            headers.append(("traceparent", traceparent))
+        headers = self._with_cookies(url, headers)
+        if hop.body and findings:
+            kind = next((v for n, v in headers if n.lower() == "content-type"), "no type")
+            self.j.note("info", "http", f"{hop.method} {url.shown()} carried a body of "
+                        f"{len(hop.body)} bytes ({kind})")
+        return Request(method=hop.method, authority=url.authority, target=url.request_target,
+                       scheme=url.scheme, headers=headers, body=hop.body), traceparent
 
     @staticmethod
     def _wire_so_far(facts: HttpFacts, conn: _Conn) -> None:
@@ -643,7 +913,8 @@ class Runner:
                         "which HTTP does not allow (RFC 9110 §5.5); reports show them escaped")
         if ex.alt_svc:
             self.j.note("info", "http", f"the server advertises alternative services: "
-                        f"{ex.alt_svc} (HTTP/3 is not tried in this version)")
+                        f"{ex.alt_svc}" + ("" if ex.http_version == "HTTP/3" else
+                                          " (HTTP/3 is tried with --http3)"))
         if ex.status >= 500:
             self.j.note("warning", "http", f"the server answered {ex.status}: a server-side "
                         "error")
@@ -656,10 +927,20 @@ class Runner:
         with contextlib.suppress(Exception):
             conn.stream.close()
 
+    def _write_qlog_of(self, client: QuicClient) -> None:
+        if self.opts.qlog:
+            self.qlogs += 1
+            _write_qlog(self.j, self.opts.qlog if self.qlogs == 1 else
+                        f"{self.opts.qlog}.{self.qlogs}", client)
+
     def close_all(self) -> None:
         for conn in self.pool.values():
             self._close(conn)
         self.pool.clear()
+        for client in self.quic_pool.values():
+            self._write_qlog_of(client)
+            client.close()
+        self.quic_pool.clear()
 
 
 async def run_journey(url_text: str, options: Options | None = None, *,
@@ -706,7 +987,27 @@ async def run_journey(url_text: str, options: Options | None = None, *,
 
         await compare_after_journey(journey, opts.tls, timeout=opts.connect_timeout,
                                     address_policy=opts.address_policy)
+    if opts.compare_http:  # likewise outside the journey's spans
+        from whathappens.probes.http_compare import compare_http
+
+        try:
+            await asyncio.wait_for(compare_http(journey, opts, run_journey), opts.max_time)
+        except TimeoutError:
+            journey.note("warning", "journey", "--compare-http ran out of time (--max-time)")
     return journey
+
+
+def _write_qlog(journey: Journey, target: str, client: QuicClient) -> None:
+    """--qlog FILE: the connection's events as qlog JSON, which qvis and other QUIC tools
+    read (aioquic's own trace; a second connection writes FILE.2, …)."""
+    import json
+
+    try:
+        with open(target, "w", encoding="utf-8") as out:
+            json.dump(client.logger.qlog(), out)
+        journey.note("info", "quic", f"qlog of the QUIC connection written to {target}")
+    except OSError as exc:
+        journey.note("warning", "quic", f"the qlog could not be written to {target}: {exc}")
 
 
 def _close_open_spans(journey: Journey, err: JourneyError | None) -> None:
@@ -738,6 +1039,9 @@ def _summarize(journey: Journey) -> None:
                                                                 f.http_version)
     if tls is not None:
         summary.tls_version = tls.facts.version
+    quic = next((c for leg in reversed(legs) for c in leg.children if c.name == "quic"), None)
+    if tls is None and quic is not None and quic.facts.cipher is not None:
+        summary.tls_version = "TLSv1.3"  # inside QUIC (RFC 9001)
     if journey.error is not None:
         summary.failed_step = journey.error.step
     journey.facts.summary = summary

@@ -212,6 +212,21 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
                      help="offer only HTTP/1.1 in ALPN")
     ver.add_argument("--http2", dest="http_version", action="store_const", const="2",
                      help="insist on HTTP/2 (prior knowledge for http://)")
+    # Each spelling its own flag (argparse matches an exact option string before splitting at
+    # "="), so a bare --http3 never swallows the URL that follows it.
+    ver.add_argument("--http3", "--http3=force", dest="http3", action="store_const",
+                     const="force", default="off",
+                     help="HTTP/3 over QUIC on UDP for https://, with no TCP at all")
+    ver.add_argument("--http3=auto", dest="http3", action="store_const", const="auto",
+                     help="HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, "
+                          "raced against TCP + TLS (a browser's choice)")
+    ver.add_argument("--http3=off", dest="http3", action="store_const", const="off",
+                     help="never try HTTP/3 (the default)")
+    http.add_argument("--compare-http", action="store_true",
+                      help="after the journey, HTTP/1.1, HTTP/2 and HTTP/3 to the same address "
+                           "on fresh connections, 3 rounds in alternating order (https)")
+    http.add_argument("--qlog", metavar="FILE", default=None,
+                      help="with --http3: write the QUIC connection's qlog (JSON) to FILE")
     http.add_argument("-X", "--request", dest="method", default=None,
                       help="method (default GET, or POST with a body, as curl)")
     http.add_argument("-H", "--header", action="append", default=[], type=_header,
@@ -374,7 +389,8 @@ def options_from(args: argparse.Namespace) -> Options:
                       max_informational=args.max_1xx, read_timeout=args.read_timeout),
         resources=resource_limits(args),
         resolve=dict(args.resolve),
-        http_version=args.http_version,
+        http_version="3" if args.http3 == "force" else args.http_version,
+        http3=args.http3,
         connect_timeout=args.connect_timeout,
         max_time=args.max_time,
         max_redirects=args.max_redirects,
@@ -389,4 +405,6 @@ def options_from(args: argparse.Namespace) -> Options:
         compare_tls=getattr(args, "compare_tls", False),
         capture=getattr(args, "capture", False),
         revalidate=not getattr(args, "no_revalidate", False),
+        qlog=getattr(args, "qlog", None),
+        compare_http=getattr(args, "compare_http", False),
     )

@@ -202,6 +202,46 @@ class LabFacts:
 
 
 @dataclass(kw_only=True)
+class HttpCompareSample:
+    """One fresh connection and one request, on its own journey's clock (ms)."""
+
+    round: int
+    setup_ms: float | None = field(default=None, metadata=doc(
+        "TCP connect + TLS handshake, or the QUIC step"))
+    ttfb_ms: float | None = field(default=None, metadata=doc("request sent → first byte"))
+    first_byte_ms: float | None = field(default=None, metadata=doc(
+        "the connection's first packet → the response's first byte"))
+    error: str | None = None
+
+
+@dataclass(kw_only=True)
+class HttpCompareVersion:
+    version: str = field(metadata=doc("HTTP/1.1 | HTTP/2 | HTTP/3"))
+    round_trips: int | None = field(default=None, metadata=doc(
+        "to the first byte, counted from the recorded timeline: TCP's handshake (1), TLS's "
+        "flights (1 in TLS 1.3), QUIC's handshake (1, +1 for a Retry), the request (1)"))
+    median_setup_ms: float | None = None
+    median_ttfb_ms: float | None = None
+    median_first_byte_ms: float | None = None
+    samples: list[HttpCompareSample] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class HttpCompare:
+    """--compare-http: after the journey, fresh connections to its final URL's address over
+    HTTP/1.1, HTTP/2 and HTTP/3, in rounds of alternating order; each its own short journey."""
+
+    url: str
+    address: str
+    rounds: int
+    versions: list[HttpCompareVersion] = field(default_factory=list)
+    rtt_ms: float | None = field(default=None, metadata=doc(
+        "the RTT the model uses: the journey's kernel TCP RTT or QUIC's smoothed RTT"))
+    modelled: list[str] = field(default_factory=list, metadata=doc(
+        "modelled, not measured: Δ round trips × rtt_ms against HTTP/3"))
+
+
+@dataclass(kw_only=True)
 class JourneyFacts:
     """Facts about the whole journey rather than one span."""
 
@@ -211,6 +251,7 @@ class JourneyFacts:
     trace_id: str | None = None
     resources: Resources | None = None
     tls_compare: TlsCompare | None = None
+    http_compare: HttpCompare | None = None
     demo: DemoFacts | None = None
     lab: LabFacts | None = None
 

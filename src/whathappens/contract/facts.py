@@ -521,6 +521,11 @@ class HttpFacts(Facts):
     chunked: ChunkedWire | None = field(
         default=None, metadata={"omit_default": True,
                                 "doc": "HTTP/1.1 chunked: the chunks as they arrived"})
+    h3_wire: H2Wire | None = field(
+        default=None, metadata={"omit_default": True,
+                                "doc": "HTTP/3: the exchange's frames (RFC 9114 §7) and QPACK "
+                                       "sizes (RFC 9204); a block's 'encoded' is the HEADERS "
+                                       "frame's payload"})
 
 
 @dataclass(kw_only=True)
@@ -544,6 +549,147 @@ class RevalidateFacts(Facts):
         default=None, metadata=doc("why that connection: the journey's was still open, or "
                                    "not (and then to the address it had used, without DNS)"))
     reused_from_tcp_span: int | None = None
+
+
+# -------------------------------------------------------------------------------- QUIC
+# HTTP/3 runs over QUIC (RFC 9000) on UDP: one step replaces TCP + TLS, because QUIC carries
+# the TLS 1.3 handshake in its own CRYPTO frames (RFC 9001). Times are on the journey's clock.
+@dataclass(kw_only=True)
+class QuicPacket:
+    """One QUIC packet as aioquic built or read it (RFC 9000 §17)."""
+
+    direction: str = field(default="", metadata=doc("sent | received"))
+    t_ms: float = field(default=0.0, metadata=doc(
+        "sent: when the sendto() that carried its datagram returned; received: when its "
+        "datagram was read; ms since t0"))
+    space: str = field(default="", metadata=doc(
+        "initial | handshake | 0RTT | 1RTT | retry | version_negotiation: the packet type, "
+        "hence its number space (RFC 9000 §12.3)"))
+    number: int | None = field(default=None, metadata=doc("the packet number (none in a Retry)"))
+    bytes: int = field(default=0, metadata=doc("the packet's length on the wire"))
+    datagram: int = field(default=0, metadata=doc("which UDP datagram carried it (1, 2, …)"))
+    datagram_bytes: int = 0
+    coalesced: bool = field(default=False, metadata=doc(
+        "it shared its datagram with other packets (RFC 9000 §12.2)"))
+    frames: list[str] = field(default_factory=list, metadata=doc(
+        "its frames' types, in order (crypto, ack, padding, stream, handshake_done…)"))
+
+
+@dataclass(kw_only=True)
+class QuicPath:
+    """QUIC's own view of the path, from aioquic's loss recovery (RFC 9002): the analogue
+    of TCP_INFO."""
+
+    t_ms: float = field(default=0.0, metadata=doc("when it was read, ms since t0"))
+    smoothed_rtt_ms: float | None = None
+    rttvar_ms: float | None = None
+    min_rtt_ms: float | None = None
+    latest_rtt_ms: float | None = None
+    cwnd_bytes: int = field(default=0, metadata=doc("the congestion window"))
+    bytes_in_flight: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    packets_lost: int = field(default=0, metadata=doc("declared lost by loss detection"))
+    pto_count: int = field(default=0, metadata=doc(
+        "probe timeouts fired so far (RFC 9002 §6.2): each sends a probe that repeats data"))
+
+
+@dataclass(kw_only=True)
+class QuicClose:
+    """A CONNECTION_CLOSE (RFC 9000 §19.19), either side's."""
+
+    by: str = field(default="", metadata=doc("server | client"))
+    error_code: int = 0
+    error_space: str = field(default="", metadata=doc(
+        "transport (QUIC's codes, RFC 9000 §20.1; 0x100-0x1ff: a TLS alert, RFC 9001 §4.8) | "
+        "application (HTTP/3's codes, RFC 9114 §8.1)"))
+    error_name: str | None = None
+    frame_type: int | None = None
+    reason: str = ""
+
+
+@dataclass(kw_only=True)
+class QuicFacts(Facts):
+    """The QUIC handshake (RFC 9000, RFC 9001): from our first Initial to our Finished."""
+
+    address: str | None = None
+    port: int = 0
+    local: str | None = None
+    remote: str | None = None
+    family: str | None = None
+    version: str | None = field(default=None, metadata=doc("e.g. 'QUIC v1 (0x00000001)'"))
+    sni: str | None = None
+    alpn_offered: list[str] = field(default_factory=list)
+    alpn: str | None = None
+    tls_version: str | None = field(default=None, metadata=doc("always TLS 1.3 (RFC 9001 §4.2)"))
+    cipher: str | None = None
+    group: str | None = None
+    verification: str = ""
+    messages: list[TlsMessage] = field(default_factory=list, metadata=doc(
+        "the TLS handshake messages inside the CRYPTO frames, when aioquic handled them"))
+    chain: list[Certificate] | None = None
+    chain_verification: ChainVerification | None = None
+    our_cid: str | None = field(default=None, metadata=doc("our source connection ID, hex"))
+    server_cid: str | None = field(default=None, metadata=doc(
+        "the connection ID the server chose, hex: packets to it carry this one"))
+    original_dcid: str | None = field(default=None, metadata=doc(
+        "the random destination ID of our first Initial, from which the Initial keys come "
+        "(RFC 9001 §5.2)"))
+    retry: bool = field(default=False, metadata=doc(
+        "the server asked for address validation with a Retry (RFC 9000 §8.1.2): one more "
+        "round trip before the handshake"))
+    retry_token_bytes: int | None = None
+    initial_timeout_ms: float | None = field(default=None, metadata=doc(
+        "how long we would wait for any answer to our Initial"))
+    client_hello_build_ms: float | None = field(default=None, metadata=doc(
+        "aioquic building the ClientHello and our first Initial (key shares, Initial keys) "
+        "before it left: our own work, before the step"))
+    server_first_ms: float | None = field(default=None, metadata=doc(
+        "when the server's first datagram arrived, ms since t0"))
+    handshake_done_ms: float | None = field(default=None, metadata=doc(
+        "when the server's HANDSHAKE_DONE arrived (the handshake confirmed, RFC 9001 §4.1.2)"
+        ", ms since t0; after the step, which ends when our Finished left"))
+    local_transport_parameters: dict[str, object] = field(default_factory=dict)
+    server_transport_parameters: dict[str, object] = field(default_factory=dict)
+    packets: list[QuicPacket] = field(default_factory=list, metadata=doc(
+        "every packet of the connection, the first ones up to a cap"))
+    packets_total: int = 0
+    packets_dropped: int = field(default=0, metadata=doc("packets seen but not kept (the cap)"))
+    datagrams_sent: int = 0
+    datagrams_received: int = 0
+    udp_bytes_sent: int = 0
+    udp_bytes_received: int = 0
+    path_after_handshake: QuicPath | None = None
+    path_end: QuicPath | None = field(default=None, metadata=doc(
+        "after the last exchange on the connection"))
+    close: QuicClose | None = None
+    session_offered: bool = field(default=False, metadata=doc(
+        "--resume: a session ticket from the first connection was offered"))
+    session_resumed: bool | None = None
+    early_data: str | None = field(default=None, metadata=doc(
+        "--resume: sent (the request rode in 0-RTT packets) then accepted | rejected; or "
+        "why it was not offered"))
+    race: str | None = field(default=None, metadata={
+        "omit_default": True, "doc": "--http3=auto: won | lost (TCP + TLS were ready first) | "
+        "failed (the request fell back to TCP)"})
+    advertised_by: str | None = field(default=None, metadata={
+        "omit_default": True, "doc": "--http3=auto: why HTTP/3 was tried (the HTTPS record, "
+        "an earlier Alt-Svc)"})
+
+
+@dataclass(kw_only=True)
+class QuicFlightFacts(Facts):
+    """One flight of the handshake: the datagrams one side sent before waiting for the other
+    (RFC 9001 §4.1)."""
+
+    flight: str = field(default="", metadata=doc(
+        "client_initial | retry | server_handshake | client_ack | client_finished"))
+    direction: str = field(default="", metadata=doc("sent | received"))
+    datagrams: int = 0
+    packets: int = 0
+    bytes: int = field(default=0, metadata=doc("UDP payload bytes"))
+    spaces: list[str] = field(default_factory=list, metadata=doc("the packet types in it"))
+    tls_messages: list[str] = field(default_factory=list)
 
 
 # -------------------------------------------------------------------------------- lab
@@ -819,6 +965,8 @@ SPAN_FACTS: dict[str, type[Facts]] = {
     "tcp": TcpFacts,
     "tcp.connect": TcpConnectFacts,
     "tls": TlsFacts,
+    "quic": QuicFacts,
+    "quic.flight": QuicFlightFacts,
     "http": HttpFacts,
     "http.send": HttpPhaseFacts,
     "http.wait": HttpPhaseFacts,

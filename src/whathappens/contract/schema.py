@@ -60,11 +60,18 @@ CHANGELOG = (
     "user_mark and its name; analysis.browser.lcp_chain.decoded_ms.",
     "1.7: the resolver on the timeline (--lab): spans dns.recursion (the lab's Unbound's "
     "upstream work for the name, matched by name and time window) and dns.upstream (each "
-    "query it sent, from the authoritative server's log).",
+    "query it sent, from the authoritative server's log)"
+    "; HTTP/3 over QUIC (--http3): the quic span (step 'quic', in place of tcp + tls: "
+    "version, ALPN, cipher, group, connection IDs, Retry, transport parameters both ways, "
+    "every packet with its number space, number, size and frames, the TLS messages, QUIC's "
+    "view of the path from loss recovery, a CONNECTION_CLOSE) with quic.flight children "
+    "(the handshake's flights); http attr h3_wire (HTTP/3 frames and QPACK sizes); error "
+    "codes quic.*; facts.http_compare (--compare-http: HTTP/1.1, HTTP/2 and HTTP/3 on fresh "
+    "connections, medians, samples, round trips, a labelled model).",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",
-         "revalidate")
+         "revalidate", "quic")
 LAYERS = ("application", "transport", "internet", "link")
 
 

@@ -161,6 +161,8 @@ class _Internet:
         self.dns: list[AuthoritativeServer] = []
         self.web_shutdown = asyncio.Event()
         self.web_tasks: list[asyncio.Task[None]] = []
+        self.udp_sink: socket.socket | None = None
+        self.retry_server: Any = None
         self.resolver: Any = None
         self.ipv6 = False
         self.pki: Pki | None = None
@@ -188,6 +190,7 @@ class _Internet:
             await _listening(server.start(spec.address, self.ports.dns),
                              f"{spec.address}:{self.ports.dns}")
         self._start_web()
+        await self._start_retry()
         await self._start_resolver(hints)
         await asyncio.wait_for(self._check_ready(zones), READY_TIMEOUT)
         self._write_internet_json()
@@ -203,12 +206,29 @@ class _Internet:
         servers = [(topology.WEB_SERVER, self.pki.server, binds, plain)]
         servers += [(spec, self.pki.bad[spec.certificate], [f"{spec.address}:{https}"], [])
                     for spec in topology.BAD_TLS_SERVERS]
+        down = topology.H3_DOWN_SERVER  # TCP only: its HTTP/3 is advertised, never served
+        servers.append((down, self.pki.server, [f"{down.address}:{https}"], []))
+        # A UDP socket on its https port that reads nothing: a QUIC Initial meets silence
+        # (not an ICMP "port unreachable"), as behind a firewall that drops UDP.
+        self.udp_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp_sink.bind((down.address, https))
         site = Site(https_port=https, think_ms=self.delays["web"],  # one app, many servers
                     page_delays=self.page_delays(), font=self.font)
-        for _spec, files, secure, insecure in servers:
-            coro = serve_site(site, binds=secure, insecure_binds=insecure, chain=files.chain,
-                              key=files.key, shutdown=self.web_shutdown)
+        for spec, files, secure, insecure in servers:
+            # www.example.com also answers HTTP/3 on UDP, on the https port (issue 12).
+            quic = secure if spec is topology.WEB_SERVER else []
+            coro = serve_site(site, binds=secure, insecure_binds=insecure, quic_binds=quic,
+                              chain=files.chain, key=files.key, shutdown=self.web_shutdown)
             self.web_tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def _start_retry(self) -> None:
+        """retry.example.com: HTTP/3 only, every client validated with a Retry."""
+        from whathappens.demo.quic_retry import serve_retry
+
+        assert self.pki is not None
+        spec = topology.RETRY_SERVER
+        self.retry_server = await serve_retry(spec.address, self.ports.https,
+                                              self.pki.server.chain, self.pki.server.key)
 
     async def _start_resolver(self, hints: Path) -> None:
         try:
@@ -247,6 +267,8 @@ class _Internet:
         for address in addresses:
             checks.append(web_accepts(address, self.ports.https, trusted, topology.WEB_HOST, tasks))
         checks.append(web_accepts(topology.WEB_ADDRESS, self.ports.http, None, None, tasks))
+        down = topology.H3_DOWN_SERVER
+        checks.append(web_accepts(down.address, self.ports.https, trusted, down.name, tasks))
         anything = ssl.create_default_context()
         anything.check_hostname = False
         anything.verify_mode = ssl.CERT_NONE
@@ -321,6 +343,10 @@ class _Internet:
 
     async def stop(self) -> None:
         self.web_shutdown.set()
+        if self.udp_sink is not None:
+            self.udp_sink.close()
+        if self.retry_server is not None:
+            self.retry_server.close()
         if self.web_tasks:
             # A TLS client that never answers our close_notify would hold a server until
             # the SSL shutdown timeout (30 s): wait a moment, then cancel.

@@ -93,6 +93,12 @@ NAME_SERVERS: tuple[NameServer, ...] = (
 
 WEB_SERVER = TlsServer(WEB_HOST, WEB_ADDRESS, "valid")
 
+#: HTTP/3 advertised (the zone's HTTPS record says alpn="h3,h2") but nothing answers on UDP:
+#: a QUIC attempt gets no answer to its Initial, and a browser falls back to TCP (issue 12).
+H3_DOWN_SERVER = TlsServer("h3-down.example.com", "127.0.80.7", "valid")
+#: HTTP/3 only (UDP), with address validation: every client gets a Retry first.
+RETRY_SERVER = TlsServer("retry.example.com", "127.0.80.8", "valid")
+
 #: TLS servers with broken certificates, each reachable by name through example.com's zone.
 BAD_TLS_SERVERS: tuple[TlsServer, ...] = (
     TlsServer("expired.example.com", "127.0.80.2", "expired", "the certificate has expired"),

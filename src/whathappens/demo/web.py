@@ -391,17 +391,25 @@ async def serve_site(
     *,
     binds: Iterable[str],
     insecure_binds: Iterable[str] = (),
+    quic_binds: Iterable[str] = (),
     chain: Path,
     key: Path,
     shutdown: asyncio.Event,
 ) -> None:
-    """Serve ``app`` over TLS (h2 and http/1.1 by ALPN) until ``shutdown`` is set."""
+    """Serve ``app`` over TLS (h2 and http/1.1 by ALPN) until ``shutdown`` is set; on
+    ``quic_binds`` (UDP) also HTTP/3, through aioquic, which hypercorn then advertises on
+    every response with ``Alt-Svc: h3=":PORT"; ma=3600`` (RFC 7838)."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
     config = Config()
     config.bind = list(binds)
     config.insecure_bind = list(insecure_binds)
+    config.quic_bind = list(quic_binds)
+    if config.quic_bind:
+        # One Alt-Svc for the port, not one per bound address (hypercorn's default).
+        port = config.quic_bind[0].rsplit(":", 1)[1]
+        config.alt_svc_headers = [f'h3=":{port}"; ma=3600']
     config.certfile = str(chain)
     config.keyfile = str(key)
     config.alpn_protocols = ["h2", "http/1.1"]

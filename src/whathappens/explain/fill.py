@@ -32,6 +32,8 @@ from whathappens.contract.facts import (
     Facts,
     HttpFacts,
     LegFacts,
+    QuicFacts,
+    QuicFlightFacts,
     ServerFacts,
     TcpConnectFacts,
     TcpFacts,
@@ -155,6 +157,41 @@ def _url(span: SpanDoc, ctx: Context) -> Values:
         return {}
     words = P.HSTS_PRELOADED if u.hsts_preloaded else P.HSTS_NOT
     return {"hsts_words": words.format(host=u.host)}
+
+
+_FLIGHT_WORDS = {
+    "client_initial": "our Initial, with the ClientHello inside",
+    "retry": "the server's Retry: prove your address with this token",
+    "server_handshake": "the server's Initial and Handshake packets: ServerHello, then "
+                        "(encrypted) its extensions, certificate, proof and Finished",
+    "client_ack": "our acknowledgements of what the server sent so far",
+    "client_finished": "our Finished: the handshake is complete on our side",
+}
+
+
+@derive("quic.flight", "direction_words", "flight_words", "spaces_words", "messages_words")
+def _quic_flight(span: SpanDoc, ctx: Context) -> Values:
+    f = span.facts_as(QuicFlightFacts) or QuicFlightFacts()
+    return {"direction_words": "We sent" if f.direction == "sent" else "The server sent",
+            "flight_words": _FLIGHT_WORDS.get(f.flight, f.flight or None),
+            "spaces_words": ", ".join(f.spaces) or None,
+            "messages_words": ", ".join(f.tls_messages) or "none"}
+
+
+@derive("quic", "srtt", "rttvar", "min_rtt", "cwnd", "pto_words")
+def _quic(span: SpanDoc, ctx: Context) -> Values:
+    q = span.facts_as(QuicFacts) or QuicFacts()
+    p = q.path_end or q.path_after_handshake
+    if p is None:
+        return {}
+    pto = ("no probe timeout fired" if p.pto_count == 0 else
+           f"{p.pto_count} probe timeout(s) fired, each resending data (RFC 9002 §6.2)")
+    return {"srtt": ms(p.smoothed_rtt_ms) if p.smoothed_rtt_ms is not None else None,
+            "rttvar": ms(p.rttvar_ms) if p.rttvar_ms is not None else None,
+            "min_rtt": ms(p.min_rtt_ms) if p.min_rtt_ms is not None else None,
+            "cwnd": f"{p.cwnd_bytes:,} bytes",
+            "pto_words": pto + (f", {p.packets_lost} packet(s) declared lost"
+                                if p.packets_lost else "")}
 
 
 STEP_WORDS = {"dns": "a DNS lookup", "tcp": "a TCP handshake", "tls": "a TLS handshake"}

@@ -293,6 +293,50 @@ CLIENT: dict[str, SpanText] = {
          "({context_setup_ms}), then ClientHello sent → {handshake_end} ({handshake_ms}); "
          "monotonic clock. Message times are when OpenSSL handled each message.",),
     ),
+    "quic": T(
+        "Connecting and making it private at once (QUIC)",
+        ("For HTTP/3 there is no TCP phone call first: your computer sends its first letter "
+         "over UDP to {remote}, and that letter already carries the TLS greeting. The "
+         "server answers with its own greeting, its certificate and its proof in one go, so "
+         "after one round trip both sides hold secret keys and the request can follow. That "
+         "took {took}.",
+         "{if:retry}The server first asked your computer to prove its address (a Retry with "
+         "a token), which cost one more round trip before the real greeting.",
+         "{if:session_resumed}This was a return visit: a ticket from the first connection "
+         "let both sides skip the certificate, and the question could travel with the very "
+         "first letter (0-RTT, {early_data}).",
+         "Both sides named the connection with IDs ({our_cid} for us, {server_cid} for the "
+         "server) rather than by addresses, so it could survive a change of network, say "
+         "from Wi-Fi to mobile.",
+         "Why UDP: TCP lives in the operating system and changes slowly, so QUIC builds its "
+         "own reliable, encrypted streams on plain UDP datagrams. A lost packet then holds up "
+         "only the stream it carried, not every file on the connection as with HTTP/2 over "
+         "TCP.",
+         "{advertised_by}: a browser only tries HTTP/3 when it has been told the server speaks "
+         "it, by the HTTPS record in DNS or an Alt-Svc header on an earlier answer; there is "
+         "no way to ask over UDP first without risking a long wait."),
+        ("{version}, TLS 1.3 carried in CRYPTO frames (RFC 9001) with {cipher}, key exchange "
+         "{group}; ALPN {alpn} (RFC 9114 §3.1).",
+         "The Initial is padded to at least 1200 bytes (RFC 9000 §14.1) so a forged source "
+         "address cannot turn the server into an amplifier: before the address is validated "
+         "the server may send at most three times what it received (RFC 9000 §8.1).",
+         "{if:retry}Address validation with Retry (RFC 9000 §8.1.2): a token of "
+         "{retry_token_bytes} bytes, our Initial sent again with it.",
+         "QUIC's loss recovery saw a smoothed RTT of {srtt} ± {rttvar} (min {min_rtt}), "
+         "congestion window {cwnd} (RFC 9002 §7.2), {pto_words}.",
+         "{datagrams_sent} datagrams sent and {datagrams_received} received on the "
+         "connection, {udp_bytes_sent} and {udp_bytes_received} bytes of UDP payload."),
+        ("Our first Initial sent → our Finished sent: {took}, monotonic clock (building the "
+         "ClientHello before it, {client_hello_build_ms}, is not counted). Datagram times are "
+         "when the socket read or sendto() returned.",),
+    ),
+    "quic.flight": T(
+        "A flight of the QUIC handshake",
+        ("{direction_words} {datagrams} datagram(s), {bytes} bytes: {flight_words}.",),
+        ("{packets} QUIC packet(s) in the number spaces {spaces_words} (RFC 9000 §12.3); TLS "
+         "messages inside: {messages_words}.",),
+        ("From its first datagram to its last: {took}.",),
+    ),
     "http": T(
         "Asking for the page (HTTP)",
         ("Finally the question itself: “{method} {path} on {host}, please”.",

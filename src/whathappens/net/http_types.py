@@ -85,6 +85,7 @@ class Exchange:
     notes: list[str] = field(default_factory=list)  # what the reader should know (findings)
     h2_wire: H2Wire | None = None  # HTTP/2: the frames and HPACK sizes (net/h2wire.py)
     chunked: ChunkedWire | None = None  # HTTP/1.1: a chunked body's chunks as they arrived
+    h3_wire: H2Wire | None = None  # HTTP/3: the frames and QPACK sizes (net/quic.py)
 
     def header(self, name: str) -> str | None:
         """The response field ``name``, repeated lines joined with ", " (RFC 9110 §5.3)."""
@@ -130,6 +131,7 @@ class Exchange:
             stream_id=self.stream_id,
             h2_wire=self.h2_wire,
             chunked=self.chunked,
+            h3_wire=self.h3_wire,
         )
 
     def to_dict(self) -> dict[str, object]:

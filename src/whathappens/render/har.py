@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from whathappens import __version__
 from whathappens.contract.document import JourneyDoc, SpanDoc
-from whathappens.contract.facts import DnsFacts, HttpFacts, LegFacts, TcpFacts
+from whathappens.contract.facts import DnsFacts, HttpFacts, LegFacts, QuicFacts, TcpFacts
 from whathappens.render.har_browser import browser_page
 from whathappens.render.har_browser import iso as _iso
 from whathappens.render.steps import facts
@@ -61,11 +61,16 @@ def _timings(leg: SpanDoc) -> dict[str, float]:
         dns_ms = -1  # an IP address or --resolve: no lookup happened
     send, wait, receive = (_duration(http.child(f"http.{p}") if http else None)
                            for p in ("send", "wait", "receive"))
+    ssl = _duration(tls)
+    if (quic := leg.child("quic")) is not None:
+        # HTTP/3: QUIC sets up transport and TLS in one handshake (RFC 9001), so, as Chrome
+        # writes it, connect is the QUIC handshake and ssl the same span inside it.
+        connect = ssl = _duration(quic)
     # blocked: the leg's time not spent in any phase (our own work between the steps)
     phases = sum(x for x in (dns_ms, connect, send, wait, receive) if x > 0)
     blocked = round(max(0.0, (leg.duration_ms or 0.0) - phases), 3)
     return {"blocked": blocked, "dns": dns_ms, "connect": connect, "send": send,
-            "wait": wait, "receive": receive, "ssl": _duration(tls)}
+            "wait": wait, "receive": receive, "ssl": ssl}
 
 
 def _response(a: HttpFacts, version: str) -> dict[str, Any]:
@@ -103,7 +108,11 @@ def _entry(leg: SpanDoc, t0_wall_ns: int, page: str,
     tcp = leg.child("tcp")
     url = la.url
     version = a.http_version or "HTTP/1.1"
+    if version == "HTTP/3":
+        version = "h3"  # what browsers' HAR exports write for HTTP/3
     timings = _timings(leg)
+    quic_span = leg.child("quic")
+    quic = facts(quic_span, QuicFacts) if quic_span is not None else None
     return {
         "pageref": page,
         "startedDateTime": _iso(t0_wall_ns, leg.start_ms),
@@ -122,8 +131,10 @@ def _entry(leg: SpanDoc, t0_wall_ns: int, page: str,
         "response": _response(a, version),
         "cache": {},
         "timings": timings,
-        "serverIPAddress": (facts(tcp, TcpFacts).address or "") if tcp is not None else "",
-        "connection": _client_port(tcp or tcp_by_id.get(la.reused_from_tcp_span or 0)),
+        "serverIPAddress": (facts(tcp, TcpFacts).address or "") if tcp is not None else
+        (quic.address or "") if quic is not None else "",
+        "connection": _client_port(tcp or tcp_by_id.get(la.reused_from_tcp_span or 0))
+        or ((quic.local or "").rpartition(":")[2] if quic is not None else ""),
         "comment": f"leg {la.index + 1}: {la.connection or 'new'} connection",
     }
 

@@ -33,6 +33,7 @@ from whathappens.render.html_parts import esc as esc
 from whathappens.render.html_parts import script_json as script_json
 from whathappens.render.html_parts import section as _section
 from whathappens.render.html_parts import table as _table
+from whathappens.render.html_quic import http_compare_html, quic_html
 from whathappens.render.html_security import security_html, who_html
 from whathappens.render.html_wire import guide_html, wire_html
 from whathappens.render.steps import (
@@ -135,7 +136,9 @@ class HtmlReport:
         """Every section, in reading order (the live page shows the same ones)."""
         return "".join([
             self.glance(), self.anatomy(), self.dns(), self.tcp(), self.tls(),
-            self.tls_compare(), self.http(), caching_html(self.v.caching),
+            quic_html(self.v.legs, self.leg_label, _explained), self.tls_compare(),
+            http_compare_html(self.v.http_compare),
+            self.http(), caching_html(self.v.caching),
             self.inside(), who_html(self.v.who), security_html(self.v.security),
             self.browser(), self.waterfall(), guide_html(self.v.guide),
             self.layers(), self.cheatsheet(),

@@ -18,7 +18,7 @@ def wire_html(w: WireView | None) -> str:
     out = ["<h4>On the wire</h4>", f"<p class=\"muted\">{esc(w.headline)}</p>"]
     if w.blocks:
         out.append("<ul>" + "".join(f"<li>{esc(b)}</li>" for b in w.blocks) + "</ul>")
-    if w.kind == "h2":
+    if w.kind in ("h2", "h3"):
         rows = [[esc(f.arrow + (" sent" if f.sent else " received")), esc(f.type),
                  esc(f.stream), esc(f.flags), esc(f"{f.length:,}"), esc(f.at), esc(f.detail)]
                 for f in w.frames]

@@ -51,6 +51,7 @@ from whathappens.render.steps import (
 )
 from whathappens.render.terminal_browser import browser_section
 from whathappens.render.terminal_caching import caching_section
+from whathappens.render.terminal_quic import http_compare_block, quic_step
 from whathappens.render.terminal_security import security_section, who_section
 from whathappens.render.terminal_wire import guide_section, wire_section
 from whathappens.render.view import JourneyView, OtherStep, PrepareView, journey_view, read
@@ -60,7 +61,7 @@ from whathappens.render.wire_view import WireView
 BAR = 28
 SHOWN_HEADERS = 40  # response headers listed without --explain; the rest are counted
 
-STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow",
+STEP_STYLE = {"url": "magenta", "dns": "cyan", "tcp": "green", "tls": "yellow", "quic": "green",
               "http": "blue", "redirect": "magenta", "journey": "white", "browser": "magenta"}
 HOP_STYLE = {"referral": "", "answer": "green", "nxdomain": "red", "timeout": "red",
              "servfail": "red", "truncated": "yellow", "cname": "yellow"}
@@ -152,6 +153,8 @@ class Report:
             self.explained(self.v.page_explain, indent=2)
         if self.v.compare is not None:
             self.tls_compare(self.v.compare)
+        if self.v.http_compare is not None:
+            http_compare_block(self, self.v.http_compare)
         if self.v.caching is not None:
             caching_section(self, self.v.caching)
         who_section(self.c, self.v.who, self.explain)
@@ -196,6 +199,8 @@ class Report:
                 self.tcp(leg.tcp)
             elif ref.name == "tls" and leg.tls is not None:
                 self.tls(leg.tls)
+            elif ref.name == "quic" and leg.quic is not None:
+                quic_step(self, leg.quic)
             elif ref.name == "http" and leg.http is not None:
                 self.http(leg.http, self.v.wire.get(leg.index))
             else:

@@ -56,7 +56,7 @@ def wire_section(r: Report, w: WireView | None) -> None:
     r.detail(Text(w.headline, style="bold dim"))
     for line in w.blocks:
         r.detail(Text(line, style="dim"))
-    if w.kind == "h2":
+    if w.kind in ("h2", "h3"):
         if r.explain:
             frame_table(r, w)
         else:

@@ -28,7 +28,7 @@ from whathappens.analysis.budgets import RULES, verdicts
 from whathappens.analysis.document import without_analysis
 from whathappens.analysis.model import Actor, AnalysisSummary, Verdict
 from whathappens.analysis.summary import summarize
-from whathappens.contract.document import JourneyDoc, SpanDoc, read_journey
+from whathappens.contract.document import HttpCompare, JourneyDoc, SpanDoc, read_journey
 from whathappens.contract.facts import LegFacts, PrepareFacts
 from whathappens.explain.fill import explain_compare, explain_page, leg_contexts
 from whathappens.explain.report import LAYER_NOTES, RULE_WHY
@@ -187,6 +187,7 @@ class JourneyView:
     guide: list[GuideLine] = field(default_factory=list)
     compare_explain: Explanation | None = None  # the TLS comparison's texts, with its medians
     page_explain: Explanation | None = None     # what a browser does next (no browser phase)
+    http_compare: HttpCompare | None = None     # --compare-http: HTTP/1.1 vs 2 vs 3
 
     @property
     def span_ms(self) -> float:
@@ -339,7 +340,7 @@ def journey_view(doc: JourneyDoc) -> JourneyView:
         wire=wires(doc), guide=guide_view(doc),
         compare_explain=explain_compare(doc.facts.tls_compare),
         page_explain=None if any(s.name == "browser" for s in doc.spans)
-        else explain_page(doc.spans))
+        else explain_page(doc.spans), http_compare=doc.facts.http_compare)
 
 
 def wires(doc: JourneyDoc) -> dict[int, WireView]:

@@ -51,7 +51,7 @@ class ChunkRow:
 class WireView:
     """One HTTP step on the wire."""
 
-    kind: str                    # h2 | chunked
+    kind: str                    # h2 | h3 | chunked
     headline: str                # "14 frames (6 sent, 8 received)…"
     blocks: list[str]            # the header blocks before and after HPACK
     frames: list[FrameRow]
@@ -91,6 +91,25 @@ def _h2(f: HttpFacts) -> WireView | None:
     return WireView("h2", headline, blocks, rows, [], dropped)
 
 
+def _h3(f: HttpFacts) -> WireView | None:
+    """HTTP/3's frames (RFC 9114 §7.2) and the QPACK sizes of the header blocks (RFC 9204)."""
+    w = f.h3_wire
+    if w is None:
+        return None
+    sent = sum(1 for x in w.frames if x.direction == "sent")
+    headline = (f"{plural(w.total, 'HTTP/3 frame')} on this exchange: {sent} sent, "
+                f"{len(w.frames) - sent} received (times: when aioquic made or parsed each "
+                "frame, on the journey's clock)")
+    rows = [FrameRow("→" if x.direction == "sent" else "←", x.direction == "sent", x.type,
+                     x.stream_id, "", x.length, _at(x.t_ns), "") for x in w.frames]
+    blocks = [b.replace("HPACK", "QPACK").replace("RFC 9113 §6.5.2", "RFC 9114 §4.2.2")
+              for b in (block_words("request", w.request_block),
+                        block_words("response", w.response_block)) if b]
+    dropped = (f"… {plural(w.dropped, 'more frame')} not listed (the first "
+               f"{len(w.frames)} are)" if w.dropped else "")
+    return WireView("h3", headline, blocks, rows, [], dropped)
+
+
 def _chunked(f: HttpFacts) -> WireView | None:
     c = f.chunked
     if c is None:
@@ -113,7 +132,7 @@ def wire_view(span: SpanDoc) -> WireView | None:
     f = span.facts_as(HttpFacts)
     if f is None:
         return None
-    return _h2(f) or _chunked(f)
+    return _h2(f) or _h3(f) or _chunked(f)
 
 
 # ------------------------------------------------------------------ the timing guide

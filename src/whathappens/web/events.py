@@ -32,6 +32,7 @@ from whathappens.render.steps import (
     http_view,
     leg_view,
     query_row,
+    quic_view,
     tcp_view,
     tls_view,
     url_view,
@@ -48,12 +49,14 @@ from whathappens.web.browser_events import (
 from whathappens.web.security_events import live_note
 
 # The spans the page shows as they end, in the order a journey meets them.
-LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "http", "leg", "browser", "revalidate")
+LIVE_SPANS = ("url", "dns", "guard", "tcp", "tls", "quic", "http", "leg", "browser",
+              "revalidate")
 # Inside the DNS step: each question to the resolver and each hop of the walk, as they end;
 # inside the browser phase: each request the page made, each rendering stage, each moment.
 DETAIL_SPANS = ("dns.query", "dns.hop", *BROWSER_DETAILS)
 STEP_TITLE = {
     "url": "URL", "dns": "DNS", "guard": "Address check", "tcp": "TCP", "tls": "TLS",
+    "quic": "QUIC (TCP + TLS in one handshake, over UDP)",
     "http": "HTTP", "leg": "Request done", "browser": "The page, in Chromium",
     "revalidate": "Revalidation (RFC 9111)",
 }
@@ -103,6 +106,15 @@ def _tls(span: SpanDoc) -> str:
     return " · ".join(parts) or "handshake done"
 
 
+def _quic(span: SpanDoc) -> str:
+    q = quic_view(span)
+    flights = " → ".join(f.name for f in q.flights)
+    text = " · ".join(x for x in (q.version, q.cipher, q.group,
+                                  f"ALPN {q.alpn}" if q.alpn else None) if x)
+    return (f"{text}; flights {flights}" if flights else text) + (
+        "; a Retry cost one round trip" if q.retry else "")
+
+
 def _http(span: SpanDoc) -> str:
     h = http_view(span)
     body = f", {h.body_encoded:,} body bytes" if h.body_encoded is not None else ""
@@ -143,7 +155,7 @@ def _phrase(status: int) -> str:
         return ""
 
 
-SUMMARY = {"url": _url, "dns": _dns, "guard": _guard, "tcp": _tcp, "tls": _tls,
+SUMMARY = {"url": _url, "dns": _dns, "guard": _guard, "tcp": _tcp, "tls": _tls, "quic": _quic,
            "http": _http, "leg": _leg, "browser": browser_line, "revalidate": _revalidate}
 
 
