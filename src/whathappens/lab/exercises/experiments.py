@@ -625,14 +625,15 @@ def mtls(bench: Bench) -> Outcome:
             bench.set_mtls(s.mtls, s.reuse)
             # Not measured: after the restarts, the first requests open the connections
             # (and TLS sessions) a lab that has been running would already have.
-            bench.run("edge", unique_paths("mtls-warm-up"), tls=True,
-                      requests=4 * bench.concurrency)
+            warm = unique_paths("mtls-warm-up")
+            bench.run("edge", warm, tls=True, requests=4 * bench.concurrency)
             paths = unique_paths(f"mtls-{'on' if s.mtls else 'off'}-"
                                  f"{'reuse' if s.reuse else 'new'}")
             result = bench.run("edge", paths, tls=True)
             # paths(0) is "/?label=run-0": every URL of this run holds "label=run-"
-            needle = paths(0).removeprefix("/?").removesuffix("0")
-            settings.append(Setting(s.name, result, mtls_cost.hop_facts(bench.lab, needle)))
+            needle, warmed = (p(0).removeprefix("/?").removesuffix("0") for p in (paths, warm))
+            settings.append(Setting(s.name, result,
+                                    mtls_cost.hop_facts(bench.lab, needle, warmed)))
             bench.log(f"  {s.name}: {len(result.samples)} requests in {result.seconds:.1f} s")
     finally:
         bench.put_back(lambda: bench.set_mtls(*original))
@@ -644,8 +645,9 @@ def mtls_outcome(bench: Bench, settings: list[Setting]) -> Outcome:
     for s in settings:
         f = s.summary()
         rows.append([*speed_cells(s, 7), f"{f['edge_lb_new']}/{f['requests']}",
-                     ms(f["edge_lb_connect_new_ms"], 7), ms(f["edge_lb_connect_mean_ms"], 7),
-                     ms(f["lb_handshake_new_ms"], 6), f"{f['lb_app_new']}/{f['requests']}",
+                     str(f["edge_lb_resumed"]), ms(f["edge_lb_connect_new_ms"], 7),
+                     ms(f["edge_lb_connect_mean_ms"], 7), ms(f["lb_handshake_new_ms"], 6),
+                     f"{f['lb_app_new']}/{f['requests']}", str(f["lb_app_resumed"]),
                      ms(f["lb_app_gap_new_ms"], 7), ms(f["lb_app_gap_mean_ms"], 7)])
     method = (f"{bench.requests} GETs per setting, {bench.concurrency} at a time, through the "
               f"edge (HTTPS) → HAProxy → app nodes, each to a URL of its own (no cache "
@@ -653,13 +655,16 @@ def mtls_outcome(bench: Bench, settings: list[Setting]) -> Outcome:
               f"chosen for per-request numbers, not throughput. Latency: request sent → "
               f"response read, at the client. Hop figures from the tiers' logs (ms).")
     lines = table([("setting", 15), ("req/s", 6), ("p50 ms", 7), ("p95 ms", 7),
-                   ("e→lb new", 8), ("conn new", 8), ("conn avg", 8), ("lb Th", 6),
-                   ("lb→app new", 10), ("gap new", 7), ("gap avg", 7)], rows)
+                   ("e→lb new", 8), ("resumed", 7), ("conn new", 8), ("conn avg", 8),
+                   ("lb Th", 6), ("lb→app new", 10), ("resumed", 7), ("gap new", 7),
+                   ("gap avg", 7)], rows)
     lines += [
-        "e→lb new: requests that opened their edge → LB connection; conn new / conn avg: the "
-        "edge's $upstream_connect_time (TCP connect + TLS handshake) on those / over every "
-        "request. lb Th: HAProxy's handshake time on those (whole ms).",
-        "lb→app new: requests on a new LB → app connection ($connection_requests = 1); gap: "
+        "e→lb new: requests that opened their edge → LB connection (resumed: of those, with a "
+        "resumed TLS session); conn new / conn avg: the edge's $upstream_connect_time (TCP "
+        "connect + TLS handshake) on those / over every request. lb Th: HAProxy's handshake "
+        "time on those (whole ms).",
+        "lb→app new: requests on a new LB → app connection ($connection_requests = 1; "
+        "resumed: $ssl_session_reused); gap: "
         "HAProxy's Tr − the app nginx's $request_time (the TLS handshake on a new connection, "
         "the request's and response's transfer, and any wait for nginx's one worker to read "
         "it), on those / over every request.",

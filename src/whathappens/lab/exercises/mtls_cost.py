@@ -63,9 +63,10 @@ def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 3) if values else None
 
 
-def hop_facts(lab: Lab, label: str) -> dict[str, Any]:
+def hop_facts(lab: Lab, label: str, before: str = "") -> dict[str, Any]:
     """The run's requests in the edge, HAProxy and app nginx logs (``label`` is in every
-    URL of the run), per hop: new connections and what connecting cost (ms)."""
+    URL of the run), per hop: new connections and what connecting cost (ms). ``before``:
+    the warm-up's label, whose edge → LB connections the run found open (not new)."""
     ctx = lab.ctx
     edge = {str(i.get("request_id")): i
             for i in json_lines(access_log(ctx, "edge"), label, LOG_WINDOW)
@@ -76,12 +77,18 @@ def hop_facts(lab: Lab, label: str) -> dict[str, Any]:
         for i in json_lines(access_log(ctx, tier), label, LOG_WINDOW):
             apps[str(i.get("request_id"))] = i
     seen: set[tuple[object, object]] = set()
+    if before:
+        seen = {(i.get("client"), i.get("client_port"))
+                for i in json_lines(ctx.log(lab.haproxy().name), before, LOG_WINDOW)}
+    opened = resumed_in = resumed_out = 0
     connect_all, connect_new, th_new, lb_app_new, lb_app_all = [], [], [], [], []
     for line in sorted(lb_lines, key=lambda x: float(x.get("accept_time") or 0)):
         rid = str(line.get("request_id"))
         key = (line.get("client"), line.get("client_port"))
         new_in = key not in seen
         seen.add(key)
+        opened += new_in
+        resumed_in += new_in and line.get("tls_resumed") == 1
         up = edge.get(rid)
         connect = last_timer(up.get("upstream_connect_time")) if up else None
         if connect is not None:
@@ -97,10 +104,14 @@ def hop_facts(lab: Lab, label: str) -> dict[str, Any]:
             lb_app_all.append(gap)
             if str(app.get("connection_requests")) == "1":
                 lb_app_new.append(gap)
+                resumed_out += app.get("ssl_session_reused") == "r"
     return {
         "logged": {"edge": len(edge), "lb": len(lb_lines), "app": len(apps)},
-        "edge_lb_new": len(seen), "edge_lb_connect_new_ms": _mean(connect_new),
+        "edge_lb_new": opened, "edge_lb_connect_new_ms": _mean(connect_new),
         "edge_lb_connect_mean_ms": _mean(connect_all), "lb_handshake_new_ms": _mean(th_new),
         "lb_app_new": len(lb_app_new), "lb_app_gap_new_ms": _mean(lb_app_new),
         "lb_app_gap_mean_ms": _mean(lb_app_all),
+        # TLS sessions resumed on the new connections (RFC 8446 §2.2: no certificates are
+        # sent or verified then): HAProxy's ssl_fc_is_resumed, nginx's $ssl_session_reused
+        "edge_lb_resumed": resumed_in, "lb_app_resumed": resumed_out,
     }
