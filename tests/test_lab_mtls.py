@@ -144,6 +144,18 @@ def test_the_edge_path_works_and_health_checks_pass_over_tls(mtls_lab: LabContex
                       requests=20, concurrency=2, cafile=str(mtls_lab.pki / "ca.pem"))
     assert [s.status for s in result.samples] == [200] * 20
     assert set(result.summary()["served_by"]) == {"app-1", "app-2"}
+    # The second POP (Caddy) presents its own certificate to the LB.
+    address, port = endpoint(mtls_lab, "pop-2")
+    probe = f"mtls-pop={time.time_ns()}"
+    result = load.run(address, port, f"/?{probe}", requests=1, concurrency=1,
+                      cafile=str(mtls_lab.pki / "ca.pem"))
+    assert result.samples[0].status == 200
+    time.sleep(0.2)
+    [line] = [json.loads(x) for x in mtls_lab.log("lb").read_text().splitlines()
+              if probe in x and x.startswith("{")]
+    assert line["client_dn"].endswith("/CN=pop-2")
+    # lab status reads --mtls from lab.json and checks the app nodes with a certificate.
+    assert all(r.healthy for r in lab.status(LabContext(state=mtls_lab.state)))
 
 
 @needs_lab
