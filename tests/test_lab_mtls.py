@@ -261,6 +261,15 @@ def test_the_experiment_measures_and_puts_the_lab_back(
 
 
 @needs_lab
+def test_experiments_that_skip_the_lb_say_why(mtls_lab: LabContext, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(name="microcache", requests=REQUESTS, concurrency=4,
+                              out=str(tmp_path))
+    assert experiments.main(LabContext(state=mtls_lab.state), args) != 0
+    assert "without --mtls" in capsys.readouterr().err
+
+
+@needs_lab
 def test_lab_down_leaves_nothing(mtls_lab: LabContext) -> None:
     records = process.records(mtls_lab)
     lab.down(mtls_lab)

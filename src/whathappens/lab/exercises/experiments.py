@@ -75,6 +75,9 @@ SLOW_TIER = "app-2-gunicorn"
 POOL_TIER = "app-1-gunicorn"
 CACHE_TIER = "app-1-nginx"
 BYPASS_COOKIE = "sessionid=lab-experiment"
+# These load an app node's nginx straight, over plain HTTP: on a lab up --mtls that node
+# refuses them (no client certificate), as it should.
+DIRECT_TO_APP = ("pooling", "microcache")
 
 
 class ExperimentError(Exception):
@@ -759,6 +762,10 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         bench = open_bench(ctx, requests, concurrency)
+        if bench.ctx.mtls and name in DIRECT_TO_APP:
+            raise ExperimentError(f"{name} asks an app node's nginx directly over plain HTTP, "
+                                  "which this lab (up --mtls) refuses without a client "
+                                  "certificate; bring the lab up without --mtls for it")
     except ExperimentError as err:
         print(f"whathappens lab: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
