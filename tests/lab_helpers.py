@@ -30,11 +30,14 @@ def private_state(prefix: str = "whathappens-lab-") -> Path:
 
 
 def bring_up(profile: str, prefix: str = "whathappens-lab-",
-             wan: dict[str, object] | None = None) -> Iterator[LabContext]:
+             wan: dict[str, object] | None = None, *, mtls: bool = False
+             ) -> Iterator[LabContext]:
     """Up on 127.<random>.x.y (beside any lab already running), down and removed after;
-    ``wan`` ({"rtt": "40ms", ...}) puts a client namespace behind a WAN link (lab up --rtt)."""
+    ``wan`` ({"rtt": "40ms", ...}) puts a client namespace behind a WAN link (lab up --rtt);
+    ``mtls``: TLS with client certificates between the tiers (lab up --mtls)."""
     state = private_state(prefix)
-    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250), wan=wan)
+    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250), wan=wan,
+                     mtls=mtls)
     started = time.monotonic()
     lab.up(ctx)
     print(f"lab up ({profile}) in {time.monotonic() - started:.1f} s")

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --rtt: each packet's one-way delay ± this (order kept)")
     upp.add_argument("--loss", default="0", metavar="PCT",
                      help="with --rtt: drop this share of packets, e.g. 0.5%%")
+    upp.add_argument("--mtls", action="store_true",
+                     help="edge → LB → app nodes over TLS with client certificates from the "
+                          "lab CA, each tier verifying the one in front (production profile)")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
     brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
     brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
@@ -53,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_argument("dlq_action", choices=("list", "replay"),
                      help="list: show them; replay: publish each again (then it is removed)")
     exp = sub.add_parser("experiment", help="measure a comparison the articles assert")
-    exp.add_argument("name", help="lb-algorithms, pooling, microcache or retry-storm")
+    exp.add_argument("name", help="lb-algorithms, pooling, microcache, retry-storm or mtls")
     exp.add_argument("--requests", type=int, default=200, help="per setting (bounded)")
     exp.add_argument("--concurrency", type=int, default=8)
     exp.add_argument("--out", default=None, metavar="DIR", help="where plots go "
@@ -113,6 +116,11 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
     from whathappens.lab.process import LabError
 
     ctx.profile, ctx.algorithm, ctx.subnet = args.profile, args.algorithm, args.subnet
+    ctx.mtls = bool(args.mtls)
+    if ctx.mtls and ctx.profile != "production":
+        print("whathappens lab: --mtls needs the production profile (tiers to secure "
+              "between)", file=sys.stderr)
+        return EXIT_LAB_FAILED
     if args.rtt is not None:
         from whathappens.lab.tiers.wan import parse_duration, parse_loss
 
@@ -136,7 +144,8 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
               "with 'whathappens lab down'", file=sys.stderr)
         return EXIT_LAB_FAILED
     t0 = time.monotonic()
-    print(f"lab up: profile {ctx.profile}, state in {ctx.state}")
+    print(f"lab up: profile {ctx.profile}, state in {ctx.state}"
+          + (", mTLS between tiers" if ctx.mtls else ""))
     try:
         up(ctx, report=print)
     except (LabError, OSError, ValueError) as err:

@@ -142,6 +142,7 @@ def status(ctx: LabContext) -> list[TierStatus]:
 def _write_manifest(ctx: LabContext, topo: Topology, tiers: list[Tier]) -> None:
     manifest = Manifest(
         profile=topo.profile, algorithm=ctx.algorithm, subnet=ctx.subnet, wan=ctx.wan,
+        mtls=ctx.mtls,
         hosts={h.name: HostEntry(h.address, h.role) for h in topo.hosts.values()},
         tiers=[TierEntry.from_json(t.describe()) for w in waves(topo, tiers) for t in w])
     lab_json.write(ctx.state, manifest)

@@ -63,6 +63,7 @@ class Manifest:
     algorithm: str = "roundrobin"
     subnet: int = 0
     wan: dict[str, object] | None = None
+    mtls: bool = False                  # lab up --mtls
     hosts: dict[str, HostEntry] = field(default_factory=dict)
     tiers: list[TierEntry] = field(default_factory=list)
 
@@ -86,6 +87,7 @@ class Manifest:
                        algorithm=str(data.get("algorithm") or "roundrobin"),
                        subnet=int(data.get("subnet") or 0),
                        wan=dict(wan) if isinstance(wan, dict) else None,
+                       mtls=data.get("mtls") is True,
                        hosts=hosts, tiers=tiers)
         except (AttributeError, KeyError, TypeError) as err:
             raise ValueError(f"not a lab.json: {err}") from None
@@ -96,6 +98,7 @@ class Manifest:
             "algorithm": self.algorithm,
             "subnet": self.subnet,
             "wan": self.wan,
+            "mtls": self.mtls,
             "hosts": {n: {"address": h.address, "role": h.role} for n, h in self.hosts.items()},
             "tiers": [t.to_json() for t in self.tiers],
         }

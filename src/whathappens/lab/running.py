@@ -118,6 +118,7 @@ def open_lab(ctx: LabContext, *, profile: str | None = None, why: str = "") -> L
         raise LabNotRunning(f"the lab in {ctx.state}: {err}") from None
     ctx.profile, ctx.algorithm = manifest.profile, manifest.algorithm
     ctx.subnet, ctx.wan = manifest.subnet, manifest.wan
+    ctx.mtls = manifest.mtls
     return Lab(ctx, topo, manifest)
 
 

@@ -34,6 +34,10 @@ class LabContext:
     algorithm: str = "roundrobin"     # HAProxy balance algorithm
     subnet: int = 0                   # 127.<subnet>.x.y instead of 127.0.x.y (see topology)
     wan: dict[str, object] | None = None   # {"rtt": "40ms", ...}: a client behind a WAN link
+    mtls: bool = False                # TLS with client certificates between tiers (mtls.py)
+    # Keep connections to upstreams open (edge → LB keepalive, HAProxy's http-reuse); the
+    # mtls experiment turns it off to show what a handshake per request costs.
+    upstream_reuse: bool = True
 
     def dir(self, name: str) -> Path:
         path = self.state / "tiers" / name

@@ -656,9 +656,10 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
         return f"{g('protocol')} over {g('transport')}  no cache  status {g('status')}"
     if kind == "lb":
         return (f"{g('algorithm')} → {g('server')}  queue {g('Tw')} ms, connect {g('Tc')} ms, "
-                f"response {g('Tr')} ms")
+                f"response {g('Tr')} ms" + _mtls_facts(a))
     if kind == "app":
-        return f"micro-cache {g('cache', '-')}  upstream {g('upstream_response_time', '-')} s"
+        return (f"micro-cache {g('cache', '-')}  upstream {g('upstream_response_time', '-')} s"
+                + _mtls_facts(a))
     if kind == "django":
         return (f"view {g('view')}  status {g('status')}  worker pid {g('pid')}"
                 + (f"  (gunicorn: {a['gunicorn_request_ms']} ms)"
@@ -672,6 +673,22 @@ def _server_facts(kind: str, a: dict[str, object]) -> str:
     if kind == "middleware":
         return str(g("middleware", ""))
     return _queue_facts(kind, g)
+
+
+def _mtls_facts(a: dict[str, object]) -> str:
+    """With lab up --mtls: the TLS of the hop into this tier, as its log has it (HAProxy:
+    %sslv and the certificate's subject; nginx: $ssl_protocol, $ssl_client_s_dn)."""
+    if "client_dn" in a:        # HAProxy
+        resumed = ", resumed" if str(a.get("tls_resumed")) == "1" else ""
+        verified = "verified" if str(a.get("client_verify")) == "0" else \
+            f"verify {a.get('client_verify')}"
+        out = (f"  mTLS in: {a.get('tls')} from {a['client_dn']} ({verified}{resumed})")
+        return out + (f", out: {a['server_tls']}" if "server_tls" in a else "")
+    if "ssl_client_s_dn" in a:  # nginx
+        resumed = ", resumed" if a.get("ssl_session_reused") == "r" else ""
+        return (f"  mTLS in: {a.get('ssl_protocol')} from {a['ssl_client_s_dn']} "
+                f"({a.get('ssl_client_verify')}{resumed})")
+    return ""
 
 
 def _queue_facts(kind: str, g: Callable[..., object]) -> str:

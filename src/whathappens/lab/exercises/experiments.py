@@ -64,7 +64,7 @@ from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.topology import SITE, Topology
 
-NAMES = ("lb-algorithms", "pooling", "microcache", "retry-storm")
+NAMES = ("lb-algorithms", "pooling", "microcache", "retry-storm", "mtls")
 # Which client drives each experiment, and why (printed with its method).
 CLIENTS = {
     "lb-algorithms": "the Python client (load.py): the question is per request (which node "
@@ -78,6 +78,8 @@ CLIENTS = {
                   "edge from the Python client, wrk and h2load side by side (throughput.py)",
     "retry-storm": "its own clients (retry_storm.py): the question is when each retry is "
                    "sent, not how many requests per second a server takes",
+    "mtls": "the Python client (load.py): the question is per request (each hop's new or "
+            "resumed connection and its TLS time, from the tiers' logs), not throughput",
 }
 ALGORITHMS = ("roundrobin", "leastconn", "source")
 THINK_MS = 100            # app-2's extra time per request: a few times a normal request
@@ -89,6 +91,9 @@ SLOW_TIER = "app-2-gunicorn"
 POOL_TIER = "app-1-gunicorn"
 CACHE_TIER = "app-1-nginx"
 BYPASS_COOKIE = "sessionid=lab-experiment"
+# These load an app node's nginx straight, over plain HTTP: on a lab up --mtls that node
+# refuses them (no client certificate), as it should.
+DIRECT_TO_APP = ("pooling", "microcache")
 
 
 class ExperimentError(Exception):
@@ -176,6 +181,23 @@ class Bench:
     def restore_algorithm(self, original: str) -> None:
         if self.ctx.algorithm != original or self.lab.haproxy().name in self.pending:
             self.set_algorithm(original)
+
+    def set_mtls(self, mtls: bool, reuse: bool) -> None:
+        """The tiers on the encrypted path restarted with configurations for ``mtls``
+        (lab up --mtls) and ``reuse`` (connections to upstreams kept open), lab.json saying
+        which; see mtls_cost.py."""
+        from whathappens.lab.exercises.mtls_cost import FRONT_KINDS
+
+        if (self.ctx.mtls, self.ctx.upstream_reuse) == (mtls, reuse):
+            return
+        self.ctx.mtls = self.lab.manifest.mtls = mtls
+        self.ctx.upstream_reuse = reuse
+        self.lab.save_manifest()
+        shown = f"{'mTLS' if mtls else 'plain HTTP'}, reuse {'on' if reuse else 'off'}"
+        for kind in FRONT_KINDS:
+            for spec in self.topo.of_kind(kind):
+                self.restart(spec.name, shown=shown)
+        self.wait_servers_up()
 
     def put_back(self, *steps: Callable[[], None]) -> None:
         """Run every step, Ctrl-C held off; one that fails does not stop the others (the
@@ -622,9 +644,91 @@ def retry_storm(bench: Bench) -> Outcome:
                                    "capacity_per_s": rs.CAPACITY, "burst": rs.BURST})
 
 
+# -- mtls --------------------------------------------------------------------------------------
+
+
+def mtls(bench: Bench) -> Outcome:
+    """The same load with plain HTTP and with mTLS between the tiers, connection reuse on
+    and off (mtls_cost.py says what each figure is)."""
+    from whathappens.lab.exercises import mtls_cost
+
+    original = (bench.ctx.mtls, bench.ctx.upstream_reuse)
+    settings: list[Setting] = []
+    try:
+        for s in mtls_cost.SETTINGS:
+            bench.set_mtls(s.mtls, s.reuse)
+            # Not measured: after the restarts, the first requests open the connections
+            # (and TLS sessions) a lab that has been running would already have.
+            warm = unique_paths("mtls-warm-up")
+            bench.run("edge", warm, tls=True, requests=4 * bench.concurrency)
+            paths = unique_paths(f"mtls-{'on' if s.mtls else 'off'}-"
+                                 f"{'reuse' if s.reuse else 'new'}")
+            result = bench.run("edge", paths, tls=True)
+            # paths(0) is "/?label=run-0": every URL of this run holds "label=run-"
+            needle, warmed = (p(0).removeprefix("/?").removesuffix("0") for p in (paths, warm))
+            settings.append(Setting(s.name, result,
+                                    mtls_cost.hop_facts(bench.lab, needle, warmed)))
+            bench.log(f"  {s.name}: {len(result.samples)} requests in {result.seconds:.1f} s")
+    finally:
+        bench.put_back(lambda: bench.set_mtls(*original))
+    return mtls_outcome(bench, settings)
+
+
+def mtls_outcome(bench: Bench, settings: list[Setting]) -> Outcome:
+    rows = []
+    for s in settings:
+        f = s.summary()
+        rows.append([*speed_cells(s, 7), f"{f['edge_lb_new']}/{f['requests']}",
+                     str(f["edge_lb_resumed"]), ms(f["edge_lb_connect_new_ms"], 7),
+                     ms(f["edge_lb_connect_mean_ms"], 7), ms(f["lb_handshake_new_ms"], 6),
+                     f"{f['lb_app_new']}/{f['requests']}", str(f["lb_app_resumed"]),
+                     ms(f["lb_app_gap_new_ms"], 7), ms(f["lb_app_gap_mean_ms"], 7)])
+    method = (f"{bench.requests} GETs per setting, {bench.concurrency} at a time, through the "
+              f"edge (HTTPS) → HAProxy → app nodes, each to a URL of its own (no cache "
+              f"answers). Load client: whathappens' own Python client (threads, http.client), "
+              f"chosen for per-request numbers, not throughput. Latency: request sent → "
+              f"response read, at the client. Hop figures from the tiers' logs (ms).")
+    lines = table([("setting", 15), ("req/s", 6), ("p50 ms", 7), ("p95 ms", 7),
+                   ("e→lb new", 8), ("resumed", 7), ("conn new", 8), ("conn avg", 8),
+                   ("lb Th", 6), ("lb→app new", 10), ("resumed", 7), ("gap new", 7),
+                   ("gap avg", 7)], rows)
+    lines += [
+        "e→lb new: requests that opened their edge → LB connection (resumed: of those, with a "
+        "resumed TLS session); conn new / conn avg: the edge's $upstream_connect_time (TCP "
+        "connect + TLS handshake) on those / over every request. lb Th: HAProxy's handshake "
+        "time on those (whole ms).",
+        "lb→app new: requests on a new LB → app connection ($connection_requests = 1; "
+        "resumed: $ssl_session_reused); gap: "
+        "HAProxy's Tr − the app nginx's $request_time (the TLS handshake on a new connection, "
+        "the request's and response's transfer, and any wait for nginx's one worker to read "
+        "it), on those / over every request.",
+    ]
+    lines += failure_notes(settings)
+    names = [s.name for s in settings]
+
+    def values(key: str) -> list[float | None]:
+        return [s.summary()[key] for s in settings]
+
+    svg = plot.figure(
+        "mTLS between tiers, with and without connection reuse", method,
+        [plot.BarPanel("Latency at the client", "latency (ms)", names,
+                       [plot.Series(k, values(f"{k}_ms"), color=plot.PERCENTILE_COLORS[k])
+                        for k in ("p50", "p95")], fmt="{:.1f}"),
+         plot.BarPanel("Connecting, per request (mean)", "ms", names,
+                       [plot.Series("edge → LB connect", values("edge_lb_connect_mean_ms"),
+                                    color="#0072B2"),
+                        plot.Series("LB → app gap", values("lb_app_gap_mean_ms"),
+                                    color="#E69F00")], fmt="{:.2f}"),
+         plot.LinePanel("Latency distribution", "latency (ms)", "requests answered within (%)",
+                        [plot.Series(s.name, [], plot.cdf([x.latency_ms for x in s.result.ok]))
+                         for s in settings], y_max=100)])
+    return Outcome("mtls", "What mTLS between tiers costs per request", method, lines,
+                   settings, svg, {"load_client": "whathappens' Python client (load.py)"})
+
+
 EXPERIMENTS: dict[str, Callable[[Bench], Outcome]] = {
     "lb-algorithms": lb_algorithms, "pooling": pooling, "microcache": microcache,
-    "retry-storm": retry_storm,
+    "retry-storm": retry_storm, "mtls": mtls,
 }
 
 
@@ -690,6 +794,10 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         bench = open_bench(ctx, requests, concurrency)
+        if bench.ctx.mtls and name in DIRECT_TO_APP:
+            raise ExperimentError(f"{name} asks an app node's nginx directly over plain HTTP, "
+                                  "which this lab (up --mtls) refuses without a client "
+                                  "certificate; bring the lab up without --mtls for it")
     except ExperimentError as err:
         print(f"whathappens lab: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from whathappens.demo.ca import ensure_pki
 from whathappens.lab.logs import ServerSpan, json_lines, seconds
+from whathappens.lab.mtls import tier_cert
 from whathappens.lab.tier import LabContext, SpecTier, which
 from whathappens.lab.topology import FRONT_KIND, SITE
 
@@ -216,12 +217,24 @@ class CaddyEdge(SpecTier):
                     "automatic_https": {"disable": True},
                     "tls_connection_policies": [{}],
                     "logs": {"default_logger_name": self.name},
-                    "routes": [{"handle": self.handlers(f"{up_addr}:{up_port}")}],
+                    "routes": [{"handle": self.handlers(f"{up_addr}:{up_port}",
+                                                        self.upstream_tls(ctx))}],
                 }}},
             },
         }
 
-    def handlers(self, upstream: str) -> list[dict[str, Any]]:
+    def upstream_tls(self, ctx: LabContext) -> dict[str, Any] | None:
+        """With mTLS (lab/mtls.py): TLS to the LB with this POP's certificate, the LB's
+        checked against the lab CA and its tier name."""
+        if not ctx.mtls:
+            return None
+        cert = tier_cert(ctx.pki, self.name, self.address)
+        return {"client_certificate_file": str(cert.chain),
+                "client_certificate_key_file": str(cert.key),
+                "root_ca_pem_files": [str(cert.ca)], "server_name": self.upstream}
+
+    def handlers(self, upstream: str, tls: dict[str, Any] | None = None
+                 ) -> list[dict[str, Any]]:
         return [
             {"handler": "headers", "response": {"set": {
                 "Strict-Transport-Security": [HSTS], "X-Served-By-Pop": [self.host]}}},
@@ -235,7 +248,8 @@ class CaddyEdge(SpecTier):
              "headers": {"request": {"delete": ["Accept-Encoding"]}},
              "transport": {"protocol": "http", "dial_timeout": DIAL_TIMEOUT,
                            "response_header_timeout": RESPONSE_HEADER_TIMEOUT,
-                           "keep_alive": {"idle_timeout": UPSTREAM_IDLE}},
+                           "keep_alive": {"idle_timeout": UPSTREAM_IDLE},
+                           **({"tls": tls} if tls is not None else {})},
              "upstreams": [{"dial": upstream}]},
         ]
 

@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING
 from whathappens.contract.facts import HopConnectionFacts
 from whathappens.demo.ca import ensure_pki
 from whathappens.lab.logs import ServerSpan, json_lines, seconds
+from whathappens.lab.mtls import VERIFY_DEPTH, client_context, tier_cert
 from whathappens.lab.process import LabError
 from whathappens.lab.tier import LabContext, SpecTier, which
 from whathappens.lab.topology import SITE
@@ -135,10 +136,21 @@ EDGE_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("ssl_cipher", "$ssl_cipher", True),
     ("ssl_session_reused", "$ssl_session_reused", True),
 )
+# With mTLS (lab up --mtls), the app node's nginx logs the TLS of the hop in from the LB:
+# protocol, cipher, resumed or not, the LB certificate's subject and nginx's verdict on it
+# ($ssl_client_verify: SUCCESS, FAILED:reason or NONE).
+MTLS_LOG_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("ssl_protocol", "$ssl_protocol", True),
+    ("ssl_cipher", "$ssl_cipher", True),
+    ("ssl_session_reused", "$ssl_session_reused", True),
+    ("ssl_client_s_dn", "$ssl_client_s_dn", True),
+    ("ssl_client_verify", "$ssl_client_verify", True),
+)
 # What a span keeps of an access log line (when set: nginx writes "" or "-" for none).
 SPAN_FIELDS = ("status", "cache", "upstream_addr", "upstream_connect_time",
                "upstream_header_time", "upstream_response_time", "request_time", "request_id",
-               "protocol", "ssl_protocol", "ssl_cipher", "ssl_session_reused", "node", "uri")
+               "protocol", "ssl_protocol", "ssl_cipher", "ssl_session_reused", "node", "uri",
+               "ssl_client_s_dn", "ssl_client_verify")
 
 
 def nginx_binary() -> str:
@@ -278,11 +290,8 @@ class NginxTier(SpecTier):
         """nginx answers an HTTP request of its own (any status: upstreams may be down)."""
         assert self.port is not None
         conn: http.client.HTTPConnection
-        if self.tls:
-            context = ssl.create_default_context()
-            # Only "does it answer": nginx -t has already checked the certificate and key.
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = self.ready_context(ctx)
+        if context is not None:
             conn = http.client.HTTPSConnection(self.address, self.port, timeout=1,
                                                context=context)
         else:
@@ -292,6 +301,16 @@ class NginxTier(SpecTier):
             return conn.getresponse().status > 0
         finally:
             conn.close()
+
+    def ready_context(self, ctx: LabContext) -> ssl.SSLContext | None:
+        """The TLS the readiness check speaks (None: plain HTTP)."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context()
+        # Only "does it answer": nginx -t has already checked the certificate and key.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     @abstractmethod
     def config(self, ctx: LabContext) -> str:
@@ -471,6 +490,31 @@ class NginxApp(NginxTier):
     def upstream_hop(self) -> tuple[str, bool]:
         return self.upstream, False
 
+    def ready_context(self, ctx: LabContext) -> ssl.SSLContext | None:
+        """With mTLS, the check presents the certificate of the tier in front (the LB), as
+        nginx refuses any request without one."""
+        if not ctx.mtls:
+            return super().ready_context(ctx)
+        front = self.client_tier()
+        cert = tier_cert(ctx.pki, front, self.topo.address(self.topo.spec(front).host))
+        return client_context(cert, cert.ca, check_hostname=False)
+
+    def mtls_server(self, ctx: LabContext) -> str:
+        """With mTLS: this node's certificate, and the LB's required and verified against
+        the lab CA (no certificate, or another CA's: 400 before any location runs)."""
+        if not ctx.mtls:
+            return ""
+        cert = tier_cert(ctx.pki, self.name, self.address)
+        return f"""\
+        ssl_certificate {quoted(cert.chain)};
+        ssl_certificate_key {quoted(cert.key)};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:app_tls:1m;   # the LB resumes its sessions
+        ssl_client_certificate {quoted(cert.ca)};
+        ssl_verify_client on;
+        ssl_verify_depth {VERIFY_DEPTH};
+"""
+
     def trusted_proxies(self) -> list[str]:
         """Addresses whose X-Forwarded-For nginx believes: the lab's LB and edge hosts."""
         hosts = {s.host for s in self.topo.tiers
@@ -483,7 +527,8 @@ class NginxApp(NginxTier):
     def config(self, ctx: LabContext) -> str:
         home = ctx.dir(self.name)
         up_addr, up_port = self.topo.endpoint(self.upstream)
-        fields = self.log_fields(self.node, "$lab_request_id", CONNECTION_FIELDS)
+        fields = self.log_fields(self.node, "$lab_request_id",
+                                 CONNECTION_FIELDS + (MTLS_LOG_FIELDS if ctx.mtls else ()))
         return self.main_context(ctx) + f"""
 http {{
 {self.http_common(ctx, fields)}
@@ -529,9 +574,9 @@ http {{
                        "        real_ip_recursive on;\n")
         return f"""\
     server {{
-        listen {self.address}:{self.port} default_server;
+        listen {self.address}:{self.port}{" ssl" if ctx.mtls else ""} default_server;
         server_name _;              # the edge and the LB pass the site's Host through
-{realip}        client_max_body_size {MAX_BODY};
+{self.mtls_server(ctx)}{realip}        client_max_body_size {MAX_BODY};
 
         add_header X-Served-By {quoted(self.node)} always;
         add_header X-Microcache $upstream_cache_status always;
@@ -706,7 +751,7 @@ http {{
 {self._limit_zone() if self.single else self._cache_zone(home)}
     upstream origin {{
         server {up_addr}:{up_port};
-{"" if self.single else self._keepalive()}    }}
+{"" if self.single or not ctx.upstream_reuse else self._keepalive()}    }}
 
     server {{
         listen {self.address}:{self.http_port} default_server;
@@ -750,11 +795,37 @@ http {{
         proxy_set_header X-Forwarded-Proto $scheme;
 {self._single_request_headers() if self.single else self._edge_request_headers()}\
         # traceparent and tracestate pass unchanged, like every other request header.
-
+{self._mtls_proxy(ctx)}
 {self.status_location()}
-{self._single_locations(ctx) if self.single else self._edge_location()}
+{self._single_locations(ctx) if self.single else self._origin(ctx, self._edge_location())}
     }}
 }}
+"""
+
+    def mtls(self, ctx: LabContext) -> bool:
+        return ctx.mtls and not self.single
+
+    def _origin(self, ctx: LabContext, locations: str) -> str:
+        """The locations, proxying over TLS to the LB with mTLS."""
+        if not self.mtls(ctx):
+            return locations
+        return locations.replace("proxy_pass http://origin;", "proxy_pass https://origin;")
+
+    def _mtls_proxy(self, ctx: LabContext) -> str:
+        """With mTLS: the edge's certificate to the LB, the LB's checked against the lab CA
+        and its tier name; TLS sessions resumed on new connections (nginx's default)."""
+        if not self.mtls(ctx):
+            return ""
+        cert = tier_cert(ctx.pki, self.name, self.address)
+        return f"""\
+        proxy_ssl_certificate {quoted(cert.chain)};
+        proxy_ssl_certificate_key {quoted(cert.key)};
+        proxy_ssl_trusted_certificate {quoted(cert.ca)};
+        proxy_ssl_verify on;
+        proxy_ssl_verify_depth {VERIFY_DEPTH};
+        proxy_ssl_name {self.upstream};
+        proxy_ssl_protocols TLSv1.2 TLSv1.3;
+        proxy_ssl_session_reuse on;
 """
 
     @staticmethod
