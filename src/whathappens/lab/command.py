@@ -39,7 +39,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --rtt: each packet's one-way delay ± this (order kept)")
     upp.add_argument("--loss", default="0", metavar="PCT",
                      help="with --rtt: drop this share of packets, e.g. 0.5%%")
+    upp.add_argument("--metrics", action="store_true",
+                     help="also Prometheus and its exporters, scraping every second "
+                          "(see 'lab metrics', 'lab dashboard')")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
+    met = sub.add_parser("metrics", help="RPS, p95, error rate, cache hit ratio, DB QPS and "
+                                         "queue depth over the last seconds (lab up --metrics)")
+    met.add_argument("--seconds", type=int, default=60, metavar="N",
+                     help="the window: the last N seconds (1-3600, default 60)")
+    met.add_argument("--json", action="store_true", help="the series as JSON")
+    dash = sub.add_parser("dashboard", help="the live web app with its /dashboard page, "
+                                            "plotting the metrics live")
+    dash.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1")
     brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
     brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
                                     "worker, queue-backlog, queue-dlq"
@@ -78,6 +89,10 @@ def lab_main(argv: list[str]) -> int:
         return _up(ctx, args)
     if args.action == "status":
         return _status(ctx)
+    if args.action in ("metrics", "dashboard"):
+        from whathappens.lab.metrics_command import main as metrics_main
+
+        return metrics_main(ctx, args)
     if args.action in ("break", "heal"):
         from whathappens.lab.exercises.drills import main as drill
 
@@ -104,6 +119,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
     from whathappens.lab.process import LabError
 
     ctx.profile, ctx.algorithm, ctx.subnet = args.profile, args.algorithm, args.subnet
+    ctx.metrics = bool(args.metrics)
     if args.rtt is not None:
         from whathappens.lab.tiers.wan import parse_duration, parse_loss
 
@@ -113,7 +129,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
             print(f"whathappens lab: {err}", file=sys.stderr)
             return EXIT_LAB_FAILED
         ctx.wan = {"rtt": args.rtt, "jitter": args.jitter, "loss": args.loss}
-    gaps = [n.package for n in missing_packages()] + missing_python()
+    gaps = [n.package for n in missing_packages(metrics=ctx.metrics)] + missing_python()
     if gaps:
         print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",
               file=sys.stderr)

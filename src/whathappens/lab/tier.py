@@ -34,6 +34,7 @@ class LabContext:
     algorithm: str = "roundrobin"     # HAProxy balance algorithm
     subnet: int = 0                   # 127.<subnet>.x.y instead of 127.0.x.y (see topology)
     wan: dict[str, object] | None = None   # {"rtt": "40ms", ...}: a client behind a WAN link
+    metrics: bool = False             # lab up --metrics: Prometheus and exporters too
 
     def dir(self, name: str) -> Path:
         path = self.state / "tiers" / name
