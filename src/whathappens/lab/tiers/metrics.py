@@ -41,6 +41,13 @@ CELERY_QUEUES = ("celery", "dead_letter")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+# One access log line's status, request time and cache status (nginx writes them in this
+# order: nginx.py's LOG_FIELDS); mtail types request_time as a float from the pattern.
+LINE_PATTERN = ('"status":"(?P<status>\\d{3})".*'
+                '"request_time":(?P<request_time>\\d+\\.\\d+).*'
+                '"cache":"(?P<cache>[A-Z]*)"')
+
+
 def mtail_program() -> str:
     """The edge access log, line by line: status, request_time, cache (in that order in
     nginx.py's LOG_FIELDS)."""
@@ -50,7 +57,7 @@ def mtail_program() -> str:
 counter edge_requests_total by status, cache
 histogram edge_request_seconds buckets {buckets}
 
-/"status":"(?P<status>\\d{{3}})".*"request_time":(?P<request_time>\\d+\\.\\d+).*"cache":"(?P<cache>[A-Z]*)"/ {{
+/{LINE_PATTERN}/ {{
   edge_requests_total[$status][$cache]++
   edge_request_seconds = $request_time
 }}
@@ -148,7 +155,8 @@ class PostgresExporter(MetricsTier):
     kind = "postgres-exporter"
 
     def env(self, ctx: LabContext) -> dict[str, str]:
-        targets = [str(t) for t in list(self.spec.options.get("targets") or [])]
+        listed = self.spec.options.get("targets")
+        targets = [str(t) for t in listed] if isinstance(listed, list) else []
         dsns = []
         for name in targets:
             address, port = self.topo.endpoint(name)
