@@ -43,7 +43,7 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
                           "series": [s.to_json() for s in series]}, indent=1))
         return 0
     print(f"the last {seconds} s, from Prometheus at {where} (scraped every 1 s; "
-          f"rates over {RATE}; now = the latest second, on Prometheus's clock)")
+          f"rates over {RATE}; last = the latest second with a value, on Prometheus's clock)")
     for line in table(series):
         print(line)
     return 0

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from whathappens.lab.tier import LabContext
 
 PROMETHEUS_TIER = "prometheus"
+SCRAPE_LAG = 1.5          # seconds: one scrape interval, and the scrape's own time
 
 
 class NoMetrics(Exception):
@@ -66,7 +67,7 @@ def shown(value: float | None, unit: str) -> str:
 
 
 def table(series: list[Series]) -> list[str]:
-    lines = [f"  {'metric':<34} {'now':>9} {'mean':>9} {'max':>9}  unit   from"]
+    lines = [f"  {'metric':<34} {'last':>9} {'mean':>9} {'max':>9}  unit   from"]
     for s in series:
         m = s.metric
         unit = {"s": "", "ratio": ""}.get(m.unit, m.unit)
@@ -95,6 +96,12 @@ def cite_metrics(ctx: LabContext, start: float, end: float | None = None) -> Non
     end = wall_clock() if end is None else end
     if end - start < 1:
         return
+    try:
+        prometheus_endpoint(ctx)
+    except NoMetrics:
+        return
+    # The window's last second is in Prometheus once its next scrape (1 s) has been stored.
+    time.sleep(max(0.0, end + SCRAPE_LAG - wall_clock()))
     lines = window_lines(ctx, start, end)
     if lines:
         print()

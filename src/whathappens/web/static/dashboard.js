@@ -43,7 +43,7 @@
                               "aria-label": series.label, class: "dash-svg"});
     chart.appendChild(svg("line", {x1: 0, y1: HEIGHT - PAD, x2: WIDTH, y2: HEIGHT - PAD,
                                    class: "dash-axis"}));
-    const line = svg("polyline", {fill: "none", class: "dash-line", points: ""});
+    const line = svg("path", {fill: "none", class: "dash-line", d: ""});
     chart.appendChild(line);
     const top = svg("text", {x: PAD, y: 12, class: "dash-label"});
     chart.appendChild(top);
@@ -61,11 +61,16 @@
     const peak = Math.max(...pts.map((p) => p[1]), series.unit === "ratio" ? 1 : 0);
     const span = Math.max(end - start, 1);
     const scale = peak > 0 ? peak : 1;
-    c.line.setAttribute("points", pts.map((p) => {
-      const x = ((p[0] - start) / span) * WIDTH;
-      const y = HEIGHT - PAD - (p[1] / scale) * (HEIGHT - 2 * PAD - 12);
-      return x.toFixed(1) + "," + y.toFixed(1);
-    }).join(" "));
+    // One path, lifted at each second with no value: a gap stays a gap.
+    let d = "", pen = "M";
+    for (const [t, v] of series.points) {
+      if (v === null) { pen = "M"; continue; }
+      const x = ((t - start) / span) * WIDTH;
+      const y = HEIGHT - PAD - (v / scale) * (HEIGHT - 2 * PAD - 12);
+      d += pen + x.toFixed(1) + "," + y.toFixed(1) + " ";
+      pen = "L";
+    }
+    c.line.setAttribute("d", d.trim());
     c.top.textContent = "max " + shown(peak, series.unit);
     c.now.textContent = shown(series.last, series.unit);
     c.box.dataset.points = String(pts.length);
