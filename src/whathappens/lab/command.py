@@ -150,6 +150,9 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         print(f"whathappens lab: could not bring the lab up: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
     print(f"lab up in {time.monotonic() - t0:.1f} s")
+    if ctx.metrics:
+        print(f"metrics: Prometheus scrapes every second; whathappens lab --state {ctx.state} "
+              "metrics (or: lab dashboard)")
     if ctx.wan:
         from whathappens.lab.topology import WanNames
 
