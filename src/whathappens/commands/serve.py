@@ -192,7 +192,19 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None,
         gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
         compare_tls=compare, example_url=example,
         mode_note=_mode_note(args, demo, browser_note),
-        client_header=args.client_header, send_timeout=send_timeout(args))
+        client_header=args.client_header, send_timeout=send_timeout(args),
+        metrics=lab_metrics(args))
+
+
+def lab_metrics(args: argparse.Namespace) -> Callable[[int], dict[str, Any]] | None:
+    """The dashboard's data source with --lab: the lab's Prometheus, asked server-side."""
+    if not args.lab:
+        return None
+    from whathappens.lab.metrics_report import dashboard_json
+    from whathappens.lab.tier import LabContext
+
+    state = Path(args.lab).resolve()
+    return lambda seconds: dashboard_json(LabContext(state=state), seconds)
 
 
 def send_timeout(args: argparse.Namespace) -> float:

@@ -42,7 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     upp.add_argument("--mtls", action="store_true",
                      help="edge → LB → app nodes over TLS with client certificates from the "
                           "lab CA, each tier verifying the one in front (production profile)")
+    upp.add_argument("--metrics", action="store_true",
+                     help="also Prometheus and its exporters, scraping every second "
+                          "(see 'lab metrics', 'lab dashboard')")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
+    met = sub.add_parser("metrics", help="RPS, p95, error rate, cache hit ratio, DB QPS and "
+                                         "queue depth over the last seconds (lab up --metrics)")
+    met.add_argument("--seconds", type=int, default=60, metavar="N",
+                     help="the window: the last N seconds (1-3600, default 60)")
+    met.add_argument("--json", action="store_true", help="the series as JSON")
+    dash = sub.add_parser("dashboard", help="the live web app with its /dashboard page, "
+                                            "plotting the metrics live")
+    dash.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1")
     brk = sub.add_parser("break", help="a drill: break a tier (see 'lab break --help')")
     brk.add_argument("target", help="what to break: app-2, db-primary, redis, slow-db, "
                                     "worker, queue-backlog, queue-dlq"
@@ -86,6 +97,10 @@ def lab_main(argv: list[str]) -> int:
         return _up(ctx, args)
     if args.action == "status":
         return _status(ctx)
+    if args.action in ("metrics", "dashboard"):
+        from whathappens.lab.metrics_command import main as metrics_main
+
+        return metrics_main(ctx, args)
     if args.action in ("break", "heal"):
         from whathappens.lab.exercises.drills import main as drill
 
@@ -121,6 +136,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         print("whathappens lab: --mtls needs the production profile (tiers to secure "
               "between)", file=sys.stderr)
         return EXIT_LAB_FAILED
+    ctx.metrics = bool(args.metrics)
     if args.rtt is not None:
         from whathappens.lab.tiers.wan import parse_duration, parse_loss
 
@@ -130,7 +146,7 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
             print(f"whathappens lab: {err}", file=sys.stderr)
             return EXIT_LAB_FAILED
         ctx.wan = {"rtt": args.rtt, "jitter": args.jitter, "loss": args.loss}
-    gaps = [n.package for n in missing_packages()] + missing_python()
+    gaps = [n.package for n in missing_packages(metrics=ctx.metrics)] + missing_python()
     if gaps:
         print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",
               file=sys.stderr)
@@ -152,6 +168,9 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         print(f"whathappens lab: could not bring the lab up: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
     print(f"lab up in {time.monotonic() - t0:.1f} s")
+    if ctx.metrics:
+        print(f"metrics: Prometheus scrapes every second; whathappens lab --state {ctx.state} "
+              "metrics (or: lab dashboard)")
     if ctx.wan:
         from whathappens.lab.topology import WanNames
 

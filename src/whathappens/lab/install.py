@@ -19,6 +19,7 @@ class Need:
     package: str          # Debian package
     check: str            # a file it installs
     why: str
+    metrics: bool = False   # needed only by lab up --metrics
 
 
 NEEDS: tuple[Need, ...] = (
@@ -38,13 +39,25 @@ NEEDS: tuple[Need, ...] = (
     Need("unbound", "/usr/sbin/unbound", "recursive resolver (walks the lab's own root)"),
     Need("wrk", "/usr/bin/wrk", "load generator (HTTP/1.1) for the throughput experiments"),
     Need("nghttp2-client", "/usr/bin/h2load", "h2load, an HTTP/2 load generator"),
+    Need("prometheus", "/usr/bin/prometheus", "metrics: scrapes every exporter each second", True),
+    Need("prometheus-node-exporter", "/usr/bin/prometheus-node-exporter",
+         "metrics: the machine's CPU, memory, load", True),
+    Need("prometheus-nginx-exporter", "/usr/bin/prometheus-nginx-exporter",
+         "metrics: the edge's stub_status", True),
+    Need("prometheus-redis-exporter", "/usr/bin/prometheus-redis-exporter",
+         "metrics: Redis, and the Celery queue's length", True),
+    Need("prometheus-postgres-exporter", "/usr/bin/prometheus-postgres-exporter",
+         "metrics: pg_stat_database (transactions per second)", True),
+    Need("mtail", "/usr/bin/mtail",
+         "metrics: the edge's access log as counters (cache status, p95 latency)", True),
 )
 
 PYTHON_MODULES = ("django", "gunicorn", "celery", "psycopg", "redis")
 
 
-def missing_packages() -> list[Need]:
-    return [n for n in NEEDS if not os.path.exists(n.check)]
+def missing_packages(*, metrics: bool = False) -> list[Need]:
+    """What is not installed (``metrics``: counting what only lab up --metrics needs)."""
+    return [n for n in NEEDS if not os.path.exists(n.check) and (metrics or not n.metrics)]
 
 
 def missing_python() -> list[str]:
@@ -58,7 +71,7 @@ def apt_command(needs: list[Need]) -> list[str]:
 
 def install(*, quiet: bool = False) -> tuple[bool, str]:
     """Install what is missing; (ok, what to tell the user)."""
-    needs = missing_packages()
+    needs = missing_packages(metrics=True)
     lines: list[str] = []
     if needs:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -74,7 +87,7 @@ def install(*, quiet: bool = False) -> tuple[bool, str]:
             done = subprocess.run(argv, env=env, stdout=out, stderr=out, check=False)
             if done.returncode != 0:
                 return False, f"{' '.join(argv)} failed with status {done.returncode}"
-        still = missing_packages()
+        still = missing_packages(metrics=True)
         if still:
             return False, "installed, yet still missing: " + ", ".join(n.check for n in still)
         lines.append("installed: " + ", ".join(n.package for n in needs))

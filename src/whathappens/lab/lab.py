@@ -21,7 +21,7 @@ from whathappens.lab.manifest import HostEntry, Manifest, TierEntry
 from whathappens.lab.running import LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build_all
-from whathappens.lab.topology import Topology, add_wan, topology
+from whathappens.lab.topology import Topology, add_metrics, add_wan, topology
 
 
 @dataclass
@@ -74,6 +74,8 @@ def up(ctx: LabContext, *, report: Callable[[str], None] | None = None
     topo = topology(ctx.profile, ctx.subnet)
     if ctx.wan:
         topo = add_wan(topo, ctx.subnet, ctx.wan)
+    if ctx.metrics:
+        topo = add_metrics(topo, ctx.subnet)
     tiers = build_all(topo)
     ctx.state.mkdir(parents=True, exist_ok=True)
     _write_manifest(ctx, topo, tiers)

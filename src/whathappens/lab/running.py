@@ -17,7 +17,7 @@ from whathappens.lab import process
 from whathappens.lab.manifest import Manifest
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build
-from whathappens.lab.topology import Topology, add_wan, topology
+from whathappens.lab.topology import Topology, add_metrics, add_wan, topology
 
 if TYPE_CHECKING:
     from whathappens.lab.tiers.haproxy import HAProxy
@@ -97,6 +97,9 @@ def recorded_topology(manifest: Manifest) -> Topology:
     topo = topology(manifest.profile, manifest.subnet)
     if manifest.wan:
         topo = add_wan(topo, manifest.subnet, manifest.wan)
+    # The metrics tiers when lab up --metrics started them (the filter below drops them
+    # otherwise).
+    topo = add_metrics(topo, manifest.subnet)
     started = {t.name: t for t in manifest.tiers}
     topo.tiers = [replace(s, port=started[s.name].port) for s in topo.tiers
                   if s.name in started]

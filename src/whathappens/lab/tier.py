@@ -38,6 +38,7 @@ class LabContext:
     # Keep connections to upstreams open (edge → LB keepalive, HAProxy's http-reuse); the
     # mtls experiment turns it off to show what a handshake per request costs.
     upstream_reuse: bool = True
+    metrics: bool = False             # lab up --metrics: Prometheus and exporters too
 
     def dir(self, name: str) -> Path:
         path = self.state / "tiers" / name

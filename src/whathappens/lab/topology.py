@@ -217,6 +217,43 @@ def add_wan(topo: Topology, subnet: int, wan: dict[str, object]) -> Topology:
     return topo
 
 
+# ------------------------------------------------------------ metrics (lab up --metrics)
+METRICS_HOST = "metrics"
+METRICS_ADDRESS = "127.0.97.1"
+# (kind, tier name, port): Prometheus's and each exporter's usual port (tiers/metrics.py)
+METRICS_TIERS = (("prometheus", "prometheus", 9090), ("node-exporter", "node-exporter", 9100),
+                 ("nginx-exporter", "nginx-exporter", 9113), ("mtail", "mtail", 3903),
+                 ("redis-exporter", "redis-exporter", 9121),
+                 ("postgres-exporter", "postgres-exporter", 9187))
+
+
+def add_metrics(topo: Topology, subnet: int = 0) -> Topology:
+    """The topology with a metrics host: Prometheus and the exporters of the tiers it has
+    (no edge, no nginx exporter; ...). Idempotent."""
+    if METRICS_HOST in topo.hosts:
+        return topo
+    address = METRICS_ADDRESS if not subnet else f"127.{subnet}.97.1"
+    topo.hosts[METRICS_HOST] = Host(METRICS_HOST, address,
+                                    "metrics: Prometheus and its exporters")
+    kinds = {s.kind for s in topo.tiers}
+    postgres = [s.name for s in topo.tiers if s.kind.startswith("postgres-")]
+    redis = [s.name for s in topo.of_kind("redis")]
+    for kind, name, port in METRICS_TIERS:
+        options: dict[str, object] = {}
+        if kind in ("nginx-exporter", "mtail") and FRONT_KIND not in kinds:
+            continue
+        if kind == "redis-exporter":
+            if not redis:
+                continue
+            options = {"target": redis[0]}
+        if kind == "postgres-exporter":
+            if not postgres:
+                continue
+            options = {"targets": postgres}
+        topo.tiers.append(TierSpec(kind, name, METRICS_HOST, port, options))
+    return topo
+
+
 def topology(profile: str, subnet: int = 0) -> Topology:
     """The profile's topology; ``subnet`` moves every host from 127.0.x.y to 127.<subnet>.x.y
     (so a second lab, e.g. the tests', can run beside one already up)."""

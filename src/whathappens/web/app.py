@@ -5,6 +5,8 @@ Routes
     GET  /static/NAME           its script, styles and icon, all from this package
     POST /api/journey           {"url": "..."} → a text/event-stream of the journey, live
     GET  /journeys/ID.EXT       the finished journey as json, har or a self-contained html
+    GET  /dashboard             the lab's metrics, plotted live (serve --lab, lab up --metrics)
+    GET  /api/metrics?seconds=N their last N seconds as JSON, asked of Prometheus here, server-side
 
 The stream sends ``start``, one ``step`` per finished step (url, dns, tcp, tls, http, leg) and,
 inside DNS, one ``detail`` per resolver question and walk hop as it ends,
@@ -67,6 +69,7 @@ STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "page.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
+    "dashboard.js": "text/javascript; charset=utf-8",
 }
 MAX_URL = 2048          # longer than any URL a person types; bounds what we echo back
 KEEP_JOURNEYS = 32      # finished journeys kept for download, oldest dropped first
@@ -164,6 +167,9 @@ class ServeConfig:
     # (e.g. "x-forwarded-for"), the gate counts the address the proxy appended instead.
     client_header: str | None = None
     send_timeout: float = SEND_TIMEOUT
+    # The lab's metrics for the dashboard: seconds → JSON (lab/metrics_command.py); None
+    # without a lab. Blocking (it asks Prometheus): run on a thread.
+    metrics: Callable[[int], dict[str, Any]] | None = None
 
 
 TOO_LARGE = (f"the request body is larger than {MAX_REQUEST_BODY} bytes; "
@@ -282,6 +288,8 @@ class WebApp:
             await self.journey_stream(scope, headers, receive, send)
         elif path.startswith("/journeys/") and method == "GET":
             await self.download(path.removeprefix("/journeys/"), send)
+        elif path in ("/dashboard", "/api/metrics") and method in ("GET", "HEAD"):
+            await self.dashboard(scope, send)
         else:
             await self._text(send, 404, "not found")
 
@@ -493,6 +501,32 @@ class WebApp:
             body = escape_json(json.dumps(data, indent=2, ensure_ascii=False))
         await self._send(send, 200, body.encode(), "application/json; charset=utf-8",
                          extra=[(b"content-disposition", disposition)])
+
+    # -------------------------------------------------------------- dashboard
+    async def dashboard(self, scope: Scope, send: Send) -> None:
+        """The dashboard page, or its data: the browser never talks to Prometheus."""
+        if self.config.metrics is None:
+            await self._text(send, 404, "no lab metrics here: run whathappens lab up "
+                             "--metrics, then whathappens serve --lab DIR (or lab dashboard)")
+            return
+        if scope["path"] == "/dashboard":
+            await self._send(send, 200, _static("dashboard.html"), "text/html; charset=utf-8",
+                             head=scope["method"] == "HEAD")
+            return
+        seconds = metrics_seconds(scope.get("query_string", b""))
+        data = await asyncio.to_thread(self.config.metrics, seconds)
+        await self._send(send, 200 if "error" not in data else 503,
+                         json.dumps(data).encode(), "application/json",
+                         head=scope["method"] == "HEAD")
+
+
+def metrics_seconds(query: bytes, default: int = 120) -> int:
+    """?seconds=N from the query string, bounded to 10..900 (default otherwise)."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query[:256].decode("latin-1")).get("seconds") or []
+    value = values[0] if values else ""
+    return max(10, min(int(value), 900)) if value.isdigit() and len(value) < 6 else default
 
 
 def _sse(kind: str, data: Any) -> bytes:

@@ -804,6 +804,9 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     out = Path(args.out) if getattr(args, "out", None) else ctx.state / "experiments"
     print(f"experiment {name}: {requests} requests per setting, {concurrency} at a time")
     started = time.monotonic()
+    from whathappens.lab.metrics_report import cite_metrics, wall_clock
+
+    wall_start = wall_clock()
     try:
         outcome = EXPERIMENTS[name](bench)
     except KeyboardInterrupt:
@@ -824,4 +827,5 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
     print(f"in {seconds:.1f} s; the lab is back as it was (algorithm {bench.ctx.algorithm})")
     print(f"numbers: {json_path}")
     print(f"plot:    {svg_path}")
+    cite_metrics(ctx, wall_start)     # with lab up --metrics: the window's metrics
     return 0

@@ -22,6 +22,12 @@ KINDS: dict[str, tuple[str, str]] = {
     "dns-authoritative": ("dns", "DnsAuthoritative"),
     "unbound": ("dns", "Unbound"),
     "wan": ("wan", "WanLink"),
+    "prometheus": ("metrics", "Prometheus"),
+    "node-exporter": ("metrics", "NodeExporter"),
+    "nginx-exporter": ("metrics", "NginxExporter"),
+    "mtail": ("metrics", "Mtail"),
+    "redis-exporter": ("metrics", "RedisExporter"),
+    "postgres-exporter": ("metrics", "PostgresExporter"),
 }
 
 

@@ -302,6 +302,7 @@ defaults
     option redispatch 1
     retry-on conn-failure empty-response
 
+{metrics_frontend(self.address)}
 frontend www
 {self.bind_line(ctx)}
     # The structured id from the configuration manual (§4.2 unique-id-format): client
@@ -326,3 +327,19 @@ backend app
     default-server check {CHECK}
     http-response set-header X-Backend-Server %s
 {self.reuse_lines(ctx)}{self.server_lines(ctx)}"""
+
+
+# HAProxy's own Prometheus exporter (Debian's 2.6 is built with USE_PROMEX): on the LB's
+# address, a port of its own, never logged (the access log is one JSON object per request
+# of the site). lab up --metrics scrapes it every second.
+METRICS_PORT = 8405
+
+
+def metrics_frontend(address: str) -> str:
+    return f"""\
+frontend prometheus
+    bind {address}:{METRICS_PORT}
+    no log
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    http-request return status 404
+"""

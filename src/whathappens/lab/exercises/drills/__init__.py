@@ -216,6 +216,9 @@ def do(ctx: LabContext, action: str, target: str, say: Say = print) -> dict[str,
 
 def main(ctx: LabContext, args: argparse.Namespace) -> int:
     action, target = str(args.action), str(args.target)
+    from whathappens.lab.metrics_report import cite_metrics, wall_clock
+
+    started = wall_clock()
     try:
         do(ctx, action, target)
     except KeyError:
@@ -230,6 +233,7 @@ def main(ctx: LabContext, args: argparse.Namespace) -> int:
             raise
         print(f"whathappens lab {action} {target}: the broker: {err}", file=sys.stderr)
         return EXIT_LAB_FAILED
+    cite_metrics(ctx, started)        # with lab up --metrics: the window's metrics
     return 0
 
 
