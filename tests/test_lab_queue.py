@@ -66,10 +66,12 @@ def test_contact_form_from_the_cli_and_its_task_after_the_response(
     assert extra["outcome"] == "succeeded"
     kinds = [c["name"] for c in task["children"]]
     assert kinds == ["server.queue-wait", "server.celery"]
-    # beside the response, with its own times: it ends after the response did, and it was
-    # not clipped into the request's span
-    assert task["end_ms"] > http["end_ms"]
+    # beside the response, with its own times, not clipped into the request's span: it spans
+    # its own queue wait and run, whenever they ended (often after the response, but an empty
+    # queue can finish the task while the 202 is still on its way out through the tiers)
     assert task["start_ms"] >= http["start_ms"]
+    assert task["end_ms"] == max(c["end_ms"] for c in task["children"])
+    assert task["children"][0]["start_ms"] == task["start_ms"]
     run = task["children"][1]
     assert (run["attrs"].get("extra") or run["attrs"])["worker"] == "worker@lab"
     assert any("background: task send_contact_message" in f["message"]

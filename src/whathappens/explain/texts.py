@@ -494,7 +494,8 @@ BROWSER: dict[str, SpanText] = {
 LOGGED: dict[str, tuple[str, ...]] = {
     "edge": ("status", "cache", "upstream_addr", "upstream_connect_time",
              "upstream_header_time", "upstream_response_time", "request_time", "request_id",
-             "protocol", "ssl_protocol", "ssl_cipher", "ssl_session_reused", "node", "uri"),
+             "protocol", "ssl_protocol", "ssl_cipher", "ssl_session_reused", "node", "uri",
+             "ssl_client_s_dn", "ssl_client_verify"),
     "lb": ("server", "backend", "status", "Tq", "Tw", "Tc", "Tr", "Ta", "termination",
            "retries", "queues", "request_id", "algorithm", "timers"),
     "django": ("view", "status", "method", "path", "pid", "gunicorn_worker_pid",
@@ -584,7 +585,10 @@ SERVER: dict[str, SpanText] = {
          "connected in {upstream_connect_ms}, headers after {upstream_header_ms}, all "
          "after {upstream_response_ms}.",
          "With proxy_buffering on, nginx reads the whole answer quickly and feeds it to a "
-         "slow client itself, so a Python worker is free again sooner."),
+         "slow client itself, so a Python worker is free again sooner.",
+         "The hop in was mutual TLS (lab up --mtls): the load balancer showed the "
+         "certificate {ssl_client_s_dn}, and nginx's check (ssl_verify_client) said "
+         "{ssl_client_verify}."),
         ("nginx's request_time, {request_ms}, in whole milliseconds.",),
     ),
     "server.django": T(
