@@ -24,7 +24,7 @@ from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import KINDS, build, build_all
 from whathappens.lab.tiers.gunicorn import site_env
 from whathappens.lab.tiers.nginx import access_log
-from whathappens.lab.topology import Topology, production
+from whathappens.lab.topology import Topology, add_metrics, production
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -134,7 +134,8 @@ def test_another_trace_finds_nothing(renamed_lab: LabContext) -> None:
 
 def test_every_driver_that_names_a_span_kind_reads_its_log() -> None:
     """A driver that says its log gives a span per request also reads that log."""
-    drivers = build_all(production())
+    # every kind of driver, the metrics tiers included (lab up --metrics)
+    drivers = build_all(add_metrics(production()))
     assert {type(t).__name__ for t in drivers} >= {k[1] for k in KINDS.values()} - {"WanLink"}
     readers = [t for t in drivers if type(t).trace_spans is not Tier.trace_spans]
     assert {t.span_kind for t in drivers if t.span_kind} == {"edge", "pop", "lb", "app", "django"}
