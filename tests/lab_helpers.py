@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from whathappens.lab import lab
+from whathappens.lab.exercises import drills
 from whathappens.lab.install import missing_packages, missing_python
 from whathappens.lab.tier import LabContext
 
@@ -46,3 +49,19 @@ def bring_up(profile: str, prefix: str = "whathappens-lab-",
     finally:
         lab.down(ctx)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def in_force(ctx: LabContext) -> set[str]:
+    """The drills in force on the lab in ``ctx`` (its drills.json)."""
+    return set(drills.in_force(drills.open_lab(ctx)))
+
+
+@contextlib.contextmanager
+def healing(ctx: LabContext, target: str) -> Iterator[dict[str, Any]]:
+    """Heal ``target`` after the block, even when one of its assertions failed; the dict
+    holds what the heal measured."""
+    healed: dict[str, Any] = {}
+    try:
+        yield healed
+    finally:
+        healed.update(drills.do(ctx, "heal", target, say=print))

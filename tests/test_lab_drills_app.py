@@ -11,14 +11,12 @@ without one. Needs the Debian packages (`whathappens lab install`) and the `lab`
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from lab_helpers import bring_up, needs_lab
+from lab_helpers import bring_up, healing, in_force, needs_lab
 from whathappens.lab import lab
 from whathappens.lab.exercises import drills
 from whathappens.lab.exercises.drills.appfaults import Cgroup, NoCgroup, cgroup_name
@@ -32,19 +30,6 @@ pytestmark = needs_lab
 def production() -> Iterator[LabContext]:
     yield from bring_up("production", "whathappens-drills-app-")
 
-
-def in_force(ctx: LabContext) -> set[str]:
-    return set(drills.in_force(drills.open_lab(ctx)))
-
-
-@contextlib.contextmanager
-def healing(ctx: LabContext, target: str) -> Iterator[dict[str, Any]]:
-    """Heal ``target`` after the block, even when one of its assertions failed."""
-    healed: dict[str, Any] = {}
-    try:
-        yield healed
-    finally:
-        healed.update(drills.do(ctx, "heal", target, say=print))
 
 
 def test_lb_mistarget_haproxy_answers_503_itself(production: LabContext) -> None:

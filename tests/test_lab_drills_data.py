@@ -10,13 +10,11 @@ install`) and the `lab` Python extra.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from lab_helpers import bring_up, needs_lab
+from lab_helpers import bring_up, healing, in_force, needs_lab
 from whathappens.lab import lab, process
 from whathappens.lab.exercises import drills
 from whathappens.lab.exercises.drills import evict, pool, redis_slow, slowquery
@@ -30,19 +28,6 @@ pytestmark = needs_lab
 def production() -> Iterator[LabContext]:
     yield from bring_up("production", "whathappens-drills-data-")
 
-
-def in_force(ctx: LabContext) -> set[str]:
-    return set(drills.in_force(drills.open_lab(ctx)))
-
-
-@contextlib.contextmanager
-def healing(ctx: LabContext, target: str) -> Iterator[dict[str, Any]]:
-    """Heal ``target`` after the block, even when an assertion in it failed."""
-    healed: dict[str, Any] = {}
-    try:
-        yield healed
-    finally:
-        healed.update(drills.do(ctx, "heal", target, say=print))
 
 
 def test_db_pool_exhausted_surfaces_as_500s_from_django(production: LabContext) -> None:

@@ -11,13 +11,11 @@ them) and the `lab` Python extra.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from lab_helpers import bring_up, needs_lab
+from lab_helpers import bring_up, healing, in_force, needs_lab
 from whathappens.lab import lab, process
 from whathappens.lab.exercises import drills
 from whathappens.lab.exercises.drills import edge
@@ -32,10 +30,6 @@ def production() -> Iterator[LabContext]:
     yield from bring_up("production", "whathappens-edge-drills-")
 
 
-def in_force(ctx: LabContext) -> set[str]:
-    return set(drills.in_force(drills.open_lab(ctx)))
-
-
 def snippets(ctx: LabContext) -> list[str]:
     """The drill snippets in the edge's config directory now."""
     running = drills.open_lab(ctx)
@@ -44,15 +38,6 @@ def snippets(ctx: LabContext) -> list[str]:
     return sorted(p.name for level in OVERLAY_LEVELS
                   for p in driver.overlay_dir(ctx, level).glob("*.conf"))
 
-
-@contextlib.contextmanager
-def healing(ctx: LabContext, target: str) -> Iterator[dict[str, Any]]:
-    """Heal ``target`` after the block, even when one of its assertions failed."""
-    healed: dict[str, Any] = {}
-    try:
-        yield healed
-    finally:
-        healed.update(drills.do(ctx, "heal", target, say=print))
 
 
 def test_waf_answers_an_attack_403_at_the_edge_with_the_crs_rule(

@@ -220,18 +220,20 @@ class HAProxy(SpecTier):
                          f"{item.get('conns')}"))
         return out
 
-    def servers(self, ctx: LabContext) -> dict[str, str]:
-        """Each app server's state from ``show stat``: "UP", "DOWN", "MAINT", "UP 1/2"…"""
+    def server_rows(self, ctx: LabContext, backend: str = "app") -> list[dict[str, str]]:
+        """``show stat``'s CSV rows of ``backend``'s servers (not its FRONTEND/BACKEND rows),
+        each by column name (pxname, svname, status, scur, check_status…)."""
         lines = self.admin(ctx, "show stat").splitlines()
         if not lines or not lines[0].startswith("# "):
-            return {}
+            return []
         header = lines[0][2:].split(",")
-        states = {}
-        for line in lines[1:]:
-            row = dict(zip(header, line.split(","), strict=False))
-            if row.get("pxname") == "app" and row.get("svname") not in ("FRONTEND", "BACKEND"):
-                states[row["svname"]] = row.get("status", "")
-        return states
+        rows = (dict(zip(header, line.split(","), strict=False)) for line in lines[1:])
+        return [row for row in rows if row.get("pxname") == backend
+                and row.get("svname") not in ("FRONTEND", "BACKEND", "", None)]
+
+    def servers(self, ctx: LabContext) -> dict[str, str]:
+        """Each app server's state from ``show stat``: "UP", "DOWN", "MAINT", "UP 1/2"…"""
+        return {row["svname"]: row.get("status", "") for row in self.server_rows(ctx)}
 
     def server_lines(self, ctx: LabContext) -> str:
         lines = []

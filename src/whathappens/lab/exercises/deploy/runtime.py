@@ -61,18 +61,9 @@ class Server:
 
 def servers(lab: Lab) -> dict[str, Server]:
     """The app backend's servers as HAProxy sees them now (``show stat``)."""
-    lines = lab.haproxy().admin(lab.ctx, "show stat").splitlines()
-    if not lines or not lines[0].startswith("# "):
-        return {}
-    header = lines[0][2:].split(",")
-    out = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(","), strict=False))
-        name = row.get("svname", "")
-        if row.get("pxname") == BACKEND and name not in ("FRONTEND", "BACKEND", ""):
-            out[name] = Server(name, row.get("status", ""), int(row.get("scur") or 0),
-                               row.get("check_status", ""))
-    return out
+    return {row["svname"]: Server(row["svname"], row.get("status", ""),
+                                  int(row.get("scur") or 0), row.get("check_status", ""))
+            for row in lab.haproxy().server_rows(lab.ctx, BACKEND)}
 
 
 def runtime(lab: Lab, commands: list[str]) -> float:
