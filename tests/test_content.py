@@ -191,7 +191,7 @@ def test_a_flood_of_empty_members_is_refused_without_burning_cpu(coding: str) ->
     t0 = time.process_time()
     with pytest.raises(HttpError, match="more than 1000") as err:
         decode_content(body, [coding], max_decoded=BIG, keep=0)
-    assert time.process_time() - t0 < 0.5
+    assert time.process_time() - t0 < 5   # a runaway, not a speed figure: it was 79 s
     assert err.value.code == "http.content_decode_failed"
 
 

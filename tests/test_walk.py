@@ -253,6 +253,10 @@ A.ROOT-SERVERS.NET.      3600000      AAAA  ::1
 # --- limits and loops (issue 8): named failures, and the planner's own work stays small -----
 
 PLANNER_CPU: list[float] = [0.0]   # CPU spent inside the planner by the last drive()
+# A bound that tells bounded work from a runaway (4.5 s at n=30 and endless at n=100 before
+# the fix; about 0.2 s at n=1000 after), not a performance figure: a busy CI machine must
+# not fail it.
+RUNAWAY_CPU_S = 3.0
 
 
 def drive(w: Walk, respond: Callable[[QueryAction], dns.message.Message | None]) -> int:
@@ -297,7 +301,7 @@ def test_glueless_cycle_is_named_with_few_queries_and_little_cpu(n: int) -> None
     assert "a.test. is served by" in w.result.message
     assert "inside a.test. again" in w.result.message
     assert sent <= 1 + MAX_NESTED  # the first referral, then one query per nested walk
-    assert PLANNER_CPU[0] < 0.25   # it was 4.5 s at n=30, unbounded at n=100
+    assert PLANNER_CPU[0] < RUNAWAY_CPU_S
 
 
 def test_nested_walks_start_at_the_root_hints_not_at_the_zone() -> None:
@@ -371,7 +375,7 @@ def test_glueless_fan_out_tree_is_bounded() -> None:
 
     w = Walk("www.t.test", "A", ROOTS)
     sent = drive(w, respond)
-    assert PLANNER_CPU[0] < 0.5
+    assert PLANNER_CPU[0] < RUNAWAY_CPU_S
     assert sent <= MAX_QUERIES
     assert w.result is not None
     assert w.result.code in ("dns.query_limit", "dns.nested_limit")
