@@ -30,6 +30,15 @@ def production() -> Iterator[LabContext]:
 
 
 
+def test_haproxys_own_503s_are_told_from_the_apps() -> None:
+    lines = [{"status": "503", "server": "<NOSRV>", "termination": "SC--"},
+             {"status": "503", "server": "app-1", "termination": "sQ--"},
+             {"status": "503", "server": "app-2", "termination": "----"},   # the app's own
+             {"status": "500", "server": "app-1", "termination": "----"},
+             {"status": "503", "server": "app-1", "termination": ""}]
+    assert pool.lb_own_503s(lines) == {"503 <NOSRV> SC": 1, "503 app-1 sQ": 1}
+
+
 def test_db_pool_exhausted_surfaces_as_500s_from_django(production: LabContext) -> None:
     facts = drills.do(production, "break", "db-pool", say=print)
     with healing(production, "db-pool") as healed:
@@ -43,16 +52,20 @@ def test_db_pool_exhausted_surfaces_as_500s_from_django(production: LabContext) 
         assert facts["within"]["db_p50_ms"] >= 0.9 * pool.QUERY_SECONDS * 1000
         above = facts["above"]
         assert above["failed"] > 0, above
-        # The failures are Django's 500s (Server-Timing app on them), passed on unchanged.
+        # The failures are Django's 500s (Server-Timing app on them), passed on unchanged,
+        # and, when gunicorn's busy threads made the health checks time out, HAProxy's own
+        # 503s: every one of those is in HAProxy's log as its own (no server answered).
         failed = {k: v for k, v in above["by_tier"].items() if not k.startswith("200 ")}
-        assert failed
+        assert any(k.startswith("500 from Django on app-") for k in failed), failed
+        lb = failed.pop("503 from HAProxy or the edge", 0)
         assert all(k.startswith("500 from Django on app-") for k in failed), failed
+        assert sum(facts["lb_503s"].values()) == lb, facts["lb_503s"]
         # PgBouncer saw the queue and closed the clients that waited too long.
         peak = facts["above_peak"]
         assert peak["cl_waiting"] >= pool.CLIENTS // 2
         assert peak["sv_active"] <= pool.POOL_SIZE
         assert peak["maxwait_s"] >= 0.8 * pool.WAIT_TIMEOUT
-        assert facts["log_timeouts"] >= above["failed"]
+        assert facts["log_timeouts"] >= sum(failed.values())   # each 500 was one closed
         # … and each failed request is one OperationalError in gunicorn's (Django's) log.
         assert facts["django_errors"] == above["failed"]
     assert healed["pool_size"] == 20

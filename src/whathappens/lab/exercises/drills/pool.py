@@ -7,9 +7,11 @@ import contextlib
 import re
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from whathappens.lab.exercises import load
+from whathappens.lab.exercises.drills.app import Watch, _lb_lines
 from whathappens.lab.exercises.drills.common import (
     DrillError,
     Say,
@@ -107,12 +109,54 @@ class PoolWatch:
         }
 
 
-def _load(lab: Lab, clients: int, requests: int) -> tuple[load.LoadResult, dict[str, float]]:
+def _load(lab: Lab, clients: int, requests: int,
+          run_id: str = "") -> tuple[load.LoadResult, dict[str, float]]:
+    """A load run; with ``run_id`` its URLs carry ``dbpool=<run_id>-<n>`` (HAProxy's log
+    of the same requests is found by it)."""
+    def path(n: int) -> str:
+        return f"/p/about/?dbpool={run_id}-{n}" if run_id else f"/p/about/?{_nonce()}"
+
     with PoolWatch(lab) as watch:
-        result = run_phase(lab, lambda n: f"/p/about/?{_nonce()}", requests=requests,
-                           concurrency=clients, seconds=30,
+        result = run_phase(lab, path, requests=requests, concurrency=clients, seconds=30,
                            headers={"X-Lab-DB-Sleep": str(QUERY_SECONDS)})
     return result, watch.peak()
+
+
+# HAProxy's termination states (%tsc, its configuration manual §8.5) a 503 of its own
+# carries in this drill, in plain words.
+LB_503 = {
+    "SC": "no server was up to take it (<NOSRV>: HAProxy's health checks had marked every "
+          "server DOWN)",
+    "sQ": "it waited in HAProxy's queue for a free server slot longer than 'timeout queue'",
+    "SQ": "it waited in HAProxy's queue and no server took it",
+    "sC": "HAProxy could not connect to a server within 'timeout connect'",
+}
+
+
+def lb_own_503s(lines: list[dict[str, Any]]) -> Counter[str]:
+    """HAProxy's own 503s among its log ``lines`` (no server answered them: the session
+    ended on the server side while queued or connecting), by 'status server termination'."""
+    def own(x: dict[str, Any]) -> bool:
+        term = str(x.get("termination") or "")
+        return str(x.get("status")) == "503" and (
+            x.get("server") == "<NOSRV>" or (term[:1] in ("s", "S") and term[1:2] in ("C", "Q")))
+    return Counter(f"503 {x.get('server')} {str(x.get('termination'))[:2]}"
+                   for x in lines if own(x))
+
+
+def _say_lb_503s(say: Say, own: Counter[str], downs: list[str]) -> None:
+    """What HAProxy's log and its server states say of the 503s Django did not send."""
+    if not own:
+        return
+    say("    HAProxy answered " + ", ".join(f"{n} × {k}" for k, n in own.most_common())
+        + " itself (its log: status, server, termination state):")
+    for term in sorted({k.rsplit(" ", 1)[1] for k in own}):
+        say(f"      {term}: {LB_503.get(term, 'see HAProxy manual §8.5')}")
+    if downs:
+        say(f"    Its health checks (GET /healthz every 500 ms, DOWN after 2 failures) saw "
+            f"{', '.join(downs)}: /healthz needs no database, but it waits for a gunicorn "
+            f"thread like any request, and all of them were waiting on the pool. A health "
+            f"check that shares the app's threads reports 'busy' as 'dead'.")
 
 
 def _say_phase(say: Say, label: str, result: load.LoadResult, peak: dict[str, float]) -> None:
@@ -195,7 +239,13 @@ def break_pool(lab: Lab, say: Say) -> dict[str, Any]:
     say("  during:")
     _say_phase(say, f"{POOL_SIZE} clients (as many as the pool)", within, within_peak)
     marks = _log_sizes(lab)
-    above, above_peak = _load(lab, CLIENTS, REQUESTS)
+    run_id = _nonce()
+    watch = Watch(lab, time.monotonic())
+    watch.start()
+    try:
+        above, above_peak = _load(lab, CLIENTS, REQUESTS, run_id)
+    finally:
+        watch.stop()
     _say_phase(say, f"{CLIENTS} clients ({CLIENTS // POOL_SIZE} × the pool)", above,
                above_peak)
     closed, django = _evidence(lab, marks)
@@ -203,12 +253,16 @@ def break_pool(lab: Lab, say: Say) -> dict[str, Any]:
         f"query_wait_timeout' (each waited over {WAIT_TIMEOUT} s for a server connection)")
     say(f"      gunicorn's logs: {django} × django.db.utils.OperationalError: "
         f"query_wait_timeout (the error PgBouncer sent before closing)")
+    own = lb_own_503s(_lb_lines(lab, f"dbpool={run_id}-"))
+    downs = sorted({f"{server} DOWN" for _, states in watch.changes
+                    for server, state in states.items() if state.startswith("DOWN")})
     _say_pool_meaning(say, above, above_peak, closed)
+    _say_lb_503s(say, own, downs)
     say("  undo: whathappens lab heal db-pool")
     return {"before": summary(before), "before_peak": before_peak,
             "within": summary(within), "within_peak": within_peak,
             "above": summary(above), "above_peak": above_peak, "log_timeouts": closed,
-            "django_errors": django,
+            "django_errors": django, "lb_503s": dict(own), "lb_downs": downs,
             "pool_size": db.get("pool_size")}
 
 
@@ -220,11 +274,10 @@ def _say_pool_meaning(say: Say, above: load.LoadResult, peak: dict[str, float],
         f"request serve at most {capacity:.0f} requests/s (arithmetic, not measured); "
         f"{CLIENTS} clients ask for more, so the rest queue inside PgBouncer "
         f"(cl_waiting reached {peak['cl_waiting']:.0f}).")
-    if above.failed:
-        statuses = sorted({s.status for s in above.failed})
+    if any(x.status == 500 for x in above.failed):
         say(f"    A client that waited {WAIT_TIMEOUT} s without a connection was closed by "
             f"PgBouncer (query_wait_timeout); Django's query raised an OperationalError and "
-            f"the page view, which does not catch it, became a {statuses} — produced by "
+            f"the page view, which does not catch it, became a 500 — produced by "
             f"Django, passed on unchanged by the app nginx, HAProxy and the edge. PostgreSQL "
             f"never ran more than {peak['sv_active']:.0f} of the site's queries at once: "
             f"the bottleneck is the pool, not the database.")
