@@ -48,38 +48,54 @@ def test_demo_command_json(tmp_path: Path) -> None:
     assert doc["error"] is None
     assert doc["url"] == "https://www.example.com:10443/"
     summary = doc["facts"]["summary"]
+    # The HTTPS record advertises h3: the demo goes as a browser would, QUIC raced and won.
     assert (summary["status"], summary["http_version"], summary["tls_version"]) == \
-        (200, "HTTP/2", "TLSv1.3")
+        (200, "HTTP/3", "TLSv1.3")
+    [leg] = [s for s in doc["spans"] if s["name"] == "leg"]
+    [quic] = [c for c in leg["children"] if c["name"] == "quic"]
+    assert quic["attrs"]["race"] == "won"
     assert doc["facts"]["demo"]["delays_injected"] is False
     assert (tmp_path / "demo" / "ca.pem").exists()
 
 
-def test_terminal_report(demo_internet: DemoInternet) -> None:
+# The default (the HTTPS record advertises h3: QUIC wins the race) and TCP + TLS.
+STEPS = [((), ("URL", "DNS", "QUIC", "HTTP"), "HTTP/3"),
+         (("--http3=off",), ("URL", "DNS", "TCP", "TLS", "HTTP"), "HTTP/2")]
+
+
+@pytest.mark.parametrize(("args", "labels", "version"), STEPS)
+def test_terminal_report(demo_internet: DemoInternet, args: tuple[str, ...],
+                         labels: tuple[str, ...], version: str) -> None:
     net = demo_internet
-    result = report(net, demo_url(net))
+    result = report(net, demo_url(net), *args)
     no_traceback(result)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "\x1b[" not in out  # --no-color
     lines = out.splitlines()
-    for label in ("URL", "DNS", "TCP", "TLS", "HTTP"):
+    for label in labels:
         assert any(line.startswith(f" {label} ") for line in lines), label
     assert max(len(line) for line in lines) <= 100
-    assert "200 · HTTP/2 · TLSv1.3" in out
+    assert f"200 · {version} · TLSv1.3" in out
     last = [line for line in lines if line.strip()][-1]
-    assert last.startswith("200 · HTTP/2 · TLSv1.3 · ")
+    assert last.startswith(f"200 · {version} · TLSv1.3 · ")
     assert last.rstrip().endswith("ms total")
     assert "a.root-servers.net" in out  # the walk's hops are shown
 
 
-def test_explain_adds_the_beginner_paragraphs(demo_internet: DemoInternet) -> None:
+@pytest.mark.parametrize(("args", "steps"), [((), ("url", "dns", "quic", "http")),
+                                             (("--http3=off",), ("url", "dns", "tcp", "tls",
+                                                                 "http"))])
+def test_explain_adds_the_beginner_paragraphs(demo_internet: DemoInternet,
+                                              args: tuple[str, ...],
+                                              steps: tuple[str, ...]) -> None:
     net = demo_internet
-    plain = report(net, demo_url(net))
-    explained = report(net, demo_url(net), "--explain")
+    plain = report(net, demo_url(net), *args)
+    explained = report(net, demo_url(net), "--explain", *args)
     no_traceback(explained)
     assert explained.returncode == 0
     flat = " ".join(explained.stdout.split())
-    for step in ("url", "dns", "tcp", "tls", "http"):
+    for step in steps:
         title = SPAN_TEXTS[step].title    # then its texts, filled with this journey's values
         assert title in flat, step
         assert title not in " ".join(plain.stdout.split())

@@ -194,7 +194,7 @@ def test_a_plain_http_leg_and_its_https_redirect(demo_internet: DemoInternet) ->
     assert "encryption" not in back.beginner
     second = _text(j, 1, "leg")
     assert "The answer to request 1 was 301" in second
-    assert "HTTP/2" in _text(j, 1, "http")
+    assert "HTTP/3" in _text(j, 1, "http")     # the HTTPS record advertises h3: QUIC won
 
 
 def test_dns_text_says_which_views_ran_and_how_browsers_resolve(
@@ -216,7 +216,7 @@ def test_dns_text_says_which_views_ran_and_how_browsers_resolve(
 
 def test_tls_text_shows_the_context_setup_apart(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net))
+    j = trace(net, demo_url(net), "--http3=off")
     tls = next(s for s in _doc(j).all_spans() if s.name == "tls")
     facts = tls.facts_as(TlsFacts)
     assert facts is not None
@@ -231,7 +231,7 @@ def test_tls_text_shows_the_context_setup_apart(demo_internet: DemoInternet) -> 
 # ------------------------------------------------------------------------------ renderers
 def test_terminal_explain_fills_every_leg(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/redirect/1"))
+    j = trace(net, demo_url(net, path="/redirect/1"), "--http3=off")
     out = io.StringIO()
     render_terminal(j.to_dict(), out, explain=True, color=False, width=200)
     text = out.getvalue()
@@ -250,7 +250,7 @@ def test_terminal_explain_fills_every_leg(demo_internet: DemoInternet) -> None:
 def test_html_report_explains_each_leg_and_labels_the_times(
         demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/redirect/1"))
+    j = trace(net, demo_url(net, path="/redirect/1"), "--http3=off")
     page = render_html(j.to_dict())
     assert "GET /redirect/1 on www.example.com" in page
     assert "(CPU time" not in page

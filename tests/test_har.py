@@ -20,7 +20,7 @@ def validate(har: dict[str, object]) -> None:
 
 def test_one_entry_per_leg_with_the_journeys_timings(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/redirect/1"))
+    j = trace(net, demo_url(net, path="/redirect/1"), "--http3=off")
     assert j.error is None
     doc = j.to_dict()
     har = to_har(doc)
@@ -48,6 +48,27 @@ def test_one_entry_per_leg_with_the_journeys_timings(demo_internet: DemoInternet
     assert second["response"]["status"] == 200
     assert second["request"]["httpVersion"] == "HTTP/2"
     assert first["startedDateTime"] <= second["startedDateTime"]
+
+
+def test_an_http3_journey_gives_the_quic_handshake_as_connect_and_ssl(
+        demo_internet: DemoInternet) -> None:
+    """The demo's default: the HTTPS record advertises h3, QUIC wins the race. As Chrome
+    writes it, one QUIC handshake is both ``connect`` and ``ssl``; the redirect's second
+    request rides the same QUIC connection."""
+    net = demo_internet
+    j = trace(net, demo_url(net, path="/redirect/1"))
+    assert j.error is None
+    har = to_har(j.to_dict())
+    validate(har)
+    first, second = har["log"]["entries"]
+    first_leg, second_leg = legs(j)
+    quic = child(first_leg, "quic")
+    t = first["timings"]
+    assert t["connect"] == t["ssl"] == round(quic.duration_ns / 1e6, 3)
+    assert first["request"]["httpVersion"] == first["response"]["httpVersion"] == "h3"
+    assert second_leg.attrs["connection"] == "reused"
+    assert (second["timings"]["connect"], second["timings"]["ssl"]) == (-1, -1)
+    assert second["response"]["httpVersion"] == "h3"
 
 
 def test_cli_writes_the_har_file(demo_internet: DemoInternet, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from journey_helpers import (
     assert_failed_at,
     assert_steps_before,
@@ -42,20 +44,28 @@ def test_endless_body_stops_at_the_limit() -> None:
     assert http.duration_ns < 5e9  # stopped at the limit, not at --max-time
 
 
-def test_gzip_bomb_small_limit(demo_internet: DemoInternet) -> None:
+# The same bound over HTTP/2 (TCP + TLS) and HTTP/3 (QUIC, the demo's default).
+TRANSPORTS = [(("--http3=off",), ("dns", "tcp", "tls")), ((), ("dns", "quic"))]
+
+
+@pytest.mark.parametrize(("args", "before"), TRANSPORTS)
+def test_gzip_bomb_small_limit(demo_internet: DemoInternet, args: tuple[str, ...],
+                               before: tuple[str, ...]) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/gzip-bomb"), "--max-decoded", "1000000")
+    j = trace(net, demo_url(net, path="/gzip-bomb"), "--max-decoded", "1000000", *args)
     assert_failed_at(j, "http", "http.decoded_too_large", 7, "gzip", "976.6 KiB",
                      "decompression bomb")
-    leg = assert_steps_before(j, "dns", "tcp", "tls")
+    leg = assert_steps_before(j, *before)
     failed_span(leg, "http", "http.decoded_too_large")
 
 
-def test_gzip_bomb_default_limit(demo_internet: DemoInternet) -> None:
+@pytest.mark.parametrize(("args", "before"), TRANSPORTS)
+def test_gzip_bomb_default_limit(demo_internet: DemoInternet, args: tuple[str, ...],
+                                 before: tuple[str, ...]) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/gzip-bomb"))
+    j = trace(net, demo_url(net, path="/gzip-bomb"), *args)
     assert_failed_at(j, "http", "http.decoded_too_large", 7, "50 MiB", "decompression bomb")
-    assert_steps_before(j, "dns", "tcp", "tls")
+    assert_steps_before(j, *before)
 
 
 def test_stall_after_the_headers_hits_max_time() -> None:

@@ -288,6 +288,32 @@ def test_auto_uses_http3_when_the_https_record_advertises_it(
     assert any("QUIC raced TCP" in f.message for f in j.findings)
 
 
+def test_the_default_is_a_browsers_choice_and_every_analysis_reads_quic(
+        demo_internet: DemoInternet) -> None:
+    """No flag: the demo's HTTPS record advertises h3, so QUIC races TCP and wins; the
+    analyses that read the connection (budgets, timing guide, actors, summary) read QUIC's."""
+    from whathappens.analysis.document import analyze
+
+    net = demo_internet
+    j = trace(net, demo_url(net), "--no-revalidate")
+    assert j.error is None, j.error
+    leg = legs(j)[0]
+    assert [c.name for c in leg.children] == ["dns", "quic", "http"]
+    quic = child(leg, "quic")
+    assert quic.attrs["race"] == "won"
+    a = analyze(j.to_dict())
+    [budget] = [b for b in a["budgets"] if b["step"] == "quic"]
+    assert budget["guide"].startswith("≈ 1 RTT")
+    assert budget["rtt_ms"] == quic.attrs["path_end"]["min_rtt_ms"]
+    assert budget["outcome"] in ("within", "over")
+    [row] = [r for r in a["timing_guide"]["rows"] if r["metric"] == "quic"]
+    assert "(QUIC's estimate)" in row["note"]
+    server = next(x for x in a["actors"] if x["role"] == "server")
+    assert server["address"].strip("[]").rsplit(":", 1)[0].strip("[]") in (
+        quic.attrs["address"], f"[{quic.attrs['address']}]")
+    assert "quic" in a["summary"]["time_by_step"]
+
+
 def test_auto_falls_back_to_tcp_when_udp_is_silent(demo_internet: DemoInternet) -> None:
     net = demo_internet
     j = trace(net, demo_url(net, host="h3-down.example.com"), "--http3=auto",

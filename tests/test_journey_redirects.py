@@ -15,7 +15,7 @@ from whathappens.demo.internet import DemoInternet
 
 def test_http_redirects_to_https_on_a_new_connection(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, scheme="http"))
+    j = trace(net, demo_url(net, scheme="http"), "--http3=off")
     assert j.error is None
     assert j.exit_code == 0
     first, second = legs(j)
@@ -44,7 +44,7 @@ def test_http_redirects_to_https_on_a_new_connection(demo_internet: DemoInternet
 
 def test_redirects_on_one_origin_reuse_the_connection(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/redirect/3"))
+    j = trace(net, demo_url(net, path="/redirect/3"), "--http3=off")
     assert j.error is None
     all_legs = legs(j)
     assert len(all_legs) == 4
@@ -68,7 +68,7 @@ def test_redirects_on_one_origin_reuse_the_connection(demo_internet: DemoInterne
 
 def test_redirect_loop(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net, path="/loop"))
+    j = trace(net, demo_url(net, path="/loop"), "--http3=off")
     assert_failed_at(j, "redirect", "redirect.loop", 8, "loop", "/loop")
     [leg] = legs(j)  # the second visit is not made: the loop is seen before it
     for step in ("dns", "tcp", "tls", "http"):

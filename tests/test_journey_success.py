@@ -22,7 +22,7 @@ from whathappens.journey import Journey
 
 def test_www_example_com_through_the_demo(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net))
+    j = trace(net, demo_url(net), "--http3=off")
     assert j.error is None
     assert j.exit_code == 0
 

@@ -77,7 +77,7 @@ def test_insecure_reports_the_problem_and_continues(demo_internet: DemoInternet,
 
 def test_a_valid_certificate_with_insecure_has_no_warning(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    j = trace(net, demo_url(net), "-k")
+    j = trace(net, demo_url(net), "-k", "--http3=off")
     assert j.error is None
     assert [f for f in j.findings if f.step == "tls"] == []
     assert child(legs(j)[0], "tls").attrs["chain_verification"]["ok"] is True
@@ -144,12 +144,23 @@ def test_tls_max_1_2_negotiates_tls_1_2_with_its_own_message_flow(
     assert kinds[:2] == ["client_hello", "server_hello"]
     assert "server_hello_done" in kinds
     assert "client_key_exchange" in kinds
+    # QUIC carries TLS 1.3 only (RFC 9001 §4.2): with TLS 1.2 as the highest offer, HTTP/3 is
+    # not tried even though the HTTPS record and Alt-Svc advertise it, and the report says so.
+    assert [c.name for c in legs(j)[0].children] == ["dns", "tcp", "tls", "http"]
+    assert any("QUIC needs TLS 1.3" in f.message for f in j.findings)
+
+
+def test_http3_forced_with_tls_1_2_is_a_usage_error(demo_internet: DemoInternet) -> None:
+    from whathappens.cli import main
+
+    assert main([demo_url(demo_internet), "--http3", "--tls-max", "1.2"]) == 2
 
 
 def test_resume_offers_the_first_session_and_skips_the_certificate(
         demo_internet: DemoInternet) -> None:
     for version in ("1.3", "1.2"):
-        j = trace(demo_internet, demo_url(demo_internet), "--resume", "--tls-max", version)
+        j = trace(demo_internet, demo_url(demo_internet), "--resume", "--tls-max", version,
+                  "--http3=off")
         assert j.error is None
         first, second = (child(leg, "tls") for leg in legs(j))
         assert first.attrs["session_offered"] is False

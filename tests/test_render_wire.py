@@ -65,7 +65,7 @@ def demo_journey(net: DemoInternet, *args: str) -> dict[str, Any]:
 
 
 def test_the_frames_of_a_real_h2_exchange_in_every_output(demo_internet: DemoInternet) -> None:
-    data = demo_journey(demo_internet)
+    data = demo_journey(demo_internet, "--http3=off")
     wire = http_span(data)["attrs"]["h2_wire"]
     types = [(f["direction"], f["type"]) for f in wire["frames"]]
     assert types[:3] == [("sent", "SETTINGS"), ("sent", "WINDOW_UPDATE"), ("sent", "HEADERS")]

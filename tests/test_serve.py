@@ -102,7 +102,8 @@ def test_a_demo_journey_streams_every_step_then_the_report(
     assert kinds[0] == "start"
     assert kinds[-2:] == ["report", "end"]
     steps = [s["step"] for s in stream.steps()]
-    assert steps == ["url", "dns", "tcp", "tls", "http", "leg", "revalidate", "tls-compare"]
+    # The HTTPS record advertises h3: the page's journey goes as a browser's, QUIC first.
+    assert steps == ["url", "dns", "quic", "http", "leg", "revalidate", "tls-compare"]
     # Inside DNS, each resolver question and each hop of the walk arrives as it ends,
     # before the DNS step itself.
     details = [(i, d) for i, (k, d, _) in enumerate(stream.events) if k == "detail"]
@@ -116,7 +117,7 @@ def test_a_demo_journey_streams_every_step_then_the_report(
     by = {s["step"]: s for s in stream.steps()}
     assert not any(s["failed"] for s in stream.steps())
     assert "127.0.80.1" in by["dns"]["summary"] or "::1" in by["dns"]["summary"]
-    assert "TLSv1.3" in by["tls"]["summary"]
+    assert "QUIC" in by["quic"]["summary"]
     assert by["http"]["summary"].startswith("200 ")
     assert "TLS 1.2:" in by["tls-compare"]["summary"]
     assert "round trip" in by["tls-compare"]["summary"]

@@ -170,8 +170,8 @@ def test_demo_internet_both_versions_measured(demo_internet: DemoInternet) -> No
 
 def test_journey_with_compare_tls_keeps_its_own_steps(demo_internet: DemoInternet) -> None:
     net = demo_internet
-    plain = trace(net, demo_url(net))
-    j = trace(net, demo_url(net), "--compare-tls")  # also validates the schema
+    plain = trace(net, demo_url(net), "--http3=off")
+    j = trace(net, demo_url(net), "--compare-tls", "--http3=off")  # validates the schema
     assert j.error is None
     tc = j.to_dict()["facts"]["tls_compare"]
     assert tc["measured"] is True
@@ -206,7 +206,12 @@ def test_after_a_journey_with_its_options_and_address_policy(
 
     result = after(j)
     assert j.to_dict()["facts"]["tls_compare"]["address"] == result["address"]
-    assert result["address"] == child(legs(j)[0], "tcp").attrs["address"]
+    # HTTP/3 carried the journey (the demo's HTTPS record advertises h3): TLS over TCP is
+    # compared at QUIC's address, on the origin's port.
+    quic = child(legs(j)[0], "quic")
+    assert quic.attrs["race"] == "won"
+    assert result["address"] == quic.attrs["address"]
+    assert result["port"] == net.https_port
     assert [v["outcome"] for v in result["versions"]] == ["measured", "measured"]
     asked: list[str] = []
 
@@ -216,7 +221,7 @@ def test_after_a_journey_with_its_options_and_address_policy(
 
     opts.address_policy = refuse
     result = after(j)
-    address = child(legs(j)[0], "tcp").attrs["address"]
+    address = child(legs(j)[0], "quic").attrs["address"]
     assert asked == [address]  # asked before any packet went out
     assert result == {"measured": False, "reason": f"not measured: {address} is not allowed here"}
 

@@ -142,4 +142,5 @@ def test_a_real_demo_journey(demo_internet: DemoInternet) -> None:
     assert {(w["role"], w["who"], w["confidence"]) for w in who} == {  # type: ignore[index]
         ("app server", "Hypercorn", "possible")}
     details = [e["detail"] for e in who[0]["evidence"]]  # type: ignore[index]
-    assert details == ["Server: hypercorn-h11", "Server: hypercorn-h2"]
+    # http:// over HTTP/1.1, then https:// over HTTP/3 (the HTTPS record advertises h3)
+    assert details == ["Server: hypercorn-h11", "Server: hypercorn-h3"]

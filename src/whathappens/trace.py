@@ -125,9 +125,9 @@ class Options:
     cookies: CookieJar | None = None
     cookie_jar_out: str | None = None    # -c FILE: the jar written there after the journey
     qlog: str | None = None              # --qlog FILE: the QUIC connection's qlog
-    # --http3=auto: HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, raced
-    # against TCP; "force" is http_version "3"; "off" never tries.
-    http3: str = "off"
+    # "auto" (the default, a browser's choice): HTTP/3 when the HTTPS record or an earlier
+    # Alt-Svc advertises it, raced against TCP; "force" is http_version "3"; "off" never tries.
+    http3: str = "auto"
     # After the journey, HTTP/1.1 vs HTTP/2 vs HTTP/3 to the same address (facts.http_compare).
     compare_http: bool = False
 
@@ -709,8 +709,14 @@ class Runner:
             self._auto(url) and client is not None and client.reusable)
 
     def _auto(self, url: UrlAnatomy) -> bool:
+        """HTTP/3 may be tried: auto mode, https, no HTTP version asked for, and TLS 1.3
+        allowed (QUIC carries TLS 1.3 only, RFC 9001 §4.2: --tls-max 1.2 means TCP)."""
         return self.opts.http3 == "auto" and url.scheme == "https" and \
-            self.opts.http_version is None
+            self.opts.http_version is None and self._tls13_allowed()
+
+    def _tls13_allowed(self) -> bool:
+        top = self.opts.tls.max_version
+        return top is None or top >= ssl.TLSVersion.TLSv1_3
 
     def _heard_alt_svc(self, url: UrlAnatomy, ex: Exchange) -> None:
         """A browser's Alt-Svc cache (RFC 7838): kept per origin for its ma."""
@@ -913,14 +919,26 @@ class Runner:
                         "which HTTP does not allow (RFC 9110 §5.5); reports show them escaped")
         if ex.alt_svc:
             self.j.note("info", "http", f"the server advertises alternative services: "
-                        f"{ex.alt_svc}" + ("" if ex.http_version == "HTTP/3" else
-                                          " (HTTP/3 is tried with --http3)"))
+                        f"{ex.alt_svc}" + self._alt_svc_next(ex))
         if ex.status >= 500:
             self.j.note("warning", "http", f"the server answered {ex.status}: a server-side "
                         "error")
         elif ex.status >= 400:
             self.j.note("warning", "http", f"the server answered {ex.status}: the request "
                         "was refused or the page does not exist")
+
+    def _alt_svc_next(self, ex: Exchange) -> str:
+        """What the Alt-Svc changes for this journey (RFC 7838 §2.2: a client may use it
+        for later connections to the origin; the one open now carries on)."""
+        if ex.http_version == "HTTP/3":
+            return ""
+        if self.opts.http3 == "off":
+            return " (not used: --http3=off)"
+        if self.opts.http_version is not None:
+            return f" (not used: HTTP/{self.opts.http_version} was asked for)"
+        if not self._tls13_allowed():
+            return " (not used: QUIC needs TLS 1.3, and --tls-max is lower)"
+        return " (a new connection to this origin would race HTTP/3 against TCP)"
 
     # ------------------------------------------------------------------ end
     def _close(self, conn: _Conn) -> None:

@@ -14,6 +14,7 @@ from whathappens.contract.facts import (
     DnsHopFacts,
     DnsResolverFacts,
     DnsSystemFacts,
+    QuicFacts,
     TcpFacts,
     UrlFacts,
 )
@@ -29,6 +30,19 @@ def zone_role(zone: str) -> str:
 def _first(journey: JourneyDoc, name: str) -> SpanDoc | None:
     return next((c for leg in journey.spans if leg.name == "leg" for c in leg.children
                  if c.name == name), None)
+
+
+def _first_connection(journey: JourneyDoc) -> TcpFacts | QuicFacts | None:
+    """The first leg's connection: TCP, or QUIC when HTTP/3 carried it (both name the
+    local and remote ends)."""
+    for leg in journey.spans:
+        for c in leg.children if leg.name == "leg" else []:
+            facts = c.facts_as(TcpFacts) if c.name == "tcp" else \
+                c.facts_as(QuicFacts) if c.name == "quic" else None
+            lost = isinstance(facts, QuicFacts) and facts.race in ("lost", "failed")
+            if facts is not None and not lost:
+                return facts
+    return None
 
 
 def _resolvers(dns: SpanDoc) -> list[Actor]:
@@ -53,16 +67,14 @@ def _resolvers(dns: SpanDoc) -> list[Actor]:
 def actors(journey: JourneyDoc) -> list[Actor]:
     """Everyone the journey met, in the order it met them (each name server once)."""
     url = next((s.facts for s in journey.spans if isinstance(s.facts, UrlFacts)), None)
-    tcp = _first(journey, "tcp")
-    tcp_facts = tcp.facts_as(TcpFacts) if tcp is not None else None
-    out = [Actor("you", "whathappens", (tcp_facts.local if tcp_facts else None)
-                 or "this machine")]
+    conn = _first_connection(journey)
+    out = [Actor("you", "whathappens", (conn.local if conn else None) or "this machine")]
     dns = _first(journey, "dns")
     if dns is not None:
         out += _resolvers(dns)
-    if tcp_facts is not None:
+    if conn is not None:
         out.append(Actor("server", url.host if url is not None else "",
-                         tcp_facts.remote or tcp_facts.address or ""))
+                         conn.remote or conn.address or ""))
     for s in journey.all_spans():
         if s.name.startswith("server."):
             out.append(Actor(s.name.removeprefix("server."), s.actor, ""))

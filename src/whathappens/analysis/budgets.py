@@ -7,7 +7,10 @@ TLS are counted in round trips, priced with the kernel's own smoothed RTT for th
 (TCP_INFO, RFC 6298): connect() waits for one (SYN → SYN-ACK, RFC 9293 §3.5), a full TLS 1.3
 handshake for one (RFC 8446 §2), TLS 1.2 for two (RFC 5246 §7.3). A step is ``within`` when
 it ended by the rule's mark (its start + the limit), ``over`` when after it, ``unknown`` when
-the rule needs an RTT the kernel did not give.
+the rule needs an RTT the kernel did not give. QUIC sets up the connection and TLS 1.3
+together in one round trip (RFC 9001 §4.1), priced with QUIC's own minimum RTT estimate
+(aioquic's loss recovery, RFC 9002 §5.2: samples taken in user space), as no kernel RTT exists
+for a UDP socket.
 
 Pure: the journey's spans in, verdicts out, in the order the journey met the steps.
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 from whathappens.analysis.model import Outcome, Step, Verdict
 from whathappens.contract.document import JourneyDoc, SpanDoc
-from whathappens.contract.facts import LegFacts, TcpConnectFacts, TlsFacts
+from whathappens.contract.facts import LegFacts, QuicFacts, TcpConnectFacts, TlsFacts
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,13 @@ DNS = Rule("dns", "< 50 ms", limit_ms=50.0)
 TCP = Rule("tcp", "≈ 1 RTT", round_trips=1)
 TLS13 = Rule("tls", "≈ 1 RTT for TLS 1.3", round_trips=1)
 TLS12 = Rule("tls", "≈ 2 RTT for TLS 1.2", round_trips=2)
+QUIC = Rule("quic", "≈ 1 RTT (QUIC and TLS 1.3 together)", round_trips=1)
 TTFB = Rule("ttfb", "< 200 ms", limit_ms=200.0)
-RULES = (DNS, TCP, TLS13, TLS12, TTFB)
+RULES = (DNS, TCP, TLS13, TLS12, QUIC, TTFB)
 
 # The span each rule judges.
-JUDGED: dict[str, Step] = {"dns": "dns", "tcp": "tcp", "tls": "tls", "http.wait": "ttfb"}
+JUDGED: dict[str, Step] = {"dns": "dns", "tcp": "tcp", "tls": "tls", "quic": "quic",
+                           "http.wait": "ttfb"}
 
 
 def kernel_rtt(tcp: SpanDoc | None) -> float | None:
@@ -48,6 +53,18 @@ def kernel_rtt(tcp: SpanDoc | None) -> float | None:
         facts = attempt.facts_as(TcpConnectFacts)
         if facts is not None and facts.tcp_info is not None and facts.tcp_info.rtt_ms:
             return facts.tcp_info.rtt_ms
+    return None
+
+
+def quic_rtt(quic: SpanDoc | None) -> float | None:
+    """QUIC's minimum RTT estimate for the connection: after the exchange, else right after
+    the handshake (aioquic's loss recovery)."""
+    facts = quic.facts_as(QuicFacts) if quic is not None else None
+    if facts is None:
+        return None
+    for path in (facts.path_end, facts.path_after_handshake):
+        if path is not None and path.min_rtt_ms:
+            return path.min_rtt_ms
     return None
 
 
@@ -93,7 +110,7 @@ def verdicts(journey: JourneyDoc) -> list[Verdict]:
         rtt = kernel_rtt(leg.child("tcp"))
         for span in leg.children:
             for s in [span, *span.children] if span.name == "http" else [span]:
-                v = judge(s, facts.index, rtt)
+                v = judge(s, facts.index, quic_rtt(s) if s.name == "quic" else rtt)
                 if v is not None:
                     out.append(v)
     return out

@@ -15,7 +15,7 @@ from whathappens.analysis.caching_model import CachingAnalysis
 from whathappens.analysis.security_model import SecurityAnalysis, WhoAnswered
 
 Outcome = Literal["within", "over", "unknown"]
-Step = Literal["dns", "tcp", "tls", "ttfb"]  # ttfb: the http.wait phase
+Step = Literal["dns", "tcp", "tls", "quic", "ttfb"]  # ttfb: the http.wait phase
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class GuideRow:
     is guidance from experience and published targets, never a measurement; the figure is
     measured (or, for CLS, a score)."""
 
-    metric: str = field(metadata={"doc": "dns | tcp | tls | ttfb | navigation_ttfb | fcp | "
+    metric: str = field(metadata={"doc": "dns | tcp | tls | quic | ttfb | navigation_ttfb | fcp | "
                                          "lcp | cls"})
     leg: int | None = field(metadata={"doc": "the request's index, from 0; null for the "
                                              "journey or the page"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from whathappens.analysis.model import AnalysisSummary, Failure
 from whathappens.contract.document import JourneyDoc
 
-STEPS = ("dns", "tcp", "tls", "http")
+STEPS = ("dns", "tcp", "tls", "quic", "http")
 
 
 def summarize(journey: JourneyDoc) -> AnalysisSummary:

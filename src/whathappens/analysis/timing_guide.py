@@ -42,6 +42,9 @@ BASIS = {
            "the kernel's smoothed estimate for the connection (TCP_INFO, RFC 6298)",
     "tls": "a full TLS 1.3 handshake takes 1 round trip (RFC 8446 §2), TLS 1.2 two "
            "(RFC 5246 §7.3), priced with the kernel's RTT; crypto and scheduling add to it",
+    "quic": "QUIC sets up the connection and TLS 1.3 in one round trip (RFC 9001 §4.1); "
+            "the RTT is QUIC's own minimum estimate (aioquic's loss recovery, RFC 9002 §5.2), "
+            "from user-space samples: a UDP socket has no kernel RTT",
     "ttfb": "one round trip plus a quick server",
 }
 VITAL_BASIS = "Core Web Vitals' threshold, meant for the 75th percentile of real visits"
@@ -86,9 +89,11 @@ def network_row(v: Verdict, span: SpanDoc | None) -> GuideRow:
         note = "request sent → first byte of the response"
         return GuideRow("ttfb", v.leg, v.span_id, f"{TTFB.guide} per request", BASIS["ttfb"],
                         v.took_ms, v.limit_ms, v.outcome, note)
-    note = "the kernel gave no RTT for this connection: no verdict"
+    by = "QUIC's estimate" if v.step == "quic" else "kernel"
+    note = ("QUIC gave no RTT estimate for this connection: no verdict" if v.step == "quic"
+            else "the kernel gave no RTT for this connection: no verdict")
     if v.rtt_ms is not None:
-        note = f"1 RTT = {v.rtt_ms:.3f} ms here (kernel)"
+        note = f"1 RTT = {v.rtt_ms:.3f} ms here ({by})"
         if v.rtt_multiple is not None:
             note += f"; took {v.rtt_multiple:.1f} × RTT"
     return GuideRow(v.step, v.leg, v.span_id, v.guide, BASIS[v.step], v.took_ms, v.limit_ms,

@@ -295,10 +295,13 @@ def journey_target(journey: Journey) -> tuple[str, str, str] | None:
     """(URL, host, address) the journey went to: its URL as the address bar read it, and
     the address of its first connection; None when it never connected."""
     url_span = next((s for s in journey.spans if s.name == "url"), None)
-    tcp = next((s for s in journey.all_spans() if s.name == "tcp" and s.facts.address), None)
-    if url_span is None or tcp is None or not url_span.facts.url:
+    # TCP's address, or QUIC's when HTTP/3 carried the journey (the same server's address;
+    # the browser then connects on its own, over TCP here: it runs with --disable-quic).
+    conn = next((s for s in journey.all_spans() if s.name in ("tcp", "quic")
+                 and getattr(s.facts, "address", None) and s.error is None), None)
+    if url_span is None or conn is None or not url_span.facts.url:
         return None
-    return str(url_span.facts.url), str(url_span.facts.host), str(tcp.facts.address)
+    return str(url_span.facts.url), str(url_span.facts.host), str(conn.facts.address)
 
 
 async def after_journey(journey: Journey, options: BrowserOptions | None = None, *,

@@ -215,13 +215,13 @@ def _add_http_arguments(p: argparse.ArgumentParser) -> None:
     # Each spelling its own flag (argparse matches an exact option string before splitting at
     # "="), so a bare --http3 never swallows the URL that follows it.
     ver.add_argument("--http3", "--http3=force", dest="http3", action="store_const",
-                     const="force", default="off",
+                     const="force", default="auto",
                      help="HTTP/3 over QUIC on UDP for https://, with no TCP at all")
     ver.add_argument("--http3=auto", dest="http3", action="store_const", const="auto",
                      help="HTTP/3 when the HTTPS record or an earlier Alt-Svc advertises it, "
-                          "raced against TCP + TLS (a browser's choice)")
+                          "raced against TCP + TLS, as a browser does (the default)")
     ver.add_argument("--http3=off", dest="http3", action="store_const", const="off",
-                     help="never try HTTP/3 (the default)")
+                     help="never try HTTP/3: TCP + TLS only")
     http.add_argument("--compare-http", action="store_true",
                       help="after the journey, HTTP/1.1, HTTP/2 and HTTP/3 to the same address "
                            "on fresh connections, 3 rounds in alternating order (https)")

@@ -50,6 +50,10 @@ def trace_main(argv: list[str]) -> int:
         return EXIT_USAGE
     options.cookie_jar_out = args.cookie_jar
     flushed: str | None = None
+    if args.http3 == "force" and args.tls_max == "1.2":
+        print("whathappens: --http3 needs TLS 1.3 (QUIC carries only TLS 1.3, RFC 9001 §4.2):"
+              " drop --tls-max 1.2, or use --http3=off", file=sys.stderr)
+        return EXIT_USAGE
     if args.lab_cold and not args.lab:
         print("whathappens: --lab-cold flushes the lab's resolver: it needs --lab",
               file=sys.stderr)

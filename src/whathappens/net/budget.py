@@ -234,7 +234,7 @@ def _running_step(journey: Journey | None) -> str:
         if not open_spans:
             return step
         span = open_spans[-1]
-        if span.step in ("url", "dns", "tcp", "tls", "http", "redirect"):
+        if span.step in ("url", "dns", "tcp", "tls", "quic", "http", "redirect"):
             step = span.step
         spans = span.children
 

@@ -272,19 +272,26 @@ def _target(journey: Journey) -> tuple[str, int, str, bool, tuple[str, ...] | No
         origin = leg.facts.origin
         if not origin.startswith("https://"):
             continue
+        host = urlsplit(origin).hostname or ""
+        quic = next((c for c in leg.children if c.name == "quic"), None)
+        if quic is not None and quic.error is None and quic.facts.address:
+            # HTTP/3 carried this leg: TLS over TCP is compared at the same address, on the
+            # origin's own TCP port (QUIC's may be an Alt-Svc port, and is UDP), with our
+            # usual ALPN offer (h3 is QUIC's alone).
+            return (quic.facts.address, urlsplit(origin).port or 443, quic.facts.sni or host,
+                    not _is_ip(host), None)
         tcp = next((c for c in leg.children if c.name == "tcp"), None)
         if tcp is None or tcp.error is not None or not tcp.facts.address:
             continue
         tls = next((c for c in leg.children if c.name == "tls"), None)
         tfacts = tls.facts if tls is not None else TlsFacts()
-        host = urlsplit(origin).hostname or ""
         name = tfacts.sni or host
         alpn = tfacts.alpn_offered
         port = tcp.facts.port or urlsplit(origin).port or 443
         return (tcp.facts.address, port, name, not _is_ip(host),
                 tuple(alpn) if alpn else None)
     if any(leg.facts.origin.startswith("https://") for leg in legs):
-        return "the journey never completed a TCP connection to an https server"
+        return "the journey never completed a connection to an https server"
     return "the journey made no https connection (TLS is only compared for https URLs)"
 
 

@@ -252,7 +252,7 @@ def waterfall(spans: list[SpanDoc], budgets: dict[int, BudgetView]) -> list[Wate
 def layer_rows(doc: JourneyDoc) -> list[LayerRow]:
     by: dict[str, list[str]] = {}
     for s in doc.all_spans():
-        if s.layer and (s.name in ("url", "dns", "tcp", "tls", "http", "prepare", "browser")
+        if s.layer and (s.name in ("url", "dns", "tcp", "tls", "quic", "http", "prepare", "browser")
                         or s.name.startswith("server.")):
             names = by.setdefault(s.layer, [])
             if s.name not in names:
