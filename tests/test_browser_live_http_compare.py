@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from browser import BrowserPage
+from browser import ARTIFACTS, BrowserPage
 from serve_helpers import Served, demo_args, serve
 from test_browser_live import WATCH, assert_only_this_origin, seen
 from test_serve_http_compare import compared
@@ -38,6 +38,7 @@ def test_tick_the_box_and_see_the_three_versions_side_by_side(
     p.evaluate(WATCH)
     assert p.locator("#compare-http").is_visible()
     p.locator("#compare-http").check()
+    p.locator("header.top").screenshot(path=str(ARTIFACTS / "live-http-compare-box.png"))
     box = p.locator("#url")
     box.fill(demo_url(demo_internet, None))
     box.press("Enter")
@@ -52,7 +53,7 @@ def test_tick_the_box_and_see_the_three_versions_side_by_side(
     assert step.count() == 1
     assert "pending" not in (step.get_attribute("class") or "")
     assert "median of 3 fresh connections each" in step.locator(".step-sum").inner_text()
-    heads = step.locator("thead th").all_inner_texts()
+    heads = step.locator("thead th").all_text_contents()  # as written (CSS upper-cases it)
     assert heads[1:] == ["set-up", "TTFB", "first byte from the first packet", "round trips"]
     cells = [r.locator("td").all_inner_texts() for r in step.locator("tbody tr").all()]
     assert [c[0] for c in cells] == ["HTTP/1.1", "HTTP/2", "HTTP/3"]
@@ -69,8 +70,8 @@ def test_tick_the_box_and_see_the_three_versions_side_by_side(
     assert page.console_errors() == []
     assert page.errors == []
     assert_only_this_origin(page, served)
-    step.scroll_into_view_if_needed()
     page.screenshot("live-http-compare")
+    step.screenshot(path=str(ARTIFACTS / "live-http-compare-step.png"))
 
 
 def sse(kind: str, data: Any) -> str:

@@ -186,7 +186,7 @@
       ev.samples.forEach(function (line) { list.append(el("li", null, line)); });
       li.append(list);
     }
-    (ev.modelled || []).forEach(function (line) { li.append(el("p", "warn modelled", line)); });
+    (ev.modelled || []).forEach(function (line) { li.append(el("p", "warn modelled small", line)); });
   }
 
   function addDetail(ev) {
