@@ -38,10 +38,11 @@ from whathappens.web.command import (
 )
 
 if TYPE_CHECKING:
+    from whathappens.contract.document import HttpCompare
     from whathappens.demo.internet import DemoInternet
     from whathappens.journey import Journey
     from whathappens.trace import Options
-    from whathappens.web.app import ServeConfig
+    from whathappens.web.app import CompareHttp, ServeConfig
     from whathappens.web.browser import PageRunner
 
 # A page's browser phase on --public: launch (warm: none), load and trace, at most.
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the demo internet keeps its CA and logs (default ./demo)")
     p.add_argument("--no-compare-tls", action="store_true",
                    help="skip the two extra handshakes (TLS 1.2 vs 1.3) after each journey")
+    p.add_argument("--no-compare-http", action="store_true",
+                   help="do not offer the page's HTTP/1.1 vs HTTP/2 vs HTTP/3 comparison (a "
+                        "checkbox; nine more requests for each journey that asks for it)")
     p.add_argument("--client-header", metavar="NAME",
                    help="behind a reverse proxy: count journeys per the address the proxy "
                         "appends to this header (e.g. X-Forwarded-For), not per connection")
@@ -116,6 +120,7 @@ def journey_options(args: argparse.Namespace) -> Options:
     """The options of one journey the page runs (new for each: a journey may change them)."""
     opts = options_from(args)
     opts.compare_tls = False  # the page runs its own comparison, as a step of its stream
+    opts.compare_http = False  # likewise, for the journeys whose visitor asks for it
     # The page is where people look at the handshake: capture it whenever we may (root).
     opts.capture = opts.capture or (os.geteuid() == 0 and not args.no_capture)
     if args.public:
@@ -191,6 +196,7 @@ def make_config(args: argparse.Namespace, demo: DemoInternet | None,
             args.bind, args.port, args.allow_host),
         gate=Gate(per_client=max(args.per_client, 1), total=max(args.max_journeys, 1)),
         compare_tls=compare, example_url=example,
+        compare_http=None if args.no_compare_http else compare_http_after(args),
         mode_note=_mode_note(args, demo, browser_note),
         client_header=args.client_header, send_timeout=send_timeout(args),
         metrics=lab_metrics(args))
@@ -223,6 +229,35 @@ def compare_tls_after(args: argparse.Namespace
         return await compare_after_journey(journey, opts.tls,
                                            timeout=min(opts.connect_timeout, 10.0),
                                            address_policy=opts.address_policy)
+
+    return compare
+
+
+def compare_http_after(args: argparse.Namespace) -> CompareHttp:
+    """HTTP/1.1 vs HTTP/2 vs HTTP/3 at the address the journey used (probes/http_compare.py:
+    rounds of fresh connections, each a short journey with this page's options). Each of
+    those journeys goes through the runner's guard like any other (the pinned address is
+    vetted again before its first packet) and has the same time and size bounds; all of them
+    together get the journey's --max-time."""
+    from whathappens.probes.http_compare import compare_http
+    from whathappens.trace import run_journey
+    from whathappens.web.command import on_own_thread
+
+    async def compare(journey: Journey) -> tuple[HttpCompare | None, str]:
+        opts = journey_options(args)
+        opts.capture = False  # nine more handshakes: the journey's own capture is the one shown
+        try:
+            await on_own_thread(asyncio.wait_for(compare_http(journey, opts, run_journey),
+                                                 opts.max_time))
+        except TimeoutError:
+            return None, (f"not finished within {opts.max_time:g} s (the journey's time "
+                          "bound): no comparison")
+        except Exception as exc:  # a bug of ours must not cost the visitor the report
+            return None, (f"the comparison failed unexpectedly ({type(exc).__name__}: {exc}); "
+                          "this is a bug, please report it")
+        if journey.facts.http_compare is None:
+            return None, "not measured: the journey's last answer did not come over https"
+        return journey.facts.http_compare, ""
 
     return compare
 

@@ -398,7 +398,8 @@ async def serve_site(
 ) -> None:
     """Serve ``app`` over TLS (h2 and http/1.1 by ALPN) until ``shutdown`` is set; on
     ``quic_binds`` (UDP) also HTTP/3, through aioquic, which hypercorn then advertises on
-    every response with ``Alt-Svc: h3=":PORT"; ma=3600`` (RFC 7838)."""
+    every response with ``Alt-Svc: h3=":PORT"; ma=3600`` (RFC 7838), and whose QUIC
+    connections keep session tickets (demo/quic_tickets.py: resumption and 0-RTT)."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
@@ -407,6 +408,10 @@ async def serve_site(
     config.insecure_bind = list(insecure_binds)
     config.quic_bind = list(quic_binds)
     if config.quic_bind:
+        # hypercorn issues no session tickets: keep them, so HTTP/3 can resume with 0-RTT.
+        from whathappens.demo.quic_tickets import keep_tickets
+
+        keep_tickets()
         # One Alt-Svc for the port, not one per bound address (hypercorn's default).
         port = config.quic_bind[0].rsplit(":", 1)[1]
         config.alt_svc_headers = [f'h3=":{port}"; ma=3600']

@@ -4,13 +4,15 @@ Routes
     GET  /                      the page (static HTML; the URL box and an empty journey)
     GET  /static/NAME           its script, styles and icon, all from this package
     POST /api/journey           {"url": "..."} → a text/event-stream of the journey, live
+                                (with "compare_http": true, then HTTP/1.1 vs 2 vs 3 too)
     GET  /journeys/ID.EXT       the finished journey as json, har or a self-contained html
     GET  /dashboard             the lab's metrics, plotted live (serve --lab, lab up --metrics)
     GET  /api/metrics?seconds=N their last N seconds as JSON, asked of Prometheus here, server-side
 
 The stream sends ``start``, one ``step`` per finished step (url, dns, tcp, tls, http, leg) and,
 inside DNS, one ``detail`` per resolver question and walk hop as it ends,
-a ``tls-compare`` step when measured, then ``report`` (the sections, rendered and escaped by
+a ``tls-compare`` step when measured, an ``http-compare`` step when asked for (the page's
+checkbox, when the server offers it), then ``report`` (the sections, rendered and escaped by
 render/html.py) and ``end``; or ``refused`` when the journey may not run.
 
 Why POST with a JSON body: a cross-site page cannot send one without a CORS preflight, which
@@ -35,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from whathappens.errors import EXIT_INTERNAL
 from whathappens.journey import Journey, Span
@@ -48,6 +50,10 @@ from whathappens.web.events import (
     step_event,
 )
 from whathappens.web.gate import Gate
+from whathappens.web.http_compare_events import http_compare_event, pending_event
+
+if TYPE_CHECKING:
+    from whathappens.contract.document import HttpCompare
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -97,6 +103,8 @@ SEND_TIMEOUT = 20.0
 STREAM_QUEUE = 1024
 
 RunJourney = Callable[[str, Journey], Awaitable[Journey]]
+# --compare-http after a journey: the comparison, or None and why not.
+CompareHttp = Callable[[Journey], Awaitable[tuple["HttpCompare | None", str]]]
 
 
 class _Feed:
@@ -161,6 +169,8 @@ class ServeConfig:
     allowed_hosts: frozenset[str] = frozenset()   # Host header values accepted; empty: any
     gate: Gate = field(default_factory=Gate)
     compare_tls: Callable[[Journey], Awaitable[dict[str, Any] | None]] | None = None
+    # Offered on the page as a checkbox; run only for journeys that ask (nine more requests).
+    compare_http: CompareHttp | None = None
     example_url: str = "https://www.example.com/"
     mode_note: str = ""
     # Behind a reverse proxy every visitor arrives from the proxy's address: with this set
@@ -318,7 +328,9 @@ class WebApp:
 
             html = _static("index.html").decode()
             html = (html.replace("{{example_url}}", esc(self.config.example_url))
-                        .replace("{{mode_note}}", esc(self.config.mode_note)))
+                        .replace("{{mode_note}}", esc(self.config.mode_note))
+                        .replace("{{compare_http_hidden}}",
+                                 "" if self.config.compare_http else " hidden"))
             self._page = html.encode()
         return self._page
 
@@ -353,12 +365,14 @@ class WebApp:
                                "send it at once") from None
 
     def _url_from(self, body: bytes) -> str | None:
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested a few 1000 deep
-            return None
-        url = data.get("url") if isinstance(data, dict) else None
+        data = _json_object(body)
+        url = data.get("url")
         return url.strip() if isinstance(url, str) else None
+
+    def _wants_http_compare(self, body: bytes) -> bool:
+        """``"compare_http": true`` in the body, and this server offers the comparison."""
+        return self.config.compare_http is not None and \
+            _json_object(body).get("compare_http") is True
 
     async def journey_stream(self, scope: Scope, headers: dict[str, str], receive: Receive,
                              send: Send) -> None:
@@ -389,7 +403,8 @@ class WebApp:
             await self._events(send, 429, [("refused", {"message": refused})])
             return
         try:
-            await self._run_stream(url, receive, send)
+            await self._run_stream(url, receive, send,
+                                   compare_http=self._wants_http_compare(body))
         finally:
             self.config.gate.leave(client)
 
@@ -417,7 +432,8 @@ class WebApp:
             (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no"),
             (b"content-security-policy", PAGE_CSP.encode()), *SECURITY_HEADERS]})
 
-    async def _run_stream(self, url: str, receive: Receive, send: Send) -> None:
+    async def _run_stream(self, url: str, receive: Receive, send: Send, *,
+                          compare_http: bool = False) -> None:
         feed = _Feed(asyncio.get_running_loop())
         journey = Journey(url=url, listener=feed.listener)
 
@@ -440,6 +456,10 @@ class WebApp:
                 result = await self.config.compare_tls(done)
                 if result is not None:
                     feed.offer(("step", compare_event(result)))
+            if compare_http and self.config.compare_http is not None and done.error is None:
+                feed.offer(("step", pending_event()))
+                hc, why_not = await self.config.compare_http(done)
+                feed.offer(("step", http_compare_event(hc, why_not)))
             feed.offer(("report", self.finish(done)))
             feed.offer(("end", {"exit_code": done.exit_code}))
 
@@ -527,6 +547,15 @@ def metrics_seconds(query: bytes, default: int = 120) -> int:
     values = parse_qs(query[:256].decode("latin-1")).get("seconds") or []
     value = values[0] if values else ""
     return max(10, min(int(value), 900)) if value.isdigit() and len(value) < 6 else default
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The request body's JSON object; empty when it is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested a few 1000 deep
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _sse(kind: str, data: Any) -> bytes:

@@ -12,6 +12,7 @@
   const steps = document.getElementById("steps");
   const report = document.getElementById("report");
   const downloads = document.getElementById("downloads");
+  const compareHttp = document.getElementById("compare-http");
   let running = null;
 
   function el(tag, cls, text) {
@@ -149,6 +150,45 @@
     }
   }
 
+  // --compare-http: the medians side by side (a table as the report lays one out), every
+  // sample, and the modelled lines, which say themselves that they are modelled.
+  function httpCompareExtras(li, ev) {
+    if (ev.target) li.append(el("p", "small muted", ev.target));
+    if (Array.isArray(ev.head) && Array.isArray(ev.rows) && ev.rows.length) {
+      const wrap = el("div", "scroll compare-table");
+      const table = el("table", "tbl");
+      const headRow = el("tr");
+      ev.head.forEach(function (h) {
+        const th = el("th", null, h);
+        th.scope = "col";
+        headRow.append(th);
+      });
+      const head = el("thead");
+      head.append(headRow);
+      table.append(head);
+      const body = el("tbody");
+      ev.rows.forEach(function (row) {
+        const tr = el("tr");
+        row.forEach(function (cell, i) {
+          const td = el("td", "nw", cell);
+          td.dataset.label = String(ev.head[i] || "");
+          tr.append(td);
+        });
+        body.append(tr);
+      });
+      table.append(body);
+      wrap.append(table);
+      li.append(wrap);
+    }
+    if (Array.isArray(ev.samples) && ev.samples.length) {
+      li.append(el("p", "small", "Every sample:"));
+      const list = el("ul", "samples small");
+      ev.samples.forEach(function (line) { list.append(el("li", null, line)); });
+      li.append(list);
+    }
+    (ev.modelled || []).forEach(function (line) { li.append(el("p", "warn modelled small", line)); });
+  }
+
   function addDetail(ev) {
     if (String(ev.step).startsWith("browser.")) {
       addBrowserDetail(ev);
@@ -189,6 +229,7 @@
     if (working && ev.step === "browser") li.append(working.querySelector(".browser-lists"));
     else if (working) li.append(working.querySelector("ol.hops"));
     if (ev.step === "browser") browserExtras(li, ev);
+    if (ev.step === "http-compare") httpCompareExtras(li, ev);
     if (ev.beginner) li.append(el("p", "explain beginner", ev.beginner));
     if (ev.advanced) li.append(el("p", "explain advanced", ev.advanced));
     if (ev.measures) li.append(el("p", "explain measures small", "What the time measures: " + ev.measures));
@@ -267,7 +308,7 @@
       response = await fetch("/api/journey", {
         method: "POST",
         headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-        body: JSON.stringify({ url: url }),
+        body: JSON.stringify({ url: url, compare_http: !!(compareHttp && compareHttp.checked) }),
         signal: controller.signal,
       });
     } catch (err) {
