@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.

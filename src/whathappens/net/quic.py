@@ -48,6 +48,7 @@ from whathappens.contract.facts import (
     QuicFlightFacts,
     QuicPacket,
     QuicPath,
+    QuicProbeTimeout,
     TlsMessage,
     WireFrame,
 )
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 MAX_PACKETS = 200        # packets kept in the facts; the rest are counted
 MAX_FRAMES = 200         # HTTP/3 frames kept per exchange
 MAX_QLOG_EVENTS = 20000  # events kept for --qlog; the rest are counted
+MAX_PROBES = 32          # probe timeouts kept in the facts; the rest are counted
 _CONNECTION_FIELDS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                       "upgrade", "host", "te"}
 
@@ -220,7 +222,8 @@ class QuicClient:
         self.frames_total = 0
         self.datagram_no = 0
         self.lost = 0
-        self.max_pto = 0
+        self.ptos = 0           # probe timeouts fired (aioquic's own count resets on an ACK)
+        self.probing = False    # what transmit() sends now is a probe
         self.now_ns = 0
         self.retry_seen = False
         self.early: _Sent | None = None  # a request sent as 0-RTT data, awaiting its answer
@@ -304,11 +307,34 @@ class QuicClient:
     def _on_timer(self) -> None:
         self.timer = None
         self.now_ns = self.j.clock.now()
-        self.conn.handle_timer(now=self.loop.time())
-        self.max_pto = max(self.max_pto, self.conn._loss._pto_count)
-        self._packets("received", self._drain(), self.now_ns, 0, 0)
+        loss, now = self.conn._loss, self.loop.time()
+        before, last_sent = loss._pto_count, loss._time_of_last_sent_ack_eliciting_packet
+        pto = loss.get_probe_timeout(include_max_ack_delay=loss.handshake_confirmed)
+        self.conn.handle_timer(now=now)
+        events = self._drain()
+        # A probe timeout (RFC 9002 §6.2), not the loss timer nor the idle timeout: only it
+        # raises aioquic's count; the data it schedules again is logged as packet_lost.
+        fired = loss._pto_count > before
+        if fired:
+            self._probe_fired(events, now - last_sent, pto, loss._pto_count)
+        self._packets("received", events, self.now_ns, 0, 0)
         self._events()
-        self.transmit()
+        self.probing = fired
+        try:
+            self.transmit()
+        finally:
+            self.probing = False
+
+    def _probe_fired(self, events: list[tuple[str, dict[str, Any]]], waited: float,
+                     pto: float, backoff: int) -> None:
+        self.ptos += 1
+        if len(self.facts.probe_timeouts) >= MAX_PROBES:
+            return
+        resent = [f"{d.get('type', '?')} {d.get('packet_number', '?')}"
+                  for name, d in events if name == "recovery:packet_lost"]
+        self.facts.probe_timeouts.append(QuicProbeTimeout(
+            t_ms=round(self.now_ns / 1e6, 3), waited_ms=round(waited * 1e3, 3),
+            pto_ms=round(pto * 1e3, 3), backoff=backoff, resent=resent))
 
     def _drain(self) -> list[tuple[str, dict[str, Any]]]:
         trace = self.logger.trace
@@ -389,12 +415,15 @@ class QuicClient:
             return
         if direction == "received":
             name = "retry" if "retry" in spaces else "server_handshake"
+        elif self.probing:
+            name = "probe"      # sent again at a probe timeout (RFC 9002 §6.2.4)
         else:
             answered = any(fl.name == "server_handshake" for fl in self.flights)
             name = "client_finished" if self.handshake_complete else \
                 "client_ack" if answered else "client_initial"
         last = self.flights[-1] if self.flights else None
-        if last is None or last.name != name or last.direction != direction:
+        if last is None or last.name != name or last.direction != direction or \
+                (self.probing and last.start_ns != t):
             last = _Flight(name, direction, t, t)
             self.flights.append(last)
         last.end_ns = t
@@ -641,7 +670,7 @@ class QuicClient:
             bytes_in_flight=loss.bytes_in_flight,
             packets_sent=sum(1 for p in f.packets if p.direction == "sent"),
             packets_received=sum(1 for p in f.packets if p.direction == "received"),
-            packets_lost=self.lost, pto_count=max(self.max_pto, loss._pto_count))
+            packets_lost=self.lost, pto_count=self.ptos)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
