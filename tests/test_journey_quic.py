@@ -144,6 +144,20 @@ def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
     # The handshake waited for the timeouts: 200 ms, then 200 + 400 ms.
     assert quic.end_ns is not None
     assert (quic.end_ns - quic.start_ns) / 1e6 >= 200 * (2 ** lost - 1)
+    # The report says it: the probe's flight and each timeout, in the terminal and the HTML.
+    import io
+
+    from whathappens.render.html import render_html
+    from whathappens.render.terminal import render_terminal
+
+    doc = json.loads(json.dumps(j.to_dict()))
+    out = io.StringIO()
+    render_terminal(doc, out, color=False, width=300)
+    text = out.getvalue()
+    assert "→ probe" in text
+    assert "probe timeout at" in text
+    assert "sent again the data of initial 0" in text
+    assert "probe timeout at" in render_html(doc)
 
 
 def test_handshake_timeout_when_the_server_stops_answering(

@@ -43,6 +43,7 @@ from whathappens.contract.facts import (
     QuicFacts,
     QuicFlightFacts,
     QuicPath,
+    QuicProbeTimeout,
     ServerFacts,
     TcpConnectFacts,
     TcpFacts,
@@ -868,6 +869,7 @@ class QuicView:
     explain: Explanation | None = None
     resumed: bool = False
     early_data: str | None = None
+    probes: list[str] = field(default_factory=list)
 
     @property
     def headline(self) -> str:
@@ -893,6 +895,15 @@ def path_words(p: QuicPath | None) -> str | None:
     return (f"{rtt}, cwnd {p.cwnd_bytes:,} B, in flight {p.bytes_in_flight:,} B, packets "
             f"sent/received {p.packets_sent}/{p.packets_received}, lost {p.packets_lost}, "
             f"probe timeouts {p.pto_count}")
+
+
+def probe_words(p: QuicProbeTimeout) -> str:
+    """One probe timeout that fired (RFC 9002 §6.2), in a line."""
+    nth = "the first" if p.backoff == 1 else f"{p.backoff} in a row, each doubling the wait"
+    pto = f"PTO {ms(p.pto_ms)}, " if p.pto_ms is not None else ""
+    again = f": sent again the data of {', '.join(p.resent)}" if p.resent else ""
+    return (f"probe timeout at {p.t_ms:.2f} ms: nothing acknowledged for {ms(p.waited_ms)} "
+            f"({pto}{nth}; RFC 9002 §6.2){again}")
 
 
 def _params(d: dict[str, object]) -> list[tuple[str, str]]:
@@ -922,7 +933,8 @@ def quic_view(span: SpanDoc, ctx: Context | None = None) -> QuicView:
         v.by if v is not None else "", path_words(a.path_after_handshake),
         path_words(a.path_end), a.handshake_done_ms, a.client_hello_build_ms,
         _params(a.server_transport_parameters), _params(a.local_transport_parameters), close,
-        explain_span(span, ctx), bool(a.session_resumed), a.early_data)
+        explain_span(span, ctx), bool(a.session_resumed), a.early_data,
+        [probe_words(p) for p in a.probe_timeouts])
 
 
 def _flight(span: SpanDoc) -> FlightRow:
