@@ -560,8 +560,9 @@ class QuicPacket:
 
     direction: str = field(default="", metadata=doc("sent | received"))
     t_ms: float = field(default=0.0, metadata=doc(
-        "sent: when the sendto() that carried its datagram returned; received: when its "
-        "datagram was read; ms since t0"))
+        "sent: when its datagram was handed to the kernel (send() called); received: when its "
+        "datagram arrived (the kernel's receive stamp, SO_TIMESTAMPNS; when read where there "
+        "is none); ms since t0"))
     space: str = field(default="", metadata=doc(
         "initial | handshake | 0RTT | 1RTT | retry | version_negotiation: the packet type, "
         "hence its number space (RFC 9000 §12.3)"))
@@ -573,6 +574,9 @@ class QuicPacket:
         "it shared its datagram with other packets (RFC 9000 §12.2)"))
     frames: list[str] = field(default_factory=list, metadata=doc(
         "its frames' types, in order (crypto, ack, padding, stream, handshake_done…)"))
+    read_ms: float | None = field(default=None, metadata={"omit_default": True, "doc": (
+        "received: when our event loop read its datagram, when later than it arrived (the "
+        "loop was busy, e.g. aioquic with the datagram before); ms since t0")})
 
 
 @dataclass(kw_only=True)
