@@ -253,8 +253,11 @@ class QuicClient:
             self.first_heard.set_result(None)
         self.datagram_no += 1
         try:
+            # aioquic's clock (the loop's, also CLOCK_MONOTONIC) at the arrival: its RTT
+            # samples (RFC 9002 §5) are then the path's, not the path's plus our queue.
+            arrived_at = self.loop.time() - (self.j.clock.now() - t) / 1e9
             self.conn.receive_datagram(data, self.conn.get_peer_address() or ("", 0),
-                                       now=self.loop.time())
+                                       now=arrived_at)
         finally:
             self._packets("received", self._drain(), t, self.datagram_no, len(data), read)
         if getattr(self.conn, "tls", None) is not self.hooked:
