@@ -822,6 +822,7 @@ class PacketRow:
     datagram_bytes: int
     coalesced: bool
     frames: list[str]
+    read_ms: float | None = None     # received: when our loop read it, if later than arrived
 
     @property
     def arrow(self) -> str:
@@ -832,7 +833,9 @@ class PacketRow:
         pn = "" if self.number is None else f"pn {self.number} "
         where = (f"coalesced in datagram #{self.datagram} ({size(self.datagram_bytes)})"
                  if self.coalesced else f"datagram #{self.datagram}")
-        return (f"{self.space:<9} {pn}{size(self.bytes)}, {where}: "
+        read = f" (read at {self.read_ms:.3f})" if self.read_ms is not None and \
+            self.read_ms - self.t_ms >= 0.5 else ""
+        return (f"{self.space:<9} {pn}{size(self.bytes)}, {where}{read}: "
                 f"{', '.join(self.frames) or 'no frames'}")
 
 
@@ -925,7 +928,7 @@ def quic_view(span: SpanDoc, ctx: Context | None = None) -> QuicView:
         a.group, a.sni, a.retry, a.our_cid, a.server_cid, a.original_dcid,
         [_flight(f) for f in flights],
         [PacketRow(p.direction == "sent", p.t_ms, p.space, p.number, p.bytes, p.datagram,
-                   p.datagram_bytes, p.coalesced, list(p.frames))
+                   p.datagram_bytes, p.coalesced, list(p.frames), p.read_ms)
          for p in a.packets[:SHOWN_PACKETS]],
         a.packets_total, [message(m) for m in a.messages],
         [certificate(i, c) for i, c in enumerate(a.chain or [])],
