@@ -790,7 +790,7 @@ def _hook_tls(client: QuicClient) -> None:
         finally:
             for epoch, buf in output_buf.items():
                 for name, size in _messages(buf.data[before.get(epoch, 0):]):
-                    client.message("sent", name, size, t)
+                    client.message("sent", name, size, client.now_ns)  # when written
 
     ctx._handle_reassembled_message = recorded  # type: ignore[method-assign]
 
