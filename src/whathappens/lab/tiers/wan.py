@@ -245,7 +245,9 @@ def ask_drop(ctx: LabContext, port: int, count: int = 1, timeout: float = 5.0) -
     ``port``; returns once the relay has read the request (it removes the file)."""
     from whathappens.lab.process import alive, records
 
-    pid = next((r.pid for r in records(ctx) if r.tier == WAN_TIER and alive(r.pid)), None)
+    running = (ctx.state / "run").is_dir()       # records() would create it
+    pid = next((r.pid for r in records(ctx) if r.tier == WAN_TIER and alive(r.pid)), None) \
+        if running else None
     if pid is None:
         raise LookupError(f"no WAN link is running in {ctx.state} (lab up --rtt …)")
     request = control_file(ctx)
