@@ -158,6 +158,11 @@ def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
     assert "probe timeout at" in text
     assert "sent again the data of initial 0" in text
     assert "probe timeout at" in render_html(doc)
+    from whathappens.web.events import summary
+
+    [quic_doc] = [c for top in doc["spans"] for c in top.get("children", [])
+                  if c["name"] == "quic"]
+    assert f"{lost} probe timeout(s)" in summary(quic_doc)     # the live page's line
 
 
 def test_handshake_timeout_when_the_server_stops_answering(
