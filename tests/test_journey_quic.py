@@ -113,6 +113,20 @@ def test_no_answer_on_udp(pki_files: tuple[str, str, str]) -> None:
     assert [c.name for c in legs(j)[0].children] == ["dns", "quic"]  # no TCP fallback
 
 
+def test_an_icmp_port_unreachable_answers_the_initial(pki_files: tuple[str, str, str]) -> None:
+    """Nothing on the UDP port: the kernel reports the ICMP error on our connected socket."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    j = h3(port, pki_files[2])
+    assert j.error is not None
+    assert (j.error.step, j.error.code, j.exit_code) == ("quic", "quic.unreachable", 5)
+    assert "ICMP error" in j.error.message
+
+
 @pytest.mark.parametrize("lost", [1, 2])
 def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
         server: int, pki_files: tuple[str, str, str], lost: int) -> None:
