@@ -140,3 +140,47 @@ def udp_black_hole() -> Iterator[tuple[str, int]]:
         stop.set()
         thread.join(5)
         sock.close()
+
+
+@contextlib.contextmanager
+def udp_relay(target: tuple[str, int], *, drop_first: int = 0) -> Iterator[tuple[str, int]]:
+    """A UDP relay on 127.0.0.1 in front of ``target`` (one client at a time) that drops the
+    first ``drop_first`` datagrams from the client: a lost QUIC Initial, chosen, not random."""
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", 0))
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    back.connect(target)
+    for s in (front, back):
+        s.settimeout(0.05)
+    stop = threading.Event()
+    client: list[tuple[str, int]] = []
+    dropped = [0]
+
+    def forward() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                data, peer = front.recvfrom(65535)
+                client[:] = [peer]
+                if dropped[0] < drop_first:
+                    dropped[0] += 1
+                    continue
+                back.send(data)
+
+    def backward() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                data = back.recv(65535)
+                if client:
+                    front.sendto(data, client[0])
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (forward, backward)]
+    for t in threads:
+        t.start()
+    try:
+        yield front.getsockname()[:2]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+        front.close()
+        back.close()

@@ -12,7 +12,7 @@ import pytest
 
 from certgen import make_leaf, make_pki, utcnow, write_cafile, write_server_files
 from journey_helpers import child, demo_url, legs, options, run, trace
-from quic_server import serve_h3, udp_black_hole
+from quic_server import serve_h3, udp_black_hole, udp_relay
 from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey
 
@@ -111,6 +111,72 @@ def test_no_answer_on_udp(pki_files: tuple[str, str, str]) -> None:
     assert quic.attrs["datagrams_sent"] >= 2
     assert quic.attrs["datagrams_received"] == 0
     assert [c.name for c in legs(j)[0].children] == ["dns", "quic"]  # no TCP fallback
+
+
+def test_an_icmp_port_unreachable_answers_the_initial(pki_files: tuple[str, str, str]) -> None:
+    """Nothing on the UDP port: the kernel reports the ICMP error on our connected socket."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    j = h3(port, pki_files[2])
+    assert j.error is not None
+    assert (j.error.step, j.error.code, j.exit_code) == ("quic", "quic.unreachable", 5)
+    assert "ICMP error" in j.error.message
+
+
+@pytest.mark.parametrize("lost", [1, 2])
+def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
+        server: int, pki_files: tuple[str, str, str], lost: int) -> None:
+    """The relay drops our first Initial(s): each probe timeout (RFC 9002 §6.2; 2 × the
+    initial RTT of 100 ms before any sample, doubled at each one in a row) sends the CRYPTO
+    data again in a new packet, until one gets through."""
+    with udp_relay(("127.0.0.1", server), drop_first=lost) as (_, port):
+        j = run(f"https://{HOST}:{port}/", options(
+            "--http3", "--resolve", f"{HOST}:{port}:127.0.0.1", "--cacert", pki_files[2],
+            "--no-revalidate"))
+    assert j.error is None, j.error
+    quic = child(legs(j)[0], "quic")
+    a = quic.attrs
+    probes = a["probe_timeouts"]
+    assert [p["backoff"] for p in probes] == list(range(1, lost + 1))
+    assert [p["pto_ms"] for p in probes] == [200.0] * lost
+    for p in probes:
+        assert p["waited_ms"] == pytest.approx(200.0 * 2 ** (p["backoff"] - 1), abs=15)
+    assert probes[0]["resent"] == ["initial 0"]
+    flights = [c.attrs["flight"] for c in quic.children]
+    assert flights[:lost + 2] == ["client_initial", *["probe"] * lost, "server_handshake"]
+    sent = [p for p in a["packets"] if p["direction"] == "sent" and p["space"] == "initial"]
+    # QUIC never sends a packet number twice (RFC 9000 §12.3): the probe is a new packet
+    assert [p["number"] for p in sent[:lost + 1]] == list(range(lost + 1))
+    assert all("crypto" in p["frames"] for p in sent[:lost + 1])
+    path = a["path_after_handshake"]
+    assert path["pto_count"] == lost
+    assert path["packets_lost"] >= lost
+    # The handshake waited for the timeouts: 200 ms, then 200 + 400 ms.
+    assert quic.end_ns is not None
+    assert (quic.end_ns - quic.start_ns) / 1e6 >= 200 * (2 ** lost - 1)
+    # The report says it: the probe's flight and each timeout, in the terminal and the HTML.
+    import io
+
+    from whathappens.render.html import render_html
+    from whathappens.render.terminal import render_terminal
+
+    doc = json.loads(json.dumps(j.to_dict()))
+    out = io.StringIO()
+    render_terminal(doc, out, color=False, width=300)
+    text = out.getvalue()
+    assert "→ probe" in text
+    assert "probe timeout at" in text
+    assert "sent again the data of initial 0" in text
+    assert "probe timeout at" in render_html(doc)
+    from whathappens.web.events import summary
+
+    [quic_doc] = [c for top in doc["spans"] for c in top.get("children", [])
+                  if c["name"] == "quic"]
+    assert f"{lost} probe timeout(s)" in summary(quic_doc)     # the live page's line
 
 
 def test_handshake_timeout_when_the_server_stops_answering(

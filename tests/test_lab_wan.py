@@ -22,7 +22,15 @@ from lab_helpers import bring_up, needs_lab
 from whathappens.lab import lab, manifest
 from whathappens.lab.client import outside_note
 from whathappens.lab.tier import LabContext
-from whathappens.lab.tiers.wan import TO_CLIENT, TO_LAB, DelayLine, parse_duration, parse_loss
+from whathappens.lab.tiers.wan import (
+    TO_CLIENT,
+    TO_LAB,
+    DelayLine,
+    parse_drop_udp,
+    parse_duration,
+    parse_loss,
+    udp_destination,
+)
 from whathappens.lab.topology import WanNames, add_wan, topology
 
 RTT = 40.0       # ms
@@ -106,6 +114,56 @@ def test_loss_is_seeded_and_about_right() -> None:
     assert first == run(7)
     lost = sum(r is None for r in first)
     assert 300 < lost < 500
+
+
+def ipv4(protocol: int, dport: int, *, fragment: int = 0) -> bytes:
+    """An IPv4 packet (20-octet header) carrying a UDP or TCP header to ``dport``."""
+    header = bytes([0x45, 0, 0, 48, 0, 1]) + fragment.to_bytes(2, "big") + \
+        bytes([64, protocol, 0, 0]) + bytes([100, 127, 0, 2]) + bytes([127, 0, 90, 2])
+    return header + (50000).to_bytes(2, "big") + dport.to_bytes(2, "big") + bytes(24)
+
+
+def test_the_udp_destination_port_is_read_from_the_ip_packet() -> None:
+    assert udp_destination(ipv4(17, 443)) == 443
+    assert udp_destination(ipv4(17, 53)) == 53
+    assert udp_destination(ipv4(6, 443)) is None            # TCP
+    assert udp_destination(ipv4(17, 443, fragment=100)) is None   # no UDP header in it
+    v6 = bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + bytes(32) + (1).to_bytes(2, "big") + \
+        (443).to_bytes(2, "big") + bytes(4)
+    assert udp_destination(v6) == 443
+    assert udp_destination(b"") is None
+    assert udp_destination(ipv4(17, 443)[:22]) is None
+
+
+def test_parse_drop_udp() -> None:
+    assert parse_drop_udp("443") == (443, 1)
+    assert parse_drop_udp("443:3") == (443, 3)
+    for bad in ("0", "70000", "443:0", "x", "443:"):
+        with pytest.raises(ValueError, match="PORT"):
+            parse_drop_udp(bad)
+
+
+def test_drop_udp_drops_exactly_the_next_datagrams_to_that_port() -> None:
+    line = DelayLine(0.040, loss=0.0)
+    assert line.push(TO_LAB, ipv4(17, 443), 0.0) is not None     # not asked yet
+    line.drop_udp(443, 2)
+    assert line.push(TO_LAB, ipv4(17, 53), 0.1) is not None      # DNS passes
+    assert line.push(TO_LAB, ipv4(6, 443), 0.1) is not None      # TCP to 443 passes
+    assert line.push(TO_CLIENT, ipv4(17, 443), 0.1) is not None  # only client → lab
+    assert line.push(TO_LAB, ipv4(17, 443), 0.2) is None
+    assert line.push(TO_LAB, ipv4(17, 443), 0.3) is None
+    assert line.push(TO_LAB, ipv4(17, 443), 0.4) is not None     # two asked, two dropped
+    assert (line.dropped_on_request, line.dropped) == (2, [0, 0])
+
+
+def test_the_relay_is_told_what_to_drop_and_where_requests_come(tmp_path: Path) -> None:
+    from whathappens.lab.tiers.wan import WanLink, control_file
+
+    topo = add_wan(topology("single", 201), 201, {"rtt": "40ms", "drop_udp": "443:1"})
+    ctx = LabContext(state=tmp_path)
+    argv = WanLink(topo, topo.tiers[-1]).command(ctx)
+    assert argv[argv.index("--drop-udp") + 1] == "443:1"
+    assert argv[argv.index("--control") + 1] == str(control_file(ctx))
 
 
 def test_the_wan_tier_is_last_and_on_the_client_host() -> None:

@@ -560,8 +560,9 @@ class QuicPacket:
 
     direction: str = field(default="", metadata=doc("sent | received"))
     t_ms: float = field(default=0.0, metadata=doc(
-        "sent: when the sendto() that carried its datagram returned; received: when its "
-        "datagram was read; ms since t0"))
+        "sent: when its datagram was handed to the kernel (send() called); received: when its "
+        "datagram arrived (the kernel's receive stamp, SO_TIMESTAMPNS; when read where there "
+        "is none); ms since t0"))
     space: str = field(default="", metadata=doc(
         "initial | handshake | 0RTT | 1RTT | retry | version_negotiation: the packet type, "
         "hence its number space (RFC 9000 §12.3)"))
@@ -573,6 +574,9 @@ class QuicPacket:
         "it shared its datagram with other packets (RFC 9000 §12.2)"))
     frames: list[str] = field(default_factory=list, metadata=doc(
         "its frames' types, in order (crypto, ack, padding, stream, handshake_done…)"))
+    read_ms: float | None = field(default=None, metadata={"omit_default": True, "doc": (
+        "received: when our event loop read its datagram, when later than it arrived (the "
+        "loop was busy, e.g. aioquic with the datagram before); ms since t0")})
 
 
 @dataclass(kw_only=True)
@@ -589,9 +593,31 @@ class QuicPath:
     bytes_in_flight: int = 0
     packets_sent: int = 0
     packets_received: int = 0
-    packets_lost: int = field(default=0, metadata=doc("declared lost by loss detection"))
+    packets_lost: int = field(default=0, metadata=doc(
+        "declared lost by loss detection, and the packets whose CRYPTO data aioquic sends "
+        "again at a probe timeout (it declares those lost then; RFC 9002 §6.2 would not)"))
     pto_count: int = field(default=0, metadata=doc(
-        "probe timeouts fired so far (RFC 9002 §6.2): each sends a probe that repeats data"))
+        "probe timeouts fired so far on the connection (RFC 9002 §6.2): each sends a probe "
+        "that repeats data (counted as they fire; aioquic's own counter is reset by every "
+        "acknowledgement)"))
+
+
+@dataclass(kw_only=True)
+class QuicProbeTimeout:
+    """A probe timeout that fired (RFC 9002 §6.2): nothing acknowledged what we sent within
+    the PTO, so data not yet acknowledged is sent again in a probe."""
+
+    t_ms: float = field(default=0.0, metadata=doc("when the timer fired, ms since t0"))
+    waited_ms: float = field(default=0.0, metadata=doc(
+        "from our last ack-eliciting packet to the firing (the PTO, doubled for each earlier "
+        "timeout in a row, RFC 9002 §6.2.1); measured on aioquic's clock, the event loop's"))
+    pto_ms: float | None = field(default=None, metadata=doc(
+        "the PTO period aioquic computed, before doubling: twice the initial RTT (100 ms) "
+        "before any RTT sample, else smoothed_rtt + max(4 × rttvar, 1 ms) (RFC 9002 §6.2.1)"))
+    backoff: int = field(default=1, metadata=doc(
+        "how many timeouts in a row this is (1: the first; each doubles the wait)"))
+    resent: list[str] = field(default_factory=list, metadata=doc(
+        "the packets whose data is sent again, as 'space number' (e.g. 'initial 0')"))
 
 
 @dataclass(kw_only=True)
@@ -662,6 +688,8 @@ class QuicFacts(Facts):
     path_after_handshake: QuicPath | None = None
     path_end: QuicPath | None = field(default=None, metadata=doc(
         "after the last exchange on the connection"))
+    probe_timeouts: list[QuicProbeTimeout] = field(default_factory=list, metadata=doc(
+        "each probe timeout that fired during the handshake and the exchanges, bounded"))
     close: QuicClose | None = None
     session_offered: bool = field(default=False, metadata=doc(
         "--resume: a session ticket from the first connection was offered"))
@@ -683,7 +711,8 @@ class QuicFlightFacts(Facts):
     (RFC 9001 §4.1)."""
 
     flight: str = field(default="", metadata=doc(
-        "client_initial | retry | server_handshake | client_ack | client_finished"))
+        "client_initial | retry | server_handshake | client_ack | client_finished | probe "
+        "(what we sent again at a probe timeout, RFC 9002 §6.2.4)"))
     direction: str = field(default="", metadata=doc("sent | received"))
     datagrams: int = 0
     packets: int = 0

@@ -20,7 +20,7 @@ from whathappens.contract.document import JourneyDoc, SpanDoc
 from whathappens.contract.facts import SPAN_FACTS, ServerFacts
 
 SCHEMA_ID = "https://whathappens.dev/schema/journey.schema.json"
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 
 # What each version added; a new optional field bumps the minor, anything that breaks a
 # reader bumps the major.
@@ -68,6 +68,10 @@ CHANGELOG = (
     "(the handshake's flights); http attr h3_wire (HTTP/3 frames and QPACK sizes); error "
     "codes quic.*; facts.http_compare (--compare-http: HTTP/1.1, HTTP/2 and HTTP/3 on fresh "
     "connections, medians, samples, round trips, a labelled model).",
+    "1.8: quic probe_timeouts (each probe timeout that fired: when, the wait, the PTO, the "
+    "backoff, what was sent again) and a 'probe' flight; a received quic packet's t_ms is "
+    "its kernel arrival stamp, with read_ms when the loop read it later; analysis step "
+    "'quic' in budgets and the timing guide (≈ 1 RTT, priced with QUIC's own min RTT).",
 )
 
 STEPS = ("url", "dns", "tcp", "tls", "http", "redirect", "journey", "server", "browser",

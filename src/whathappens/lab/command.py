@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --rtt: each packet's one-way delay ± this (order kept)")
     upp.add_argument("--loss", default="0", metavar="PCT",
                      help="with --rtt: drop this share of packets, e.g. 0.5%%")
+    upp.add_argument("--drop-udp", default=None, metavar="PORT[:N]",
+                     help="with --rtt: also drop the first N (default 1) UDP datagrams the "
+                          "client sends to PORT, e.g. 443 for a lost QUIC Initial (random "
+                          "--loss cannot choose which packet); 'lab wan --drop-udp' asks "
+                          "again later")
     upp.add_argument("--mtls", action="store_true",
                      help="edge → LB → app nodes over TLS with client certificates from the "
                           "lab CA, each tier verifying the one in front (production profile)")
@@ -46,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="also Prometheus and its exporters, scraping every second "
                           "(see 'lab metrics', 'lab dashboard')")
     sub.add_parser("status", help="every tier: address, port, pid, healthy or not, since")
+    wan = sub.add_parser("wan", help="the running WAN link (lab up --rtt): drop chosen "
+                                     "datagrams from now on")
+    wan.add_argument("--drop-udp", required=True, metavar="PORT[:N]",
+                     help="drop the next N (default 1) UDP datagrams the client sends to "
+                          "PORT: with 443, the next QUIC connection's first Initial is lost")
     met = sub.add_parser("metrics", help="RPS, p95, error rate, cache hit ratio, DB QPS and "
                                          "queue depth over the last seconds (lab up --metrics)")
     met.add_argument("--seconds", type=int, default=60, metavar="N",
@@ -97,6 +107,8 @@ def lab_main(argv: list[str]) -> int:
         return _up(ctx, args)
     if args.action == "status":
         return _status(ctx)
+    if args.action == "wan":
+        return _wan(ctx, str(args.drop_udp))
     if args.action in ("metrics", "dashboard"):
         from whathappens.lab.metrics_command import main as metrics_main
 
@@ -138,14 +150,22 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         return EXIT_LAB_FAILED
     ctx.metrics = bool(args.metrics)
     if args.rtt is not None:
-        from whathappens.lab.tiers.wan import parse_duration, parse_loss
+        from whathappens.lab.tiers.wan import parse_drop_udp, parse_duration, parse_loss
 
         try:
             parse_duration(args.rtt), parse_duration(args.jitter), parse_loss(args.loss)
+            if args.drop_udp is not None:
+                parse_drop_udp(args.drop_udp)
         except ValueError as err:
             print(f"whathappens lab: {err}", file=sys.stderr)
             return EXIT_LAB_FAILED
         ctx.wan = {"rtt": args.rtt, "jitter": args.jitter, "loss": args.loss}
+        if args.drop_udp is not None:
+            ctx.wan["drop_udp"] = args.drop_udp
+    elif args.drop_udp is not None:
+        print("whathappens lab: --drop-udp works on the WAN link: it needs --rtt",
+              file=sys.stderr)
+        return EXIT_LAB_FAILED
     gaps = [n.package for n in missing_packages(metrics=ctx.metrics)] + missing_python()
     if gaps:
         print(f"whathappens lab: missing {', '.join(gaps)}; run: whathappens lab install",
@@ -177,6 +197,20 @@ def _up(ctx: LabContext, args: argparse.Namespace) -> int:
         ns = WanNames(ctx.subnet).namespace
         print(f"the client is behind the WAN link (rtt {ctx.wan['rtt']}): "
               f"ip netns exec {ns} whathappens https://www.example.com/ --lab {ctx.state}")
+    return 0
+
+
+def _wan(ctx: LabContext, drop: str) -> int:
+    from whathappens.lab.tiers.wan import ask_drop, parse_drop_udp
+
+    try:
+        port, count = parse_drop_udp(drop)
+        ask_drop(ctx, port, count)
+    except (ValueError, LookupError, TimeoutError, OSError) as err:
+        print(f"whathappens lab: {err}", file=sys.stderr)
+        return EXIT_LAB_FAILED
+    print(f"the WAN link drops the next {count} UDP datagram(s) the client sends to port "
+          f"{port} (its log says when: {ctx.log('wan')})")
     return 0
 
 

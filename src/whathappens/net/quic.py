@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from whathappens.contract.facts import (
     QuicFlightFacts,
     QuicPacket,
     QuicPath,
+    QuicProbeTimeout,
     TlsMessage,
     WireFrame,
 )
@@ -64,6 +64,7 @@ from whathappens.net.http_types import (
     joined_field,
     with_defaults,
 )
+from whathappens.net.udp import UdpSocket
 
 if TYPE_CHECKING:
     from whathappens.journey import Journey, Span
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 MAX_PACKETS = 200        # packets kept in the facts; the rest are counted
 MAX_FRAMES = 200         # HTTP/3 frames kept per exchange
 MAX_QLOG_EVENTS = 20000  # events kept for --qlog; the rest are counted
+MAX_PROBES = 32          # probe timeouts kept in the facts; the rest are counted
 _CONNECTION_FIELDS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                       "upgrade", "host", "te"}
 
@@ -186,17 +188,6 @@ class _Stream:
     done: asyncio.Future[None] | None = None
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, client: QuicClient) -> None:
-        self.client = client
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.client.received(data)
-
-    def error_received(self, exc: Exception) -> None:
-        self.client.udp_error(exc)
-
-
 # ------------------------------------------------------------------------------ client
 class QuicClient:
     """One QUIC connection: the handshake's facts on ``span``, then HTTP/3 exchanges."""
@@ -206,7 +197,7 @@ class QuicClient:
         self.j, self.span, self.conn, self.logger = journey, span, conn, logger
         self.server_name = server_name
         self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: UdpSocket | None = None
         self.h3: H3Connection | None = None
         self.flights: list[_Flight] = []
         self.pending_msgs: dict[str, list[str]] = {"sent": [], "received": []}
@@ -220,8 +211,10 @@ class QuicClient:
         self.frames_total = 0
         self.datagram_no = 0
         self.lost = 0
-        self.max_pto = 0
-        self.now_ns = 0
+        self.ptos = 0           # probe timeouts fired (aioquic's own count resets on an ACK)
+        self.probing = False    # what transmit() sends now is a probe
+        self.now_ns = 0          # when the datagram being handled was read (or the timer fired)
+        self.arrived_ns = 0      # when it arrived (the kernel's stamp): its TLS messages' time
         self.retry_seen = False
         self.early: _Sent | None = None  # a request sent as 0-RTT data, awaiting its answer
         self.early_request: Request | None = None
@@ -246,8 +239,12 @@ class QuicClient:
         return self.failure is None and self.closed is None and self.h3 is not None
 
     # ---------------------------------------------------------------- the socket's side
-    def received(self, data: bytes) -> None:
-        self.now_ns = t = self.j.clock.now()
+    def received(self, data: bytes, arrived: int, read: int) -> None:
+        """A datagram from the server: ``arrived`` when the kernel received it, ``read`` when
+        our loop read it (later while aioquic was busy with the one before)."""
+        # Not before our first Initial left (the two clocks' offset is read to ~0.1 µs).
+        t = max(arrived, self.span.start_ns if self.flights else arrived)
+        self.now_ns, self.arrived_ns = read, t
         f = self.facts
         f.datagrams_received += 1
         f.udp_bytes_received += len(data)
@@ -256,10 +253,13 @@ class QuicClient:
             self.first_heard.set_result(None)
         self.datagram_no += 1
         try:
+            # aioquic's clock (the loop's, also CLOCK_MONOTONIC) at the arrival: its RTT
+            # samples (RFC 9002 §5) are then the path's, not the path's plus our queue.
+            arrived_at = self.loop.time() - (self.j.clock.now() - t) / 1e9
             self.conn.receive_datagram(data, self.conn.get_peer_address() or ("", 0),
-                                       now=self.loop.time())
+                                       now=arrived_at)
         finally:
-            self._packets("received", self._drain(), t, self.datagram_no, len(data))
+            self._packets("received", self._drain(), t, self.datagram_no, len(data), read)
         if getattr(self.conn, "tls", None) is not self.hooked:
             # A Retry: aioquic starts over with a new TLS context and a new ClientHello
             # (RFC 9000 §17.2.5.2), sent in the Initial that carries the token.
@@ -268,7 +268,7 @@ class QuicClient:
         self._events()
         self.transmit()
 
-    def udp_error(self, exc: Exception) -> None:
+    def udp_error(self, exc: OSError) -> None:
         # An ICMP error (port unreachable) the kernel reported on the connected socket: a
         # real answer from the path, that nothing listens on this UDP port.
         if self.failure is None and not self.handshake_complete:
@@ -284,10 +284,13 @@ class QuicClient:
         datagrams = self.conn.datagrams_to_send(now=self.loop.time())
         events = self._drain()
         sizes: list[int] = []
-        for data, _addr in datagrams:
-            self.transport.sendto(data)
-            sizes.append(len(data))
+        # The time a datagram was handed to the kernel: taken before send(), whose return
+        # can come late (another thread may take the GIL meanwhile), and never after the
+        # server's answer to it arrived.
         t = self.j.clock.now()
+        for data, _addr in datagrams:
+            self.transport.send(data)
+            sizes.append(len(data))
         self._assign_sent(events, sizes, t)
         if sizes and self.handshake_complete and not self.finished_sent.done():
             self.finished_sent.set_result(t)
@@ -304,11 +307,34 @@ class QuicClient:
     def _on_timer(self) -> None:
         self.timer = None
         self.now_ns = self.j.clock.now()
-        self.conn.handle_timer(now=self.loop.time())
-        self.max_pto = max(self.max_pto, self.conn._loss._pto_count)
-        self._packets("received", self._drain(), self.now_ns, 0, 0)
+        loss, now = self.conn._loss, self.loop.time()
+        before, last_sent = loss._pto_count, loss._time_of_last_sent_ack_eliciting_packet
+        pto = loss.get_probe_timeout(include_max_ack_delay=loss.handshake_confirmed)
+        self.conn.handle_timer(now=now)
+        events = self._drain()
+        # A probe timeout (RFC 9002 §6.2), not the loss timer nor the idle timeout: only it
+        # raises aioquic's count; the data it schedules again is logged as packet_lost.
+        fired = loss._pto_count > before
+        if fired:
+            self._probe_fired(events, now - last_sent, pto, loss._pto_count)
+        self._packets("received", events, self.now_ns, 0, 0, self.now_ns)
         self._events()
-        self.transmit()
+        self.probing = fired
+        try:
+            self.transmit()
+        finally:
+            self.probing = False
+
+    def _probe_fired(self, events: list[tuple[str, dict[str, Any]]], waited: float,
+                     pto: float, backoff: int) -> None:
+        self.ptos += 1
+        if len(self.facts.probe_timeouts) >= MAX_PROBES:
+            return
+        resent = [f"{d.get('type', '?')} {d.get('packet_number', '?')}"
+                  for name, d in events if name == "recovery:packet_lost"]
+        self.facts.probe_timeouts.append(QuicProbeTimeout(
+            t_ms=round(self.now_ns / 1e6, 3), waited_ms=round(waited * 1e3, 3),
+            pto_ms=round(pto * 1e3, 3), backoff=backoff, resent=resent))
 
     def _drain(self) -> list[tuple[str, dict[str, Any]]]:
         trace = self.logger.trace
@@ -334,11 +360,11 @@ class QuicClient:
             self._record("sent", group, t, self.datagram_no, size)
 
     def _packets(self, direction: str, events: list[tuple[str, dict[str, Any]]], t: int,
-                 datagram: int, size: int) -> None:
+                 datagram: int, size: int, read: int) -> None:
         got = [d for name, d in events if name == "transport:packet_received"]
         self._others(events)
         if got:
-            self._record(direction, got, t, datagram, size)
+            self._record(direction, got, t, datagram, size, read)
 
     def _others(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         f = self.facts
@@ -356,7 +382,7 @@ class QuicClient:
                                           list(d.get("client_versions", [])))
 
     def _record(self, direction: str, packets: list[dict[str, Any]], t: int, datagram: int,
-                size: int) -> None:
+                size: int, read: int | None = None) -> None:
         f = self.facts
         spaces: list[str] = []
         for d in packets:
@@ -379,7 +405,8 @@ class QuicClient:
                 direction=direction, t_ms=round(t / 1e6, 3), space=space,
                 number=header.get("packet_number"),
                 bytes=int(d.get("raw", {}).get("length", 0)), datagram=datagram,
-                datagram_bytes=size, coalesced=len(packets) > 1, frames=_squeeze(frames)))
+                datagram_bytes=size, coalesced=len(packets) > 1, frames=_squeeze(frames),
+                read_ms=round(read / 1e6, 3) if read is not None and read != t else None))
         self._flight(direction, spaces, t, size, len(packets))
 
     def _flight(self, direction: str, spaces: list[str], t: int, size: int,
@@ -389,15 +416,24 @@ class QuicClient:
             return
         if direction == "received":
             name = "retry" if "retry" in spaces else "server_handshake"
+        elif self.probing:
+            name = "probe"      # sent again at a probe timeout (RFC 9002 §6.2.4)
         else:
             answered = any(fl.name == "server_handshake" for fl in self.flights)
             name = "client_finished" if self.handshake_complete else \
                 "client_ack" if answered else "client_initial"
         last = self.flights[-1] if self.flights else None
-        if last is None or last.name != name or last.direction != direction:
+        if direction == "received" and last is not None and last.direction == "sent" and \
+                t < last.start_ns and len(self.flights) > 1 and \
+                (self.flights[-2].name, self.flights[-2].direction) == (name, direction):
+            # It arrived before our answer left, read only after aioquic had sent it: the
+            # same flight of the server's as the datagram before.
+            last = self.flights[-2]
+        elif last is None or last.name != name or last.direction != direction or \
+                (self.probing and last.start_ns != t):
             last = _Flight(name, direction, t, t)
             self.flights.append(last)
-        last.end_ns = t
+        last.end_ns = max(last.end_ns, t)
         last.datagrams += 1
         last.packets += packets
         last.bytes += size
@@ -641,7 +677,7 @@ class QuicClient:
             bytes_in_flight=loss.bytes_in_flight,
             packets_sent=sum(1 for p in f.packets if p.direction == "sent"),
             packets_received=sum(1 for p in f.packets if p.direction == "received"),
-            packets_lost=self.lost, pto_count=max(self.max_pto, loss._pto_count))
+            packets_lost=self.lost, pto_count=self.ptos)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -739,7 +775,7 @@ def _hook_tls(client: QuicClient) -> None:
 
     def recorded(message_type: int, input_buf: Buffer,
                  output_buf: dict[aiotls.Epoch, Buffer]) -> None:
-        t = client.now_ns
+        t = client.arrived_ns
         data = input_buf.data_slice(0, input_buf.capacity)
         client.message("received", tlsmsg.HANDSHAKE_TYPES.get(message_type, str(message_type)),
                        len(data), t)
@@ -754,7 +790,7 @@ def _hook_tls(client: QuicClient) -> None:
         finally:
             for epoch, buf in output_buf.items():
                 for name, size in _messages(buf.data[before.get(epoch, 0):]):
-                    client.message("sent", name, size, t)
+                    client.message("sent", name, size, client.now_ns)  # when written
 
     ctx._handle_reassembled_message = recorded  # type: ignore[method-assign]
 
@@ -822,16 +858,13 @@ async def connect(journey: Journey, span: Span[QuicFacts], address: str, port: i
         f.early_data = "not offered: the ticket allows no early data"
     client.cafile, client.insecure, client.peer = opts.cafile, opts.insecure, (address, port)
     f.initial_timeout_ms = round(initial_timeout * 1e3, 1)
-    loop = client.loop
     try:
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(client), remote_addr=(address, port),
-            family=socket.AF_INET6 if ":" in address else socket.AF_INET)
+        client.transport = UdpSocket(address, port, journey.clock, client.received,
+                                     client.udp_error)
     except OSError as exc:
         raise QuicConnectError("quic.socket", f"no UDP socket to {f.remote}: "
                                f"{exc.strerror or exc}", detail=repr(exc)) from None
-    client.transport = transport
-    local = transport.get_extra_info("sockname")
+    local = client.transport.sockname
     f.local = f"[{local[0]}]:{local[1]}" if ":" in local[0] else f"{local[0]}:{local[1]}"
     try:
         await _handshake(client, initial_timeout, deadline)

@@ -30,6 +30,7 @@ def quic_step(title: str, q: QuicView, explained: Callable[[Explanation | None],
                                 "Initial sent → our Finished sent)"),
              ("connection IDs", f"ours {code(q.our_cid)}, the server's {code(q.server_cid)}"),
              ("address validation", "Retry: one more round trip" if q.retry else "no Retry")]
+    pairs += [("probe timeout", esc(probe)) for probe in q.probes]
     if q.path_after:
         pairs.append(("path after the handshake", esc(q.path_after)))
     if q.path_end:

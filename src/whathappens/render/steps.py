@@ -43,6 +43,7 @@ from whathappens.contract.facts import (
     QuicFacts,
     QuicFlightFacts,
     QuicPath,
+    QuicProbeTimeout,
     ServerFacts,
     TcpConnectFacts,
     TcpFacts,
@@ -821,6 +822,7 @@ class PacketRow:
     datagram_bytes: int
     coalesced: bool
     frames: list[str]
+    read_ms: float | None = None     # received: when our loop read it, if later than arrived
 
     @property
     def arrow(self) -> str:
@@ -831,7 +833,9 @@ class PacketRow:
         pn = "" if self.number is None else f"pn {self.number} "
         where = (f"coalesced in datagram #{self.datagram} ({size(self.datagram_bytes)})"
                  if self.coalesced else f"datagram #{self.datagram}")
-        return (f"{self.space:<9} {pn}{size(self.bytes)}, {where}: "
+        read = f" (read at {self.read_ms:.3f})" if self.read_ms is not None and \
+            self.read_ms - self.t_ms >= 0.5 else ""
+        return (f"{self.space:<9} {pn}{size(self.bytes)}, {where}{read}: "
                 f"{', '.join(self.frames) or 'no frames'}")
 
 
@@ -868,6 +872,7 @@ class QuicView:
     explain: Explanation | None = None
     resumed: bool = False
     early_data: str | None = None
+    probes: list[str] = field(default_factory=list)
 
     @property
     def headline(self) -> str:
@@ -895,6 +900,15 @@ def path_words(p: QuicPath | None) -> str | None:
             f"probe timeouts {p.pto_count}")
 
 
+def probe_words(p: QuicProbeTimeout) -> str:
+    """One probe timeout that fired (RFC 9002 §6.2), in a line."""
+    nth = "the first" if p.backoff == 1 else f"{p.backoff} in a row, each doubling the wait"
+    pto = f"PTO {ms(p.pto_ms)}, " if p.pto_ms is not None else ""
+    again = f": sent again the data of {', '.join(p.resent)}" if p.resent else ""
+    return (f"probe timeout at {p.t_ms:.2f} ms: nothing acknowledged for {ms(p.waited_ms)} "
+            f"({pto}{nth}; RFC 9002 §6.2){again}")
+
+
 def _params(d: dict[str, object]) -> list[tuple[str, str]]:
     return [(k, str(v)) for k, v in d.items() if v is not None]
 
@@ -914,7 +928,7 @@ def quic_view(span: SpanDoc, ctx: Context | None = None) -> QuicView:
         a.group, a.sni, a.retry, a.our_cid, a.server_cid, a.original_dcid,
         [_flight(f) for f in flights],
         [PacketRow(p.direction == "sent", p.t_ms, p.space, p.number, p.bytes, p.datagram,
-                   p.datagram_bytes, p.coalesced, list(p.frames))
+                   p.datagram_bytes, p.coalesced, list(p.frames), p.read_ms)
          for p in a.packets[:SHOWN_PACKETS]],
         a.packets_total, [message(m) for m in a.messages],
         [certificate(i, c) for i, c in enumerate(a.chain or [])],
@@ -922,7 +936,8 @@ def quic_view(span: SpanDoc, ctx: Context | None = None) -> QuicView:
         v.by if v is not None else "", path_words(a.path_after_handshake),
         path_words(a.path_end), a.handshake_done_ms, a.client_hello_build_ms,
         _params(a.server_transport_parameters), _params(a.local_transport_parameters), close,
-        explain_span(span, ctx), bool(a.session_resumed), a.early_data)
+        explain_span(span, ctx), bool(a.session_resumed), a.early_data,
+        [probe_words(p) for p in a.probe_timeouts])
 
 
 def _flight(span: SpanDoc) -> FlightRow:

@@ -69,6 +69,8 @@ def _chain_and_path(r: Report, q: QuicView) -> None:
     if q.verified is not None:
         r.detail(Text(f"verification: {q.verification} (by {q.verified_by})",
                       style="green" if q.verified else "red"))
+    for probe in q.probes:
+        r.detail(Text(probe, style="yellow"))
     if q.path_after:
         r.detail(f"QUIC's view of the path after the handshake: {q.path_after}", style="dim")
     if q.path_end:

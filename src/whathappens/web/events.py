@@ -112,7 +112,9 @@ def _quic(span: SpanDoc) -> str:
     text = " · ".join(x for x in (q.version, q.cipher, q.group,
                                   f"ALPN {q.alpn}" if q.alpn else None) if x)
     return (f"{text}; flights {flights}" if flights else text) + (
-        "; a Retry cost one round trip" if q.retry else "")
+        "; a Retry cost one round trip" if q.retry else "") + (
+        f"; {len(q.probes)} probe timeout(s), data sent again (RFC 9002 §6.2)"
+        if q.probes else "")
 
 
 def _http(span: SpanDoc) -> str:

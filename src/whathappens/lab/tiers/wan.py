@@ -22,6 +22,14 @@ TCP does — the lab's DNS queries from the client, and QUIC to the Caddy POP (H
 443), each datagram delayed rtt/2 each way and dropped by ``--loss`` like any segment
 (tests/test_lab_pop.py times a QUIC handshake at ≈ 1 RTT through it).
 
+Random loss cannot promise *which* packet is lost, and a test of a lost QUIC Initial needs
+exactly that. So the relay also drops on request: ``--drop-udp PORT[:N]`` (``lab up
+--drop-udp``) drops the first N UDP datagrams the client sends to PORT, and ``lab wan
+--drop-udp PORT[:N]`` asks the running relay for the same from now on (it writes the tier's
+``drop-udp`` file and sends SIGUSR1; the relay reads the file, removes it and logs each
+datagram it drops). Only client → lab datagrams to that port are counted, so the lab's DNS
+(port 53) and TCP pass untouched; ``--loss`` works on everything as before.
+
 The relay creates everything it needs and removes it on SIGTERM (``lab down``): the
 namespace (which takes ``whc<N>`` with it) and the TUN devices (non-persistent: gone when
 their fds close). The tier is ready when the relay has built all that and written its
@@ -47,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from whathappens.lab.tier import LabContext, SpecTier
-from whathappens.lab.topology import WanNames
+from whathappens.lab.topology import WAN_TIER, WanNames
 
 if TYPE_CHECKING:
     from whathappens.lab.topology import TierSpec, Topology
@@ -72,6 +80,15 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 1e-3, "s": 1.0, "us": 1e-6}[unit]
 
 
+def parse_drop_udp(text: str) -> tuple[int, int]:
+    """``443`` → (443, 1); ``443:2`` → (443, 2): a UDP port and how many datagrams to it."""
+    m = re.fullmatch(r"\s*(\d{1,5})(?::(\d{1,3}))?\s*", text)
+    port, count = (int(m.group(1)), int(m.group(2) or 1)) if m else (0, 0)
+    if not 1 <= port <= 65535 or not 1 <= count <= 100:
+        raise ValueError(f"--drop-udp takes PORT[:N] (a port 1-65535, N 1-100): {text!r}")
+    return port, count
+
+
 def parse_loss(text: str) -> float:
     """``0.5%`` → 0.005; ``0.005`` → 0.005."""
     t = text.strip()
@@ -82,6 +99,28 @@ def parse_loss(text: str) -> float:
 
 
 # ------------------------------------------------------------------ the pure core
+def udp_destination(packet: bytes) -> int | None:
+    """The destination port of the UDP datagram in an IP packet, or None (not UDP, a later
+    fragment, too short). IPv4 (RFC 791: protocol 17 at octet 9, header length in the first
+    octet's low nibble) or IPv6 without extension headers (RFC 8200: next header at octet 6,
+    a fixed 40-octet header); the UDP header's destination port is its octets 2-3 (RFC 768)."""
+    if not packet:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        start = (packet[0] & 0x0F) * 4
+        fragment_offset = int.from_bytes(packet[6:8], "big") & 0x1FFF
+        if len(packet) < start + 4 or packet[9] != 17 or fragment_offset:
+            return None
+    elif version == 6:
+        start = 40
+        if len(packet) < start + 4 or packet[6] != 17:
+            return None
+    else:
+        return None
+    return int.from_bytes(packet[start + 2:start + 4], "big")
+
+
 class DelayLine:
     """Packets in, the same packets out one-way delay later; no I/O, the caller says ``now``.
 
@@ -89,6 +128,8 @@ class DelayLine:
     below zero), and a packet never overtakes an earlier one in its direction (TCP would
     read reordering as loss): its release is at least the previous one's. ``loss`` drops
     that fraction of packets, decided by a seeded RNG so a run can be replayed.
+    ``drop_udp(port, n)`` drops the next ``n`` UDP datagrams towards the lab to ``port``,
+    whatever the RNG says (counted in ``dropped_on_request``, not in ``dropped``).
     """
 
     def __init__(self, rtt: float, jitter: float = 0.0, loss: float = 0.0,
@@ -103,9 +144,26 @@ class DelayLine:
         self.last = [float("-inf"), float("-inf")]
         self.dropped = [0, 0]
         self.passed = [0, 0]
+        self.drop_port: int | None = None
+        self.drop_left = 0
+        self.dropped_on_request = 0
+
+    def drop_udp(self, port: int, count: int) -> None:
+        """From now on, drop the next ``count`` UDP datagrams the client sends to ``port``."""
+        self.drop_port, self.drop_left = port, count
+
+    def _requested_drop(self, direction: int, packet: bytes) -> bool:
+        if not self.drop_left or direction != TO_LAB or \
+                udp_destination(packet) != self.drop_port:
+            return False
+        self.drop_left -= 1
+        self.dropped_on_request += 1
+        return True
 
     def push(self, direction: int, packet: bytes, now: float) -> float | None:
         """Queue ``packet``; its release time, or None when it is lost."""
+        if self._requested_drop(direction, packet):
+            return None
         if self.loss and self.rng.random() < self.loss:
             self.dropped[direction] += 1
             return None
@@ -144,6 +202,9 @@ class WanLink(SpecTier):
     def ready_file(self, ctx: LabContext) -> Path:
         return ctx.dir(self.name) / "ready"
 
+    def control_file(self, ctx: LabContext) -> Path:
+        return control_file(ctx)
+
     def prepare(self, ctx: LabContext) -> None:
         if os.geteuid() != 0:
             raise PermissionError("lab up --rtt needs root (network namespace, TUN devices)")
@@ -159,7 +220,9 @@ class WanLink(SpecTier):
                 "--ready-file", str(self.ready_file(ctx))]
         if o.get("seed") is not None:
             argv += ["--seed", str(o["seed"])]
-        return argv
+        if o.get("drop_udp"):
+            argv += ["--drop-udp", str(o["drop_udp"])]
+        return [*argv, "--control", str(self.control_file(ctx))]
 
     def ready(self, ctx: LabContext) -> bool:
         return self.ready_file(ctx).exists() and namespace_exists(self.names.namespace)
@@ -167,8 +230,38 @@ class WanLink(SpecTier):
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "kind": self.kind, "namespace": self.names.namespace,
                 "rtt": self.options.get("rtt"), "jitter": self.options.get("jitter"),
-                "loss": self.options.get("loss"), "lab_tun": self.names.lab_tun,
+                "loss": self.options.get("loss"), "drop_udp": self.options.get("drop_udp"),
+                "lab_tun": self.names.lab_tun,
                 "client_tun": self.names.client_tun}
+
+
+def control_file(ctx: LabContext) -> Path:
+    """Where ``lab wan --drop-udp`` writes what the running relay should drop."""
+    return ctx.dir(WAN_TIER) / "drop-udp"
+
+
+def ask_drop(ctx: LabContext, port: int, count: int = 1, timeout: float = 5.0) -> None:
+    """Ask the running relay to drop the next ``count`` UDP datagrams the client sends to
+    ``port``; returns once the relay has read the request (it removes the file)."""
+    from whathappens.lab.process import alive, records
+
+    running = (ctx.state / "run").is_dir()       # records() would create it
+    pid = next((r.pid for r in records(ctx) if r.tier == WAN_TIER and alive(r.pid)), None) \
+        if running else None
+    if pid is None:
+        raise LookupError(f"no WAN link is running in {ctx.state} (lab up --rtt …)")
+    request = control_file(ctx)
+    written = request.with_suffix(".new")
+    written.write_text(f"{port}:{count}\n")
+    written.replace(request)       # whole, never half-written when the relay reads it
+    end = time.monotonic() + timeout
+    while request.exists():
+        if time.monotonic() > end:
+            request.unlink(missing_ok=True)
+            raise TimeoutError(f"the WAN relay (pid {pid}) did not take the request in "
+                               f"{timeout:g} s")
+        os.kill(pid, signal.SIGUSR1)   # again: one sent before its handler was set is lost
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------ the relay (root)
@@ -223,11 +316,28 @@ def setup(names: WanNames) -> tuple[int, int]:
     return lab_fd, client_fd
 
 
-async def relay(lab_fd: int, client_fd: int, line: DelayLine) -> None:
+def take_request(control: Path | None, line: DelayLine) -> None:
+    """SIGUSR1: read what ``lab wan --drop-udp`` asked for, arm it, remove the file."""
+    if control is None or not control.exists():
+        return
+    try:
+        port, count = parse_drop_udp(control.read_text()[:64])
+    except (OSError, ValueError) as exc:
+        print(f"wan: ignored the request in {control}: {exc}", file=sys.stderr, flush=True)
+    else:
+        line.drop_udp(port, count)
+        print(f"wan: dropping the next {count} UDP datagram(s) from the client to port "
+              f"{port}", file=sys.stderr, flush=True)
+    control.unlink(missing_ok=True)
+
+
+async def relay(lab_fd: int, client_fd: int, line: DelayLine,
+                control: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, take_request, control, line)
     fds = {TO_LAB: lab_fd, TO_CLIENT: client_fd}     # where each direction is written
     timer: asyncio.TimerHandle | None = None
 
@@ -264,7 +374,11 @@ async def relay(lab_fd: int, client_fd: int, line: DelayLine) -> None:
                 packet = os.read(fd, MTU)
             except (BlockingIOError, InterruptedError):
                 break
+            asked = line.dropped_on_request
             line.push(direction, packet, now)
+            if line.dropped_on_request > asked:
+                print(f"wan: dropped a UDP datagram to port {line.drop_port} as asked "
+                      f"({line.drop_left} more to drop)", file=sys.stderr, flush=True)
         arm()
 
     loop.add_reader(client_fd, readable, client_fd, TO_LAB)
@@ -287,11 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jitter", default="0ms")
     p.add_argument("--loss", default="0")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--drop-udp", default=None, metavar="PORT[:N]",
+                   help="drop the first N (1) UDP datagrams the client sends to PORT")
+    p.add_argument("--control", type=Path, default=None, metavar="FILE",
+                   help="on SIGUSR1, read PORT[:N] from FILE: drop the next N from then")
     p.add_argument("--ready-file", type=Path, default=None)
     args = p.parse_args(argv)
     names = WanNames(args.subnet)
     line = DelayLine(parse_duration(args.rtt), parse_duration(args.jitter),
                      parse_loss(args.loss), args.seed)
+    if args.drop_udp:
+        line.drop_udp(*parse_drop_udp(args.drop_udp))
+    # A request (SIGUSR1) before the loop's handler is set is ignored, not fatal; ask_drop
+    # sends it again until the file is taken.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     # SIGTERM before the loop's handler is in place must still clean up.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     fds: tuple[int, int] | None = None
@@ -302,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wan: namespace {names.namespace} ({names.client_tun} {names.client_address})"
               f" ⇄ {names.lab_tun} {names.lab_address}: rtt {args.rtt}, jitter "
               f"{args.jitter}, loss {args.loss}", file=sys.stderr, flush=True)
-        asyncio.run(relay(fds[0], fds[1], line))
+        asyncio.run(relay(fds[0], fds[1], line, args.control))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -317,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             for fd in fds:
                 os.close(fd)
         print(f"wan: down; passed {line.passed}, dropped {line.dropped} "
-              "(to lab, to client)", file=sys.stderr, flush=True)
+              f"(to lab, to client), {line.dropped_on_request} more on request",
+              file=sys.stderr, flush=True)
     return 0
 
 
