@@ -125,7 +125,7 @@ def test_status_lists_the_pop_healthy(pop_lab: LabContext) -> None:
 @needs_lab
 @ROOT_AND_TUN
 def test_an_h2_journey_goes_pop_then_haproxy_then_the_app(pop_lab: LabContext) -> None:
-    opts = options("--dns-views", "system")
+    opts = options("--dns-views", "system", "--http3=off")
     apply(opts, pop_lab.state)
     j = asyncio.run(run_journey(url(pop_lab), opts))
     merge_inside(j, pop_lab.state)
@@ -150,6 +150,29 @@ def test_an_h2_journey_goes_pop_then_haproxy_then_the_app(pop_lab: LabContext) -
     assert lb.end_ns is not None
     assert pop.end_ns is not None
     assert lb.end_ns <= pop.end_ns
+
+
+@needs_lab
+@ROOT_AND_TUN
+def test_by_default_the_https_record_sends_the_journey_over_http3_to_the_app(
+        pop_lab: LabContext) -> None:
+    """No flag: the lab's HTTPS record for the POP advertises h3, QUIC races TCP and wins,
+    and the POP's span says HTTP/3 over QUIC, in front of HAProxy, the app and Django."""
+    opts = options("--dns-views", "system")
+    apply(opts, pop_lab.state)
+    j = asyncio.run(run_journey(url(pop_lab, "/?via=auto"), opts))
+    merge_inside(j, pop_lab.state)
+    assert j.error is None, j.error and j.error.to_dict()
+    leg = legs(j)[0]
+    quic = child(leg, "quic")
+    assert quic.attrs["race"] == "won"
+    assert quic.attrs["advertised_by"].startswith("the HTTPS record advertises it")
+    http = child(leg, "http")
+    assert http.attrs["http_version"] == "HTTP/3"
+    hops = chain(http)
+    assert [s.name for s in hops][:4] == ["server.pop", "server.lb", "server.app",
+                                         "server.django"]
+    assert hops[0].attrs["protocol"] == "HTTP/3.0"
 
 
 @needs_lab

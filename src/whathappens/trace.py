@@ -212,6 +212,9 @@ class Runner:
                     from whathappens.net import http2  # noqa: F401
                 elif item == "aioquic":
                     from whathappens.net import quic  # noqa: F401
+                    from whathappens.net.udp import keep_stamping
+
+                    keep_stamping()   # the kernel's receive stamps on before any datagram
                 else:
                     ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # OpenSSL's one-time start-up
                 self.prepared.add(item)

@@ -9,6 +9,12 @@ into two around our own answer. The kernel stamps every datagram as it lands on 
 placed on the journey's monotonic clock here. Where the stamp is missing, the read time
 stands in.
 
+Linux stamps received packets only while some socket on the machine asks for stamps, and it
+turns that on *later*, from a work queue (``net_enable_timestamp``): a datagram that lands in
+between carries no stamp, and ``recvmsg()`` then stamps it with the time of the read — a
+late read passed off as an arrival. :func:`keep_stamping` holds one stamping socket open for
+the process's life; the journey opens it in its setup step, before any network step.
+
 Sending is ``send()`` on the non-blocking socket: a datagram the kernel cannot take at once
 is dropped, as the network may drop it (QUIC recovers, RFC 9002). ICMP errors the kernel
 reports on the connected socket (port unreachable) go to ``on_error``.
@@ -31,6 +37,25 @@ SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
 _TIMESPEC = struct.Struct("@ll")
 MAX_DATAGRAM = 65535
 BURST = 64                   # datagrams read per wake-up at most
+
+
+_KEEPER: list[socket.socket] = []
+
+
+def keep_stamping() -> bool:
+    """Keep the kernel's receive stamps on for this process (see the module's docstring):
+    one UDP socket asking for them, opened once and never closed. False where there are
+    none to keep."""
+    if _KEEPER:
+        return True
+    if SO_TIMESTAMPNS is None:
+        return False
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if not _stamp(sock):
+        sock.close()
+        return False
+    _KEEPER.append(sock)
+    return True
 
 
 def arrival_ns(ancillary: list[tuple[int, int, bytes]], read_ns: int, clock: Clock,
