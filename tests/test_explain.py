@@ -194,6 +194,7 @@ def test_a_plain_http_leg_and_its_https_redirect(demo_internet: DemoInternet) ->
     assert "encryption" not in back.beginner
     second = _text(j, 1, "leg")
     assert "The answer to request 1 was 301" in second
+    assert "a DNS lookup, a QUIC handshake (TLS 1.3 inside it)" in second
     assert "HTTP/3" in _text(j, 1, "http")     # the HTTPS record advertises h3: QUIC won
 
 

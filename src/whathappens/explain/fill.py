@@ -194,7 +194,8 @@ def _quic(span: SpanDoc, ctx: Context) -> Values:
                                 if p.packets_lost else "")}
 
 
-STEP_WORDS = {"dns": "a DNS lookup", "tcp": "a TCP handshake", "tls": "a TLS handshake"}
+STEP_WORDS = {"dns": "a DNS lookup", "quic": "a QUIC handshake (TLS 1.3 inside it)",
+              "tcp": "a TCP handshake", "tls": "a TLS handshake"}
 
 
 @derive("leg", "first", "redirected", "reused", "number", "previous_number",
