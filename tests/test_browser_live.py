@@ -78,7 +78,8 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
     # First appearance of each row (the DNS row appears while its hops arrive, and is
     # completed in place when the step ends).
     order = list(dict.fromkeys(s for s, _, pending in seen(page) if not pending))
-    assert order == ["url", "dns", "tcp", "tls", "http", "leg", "revalidate", "tls-compare",
+    # The demo's HTTPS record advertises h3: the page's journey is a browser's, over QUIC.
+    assert order == ["url", "dns", "quic", "http", "leg", "revalidate", "tls-compare",
                      "report"]
     hops = p.locator("#steps li[data-step=dns] ol.hops li")
     assert hops.count() >= 5  # resolver questions and the walk's hops
@@ -93,12 +94,12 @@ def test_type_a_url_press_enter_and_watch_the_steps_arrive(
     report = next(t for s, t, _ in seen(page) if s == "report")
     assert report - first > 50
     rows = p.locator("#steps > li")
-    assert rows.count() == 8  # the seven steps and the revalidation
-    assert "TLSv1.3" in p.inner_text("#steps li[data-step=tls]")
+    assert rows.count() == 7  # the six steps and the revalidation
+    assert "QUIC v1" in p.inner_text("#steps li[data-step=quic]")
     assert "200" in p.inner_text("#steps li[data-step=http]")
     assert "304 Not Modified" in p.inner_text("#steps li[data-step=revalidate]")
     assert p.inner_text("#status").startswith("Done in ")
-    for section in ("glance", "url", "dns", "tcp", "tls", "http", "caching", "waterfall",
+    for section in ("glance", "url", "dns", "quic", "http", "caching", "waterfall",
                     "tls-compare", "layers", "cheatsheet"):
         assert p.locator(f"#report section#{section}").count() == 1, section
     links = p.locator("#report .report-nav a")

@@ -67,11 +67,12 @@ def write_report(out: Path, url: str, *args: str) -> tuple[Report, int]:
 @pytest.fixture(scope="module")
 def demo_report(demo_internet: DemoInternet, tmp_path_factory: pytest.TempPathFactory
                 ) -> Report:
-    """One journey through the demo internet, with a redirect (two legs, the second on the
-    reused connection)."""
+    """One journey through the demo internet over TCP + TLS, with a redirect (two legs, the
+    second on the reused connection)."""
     net = demo_internet
     report, code = write_report(tmp_path_factory.mktemp("browser-demo"),
-                                demo_url(net, path="/redirect/1"), *demo_args(net))
+                                demo_url(net, path="/redirect/1"), *demo_args(net),
+                                "--http3=off")
     assert code == 0
     assert len([s for s in report.journey["spans"] if s["name"] == "leg"]) == 2
     return report
@@ -444,3 +445,41 @@ def test_har_through_devtools_importer_field_by_field(page: BrowserPage,
     assert got[0]["start"] <= got[1]["start"]
     assert page.errors == []
     assert page.console_errors() == []
+
+
+@pytest.fixture(scope="module")
+def h3_report(demo_internet: DemoInternet, tmp_path_factory: pytest.TempPathFactory
+              ) -> Report:
+    """The same journey as a browser makes it by default: the HTTPS record advertises h3,
+    QUIC wins the race, the redirect's second request rides the same QUIC connection."""
+    net = demo_internet
+    report, code = write_report(tmp_path_factory.mktemp("browser-h3"),
+                                demo_url(net, path="/redirect/1"), *demo_args(net))
+    assert code == 0
+    return report
+
+
+def test_an_http3_har_through_devtools_importer(page: BrowserPage, h3_report: Report) -> None:
+    """Chrome gives a QUIC handshake as both connect and ssl (one handshake does both); its
+    own importer then shows it as the SSL phase, ending where the connection is ready."""
+    har = json.loads(h3_report.har.read_text())
+    p = page.page
+    p.goto(DEVTOOLS)
+    got = p.evaluate("""async (text) => {
+        const HAR = await import('./models/har/har.js');
+        const root = new HAR.HARFormat.HARRoot(JSON.parse(text));
+        return HAR.Importer.Importer.requestsFromHARLog(root.log).map(r => ({
+            status: r.statusCode, timing: r.timing, finished: r.finished}));
+    }""", h3_report.har.read_text())
+    first, second = har["log"]["entries"]
+    assert first["response"]["httpVersion"] == second["response"]["httpVersion"] == "h3"
+    leg = next(sp for sp in h3_report.journey["spans"] if sp["name"] == "leg")
+    quic = next(c for c in leg["children"] if c["name"] == "quic")
+    t, tm = first["timings"], got[0]["timing"]
+    assert t["connect"] == t["ssl"] == pytest.approx(quic["duration_ms"], abs=2e-3)
+    assert got[0]["finished"] is True
+    assert tm["sslEnd"] - tm["sslStart"] == pytest.approx(t["ssl"], abs=1e-6)
+    assert tm["sslEnd"] == pytest.approx(tm["connectEnd"], abs=1e-6)
+    assert tm["receiveHeadersEnd"] - tm["sendEnd"] == pytest.approx(t["wait"], abs=1e-6)
+    assert (got[1]["timing"]["connectStart"], got[1]["timing"]["sslStart"]) == (-1, -1)
+    assert page.errors == []

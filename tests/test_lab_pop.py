@@ -18,6 +18,7 @@ from typing import Any
 
 import dns.message
 import dns.query
+import dns.rdataclass
 import dns.rdatatype
 import dns.zone
 import pytest
@@ -53,6 +54,22 @@ def test_the_pop_is_a_second_front_door_to_the_same_lb() -> None:
     assert topo.address("edge-2") == "127.201.90.2"
     assert lab_pops(topo) == [("pop2", "127.201.90.2", spec.port)]
     assert lab_pops(topology("single")) == []
+
+
+def test_the_labs_www_advertises_only_what_its_front_speaks() -> None:
+    """The demo's www HTTPS record says h3,h2 (hypercorn); the lab's front, nginx 1.22, has
+    no QUIC: h2 only, so a journey to www in the lab does not try a closed UDP port first.
+    The demo-only hosts (h3-down, retry) have no address in the lab, nor a record."""
+    from whathappens.lab.tiers.dns import lab_servers, lab_zones
+
+    topo = topology("production", 201)
+    spec = next(s for s in topo.tiers if s.options.get("servers"))
+    zones = lab_zones(lab_servers(topo, spec), "127.201.80.1")
+    zone = zones["example.com.zone"]
+    https = {str(name): [r.to_text() for r in node.get_rdataset(
+        dns.rdataclass.IN, dns.rdatatype.HTTPS) or []] for name, node in zone.nodes.items()}
+    https = {k: v for k, v in https.items() if v}
+    assert https == {"www.example.com.": ['1 . alpn="h2"']}
 
 
 def test_the_zone_gets_the_pops_address_and_https_record() -> None:

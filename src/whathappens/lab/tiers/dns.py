@@ -56,6 +56,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 import dns.zone
@@ -140,7 +141,25 @@ def lab_zones(servers: list[dict[str, Any]], front: str) -> dict[str, dns.zone.Z
                     if kept:
                         # Lab addresses are IPv4 (127.x.y.z): only A records survive.
                         zone.replace_rdataset(name, _a_rdataset(rdataset.ttl, kept))
+        _lab_https_records(zone)
     return zones
+
+
+def _lab_https_records(zone: dns.zone.Zone) -> None:
+    """The demo's HTTPS records (RFC 9460) describe the demo's servers: www's says h3,h2 for
+    hypercorn. In the lab the front is nginx 1.22, which has no QUIC, so the record keeps
+    only h2 — a browser reading h3 there would try QUIC first and meet a closed UDP port on
+    every visit. A name left without an address in the lab (a demo-only host) loses its
+    record. The POPs get theirs from :func:`add_pops`."""
+    for name, node in list(zone.nodes.items()):
+        https = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.HTTPS)
+        if https is None:
+            continue
+        if node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.A) is None:
+            zone.delete_rdataset(name, dns.rdatatype.HTTPS)
+        else:
+            zone.replace_rdataset(name, dns.rdataset.from_text("IN", "HTTPS", https.ttl,
+                                                               '1 . alpn="h2"'))
 
 
 POP_KIND = "caddy-edge"          # a second front door with a name of its own (tiers/caddy.py)
