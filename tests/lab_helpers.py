@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import tempfile
@@ -32,6 +33,14 @@ def private_state(prefix: str = "whathappens-lab-") -> Path:
     return path
 
 
+def lab_subnet() -> int:
+    """A random 127.<N>.x.y subnet for a test lab, from the range WHATHAPPENS_TEST_SUBNETS
+    ("150-250" when unset): ``./dev test`` runs the lab tests beside the others and gives
+    each process a range of its own, so two labs never share addresses."""
+    low, _, high = os.environ.get("WHATHAPPENS_TEST_SUBNETS", "150-250").partition("-")
+    return random.randint(int(low), int(high or low))
+
+
 def bring_up(profile: str, prefix: str = "whathappens-lab-",
              wan: dict[str, object] | None = None, *, mtls: bool = False
              ) -> Iterator[LabContext]:
@@ -39,7 +48,7 @@ def bring_up(profile: str, prefix: str = "whathappens-lab-",
     ``wan`` ({"rtt": "40ms", ...}) puts a client namespace behind a WAN link (lab up --rtt);
     ``mtls``: TLS with client certificates between the tiers (lab up --mtls)."""
     state = private_state(prefix)
-    ctx = LabContext(state=state, profile=profile, subnet=random.randint(150, 250), wan=wan,
+    ctx = LabContext(state=state, profile=profile, subnet=lab_subnet(), wan=wan,
                      mtls=mtls)
     started = time.monotonic()
     lab.up(ctx)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab_helpers import needs_lab, private_state
+from lab_helpers import lab_subnet, needs_lab, private_state
 from whathappens.lab import lab, process
 from whathappens.lab.exercises import deploy
 from whathappens.lab.exercises.deploy.runtime import probe, servers
@@ -29,10 +29,9 @@ pytestmark = needs_lab
 
 @pytest.fixture(scope="module")
 def production() -> Iterator[LabContext]:
-    import random
 
     state = private_state("whathappens-deploy-")
-    ctx = LabContext(state=state, profile="production", subnet=random.randint(150, 250))
+    ctx = LabContext(state=state, profile="production", subnet=lab_subnet())
     lab.up(ctx)
     try:
         yield ctx

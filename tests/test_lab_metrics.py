@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lab_helpers import needs_lab, private_state
+from lab_helpers import lab_subnet, needs_lab, private_state
 from whathappens.lab import lab, process
 from whathappens.lab.install import missing_packages
 from whathappens.lab.promql import _get, window
@@ -45,7 +45,7 @@ def leftovers(ctx: LabContext, address: str) -> list[str]:
 @pytest.fixture(scope="module")
 def mlab() -> Iterator[LabContext]:
     state = private_state("whathappens-metrics-")
-    ctx = LabContext(state=state, profile="production", subnet=random.randint(150, 250),
+    ctx = LabContext(state=state, profile="production", subnet=lab_subnet(),
                      metrics=True)
     started = time.monotonic()
     lab.up(ctx)

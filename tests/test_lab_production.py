@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from journey_helpers import check_universal, child, legs, options
-from lab_helpers import bring_up, needs_lab, private_state
+from lab_helpers import bring_up, lab_subnet, needs_lab, private_state
 from whathappens.journey import Journey, Span
 from whathappens.lab import lab, process
 from whathappens.lab.client import apply, merge_inside
@@ -264,7 +264,7 @@ def _listening(address: str, port: int) -> bool:
 
 
 def test_down_leaves_no_process_and_no_port() -> None:
-    ctx = LabContext(state=private_state(), profile="single", subnet=random.randint(150, 250))
+    ctx = LabContext(state=private_state(), profile="single", subnet=lab_subnet())
     try:
         lab.up(ctx)
         recs = process.records(ctx)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -33,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from lab_helpers import lab_subnet
 from whathappens.lab import process
 from whathappens.lab.tier import LabContext, Tier
 from whathappens.lab.tiers import build
@@ -94,7 +94,7 @@ class Site:
 
 def relocated(topo: Topology) -> Topology:
     """The topology on 127.N.x.y instead of 127.0.x.y, N picked at random."""
-    n = random.randint(100, 250)
+    n = lab_subnet()
     hosts = {name: replace(h, address=re.sub(r"^127\.0\.", f"127.{n}.", h.address))
              for name, h in topo.hosts.items()}
     return Topology(topo.profile, hosts, topo.tiers)
