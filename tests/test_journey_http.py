@@ -45,7 +45,7 @@ def test_endless_body_stops_at_the_limit() -> None:
 
 
 # The same bound over HTTP/2 (TCP + TLS) and HTTP/3 (QUIC, the demo's default).
-TRANSPORTS = [(("--http3=off",), ("dns", "tcp", "tls")), ((), ("dns", "quic"))]
+TRANSPORTS = [(("--http3=off",), ("dns", "tcp", "tls")), ((), ("dns", "prepare", "quic"))]
 
 
 @pytest.mark.parametrize(("args", "before"), TRANSPORTS)

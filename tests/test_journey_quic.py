@@ -345,7 +345,8 @@ def test_auto_uses_http3_when_the_https_record_advertises_it(
     assert j.error is None, j.error
     leg = legs(j)[0]
     names = [c.name for c in leg.children]
-    assert names[:2] == ["dns", "quic"]
+    # aioquic is loaded once HTTP/3 is advertised, in a prepare span of the leg: no step pays
+    assert names[:3] == ["dns", "prepare", "quic"]
     quic = child(leg, "quic")
     assert quic.attrs["advertised_by"].startswith("the HTTPS record advertises it")
     assert quic.attrs["race"] in ("won", "lost")  # a race: on a busy machine TCP may win
@@ -364,7 +365,8 @@ def test_the_default_is_a_browsers_choice_and_every_analysis_reads_quic(
     j = trace(net, demo_url(net), "--no-revalidate")
     assert j.error is None, j.error
     leg = legs(j)[0]
-    assert [c.name for c in leg.children] == ["dns", "quic", "http"]
+    assert [c.name for c in leg.children] == ["dns", "prepare", "quic", "http"]
+    assert child(leg, "prepare").attrs["loaded"] == ["aioquic"]
     quic = child(leg, "quic")
     assert quic.attrs["race"] == "won"
     a = analyze(j.to_dict())
@@ -386,7 +388,7 @@ def test_auto_falls_back_to_tcp_when_udp_is_silent(demo_internet: DemoInternet) 
               "--no-revalidate")
     assert j.error is None, j.error
     leg = legs(j)[0]
-    assert [c.name for c in leg.children] == ["dns", "quic", "tcp", "tls", "http"]
+    assert [c.name for c in leg.children] == ["dns", "prepare", "quic", "tcp", "tls", "http"]
     quic = child(leg, "quic").attrs
     assert quic["race"] == "lost"
     assert quic["datagrams_received"] == 0

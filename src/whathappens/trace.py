@@ -186,8 +186,8 @@ class Runner:
         if lookup and needs_dnspython(self.opts.dns):
             need.append("dnspython")
         need.append("h11")
-        if self._auto(url):
-            need.append("aioquic")  # QUIC may be tried: loaded now, not inside a step
+        # --http3=auto loads aioquic only once HTTP/3 is advertised (auto_leg): most
+        # journeys never try QUIC and need not pay its import (~140 ms).
         if self._h3(url):
             need.append("aioquic")  # and no OpenSSL, no h2: QUIC carries its own TLS
         elif url.scheme == "https":
@@ -196,13 +196,18 @@ class Runner:
                 need.append("h2")
         elif self.opts.http_version == "2":
             need.append("h2")
+        self.load(need)
+
+    def load(self, need: list[str], leg: Span[LegFacts] | None = None) -> None:
+        """Load what is not loaded yet, in a ``prepare`` span of its own (inside ``leg``
+        when the leg found out it needs it, e.g. aioquic once HTTP/3 is advertised)."""
         need = list(dict.fromkeys(n for n in need if n not in self.prepared))
         if not need:
             return
         with self.j.timed("prepare", "journey", "whathappens", "application",
                           PrepareFacts(loaded=need, note="loading code the network steps "
                                        "need, so that their times measure the network, not "
-                                       "our start-up")):
+                                       "our start-up"), parent=leg):
             for item in need:
                 if item == "dnspython":
                     prepare_dns()
@@ -739,6 +744,7 @@ class Runner:
         if adv is None:
             conn = await self.open_connection(leg, url, res)
         else:
+            self.load(["aioquic"], leg)  # before the race, so that no step pays for it
             won = await self.race(leg, url, res, adv)
             if not isinstance(won, _Conn):
                 return await self.h3_request(leg, won, hop)

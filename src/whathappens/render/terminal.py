@@ -203,6 +203,11 @@ class Report:
                 quic_step(self, leg.quic)
             elif ref.name == "http" and leg.http is not None:
                 self.http(leg.http, self.v.wire.get(leg.index))
+            elif ref.name == "prepare":  # aioquic, loaded once HTTP/3 was advertised
+                self.row(Text(" setup", style="dim"), ref.timing,
+                         Text("loading aioquic: HTTP/3 is advertised, so QUIC will be tried; "
+                              "loaded before it, so that no step's time includes it",
+                              style="dim"), bold=False)
             else:
                 self.other(ref)
 
