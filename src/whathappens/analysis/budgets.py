@@ -56,6 +56,12 @@ def kernel_rtt(tcp: SpanDoc | None) -> float | None:
     return None
 
 
+# aioquic never records an RTT sample below 1 ms (recovery.py: max(latest_rtt, 0.001)), its
+# timer granularity (RFC 9002 §6.1.2's kGranularity): at this floor the path is faster than
+# QUIC's estimate can say (loopback), and a verdict priced with it says so.
+QUIC_RTT_FLOOR_MS = 1.0
+
+
 def quic_rtt(quic: SpanDoc | None) -> float | None:
     """QUIC's minimum RTT estimate for the connection: after the exchange, else right after
     the handshake (aioquic's loss recovery)."""

@@ -58,7 +58,9 @@ class Verdict:
     limit_ms: float | None = field(metadata={"doc": "how long the rule allows, here"})
     mark_ms: float | None = field(
         metadata={"doc": "where on the timeline a healthy step would have ended"})
-    rtt_ms: float | None = field(metadata={"doc": "the kernel's RTT the limit is priced in"})
+    rtt_ms: float | None = field(metadata={"doc": "the RTT the limit is priced in: the "
+                                                  "kernel's (TCP_INFO), or QUIC's own "
+                                                  "estimate for quic"})
     rtt_multiple: float | None = field(metadata={"doc": "took / RTT"})
     outcome: Outcome
 

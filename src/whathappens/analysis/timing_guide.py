@@ -23,7 +23,7 @@ journey's measured figure and what that figure was. Pure: the typed journey in, 
 from __future__ import annotations
 
 from whathappens.analysis.browser import analyze_browser
-from whathappens.analysis.budgets import DNS, TTFB, verdicts
+from whathappens.analysis.budgets import DNS, QUIC_RTT_FLOOR_MS, TTFB, verdicts
 from whathappens.analysis.model import GuideRow, TimingGuide, Verdict
 from whathappens.analysis.resolver_cache import original_ttls, resolver_checks
 from whathappens.contract.document import JourneyDoc, SpanDoc
@@ -92,7 +92,13 @@ def network_row(v: Verdict, span: SpanDoc | None) -> GuideRow:
     by = "QUIC's estimate" if v.step == "quic" else "kernel"
     note = ("QUIC gave no RTT estimate for this connection: no verdict" if v.step == "quic"
             else "the kernel gave no RTT for this connection: no verdict")
-    if v.rtt_ms is not None:
+    if v.rtt_ms is not None and v.step == "quic" and v.rtt_ms <= QUIC_RTT_FLOOR_MS:
+        note = (f"1 RTT ≤ {QUIC_RTT_FLOOR_MS:g} ms here: aioquic never estimates less (its "
+                "timer granularity), so the path is at least that fast and the step is "
+                "priced at the floor")
+        if v.rtt_multiple is not None:
+            note += f"; took {v.rtt_multiple:.1f} × it"
+    elif v.rtt_ms is not None:
         note = f"1 RTT = {v.rtt_ms:.3f} ms here ({by})"
         if v.rtt_multiple is not None:
             note += f"; took {v.rtt_multiple:.1f} × RTT"

@@ -60,7 +60,7 @@ SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "
             ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
 
-BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB"}
+BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "quic": "QUIC", "ttfb": "TTFB"}
 
 
 @dataclass(frozen=True)

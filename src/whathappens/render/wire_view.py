@@ -19,7 +19,7 @@ from whathappens.contract.facts import HeaderBlock, HttpFacts
 from whathappens.explain.wire import CHUNK_TIMES, FRAME_TIMES
 from whathappens.render.format import ms, plural, size
 
-GUIDE_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "ttfb": "TTFB",
+GUIDE_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "quic": "QUIC", "ttfb": "TTFB",
                "navigation_ttfb": "TTFB (page)", "fcp": "FCP", "lcp": "LCP", "cls": "CLS"}
 OUTCOME_WORDS = {"within": "within", "over": "over", "unknown": "no verdict", "good": "good",
                  "needs_improvement": "needs improvement", "poor": "poor"}
