@@ -391,3 +391,12 @@ def test_a_filled_sentence_is_whole_or_left_out(values: dict[str, Any]) -> None:
                 continue
             assert not slots(out) or any("{" in str(v) for v in values.values())
             assert all(values.get(n) is not None for n in slots(template)), name
+
+
+def test_every_rule_of_thumb_says_why() -> None:
+    """The cheat sheet lists every rule with the reason it is what it is (QUIC's once had
+    none: an empty line in every report)."""
+    from whathappens.analysis.budgets import RULES
+    from whathappens.explain.report import RULE_WHY
+
+    assert {r.step for r in RULES} <= {k for k, v in RULE_WHY.items() if v.strip()}

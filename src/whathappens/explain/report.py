@@ -25,6 +25,9 @@ RULE_WHY: dict[str, str] = {
            "walk from the root can take longer",
     "tcp": "connect() waits for one round trip (SYN → SYN-ACK)",
     "tls": "plus the time to check signatures on both sides",
+    "quic": "HTTP/3's transport sets up the connection and its TLS 1.3 in the same flights, "
+            "so one round trip replaces TCP's and TLS's (RFC 9001); RTT is QUIC's own "
+            "estimate, as a UDP socket has no kernel RTT",
     "ttfb": "time to first byte: one round trip plus the server's own work",
 }
 RULES_CAVEAT = ("The thin marks and the guide column are rules of thumb, not measurements: "
