@@ -193,3 +193,22 @@ def failed_span(leg: Span, name: str, code: str) -> Span:
     assert span.error is not None, f"{name} span not marked failed"
     assert span.error["code"] == code, span.error
     return span
+
+
+def assert_resumed_in_0rtt(journey: Journey) -> tuple[Span, Span]:
+    """--http3 --resume: the second connection offered the first's ticket, resumed, and its
+    request rode in 0-RTT packets of the first flight (no certificate: RFC 8446 §2.2).
+    Returns the second leg's quic and http spans."""
+    assert journey.error is None, journey.error
+    first, second = legs(journey)
+    q1, q2 = child(first, "quic"), child(second, "quic")
+    assert q1.attrs["session_offered"] is False
+    assert q2.attrs["session_offered"] is True
+    assert q2.attrs["session_resumed"] is True
+    assert q2.attrs["early_data"] == "accepted"
+    assert any(p["space"] == "0RTT" and p["direction"] == "sent" for p in q2.attrs["packets"])
+    assert "certificate" not in [m["type"] for m in q2.attrs["messages"]]
+    http = child(second, "http")
+    assert http.attrs["status"] == 200
+    assert http.start_ns < q2.end_ns   # the request left before the handshake was done
+    return q2, http

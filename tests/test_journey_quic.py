@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from certgen import make_leaf, make_pki, utcnow, write_cafile, write_server_files
-from journey_helpers import child, demo_url, legs, options, run, trace
+from journey_helpers import assert_resumed_in_0rtt, child, demo_url, legs, options, run, trace
 from quic_server import serve_h3, udp_black_hole, udp_relay
 from whathappens.demo.internet import DemoInternet
 from whathappens.journey import Journey
@@ -407,21 +407,7 @@ def test_off_never_tries(demo_internet: DemoInternet) -> None:
 
 
 def test_resume_sends_the_request_in_0rtt(server: int, pki_files: tuple[str, str, str]) -> None:
-    j = h3(server, pki_files[2], "--resume")
-    assert j.error is None, j.error
-    first, second = legs(j)
-    q1, q2 = child(first, "quic"), child(second, "quic")
-    assert q1.attrs["session_offered"] is False
-    assert q2.attrs["session_offered"] is True
-    assert q2.attrs["session_resumed"] is True
-    assert q2.attrs["early_data"] == "accepted"
-    assert any(p["space"] == "0RTT" and p["direction"] == "sent" for p in q2.attrs["packets"])
-    # no certificate in a resumed handshake (RFC 8446 §2.2)
-    assert "certificate" not in [m["type"] for m in q2.attrs["messages"]]
-    http2 = child(second, "http")
-    assert http2.attrs["status"] == 200
-    # the request left before the handshake was done: it rode in the first flight
-    assert http2.start_ns < q2.end_ns
+    assert_resumed_in_0rtt(h3(server, pki_files[2], "--resume"))
 
 
 def test_version_negotiation_with_no_common_version(pki_files: tuple[str, str, str]) -> None:

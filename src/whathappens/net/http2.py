@@ -53,8 +53,8 @@ from whathappens.net.http_types import (
     joined_field,
     library_words,
     os_error_words,
+    pseudo_first,
     size_words,
-    with_defaults,
 )
 from whathappens.net.stream import Stream, closed_how
 
@@ -141,20 +141,7 @@ def request_headers_h2(request: Request) -> list[tuple[str, str]]:
     ]
     if request.body or request.method in ("POST", "PUT", "PATCH"):
         defaults.append(("content-length", str(len(request.body))))
-    authority = request.authority
-    regular: list[tuple[str, str]] = []
-    for name, value in with_defaults(defaults, request.headers):
-        if name.lower() == "host":
-            authority = value
-        elif name.lower() not in _CONNECTION_FIELDS:
-            regular.append((name.lower(), value))
-    pseudo = [
-        (":method", request.method),
-        (":scheme", request.scheme),
-        (":authority", authority),
-        (":path", request.target),
-    ]
-    return pseudo + regular
+    return pseudo_first(request, defaults, _CONNECTION_FIELDS)
 
 
 class _Frame:

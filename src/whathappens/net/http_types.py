@@ -156,6 +156,22 @@ def with_defaults(
     return out
 
 
+def pseudo_first(request: Request, defaults: list[tuple[str, str]],
+                 connection_fields: set[str]) -> list[tuple[str, str]]:
+    """An HTTP/2 or HTTP/3 request's field section: the pseudo-header fields first, then the
+    regular fields with lowercase names, without the ``connection_fields`` that version
+    forbids; a Host field becomes :authority (RFC 9113 §8.3.1, RFC 9114 §4.3.1)."""
+    authority = request.authority
+    regular: list[tuple[str, str]] = []
+    for name, value in with_defaults(defaults, request.headers):
+        if name.lower() == "host":
+            authority = value
+        elif name.lower() not in connection_fields:
+            regular.append((name.lower(), value))
+    return [(":method", request.method), (":scheme", request.scheme),
+            (":authority", authority), (":path", request.target), *regular]
+
+
 def joined_field(headers: list[tuple[str, str]], name: str) -> str | None:
     values = [v for n, v in headers if n.lower() == name]
     return ", ".join(values) if values else None

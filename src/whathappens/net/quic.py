@@ -41,7 +41,6 @@ from cryptography.hazmat.primitives import serialization
 from whathappens.contract.facts import (
     ChainVerification,
     H2Wire,
-    HeaderBlock,
     QuicClose,
     QuicFacts,
     QuicFlightFacts,
@@ -54,6 +53,7 @@ from whathappens.contract.facts import (
 from whathappens.errors import HttpError, JourneyError, QuicConnectError, QuicTlsError
 from whathappens.net import tlsmsg
 from whathappens.net.content import content_codings, decode_content
+from whathappens.net.h2wire import header_block
 from whathappens.net.http_types import (
     ACCEPT,
     ACCEPT_ENCODING,
@@ -62,7 +62,7 @@ from whathappens.net.http_types import (
     Limits,
     Request,
     joined_field,
-    with_defaults,
+    pseudo_first,
 )
 from whathappens.net.udp import UdpSocket
 
@@ -658,8 +658,8 @@ class QuicClient:
                                         stream_id=int(d.get("stream_id", 0)), length=length,
                                         t_ns=t_ns))
         return H2Wire(frames=frames, total=total, dropped=max(total - len(frames), 0),
-                      request_block=_block(headers, sent_block),
-                      response_block=_block([(":status", str(s.status)), *s.headers],
+                      request_block=header_block(headers, sent_block),
+                      response_block=header_block([(":status", str(s.status)), *s.headers],
                                             got_block) if got_block else None)
 
     # ----------------------------------------------------------------------- closing
@@ -704,26 +704,12 @@ def _squeeze(frames: list[str]) -> list[str]:
     return out
 
 
-def _block(headers: list[tuple[str, str]], encoded: int) -> HeaderBlock:
-    octets = sum(len(n) + len(v) for n, v in headers)
-    return HeaderBlock(fields=len(headers), octets=octets, list_size=octets + 32 * len(headers),
-                       encoded=encoded, ratio=round(encoded / octets, 3) if octets else None)
-
-
 def request_headers_h3(request: Request) -> list[tuple[str, str]]:
     """Pseudo-header fields first, then lowercase regular fields without the connection-
     specific ones; :authority replaces Host (RFC 9114 §4.2, §4.3.1)."""
     defaults = [("user-agent", USER_AGENT), ("accept", ACCEPT),
                 ("accept-encoding", ACCEPT_ENCODING)]
-    authority = request.authority
-    regular: list[tuple[str, str]] = []
-    for name, value in with_defaults(defaults, request.headers):
-        if name.lower() == "host":
-            authority = value
-        elif name.lower() not in _CONNECTION_FIELDS:
-            regular.append((name.lower(), value))
-    return [(":method", request.method), (":scheme", request.scheme),
-            (":authority", authority), (":path", request.target), *regular]
+    return pseudo_first(request, defaults, _CONNECTION_FIELDS)
 
 
 def _close_error(close: QuicClose, server: str, established: bool) -> JourneyError:
