@@ -113,9 +113,24 @@ def run_phase(url: str, opts: BrowserOptions) -> tuple[Journey, Span[Any], int, 
     return off_the_loop(go)
 
 
+def failed_requests(span: Span[Any]) -> list[tuple[str, str]]:
+    return [(c.facts.url, c.facts.failed) for c in span.children
+            if c.name == "browser.resource" and c.facts.failed]
+
+
 @pytest.fixture(scope="module")
 def loaded(site: Site) -> tuple[Journey, Span[Any], int, int, list[tuple[int, Span[Any]]]]:
+    """The page, loaded once for the tests below. One CI run (of many) saw Chromium end the
+    hero's request without a response, before the server had answered it, and fire load
+    without it (not reproduced in 50 loads under four busy loops): the tests below are about
+    a page whose parts all arrive, so such a load is reported as a warning, with Chromium's
+    own words, and the page loaded once more (its requests must then all arrive)."""
     journey, span, before, after = run_phase(site.url("/"), options(site))
+    if failed := failed_requests(span):
+        import warnings
+        warnings.warn(f"Chromium failed requests of the test page, loading it again: "
+                      f"{failed}; settle: {span.facts.settle_ended}", stacklevel=1)
+        journey, span, before, after = run_phase(site.url("/"), options(site))
     return journey, span, before, after, list(HEARD)
 
 
@@ -128,6 +143,11 @@ def resource(span: Span[Any], path: str) -> Span[Any]:
              and c.facts.url.endswith(path)]
     assert len(found) == 1, [c.facts.url for c in span.children if c.name == "browser.resource"]
     return found[0]
+
+
+def served(site: Site, journey: Journey, path: str) -> tuple[int, int]:
+    """The server's (received, responding) for ``path`` in this journey's load."""
+    return next(e for e in site.log[path] if e[0] >= journey.clock.origin_ns)
 
 
 def abs_ns(journey: Journey, t_ns: int) -> int:
@@ -143,6 +163,7 @@ def test_the_page_loads_and_its_facts_are_filled(loaded: Any) -> None:
     assert f.status == 200
     # the page's four, and the favicon Chromium asks for itself after load
     assert f.requests == len([c for c in span.children if c.name == "browser.resource"]) == 5
+    assert not failed_requests(span)
     assert f.bytes_on_wire > len(PARTS["/hero.png"].body)
     assert f.launch_ms > 0
     assert f.warm is False
@@ -162,7 +183,7 @@ def test_a_server_event_lands_inside_chromium_s_request_on_our_clock(
     lies between our readings before and after the phase."""
     journey, span, before, after, _ = loaded
     beacon = resource(span, "/beacon")
-    received, sent = site.log["/beacon"][0]
+    received, sent = served(site, journey, "/beacon")
     assert abs_ns(journey, beacon.start_ns) <= received
     assert sent <= abs_ns(journey, beacon.end_ns)
     for child in span.children:
@@ -174,7 +195,7 @@ def test_a_server_event_lands_inside_chromium_s_request_on_our_clock(
               and c.facts.stage == "script" and c.facts.url == site.url("/")]
     assert abs_ns(journey, inline[0].start_ns) <= received
     cssom = [c for c in span.children if c.name == "browser.stage" and c.facts.stage == "cssom"]
-    assert abs_ns(journey, cssom[0].start_ns) >= site.log["/style.css"][0][1]
+    assert abs_ns(journey, cssom[0].start_ns) >= served(site, journey, "/style.css")[1]
 
 
 def test_fcp_waits_for_the_render_blocking_stylesheet(loaded: Any, site: Site) -> None:
@@ -185,7 +206,7 @@ def test_fcp_waits_for_the_render_blocking_stylesheet(loaded: Any, site: Site) -
     assert css.facts.resource_type == "Stylesheet"
     assert f.fcp_ms >= CSS_DELAY_MS
     (fcp,) = marks(span, "fcp")
-    _, css_sent = site.log["/style.css"][0]
+    _, css_sent = served(site, journey, "/style.css")
     assert abs_ns(journey, fcp.start_ns) >= css_sent  # painted after the CSS left the server
     assert f.first_paint_ms <= f.fcp_ms
 
@@ -198,7 +219,7 @@ def test_lcp_is_the_delayed_image(loaded: Any, site: Site) -> None:
     assert f.lcp_url == site.url("/hero.png")
     (lcp,) = marks(span, "lcp")
     assert lcp.facts.element == "img#hero.lcp"
-    _, hero_sent = site.log["/hero.png"][0]
+    _, hero_sent = served(site, journey, "/hero.png")
     assert abs_ns(journey, lcp.start_ns) >= hero_sent
 
 
@@ -546,7 +567,7 @@ def test_user_timing_and_the_hero_s_decode_come_from_the_trace(loaded: Any, site
     decodes = [c for c in stages if c.facts.stage == "image_decode"]
     hero = [d for d in decodes if d.facts.url == site.url("/hero.png")]
     assert hero, [(d.facts.url, d.facts.name) for d in decodes]
-    _, hero_sent = site.log["/hero.png"][0]
+    _, hero_sent = served(site, journey, "/hero.png")
     assert abs_ns(journey, hero[0].start_ns) >= hero_sent
 
 
