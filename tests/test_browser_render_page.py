@@ -113,9 +113,9 @@ def stream(journey: dict[str, Any]) -> bytes:
 
     for s in journey["spans"]:
         walk(s)
-    report = HtmlReport(journey, inline_style=False)
-    out.append(_sse("report", {"id": "x", "html": report.body() + report.footer(),
-                               "nav": report.nav(), "exit_code": 0, "error": None,
+    out.append(_sse("report", {"id": "x",
+                               **HtmlReport(journey, inline_style=False).live_parts(),
+                               "exit_code": 0, "error": None,
                                "total_ms": journey["total_ms"]}))
     out.append(_sse("end", {}))
     return b"".join(out)

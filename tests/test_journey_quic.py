@@ -330,6 +330,7 @@ def test_every_output_carries_the_quic_step(server: int, pki_files: tuple[str, s
     assert "Connecting and making it private at once (QUIC)" in text
     html = render_html(doc)
     assert 'id="quic"' in html
+    assert '<li><a href="#quic">QUIC</a></li>' in html  # the navigation links it
     assert "Flights" in html
     assert "client_finished" in html
     event = step_event(quic.to_dict(), 0)
@@ -530,6 +531,7 @@ def test_compare_http_versions(demo_internet: DemoInternet) -> None:
 
     html = render_html(json.loads(json.dumps(j.to_dict())))
     assert 'id="http-compare"' in html
+    assert '<li><a href="#http-compare">HTTP versions</a></li>' in html
     assert "modelled, not measured" in html
 
 

@@ -17,7 +17,7 @@ from whathappens.render.compare import ROWS, compare_view
 from whathappens.render.html import render_html
 from whathappens.render.steps import LegView, UrlView
 from whathappens.render.terminal import render_terminal
-from whathappens.render.view import SECTIONS, JourneyView, journey_view, read
+from whathappens.render.view import OCCASIONAL_SECTIONS, SECTIONS, JourneyView, journey_view, read
 from whathappens.web.events import compare_event
 
 DATA = Path(__file__).parent / "data"
@@ -33,13 +33,18 @@ def view() -> JourneyView:
 
 
 def test_sections_in_reading_order() -> None:
-    assert [i for i, _ in SECTIONS] == ["glance", "url", "dns", "tcp", "tls", "tls-compare",
+    assert [i for i, _ in SECTIONS] == ["glance", "url", "dns", "tcp", "tls", "quic",
+                                        "tls-compare", "http-compare",
                                         "http", "caching", "who", "security",
                                         "browser", "waterfall", "timing", "layers",
                                         "cheatsheet"]
     page = render_html(load())
-    at = [page.index(f"<section id=\"{i}\"") for i, _ in SECTIONS]
+    # An HTTP/2 journey: no QUIC section, no HTTP-version comparison, and no links to them.
+    shown = [i for i, _ in SECTIONS if i not in OCCASIONAL_SECTIONS]
+    at = [page.index(f"<section id=\"{i}\"") for i in shown]
     assert at == sorted(at)
+    nav = page[page.index("<nav"):page.index("</nav>")]
+    assert [i for i, _ in SECTIONS if f'href="#{i}"' in nav] == shown
 
 
 def test_the_demo_journey_viewed() -> None:

@@ -9,14 +9,24 @@ the journey. Reads are bounded: only the last ``TAIL_BYTES`` of a log are looked
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from whathappens.contract.facts import DbExplainFacts, HopConnectionFacts
 
 TAIL_BYTES = 4 * 1024 * 1024
+# A tier writes a request's log line as the request ends there, which can be a moment after
+# the client has read its response (HAProxy in HTTP mode logs at the end of the transaction;
+# nginx after the last byte is handed to the kernel). A reader that looks at once can miss
+# the last lines: ``settled`` reads again until the log has caught up, within these bounds.
+LOG_QUIET_S = 0.2       # not knowing how many lines to expect: none new for this long
+LOG_WAIT_S = 3.0        # at the most, whatever is expected
+LOG_POLL_S = 0.05
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,6 +83,35 @@ def json_lines(path: Path, needle: str, limit: int = TAIL_BYTES) -> Iterator[dic
                 continue
             if isinstance(item, dict):
                 yield item
+
+
+def settled(read: Callable[[], list[T]], want: int | None = None, *,
+            quiet: float = LOG_QUIET_S, timeout: float = LOG_WAIT_S) -> list[T]:
+    """``read()`` once the logs have caught up with the requests just made: when it gives
+    ``want`` items, or (``want`` unknown) when no new one has come for ``quiet`` s; at most
+    ``timeout`` s, then what is there (a request the tier never logged stays missing)."""
+    started = time.monotonic()
+    items = read()
+    changed = started
+    while True:
+        now = time.monotonic()
+        if want is not None and len(items) >= want:
+            return items
+        if want is None and now - changed >= quiet:
+            return items
+        if now - started >= timeout:
+            return items
+        time.sleep(LOG_POLL_S)
+        again = read()
+        if len(again) != len(items):
+            changed = time.monotonic()
+        items = again
+
+
+def logged(path: Path, needle: str, want: int | None = None,
+           limit: int = TAIL_BYTES) -> list[dict[str, Any]]:
+    """The log's JSON lines with ``needle`` once it has caught up (``settled``)."""
+    return settled(lambda: list(json_lines(path, needle, limit)), want)
 
 
 def seconds(value: Any) -> float | None:

@@ -49,7 +49,14 @@ from whathappens.render.steps import (
     TlsView,
     tcp_info_fields,
 )
-from whathappens.render.view import SECTIONS, BudgetView, journey_view, read, rule_views
+from whathappens.render.view import (
+    OCCASIONAL_SECTIONS,
+    SECTIONS,
+    BudgetView,
+    journey_view,
+    read,
+    rule_views,
+)
 
 # No script-src: the page's one <script> is an inert JSON data block, which no policy runs.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -144,11 +151,19 @@ class HtmlReport:
             self.layers(), self.cheatsheet(),
         ])
 
-    def nav(self) -> str:
-        return "".join(f"<li><a href=\"#{i}\">{t}</a></li>" for i, t in SECTIONS)
+    def live_parts(self) -> dict[str, str]:
+        """What the live page shows once the journey ends: the sections and their links."""
+        body = self.body()
+        return {"html": body + self.footer(), "nav": self.nav(body)}
+
+    def nav(self, body: str) -> str:
+        """A link a section; an occasional one only when ``body`` has it."""
+        return "".join(f"<li><a href=\"#{i}\">{t}</a></li>" for i, t in SECTIONS
+                       if i not in OCCASIONAL_SECTIONS or f"<section id=\"{i}\"" in body)
 
     def render(self) -> str:
         url = self.v.url
+        body = self.body()
         return (
             "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
@@ -166,8 +181,8 @@ class HtmlReport:
             "<div class=\"switch\" role=\"group\" aria-label=\"Explanations\">"
             "<label for=\"mode-beginner\">Beginner</label>"
             "<label for=\"mode-advanced\">Advanced</label></div>"
-            f"<nav aria-label=\"Sections\"><ul>{self.nav()}</ul></nav></div></header>\n"
-            f"<main class=\"wrap\">{self.body()}</main>\n{self.footer()}\n"
+            f"<nav aria-label=\"Sections\"><ul>{self.nav(body)}</ul></nav></div></header>\n"
+            f"<main class=\"wrap\">{body}</main>\n{self.footer()}\n"
             "<script type=\"application/json\" id=\"journey-data\">"
             f"{script_json(self.j)}</script>\n</body>\n</html>\n")
 

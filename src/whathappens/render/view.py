@@ -52,13 +52,17 @@ from whathappens.render.steps import (
 )
 from whathappens.render.wire_view import GuideLine, WireView, guide_view, wire_view
 
-# The report's sections, in reading order: (id, title in the navigation).
+# The report's sections, in reading order: (id, title in the navigation). Those in
+# OCCASIONAL_SECTIONS stand in a report only when the journey has them (a QUIC leg, an
+# HTTP-version comparison asked for); the navigation lists them only then.
 SECTIONS = (("glance", "At a glance"), ("url", "URL"), ("dns", "DNS"), ("tcp", "TCP"),
-            ("tls", "TLS"), ("tls-compare", SHORT_TITLE), ("http", "HTTP"),
+            ("tls", "TLS"), ("quic", "QUIC"), ("tls-compare", SHORT_TITLE),
+            ("http-compare", "HTTP versions"), ("http", "HTTP"),
             ("caching", "Caching"), ("who", "Who answered"), ("security", "Security"),
             ("browser", "Browser"), ("waterfall", "Waterfall"), ("timing", "Good timing"),
             ("layers", "Layers"),
             ("cheatsheet", "Cheat sheet"))
+OCCASIONAL_SECTIONS = frozenset({"quic", "http-compare"})
 
 BUDGET_LABEL = {"dns": "DNS", "tcp": "TCP", "tls": "TLS", "quic": "QUIC", "ttfb": "TTFB"}
 

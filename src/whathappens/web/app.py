@@ -490,8 +490,7 @@ class WebApp:
         while len(self.journeys) > KEEP_JOURNEYS or sum(map(len, self.journeys.values())
                                                         ) > KEEP_BYTES:
             self.journeys.popitem(last=False)
-        report = HtmlReport(data, inline_style=False)
-        return {"id": ident, "html": report.body() + report.footer(), "nav": report.nav(),
+        return {"id": ident, **HtmlReport(data, inline_style=False).live_parts(),
                 "exit_code": journey.exit_code,
                 "error": None if journey.error is None else visible_tree(
                     journey.error.to_dict()),

@@ -667,7 +667,8 @@ def mtls(bench: Bench) -> Outcome:
             # paths(0) is "/?label=run-0": every URL of this run holds "label=run-"
             needle, warmed = (p(0).removeprefix("/?").removesuffix("0") for p in (paths, warm))
             settings.append(Setting(s.name, result,
-                                    mtls_cost.hop_facts(bench.lab, needle, warmed)))
+                                    mtls_cost.hop_facts(bench.lab, needle, warmed,
+                                                        len(result.samples))))
             bench.log(f"  {s.name}: {len(result.samples)} requests in {result.seconds:.1f} s")
     finally:
         bench.put_back(lambda: bench.set_mtls(*original))

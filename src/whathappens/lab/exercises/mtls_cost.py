@@ -34,7 +34,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from whathappens.lab.logs import json_lines, seconds
+from whathappens.lab.logs import json_lines, logged, seconds, settled
 from whathappens.lab.running import Lab
 from whathappens.lab.tiers.nginx import access_log, last_timer
 
@@ -63,19 +63,24 @@ def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 3) if values else None
 
 
-def hop_facts(lab: Lab, label: str, before: str = "") -> dict[str, Any]:
+def hop_facts(lab: Lab, label: str, before: str = "", sent: int | None = None
+              ) -> dict[str, Any]:
     """The run's requests in the edge, HAProxy and app nginx logs (``label`` is in every
     URL of the run), per hop: new connections and what connecting cost (ms). ``before``:
-    the warm-up's label, whose edge → LB connections the run found open (not new)."""
+    the warm-up's label, whose edge → LB connections the run found open (not new).
+    ``sent``: how many requests the run made, the lines each log is waited for (logs.settled:
+    a tier logs a request as it ends there, a moment after the client has its response)."""
     ctx = lab.ctx
     edge = {str(i.get("request_id")): i
-            for i in json_lines(access_log(ctx, "edge"), label, LOG_WINDOW)
+            for i in logged(access_log(ctx, "edge"), label, sent, LOG_WINDOW)
             if i.get("request_id")}
-    lb_lines = list(json_lines(ctx.log(lab.haproxy().name), label, LOG_WINDOW))
-    apps: dict[str, dict[str, Any]] = {}
-    for tier in lab.haproxy().backends:
-        for i in json_lines(access_log(ctx, tier), label, LOG_WINDOW):
-            apps[str(i.get("request_id"))] = i
+    lb_lines = logged(ctx.log(lab.haproxy().name), label, sent, LOG_WINDOW)
+
+    def app_lines() -> list[dict[str, Any]]:
+        return [i for tier in lab.haproxy().backends
+                for i in json_lines(access_log(ctx, tier), label, LOG_WINDOW)]
+
+    apps = {str(i.get("request_id")): i for i in settled(app_lines, sent)}
     seen: set[tuple[object, object]] = set()
     if before:
         seen = {(i.get("client"), i.get("client_port"))

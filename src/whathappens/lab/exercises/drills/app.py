@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import threading
 import time
@@ -18,6 +17,7 @@ from whathappens.lab.exercises.drills.common import (
     _record,
     counts,
     kill_tier,
+    lb_lines,
     ms,
     pct,
     servers_line,
@@ -79,17 +79,6 @@ class Watch:
         return None
 
 
-def _lb_lines(lab: Lab, needle: str) -> list[dict[str, Any]]:
-    from whathappens.lab.logs import tail_lines
-
-    out = []
-    for line in tail_lines(lab.ctx.log(lab.haproxy().name)):
-        if needle in line and line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
-
-
 @dataclass
 class LoadPlan:
     """The bounded load run during which the node dies."""
@@ -145,7 +134,7 @@ def break_app(lab: Lab, node: str, say: Say, *, only_gunicorn: bool = False,
     _say_what_the_load_saw(result, t_break, t_down, say)
     failed = result.failed
     # What HAProxy did about it: its log names retries and the server finally used
-    retried = [x for x in _lb_lines(lab, f"drill={plan.run_id}-")
+    retried = [x for x in lb_lines(lab, f"drill={plan.run_id}-")
                if str(x.get("retries", "0")) not in ("0", "")]
     redispatched = [x for x in retried if str(x.get("retries", "")).startswith("+")]
     if retried:

@@ -20,6 +20,7 @@ from typing import Any
 
 from whathappens.lab import process
 from whathappens.lab.exercises.https import HTTPSTo, server_timing
+from whathappens.lab.logs import logged
 from whathappens.lab.running import Lab, LabNotRunning
 from whathappens.lab.running import open_lab as open_running_lab
 from whathappens.lab.tier import LabContext
@@ -28,6 +29,12 @@ from whathappens.lab.topology import SITE
 Say = Callable[[str], None]
 
 STATE_FILE = "drills.json"
+
+
+def lb_lines(lab: Lab, needle: str, want: int | None = None) -> list[dict[str, Any]]:
+    """HAProxy's log lines with ``needle``, once its log has caught up (logs.settled: it
+    logs a request at the end of the transaction, a moment after the client has read it)."""
+    return logged(lab.ctx.log(lab.haproxy().name), needle, want)
 
 
 class DrillError(Exception):

@@ -44,6 +44,7 @@ from whathappens.lab.exercises.drills.common import (
     _nonce,
     _record,
     answered_by,
+    lb_lines,
     ms,
     pct,
     wait_for,
@@ -190,10 +191,6 @@ def _tiers_under(http: Any) -> list[tuple[str, str, Any]]:
             if s.name.startswith("server.")]
 
 
-def _lb_hits(lab: Lab, needle: str) -> int:
-    return sum(1 for _ in json_lines(lab.ctx.log(lab.haproxy().name), needle))
-
-
 # ---------------------------------------------------------------------------------------------
 # waf: ModSecurity + the OWASP CRS at the edge
 
@@ -327,7 +324,7 @@ def _waf_attack(lab: Lab, edge: NginxEdge, say: Say) -> dict[str, Any]:
     say(f"    the edge's access log: status {line.get('status', '?')}, upstream "
         f"{upstream or 'none asked'}, request_time {line.get('request_time', '?')} s "
         f"(nginx's resolution: 1 ms)")
-    lb = _lb_hits(lab, trace_id) if trace_id else -1
+    lb = len(lb_lines(lab, trace_id)) if trace_id else -1
     say(f"    HAProxy's log: {lb} line(s) with this trace id")
     entries = waf_entries(lab, edge, trace_id) if trace_id else []
     rules = entries[-1]["rules"] if entries else []
@@ -350,7 +347,7 @@ def _waf_probes(lab: Lab, edge: NginxEdge, say: Say) -> tuple[dict[str, Any],
         time.sleep(0.05)            # the access and audit log lines land as requests end
         entries = waf_entries(lab, edge, nonce)
         rules = [r for r, _ in entries[-1]["rules"]] if entries else []
-        lb = _lb_hits(lab, nonce)
+        lb = len(lb_lines(lab, nonce))
         say(f"  {label}: GET {path} → {reply.status} from {answered_by(reply)}; HAProxy "
             f"log lines: {lb}; rules: {', '.join(rules) or 'none'}")
         out.append({"status": reply.status, "answered_by": answered_by(reply),
@@ -470,7 +467,7 @@ def _rl_logs(lab: Lab, edge: NginxEdge, run_id: str) -> dict[str, Any]:
             sample = sample or line
     return {"edge_429_by_client": refused, "error_log_by_client": limiting,
             "error_log_sample": sample.split("] ", 1)[-1][:300],
-            "lb_lines": _lb_hits(lab, f"drill={run_id}-")}
+            "lb_lines": len(lb_lines(lab, f"drill={run_id}-"))}
 
 
 def break_rate_limit(lab: Lab, say: Say) -> dict[str, Any]:

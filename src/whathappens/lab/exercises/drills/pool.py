@@ -11,12 +11,13 @@ from collections import Counter
 from typing import Any
 
 from whathappens.lab.exercises import load
-from whathappens.lab.exercises.drills.app import Watch, _lb_lines
+from whathappens.lab.exercises.drills.app import Watch
 from whathappens.lab.exercises.drills.common import (
     DrillError,
     Say,
     _nonce,
     _record,
+    lb_lines,
     ms,
     pct,
 )
@@ -253,7 +254,7 @@ def break_pool(lab: Lab, say: Say) -> dict[str, Any]:
         f"query_wait_timeout' (each waited over {WAIT_TIMEOUT} s for a server connection)")
     say(f"      gunicorn's logs: {django} × django.db.utils.OperationalError: "
         f"query_wait_timeout (the error PgBouncer sent before closing)")
-    own = lb_own_503s(_lb_lines(lab, f"dbpool={run_id}-"))
+    own = lb_own_503s(lb_lines(lab, f"dbpool={run_id}-"))
     downs = sorted({f"{server} DOWN" for _, states in watch.changes
                     for server, state in states.items() if state.startswith("DOWN")})
     _say_pool_meaning(say, above, above_peak, closed)

@@ -30,6 +30,7 @@ from whathappens.lab.exercises.drills.common import (
     answered_by,
     counts,
     in_force,
+    lb_lines,
     ms,
     pct,
     servers_line,
@@ -255,9 +256,7 @@ def _say_mistarget(lab: Lab, say: Say, result: load.LoadResult, watch: Watch, ru
                    ("all DOWN", t_down, float("inf"))]
     else:
         bounds += [("after the move", t_break, float("inf"))]
-    from whathappens.lab.exercises.drills.app import _lb_lines
-
-    logged = _lb_lines(lab, f"drill={run_id}-")
+    logged = lb_lines(lab, f"drill={run_id}-")
     say("  what the load saw, and HAProxy's log of the same requests (status, server, "
         "termination state %tsc, retries %rc):")
     by_phase: dict[str, Counter[str]] = {}
