@@ -431,17 +431,17 @@ def heal_slow_db(lab: Lab, say: Say) -> dict[str, Any]:
 
 
 def _django_span(lab: Lab, trace_id: str, timeout: float) -> dict[str, Any] | None:
-    from whathappens.lab.logs import json_lines
+    """Django's span of the trace, from whichever app node's log has it, waited for (it is
+    written as the request ends there) at most ``timeout`` s."""
+    from whathappens.lab.logs import json_lines, settled
     from whathappens.lab.tiers.gunicorn import span_log
 
-    deadline = time.monotonic() + timeout
-    while True:
-        for node in lab.app_nodes():
-            gunicorn = next(t for t in lab.node_tiers(node) if t.endswith("-gunicorn"))
-            for item in json_lines(span_log(lab.ctx, gunicorn), trace_id):
-                if item.get("trace_id") == trace_id and item.get("kind") == "django":
-                    return item
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.1)
+    def found() -> list[dict[str, Any]]:
+        return [item for node in lab.app_nodes()
+                for tier in lab.node_tiers(node) if tier.endswith("-gunicorn")
+                for item in json_lines(span_log(lab.ctx, tier), trace_id)
+                if item.get("trace_id") == trace_id and item.get("kind") == "django"]
+
+    spans = settled(found, want=1, timeout=timeout)
+    return spans[0] if spans else None
 
