@@ -28,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lab_helpers import bring_up, needs_lab
 from whathappens.demo.ca import ensure_pki
-from whathappens.lab import lab, manifest, process
+from whathappens.lab import lab, logs, manifest, process
 from whathappens.lab.exercises import experiments, load
 from whathappens.lab.mtls import client_context, tier_cert
 from whathappens.lab.tier import LabContext
@@ -156,9 +156,7 @@ def test_the_edge_path_works_and_health_checks_pass_over_tls(mtls_lab: LabContex
     result = load.run(address, port, f"/?{probe}", requests=1, concurrency=1,
                       cafile=str(mtls_lab.pki / "ca.pem"))
     assert result.samples[0].status == 200
-    time.sleep(0.2)
-    [line] = [json.loads(x) for x in mtls_lab.log("lb").read_text().splitlines()
-              if probe in x and x.startswith("{")]
+    [line] = logs.logged(mtls_lab.log("lb"), probe, want=1)
     assert line["client_dn"].endswith("/CN=pop-2")
     # lab status reads --mtls from lab.json and checks the app nodes with a certificate.
     assert all(r.healthy for r in lab.status(LabContext(state=mtls_lab.state)))
