@@ -141,9 +141,16 @@ def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
     quic = child(legs(j)[0], "quic")
     a = quic.attrs
     probes = a["probe_timeouts"]
-    assert [p["backoff"] for p in probes] == list(range(1, lost + 1))
-    assert [p["pto_ms"] for p in probes] == [200.0] * lost
-    for p in probes:
+    answered = min(p["t_ms"] for p in a["packets"] if p["direction"] == "received")
+    # The timeouts of the lost Initial(s) fire before the server has said anything. A later
+    # one can fire too on a loaded machine (an ACK slower than the timeout, whose RTT estimate
+    # is by then loopback's): the report carries it as well, after the server's answer.
+    early = [p for p in probes if p["t_ms"] < answered]
+    assert probes[:len(early)] == early
+    assert all(p["t_ms"] >= answered for p in probes[len(early):])
+    assert [p["backoff"] for p in early] == list(range(1, lost + 1))
+    assert [p["pto_ms"] for p in early] == [200.0] * lost
+    for p in early:
         assert p["waited_ms"] == pytest.approx(200.0 * 2 ** (p["backoff"] - 1), abs=15)
     assert probes[0]["resent"] == ["initial 0"]
     flights = [c.attrs["flight"] for c in quic.children]
@@ -153,7 +160,7 @@ def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
     assert [p["number"] for p in sent[:lost + 1]] == list(range(lost + 1))
     assert all("crypto" in p["frames"] for p in sent[:lost + 1])
     path = a["path_after_handshake"]
-    assert path["pto_count"] == lost
+    assert path["pto_count"] == len(probes)
     assert path["packets_lost"] >= lost
     # The handshake waited for the timeouts: 200 ms, then 200 + 400 ms.
     assert quic.end_ns is not None
@@ -176,7 +183,7 @@ def test_a_lost_initial_is_sent_again_at_the_probe_timeout(
 
     [quic_doc] = [c for top in doc["spans"] for c in top.get("children", [])
                   if c["name"] == "quic"]
-    assert f"{lost} probe timeout(s)" in summary(quic_doc)     # the live page's line
+    assert f"{len(probes)} probe timeout(s)" in summary(quic_doc)  # the live page's line
 
 
 def test_handshake_timeout_when_the_server_stops_answering(

@@ -205,7 +205,8 @@ def test_http3_on_udp_and_its_spans_reach_the_app(pop_lab: LabContext) -> None:
     assert (result.status, result.alpn) == (200, "h3")
     assert result.headers["x-served-by-pop"] == "edge-2"
     assert result.body_bytes > 0
-    spans = wait_and_collect(pop_lab.state, tp.split("-")[1], expected=4)
+    spans = wait_and_collect(pop_lab.state, tp.split("-")[1], {"edge", "lb", "app", "django"},
+                             frozenset({tp}))
     [pop] = [s for s in spans if s.kind == "pop"]
     assert pop.attrs["protocol"] == "HTTP/3.0"
     assert pop.attrs["transport"] == "QUIC (UDP)"

@@ -56,3 +56,34 @@ def test_a_line_never_written_costs_the_bound_and_no_more(tmp_path: Path) -> Non
     assert 0.3 <= took < 5  # the bound, and a runaway guard
     # A missing log reads as no lines, not an error.
     assert logs.logged(tmp_path / "absent.log", "x", want=0) == []
+
+
+def span(kind: str, traceparent: str, **attrs: object) -> logs.ServerSpan:
+    return logs.ServerSpan(kind, kind, kind, 0, 1, traceparent, dict(attrs))
+
+
+KINDS = {"edge", "lb", "app", "django"}
+
+
+def test_a_stale_answer_waits_for_the_edge_not_for_its_background_refresh() -> None:
+    """A STALE answer: nginx logs the request only after its background refresh, whose lines
+    behind the edge come first; they are not the request's, and their kinds must not make
+    the logs look complete (CI saw them placed under the request)."""
+    from whathappens.lab.client.timeline import logged_in_full
+
+    mine = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    refresh = [span("lb", mine), span("app", mine), span("django", mine)]
+    assert not logged_in_full(refresh, KINDS, frozenset({mine}))
+    assert logged_in_full([*refresh, span("edge", mine, cache="STALE")], KINDS,
+                          frozenset({mine}))
+    # A hit at the edge: its line alone is the whole story, no waiting for tiers behind.
+    assert logged_in_full([span("edge", mine, cache="HIT")], KINDS, frozenset({mine}))
+    # A miss: every tier behind it too.
+    miss = span("edge", mine, cache="MISS")
+    assert not logged_in_full([miss, span("lb", mine)], KINDS, frozenset({mine}))
+    assert logged_in_full([miss, *refresh], KINDS, frozenset({mine}))
+    # Two requests: both fronts' lines.
+    other = mine.replace("b" * 16, "c" * 16)
+    assert not logged_in_full([miss, *refresh], KINDS, frozenset({mine, other}))
+    # A lab with no front tier: the kinds alone.
+    assert logged_in_full(refresh, {"lb", "app", "django"}, frozenset({mine}))

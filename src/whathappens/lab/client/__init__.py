@@ -135,7 +135,12 @@ def merge_page_inside(journey: Journey, state: Path) -> None:
         lab = _open(state)
     except LabNotRunning:
         return
-    spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
+    # The page's requests that went to the network (not Chromium's cache, not failed).
+    sent = frozenset(s.facts.traceparent for s in journey.all_spans()
+                     if s.name == "browser.resource" and s.facts.traceparent
+                     and not s.facts.from_cache and not s.facts.failed)
+    spans = wait_and_collect(state, str(trace_id), request_kinds(lab),
+                             traceparents=sent)
     placed = merge(journey, spans, names=("browser.resource",))
     if placed:
         journey.note("info", "server", f"{placed} spans from the lab's own logs are merged "
@@ -162,7 +167,11 @@ def merge_inside(journey: Journey, state: Path, flushed: str | None = None) -> N
     trace_id = journey.facts.trace_id
     if not trace_id:
         return
-    spans = wait_and_collect(state, str(trace_id), expected=len(request_kinds(lab)))
+    sent = frozenset(s.facts.traceparent for s in journey.all_spans()
+                     if s.name == "http" and s.facts.traceparent
+                     and s.facts.status is not None)
+    spans = wait_and_collect(state, str(trace_id), request_kinds(lab),
+                             traceparents=sent)
     spans = wait_for_tasks(state, str(trace_id), spans)
     waiting = published(spans) - sum(1 for s in spans if s.kind == "task")
     if waiting > 0:

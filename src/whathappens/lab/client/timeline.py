@@ -38,7 +38,7 @@ from typing import Any
 
 from whathappens.contract.facts import ServerFacts
 from whathappens.journey import Journey, Span
-from whathappens.lab.client.cached import refresh_note, split_refresh
+from whathappens.lab.client.cached import FROM_CACHE, refresh_note, split_refresh
 from whathappens.lab.logs import ServerSpan
 from whathappens.lab.running import Lab, LabNotRunning, open_lab
 from whathappens.lab.tier import LabContext
@@ -144,13 +144,33 @@ def request_kinds(lab: Lab) -> set[str]:
     return {step_kind(t.span_kind) for t in lab.tiers() if t.span_kind}
 
 
-def wait_and_collect(state: Path, trace_id: str, expected: int,
+def logged_in_full(spans: list[ServerSpan], kinds: set[str],
+                   traceparents: frozenset[str] = frozenset()) -> bool:
+    """Whether the tiers' logs hold all of the requests sent with ``traceparents``, in a
+    lab whose requests leave spans of ``kinds`` (``request_kinds``). With a front tier
+    (edge, POP), each request has its front's line: the front logs last, after the tiers
+    behind it have answered, and an nginx edge that served a stale copy only after its
+    background refresh, whose lines behind the edge come first and must not pass for the
+    request's own. Unless every front answered from its cache (nothing behind it was
+    asked), as many kinds of tier as ``kinds`` have logged."""
+    fronts = [s for s in spans if step_kind(s.kind) == "edge"]
+    if "edge" in kinds:
+        if not {s.traceparent for s in fronts} >= traceparents:
+            return False
+        if fronts and all(str(s.attrs.get("cache", "")) in FROM_CACHE for s in fronts):
+            return True
+    return len({step_kind(s.kind) for s in spans}) >= len(kinds)
+
+
+def wait_and_collect(state: Path, trace_id: str, kinds: set[str],
+                     traceparents: frozenset[str] = frozenset(),
                      timeout: float = 1.5) -> list[ServerSpan]:
-    """Logs are written as requests end: give the last lines a moment to land."""
+    """Logs are written as requests end: give the last lines a moment to land
+    (``logged_in_full``), at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         spans = collect(state, trace_id)
-        if len({step_kind(s.kind) for s in spans}) >= expected or time.monotonic() > deadline:
+        if logged_in_full(spans, kinds, traceparents) or time.monotonic() > deadline:
             return spans
         time.sleep(0.05)
 
