@@ -57,7 +57,8 @@ def test_http3_journey(server: int, pki_files: tuple[str, str, str]) -> None:
     assert types[0] == "client_hello"
     assert "server_hello" in types
     assert "finished" in types
-    flights = [c.attrs["flight"] for c in quic.children]
+    # (A probe flight can come between them on a loaded machine: a timeout is not a fault.)
+    flights = [c.attrs["flight"] for c in quic.children if c.attrs["flight"] != "probe"]
     assert flights[0] == "client_initial"
     assert "server_handshake" in flights
     assert flights[-1] == "client_finished"
@@ -87,7 +88,7 @@ def test_retry_costs_a_round_trip(pki_files: tuple[str, str, str]) -> None:
     quic = child(legs(j)[0], "quic")
     assert quic.attrs["retry"] is True
     assert quic.attrs["retry_token_bytes"] > 0
-    flights = [c.attrs["flight"] for c in quic.children]
+    flights = [c.attrs["flight"] for c in quic.children if c.attrs["flight"] != "probe"]
     assert flights[:3] == ["client_initial", "retry", "client_initial"]
     # aioquic starts over: a second ClientHello, in the Initial that carries the token
     types = [m["type"] for m in quic.attrs["messages"]]
