@@ -49,7 +49,7 @@ from whathappens.lab.exercises.drills.common import (
     pct,
     wait_for,
 )
-from whathappens.lab.logs import json_lines, tail_lines
+from whathappens.lab.logs import logged, tail_lines
 from whathappens.lab.running import Lab
 from whathappens.lab.tier import LabContext
 from whathappens.lab.tiers.nginx import OVERLAY_LEVELS, NginxEdge, access_log, waf_log
@@ -241,9 +241,10 @@ def waf_snippets(ctx: LabContext, edge: NginxEdge) -> dict[str, str]:
 
 def waf_entries(lab: Lab, edge: NginxEdge, needle: str) -> list[dict[str, Any]]:
     """ModSecurity's audit log transactions whose line holds ``needle`` (a trace id, a
-    nonce): each with its status and the rules that matched."""
+    nonce), once the log has caught up (logs.settled): each with its status and the rules
+    that matched."""
     out = []
-    for item in json_lines(_waf_log(lab, edge), needle):
+    for item in logged(_waf_log(lab, edge), needle):
         tx = item.get("transaction")
         if not isinstance(tx, dict):
             continue
@@ -256,7 +257,7 @@ def waf_entries(lab: Lab, edge: NginxEdge, needle: str) -> list[dict[str, Any]]:
 
 
 def _edge_line(lab: Lab, edge: NginxEdge, needle: str) -> dict[str, Any]:
-    lines = list(json_lines(access_log(lab.ctx, edge.name), needle))
+    lines = logged(access_log(lab.ctx, edge.name), needle, want=1)
     return lines[-1] if lines else {}
 
 
@@ -344,7 +345,6 @@ def _waf_probes(lab: Lab, edge: NginxEdge, say: Say) -> tuple[dict[str, Any],
         nonce = _nonce()
         path = f"/p/about/?{query + '&' if query else ''}{nonce}"
         reply = Browser(lab).get(path)
-        time.sleep(0.05)            # the access and audit log lines land as requests end
         entries = waf_entries(lab, edge, nonce)
         rules = [r for r, _ in entries[-1]["rules"]] if entries else []
         lb = len(lb_lines(lab, nonce))
@@ -449,11 +449,12 @@ def _per_second(samples: list[Any]) -> list[tuple[int, int, int]]:
     return [(k, a, r) for k, (a, r) in sorted(rows.items())]
 
 
-def _rl_logs(lab: Lab, edge: NginxEdge, run_id: str) -> dict[str, Any]:
-    """What the edge and HAProxy logged of the run: 429s by client address (the edge's
-    access log), nginx's 'limiting requests' lines (its error log), HAProxy's lines."""
+def _rl_logs(lab: Lab, edge: NginxEdge, run_id: str, sent: int) -> dict[str, Any]:
+    """What the edge and HAProxy logged of the run's ``sent`` requests, once their logs have
+    caught up (logs.settled): 429s by client address (the edge's access log), nginx's
+    'limiting requests' lines (its error log, written as it refuses), HAProxy's lines."""
     refused: dict[str, int] = {}
-    for item in json_lines(access_log(lab.ctx, edge.name), f"drill={run_id}-"):
+    for item in logged(access_log(lab.ctx, edge.name), f"drill={run_id}-", sent):
         if str(item.get("status")) == "429":
             key = str(item.get("client"))
             refused[key] = refused.get(key, 0) + 1
@@ -483,10 +484,9 @@ def break_rate_limit(lab: Lab, say: Say) -> dict[str, Any]:
     for (name, n, rate, conc), src in zip(RL_CLIENTS, rl_sources(lab), strict=True):
         say(f"    {name:<8} from {src}: {n} GETs at {rate:g}/s, {conc} at a time")
     runs = _rl_load(lab, run_id)
-    time.sleep(0.2)                 # the last log lines land as requests end
     clients = [_rl_client(name, runs[name][0], runs[name][1], rate)
                for name, _, rate, _ in RL_CLIENTS if name in runs]
-    logs = _rl_logs(lab, edge, run_id)
+    logs = _rl_logs(lab, edge, run_id, sum(len(r.samples) for _, r in runs.values()))
     _say_rate_limit(clients, logs, say)
     _record(lab, "rate-limit", {"zone": RL_ZONE, "rate": RL_RATE, "burst": RL_BURST})
     return {"rate": RL_RATE, "burst": RL_BURST, "reload_s": took, "clients": clients,
