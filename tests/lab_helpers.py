@@ -33,12 +33,40 @@ def private_state(prefix: str = "whathappens-lab-") -> Path:
     return path
 
 
+# The subnets this process has handed out: a module's lab can be up while a test brings up
+# another one, and two random draws from 50 met in CI (Unbound: address already in use).
+_HANDED_OUT: set[int] = set()
+
+
+def busy_subnets() -> set[int]:
+    """The 127.<N> subnets with a TCP or UDP socket bound in them now, by any process of
+    this network namespace (/proc/net/tcp and udp: the local address is little-endian hex,
+    so 127.171.54.53 reads 3536AB7F)."""
+    busy = set()
+    for table in ("tcp", "udp"):
+        try:
+            rows = Path("/proc/net", table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            address = row.split()[1].partition(":")[0]
+            if len(address) == 8 and address[6:8].upper() == "7F":
+                busy.add(int(address[4:6], 16))
+    return busy
+
+
 def lab_subnet() -> int:
     """A random 127.<N>.x.y subnet for a test lab, from the range WHATHAPPENS_TEST_SUBNETS
     ("150-250" when unset): ``./dev test`` runs the lab tests beside the others and gives
-    each process a range of its own, so two labs never share addresses."""
+    each process a range of its own. Within the range, one that this process has not handed
+    out and where nothing is bound now, so two labs never share addresses."""
     low, _, high = os.environ.get("WHATHAPPENS_TEST_SUBNETS", "150-250").partition("-")
-    return random.randint(int(low), int(high or low))
+    every = set(range(int(low), int(high or low) + 1))
+    busy = busy_subnets()
+    free = (every - _HANDED_OUT - busy) or (every - busy) or every
+    subnet = random.choice(sorted(free))
+    _HANDED_OUT.add(subnet)
+    return subnet
 
 
 def bring_up(profile: str, prefix: str = "whathappens-lab-",
