@@ -34,12 +34,36 @@ from whathappens.lab.tiers.wan import (
 from whathappens.lab.topology import WanNames, add_wan, topology
 
 RTT = 40.0       # ms
-TOLERANCE = 10.0
+# A step's time is its round trips times RTT plus what the machine itself spends (crypto,
+# the delay line's own scheduling, the server): never less than RTT - 2 (the delay line's
+# timer), and on a loaded machine tens of ms more. The bounds say how many round trips a
+# step took: at least one, and under 1.5 (one, not two). Where a step's round trips can be
+# counted from its own timeline (TLS), they are.
+ONE_TRIP = (RTT - 2, 1.5 * RTT)
 
 ROOT_AND_TUN = pytest.mark.skipif(
     os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
     reason="the WAN link needs root (network namespace) and /dev/net/tun",
 )
+
+
+def round_trips(tls: dict[str, Any]) -> list[float]:
+    """The TLS handshake's round trips up to the server's Finished, counted from its own
+    messages: each the wait (ms) from the client's last message to the first of the server's
+    flight that answers it, which the delay line makes at least a round trip."""
+    waits: list[float] = []
+    last_sent: float | None = None
+    for m in tls["attrs"]["messages"]:
+        if m["direction"] == "sent":
+            last_sent = m["t_ms"]
+            continue
+        if last_sent is not None:
+            waits.append(m["t_ms"] - last_sent)
+            last_sent = None
+        if m["type"] == "finished":
+            break
+    assert all(w >= RTT - 2 for w in waits), waits
+    return waits
 
 
 # ------------------------------------------------------------ the delay line, pure
@@ -233,16 +257,18 @@ def test_the_journey_through_a_40ms_link(wan_lab: LabContext) -> None:
           f"{[round(q['duration_ms'], 1) for q in queries]}")
 
     # TCP: SYN → SYN-ACK is one round trip.
-    assert abs(connect["duration_ms"] - RTT) <= TOLERANCE
-    # TLS 1.3: ClientHello → server Finished is one round trip, plus the crypto.
+    assert ONE_TRIP[0] <= connect["duration_ms"] < ONE_TRIP[1]
+    # TLS 1.3: ClientHello → server Finished is one round trip, plus the crypto (on a busy
+    # machine the span took 94 ms in CI): counted from the handshake's own messages.
     assert tls["attrs"].get("version") == "TLSv1.3"
-    assert RTT - 2 <= tls["duration_ms"] <= RTT + 40
+    assert len(round_trips(tls)) == 1
+    assert tls["duration_ms"] >= RTT - 2
     # TTFB: one round trip plus what the server itself took (its own log says).
-    assert abs(wait["duration_ms"] - edge["duration_ms"] - RTT) <= TOLERANCE + 5
+    assert ONE_TRIP[0] <= wait["duration_ms"] - edge["duration_ms"] < ONE_TRIP[1]
     # DNS: every walk hop is one round trip to that server (plus the server's answer).
     assert len(hops) >= 3
     for hop in hops:
-        assert RTT - 2 <= hop["duration_ms"] <= RTT + 25, hop["attrs"]
+        assert ONE_TRIP[0] <= hop["duration_ms"] < ONE_TRIP[1], hop["attrs"]
     # The resolver view: one round trip to Unbound; its walk runs on loopback behind it.
     for query in queries:
         assert query["duration_ms"] >= RTT - 2
@@ -252,8 +278,9 @@ def test_the_journey_through_a_40ms_link(wan_lab: LabContext) -> None:
                key=lambda t: t["connect"])
     print(f"curl: connect {best['connect']:.1f}, TLS done {best['tls']:.1f}, "
           f"TTFB {best['ttfb']:.1f} ms (since start)")
-    assert abs(best["connect"] - RTT) <= TOLERANCE
-    assert abs(connect["duration_ms"] - best["connect"]) <= 5
+    assert ONE_TRIP[0] <= best["connect"] < ONE_TRIP[1]
+    # the same one round trip, give or take the machine's scheduling
+    assert abs(connect["duration_ms"] - best["connect"]) <= RTT / 4
 
 
 @needs_lab
@@ -283,7 +310,8 @@ def test_tls_1_2_takes_two_round_trips(wan_lab: LabContext) -> None:
     tls = spans(journey, "tls")[0]
     assert tls["attrs"]["version"] == "TLSv1.2"
     print(f"\nTLS 1.2 through a {RTT:g} ms link: {tls['duration_ms']:.1f} ms")
-    assert 2 * RTT - 2 <= tls["duration_ms"] <= 2 * RTT + 40
+    assert len(round_trips(tls)) == 2
+    assert tls["duration_ms"] >= 2 * RTT - 2
 
 
 @needs_lab
@@ -302,8 +330,9 @@ def test_a_resumed_tls_1_2_handshake_takes_one_round_trip(wan_lab: LabContext) -
     full, resumed = spans(journey, "tls")[:2]
     assert resumed["attrs"]["session_reused"] is True
     print(f"\nTLS 1.2 full {full['duration_ms']:.1f} ms, resumed {resumed['duration_ms']:.1f} ms")
-    assert 2 * RTT - 2 <= full["duration_ms"] <= 2 * RTT + 40
-    assert RTT - 2 <= resumed["duration_ms"] <= RTT + 25
+    assert (len(round_trips(full)), len(round_trips(resumed))) == (2, 1)
+    assert full["duration_ms"] >= 2 * RTT - 2
+    assert resumed["duration_ms"] >= RTT - 2
 
 
 @needs_lab
