@@ -313,8 +313,10 @@ def test_through_the_wan_quic_takes_one_round_trip_where_tcp_and_tls_take_two(
           "(our tracer, --http3=off)")
     # The datagrams crossed the delay line: the server's first packet after one round trip,
     # by our clock as by aioquic's own client…
-    assert RTT - 2 <= min(q["first_reply"] for q in ours) <= RTT + 15
-    assert RTT - 2 <= min(q["first_reply_ms"] for q in ref) <= RTT + 15
+    # (Upper bounds here say how many round trips, not how fast the machine is: under 1.5
+    # RTT is one, under 2.5 two; a loaded machine adds its own time on top.)
+    assert RTT - 2 <= min(q["first_reply"] for q in ours) < 1.5 * RTT
+    assert RTT - 2 <= min(q["first_reply_ms"] for q in ref) < 1.5 * RTT
     # …and its whole handshake flight in that same round trip (RFC 9001: one flight each
     # way sets up QUIC and TLS 1.3 together; our crypto after it is not the wire's).
     for q in ours:
@@ -336,7 +338,7 @@ def test_through_the_wan_quic_takes_one_round_trip_where_tcp_and_tls_take_two(
     assert min(q["handshake"] for q in ours) < connect + tls
     # The request after the handshake: the first byte two round trips (and Caddy's own
     # time) after the first Initial.
-    assert 2 * RTT - 2 <= min(q["ttfb_less_pop"] for q in ours) <= 2 * RTT + 40
+    assert 2 * RTT - 2 <= min(q["ttfb_less_pop"] for q in ours) < 2.5 * RTT
     # Caddy saw the client namespace's address: the UDP came over the link, not loopback.
     log = (pop_lab.state / "logs" / "pop-2.access.jsonl").read_text().splitlines()
     h3 = [json.loads(x) for x in log if '"HTTP/3.0"' in x]
@@ -371,8 +373,8 @@ def test_through_the_wan_0rtt_brings_the_first_byte_one_round_trip_after_the_sta
     assert "0RTT" in {p["space"] for p in sent if p["t_ms"] - quic["start_ms"] < RTT / 2}
     # …so its answer came one round trip after the first Initial, the first connection's
     # two (Caddy's own time for each request taken out).
-    assert RTT - 2 <= resumed["ttfb_less_pop"] <= RTT + 25
-    assert 2 * RTT - 2 <= full["ttfb_less_pop"] <= 2 * RTT + 40
+    assert RTT - 2 <= resumed["ttfb_less_pop"] < 1.5 * RTT      # one round trip …
+    assert 2 * RTT - 2 <= full["ttfb_less_pop"] < 2.5 * RTT     # … where it took two
 
 
 @needs_lab
@@ -391,7 +393,7 @@ def test_through_the_wan_a_lost_initial_is_sent_again_at_the_probe_timeout(
           f"{quic['duration_ms']:.1f} ms; path after it {a['path_after_handshake']}")
     assert probe["resent"] == ["initial 0"]
     assert probe["pto_ms"] == 200.0
-    assert 198 <= probe["waited_ms"] <= 240     # a timer, late on a busy machine
+    assert 198 <= probe["waited_ms"] < 300      # a timer, late on a busy machine (not 400)
     flights = [f["attrs"]["flight"] for f in quic["children"]]
     assert flights[:3] == ["client_initial", "probe", "server_handshake"]
     initials = [p for p in a["packets"] if p["direction"] == "sent" and p["space"] == "initial"]
@@ -399,12 +401,12 @@ def test_through_the_wan_a_lost_initial_is_sent_again_at_the_probe_timeout(
     assert initials[1]["t_ms"] - initials[0]["t_ms"] >= 198
     # The server's first answer: one round trip after the probe, not after the first Initial.
     reply = a["server_first_ms"] - initials[1]["t_ms"]
-    assert RTT - 2 <= reply <= RTT + 15
+    assert RTT - 2 <= reply < 1.5 * RTT
     path = a["path_after_handshake"]
     assert (path["pto_count"], path["packets_lost"]) == (1, 1)
     # QUIC's RTT comes from the probe's acknowledgement: the link's, not the wait.
-    assert RTT - 2 <= path["min_rtt_ms"] <= RTT + 15
-    assert 200 + RTT - 2 <= quic["duration_ms"] <= 200 + 2 * RTT + 20
+    assert RTT - 2 <= path["min_rtt_ms"] < 1.5 * RTT
+    assert 200 + RTT - 2 <= quic["duration_ms"] < 200 + 2.5 * RTT
     log = pop_lab.log("wan").read_text()
     assert "dropped a UDP datagram to port 443 as asked" in log
 
