@@ -394,7 +394,12 @@ def test_serve_runs_the_page_through_its_guard(world: World) -> None:
     assert browser[1].facts.warm
     said = [f.message for f in journey.findings if f.step == "browser"]
     assert any(m.startswith(f"the page asked for {CANARY}:") for m in said), said
-    assert all("loopback" in m for m in said if m.startswith("the page asked for")), said
+    # Every ask for the canary was refused for what it is. (Other refusals can come on a
+    # loaded machine, a budget's: one CI run saw one; they are shown if this fails.)
+    canary = [m for m in said if m.startswith("the page asked for")
+              and CANARY in m.partition(";")[0]]
+    assert canary
+    assert all("loopback" in m for m in canary), [m for m in said if "loopback" not in m]
 
 
 def test_serve_public_with_allow_address_keeps_the_page_in(world: World) -> None:
